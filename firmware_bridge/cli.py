@@ -1,0 +1,155 @@
+"""Command line of the bridge: ``anxmon bridge ble|emotibit|lines ...``.
+
+``add_bridge_parser(subparsers)`` registers the ``bridge`` command on an argparse subparsers
+object and sets ``func`` on the parsed namespace; the caller runs ``args.func(args)`` (an
+exit code). ``python -m firmware_bridge ...`` runs the same commands without ``anxmon``::
+
+    anxmon bridge ble --scan
+    anxmon bridge ble --address AA:BB:CC:DD:EE:FF --wearer alice [--model polar-h10]
+    anxmon bridge emotibit --wearer alice [--ip 192.168.1.42]
+    anxmon bridge lines --wearer alice [--serial /dev/ttyUSB0] [--model diy-lines]
+
+The broker comes from ``--broker`` or ``$ANXMON_BROKER_URL`` (``mqtt://user:password@host:port``;
+the environment keeps the password out of the process list). SIGINT/SIGTERM stop cleanly:
+pending samples go into the outbox, ``offline`` is published, unacknowledged batches stay
+in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from monitor.errors import AnxmonError
+
+log = logging.getLogger("firmware_bridge")
+
+DEFAULT_BROKER = "mqtt://localhost:1883"
+
+
+def default_outbox_path(wearer: str, device: str) -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "anxmon" / f"outbox-{wearer}-{device}.sqlite"
+
+
+def _common(p: argparse.ArgumentParser, model: str) -> None:
+    p.add_argument("--wearer", help="wearer id ([a-z0-9_-], up to 64 characters)")
+    p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
+    p.add_argument("--device-id", help="device id in the topics (default: the model name)")
+    p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL", DEFAULT_BROKER),
+                   help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL or %(default)s)")
+    p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
+    p.add_argument("--outbox-max-batches", type=int, default=250_000, help="outbox capacity in batches (default %(default)s)")
+    p.add_argument("--batch-s", type=float, default=1.0, help="batch length in seconds (default %(default)s)")
+    p.add_argument("--devices-dir", type=Path, help="folder of device definitions (default configs/devices)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bridge`` and its transports on ``subparsers`` (from ``add_subparsers()``)."""
+    bridge = subparsers.add_parser("bridge", help="read a wearable and publish its samples to MQTT")
+    kinds = bridge.add_subparsers(dest="transport", required=True, metavar="{ble,emotibit,lines}")
+
+    ble = kinds.add_parser("ble", help="a Bluetooth LE heart rate strap or watch (needs anxmon[ble])")
+    ble.add_argument("--scan", action="store_true", help="list nearby heart rate devices and exit")
+    ble.add_argument("--scan-timeout", type=float, default=8.0, help="seconds to scan (default %(default)s)")
+    ble.add_argument("--address", help="device address from --scan (MAC, or a UUID on macOS)")
+    _common(ble, "generic-ble-hrs")
+
+    emo = kinds.add_parser("emotibit", help="an EmotiBit on the same WiFi network")
+    emo.add_argument("--ip", help="EmotiBit address (default: broadcast to find it)")
+    emo.add_argument("--advertising-port", type=int, default=3131, help=argparse.SUPPRESS)
+    _common(emo, "emotibit")
+
+    lines = kinds.add_parser("lines", help="a DIY device speaking the line protocol on stdin or a serial port")
+    lines.add_argument("--serial", metavar="PORT", help="serial port (needs pyserial); default: read stdin")
+    lines.add_argument("--baud", type=int, default=115200, help="serial baud rate (default %(default)s)")
+    _common(lines, "diy-lines")
+
+    bridge.set_defaults(func=run)
+    return bridge
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``bridge`` command; returns the exit code."""
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except (AnxmonError, ImportError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from firmware_bridge.bridge import Bridge
+    from firmware_bridge.devices import list_devices, load_device
+    from firmware_bridge.outbox import Outbox
+    from firmware_bridge.publisher import Publisher, parse_broker_url
+
+    if args.transport == "ble" and args.scan:
+        from firmware_bridge.ble import scan
+
+        for r in asyncio.run(scan(list_devices(args.devices_dir), args.scan_timeout)):
+            print(f"{r.address}  {r.rssi if r.rssi is not None else '?':>4} dBm  {r.model:<16} {r.name}")
+        return 0
+    if not args.wearer:
+        raise AnxmonError("--wearer is required")
+    if args.transport == "ble" and not args.address:
+        raise AnxmonError("--address is required (find it with: anxmon bridge ble --scan)")
+    definition = load_device(args.model, args.devices_dir)
+    expected = {"ble": "ble", "emotibit": "emotibit", "lines": "lines"}[args.transport]
+    if definition.transport != expected:
+        raise AnxmonError(f"model {definition.model} uses transport {definition.transport!r}, not {expected!r}")
+    device_id = args.device_id or definition.model
+    broker = parse_broker_url(args.broker)
+    outbox = Outbox(args.outbox or default_outbox_path(args.wearer, device_id), max_batches=args.outbox_max_batches)
+    publisher = Publisher(broker, args.wearer, device_id, outbox).start()
+    bridge = Bridge(definition, args.wearer, device_id, outbox=outbox, publisher=publisher, batch_s=args.batch_s)
+    log.info("bridge %s/%s (%s) -> %s, outbox %s", args.wearer, device_id, definition.model, broker, outbox.path)
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.transport == "lines":
+            from firmware_bridge.transports import fd_lines, run_lines, serial_lines
+
+            source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
+            run_lines(bridge, source, stop)
+        elif args.transport == "emotibit":
+            from firmware_bridge.transports import EmotiBitHost, run_emotibit
+
+            run_emotibit(bridge, EmotiBitHost(args.ip, advertising_port=args.advertising_port), stop)
+        else:
+            asyncio.run(_run_ble(bridge, args.address, stop))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        bridge.close()
+        log.info("bridge stopped; %d batch(es) wait in the outbox for the next start", len(outbox))
+    return 0
+
+
+async def _run_ble(bridge, address: str, stop: threading.Event) -> None:
+    from firmware_bridge.ble import run_ble
+
+    astop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=lambda: (stop.wait(), loop.call_soon_threadsafe(astop.set)), daemon=True).start()
+    await run_ble(bridge, address, stop=astop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firmware_bridge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_bridge_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["bridge"]:
+        argv = ["bridge", *argv]
+    args = parser.parse_args(argv)
+    return args.func(args)

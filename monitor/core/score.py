@@ -1,0 +1,194 @@
+"""Personal baseline and stress score: how far this wearer's body is from its own calm normal.
+
+``Baseline`` learns, per indicator, a mean and a spread from calm, still, good-quality ticks
+only (an anomaly filter that does not learn from what it flags: stressed, moving or poor time
+never becomes the wearer's new normal). During warm-up it averages every calm tick equally;
+afterwards it adapts slowly (exponential forgetting with time constant ``adapt_tau_s``).
+
+``StressScorer`` turns each indicator row into one score: the weighted mean of the indicators'
+deviations in their stress direction (heart rate up, RMSSD down, skin conductance level and
+SCR rate up, skin temperature down), each in units of the wearer's own spread (floored so a very
+steady baseline does not turn noise into alarm), clipped at ``z_cap``. Each indicator's share is
+kept as the explanation. See ``docs/scoring.md`` for the choices and their sources.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from monitor.core.base import QUALITY_OK, Features, Processor
+
+# indicator -> (modality whose quality gates it, stress direction, default weight, spread floor)
+INDICATORS: dict[str, tuple[str, float, float, float]] = {
+    "HR_Mean": ("heart", +1.0, 1.0, 3.0),  # bpm
+    "HRV_RMSSD": ("heart", -1.0, 0.7, 5.0),  # ms
+    "EDA_Tonic_Mean": ("eda", +1.0, 1.0, 0.05),  # µS
+    "SCR_Rate": ("eda", +1.0, 0.8, 1.0),  # per minute
+    "TEMP_Mean": ("temp", -1.0, 0.3, 0.2),  # °C
+}
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Parameters of baseline and score (``[score]`` in the config file; see docs/scoring.md).
+
+    weights: indicator -> weight (0 removes it). warmup_s: calm data each indicator needs
+    before it enters the score (s). adapt_tau_s: time constant of the slow baseline adaptation
+    after warm-up (s). learn_below: ticks scoring at or above this are not learned.
+    z_cap: largest deviation one indicator may contribute (baseline spreads).
+    motion_holdoff_s: the score stays withheld this long after movement stops (s).
+    """
+
+    weights: dict = field(default_factory=lambda: {k: v[2] for k, v in INDICATORS.items()})
+    floors: dict = field(default_factory=lambda: {k: v[3] for k, v in INDICATORS.items()})
+    warmup_s: float = 300.0
+    adapt_tau_s: float = 3600.0
+    learn_below: float = 1.0
+    z_cap: float = 4.0
+    motion_holdoff_s: float = 120.0
+    tick_s: float = 5.0
+
+
+@dataclass
+class _Stat:
+    n_s: float = 0.0  # calm seconds learned
+    mean: float = 0.0
+    var: float = 0.0
+
+
+@dataclass
+class BaselineState:
+    stats: dict = field(default_factory=dict)  # indicator -> _Stat
+
+
+class Baseline(Processor):
+    """Mean and spread of each indicator over the wearer's calm, still, good-quality time.
+
+    Example
+    -------
+    >>> b = Baseline(ScoreConfig(warmup_s=15.0))
+    >>> for hr in (60.0, 62.0, 64.0):
+    ...     b.learn({"HR_Mean": hr}, seconds=5.0)
+    >>> b.ready("HR_Mean"), round(b.mean("HR_Mean"), 1)
+    (True, 62.0)
+    """
+
+    def __init__(self, config: ScoreConfig):
+        self.config = config
+        self.state = BaselineState()
+
+    def learn(self, values: dict[str, float], seconds: float) -> None:
+        for name, x in values.items():
+            st = self.state.stats.setdefault(name, _Stat())
+            if st.n_s < self.config.warmup_s:
+                weight = seconds / (st.n_s + seconds)  # plain running mean during warm-up
+            else:
+                weight = 1.0 - math.exp(-seconds / self.config.adapt_tau_s)
+            delta = x - st.mean
+            st.mean += weight * delta
+            st.var = (1.0 - weight) * (st.var + weight * delta * delta)
+            st.n_s += seconds
+
+    def ready(self, name: str) -> bool:
+        st = self.state.stats.get(name)
+        return st is not None and st.n_s >= self.config.warmup_s
+
+    def mean(self, name: str) -> float:
+        return self.state.stats[name].mean
+
+    def spread(self, name: str) -> float:
+        st = self.state.stats[name]
+        return max(math.sqrt(st.var), self.config.floors.get(name, 0.0))
+
+
+@dataclass(frozen=True)
+class Score:
+    """The score of one tick. ``value`` is None when withheld; ``gate`` then says why.
+
+    ``contributions`` maps each indicator used to its share of ``value`` (they sum to it);
+    ``deviations`` maps it to (value, baseline mean, deviation in baseline spreads, positive
+    when higher than usual; for RMSSD and temperature lower is the stress direction).
+    """
+
+    t: float
+    value: float | None
+    gate: str | None
+    contributions: dict[str, float]
+    deviations: dict[str, tuple[float, float, float]]
+    used: tuple[str, ...]
+
+
+@dataclass
+class ScorerState:
+    last_moving_t: float = -math.inf
+
+
+class StressScorer(Processor):
+    """Baseline plus score, one tick at a time (event time, no clock).
+
+    Example
+    -------
+    >>> s = StressScorer(ScoreConfig(warmup_s=10.0))
+    >>> calm = Features(0.0, {"HR_Mean": 60.0}, {"heart": "ok"})
+    >>> _ = [s.update(Features(t, calm.values, calm.quality)) for t in (5.0, 10.0, 15.0)]
+    >>> s.update(Features(20.0, {"HR_Mean": 75.0}, {"heart": "ok"})).value
+    4.0
+    """
+
+    def __init__(self, config: ScoreConfig | None = None):
+        self.config = config or ScoreConfig()
+        self.baseline = Baseline(self.config)
+        self.state = ScorerState()
+
+    def get_state(self):
+        return (super().get_state(), self.baseline.get_state())
+
+    def set_state(self, state) -> None:
+        mine, baseline = state
+        super().set_state(mine)
+        self.baseline.set_state(baseline)
+
+    def state_nbytes(self) -> int:
+        return super().state_nbytes() + self.baseline.state_nbytes()
+
+    def update(self, row: Features) -> Score:
+        cfg = self.config
+        usable = {
+            name: x for name, x in row.values.items()
+            if name in INDICATORS and cfg.weights.get(name, 0.0) > 0
+            and row.quality.get(INDICATORS[name][0]) == QUALITY_OK
+        }
+        moving = row.values.get("ACC_Moving", 0.0) >= 0.5
+        if moving:
+            self.state.last_moving_t = row.t
+        still = row.t - self.state.last_moving_t > cfg.motion_holdoff_s
+        ready = {name: x for name, x in usable.items() if self.baseline.ready(name)}
+        value, contributions, deviations = self._score(ready)
+        gate = None
+        if not still:
+            gate = "motion"
+        elif not usable:
+            gate = "poor_quality"
+        elif not ready:
+            gate = "warmup"
+        if still and usable and (value is None or value < cfg.learn_below):
+            self.baseline.learn(usable, cfg.tick_s)
+        if gate is not None:
+            return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
+        return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))
+
+    def _score(self, values: dict[str, float]):
+        if not values:
+            return None, {}, {}
+        cfg = self.config
+        total_weight = sum(cfg.weights[name] for name in values)
+        contributions, deviations = {}, {}
+        for name, x in values.items():
+            direction = INDICATORS[name][1]
+            mean = self.baseline.mean(name)
+            z = (x - mean) / self.baseline.spread(name)  # positive = higher than usual
+            deviations[name] = (x, mean, z)
+            stress_z = min(max(direction * z, 0.0), cfg.z_cap)
+            contributions[name] = cfg.weights[name] * stress_z / total_weight
+        return sum(contributions.values()), contributions, deviations

@@ -1,0 +1,41 @@
+"""The one exception hierarchy of anxmon.
+
+Every error a user can cause carries a message that says what was wrong and, where it helps,
+what was expected, so the user can act on it.
+
+Example
+-------
+>>> try:
+...     raise WireError("field 'fs' must be a number, got 'abc'")
+... except AnxmonError as exc:
+...     print(exc)
+field 'fs' must be a number, got 'abc'
+"""
+
+
+class AnxmonError(Exception):
+    """Base class of every error anxmon raises on purpose."""
+
+
+class WireError(AnxmonError, ValueError):
+    """A topic or payload that breaks the wire contract (see ``monitor.wire``)."""
+
+
+class TopicError(WireError):
+    """A topic that is not one of the contract's topics, or an id outside ``[a-z0-9_-]{1,64}``."""
+
+
+class PayloadError(WireError):
+    """A payload that is not valid JSON v1: bytes, JSON, version, fields or their types."""
+
+
+class ValueRangeError(WireError):
+    """Sample values or timestamps outside what the contract (or physiology) allows."""
+
+
+class ConfigError(AnxmonError):
+    """A configuration file, key or value that is wrong; the message names file, key, expectation."""
+
+
+class InputFormatError(AnxmonError):
+    """A recording on disk that is not in any format anxmon reads, or is damaged."""

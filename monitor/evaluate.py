@@ -1,0 +1,96 @@
+"""``anxmon eval``: the score on the labelled Stress-Predict subjects, next to a simple reference.
+
+The reference is computed in the same run from the same files: z-scores of 0.5 Hz low-passed
+EDA plus E4's own heart rate, both against the session's first 300 s, averaged, and fed to the
+same check-in policy (same threshold, sustain time, cooldown). It is deliberately simple: a
+pipeline that cannot beat it has no reason to exist.
+
+Two subjects are a smoke test, not a validation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import signal as sps
+
+from monitor.analyze import analyze_recording, label_metrics
+from monitor.config import Config
+from monitor.core.policy import CheckinPolicy, Decision
+from monitor.errors import InputFormatError
+from monitor.recordings import Recording, read_recording
+
+REFERENCE_BASELINE_S = 300.0
+REFERENCE_LOWPASS_HZ = 0.5
+METRICS = ("roc_auc", "detected_share", "false_checkins_per_rest_hour", "median_delay_s")
+
+
+def reference_scores(rec: Recording, tick_t: np.ndarray) -> np.ndarray:
+    """Mean of z(EDA low-passed at 0.5 Hz) and z(E4 HR) against the first 300 s, at ``tick_t``."""
+    eda = rec.streams["eda"]
+    b, a = sps.butter(2, REFERENCE_LOWPASS_HZ, fs=eda.fs)
+    eda_lp = sps.filtfilt(b, a, eda.values)  # offline reference: zero-phase is fine here
+    parts = []
+    for t, x in ((eda.times_s(), eda_lp), (rec.streams["hr"].times_s(), rec.streams["hr"].values)):
+        base = x[t < t[0] + REFERENCE_BASELINE_S]
+        z = (x - base.mean()) / (base.std() or 1.0)
+        parts.append(np.interp(tick_t, t, z))
+    return np.mean(parts, axis=0)
+
+
+def reference_decisions(t: np.ndarray, score: np.ndarray, config: Config) -> list[Decision]:
+    policy = CheckinPolicy(config.policy, wearer_id="reference")
+    return [d for ti, si in zip(t, score) for d in policy.update(float(ti), float(si), {})
+            if isinstance(d, Decision)]
+
+
+def evaluate_subject(path: Path, config: Config) -> dict:
+    rec = read_recording(path)
+    if rec.labels is None:
+        raise InputFormatError(f"{path}: no labels.csv, nothing to evaluate against")
+    result = analyze_recording(rec, config, wearer_id=path.name.lower(), progress=False)
+    ours = result.summary["labels"]
+    t = np.array([tk.t for tk in result.ticks])
+    ref_score = reference_scores(rec, t)
+    ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, config), rec.labels)
+    return {"subject": path.name, "pipeline": ours, "reference": ref,
+            "indicators_used": result.summary["indicators_used"]}
+
+
+def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys.stdout) -> int:
+    from monitor.cli import shared_data_dir
+
+    data = shared_data_dir()
+    rows = []
+    for name in subjects:
+        path = Path(name)
+        if not path.exists():
+            if data is None:
+                raise InputFormatError(f"{name}: not found, and ../shared/data is not beside the project")
+            path = data / "stress-predict" / name
+        rows.append(evaluate_subject(path, config))
+    if as_json:
+        print(json.dumps(rows), file=out)
+        return 0
+    print(format_table(rows), file=out)
+    print("Two subjects are a smoke test, not a validation.", file=out)
+    return 0
+
+
+def _cell(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def format_table(rows: list[dict]) -> str:
+    head = "| subject | method | ROC AUC | stress periods with a trigger | false check-ins / rest h | median delay (s) |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in rows:
+        for method in ("pipeline", "reference"):
+            m = r[method]
+            periods = f"{m['stress_periods_detected']}/{m['stress_periods']}"
+            lines.append(f"| {r['subject']} | {method} | {_cell(m['roc_auc'])} | {periods} | "
+                         f"{_cell(m['false_checkins_per_rest_hour'])} | {_cell(m['median_delay_s'])} |")
+    return "\n".join(lines)

@@ -1,0 +1,402 @@
+"""The wire contract v1 in code: topics, sample batches, and per-stream sequence tracking.
+
+Everything that crosses MQTT is built and parsed here and nowhere else. Bad input raises a
+subclass of ``WireError`` whose message names what was wrong.
+
+Topics (ids are ``[a-z0-9_-]{1,64}``)::
+
+    anxmon/v1/{wearer}/{device}/{signal}         sample batch          bridge -> monitor
+    anxmon/v1/{wearer}/{device}/availability     online / offline      bridge (retained, LWT)
+    anxmon/v1/{wearer}/indicators                features and score    monitor -> out
+    anxmon/v1/{wearer}/checkin                   prompt                monitor -> wearer
+    anxmon/v1/{wearer}/checkin/response          answer                wearer -> monitor
+    anxmon/v1/{wearer}/control                   pause/resume/snooze   wearer -> monitor
+    anxmon/v1/{wearer}/rejected                  why input was refused monitor -> bridge
+    anxmon/v1/monitor/{instance}/state           online / offline      monitor (retained, LWT)
+
+A sample batch is JSON: ``{"v": 1, "seq": 42, "t0": 1700000000.0, "fs": 64.0, "values": [...]}``
+for regular streams and ``{"v": 1, "seq": 43, "t": [...], "values": [...]}`` for irregular ones
+(``hr``, ``ibi``). ``acc`` values are ``[x, y, z]`` triples in g.
+
+Example
+-------
+>>> b = SampleBatch("eda", seq=0, values=np.array([5.0, 5.1]), t0=1.7e9, fs=4.0)
+>>> decode_batch(encode_batch(b), "eda").times_s().tolist()
+[1700000000.0, 1700000000.25]
+>>> parse_topic(data_topic("alice", "e4", "eda")).signal
+'eda'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitor.errors import PayloadError, TopicError, ValueRangeError
+
+VERSION = 1
+PREFIX = "anxmon/v1"
+ID_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+
+MAX_SAMPLES_PER_BATCH = 10_000
+MAX_SAMPLING_RATE_HZ = 1000.0
+EARLIEST_T_S = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_FUTURE_S = 300.0  # a batch may not run more than 5 min ahead of its stream's last sample
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What the contract says about one signal: unit, regular or not, physiological range."""
+
+    unit: str
+    regular: bool
+    low: float = -math.inf  # inclusive bounds of a valid value
+    high: float = math.inf
+    axes: int = 1
+
+
+SIGNALS: dict[str, SignalSpec] = {
+    "bvp": SignalSpec("a.u.", regular=True),
+    "ecg": SignalSpec("mV", regular=True),
+    "eda": SignalSpec("uS", regular=True, low=0.0, high=100.0),
+    "temp": SignalSpec("degC", regular=True, low=15.0, high=45.0),
+    "acc": SignalSpec("g", regular=True, axes=3),
+    "hr": SignalSpec("bpm", regular=False, low=25.0, high=250.0),
+    "ibi": SignalSpec("ms", regular=False, low=250.0, high=2000.0),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+
+def check_id(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid wearer/device/instance id, else raise ``TopicError``."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise TopicError(f"{kind} id {value!r} is not valid: expected 1-64 characters of a-z, 0-9, _ or -")
+    return value
+
+
+def check_signal(signal: str) -> str:
+    if signal not in SIGNALS:
+        raise TopicError(f"unknown signal {signal!r}: expected one of {', '.join(SIGNALS)}")
+    return signal
+
+
+def data_topic(wearer: str, device: str, signal: str) -> str:
+    return f"{PREFIX}/{check_id('wearer', wearer)}/{check_id('device', device)}/{check_signal(signal)}"
+
+
+def availability_topic(wearer: str, device: str) -> str:
+    return f"{PREFIX}/{check_id('wearer', wearer)}/{check_id('device', device)}/availability"
+
+
+def wearer_topic(wearer: str, kind: str) -> str:
+    """``kind`` is one of ``indicators``, ``checkin``, ``checkin/response``, ``control``, ``rejected``."""
+    if kind not in WEARER_TOPICS:
+        raise TopicError(f"unknown wearer topic {kind!r}: expected one of {', '.join(WEARER_TOPICS)}")
+    return f"{PREFIX}/{check_id('wearer', wearer)}/{kind}"
+
+
+def monitor_state_topic(instance: str) -> str:
+    return f"{PREFIX}/monitor/{check_id('instance', instance)}/state"
+
+
+WEARER_TOPICS = ("indicators", "checkin", "checkin/response", "control", "rejected")
+DATA_SUBSCRIPTION = f"{PREFIX}/+/+/+"  # data and availability topics of every wearer
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A parsed topic. ``kind`` is ``data``, ``availability``, a wearer topic kind, or ``monitor_state``."""
+
+    kind: str
+    wearer: str | None = None
+    device: str | None = None
+    signal: str | None = None
+    instance: str | None = None
+
+
+def parse_topic(topic: str) -> Topic:
+    """Parse any contract topic; raise ``TopicError`` naming what is wrong."""
+    parts = topic.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != PREFIX:
+        raise TopicError(f"topic {topic!r} is not an anxmon v1 topic ({PREFIX}/...)")
+    rest = parts[2:]
+    if rest[0] == "monitor" and len(rest) == 3 and rest[2] == "state":
+        return Topic("monitor_state", instance=check_id("instance", rest[1]))
+    wearer = check_id("wearer", rest[0])
+    tail = "/".join(rest[1:])
+    if tail in WEARER_TOPICS:
+        return Topic(tail, wearer=wearer)
+    if len(rest) == 3:
+        device = check_id("device", rest[1])
+        if rest[2] == "availability":
+            return Topic("availability", wearer=wearer, device=device)
+        return Topic("data", wearer=wearer, device=device, signal=check_signal(rest[2]))
+    raise TopicError(f"topic {topic!r} is not one of the contract's topics")
+
+
+# --------------------------------------------------------------------------------------------
+# Sample batches
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """One batch of one signal. Regular streams have ``t0``/``fs``; irregular ones have ``t``.
+
+    ``values`` is float64, shape ``(n,)`` or ``(n, 3)`` for ``acc``.
+    """
+
+    signal: str
+    seq: int
+    values: np.ndarray
+    t0: float | None = None
+    fs: float | None = None
+    t: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def regular(self) -> bool:
+        return self.t is None
+
+    def times_s(self) -> np.ndarray:
+        """Event time of every sample, unix seconds."""
+        if self.t is not None:
+            return self.t
+        return self.t0 + np.arange(len(self.values)) / self.fs
+
+    @property
+    def start_s(self) -> float:
+        return float(self.t[0]) if self.t is not None else float(self.t0)
+
+    @property
+    def end_s(self) -> float:
+        """Time of the last sample (the first one for an empty batch)."""
+        if self.t is not None:
+            return float(self.t[-1])
+        return float(self.t0 + (len(self.values) - 1) / self.fs)
+
+
+def encode_batch(batch: SampleBatch) -> bytes:
+    """JSON v1 bytes of a batch (compact, no NaN: validate before encoding)."""
+    body: dict = {"v": VERSION, "seq": int(batch.seq)}
+    if batch.regular:
+        body["t0"] = float(batch.t0)
+        body["fs"] = float(batch.fs)
+    else:
+        body["t"] = np.asarray(batch.t, dtype=float).tolist()
+    body["values"] = np.asarray(batch.values, dtype=float).tolist()
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _reject_constant(name: str):
+    raise PayloadError(f"payload contains {name}, which is not a finite number")
+
+
+_NUMBER = (int, float)
+
+
+def _number(body: dict, key: str) -> float:
+    value = body.get(key)
+    if type(value) not in _NUMBER:
+        if key not in body:
+            raise PayloadError(f"missing field {key!r}")
+        raise PayloadError(f"field {key!r} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _number_list(body: dict, key: str, axes: int = 1) -> np.ndarray:
+    value = body.get(key)
+    if not isinstance(value, list):
+        if key not in body:
+            raise PayloadError(f"missing field {key!r}")
+        raise PayloadError(f"field {key!r} must be a list, got {type(value).__name__}")
+    if axes == 1:
+        if not {type(x) for x in value} <= {int, float}:
+            bad = next(x for x in value if type(x) not in _NUMBER)
+            raise PayloadError(f"field {key!r} must hold numbers only, found {type(bad).__name__}")
+        return np.asarray(value, dtype=float)
+    for row in value:
+        if not (isinstance(row, list) and len(row) == axes and {type(x) for x in row} <= {int, float}):
+            raise PayloadError(f"field {key!r} must hold [x, y, z] lists of {axes} numbers, found {row!r:.40}")
+    return np.asarray(value, dtype=float).reshape(len(value), axes)
+
+
+_FIELDS_REGULAR = {"v", "seq", "t0", "fs", "values"}
+_FIELDS_IRREGULAR = {"v", "seq", "t", "values"}
+
+
+def decode_batch(payload: bytes | str, signal: str) -> SampleBatch:
+    """Parse and validate one JSON v1 batch of ``signal`` (the topic says which signal).
+
+    Checks everything that does not need the stream's history (``StreamTracker`` does the rest).
+    """
+    spec = SIGNALS.get(signal)
+    if spec is None:
+        check_signal(signal)
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        try:
+            payload = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"payload is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        body = json.loads(payload, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise PayloadError(f"payload must be a JSON object, got {type(body).__name__}")
+    version = body.get("v")
+    if version != VERSION or type(version) is not int:
+        raise PayloadError(f"unknown version {version!r}: this monitor reads v={VERSION}")
+    expected = _FIELDS_REGULAR if spec.regular else _FIELDS_IRREGULAR
+    extra = set(body) - expected
+    if extra:
+        form = "v, seq, t0, fs, values" if spec.regular else "v, seq, t, values"
+        raise PayloadError(f"unexpected field(s) {', '.join(sorted(extra))} for {signal} (a {signal} batch has {form})")
+    seq = body.get("seq")
+    if type(seq) is not int or seq < 0:
+        if "seq" not in body:
+            raise PayloadError("missing field 'seq'")
+        raise PayloadError(f"field 'seq' must be a non-negative integer, got {seq!r:.40}")
+    values = _number_list(body, "values", spec.axes)
+    if len(values) > MAX_SAMPLES_PER_BATCH:  # before reading anything else of a huge payload
+        raise ValueRangeError(f"batch has {len(values)} samples, more than the limit of {MAX_SAMPLES_PER_BATCH}")
+    if spec.regular:
+        batch = SampleBatch(signal, seq, values, t0=_number(body, "t0"), fs=_number(body, "fs"))
+    else:
+        t = _number_list(body, "t")
+        if len(t) != len(values):
+            raise PayloadError(f"fields 't' and 'values' differ in length ({len(t)} vs {len(values)})")
+        batch = SampleBatch(signal, seq, values, t=t)
+    return validate_batch(batch)
+
+
+def validate_batch(batch: SampleBatch) -> SampleBatch:
+    """Check a batch's size, rate, times and values against the contract; return it unchanged.
+
+    ``decode_batch`` calls it; readers of recordings call it directly, so a recording goes
+    through exactly the checks a live stream does.
+    """
+    spec = SIGNALS[check_signal(batch.signal)]
+    n = len(batch.values)
+    if n > MAX_SAMPLES_PER_BATCH:
+        raise ValueRangeError(f"batch has {n} samples, more than the limit of {MAX_SAMPLES_PER_BATCH}")
+    if spec.regular:
+        if batch.t0 is None or batch.fs is None:
+            raise PayloadError(f"a {batch.signal} batch needs t0 and fs")
+        if not (0.0 < batch.fs <= MAX_SAMPLING_RATE_HZ):
+            raise ValueRangeError(
+                f"sample rate fs={batch.fs:g} Hz is outside 0 < fs <= {MAX_SAMPLING_RATE_HZ:g} Hz"
+            )
+        _check_times(np.array([batch.t0]), "t0")
+    else:
+        if batch.t is None:
+            raise PayloadError(f"a {batch.signal} batch needs t")
+        _check_times(batch.t, "t")
+        if n > 1 and np.any(np.diff(batch.t) < 0):
+            raise ValueRangeError("timestamps in 't' are not in increasing order")
+    _check_values(batch, spec)
+    return batch
+
+
+def _check_times(t: np.ndarray, key: str) -> None:
+    if not np.all(np.isfinite(t)):
+        raise ValueRangeError(f"timestamp field {key!r} is not finite")
+    if t.size and t.min() < EARLIEST_T_S:
+        raise ValueRangeError(
+            f"timestamp {t.min():.3f} in {key!r} is before the year 2000: expected unix seconds"
+        )
+
+
+def _check_values(batch: SampleBatch, spec: SignalSpec) -> None:
+    v = batch.values
+    if not np.all(np.isfinite(v)):
+        raise ValueRangeError(f"{batch.signal} values contain a non-finite number")
+    if v.size and (v.min() < spec.low or v.max() > spec.high):
+        bad = int(np.argmax((v < spec.low) | (v > spec.high)))
+        raise ValueRangeError(
+            f"{batch.signal} sample {bad} is outside the physiological range "
+            f"{spec.low:g}-{spec.high:g} {spec.unit}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Per-stream sequence and time tracking
+
+
+@dataclass
+class StreamStats:
+    """Counters of one (wearer, device, signal) stream."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    missing_batches: int = 0  # batches lost in sequence gaps
+    restarts: int = 0  # the device started counting again from a lower seq, later in time
+    last_seq: int | None = None
+    last_t_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``StreamTracker.check`` decided for one batch."""
+
+    accept: bool
+    duplicate: bool = False
+    gap_batches: int = 0  # batches missing before this one (0 when none)
+    restart: bool = False
+
+
+@dataclass
+class StreamTracker:
+    """Drops duplicate batches, reports sequence gaps, refuses timestamps far in the future.
+
+    A batch whose ``seq`` is not above the last one is a duplicate (dropped, counted), unless it
+    starts after the stream's last sample, which means the device restarted its counter.
+    "Future" is relative to the stream's last sample and, when the caller passes one, to the
+    wall clock: a batch ending more than 5 min beyond both is refused.
+
+    Example
+    -------
+    >>> tr = StreamTracker()
+    >>> b = SampleBatch("hr", seq=3, values=np.array([60.0]), t=np.array([1.7e9]))
+    >>> tr.check(b).accept, tr.check(b).duplicate, tr.stats.duplicates
+    (True, True, 1)
+    """
+
+    stats: StreamStats = field(default_factory=StreamStats)
+
+    def check(self, batch: SampleBatch, now_s: float | None = None) -> Verdict:
+        s = self.stats
+        if len(batch) == 0:
+            return Verdict(accept=False)
+        references = [x for x in (s.last_t_s, now_s) if x is not None]
+        reference = max(references) if references else None
+        if reference is not None and batch.end_s > reference + MAX_FUTURE_S:
+            raise ValueRangeError(
+                f"batch ends {batch.end_s - reference:.0f} s after the stream's last sample; "
+                f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?)"
+            )
+        restart = False
+        gap = 0
+        if s.last_seq is not None:
+            if batch.seq <= s.last_seq:
+                if s.last_t_s is not None and batch.start_s > s.last_t_s:
+                    restart = True
+                    s.restarts += 1
+                else:
+                    s.duplicates += 1
+                    return Verdict(accept=False, duplicate=True)
+            elif batch.seq > s.last_seq + 1:
+                gap = batch.seq - s.last_seq - 1
+                s.missing_batches += gap
+        s.accepted += 1
+        s.last_seq = batch.seq
+        s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
+        return Verdict(accept=True, gap_batches=gap, restart=restart)

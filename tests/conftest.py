@@ -1,0 +1,38 @@
+"""Shared fixtures: real recordings and real MQTT brokers on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.broker import available_kinds, start_broker
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+BROKER_KINDS = ("nats", "mosquitto")
+
+
+def data_path(*parts: str) -> Path:
+    """Path of a real recording in ../shared/data; skips the test when it is absent."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
+    return path
+
+
+@pytest.fixture(params=BROKER_KINDS)
+def broker(request, tmp_path):
+    """A real broker (each kind in turn) on a free loopback port, stopped after the test.
+
+    In CI (CI=true) a missing broker fails the test instead of skipping it.
+    """
+    kind = request.param
+    if kind not in available_kinds():
+        if os.environ.get("CI"):
+            pytest.fail(f"{kind} broker is missing in CI")
+        pytest.skip(f"{kind} broker not installed")
+    b = start_broker(kind, data_dir=tmp_path / kind)
+    yield b
+    b.stop()

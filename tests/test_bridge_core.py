@@ -1,0 +1,197 @@
+"""Batching, rate measurement, the outbox and the bridge loop, without a broker."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge.batcher import Batcher, Chunk, Status
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.devices import load_device
+from firmware_bridge.outbox import Outbox, OutboxFullError
+from monitor.wire import decode_batch
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SIGNALS = load_device("diy-lines").signals  # eda 4 Hz, bvp 64 Hz, acc 32 Hz, hr, ibi ...
+
+
+def real_bvp(n: int) -> tuple[float, np.ndarray]:
+    """BVP of Stress-Predict S02 (Empatica E4, 64 Hz): session start and the first n samples."""
+    path = DATA / "stress-predict" / "S02" / "BVP.csv"
+    if not path.exists():
+        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
+    raw = np.loadtxt(path, delimiter=",", max_rows=n + 2)
+    return float(raw[0]), raw[2:]
+
+
+def feed(batcher: Batcher, signal: str, t0: float, fs: float, values: np.ndarray, chunk: int | None, jitter=None):
+    out = []
+    chunk = chunk or len(values)
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        t = t0 + start / fs + (jitter[start] if jitter is not None else 0.0)
+        batcher.add(Chunk(signal, part, t0=t), now_s=t0 + (start + len(part) - 1) / fs)
+        out += batcher.take(now_s=t0 + (start + len(part) - 1) / fs)
+    return out + batcher.take(now_s=1e12, force=True)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_regular_batches_do_not_depend_on_chunk_size(chunk):
+    t0, bvp = real_bvp(64 * 20 + 13)
+    batches = feed(Batcher(SIGNALS), "bvp", t0, 64.0, bvp, chunk)
+    reference = feed(Batcher(SIGNALS), "bvp", t0, 64.0, bvp, None)
+    assert [len(b) for b in batches] == [64] * 20 + [13]
+    assert [b.t0 for b in batches] == [b.t0 for b in reference] == [t0 + k for k in range(21)]
+    assert np.array_equal(np.concatenate([b.values for b in batches]), bvp)
+
+
+def test_network_jitter_does_not_bend_the_time_axis():
+    t0, bvp = real_bvp(64 * 10)
+    jitter = np.random.default_rng(7).uniform(-0.2, 0.2, len(bvp))  # within the 0.5 s tolerance
+    batches = feed(Batcher(SIGNALS), "bvp", t0, 64.0, bvp, 16, jitter)
+    assert [b.t0 for b in batches] == pytest.approx([t0 + jitter[0] + k for k in range(10)])
+
+
+def test_a_gap_starts_a_new_segment():
+    b = Batcher(SIGNALS)
+    b.add(Chunk("eda", np.full(4, 5.0), t0=100.0 + 1e9), now_s=0)
+    b.add(Chunk("eda", np.full(4, 5.1), t0=104.0 + 1e9), now_s=0)  # 3 s missing
+    out = b.take(now_s=0)
+    assert [x.t0 - 1e9 for x in out] == [100.0, 104.0]
+    assert b.stats()["eda"].segments == 1
+
+
+def test_invalid_values_are_dropped_and_the_rest_keeps_its_time():
+    b = Batcher(SIGNALS)
+    values = np.array([5.0, 5.1, np.nan, -1.0, 5.4, 5.5, 5.6, 5.7])  # NaN and a negative conductance
+    b.add(Chunk("eda", values, t0=1e9), now_s=0)
+    out = b.take(now_s=0, force=True)
+    assert [(x.t0 - 1e9, x.values.tolist()) for x in out] == [(0.0, [5.0, 5.1]), (1.0, [5.4, 5.5, 5.6, 5.7])]
+    assert b.stats()["eda"].dropped_invalid == 2
+
+
+def test_acc_triples_and_irregular_streams():
+    b = Batcher(SIGNALS)
+    b.add(Chunk("acc", np.ones((32, 3)) * [0, 0, 1], t0=1e9), now_s=0)
+    b.add(Chunk("ibi", np.array([800.0, 810.0]), t=np.array([1e9 + 0.8, 1e9 + 1.6])), now_s=0)
+    b.add(Chunk("ibi", np.array([790.0]), t=np.array([1e9 + 1.0])), now_s=0.5)  # older than a kept beat
+    b.add(Chunk("ibi", np.array([100.0]), t=np.array([1e9 + 2.0])), now_s=0.5)  # outside 250-2000 ms
+    assert [(x.signal, x.values.shape) for x in b.take(now_s=0.9)] == [("acc", (32, 3))]  # ibi waits 1 s
+    (ibi,) = b.take(now_s=1.0)
+    assert ibi.values.tolist() == [800.0, 810.0] and ibi.t.tolist() == [1e9 + 0.8, 1e9 + 1.6]
+    assert b.stats()["ibi"].dropped_unordered == 1 and b.stats()["ibi"].dropped_invalid == 1
+
+
+@pytest.mark.parametrize("real_hz, warns", [(5.0, True), (4.0, False), (4.2, False)])
+def test_rate_is_measured_and_a_mismatch_is_reported(caplog, real_hz, warns):
+    b = Batcher(SIGNALS)
+    n = int(real_hz * 40)
+    for i in range(n):  # one sample per chunk, stamped with the device's own (true) time
+        b.add(Chunk("eda", np.array([5.0]), t0=1e9 + i / real_hz), now_s=0)
+    assert b.stats()["eda"].measured_hz == pytest.approx(real_hz, rel=0.02)
+    assert ("declares 4 Hz" in caplog.text) is warns
+
+
+def test_outbox_keeps_order_and_sequence_numbers_across_restarts(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    ob = Outbox(path)
+    seqs = ob.enqueue_many([("d/eda", "t/eda", lambda s: b"eda%d" % s), ("d/hr", "t/hr", lambda s: b"hr%d" % s)])
+    seqs += ob.enqueue_many([("d/eda", "t/eda", lambda s: b"eda%d" % s)])
+    assert seqs == [0, 0, 1]
+    first = ob.peek(limit=1)[0]
+    assert ob.ack([first.id]) == 1
+    ob.close()
+    again = Outbox(path)  # a restarted bridge
+    assert len(again) == 2
+    assert [r.payload for r in again.peek()] == [b"hr0", b"eda1"]
+    assert again.enqueue_many([("d/eda", "t/eda", lambda s: b"eda%d" % s)]) == [2]
+    assert again.next_seq("d/hr") == 1 and again.next_seq("d/new") == 0
+    assert [r.payload for r in again.peek(after_id=again.peek()[0].id)] == [b"eda1", b"eda2"]
+
+
+def test_outbox_refuses_when_full_and_says_so(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    ob = Outbox(tmp_path / "o.sqlite", max_batches=5)
+    ob.enqueue_many([("s", "t", lambda s: b"x")] * 4)
+    assert "80% full" in caplog.text
+    with pytest.raises(OutboxFullError, match="full"):
+        ob.enqueue_many([("s", "t", lambda s: b"x")] * 2)
+    assert len(ob) == 4 and ob.next_seq("s") == 4  # nothing of the refused call was stored
+    ob.ack([r.id for r in ob.peek()])
+    assert "drained below" in caplog.text
+
+
+class StubPublisher:
+    def __init__(self):
+        self.availability = []
+        self.status = []
+        self.wakes = 0
+
+    def set_availability(self, online):
+        self.availability.append(online)
+
+    def publish_status(self, topic, payload):
+        self.status.append((topic, payload))
+
+    def wake(self):
+        self.wakes += 1
+
+    def stop(self):
+        pass
+
+
+def make_bridge(tmp_path, now, **kw):
+    pub = StubPublisher()
+    br = Bridge(load_device("diy-lines"), "alice", outbox=Outbox(tmp_path / "o.sqlite", **kw), publisher=pub,
+                clock=lambda: now[0], device_timeout_s=15.0)
+    return br, pub
+
+
+def test_bridge_availability_follows_the_device(tmp_path):
+    now = [1e9]
+    br, pub = make_bridge(tmp_path, now)
+    br.tick()
+    assert pub.availability == []  # starts offline, nothing to say yet
+    br.feed([Chunk("eda", np.full(4, 5.0), t0=now[0])])
+    assert br.tick() == 1 and pub.availability == [True] and pub.wakes == 1
+    now[0] += 14
+    br.tick()
+    now[0] += 2  # 16 s without samples
+    br.tick()
+    assert pub.availability == [True, False]
+    topics = [r.topic for r in br.outbox.peek()]
+    assert topics == ["anxmon/v1/alice/diy-lines/eda"]
+
+
+def test_bridge_status_is_published_on_change_only(tmp_path):
+    now = [1e9]
+    br, pub = make_bridge(tmp_path, now)
+    br.feed([Status("battery", 80.0, now[0]), Status("battery", 80.0, now[0]), Status("contact", True, now[0])])
+    br.feed([Status("battery", 79.0, now[0]), Status("contact", True, now[0])])
+    assert [t.rsplit("/", 1)[1] for t, _ in pub.status] == ["battery", "contact", "battery"]
+    assert pub.status[0][1] == b'{"v":1,"t":1000000000.0,"percent":80.0}'
+
+
+def test_bridge_drops_samples_from_a_wrong_clock(tmp_path, caplog):
+    now = [1.7e9]
+    br, _ = make_bridge(tmp_path, now)
+    br.feed([Chunk("eda", np.full(4, 5.0), t0=now[0] + 3600)])  # an hour in the future
+    assert br.tick(force=True) == 0 and br.stats.skewed_chunks == 1
+    assert "check the device's time" in caplog.text
+
+
+def test_bridge_reports_a_full_outbox_loudly_without_values(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    now = [1e9]
+    br, _ = make_bridge(tmp_path, now, max_batches=2)
+    for k in range(4):
+        br.feed([Chunk("eda", np.full(4, 7.123456), t0=now[0] + k)])
+        br.tick()
+    assert br.stats.batches == 2 and br.stats.refused_batches == 2
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "NEW DATA IS BEING LOST" in errors[0].getMessage()
+    assert "7.123456" not in caplog.text  # no sample values in logs above DEBUG
+    assert [decode_batch(r.payload, "eda").seq for r in br.outbox.peek()] == [0, 1]

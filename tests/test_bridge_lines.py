@@ -1,0 +1,130 @@
+"""The DIY line protocol: grammar, errors, time stamping, and a whole stream into the outbox."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge.batcher import Chunk, Status
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.devices import load_device
+from firmware_bridge.lines import LineError, LinesConverter, parse_line
+from firmware_bridge.outbox import Outbox
+from firmware_bridge.transports import fd_lines, run_lines
+from monitor.wire import decode_batch
+
+T = 1_700_000_000.0
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.parametrize(
+    "text, kind, values, t_s, device_ms",
+    [
+        ("eda - 5.01\n", "eda", [5.01], None, None),
+        ("EDA - 5.01", "eda", [5.01], None, None),
+        ("bvp +123456 512 515 519 530", "bvp", [512, 515, 519, 530], None, 123456.0),
+        ("temp 1700000000.25 33.1", "temp", [33.1], 1700000000.25, None),
+        ("acc - 0.01 -0.02 0.98 0.02 -0.01 0.97", "acc", [[0.01, -0.02, 0.98], [0.02, -0.01, 0.97]], None, None),
+        ("hr - 72", "hr", [72], None, None),
+        ("ibi\t-\t830", "ibi", [830], None, None),
+        ("battery - 87", "battery", [87], None, None),
+        ("contact - 0", "contact", [0], None, None),
+        (b"eda - 5\r\n", "eda", [5], None, None),
+    ],
+)
+def test_valid_lines(text, kind, values, t_s, device_ms):
+    line = parse_line(text)
+    assert line.kind == kind and line.values.tolist() == values
+    assert (line.t_s, line.device_ms) == (t_s, device_ms)
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# ESP32 GSR v1 booting", "#eda - 5"])
+def test_blank_and_comment_lines(text):
+    assert parse_line(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("gsr - 5", "unknown kind"),
+        ("eda 5.01", "needs a time"),
+        ("eda now 5.01", "not '-', '\\+MILLIS' or unix seconds"),
+        ("eda 12345 5.01", "before 2000"),
+        ("eda - 5.01 x", "must be numbers"),
+        ("eda - nan", "finite"),
+        ("hr - 72 73", "exactly one value"),
+        ("acc - 0.1 0.2", "triples"),
+        ("battery - 120", "0-100"),
+        ("contact - 2", "1 \\(skin contact\\) or 0"),
+        (b"eda - \xff\xfe", "not ASCII"),
+        ("eda - " + "1 " * 1001, "at most 1000"),
+    ],
+)
+def test_malformed_lines(text, reason):
+    with pytest.raises(LineError, match=reason):
+        parse_line(text)
+
+
+def test_time_stamping_rules():
+    conv = LinesConverter(load_device("diy-lines"))
+    # '-': the last value arrived now, so the first of four 64 Hz values was 3/64 s earlier
+    (bvp,) = conv.convert(parse_line("bvp - 1 2 3 4"), arrival_s=T)
+    assert bvp.t0 == pytest.approx(T - 3 / 64)
+    # unix seconds are taken as they are
+    (eda,) = conv.convert(parse_line(f"eda {T - 5:.2f} 5.0"), arrival_s=T)
+    assert eda.t0 == pytest.approx(T - 5)
+    # +MILLIS: mapped by the smallest transit seen; 1 s of device time later is 1 s later
+    (a,) = conv.convert(parse_line("eda +1000 5.0"), arrival_s=T + 0.030)
+    (b,) = conv.convert(parse_line("eda +2000 5.0"), arrival_s=T + 1.010)  # a faster packet
+    assert b.t0 - a.t0 == pytest.approx(1.0, abs=0.03)
+    assert b.t0 == pytest.approx(T + 1.010)
+    (ibi,) = conv.convert(parse_line("ibi - 830"), arrival_s=T)
+    assert ibi.t.tolist() == [T] and ibi.values.tolist() == [830]
+    (status,) = conv.convert(parse_line("contact - 1"), arrival_s=T)
+    assert status == Status("contact", True, T)
+
+
+def test_undeclared_signal_is_an_error(tmp_path):
+    path = tmp_path / "gsr-only.toml"
+    path.write_text('model = "gsr-only"\nname = "x"\ntransport = "lines"\ndecoder = "lines"\n[signals.eda]\nunit = "uS"\nrate_hz = 4.0\n')
+    conv = LinesConverter(load_device(path))
+    with pytest.raises(LineError, match="not declared"):
+        conv.convert(parse_line("hr - 72"), T)
+    with pytest.raises(LineError, match="battery = true"):
+        conv.convert(parse_line("battery - 50"), T)
+
+
+def test_stream_of_lines_into_the_outbox(tmp_path, caplog):
+    """A real EDA trace (Empatica E4, Stress-Predict S02, 4 Hz) written as lines with unix times."""
+    eda_file = DATA / "stress-predict" / "S02" / "EDA.csv"
+    if not eda_file.exists():
+        pytest.skip(f"recording {eda_file} is absent (../shared/data is needed for this test)")
+    raw = np.loadtxt(eda_file, delimiter=",")
+    t0, values = float(raw[0]), raw[2:202]  # 50 s
+    text = "# DIY device booted\n" + "".join(f"eda {t0 + i / 4:.2f} {v:.6f}\n" for i, v in enumerate(values))
+    text += "this is not a line\n" + "hr 1 2\n"
+    clock = iter(np.arange(0, 10_000) * 0.25 + t0 + 0.3)  # the gateway sees each line 0.3 s later
+    bridge = Bridge(load_device("diy-lines"), "alice", outbox=Outbox(tmp_path / "o.sqlite"), clock=lambda: next(clock))
+    bad = run_lines(bridge, io.BytesIO(text.encode()), tick_s=0.001)
+    bridge.tick(force=True)
+    assert bad == 2
+    batches = [decode_batch(r.payload, "eda") for r in bridge.outbox.peek(limit=1000)]
+    assert np.concatenate([b.values for b in batches]) == pytest.approx(values, abs=1e-6)
+    assert [b.seq for b in batches] == list(range(len(batches)))
+    assert all(b.fs == 4.0 for b in batches)
+    # one segment: every batch starts where the previous one ended
+    assert all(b2.t0 == pytest.approx(b1.t0 + len(b1) / 4) for b1, b2 in zip(batches, batches[1:]))
+    assert batches[0].t0 == pytest.approx(t0)
+    # problems are reported with reasons, never with values
+    assert "line 202 ignored" in caplog.text
+    assert f"{values[0]:.6f}" not in caplog.text
+
+
+def test_fd_lines_reads_complete_lines(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"eda - 1\nhr - 2\npartial")
+    with open(path, "rb") as f:
+        assert list(fd_lines(f.fileno(), chunk=3)) == [b"eda - 1\n", b"hr - 2\n", b"partial"]

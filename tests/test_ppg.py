@@ -1,0 +1,254 @@
+"""Streaming PPG beat detection (``monitor.core.ppg``) on real recordings.
+
+Recordings (../shared/data, see its README):
+
+* ``neurokit/bio_resting_5min_100hz.csv``: lab ECG + PPG at 100 Hz, 300 s, resting. The
+  reference beats are neurokit2's ECG R-peaks, ``nk.ecg_peaks(nk.ecg_clean(ecg, 100), 100)``,
+  shifted by the pulse transit delay (the median PPG-minus-ECG delay, estimated in the test).
+* ``stress-predict/S02/BVP.csv`` and ``HR.csv``: Empatica E4 BVP at 64 Hz (~59 min) and the
+  E4's own 1 Hz heart rate, with ``labels.csv`` (rest/task per second).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal as sps
+
+from monitor.core.beats import BeatBatch, BeatCorrector
+from monitor.core.hrv import HrvProcessor
+from monitor.core.ppg import PpgBeatDetector, lfilter_zi
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+T0 = 1_700_000_000.0  # the neurokit file has no clock: give it one (a multiple of 60 s)
+CHUNKS = [1, 7, 64, None]
+
+
+def _need(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def resting() -> tuple[np.ndarray, np.ndarray]:
+    """(ppg, ecg) of the neurokit resting recording, 100 Hz."""
+    import pandas as pd
+
+    d = pd.read_csv(_need("neurokit", "bio_resting_5min_100hz.csv"))
+    return d["PPG"].to_numpy(float), d["ECG"].to_numpy(float)
+
+
+@functools.lru_cache(maxsize=None)
+def ecg_r_peaks_s() -> np.ndarray:
+    """neurokit2's R-peaks of the resting ECG, in seconds from the start."""
+    import neurokit2 as nk
+
+    _, ecg = resting()
+    _, info = nk.ecg_peaks(nk.ecg_clean(ecg, sampling_rate=100), sampling_rate=100)
+    return np.asarray(info["ECG_R_Peaks"]) / 100.0
+
+
+@functools.lru_cache(maxsize=None)
+def e4(subject: str, name: str) -> tuple[np.ndarray, float, float]:
+    """(samples, sampling_rate, t0) of an Empatica E4 export file."""
+    raw = np.loadtxt(_need("stress-predict", subject, f"{name}.csv"))
+    return raw[2:], float(raw[1]), float(raw[0])
+
+
+def detect(x, fs, t0=T0, chunk=None, det=None, **params):
+    """Beats and the list of batches of ``x`` fed ``chunk`` samples at a time (None: whole)."""
+    det = det or PpgBeatDetector(fs, **params)
+    n = len(x) if chunk is None else chunk
+    batches = [det.update(t0 + i / fs, x[i:i + n]) for i in range(0, len(x), n)]
+    return np.concatenate([b.times_s for b in batches]), batches
+
+
+def match(ref_s: np.ndarray, got_s: np.ndarray, tol_s: float) -> list[tuple[int, int]]:
+    """One-to-one matches (i_ref, i_got) of nearest beats within ``tol_s``, in time order."""
+    pairs, j = [], 0
+    for i, t in enumerate(ref_s):
+        k = int(np.argmin(np.abs(got_s - t)))
+        if abs(got_s[k] - t) <= tol_s and k >= j:
+            pairs.append((i, k))
+            j = k + 1
+    return pairs
+
+
+# ----------------------------------------------------------------------------- streaming contract
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunk_size_does_not_change_beats(chunk):
+    ppg, _ = resting()
+    x = ppg[:60 * 100]
+    whole, _ = detect(x, 100.0)
+    got, batches = detect(x, 100.0, chunk=chunk)
+    assert len(whole) > 60
+    np.testing.assert_array_equal(got, whole)  # bit for bit
+    wms = [b.watermark_s for b in batches]
+    assert all(np.diff(wms) >= 0)
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunk_size_does_not_change_beats_at_64hz(chunk):
+    bvp, fs, t0 = e4("S02", "BVP")
+    x = bvp[:120 * 64]
+    whole, _ = detect(x, fs, t0)
+    got, _ = detect(x, fs, t0, chunk=chunk)
+    np.testing.assert_array_equal(got, whole)
+
+
+def test_save_and_restore_mid_stream_gives_the_same_beats():
+    ppg, _ = resting()
+    x = ppg[:90 * 100]
+    whole, _ = detect(x, 100.0, chunk=50)
+    det = PpgBeatDetector(100.0)
+    first, _ = detect(x[:4321], 100.0, chunk=50, det=det)
+    state = pickle.loads(pickle.dumps(det.get_state()))
+    det2 = PpgBeatDetector(100.0)
+    det2.set_state(state)
+    rest = [det2.update(T0 + (4321 + i) / 100.0, x[4321 + i:4321 + i + 50]).times_s
+            for i in range(0, len(x) - 4321, 50)]
+    np.testing.assert_array_equal(np.concatenate([first, *rest]), whole)
+    assert det.state_nbytes() < 4000
+
+
+def test_every_beat_is_emitted_within_max_delay_and_after_the_watermark():
+    """Fed one sample at a time: a beat comes out at most max_delay_s after it happened, and
+    never at or before a watermark already announced."""
+    ppg, _ = resting()
+    x = ppg[:120 * 100]
+    det = PpgBeatDetector(100.0, max_delay_s=1.0)
+    last_wm, lags = -math.inf, []
+    for i in range(len(x)):
+        b = det.update(T0 + i / 100.0, x[i:i + 1])
+        for t in b.times_s:
+            assert t > last_wm
+            lags.append(T0 + i / 100.0 - t)
+        assert b.watermark_s <= T0 + i / 100.0
+        last_wm = b.watermark_s
+    assert len(lags) > 100
+    assert max(lags) <= 1.0 + 1e-9
+    assert T0 + len(x) / 100.0 - last_wm < 1.0  # the watermark keeps up with the samples
+
+
+def test_a_gap_restarts_the_detector_and_is_announced():
+    ppg, _ = resting()
+    det = PpgBeatDetector(100.0)
+    before = det.update(T0, ppg[:3000])
+    after = det.update(T0 + 100.0, ppg[3000:6000])  # 70 s of samples never came
+    assert len(before.times_s) > 20 and len(after.times_s) > 20
+    assert after.gap and after.times_s[0] > T0 + 100.0
+    assert before.watermark_s < T0 + 30.0 <= T0 + 100.0 < after.watermark_s
+
+
+def test_fast_lfilter_path_equals_scipy_lfilter():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    b, a = np.full(7, 1 / 7), np.array([1.0, 0.0])
+    zi = rng.normal(size=6)  # max(len(a), len(b)) - 1
+    y_fast, z_fast = lfilter_zi(b, a, x, zi.copy())
+    y_ref, z_ref = sps.lfilter(b, a, x, zi=zi.copy())
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_array_equal(z_fast, z_ref)
+
+
+def test_too_short_max_delay_is_refused():
+    with pytest.raises(ValueError, match="max_delay_s"):
+        PpgBeatDetector(64.0, max_delay_s=0.3)
+
+
+# ----------------------------------------------------------------------------- acceptance
+
+def _compare_with_ecg(beats_s: np.ndarray, end_s: float):
+    """F1 of PPG beats against ECG R-peaks (delay-corrected) and interval agreement."""
+    ecg = ecg_r_peaks_s()
+    # Pulse transit delay: median time from each R-peak to the next PPG beat.
+    nxt = np.searchsorted(beats_s, ecg)
+    ok = nxt < len(beats_s)
+    delay = float(np.median(beats_s[nxt[ok]] - ecg[ok]))
+    # Match everything, then count only inside a window that leaves out the detector's warm-up
+    # (first 0.67 s) and the last second (a pulse there cannot have been emitted yet).
+    ref, got = ecg + delay, beats_s
+    pairs = np.array(match(ref, got, tol_s=0.15))
+    lo, hi = 1.0, end_s - 1.0
+    ref_in = (ref >= lo) & (ref <= hi)
+    got_in = (got >= lo) & (got <= hi)
+    pairs = pairs[ref_in[pairs[:, 0]]]
+    tp = len(pairs)
+    fn = int(ref_in.sum()) - tp
+    fp = int(got_in.sum()) - int(got_in[pairs[:, 1]].sum())
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    # Intervals between successive matched beats on both sides.
+    succ = (np.diff(pairs[:, 0]) == 1) & (np.diff(pairs[:, 1]) == 1)
+    d_ms = 1000 * np.abs(np.diff(ref[pairs[:, 0]])[succ] - np.diff(got[pairs[:, 1]])[succ])
+    return delay, f1, float(np.mean(d_ms <= 20.0)), int(ref_in.sum()), int(got_in.sum()), tp
+
+
+def test_acceptance_resting_ppg_beats_match_ecg_r_peaks():
+    """ACCEPTANCE: PPG beats vs neurokit2's ECG R-peaks, 100 Hz, 300 s.
+
+    Measured (neurokit2 0.2.13): delay 0.436 s; within 1-299 s, 427 R-peaks, 428 PPG beats,
+    425 matched (F1 0.994); 96.7 % of intervals within 20 ms. The disagreements are ECG
+    artifacts seen on a plot: neurokit2 misses an R-peak in motion noise at 92.8 s and puts
+    R-peaks on noise spikes at 217.45 and 231.57 s, where the PPG beats are regular.
+    """
+    ppg, _ = resting()
+    beats, _ = detect(ppg, 100.0, t0=0.0)
+    delay, f1, within, n_ref, n_got, tp = _compare_with_ecg(beats, len(ppg) / 100.0)
+    print(f"delay {delay:.3f} s, ref {n_ref}, ppg {n_got}, matched {tp}, F1 {f1:.4f}, "
+          f"intervals within 20 ms {within:.3f}")
+    assert 0.2 < delay < 0.6  # a plausible pulse arrival time at a finger
+    assert f1 >= 0.99
+    assert within >= 0.95
+
+
+def test_resting_ppg_resampled_to_64hz_still_matches_ecg():
+    """The same recording resampled offline to the E4's 64 Hz (scipy.signal.resample_poly).
+
+    Measured: the same F1 (0.994) and 96.7 % of intervals within 20 ms; beat times move by a
+    median 1 ms from the 100 Hz ones (a 64 Hz sample is 15.6 ms: the parabolic sub-sample
+    refinement carries the timing).
+    """
+    ppg, _ = resting()
+    x64 = sps.resample_poly(ppg, 16, 25)
+    beats, _ = detect(x64, 64.0, t0=0.0)
+    delay, f1, within, *_ = _compare_with_ecg(beats, len(x64) / 64.0)
+    print(f"64 Hz: F1 {f1:.4f}, intervals within 20 ms {within:.3f}")
+    assert f1 >= 0.99
+    assert within >= 0.95
+
+
+def test_e4_s02_heart_rate_is_plausible_against_the_e4s_own_hr():
+    """SANITY (not a validation): wrist BVP of S02 at 64 Hz -> beats -> corrected intervals ->
+    HR_Mean per minute, against the mean of E4's HR.csv over the same minute, on minutes
+    labelled rest in labels.csv. The S02 BVP is noisy (most minutes are flagged "irregular"),
+    so only HR is compared. Measured: median |diff| 5.6 bpm over 38 rest minutes.
+    """
+    import pandas as pd
+
+    bvp, fs, t0 = e4("S02", "BVP")
+    hr, hr_fs, hr_t0 = e4("S02", "HR")
+    hr_t = hr_t0 + np.arange(len(hr)) / hr_fs
+    labels = pd.read_csv(_need("stress-predict", "S02", "labels.csv"))
+    det, cor, hrv = PpgBeatDetector(fs), BeatCorrector(), HrvProcessor(tick_s=60.0, window_s=60.0)
+    feats = []
+    for i in range(0, len(bvp), 64):
+        feats += hrv.update(cor.update_times(det.update(t0 + i / fs, bvp[i:i + 64])))
+    diffs = []
+    for f in feats:
+        in_min = (labels.unix_s > f.t - 60) & (labels.unix_s <= f.t)
+        e4_min = (hr_t > f.t - 60) & (hr_t <= f.t)
+        if "HR_Mean" in f.values and in_min.any() and labels.stress[in_min].max() == 0 \
+                and e4_min.any():
+            diffs.append(f.values["HR_Mean"] - hr[e4_min].mean())
+    diffs = np.abs(diffs)
+    print(f"S02 rest minutes {len(diffs)}, median |HR diff| {np.median(diffs):.2f} bpm")
+    assert len(diffs) >= 30
+    assert np.median(diffs) <= 8.0

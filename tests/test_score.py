@@ -1,0 +1,143 @@
+"""Personal baseline and stress score (issue 3): what is learned, what is scored, what is withheld.
+
+Inputs are synthetic indicator rows so the expected numbers can be worked out by hand; the
+real recordings are exercised end to end in test_analyze.py.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from monitor.core.base import Features
+from monitor.core.score import INDICATORS, Baseline, ScoreConfig, StressScorer
+
+T0 = 1_700_000_000.0
+OK = {"heart": "ok", "eda": "ok", "temp": "ok", "acc": "ok"}
+CALM = {"HR_Mean": 65.0, "HRV_RMSSD": 45.0, "EDA_Tonic_Mean": 2.0, "SCR_Rate": 2.0, "TEMP_Mean": 33.0,
+        "ACC_Moving": 0.0}
+
+
+def rows(n, values, start=0, quality=OK, rng=None):
+    out = []
+    for i in range(n):
+        v = dict(values)
+        if rng is not None:  # small natural variation around the calm values
+            v["HR_Mean"] += rng.normal(0, 1.0)
+            v["HRV_RMSSD"] += rng.normal(0, 3.0)
+            v["EDA_Tonic_Mean"] += rng.normal(0, 0.03)
+        out.append(Features(T0 + 5.0 * (start + i), v, dict(quality)))
+    return out
+
+
+def warmed(config=None, n=120):
+    s = StressScorer(config or ScoreConfig(warmup_s=300.0))
+    rng = np.random.default_rng(0)
+    for row in rows(n, CALM, rng=rng):
+        s.update(row)
+    return s
+
+
+def test_warmup_withholds_until_each_indicator_has_enough_calm_data():
+    s = StressScorer(ScoreConfig(warmup_s=300.0))
+    scores = [s.update(r) for r in rows(61, CALM)]
+    assert all(sc.gate == "warmup" for sc in scores[:60])  # 60 ticks x 5 s = 300 s learned
+    assert scores[60].gate is None and scores[60].value == pytest.approx(0.0)
+
+
+def test_a_rise_in_the_stress_direction_scores_and_is_explained():
+    s = warmed()
+    stressed = dict(CALM, HR_Mean=80.0, HRV_RMSSD=25.0, EDA_Tonic_Mean=3.0)
+    score = s.update(rows(1, stressed, start=200)[0])
+    assert score.value > 2.0
+    assert set(score.contributions) == {"HR_Mean", "HRV_RMSSD", "EDA_Tonic_Mean", "SCR_Rate", "TEMP_Mean"}
+    assert sum(score.contributions.values()) == pytest.approx(score.value)
+    assert score.contributions["SCR_Rate"] == 0.0  # unchanged
+    assert score.deviations["HRV_RMSSD"][2] < 0  # RMSSD fell: a negative deviation, a stress sign
+
+
+def test_the_opposite_direction_never_adds_stress():
+    s = warmed()
+    relaxed = dict(CALM, HR_Mean=55.0, HRV_RMSSD=80.0, EDA_Tonic_Mean=1.5, TEMP_Mean=34.0)
+    assert s.update(rows(1, relaxed, start=200)[0]).value == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    "subset",
+    [("HR_Mean",), ("HR_Mean", "HRV_RMSSD"), ("EDA_Tonic_Mean", "SCR_Rate"), tuple(INDICATORS)],
+    ids=["hr-only", "hr+ibi", "eda-only", "full-wristband"],
+)
+def test_each_modality_subset_scores_and_says_what_it_used(subset):
+    s = StressScorer(ScoreConfig(warmup_s=100.0))
+    calm = {k: CALM[k] for k in subset}
+    for r in rows(40, calm, rng=None):
+        s.update(r)
+    stressed = {k: CALM[k] + 10 * INDICATORS[k][1] * INDICATORS[k][3] for k in subset}  # +10 floors
+    score = s.update(rows(1, stressed, start=100)[0])
+    assert score.used == tuple(sorted(subset))
+    assert score.value == pytest.approx(ScoreConfig().z_cap)  # every used indicator at the cap
+
+
+def test_motion_withholds_the_score_and_holds_off_afterwards():
+    s = warmed(ScoreConfig(warmup_s=300.0, motion_holdoff_s=60.0))
+    running = dict(CALM, HR_Mean=130.0, ACC_Moving=1.0)
+    assert s.update(rows(1, running, start=200)[0]).gate == "motion"
+    after = rows(14, dict(CALM, HR_Mean=100.0), start=201)
+    gates = [s.update(r).gate for r in after]
+    assert gates[:12] == ["motion"] * 12  # 60 s hold-off at 5 s ticks
+    assert gates[13] is None
+
+
+def test_poor_quality_withholds():
+    s = warmed()
+    bad = {"heart": "insufficient", "eda": "jump", "temp": "off_skin", "acc": "ok"}
+    score = s.update(rows(1, CALM, start=200, quality=bad)[0])
+    assert score.value is None and score.gate == "poor_quality"
+
+
+def test_stressed_moving_and_poor_periods_are_not_learned():
+    s = warmed()
+    before = {k: (s.baseline.mean(k), s.baseline.spread(k)) for k in INDICATORS}
+    stressed = rows(200, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)
+    moving = rows(200, dict(CALM, HR_Mean=140.0, ACC_Moving=1.0), start=400)
+    poor = rows(200, dict(CALM, HR_Mean=150.0), start=600, quality={"heart": "insufficient", "eda": "flat",
+                                                                       "temp": "ok", "acc": "ok"})
+    for r in stressed + moving + poor:
+        s.update(r)
+    after = {k: (s.baseline.mean(k), s.baseline.spread(k)) for k in INDICATORS}
+    assert after["HR_Mean"] == before["HR_Mean"]
+    assert after["EDA_Tonic_Mean"] == before["EDA_Tonic_Mean"]
+    # the score after 1,000 s of stress is still as high as at its start: nothing was absorbed
+    again = s.update(rows(1, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=900)[0])
+    first = warmed().update(rows(1, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)[0])
+    assert again.value == pytest.approx(first.value)
+
+
+def test_calm_periods_keep_adapting_slowly():
+    s = warmed()
+    m0 = s.baseline.mean("HR_Mean")
+    for r in rows(720, dict(CALM, HR_Mean=68.0), start=200):  # one hour at +3 bpm (1 floor: calm)
+        s.update(r)
+    m1 = s.baseline.mean("HR_Mean")
+    # exponential forgetting with tau = 1 h: after one hour about 63 % of the step is learned
+    assert (m1 - m0) == pytest.approx((68.0 - m0) * (1 - np.exp(-1)), rel=0.05)
+
+
+def test_restore_gives_the_same_scores():
+    a = warmed()
+    b = StressScorer(ScoreConfig(warmup_s=300.0))
+    b.set_state(pickle.loads(pickle.dumps(a.get_state())))
+    rng = np.random.default_rng(5)
+    later = rows(100, dict(CALM, HR_Mean=75.0), start=300, rng=rng)
+    assert [a.update(r) for r in later] == [b.update(r) for r in later]
+
+
+def test_baseline_running_mean_matches_numpy_during_warmup():
+    b = Baseline(ScoreConfig(warmup_s=1e9))
+    x = np.random.default_rng(3).normal(70, 5, 500)
+    for v in x:
+        b.learn({"HR_Mean": float(v)}, seconds=5.0)
+    assert b.mean("HR_Mean") == pytest.approx(x.mean())
+    assert b.spread("HR_Mean") == pytest.approx(x.std(), rel=1e-9)
