@@ -35,7 +35,7 @@ from firmware_bridge.batcher import Batcher, Chunk, Status
 from firmware_bridge.devices import DeviceDefinition
 from firmware_bridge.outbox import Outbox, OutboxFullError
 from firmware_bridge.publisher import Publisher
-from firmware_bridge.topics import status_payload, status_topic
+from monitor.wire import status_payload, status_topic
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,8 @@ class Bridge:
         for item in items:
             if isinstance(item, Status):
                 self._set_status(item, now)
+                continue
+            if len(item.values) == 0:
                 continue
             t = item.t0 if item.t0 is not None else float(np.max(item.t))
             if abs(t - now) > self.max_clock_skew_s:

@@ -13,7 +13,7 @@ Example
 -------
 >>> cfg = load_config(None, overrides=["policy.cooldown_s=600", "score.weights.TEMP_Mean=0"])
 >>> cfg.policy.cooldown_s, cfg.score.weights["TEMP_Mean"]
-(600.0, 0.0)
+(600, 0.0)
 """
 
 from __future__ import annotations

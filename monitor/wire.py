@@ -7,6 +7,8 @@ Topics (ids are ``[a-z0-9_-]{1,64}``)::
 
     anxmon/v1/{wearer}/{device}/{signal}         sample batch          bridge -> monitor
     anxmon/v1/{wearer}/{device}/availability     online / offline      bridge (retained, LWT)
+    anxmon/v1/{wearer}/{device}/battery          {"v","t","percent"}   bridge (retained)
+    anxmon/v1/{wearer}/{device}/contact          {"v","t","contact"}   bridge (retained)
     anxmon/v1/{wearer}/indicators                features and score    monitor -> out
     anxmon/v1/{wearer}/checkin                   prompt                monitor -> wearer
     anxmon/v1/{wearer}/checkin/response          answer                wearer -> monitor
@@ -95,6 +97,27 @@ def availability_topic(wearer: str, device: str) -> str:
     return f"{PREFIX}/{check_id('wearer', wearer)}/{check_id('device', device)}/availability"
 
 
+STATUS_KINDS = ("battery", "contact")
+
+
+def status_topic(wearer: str, device: str, kind: str) -> str:
+    """Retained device status: ``battery`` (percent) or ``contact`` (sensor on the skin)."""
+    if kind not in STATUS_KINDS:
+        raise TopicError(f"unknown status kind {kind!r}: expected one of {', '.join(STATUS_KINDS)}")
+    return f"{PREFIX}/{check_id('wearer', wearer)}/{check_id('device', device)}/{kind}"
+
+
+def status_payload(kind: str, value: float | bool, t_s: float) -> bytes:
+    """JSON of a status reading: ``{"v":1,"t":...,"percent":87.0}`` or ``{"v":1,"t":...,"contact":true}``.
+
+    >>> status_payload("contact", True, 1.7e9)
+    b'{"v":1,"t":1700000000.0,"contact":true}'
+    """
+    key = "percent" if kind == "battery" else "contact"
+    value = float(value) if kind == "battery" else bool(value)
+    return json.dumps({"v": VERSION, "t": float(t_s), key: value}, separators=(",", ":")).encode()
+
+
 def wearer_topic(wearer: str, kind: str) -> str:
     """``kind`` is one of ``indicators``, ``checkin``, ``checkin/response``, ``control``, ``rejected``."""
     if kind not in WEARER_TOPICS:
@@ -112,7 +135,8 @@ DATA_SUBSCRIPTION = f"{PREFIX}/+/+/+"  # data and availability topics of every w
 
 @dataclass(frozen=True)
 class Topic:
-    """A parsed topic. ``kind`` is ``data``, ``availability``, a wearer topic kind, or ``monitor_state``."""
+    """A parsed topic. ``kind``: ``data``, ``availability``, ``battery``, ``contact``, a wearer topic
+    kind (``indicators``, ``checkin``, ...) or ``monitor_state``."""
 
     kind: str
     wearer: str | None = None
@@ -135,8 +159,8 @@ def parse_topic(topic: str) -> Topic:
         return Topic(tail, wearer=wearer)
     if len(rest) == 3:
         device = check_id("device", rest[1])
-        if rest[2] == "availability":
-            return Topic("availability", wearer=wearer, device=device)
+        if rest[2] == "availability" or rest[2] in STATUS_KINDS:
+            return Topic(rest[2], wearer=wearer, device=device)
         return Topic("data", wearer=wearer, device=device, signal=check_signal(rest[2]))
     raise TopicError(f"topic {topic!r} is not one of the contract's topics")
 

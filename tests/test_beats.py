@@ -292,7 +292,7 @@ def test_acceptance_polar_h10_flags_and_rmssd_against_neurokit(monkeypatch):
 
     Measured (neurokit2 0.2.13): neurokit2 flags 20 beats (19 ectopic, 1 missed), we flag 8;
     5 in common: F1 0.36, Cohen's kappa 0.35 (plain per-beat accuracy would be 97.7 %, and
-    98.7 % when flagging nothing: meaningless here). The 90 % agreement asked for is NOT reached,
+    97.5 % when flagging nothing: meaningless here). The 90 % agreement asked for is NOT reached,
     and no causal variant can reach it on this record: all 20 of neurokit2's flags are marginal
     (their dRR is 1.00-1.13 times the threshold, inside a persistent trigeminy that the
     adaptive thresholds treat as normal), so they hinge on the exact centred 91-beat window:
@@ -313,8 +313,10 @@ def test_acceptance_polar_h10_flags_and_rmssd_against_neurokit(monkeypatch):
     assert nk_flagged(peaks_ms, iterative=True) == theirs
     agreement = f1(ours, theirs)
     k = kappa(ours, theirs, len(t))
+    accuracy = 1 - len(ours ^ theirs) / len(t)
     print(f"Polar: nk flags {len(theirs)}, ours {len(ours)}, common {len(ours & theirs)}, "
-          f"F1 {agreement:.3f}, kappa {k:.3f}")
+          f"F1 {agreement:.3f}, kappa {k:.3f}, per-beat accuracy {accuracy:.3f} "
+          f"(flagging nothing: {1 - len(theirs) / len(t):.3f})")
 
     _, nk_peaks = nk.signal_fixpeaks(peaks_ms, sampling_rate=1000, iterative=True,
                                      method="Kubios")
@@ -366,7 +368,8 @@ def test_injected_artifacts_in_clean_ecg_beats_are_found_like_neurokit(seed):
     beats): an event counts as found if a flag falls within one beat of it (the Kubios method
     flags a premature beat and the beat after it), a flag is false if no event is within one
     beat. Measured over seeds 0-4: ours recall 1.00, precision >= 0.97; neurokit2 recall 1.00,
-    precision >= 0.95; flag sets of ours and neurokit2 agree at F1 0.81-0.91.
+    precision >= 0.95; flag sets of ours and neurokit2 agree at F1 0.85-0.93; RMSSD after
+    correction 38-47 ms against 38.8 ms for the clean beats (about 180 ms with the artifacts).
     """
     peaks_ms, truth = _inject(clean_resting_peaks_ms(), seed)
     t = 1_700_000_000.0 + peaks_ms / 1000.0

@@ -92,6 +92,29 @@ def test_chunk_size_does_not_change_features(chunk):
     assert got == whole  # Features are dataclasses: same ticks, same floats, same qualities
 
 
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunk_size_does_not_change_ticks_around_gaps(chunk):
+    """Intervals with two long holes, fed ``chunk`` intervals at a time with the watermark at
+    the last one: the missing ticks after each hole and the silence are the same."""
+    rng = np.random.default_rng(5)
+    ibi = 800.0 + rng.normal(0, 30, 600)
+    t = T0 + np.cumsum(ibi) / 1000.0
+    keep = ~(((t > T0 + 100) & (t < T0 + 190)) | ((t > T0 + 300) & (t < T0 + 380)))
+    t, ibi = t[keep], ibi[keep]
+    cons = np.concatenate([[True], np.abs(np.diff(t) * 1000.0 - ibi[1:]) < 1.0])
+    whole = HrvProcessor().update(intervals(t, ibi, cons=cons, watermark_s=t[-1] + 100.0))
+    p, got = HrvProcessor(), []
+    n = len(t) if chunk is None else chunk
+    for i in range(0, len(t), n):
+        sl = slice(i, i + n)
+        got += p.update(intervals(t[sl], ibi[sl], cons=cons[sl]))
+    got += p.update(IntervalBatch.empty(t[-1] + 100.0))
+    assert got == whole
+    quality = [f.quality["hrv"] for f in whole]
+    assert quality.count("missing") == 3  # one after each hole, one after the end
+    assert {"ok", "insufficient"} <= set(quality)
+
+
 def test_save_and_restore_mid_stream_gives_the_same_features():
     x = resting()["PPG"].to_numpy(float)
     whole = ppg_pipeline(x, 100.0, chunk=100)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from monitor.core.beats import BeatBatch, BeatCorrector
+from monitor.core.beats import BeatCorrector
 from monitor.core.hrv import HrvProcessor
 from monitor.core.ppg import PpgBeatDetector, lfilter_zi
 
@@ -146,6 +146,20 @@ def test_a_gap_restarts_the_detector_and_is_announced():
     assert len(before.times_s) > 20 and len(after.times_s) > 20
     assert after.gap and after.times_s[0] > T0 + 100.0
     assert before.watermark_s < T0 + 30.0 <= T0 + 100.0 < after.watermark_s
+
+
+@pytest.mark.parametrize("chunk", [7, None])
+def test_non_finite_samples_do_not_kill_the_detector(chunk):
+    ppg, _ = resting()
+    x = ppg[:60 * 100].copy()
+    x[2000:2010] = np.nan
+    x[3000] = np.inf
+    beats, _ = detect(x, 100.0, chunk=chunk)
+    clean, _ = detect(ppg[:60 * 100], 100.0)
+    assert np.all(np.isfinite(beats))
+    late = clean[clean > T0 + 45.0]  # well after the bad samples: the same beats again
+    np.testing.assert_allclose(beats[beats > T0 + 45.0], late, atol=1e-6)
+    np.testing.assert_array_equal(beats, detect(x, 100.0)[0])  # chunking still irrelevant
 
 
 def test_fast_lfilter_path_equals_scipy_lfilter():

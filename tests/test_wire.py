@@ -36,6 +36,8 @@ def test_topics_round_trip():
     t = parse_topic("anxmon/v1/alice/e4/bvp")
     assert (t.kind, t.wearer, t.device, t.signal) == ("data", "alice", "e4", "bvp")
     assert parse_topic(wire.availability_topic("alice", "e4")).kind == "availability"
+    assert parse_topic(wire.status_topic("alice", "h10", "battery")).kind == "battery"
+    assert parse_topic("anxmon/v1/alice/h10/contact").device == "h10"
     assert parse_topic(wire.wearer_topic("alice", "checkin/response")).kind == "checkin/response"
     assert parse_topic(wire.wearer_topic("bob", "rejected")).wearer == "bob"
     state = parse_topic(wire.monitor_state_topic("main"))

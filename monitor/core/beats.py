@@ -163,7 +163,6 @@ class CorrectorState:
     pre_flag: int = FLAG_OK  # class given to the next beat by the previous beat's check
     drr_win: _SortedWindow = field(default_factory=_SortedWindow)
     mrr_win: _SortedWindow = field(default_factory=_SortedWindow)
-    n_decided: int = 0
     out_prev_t: float | None = None  # last output beat (corrected), None when chain broken
     out_last_t: float = -math.inf  # time of the last output beat
     extra_next: bool = False  # the next output interval follows a deleted beat
@@ -186,8 +185,9 @@ class BeatCorrector(Processor):
     median_beats : int
         Window of the median interval (beats), NeuroKit's 11.
     min_history : int
-        Successive differences needed before the first decision; until then (at most
-        ``2 * min_history`` intervals) beats are held, so the first thresholds are not noise.
+        Successive differences needed before the first decision; until then beats are held
+        (at most ``2 * min_history``, never across a break), so the first thresholds are not
+        noise.
     max_interval_ms : float
         A longer raw interval is a break in the beat chain (a gap or a lost signal), not a beat.
     ibi_range_ms : tuple of float
@@ -357,12 +357,12 @@ class BeatCorrector(Processor):
             if not r.cons:
                 break
             ahead.append(r)
-        th1 = max(self.alpha * s.drr_win.quartile_deviation(), self.min_threshold_ms)
+        th1 = self._threshold(s.drr_win)
         rr_window = s.rr_tail[-self.median_before:] + [r.rr for r in p[:self.lookahead + 1]]
         medrr = _median(rr_window)
         mrr = cur.rr - medrr
         s.mrr_win.push(abs(2.0 * mrr if mrr < 0 else mrr), self.window_beats)
-        th2 = max(self.alpha * s.mrr_win.quartile_deviation(), self.min_threshold_ms)
+        th2 = self._threshold(s.mrr_win)
 
         def dnorm(k):  # normalised dRR of ahead[k], 0 when unknown
             if k >= len(ahead) or not math.isfinite(ahead[k].drr) or not math.isfinite(th1):
@@ -386,8 +386,12 @@ class BeatCorrector(Processor):
         s.rr_tail.append(cur.rr)
         del s.rr_tail[:-self.median_before or None]
         p.pop(0)
-        s.n_decided += 1
         self._correct(cur, flag, ahead, out)
+
+    def _threshold(self, window: _SortedWindow) -> float:
+        """alpha times the quartile deviation (ms), floored; NaN below 4 values."""
+        qd = window.quartile_deviation()
+        return math.nan if math.isnan(qd) else max(self.alpha * qd, self.min_threshold_ms)
 
     def _classify(self, d, mnorm, ahead, medrr, th2) -> int:
         """Lipponen & Tarvainen (2019), Figure 1, for beat i (``d[1]``)."""
@@ -395,7 +399,9 @@ class BeatCorrector(Processor):
         if abs(di) <= 1.0:
             return FLAG_OK
         s12 = max(d[0], d[2]) if di > 0 else min(d[0], d[2])
-        if (di > 1 and s12 < -self.c1 * di - self.c2) or (di < -1 and s12 > -self.c1 * di + self.c2):
+        ectopic_up = di > 1 and s12 < -self.c1 * di - self.c2  # long then short (eq. 1)
+        ectopic_down = di < -1 and s12 > -self.c1 * di + self.c2  # short then long (eq. 2)
+        if ectopic_up or ectopic_down:
             return FLAG_ECTOPIC
         return self._long_short(0, d, mnorm, ahead, medrr, th2)
 

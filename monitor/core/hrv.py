@@ -128,7 +128,7 @@ class HrvProcessor(Processor):
                                      self.window_s + self.tick_s)
         out = [self._features(float(tick)) for tick in ticks]
         if s.next_k is not None:  # forget what no future window can hold
-            keep = np.searchsorted(s.t, s.next_k * self.tick_s - self.window_s - 1.0)
+            keep = np.searchsorted(s.t, s.next_k * self.tick_s - self.window_s - self.tick_s)
             if keep:
                 s.t, s.ibi, s.valid = s.t[keep:], s.ibi[keep:], s.valid[keep:]
                 s.cons, s.flags = s.cons[keep:], s.flags[keep:]
@@ -220,7 +220,7 @@ class HrProcessor(Processor):
                                      self.window_s + self.tick_s)
         out = [self._features(float(tick)) for tick in ticks]
         if s.next_k is not None:
-            cut = np.searchsorted(s.t, s.next_k * self.tick_s - self.window_s - 1.0)
+            cut = np.searchsorted(s.t, s.next_k * self.tick_s - self.window_s - self.tick_s)
             s.t, s.hr = s.t[cut:], s.hr[cut:]
         return out
 

@@ -49,6 +49,14 @@ def lfilter_zi(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray):
     return sps.lfilter(b, a, x, zi=zi)
 
 
+def _hold_last(x: np.ndarray, last: float) -> np.ndarray:
+    """Replace non-finite samples by the last finite one (``last`` before the batch), so one
+    bad sample cannot poison the filters' memory for the rest of the segment."""
+    ok = np.isfinite(x)
+    idx = np.maximum.accumulate(np.where(ok, np.arange(len(x)), -1))
+    return np.where(ok, x, np.where(idx >= 0, x[np.maximum(idx, 0)], last))
+
+
 @dataclass
 class PpgState:
     clock: SampleClockState
@@ -64,6 +72,7 @@ class PpgState:
     block_used: bool = False  # the open block was closed by force; ignore it until it ends
     last_beat: float = -math.inf  # sample index (fractional) of the last beat emitted
     gap_pending: bool = True  # the next batch's beats follow a (re)start
+    last_x: float = 0.0  # last input sample (stands in for non-finite samples)
 
 
 class PpgBeatDetector(Processor):
@@ -74,7 +83,8 @@ class PpgBeatDetector(Processor):
     sampling_rate : float
         Samples per second (Hz), e.g. 64 for the Empatica E4's BVP.
     max_delay_s : float
-        Longest delay between a beat and its emission (s). Must exceed ``beat_window_s / 2``.
+        Longest delay between a beat and its emission (s); at least about
+        ``beat_window_s / 2 + peak_window_s`` (0.45 s with the defaults).
     band_hz : tuple of float
         Band-pass corners (Hz).
     peak_window_s, beat_window_s : float
@@ -161,6 +171,9 @@ class PpgBeatDetector(Processor):
             self._bandpass.state = s.bandpass
         if len(x) == 0:
             return BeatBatch(np.empty(0), self._watermark_s(), False)
+        if not np.isfinite(x).all():
+            x = _hold_last(x, s.last_x)
+        s.last_x = float(x[-1])
         n0 = s.n_seen
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state

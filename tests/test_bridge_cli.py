@@ -1,0 +1,81 @@
+"""Command registration, broker URLs and BLE scanning (with a fake scanner)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from firmware_bridge.ble import scan
+from firmware_bridge.ble_hrs import HEART_RATE_SERVICE_UUID
+from firmware_bridge.cli import add_bridge_parser, main
+from firmware_bridge.devices import list_devices
+from firmware_bridge.publisher import BrokerAddress, parse_broker_url
+from monitor.errors import ConfigError
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="anxmon")
+    add_bridge_parser(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["bridge", "ble", "--scan"], {"transport": "ble", "scan": True}),
+        (["bridge", "ble", "--address", "AA:BB", "--wearer", "alice"], {"address": "AA:BB", "model": "generic-ble-hrs"}),
+        (["bridge", "emotibit", "--wearer", "alice"], {"transport": "emotibit", "ip": None, "model": "emotibit"}),
+        (["bridge", "lines", "--wearer", "alice", "--serial", "/dev/ttyUSB0"], {"serial": "/dev/ttyUSB0", "model": "diy-lines"}),
+        (["bridge", "lines", "--wearer", "alice"], {"serial": None, "batch_s": 1.0, "outbox_max_batches": 250_000}),
+    ],
+)
+def test_commands_are_registered(argv, expected):
+    args = parser().parse_args(argv)
+    assert callable(args.func)
+    for key, value in expected.items():
+        assert getattr(args, key) == value
+
+
+def test_user_errors_exit_with_a_message(caplog, tmp_path):
+    assert main(["lines", "--log-level", "ERROR"]) == 2
+    assert "--wearer is required" in caplog.text
+    assert main(["ble", "--wearer", "alice"]) == 2
+    assert "--address is required" in caplog.text
+    assert main(["lines", "--wearer", "alice", "--model", "polar-h10"]) == 2
+    assert "uses transport 'ble'" in caplog.text
+    assert main(["lines", "--wearer", "alice", "--broker", "http://x", "--outbox", str(tmp_path / "o")]) == 2
+    assert "mqtt://" in caplog.text
+
+
+def test_broker_urls():
+    assert parse_broker_url("mqtt://localhost") == BrokerAddress("localhost", 1883)
+    assert parse_broker_url("mqtts://u:p%2Fq@h:8884") == BrokerAddress("h", 8884, "u", "p/q", True)
+    assert parse_broker_url("mqtts://h").port == 8883
+    assert str(parse_broker_url("mqtt://u:secret@h:1")) == "mqtt://u@h:1"  # the password is never shown
+    for bad in ("tcp://h:1", "mqtt://", "mqtt://h:99999"):
+        with pytest.raises(ConfigError):
+            parse_broker_url(bad)
+
+
+class FakeScanner:
+    @staticmethod
+    async def discover(timeout, return_adv):
+        def adv(name, uuids, rssi):
+            return SimpleNamespace(local_name=name, service_uuids=uuids, rssi=rssi)
+
+        return {
+            "A0:9E:1A:00:00:01": (SimpleNamespace(name=None), adv("Polar H10 9A1B2C3D", [HEART_RATE_SERVICE_UUID], -60)),
+            "C4:00:00:00:00:02": (SimpleNamespace(name="TICKR 1234"), adv(None, [HEART_RATE_SERVICE_UUID.upper()], -70)),
+            "D0:00:00:00:00:03": (SimpleNamespace(name="Kitchen scale"), adv("Kitchen scale", [], -40)),
+        }
+
+
+def test_scan_finds_heart_rate_devices():
+    results = asyncio.run(scan(list_devices(), timeout_s=0.1, scanner=FakeScanner))
+    assert [(r.address, r.model, r.name) for r in results] == [
+        ("A0:9E:1A:00:00:01", "polar-h10", "Polar H10 9A1B2C3D"),
+        ("C4:00:00:00:00:02", "generic-ble-hrs", "TICKR 1234"),
+    ]
