@@ -115,6 +115,17 @@ def test_chunk_size_does_not_change_ticks_around_gaps(chunk):
     assert {"ok", "insufficient"} <= set(quality)
 
 
+def test_flush_at_the_end_of_a_stream_emits_the_last_ticks():
+    x = resting()["PPG"].to_numpy(float)
+    procs = det, cor, hrv = PpgBeatDetector(100.0), BeatCorrector(), HrvProcessor()
+    feats = ppg_pipeline(x, 100.0, chunk=64, procs=procs)
+    tail = hrv.update(cor.update_times(det.flush()))
+    assert feats[-1].t < T0 + 300.0 - 2.0  # the corrector's look-ahead held the last ticks
+    assert [f.t - T0 for f in tail][-1] == 360.0  # the last tick whose window holds a beat
+    assert tail[-1].quality == {"hrv": "missing"}
+    assert cor.flush().watermark_s == np.inf and hrv.update(cor.flush()) == []
+
+
 def test_save_and_restore_mid_stream_gives_the_same_features():
     x = resting()["PPG"].to_numpy(float)
     whole = ppg_pipeline(x, 100.0, chunk=100)

@@ -90,11 +90,21 @@ def test_motion_withholds_the_score_and_holds_off_afterwards():
     assert gates[13] is None
 
 
+POOR = {"hrv": "insufficient", "eda": "jump", "temp": "off_skin", "acc": "ok"}
+
+
 def test_poor_quality_withholds():
+    # processors withhold the values of a poor window and say why in its quality
     s = warmed()
-    bad = {"heart": "insufficient", "eda": "jump", "temp": "off_skin", "acc": "ok"}
-    score = s.update(rows(1, CALM, start=200, quality=bad)[0])
+    score = s.update(rows(1, {"ACC_Moving": 0.0}, start=200, quality=POOR)[0])
     assert score.value is None and score.gate == "poor_quality"
+
+
+def test_a_partly_poor_row_scores_from_what_is_left():
+    s = warmed()
+    only_eda = {"EDA_Tonic_Mean": CALM["EDA_Tonic_Mean"] + 1.0, "SCR_Rate": 2.0, "ACC_Moving": 0.0}
+    score = s.update(rows(1, only_eda, start=200, quality=dict(POOR, eda="ok"))[0])
+    assert score.used == ("EDA_Tonic_Mean", "SCR_Rate") and score.value > 1.0
 
 
 def test_stressed_moving_and_poor_periods_are_not_learned():
@@ -102,8 +112,7 @@ def test_stressed_moving_and_poor_periods_are_not_learned():
     before = {k: (s.baseline.mean(k), s.baseline.spread(k)) for k in INDICATORS}
     stressed = rows(200, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)
     moving = rows(200, dict(CALM, HR_Mean=140.0, ACC_Moving=1.0), start=400)
-    poor = rows(200, dict(CALM, HR_Mean=150.0), start=600, quality={"heart": "insufficient", "eda": "flat",
-                                                                       "temp": "ok", "acc": "ok"})
+    poor = rows(200, {"TEMP_Mean": 33.0, "ACC_Moving": 0.0}, start=600, quality=POOR)
     for r in stressed + moving + poor:
         s.update(r)
     after = {k: (s.baseline.mean(k), s.baseline.spread(k)) for k in INDICATORS}

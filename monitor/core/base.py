@@ -24,6 +24,11 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
+try:  # the compiled loop behind scipy.signal.sosfilt (checked against it in tests/test_base.py)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # a scipy without it: the public function, slower but identical
+    _sosfilt_kernel = None
+
 # Quality codes shared by all modalities. "ok" is the only code that means "use it".
 QUALITY_OK = "ok"
 QUALITY_INSUFFICIENT = "insufficient"  # not enough valid data in the window
@@ -112,7 +117,14 @@ class CausalSOS(Processor):
             return x.copy()
         if self.state.zi is None:
             self.state.zi = sps.sosfilt_zi(self.sos) * x[0]
-        y, self.state.zi = sps.sosfilt(self.sos, x, zi=self.state.zi)
+        if _sosfilt_kernel is None:
+            y, self.state.zi = sps.sosfilt(self.sos, x, zi=self.state.zi)
+            return y
+        # scipy's own kernel without sosfilt's argument checks: same arithmetic, 10x less overhead
+        y = np.array(x, dtype=float, order="C")
+        zi = np.ascontiguousarray(self.state.zi, dtype=float)
+        _sosfilt_kernel(self.sos, y[None, :], zi[None, :, :])
+        self.state.zi = zi
         return y
 
 

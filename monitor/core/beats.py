@@ -294,6 +294,12 @@ class BeatCorrector(Processor):
         s.watermark_s = max(s.watermark_s, float(wm))
         return self._finish(out)
 
+    def flush(self) -> IntervalBatch:
+        """End of the stream: decide the beats still waiting for look-ahead (watermark +inf)."""
+        s = self.state
+        s.watermark_s = math.inf
+        return self._finish(_Out())
+
     def _mode(self, mode: str) -> CorrectorState:
         s = self.state
         if s.mode is None:

@@ -46,19 +46,26 @@ def _due_ticks(next_k: int | None, watermark_s: float, step_s: float, t_data: np
                reach_s: float) -> tuple[np.ndarray, int | None]:
     """Ticks up to ``watermark_s`` that have data ending within ``reach_s`` before them.
 
-    Returns the tick times to emit and the index of the next tick to consider.
+    Returns the tick times to emit and the index of the next tick to consider. Ticks later than
+    ``reach_s`` after the newest data are skipped without being enumerated (a long gap, or a
+    final watermark of +inf at the end of a stream).
     """
-    if not len(t_data) and next_k is None:
-        return np.empty(0), None
     if next_k is None:
+        if not len(t_data):
+            return np.empty(0), None
         next_k = math.ceil(t_data[0] / step_s)
-    last_k = math.floor(watermark_s / step_s) if math.isfinite(watermark_s) else next_k - 1
-    if last_k < next_k:
+    if not watermark_s >= next_k * step_s:  # also False for -inf and NaN
         return np.empty(0), next_k
-    ticks = np.arange(next_k, last_k + 1) * step_s
+    last_k = math.floor(watermark_s / step_s) if math.isfinite(watermark_s) else None
+    reach_k = math.floor((t_data[-1] + reach_s) / step_s) if len(t_data) else next_k - 1
+    upto = reach_k if last_k is None else min(last_k, reach_k)
+    new_next = max(next_k, reach_k + 1) if last_k is None else last_k + 1
+    if upto < next_k:
+        return np.empty(0), new_next
+    ticks = np.arange(next_k, upto + 1) * step_s
     idx = np.searchsorted(t_data, ticks, side="right")
     newest = np.where(idx > 0, t_data[np.maximum(idx - 1, 0)], -np.inf)
-    return ticks[newest > ticks - reach_s], last_k + 1
+    return ticks[newest > ticks - reach_s], new_next
 
 
 @dataclass

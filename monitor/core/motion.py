@@ -75,7 +75,7 @@ class AccProcessor(Processor):
         a = s.clock.align(t0_s, len(acc_g))
         if not len(a.times_s):
             return []
-        if a.gap:
+        if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
             s.ticks.skip_to(a.times_s[0])
         magnitude = np.sqrt(np.einsum("ij,ij->i", acc_g[a.skip:], acc_g[a.skip:]))
         epoch = np.floor(a.times_s / EPOCH_S).astype(np.int64)
@@ -83,14 +83,16 @@ class AccProcessor(Processor):
         boundaries = np.flatnonzero(np.diff(epoch)) + 1
         starts = np.concatenate([[0], boundaries])
         ends = np.concatenate([boundaries, [len(epoch)]])
+        out = []
         for i0, i1 in zip(starts, ends):
             e = int(epoch[i0])
             if s.open_epoch is not None and e != s.open_epoch:
                 self._close_epoch()
+                # every epoch before e is closed: ticks up to its start are final
+                out.extend(self._features(t) for t in s.ticks.due(e * EPOCH_S))
             s.open_epoch = e
             s.open_samples.extend(magnitude[i0:i1].tolist())
-        watermark = s.open_epoch * EPOCH_S  # every epoch before the open one is closed
-        return [self._features(t) for t in s.ticks.due(watermark)]
+        return out
 
     def _close_epoch(self) -> None:
         s = self.state

@@ -4,7 +4,8 @@ Each signal feeds its processor chain; every chain emits ``Features`` for the ti
 finished; the pipeline joins them per tick into one ``Features`` row (values of all
 modalities, quality per modality). A tick is released once every modality the wearer sends has
 reported it, or once another modality is ``max_lag_s`` ahead (a stalled stream never holds the
-others back; its quality for that tick is ``"missing"``).
+others back; its quality for that tick is ``"missing"``). Nothing is released in the wearer's
+first ``max_lag_s``, so signals that start a little later still join the first ticks.
 
 Heart activity can come from several signals; the best one the wearer sends is used:
 ``bvp`` (our beat detection) > ``ibi`` (device beat intervals) > ``hr`` (device heart rate).
@@ -79,8 +80,12 @@ class _Chain:
 
     def flush(self) -> list[Features]:
         """End of stream: the ticks still held back by a processor's output delay."""
-        last = self.steps[-1]
-        return last.flush() if hasattr(last, "flush") else []
+        s = self.steps
+        if self.signal == "bvp":
+            return s[2].update(s[1].update_times(s[0].flush()))
+        if self.signal == "ibi":
+            return s[1].update(s[0].flush())
+        return s[0].flush() if hasattr(s[0], "flush") else []
 
     def update(self, batch: SampleBatch) -> list[Features]:
         s = self.steps
@@ -101,6 +106,7 @@ class PipelineState:
     latest_tick: dict = field(default_factory=dict)  # modality -> latest tick reported
     released_until: float = -np.inf  # ticks up to here have been released
     start_s: float | None = None  # time of the wearer's first sample: no tick before it
+    seen_until_s: float = -np.inf  # latest sample time of any signal
     late_dropped: int = 0  # Features that arrived for an already released tick
     ignored_batches: int = 0  # batches of a heart source outranked by a better one
 
@@ -136,6 +142,7 @@ class WearerPipeline(Processor):
                 s.heart_source = signal
         if s.start_s is None:
             s.start_s = batch.start_s
+        s.seen_until_s = max(s.seen_until_s, batch.end_s)
         chain = s.chains.get(signal)
         if chain is None or (batch.fs is not None and batch.fs != chain.fs):
             chain = s.chains[signal] = _Chain(signal, batch.fs, self.config)
@@ -159,22 +166,32 @@ class WearerPipeline(Processor):
             s.pending.setdefault(features.t, {})[modality] = features
             s.latest_tick[modality] = max(s.latest_tick.get(modality, -np.inf), features.t)
 
+    def _quality_key(self, modality: str) -> str:
+        """The key under which a modality's processors report quality."""
+        if modality != "heart":
+            return modality
+        return "hr" if self.state.heart_source == "hr" else "hrv"
+
     def _release(self, everything: bool = False) -> list[Features]:
         s = self.state
         if not s.pending:
             return []
         active = set(self.modalities)
         lead = max(s.latest_tick.values())
+        # in the first max_lag_s every signal the wearer sends has had time to show up; until
+        # then "every modality reported" may not mean every modality there is
+        settled = s.seen_until_s - s.start_s >= self.config.max_lag_s
         out = []
         for tick in sorted(s.pending):
             parts = s.pending[tick]
-            if not (everything or active <= parts.keys() or tick + self.config.max_lag_s <= lead):
+            complete = settled and active <= parts.keys()
+            if not (everything or complete or tick + self.config.max_lag_s <= lead):
                 break
             values, quality = {}, {}
             for modality in sorted(active):
                 f = parts.get(modality)
                 if f is None:
-                    quality[modality] = QUALITY_MISSING
+                    quality[self._quality_key(modality)] = QUALITY_MISSING
                     continue
                 values.update(f.values)
                 quality.update(f.quality)

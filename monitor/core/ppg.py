@@ -209,6 +209,14 @@ class PpgBeatDetector(Processor):
             s.gap_pending = False
         return BeatBatch(times, self._watermark_s(), gap and len(times) > 0)
 
+    def flush(self) -> BeatBatch:
+        """End of the stream: no sample will follow, so every time is final (watermark +inf).
+
+        A beat in the last ~0.5 s, not yet decided, is dropped. Pass the result on as usual:
+        ``hrv.update(corrector.update_times(detector.flush()))`` emits the last ticks.
+        """
+        return BeatBatch(np.empty(0), math.inf, False)
+
     def _watermark_s(self) -> float:
         """Time before which every beat has been emitted (unix s)."""
         s = self.state

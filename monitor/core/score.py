@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from monitor.core.base import QUALITY_OK, Features, Processor
+from monitor.core.base import Features, Processor
 
-# indicator -> (modality whose quality gates it, stress direction, default weight, spread floor)
+# indicator -> (modality, stress direction, default weight, spread floor in the indicator's unit)
 INDICATORS: dict[str, tuple[str, float, float, float]] = {
     "HR_Mean": ("heart", +1.0, 1.0, 3.0),  # bpm
     "HRV_RMSSD": ("heart", -1.0, 0.7, 5.0),  # ms
@@ -154,11 +154,10 @@ class StressScorer(Processor):
 
     def update(self, row: Features) -> Score:
         cfg = self.config
-        usable = {
-            name: x for name, x in row.values.items()
-            if name in INDICATORS and cfg.weights.get(name, 0.0) > 0
-            and row.quality.get(INDICATORS[name][0]) == QUALITY_OK
-        }
+        # processors emit a value only when its window passed their validity rules (a poor
+        # window has its values withheld), so every value present is usable
+        usable = {name: x for name, x in row.values.items()
+                  if name in INDICATORS and cfg.weights.get(name, 0.0) > 0}
         moving = row.values.get("ACC_Moving", 0.0) >= 0.5
         if moving:
             self.state.last_moving_t = row.t
@@ -172,8 +171,12 @@ class StressScorer(Processor):
             gate = "poor_quality"
         elif not ready:
             gate = "warmup"
-        if still and usable and (value is None or value < cfg.learn_below):
-            self.baseline.learn(usable, cfg.tick_s)
+        if still and usable:
+            # an indicator still warming up learns every still tick (the wearer is assumed to
+            # start calm); a ready one only learns when the tick does not look stressed
+            calm = value is None or value < cfg.learn_below
+            learn = {n: x for n, x in usable.items() if calm or n not in ready}
+            self.baseline.learn(learn, cfg.tick_s)
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))

@@ -62,12 +62,18 @@ class TempProcessor(Processor):
         s = self.state
         a = s.clock.align(t0_s, len(temp_c))
         x = np.asarray(temp_c, dtype=float)[a.skip:]
-        if a.gap:
+        if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
             s.ticks.skip_to(a.times_s[0])
-        s.ring.extend(a.times_s, x)
         if not len(x):
             return []
-        return [self._features(t) for t in s.ticks.due(a.times_s[-1])]
+        times, out = a.times_s, []
+        for tick in s.ticks.due(times[-1]):  # the ring holds a window: fill it tick by tick
+            k = int(np.searchsorted(times, tick, side="right"))
+            s.ring.extend(times[:k], x[:k])
+            times, x = times[k:], x[k:]
+            out.append(self._features(tick))
+        s.ring.extend(times, x)
+        return out
 
     def _features(self, tick_s: float) -> Features:
         t, x = self.state.ring.window(tick_s - self.window_s, tick_s)
