@@ -83,7 +83,7 @@ def naive_rate(rec: Recording, iterations: int) -> float:
     return iterations / (time.process_time() - start)
 
 
-def bench_core(budget_s: float = 40.0) -> dict:
+def bench_core() -> dict:
     rec = bench_recording()
     stream_s = min(rec.duration_s - 1, 1800.0)
     runs = 3
@@ -120,7 +120,7 @@ def bench_analyze() -> dict:
             "speed_x_realtime_median": round(statistics.median(speeds), 1), "runs": len(speeds)}
 
 
-def run_bench(what: str, as_json: bool = False, seconds: float | None = None, out=sys.stdout) -> int:
+def run_bench(what: str, as_json: bool = False, out=sys.stdout) -> int:
     result = bench_core() if what == "core" else bench_analyze()
     if as_json:
         print(json.dumps(result), file=out)

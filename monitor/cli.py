@@ -65,7 +65,7 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from monitor.bench import run_bench
 
-    return run_bench(args.what, as_json=args.json, seconds=args.seconds)
+    return run_bench(args.what, as_json=args.json)
 
 
 def cmd_eval(args) -> int:
@@ -101,7 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (ratios against a baseline measured in the same run)")
     b.add_argument("what", choices=["core", "analyze"])
     b.add_argument("--json", action="store_true", help="print one JSON line")
-    b.add_argument("--seconds", type=float, default=None, help="rough time budget")
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="evaluate the score on the labelled Stress-Predict subjects")

@@ -86,9 +86,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Co
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected core, score, policy")
     core = _section(CoreConfig, data.get("core", {}), f"{source}: [core]")
-    score_values = dict(data.get("score", {}))
-    score_values.setdefault("tick_s", core.tick_s)
-    score = _section(ScoreConfig, score_values, f"{source}: [score]")
+    score = _section(ScoreConfig, data.get("score", {}), f"{source}: [score]")
     policy = PolicyConfig.from_mapping(data.get("policy", {}), source=f"{source}: [policy]")
     return Config(core, score, policy)
 

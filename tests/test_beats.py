@@ -272,7 +272,9 @@ def test_e4_sparse_intervals_are_not_differenced_across_breaks():
 
 def _trailing_threshold_nk(monkeypatch, lookahead=3):
     """neurokit2's own Kubios code with its 91-beat centred threshold windows made trailing
-    (ending ``lookahead`` beats after the beat), the part a causal method must change."""
+    (ending ``lookahead`` beats after the beat), the part a causal method must change.
+    ``lookahead=45`` is the centred window again (except over the last 45 beats, which get the
+    last full window's threshold instead of a truncated one)."""
     import pandas as pd
 
     fp = importlib.import_module("neurokit2.signal.signal_fixpeaks")
@@ -297,8 +299,16 @@ def test_acceptance_polar_h10_flags_and_rmssd_against_neurokit(monkeypatch):
     (their dRR is 1.00-1.13 times the threshold, inside a persistent trigeminy that the
     adaptive thresholds treat as normal), so they hinge on the exact centred 91-beat window:
     - neurokit2 itself with its thresholds scaled by 1.01 agrees with itself at F1 0.86;
+    - neurokit2 itself with its 91-beat window moved by ONE beat (beats i-44..i+46 or
+      i-46..i+44 instead of i-45..i+45) agrees with itself at F1 0.81 / 0.75, and with the
+      width changed by one beat per side (89 or 93, centred) at F1 0.81 / 0.895;
     - neurokit2's own code with the windows made trailing (3-beat look-ahead, as ours) agrees
-      with centred neurokit2 at F1 0.41.
+      with centred neurokit2 at F1 0.41; with a look-ahead of 5-40 beats at 0.32-0.69, and
+      with trailing windows of 151-500 beats or an expanding window at 0.27-0.50.
+    Variants of our port measured against centred neurokit2 (none passes 0.9): trailing window
+    151 / 201 / 300 / 500 / all past beats F1 0.21 / 0.36 / 0.37 / 0.41 / 0.46 (and injected-
+    artifact precision drops to 0.91); median window 9 or 7 beats 0.36; holding the first 45-50
+    beats before the first decision 0.52 (it only adds the 3 record-start flags; 60 gives 0.36).
     What we assert instead: our port agrees with that trailing-window neurokit2 (F1 0.94, the
     windows of the median differ), and RMSSD after correction is within 10 % of neurokit2's
     (ours 436.9 ms, neurokit2 429.3 ms on its corrected peaks, raw 441.8 ms).
@@ -330,6 +340,12 @@ def test_acceptance_polar_h10_flags_and_rmssd_against_neurokit(monkeypatch):
     centred = fp._compute_threshold
     monkeypatch.setattr(fp, "_compute_threshold", lambda s, a, w: 1.01 * centred(s, a, w))
     assert f1(nk_flagged(peaks_ms), theirs) < 0.9
+    # ... and with a one-beat shift of its window (lookahead 45 is the centred window itself).
+    _trailing_threshold_nk(monkeypatch, lookahead=45)
+    assert nk_flagged(peaks_ms) == theirs
+    for shift in (44, 46):
+        _trailing_threshold_nk(monkeypatch, lookahead=shift)
+        assert f1(nk_flagged(peaks_ms), theirs) < 0.9
     _trailing_threshold_nk(monkeypatch)
     nk_trailing = nk_flagged(peaks_ms)
     print(f"Polar: trailing-window neurokit2 vs centred F1 {f1(nk_trailing, theirs):.3f}, "

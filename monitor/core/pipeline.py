@@ -51,7 +51,7 @@ class CoreConfig:
     tick_s: float = 5.0
     window_s: float = 60.0
     max_lag_s: float = 45.0  # above the EDA chain's 20.5 s output delay
-    scr_min_amplitude_us: float | None = None  # None: the EDA processor's default
+    scr_min_amplitude_us: float = 0.05
     moving_sd_g: float = 0.1
 
 
@@ -63,8 +63,7 @@ class _Chain:
         self.fs = fs
         w = {"tick_s": cfg.tick_s, "window_s": cfg.window_s}
         if signal == "eda":
-            extra = {} if cfg.scr_min_amplitude_us is None else {"scr_min_amplitude_us": cfg.scr_min_amplitude_us}
-            self.steps = [EdaProcessor(fs, **w, **extra)]
+            self.steps = [EdaProcessor(fs, **w, scr_min_amplitude_us=cfg.scr_min_amplitude_us)]
         elif signal == "temp":
             self.steps = [TempProcessor(fs, **w)]
         elif signal == "acc":

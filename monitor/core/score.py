@@ -47,7 +47,6 @@ class ScoreConfig:
     learn_below: float = 1.0
     z_cap: float = 4.0
     motion_holdoff_s: float = 120.0
-    tick_s: float = 5.0
 
 
 @dataclass
@@ -136,8 +135,9 @@ class StressScorer(Processor):
     4.0
     """
 
-    def __init__(self, config: ScoreConfig | None = None):
+    def __init__(self, config: ScoreConfig | None = None, tick_s: float = 5.0):
         self.config = config or ScoreConfig()
+        self.tick_s = tick_s  # seconds of data one tick stands for (the pipeline's tick)
         self.baseline = Baseline(self.config)
         self.state = ScorerState()
 
@@ -176,7 +176,7 @@ class StressScorer(Processor):
             # start calm); a ready one only learns when the tick does not look stressed
             calm = value is None or value < cfg.learn_below
             learn = {n: x for n, x in usable.items() if calm or n not in ready}
-            self.baseline.learn(learn, cfg.tick_s)
+            self.baseline.learn(learn, self.tick_s)
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))

@@ -41,7 +41,7 @@ class WearerMonitor:
         self.wearer_id = wearer_id
         self.config = config or Config()
         self.pipeline = WearerPipeline(self.config.core)
-        self.scorer = StressScorer(self.config.score)
+        self.scorer = StressScorer(self.config.score, tick_s=self.config.core.tick_s)
         self.policy = CheckinPolicy(self.config.policy, wearer_id=wearer_id)
 
     def update(self, batch: SampleBatch) -> list[Tick]:
