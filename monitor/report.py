@@ -52,6 +52,10 @@ def analysis_figure(result, recording) -> str:
     for ax, (key, label) in zip(axes, panels):
         y = np.array([tk.indicators.values.get(key, np.nan) for tk in ticks])
         ax.plot(t_min, y, lw=1.0, color="#345")
+        baseline = np.array([tk.score.deviations.get(key, (np.nan, np.nan))[1] for tk in ticks])
+        if np.isfinite(baseline).any():
+            ax.plot(t_min, baseline, lw=1.0, ls="--", color="#999", label="personal baseline")
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_ylabel(label, fontsize=8)
     ax = axes[-1]
     score = np.array([np.nan if tk.score.value is None else tk.score.value for tk in ticks])
@@ -71,8 +75,8 @@ def analysis_figure(result, recording) -> str:
         for mt, _ in recording.markers:
             a.axvline((mt - t0) / 60.0, color="#88f", lw=0.6, ls=":")
     ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Indicators and stress score (orange: labelled stress; green: check-in sent; "
-                 "grey: suppressed; dotted: markers)", fontsize=9)
+    fig.suptitle("Indicators against the personal baseline (dashed), and the stress score "
+                 "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)", fontsize=9)
     png = _png(fig)
     plt.close(fig)
     return png

@@ -424,3 +424,324 @@ class StreamTracker:
         s.last_seq = batch.seq
         s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
         return Verdict(accept=True, gap_batches=gap, restart=restart)
+
+
+# --------------------------------------------------------------------------------------------
+# Non-sample payloads: indicators, check-ins, answers, controls, rejections, monitor state
+#
+# All JSON objects with ``"v": 1``. The service (``monitor.service``) publishes indicators,
+# check-ins, rejections and its state, and reads answers and controls; phones, dashboards and
+# tests use the same functions from the other side.
+
+
+class IdentityError(PayloadError):
+    """A payload that names a wearer, device or prompt other than the one its topic says."""
+
+
+REJECT_REASONS = (
+    "topic",  # not a contract topic, or an id outside [a-z0-9_-]{1,64}
+    "payload",  # not JSON v1, missing or mistyped field
+    "range",  # values or times outside what the contract allows
+    "future",  # the batch ends > 5 min after the stream's last sample and the wall clock
+    "identity",  # the payload names another wearer / device / signal / prompt than its topic
+    "conflict",  # another device of the wearer already sends this signal
+    "unsupported",  # a contract signal the monitor has no processing for (e.g. ecg)
+    "answer",  # an answer the check-in policy refuses (unknown/expired prompt, bad rating...)
+    "control",  # an unknown control action or a bad duration
+)
+
+CONTROL_SUBSCRIPTION = f"{PREFIX}/+/control"
+
+
+def _dumps(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite_or_none(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _load_object(payload: bytes | str, what: str) -> dict:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        try:
+            payload = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        body = json.loads(payload, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
+    version = body.get("v")
+    if version != VERSION or type(version) is not int:
+        raise PayloadError(f"{what}: unknown version {version!r}: this monitor reads v={VERSION}")
+    return body
+
+
+def _optional_time(body: dict, key: str = "t") -> float | None:
+    if body.get(key) is None:
+        return None
+    t = _number(body, key)
+    if not math.isfinite(t) or t < EARLIEST_T_S:
+        raise ValueRangeError(f"field {key!r} must be unix seconds after the year 2000")
+    return t
+
+
+def _check_fields(body: dict, allowed: set[str], what: str) -> None:
+    extra = set(body) - allowed
+    if extra:
+        raise PayloadError(f"{what}: unexpected field(s) {', '.join(sorted(extra))}; expected {', '.join(sorted(allowed))}")
+
+
+def _check_wearer_field(body: dict, wearer: str, what: str) -> None:
+    named = body.get("wearer")
+    if named is not None and named != wearer:
+        raise IdentityError(
+            f"{what} names wearer {named!r:.70} but arrived on a topic of wearer {wearer!r} (the topic is the identity)"
+        )
+
+
+def identity_mismatch(payload: bytes | str, wearer: str, device: str | None = None, signal: str | None = None) -> str | None:
+    """Why a data payload's own identity fields contradict its topic, or None.
+
+    The contract's batches carry no identity (the topic is the identity), so ``decode_batch``
+    refuses these fields anyway; this names the more useful reason for the ``rejected`` message.
+    Only call it on a payload ``decode_batch`` already refused (it parses the JSON again).
+
+    >>> identity_mismatch(b'{"v":1,"wearer":"bob","seq":0}', "alice")
+    "payload names wearer 'bob' but arrived on a topic of wearer 'alice' (the topic is the identity)"
+    """
+    try:
+        body = json.loads(bytes(payload).decode("utf-8") if not isinstance(payload, str) else payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key, expected in (("wearer", wearer), ("device", device), ("signal", signal)):
+        if key in body and expected is not None and body[key] != expected:
+            return (
+                f"payload names {key} {body[key]!r:.70} but arrived on a topic of {key} {expected!r} "
+                "(the topic is the identity)"
+            )
+    return None
+
+
+def encode_indicators(
+    t_s: float,
+    score: float | None,
+    gate: str | None,
+    values: dict[str, float],
+    quality: dict[str, str],
+    contributions: dict[str, float] | None = None,
+    deviations: dict[str, float] | None = None,
+    threshold: float | None = None,
+) -> bytes:
+    """JSON of ``anxmon/v1/{wearer}/indicators``: one output tick of the wearer's monitor.
+
+    ``score`` is None when withheld and ``gate`` then says why (``warmup``, ``motion``,
+    ``poor_quality``, ``stale``...); ``values`` are the tick's indicators (NeuroKit-style keys);
+    ``quality`` maps a modality to ``ok`` or a reason; ``contributions`` each indicator's share
+    of the score; ``deviations`` each indicator's distance from the wearer's baseline in baseline
+    SDs; ``threshold`` the wearer's effective check-in threshold. Non-finite numbers become null.
+
+    >>> json.loads(encode_indicators(1.7e9, 1.25, None, {"HR_Mean": 71.0}, {"heart": "ok"}))["score"]
+    1.25
+    """
+    clean = lambda d: {str(k): _finite_or_none(v) for k, v in (d or {}).items()}  # noqa: E731
+    return _dumps(
+        {
+            "v": VERSION,
+            "t": float(t_s),
+            "score": _finite_or_none(score),
+            "gate": gate,
+            "threshold": _finite_or_none(threshold),
+            "values": clean(values),
+            "quality": {str(k): str(v) for k, v in quality.items()},
+            "contributions": clean(contributions),
+            "deviations": clean(deviations),
+        }
+    )
+
+
+def decode_indicators(payload: bytes | str) -> dict:
+    """Parse an indicators payload (for dashboards, phones and tests); checks version and ``t``."""
+    body = _load_object(payload, "indicators")
+    _number(body, "t")
+    for key in ("values", "quality"):
+        if not isinstance(body.get(key), dict):
+            raise PayloadError(f"indicators: field {key!r} must be an object")
+    return body
+
+
+def encode_checkin(prompt: dict) -> bytes:
+    """JSON of ``anxmon/v1/{wearer}/checkin``: ``{"v": 1}`` plus ``Prompt.to_dict()``
+    (``id``, ``t``, ``message``, ``options``, ``why``, ``expires_at``)."""
+    return _dumps({"v": VERSION, **prompt})
+
+
+def decode_checkin(payload: bytes | str) -> dict:
+    """Parse a check-in prompt; checks version, ``id`` and ``t``."""
+    body = _load_object(payload, "check-in")
+    if not isinstance(body.get("id"), str):
+        raise PayloadError("check-in: field 'id' must be a string")
+    _number(body, "t")
+    return body
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A wearer's answer to a check-in (``anxmon/v1/{wearer}/checkin/response``).
+
+    ``t_s`` is when it was given (event time, unix s); None lets the monitor use the wearer's
+    current event time (its newest sample), which is right for live use and for replays alike.
+    """
+
+    prompt_id: str
+    rating: int | None = None
+    labels: tuple[str, ...] = ()
+    t_s: float | None = None
+
+
+def encode_answer(prompt_id: str, rating: int | None = None, labels=(), t_s: float | None = None) -> bytes:
+    """``{"v":1,"prompt_id":...,"rating":3,"labels":["anxious"]}`` (+ ``"t"`` when given).
+
+    >>> decode_answer(encode_answer("alice-1700000000000", 4, ["anxious"]), "alice").rating
+    4
+    """
+    body = {"v": VERSION, "prompt_id": prompt_id, "rating": rating, "labels": list(labels)}
+    if t_s is not None:
+        body["t"] = float(t_s)
+    return _dumps(body)
+
+
+def decode_answer(payload: bytes | str, wearer: str) -> Answer:
+    """Parse an answer that arrived on ``wearer``'s topic.
+
+    Types are checked here; what the policy accepts (open prompt, rating 1..5, known labels) is
+    checked by the policy. A prompt id of another wearer (``{wearer}-{ms}``), or a ``wearer``
+    field naming someone else, is an ``IdentityError``.
+    """
+    body = _load_object(payload, "answer")
+    _check_fields(body, {"v", "prompt_id", "t", "rating", "labels", "wearer"}, "answer")
+    _check_wearer_field(body, wearer, "answer")
+    prompt_id = body.get("prompt_id")
+    if not isinstance(prompt_id, str) or not prompt_id:
+        raise PayloadError("answer: field 'prompt_id' must be a non-empty string")
+    if not prompt_id.startswith(f"{wearer}-"):
+        raise IdentityError(f"answer: prompt {prompt_id!r:.80} is not one of {wearer!r}'s prompts")
+    rating = body.get("rating")
+    if rating is not None and type(rating) is not int:
+        raise PayloadError(f"answer: field 'rating' must be an integer or null, got {type(rating).__name__}")
+    labels = body.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise PayloadError("answer: field 'labels' must be a list of strings")
+    return Answer(prompt_id, rating, tuple(labels), _optional_time(body))
+
+
+@dataclass(frozen=True)
+class Control:
+    """A wearer's request on ``anxmon/v1/{wearer}/control``: ``pause``, ``resume`` or ``snooze``.
+
+    ``duration_s`` (s) is optional; ``t_s`` as in ``Answer``.
+    """
+
+    action: str
+    duration_s: float | None = None
+    t_s: float | None = None
+
+
+def encode_control(action: str, duration_s: float | None = None, t_s: float | None = None) -> bytes:
+    """``{"v":1,"action":"snooze","duration_s":1800}`` (+ ``"t"`` when given).
+
+    >>> decode_control(encode_control("snooze", 1800), "alice").duration_s
+    1800.0
+    """
+    body: dict = {"v": VERSION, "action": action}
+    if duration_s is not None:
+        body["duration_s"] = float(duration_s)
+    if t_s is not None:
+        body["t"] = float(t_s)
+    return _dumps(body)
+
+
+def decode_control(payload: bytes | str, wearer: str) -> Control:
+    """Parse a control request that arrived on ``wearer``'s topic (the policy checks the action)."""
+    body = _load_object(payload, "control")
+    _check_fields(body, {"v", "action", "duration_s", "t", "wearer"}, "control")
+    _check_wearer_field(body, wearer, "control")
+    action = body.get("action")
+    if not isinstance(action, str):
+        raise PayloadError("control: field 'action' must be a string (pause, resume or snooze)")
+    duration = None if body.get("duration_s") is None else _number(body, "duration_s")
+    return Control(action, duration, _optional_time(body))
+
+
+def encode_rejected(topic: str, reason: str, error: str, t_s: float) -> bytes:
+    """JSON of ``anxmon/v1/{wearer}/rejected``: which topic, a reason code, and the error text.
+
+    ``reason`` is one of ``REJECT_REASONS``; ``t`` is the monitor's wall clock. The payload
+    itself is never echoed (it may hold health data).
+
+    >>> decode_rejected(encode_rejected("anxmon/v1/a/e4/eda", "payload", "bad", 1.7e9))["reason"]
+    'payload'
+    """
+    if reason not in REJECT_REASONS:
+        raise ValueError(f"unknown reject reason {reason!r}; expected one of {REJECT_REASONS}")
+    return _dumps({"v": VERSION, "t": float(t_s), "topic": topic, "reason": reason, "error": error})
+
+
+def decode_rejected(payload: bytes | str) -> dict:
+    body = _load_object(payload, "rejected")
+    if body.get("reason") not in REJECT_REASONS:
+        raise PayloadError(f"rejected: unknown reason {body.get('reason')!r:.40}")
+    return body
+
+
+MONITOR_STATES = ("online", "offline")
+
+
+def encode_monitor_state(state: str, instance: str, version: str, t_s: float | None = None) -> bytes:
+    """JSON of the retained ``anxmon/v1/monitor/{instance}/state``: ``online`` / ``offline``.
+
+    ``t`` (wall clock) is absent from the last will, which the broker sends at an unknown time.
+
+    >>> decode_monitor_state(encode_monitor_state("online", "main", "0.1.0", 1.7e9))["state"]
+    'online'
+    """
+    if state not in MONITOR_STATES:
+        raise ValueError(f"monitor state must be one of {MONITOR_STATES}, got {state!r}")
+    body = {"v": VERSION, "state": state, "instance": check_id("instance", instance), "version": version}
+    if t_s is not None:
+        body["t"] = float(t_s)
+    return _dumps(body)
+
+
+def decode_monitor_state(payload: bytes | str) -> dict:
+    body = _load_object(payload, "monitor state")
+    if body.get("state") not in MONITOR_STATES:
+        raise PayloadError(f"monitor state: field 'state' must be one of {MONITOR_STATES}")
+    return body
+
+
+def decode_status(payload: bytes | str, kind: str) -> float | bool:
+    """The value of a retained device status: battery percent (0-100) or skin contact (bool).
+
+    >>> decode_status(status_payload("battery", 87, 1.7e9), "battery")
+    87.0
+    """
+    if kind not in STATUS_KINDS:
+        raise TopicError(f"unknown status kind {kind!r}: expected one of {', '.join(STATUS_KINDS)}")
+    body = _load_object(payload, kind)
+    if kind == "battery":
+        percent = _number(body, "percent")
+        if not 0.0 <= percent <= 100.0:
+            raise ValueRangeError("battery: 'percent' must be within 0-100")
+        return percent
+    contact = body.get("contact")
+    if not isinstance(contact, bool):
+        raise PayloadError("contact: field 'contact' must be true or false")
+    return contact

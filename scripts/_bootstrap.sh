@@ -26,6 +26,10 @@ want=$(cat pyproject.toml | sha256sum | cut -c1-16)-${ANXMON_EXTRAS:-dev}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[anxmon] installing anxmon and its dependencies into .venv (first run takes a minute)" >&2
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".[${ANXMON_EXTRAS:-dev}]"
+    if ! .venv/bin/python -m pip install -q -e ".[${ANXMON_EXTRAS:-dev}]" >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "[anxmon] installing into .venv failed (log above, also in .venv/pip.log)" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

@@ -22,7 +22,6 @@ import functools
 import importlib
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,16 +37,11 @@ from monitor.core.beats import (
     IntervalBatch,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.conftest import data_path as _need  # noqa: E402  (skips when ../shared/data is absent)
 CHUNKS = [1, 7, 64, None]
 NK_KINDS = ("ectopic", "missed", "extra", "longshort")
 
 
-def _need(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
-    return path
 
 
 @functools.lru_cache(maxsize=None)
@@ -253,7 +247,7 @@ def test_e4_sparse_intervals_are_not_differenced_across_breaks():
     """S02's IBI.csv: interval i follows i-1 exactly when t_i - ibi_i == t_(i-1) (both are
     multiples of 1/64 s). Those are the only intervals marked consecutive."""
     raw = np.loadtxt(_need("stress-predict", "S02", "IBI.csv"), delimiter=",", skiprows=1)
-    with open(DATA / "stress-predict" / "S02" / "IBI.csv") as fh:
+    with open(_need("stress-predict", "S02", "IBI.csv")) as fh:
         t0 = float(fh.readline().split(",")[0])
     t, ibi_ms = t0 + raw[:, 0], raw[:, 1] * 1000.0
     follows = np.concatenate([[False], np.abs(t[1:] - raw[1:, 1] - t[:-1]) < 1e-6])

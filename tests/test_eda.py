@@ -15,22 +15,16 @@ from __future__ import annotations
 import functools
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from monitor.core.eda import EdaProcessor
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.conftest import data_path as _need  # noqa: E402  (skips when ../shared/data is absent)
 T0_NK = 1_700_000_000.0  # the neurokit file has no clock: give it one (a multiple of 60 s)
 
 
-def _need(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
-    return path
 
 
 @functools.lru_cache(maxsize=None)

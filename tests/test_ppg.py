@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,16 +23,11 @@ from monitor.core.beats import BeatCorrector
 from monitor.core.hrv import HrvProcessor
 from monitor.core.ppg import PpgBeatDetector, lfilter_zi
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.conftest import data_path as _need  # noqa: E402  (skips when ../shared/data is absent)
 T0 = 1_700_000_000.0  # the neurokit file has no clock: give it one (a multiple of 60 s)
 CHUNKS = [1, 7, 64, None]
 
 
-def _need(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"recording {path} is absent (../shared/data is needed for this test)")
-    return path
 
 
 @functools.lru_cache(maxsize=None)
