@@ -51,9 +51,10 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import signal as sps
 
 from monitor.wire import SampleBatch
 
@@ -99,6 +100,17 @@ def _bateman_peak(rise_s: float, decay_s: float) -> float:
 
 
 SCR_RISE_S = 0.75
+
+# micro-movement of a resting arm: AR(1) at 32 Hz, time constant 0.15 s, SD MICRO_SD_G per axis
+MICRO_SD_G = 0.004
+_MICRO_RHO = math.exp(-1.0 / (32.0 * 0.15))
+_MICRO_B = np.array([MICRO_SD_G * math.sqrt(1.0 - _MICRO_RHO ** 2)])
+_MICRO_A = np.array([1.0, -_MICRO_RHO])
+
+# sample offsets within one second (s), per signal
+_W4 = np.arange(4) / 4.0
+_W32 = np.arange(32) / 32.0
+_W64 = np.arange(64) / 64.0
 
 
 @dataclass(frozen=True)
@@ -201,7 +213,8 @@ class SimulatedWearer:
         self._scr_t = np.zeros(0)  # onsets (s since start) and amplitudes (µS) of live SCRs
         self._scr_amp = np.zeros(0)
         self._scr_norm = 1.0 / _bateman_peak(SCR_RISE_S, p["scr_decay_s"])
-        self._fidgets: list[tuple[float, float, float, float, np.ndarray]] = []  # start, dur, amp, hz, axis
+        self._gestures: list[tuple] = []  # live gestures: start, duration, amplitude (g), hz, phases, axis
+        self._micro_zi = np.zeros((1, 3))  # memory of the micro-movement filter
         self._dropout_until = -1.0
         self._contact_lost_until = -1.0
 
@@ -235,7 +248,7 @@ class SimulatedWearer:
         acc = self._acc(k, theta0, psi0, step_phase0, cadence0, move_sd0)
         out: dict[str, SampleBatch] = {}
         peaks_t, peaks_ibi = self._beats(k, hr0, hr1, vagal0, vagal1, phase0, resp0)
-        jitter = self._rng_faults.standard_normal(len(self.signals))
+        jitter = self._rng_faults.standard_normal(len(self.signals)).tolist()
         if "bvp" in self.signals:
             out["bvp"] = self._bvp(k, phase0, resp0, s.arousal, acc)
         if "eda" in self.signals:
@@ -248,7 +261,7 @@ class SimulatedWearer:
         batches = []
         jitter_sd = self.faults["jitter_s"]
         for j, signal in enumerate(self.signals):
-            err = jitter_sd * float(np.clip(jitter[j], -3.0, 3.0))
+            err = jitter_sd * min(3.0, max(-3.0, jitter[j]))
             seq = self._seq[signal]
             self._seq[signal] += 1
             if signal in ("hr", "ibi"):
@@ -364,7 +377,7 @@ class SimulatedWearer:
 
     def _bvp(self, k, phase0, resp0, arousal, acc) -> np.ndarray:
         p = self.profile
-        t = k + np.arange(64) / 64.0
+        t = k + _W64
         on = np.asarray(self._onsets)
         j = np.searchsorted(on, t, side="right") - 1
         phase = (t - on[j]) / (on[j + 1] - on[j])
@@ -388,22 +401,22 @@ class SimulatedWearer:
         keep = self._scr_t > k - 12.0 * p["scr_decay_s"]
         self._scr_t = np.concatenate([self._scr_t[keep], onsets])
         self._scr_amp = np.concatenate([self._scr_amp[keep], amps])
-        t = k + np.arange(4) / 4.0
+        t = k + _W4
         u = np.maximum(t[:, None] - self._scr_t[None, :], 0.0)
         phasic = (np.exp(-u / p["scr_decay_s"]) - np.exp(-u / SCR_RISE_S)) @ self._scr_amp * self._scr_norm
-        x = scl0 + (scl1 - scl0) * np.arange(4) / 4.0 + phasic + 0.002 * noise
+        x = scl0 + (scl1 - scl0) * _W4 + phasic + 0.002 * noise
         if not contact:
             x = 0.01 + 0.005 * np.abs(noise)  # electrodes off the skin: near 0 µS
         return np.maximum(x, 0.0)
 
     def _temp_samples(self, temp0, temp1) -> np.ndarray:
-        x = temp0 + (temp1 - temp0) * np.arange(4) / 4.0 + 0.005 * self._rng_temp.standard_normal(4)
+        x = temp0 + (temp1 - temp0) * _W4 + 0.005 * self._rng_temp.standard_normal(4)
         return np.round(x / TEMP_RESOLUTION_C) * TEMP_RESOLUTION_C
 
     def _acc(self, k, theta0, psi0, step_phase0, cadence0, move_sd0) -> np.ndarray:
         s, p = self._s, self.profile
         rng = self._rng_acc
-        w = np.arange(32) / 32.0
+        w = _W32
         theta = theta0 + (s.theta - theta0) * w
         psi = psi0 + (s.psi - psi0) * w
         st, ct, sp, cp = np.sin(theta), np.cos(theta), np.sin(psi), np.cos(psi)
@@ -415,21 +428,29 @@ class SimulatedWearer:
             a1 = move_sd0 * math.sqrt(2.0 / 1.16)  # two harmonics with SD move_sd0 together
             vertical = a1 * np.sin(phase) + 0.4 * a1 * np.sin(2 * phase + 0.7)
             acc += g * vertical[:, None] + e * (0.5 * a1 * np.sin(0.5 * phase))[:, None]
-        # small gestures (more when aroused); none while walking or running
-        draws = rng.uniform(size=5)
-        rate_per_s = p["fidget_per_min"] * (1.0 + 2.0 * s.arousal) / 60.0
+        # hand and arm gestures (typing, reaching, touching the face; more often when aroused for
+        # some people): four random 1-6 Hz components under a smooth envelope, along a random
+        # direction, lognormal amplitude; none while walking or running
+        draws = rng.uniform(size=4)
+        rate_per_s = p["gesture_per_min"] * (1.0 + p["gesture_anxiety_gain"] * s.arousal) / 60.0
         if draws[0] < rate_per_s and move_sd0 < 0.05:
             axis = rng.standard_normal(3)
-            self._fidgets.append((k + draws[1], 1.0 + 2.0 * draws[2], 0.03 + 0.09 * draws[3],
-                                  3.0 + 3.0 * draws[4], axis / np.linalg.norm(axis)))
+            hz = rng.uniform(1.0, 6.0, 4)
+            phases = rng.uniform(0.0, 2 * np.pi, 4)
+            amp = p["gesture_g"] * math.exp(0.9 * float(rng.standard_normal()))
+            self._gestures.append((k + draws[1], 1.0 + 3.0 * draws[2], amp, hz, phases, axis / np.linalg.norm(axis)))
         t = k + w
-        for start, dur, amp, hz, axis in self._fidgets:
+        for start, dur, amp, hz, phases, axis in self._gestures:
             u = (t - start) / dur
             on = (u >= 0) & (u < 1)
             if on.any():
-                wave = amp * np.sin(2 * np.pi * hz * (t - start)) * np.sin(np.pi * np.clip(u, 0, 1)) ** 2 * on
+                carrier = np.sin(2 * np.pi * hz[None, :] * (t - start)[:, None] + phases[None, :]).sum(axis=1) / 2.0
+                wave = amp * carrier * np.sin(np.pi * np.clip(u, 0, 1)) ** 2 * on
                 acc += wave[:, None] * axis[None, :]
-        self._fidgets = [f for f in self._fidgets if f[0] + f[1] > k + 1.0]
+        self._gestures = [f for f in self._gestures if f[0] + f[1] > k + 1.0]
+        # the arm is never perfectly still: slow random micro-movement (AR(1), tau 0.15 s)
+        micro, self._micro_zi = sps.lfilter(_MICRO_B, _MICRO_A, rng.standard_normal((32, 3)), axis=0, zi=self._micro_zi)
+        acc += micro
         return acc + 0.003 * rng.standard_normal((32, 3))
 
     def _faults_of_second(self, k: float) -> tuple[bool, bool]:

@@ -75,7 +75,14 @@ PROFILE_DEFAULTS: dict[str, tuple[float, float]] = {
     "temp_rest_c": (32.5, 34.0),  # wrist skin temperature at rest
     "temp_anxiety_c": (0.25, 0.5),  # drop at full arousal (peripheral vasoconstriction)
     "bvp_amplitude": (60.0, 120.0),  # pulse amplitude, a.u. (E4-like)
-    "fidget_per_min": (0.3, 1.0),  # small gestures at rest (more when aroused)
+    # hand/arm gestures while seated, 1-4 s each, lognormal amplitude with this median. Calibrated
+    # on the seated rest phases of Stress-Predict S02/S05 (E4): per-second SD of |acc| above
+    # 0.02 g in 18-28 % of seconds, above 0.1 g in 3-8 %; these ranges give 10-33 % and 1-11 %.
+    "gesture_per_min": (6.0, 12.0),
+    "gesture_g": (0.1, 0.25),
+    # gestures x (1 + gain * arousal): S02 moved more during the stress tasks (46 % of seconds
+    # above 0.02 g instead of 28 %), S05 did not (18 % and 18 %)
+    "gesture_anxiety_gain": (0.0, 1.5),
     "walk_cadence_hz": (1.7, 2.0),  # steps per second
     "run_cadence_hz": (2.5, 2.9),
     "walk_acc_sd_g": (0.15, 0.25),  # per-second SD of |acc| at the wrist

@@ -10,6 +10,7 @@ Two subjects are a smoke test, not a validation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -47,16 +48,28 @@ def reference_decisions(t: np.ndarray, score: np.ndarray, config: Config) -> lis
             if isinstance(d, Decision)]
 
 
+NEW_IN_ISSUE_8 = ("RSP_Rate", "ACC_Restlessness")  # breathing rate and restlessness
+METHODS = ("pipeline", "pipeline without breathing/restlessness", "reference")
+
+
+def without(config: Config, indicators: tuple[str, ...]) -> Config:
+    """``config`` with the given indicators' score weights set to 0."""
+    weights = {**config.score.weights, **{name: 0.0 for name in indicators}}
+    return dataclasses.replace(config, score=dataclasses.replace(config.score, weights=weights))
+
+
 def evaluate_subject(path: Path, config: Config) -> dict:
+    """Metrics of the pipeline, of the pipeline without the issue-8 indicators, and of the reference."""
     rec = read_recording(path)
     if rec.labels is None:
         raise InputFormatError(f"{path}: no labels.csv, nothing to evaluate against")
     result = analyze_recording(rec, config, wearer_id=path.name.lower(), progress=False)
-    ours = result.summary["labels"]
+    reduced = analyze_recording(rec, without(config, NEW_IN_ISSUE_8), wearer_id=path.name.lower(), progress=False)
     t = np.array([tk.t for tk in result.ticks])
     ref_score = reference_scores(rec, t)
     ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, config), rec.labels)
-    return {"subject": path.name, "pipeline": ours, "reference": ref,
+    return {"subject": path.name, "pipeline": result.summary["labels"],
+            "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
             "indicators_used": result.summary["indicators_used"]}
 
 
@@ -80,17 +93,17 @@ def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys
     return 0
 
 
-def _cell(v) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
+def _cell(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def format_table(rows: list[dict]) -> str:
     head = "| subject | method | ROC AUC | stress periods with a trigger | false check-ins / rest h | median delay (s) |"
     lines = [head, "|---|---|---|---|---|---|"]
     for r in rows:
-        for method in ("pipeline", "reference"):
+        for method in METHODS:
             m = r[method]
             periods = f"{m['stress_periods_detected']}/{m['stress_periods']}"
-            lines.append(f"| {r['subject']} | {method} | {_cell(m['roc_auc'])} | {periods} | "
+            lines.append(f"| {r['subject']} | {method} | {_cell(m['roc_auc'], 3)} | {periods} | "
                          f"{_cell(m['false_checkins_per_rest_hour'])} | {_cell(m['median_delay_s'])} |")
     return "\n".join(lines)

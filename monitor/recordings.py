@@ -1,23 +1,23 @@
-"""Recorded sessions on disk, read into canonical streams and played as sample batches.
+"""Recorded sessions: canonical streams in the wire contract's units, played as sample batches.
 
-Supported now: the Empatica E4 export (a folder or a zip of ``EDA.csv``, ``BVP.csv``,
-``TEMP.csv``, ``ACC.csv``, ``HR.csv``, ``IBI.csv`` and optionally ``tags.csv``). Each file's
-first row is the session start (unix s, UTC), the second the sample rate (Hz); ``ACC.csv`` is in
-1/64 g and becomes g; ``IBI.csv`` rows are (s since start, interval in s) and become beat times
-and intervals in ms.
+A ``Recording`` holds one ``Stream`` per signal (``monitor.wire.SIGNALS``: ``bvp``, ``ecg``,
+``eda``, ``temp``, ``acc``, ``hr``, ``ibi``), event markers and, when known, per-second stress
+labels. ``read_recording`` detects the format and calls the matching reader of
+``monitor.readers`` (one module per format: Empatica E4, EmotiBit parsed data, Polar H10 CSV,
+Garmin export, anxmon's own JSON-lines recordings). ``Recording.batches()`` cuts the streams
+into sample batches in the order a live device would send them, so ``analyze``, ``replay`` and
+the live service see the same input.
 
 Example
 -------
 >>> rec = read_recording("../shared/data/stress-predict/S02")      # doctest: +SKIP
->>> sorted(rec.streams), round(rec.duration_s)                      # doctest: +SKIP
-(['acc', 'bvp', 'eda', 'hr', 'ibi', 'temp'], 3565)
+>>> sorted(rec.streams), round(rec.duration_s), rec.format           # doctest: +SKIP
+(['acc', 'bvp', 'eda', 'hr', 'ibi', 'temp'], 3565, 'e4')
 """
 
 from __future__ import annotations
 
 import io
-import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -26,24 +26,37 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
+from monitor.markers import Marker
 from monitor.wire import SampleBatch
-
-E4_FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
-E4_ACC_UNITS_PER_G = 64.0
 
 
 @dataclass
 class Stream:
-    """One signal of a recording: regular (``t0``, ``fs``) or irregular (``t``)."""
+    """One signal of a recording: regular (``t0``, ``fs``) or irregular (``t``).
+
+    A regular stream with gaps has ``segments``: ``(start index, t0)`` of each run of samples
+    at ``fs`` (the first is ``(0, t0)``); None means one run from ``t0``.
+    """
 
     signal: str
     values: np.ndarray
     t0: float | None = None
     fs: float | None = None
     t: np.ndarray | None = None
+    segments: list[tuple[int, float]] | None = None
+
+    def runs(self) -> list[tuple[int, int, float]]:
+        """``(first index, end index, t0)`` of each run of regular samples."""
+        segs = self.segments or [(0, float(self.t0))]
+        ends = [i for i, _ in segs[1:]] + [len(self.values)]
+        return [(i0, i1, t0) for (i0, t0), i1 in zip(segs, ends)]
 
     def times_s(self) -> np.ndarray:
-        return self.t if self.t is not None else self.t0 + np.arange(len(self.values)) / self.fs
+        if self.t is not None:
+            return self.t
+        if self.segments is None:
+            return self.t0 + np.arange(len(self.values)) / self.fs
+        return np.concatenate([t0 + np.arange(i1 - i0) / self.fs for i0, i1, t0 in self.runs()])
 
     @property
     def start_s(self) -> float:
@@ -53,18 +66,45 @@ class Stream:
     def end_s(self) -> float:
         if self.t is not None:
             return float(self.t[-1])
-        return float(self.t0 + len(self.values) / self.fs)
+        i0, i1, t0 = self.runs()[-1]
+        return float(t0 + (i1 - i0) / self.fs)
+
+    def between(self, start_s: float, end_s: float) -> "Stream | None":
+        """The samples with ``start_s <= time < end_s`` (None when there are none)."""
+        if self.t is not None:
+            keep = (self.t >= start_s) & (self.t < end_s)
+            return Stream(self.signal, self.values[keep], t=self.t[keep]) if keep.any() else None
+        parts, segments, count = [], [], 0
+        for i0, i1, t0 in self.runs():
+            lo = i0 + max(0, int(np.ceil((start_s - t0) * self.fs)))
+            hi = i0 + min(i1 - i0, max(0, int(np.ceil((end_s - t0) * self.fs))))
+            if hi > lo:
+                parts.append(self.values[lo:hi])
+                segments.append((count, t0 + (lo - i0) / self.fs))
+                count += hi - lo
+        if not parts:
+            return None
+        return Stream(self.signal, np.concatenate(parts), t0=segments[0][1], fs=self.fs,
+                      segments=segments if len(segments) > 1 else None)
 
 
 @dataclass
 class Recording:
-    """A session: streams by signal, event markers, and (when known) per-second stress labels."""
+    """A session: streams by signal, event markers, and (when known) per-second stress labels.
+
+    ``reference`` holds series a device computed that are not wire signals (e.g. Garmin's own
+    stress score): kept for researchers, never played. ``notes`` says what the reader estimated
+    or dropped (sample rates fitted from timestamps, values outside the contract's range).
+    """
 
     source: str
     format: str
     streams: dict[str, Stream]
-    markers: list[tuple[float, str]] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
     labels: tuple[np.ndarray, np.ndarray] | None = None  # (unix_s, stress 0/1)
+    reference: dict[str, Stream] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    wearer: str | None = None
 
     @property
     def start_s(self) -> float:
@@ -77,6 +117,19 @@ class Recording:
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    def between(self, start_s: float, end_s: float) -> "Recording":
+        """The part of the recording with ``start_s <= time < end_s`` (unix s): streams, markers, labels."""
+        streams = {k: part for k, s in self.streams.items() if (part := s.between(start_s, end_s)) is not None}
+        if not streams:
+            raise InputFormatError(f"{self.source}: no samples between {start_s:.0f} and {end_s:.0f}")
+        labels = None
+        if self.labels is not None:
+            keep = (self.labels[0] >= start_s) & (self.labels[0] < end_s)
+            labels = (self.labels[0][keep], self.labels[1][keep]) if keep.any() else None
+        reference = {k: part for k, s in self.reference.items() if (part := s.between(start_s, end_s)) is not None}
+        return Recording(self.source, self.format, streams, [m for m in self.markers if start_s <= m.t_s < end_s],
+                         labels, reference, list(self.notes), self.wearer)
 
     def batches(self, batch_s: float = 1.0) -> Iterator[SampleBatch]:
         """Every stream cut into ``batch_s`` batches, in the order a live device would send them.
@@ -95,10 +148,13 @@ class Recording:
 def _cut(stream: Stream, batch_s: float) -> Iterator[tuple[float, SampleBatch]]:
     if stream.t is None:
         per = max(1, int(round(batch_s * stream.fs)))
-        for seq, i in enumerate(range(0, len(stream.values), per)):
-            values = stream.values[i:i + per]
-            t0 = stream.t0 + i / stream.fs
-            yield t0 + len(values) / stream.fs, SampleBatch(stream.signal, seq, values, t0=t0, fs=stream.fs)
+        seq = 0
+        for r0, r1, run_t0 in stream.runs():
+            for i in range(r0, r1, per):
+                values = stream.values[i:min(i + per, r1)]
+                t0 = run_t0 + (i - r0) / stream.fs
+                yield t0 + len(values) / stream.fs, SampleBatch(stream.signal, seq, values, t0=t0, fs=stream.fs)
+                seq += 1
         return
     if not len(stream.t):
         return
@@ -109,93 +165,7 @@ def _cut(stream: Stream, batch_s: float) -> Iterator[tuple[float, SampleBatch]]:
         yield due, SampleBatch(stream.signal, seq, stream.values[i0:i1], t=stream.t[i0:i1])
 
 
-# -------------------------------------------------------------------------------- E4 export
-
-
-class _Folder:
-    """Uniform access to the files of a folder or a zip archive."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        if path.is_dir():
-            self.names = {p.name: p for p in path.iterdir() if p.is_file()}
-            self.zip = None
-        elif zipfile.is_zipfile(path):
-            self.zip = zipfile.ZipFile(path)
-            self.names = {Path(n).name: n for n in self.zip.namelist() if not n.endswith("/")}
-        else:
-            raise InputFormatError(f"{path} is neither a folder nor a zip archive")
-
-    def text(self, name: str) -> str:
-        if self.zip is not None:
-            return self.zip.read(self.names[name]).decode("utf-8", errors="replace")
-        return self.names[name].read_text(encoding="utf-8", errors="replace")
-
-
-def is_e4_export(path: Path) -> bool:
-    try:
-        names = _Folder(path).names
-    except InputFormatError:
-        return False
-    return "EDA.csv" in names or "BVP.csv" in names
-
-
-def _e4_regular(folder: _Folder, name: str, signal: str) -> Stream:
-    text = folder.text(name)
-    try:
-        frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True)
-        t0, fs = float(frame.iloc[0, 0]), float(frame.iloc[1, 0])
-        values = frame.iloc[2:].to_numpy(dtype=float)
-    except (ValueError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputFormatError(
-            f"{folder.path}/{name}: not an Empatica E4 file (expected a start time row, a sample "
-            f"rate row, then one sample per row): {exc}"
-        ) from None
-    if not (math.isfinite(t0) and math.isfinite(fs) and fs > 0):
-        raise InputFormatError(f"{folder.path}/{name}: bad start time {t0!r} or sample rate {fs!r}")
-    if signal == "acc":
-        if values.shape[1] != 3:
-            raise InputFormatError(f"{folder.path}/{name}: expected 3 columns (x, y, z), found {values.shape[1]}")
-        values = values / E4_ACC_UNITS_PER_G
-    else:
-        values = values[:, 0]
-    if np.isnan(values).any():
-        raise InputFormatError(f"{folder.path}/{name}: {int(np.isnan(values).sum())} rows are not numbers")
-    return Stream(signal, values, t0=t0, fs=fs)
-
-
-def _e4_ibi(folder: _Folder) -> Stream | None:
-    text = folder.text("IBI.csv").strip().splitlines()
-    if len(text) < 2:
-        return None
-    try:
-        t0 = float(text[0].split(",")[0])
-        rows = np.array([[float(v) for v in line.split(",")[:2]] for line in text[1:]])
-    except ValueError as exc:
-        raise InputFormatError(f"{folder.path}/IBI.csv: expected 't0, IBI' then 'seconds,interval' rows: {exc}") from None
-    return Stream("ibi", rows[:, 1] * 1000.0, t=t0 + rows[:, 0])
-
-
-def read_e4(path: str | Path) -> Recording:
-    """Read an Empatica E4 export (folder or zip). Missing signal files are simply absent."""
-    path = Path(path)
-    folder = _Folder(path)
-    streams = {sig: _e4_regular(folder, name, sig) for name, sig in E4_FILES.items() if name in folder.names}
-    if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
-        streams["hr"] = Stream("hr", streams["hr"].values, t=streams["hr"].times_s())
-    if "IBI.csv" in folder.names and (ibi := _e4_ibi(folder)) is not None:
-        streams["ibi"] = ibi
-    if not streams:
-        raise InputFormatError(f"{path}: no E4 signal files (EDA.csv, BVP.csv, ...) found")
-    markers = []
-    for name in folder.names:
-        if name.startswith("tags") and name.endswith(".csv"):
-            for line in folder.text(name).split():
-                markers.append((float(line.split(",")[0]), "tag"))
-    labels = None
-    if "labels.csv" in folder.names:
-        labels = read_labels_text(folder.text("labels.csv"), f"{path}/labels.csv")
-    return Recording(str(path), "e4", streams, sorted(markers), labels)
+# ------------------------------------------------------------------------------ labels
 
 
 def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,14 +184,14 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return read_labels_text(path.read_text(), str(path))
 
 
+# ------------------------------------------------------------------------------ entry point
+
+
 def read_recording(path: str | Path) -> Recording:
-    """Read a recording, detecting its format; a clear error says what was expected."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFormatError(f"{path} does not exist")
-    if is_e4_export(path):
-        return read_e4(path)
-    raise InputFormatError(
-        f"{path} is not a recording anxmon reads: expected an Empatica E4 export "
-        "(a folder or zip with EDA.csv, BVP.csv, TEMP.csv, ACC.csv, HR.csv, IBI.csv)"
-    )
+    """Read a recording of any supported format (detected); a clear error says what was expected.
+
+    See ``monitor.readers`` for the formats and the detection rules.
+    """
+    from monitor.readers import read_any
+
+    return read_any(Path(path))

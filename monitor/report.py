@@ -1,8 +1,29 @@
-"""Self-contained HTML reports with plots (matplotlib PNGs embedded as base64).
+"""Self-contained HTML reports with plots (matplotlib PNGs embedded as base64, no external assets).
+
+Two pages:
+
+* ``report.html`` of ``anxmon analyze`` (``write_analysis_report``): one session's indicators
+  against the personal baseline, the score, check-ins and markers.
+* ``anxmon report`` (``write_report``), from an analyze output folder: the timeline with
+  check-ins, answers and markers; a daily summary; and for each marker kind a before/after
+  comparison of the wearer's stress load and check-in rate, with bootstrap intervals.
+
+An analyze output folder holds ``indicators.csv`` (one row per tick: ``t``, ``stress_score``,
+indicators), ``checkins.jsonl`` (one trigger decision per line: ``t``, ``sent``, ``reason``...),
+``summary.json``, and optionally ``markers.csv`` (``monitor.markers``) and ``answers.jsonl``
+(one answer per line: ``t``, ``prompt_id``, ``rating`` 1-5 or null, ``labels``).
+
+The before/after comparison, per marker of a kind: a window of ``before_s`` ending at the marker
+and one of ``after_s`` starting at it; in each, the mean score, the share of scored time with the
+score at or above the threshold, and check-ins sent per hour of data. A window counts when ticks
+cover at least half of it (scored ticks for the two score measures). A marker counts for a
+measure when both its windows count; its difference is after minus before. The 95% interval is a
+percentile bootstrap of the mean difference over markers (markers resampled with replacement,
+``numpy.random.default_rng(seed)``), so each marker's pair of windows counts once.
 
 Example
 -------
->>> write_analysis_report(Path("out/report.html"), result, recording)   # doctest: +SKIP
+>>> run_report("out/s02", "s02.html", before_s=120, after_s=120)     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,9 +32,17 @@ import base64
 import html
 import io
 import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from monitor.errors import AnxmonError, InputFormatError
+from monitor.markers import Marker, merge_markers, read_markers, write_markers
 
 PANELS = [  # (indicator, label) shown over time, when present
     ("HR_Mean", "Heart rate (bpm)"),
@@ -23,6 +52,20 @@ PANELS = [  # (indicator, label) shown over time, when present
     ("TEMP_Mean", "Skin temperature (°C)"),
     ("ACC_Activity", "Movement (g)"),
 ]
+MEASURES = [  # (key, name in the table, unit)
+    ("mean_score", "mean stress score", "score"),
+    ("share_above", "share of scored time at or above the threshold", "share"),
+    ("checkins_per_h", "check-ins sent per hour", "per h"),
+]
+DAY_S = 86_400.0
+DEFAULT_WINDOW_S = DAY_S
+MIN_COVERAGE = 0.5
+MARKER_COLORS = ["#5b5bd6", "#c05621", "#2f855a", "#b83280", "#2b6cb0", "#744210", "#319795", "#9b2c2c"]
+NOT_EVIDENCE = (
+    "These are descriptive statistics of one person's recorded signals. They describe what the "
+    "signals did around these markers in this recording; they are not evidence that an event or a "
+    "treatment caused any change, and they are not a diagnosis. anxmon is not a medical device."
+)
 
 
 def _png(fig) -> str:
@@ -31,55 +74,98 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def analysis_figure(result, recording) -> str:
-    """One PNG (base64): indicators, score with threshold and check-ins, labels shaded."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ticks = result.ticks
-    t0 = recording.start_s
-    t_min = (np.array([tk.t for tk in ticks]) - t0) / 60.0
-    panels = [(k, label) for k, label in PANELS if any(k in tk.indicators.values for tk in ticks)]
-    fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(11, 1.8 * (len(panels) + 1)), sharex=True)
+    return plt
+
+
+def _kind_colors(markers: list[Marker]) -> dict[str, str]:
+    kinds = sorted({m.kind for m in markers})
+    return {k: MARKER_COLORS[i % len(MARKER_COLORS)] for i, k in enumerate(kinds)}
+
+
+def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
+                 threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
+                 markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "") -> str:
+    """One PNG (base64): indicator panels (label, values, baseline or None) and the score panel.
+
+    The score panel shows the threshold, check-ins (green: sent, grey: suppressed) and answers
+    (triangles, labelled with the rating); every panel shows markers (dotted, one color per
+    kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h.
+    """
+    plt = _pyplot()
+    t0 = float(t[0])
+    span = float(t[-1] - t0)
+    unit_s, unit = (60.0, "minutes") if span <= 3 * 3600 else (3600.0, "hours")
+    x = (t - t0) / unit_s
+    fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(11, 1.7 * (len(panels) + 1) + 0.4), sharex=True,
+                             layout="constrained")
     axes = np.atleast_1d(axes)
+    for ax, (label, y, baseline) in zip(axes, panels):
+        ax.plot(x, y, lw=1.0, color="#345")
+        if baseline is not None and np.isfinite(baseline).any():
+            ax.plot(x, baseline, lw=1.0, ls="--", color="#999", label="personal baseline")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_ylabel(label, fontsize=8)
+    ax = axes[-1]
+    ax.plot(x, score, lw=1.0, color="#a33", label="stress score")
+    if threshold is not None:
+        ax.axhline(threshold, ls="--", lw=0.8, color="#a33", label=f"threshold {threshold:g}")
+    for ts, sent in decisions:
+        ax.axvline((ts - t0) / unit_s, color="#2a7" if sent else "#bbb", lw=1.2)
+    if len(answers):
+        top = np.nanmax(score) if np.isfinite(score).any() else 1.0
+        for ts, rating in answers:
+            xa = (ts - t0) / unit_s
+            ax.plot([xa], [top], marker="v", color="#2a7", ms=7)
+            if rating is not None:
+                ax.annotate(str(rating), (xa, top), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
+    ax.set_ylabel("score", fontsize=8)
+    ax.set_xlabel(f"{unit} since {datetime.fromtimestamp(t0).astimezone().strftime('%Y-%m-%d %H:%M %Z')}")
+    colors = _kind_colors(markers)
+    for a in axes:
+        for onset, end in stress:
+            a.axvspan((onset - t0) / unit_s, (end - t0) / unit_s, color="#fc9", alpha=0.35, lw=0)
+        for m in markers:
+            a.axvline((m.t_s - t0) / unit_s, color=colors[m.kind], lw=0.8, ls=":")
+    for kind, color in colors.items():
+        ax.plot([], [], color=color, ls=":", label=f"marker: {kind}")
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
+# ------------------------------------------------------------------------------ analyze's page
+
+
+def analysis_figure(result, recording) -> str:
+    """One PNG (base64): indicators, score with threshold and check-ins, labels shaded."""
+    ticks = result.ticks
+    t = np.array([tk.t for tk in ticks])
+    panels = []
+    for key, label in PANELS:
+        if any(key in tk.indicators.values for tk in ticks):
+            y = np.array([tk.indicators.values.get(key, np.nan) for tk in ticks])
+            baseline = np.array([tk.score.deviations.get(key, (np.nan, np.nan))[1] for tk in ticks])
+            panels.append((label, y, baseline))
+    score = np.array([np.nan if tk.score.value is None else tk.score.value for tk in ticks])
+    decisions = [(d.t_s, d.sent) for tk in ticks for d in tk.decisions if getattr(d, "sent", None) is not None]
     stress = []
     if recording.labels is not None:
         from monitor.analyze import stress_periods
 
         stress = stress_periods(*recording.labels, min_s=1.0)
-    for ax, (key, label) in zip(axes, panels):
-        y = np.array([tk.indicators.values.get(key, np.nan) for tk in ticks])
-        ax.plot(t_min, y, lw=1.0, color="#345")
-        baseline = np.array([tk.score.deviations.get(key, (np.nan, np.nan))[1] for tk in ticks])
-        if np.isfinite(baseline).any():
-            ax.plot(t_min, baseline, lw=1.0, ls="--", color="#999", label="personal baseline")
-            ax.legend(fontsize=7, loc="upper right")
-        ax.set_ylabel(label, fontsize=8)
-    ax = axes[-1]
-    score = np.array([np.nan if tk.score.value is None else tk.score.value for tk in ticks])
-    ax.plot(t_min, score, lw=1.0, color="#a33", label="stress score")
-    threshold = result.summary.get("threshold_final")
-    if threshold is not None:
-        ax.axhline(threshold, ls="--", lw=0.8, color="#a33", label="threshold")
-    for tk in ticks:
-        for d in tk.decisions:
-            if getattr(d, "sent", None) is not None:
-                ax.axvline((d.t_s - t0) / 60.0, color="#2a7" if d.sent else "#bbb", lw=1.2)
-    ax.set_ylabel("score", fontsize=8)
-    ax.set_xlabel("minutes since start")
-    for a in axes:
-        for onset, end in stress:
-            a.axvspan((onset - t0) / 60, (end - t0) / 60, color="#fc9", alpha=0.35, lw=0)
-        for mt, _ in recording.markers:
-            a.axvline((mt - t0) / 60.0, color="#88f", lw=0.6, ls=":")
-    ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Indicators against the personal baseline (dashed), and the stress score "
-                 "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)", fontsize=9)
-    png = _png(fig)
-    plt.close(fig)
-    return png
+    return timeline_png(t, panels, score, result.summary.get("threshold_final"), decisions, [],
+                        recording.markers, stress,
+                        "Indicators against the personal baseline (dashed), and the stress score "
+                        "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)")
 
 
 def write_analysis_report(path: Path, result, recording) -> None:
@@ -98,9 +184,7 @@ def write_analysis_report(path: Path, result, recording) -> None:
     img = f'<img alt="indicators and score over time" src="data:image/png;base64,{png}">' if png else "<p>No ticks.</p>"
     path.write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anxmon analysis</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 10px;border-bottom:1px solid #eee;font-size:14px}}
-img{{max-width:100%}}.note{{background:#f6f6f0;padding:8px 12px;border-left:4px solid #cc9}}</style></head>
+<style>{CSS}</style></head>
 <body><h1>anxmon analysis: {html.escape(Path(recording.source).name)}</h1>
 <p class="note">These are descriptive signals of one person's body, computed against their own
 baseline. anxmon is not a medical device: it does not diagnose anything and gives no medical advice.</p>
@@ -108,4 +192,471 @@ baseline. anxmon is not a medical device: it does not diagnose anything and give
 {label_rows}
 <h2>Summary</h2><table>{rows}</table>
 </body></html>
-""")
+""", encoding="utf-8")
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.5em 0 1em}th,td{text-align:left;padding:2px 10px;border-bottom:1px solid #eee;font-size:14px}
+td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+.note{background:#f6f6f0;padding:8px 12px;border-left:4px solid #cc9}.small{font-size:13px;color:#555}"""
+
+
+# ------------------------------------------------------------------------------ analyze folders
+
+
+@dataclass
+class AnalysisFolder:
+    """What ``anxmon report`` reads from an analyze output folder."""
+
+    path: Path
+    ticks: pd.DataFrame  # indicators.csv
+    checkins: list[dict]  # trigger decisions (lines of checkins.jsonl with "sent")
+    answers: list[dict] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.ticks["t"].to_numpy(dtype=float)
+
+    @property
+    def score(self) -> np.ndarray:
+        return pd.to_numeric(self.ticks["stress_score"], errors="coerce").to_numpy(dtype=float)
+
+    @property
+    def tick_s(self) -> float:
+        t = self.t
+        return float(np.median(np.diff(t))) if len(t) > 1 else 5.0
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputFormatError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
+    return out
+
+
+def is_analysis_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "indicators.csv").is_file()
+
+
+def read_analysis_folder(path: str | Path) -> AnalysisFolder:
+    """Read an analyze output folder (``indicators.csv`` is required, the rest optional)."""
+    path = Path(path)
+    if not is_analysis_folder(path):
+        raise InputFormatError(f"{path} is not an analyze output folder (no indicators.csv)")
+    try:
+        ticks = pd.read_csv(path / "indicators.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputFormatError(f"{path}/indicators.csv: {str(exc).splitlines()[0]}") from None
+    if not {"t", "stress_score"} <= set(ticks.columns):
+        raise InputFormatError(f"{path}/indicators.csv: expected columns t, stress_score, ... as anxmon analyze writes")
+    ticks = ticks.sort_values("t", kind="stable").reset_index(drop=True)
+    checkins = [d for d in _jsonl(path / "checkins.jsonl") if "sent" in d]
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+    markers = read_markers(path / "markers.csv") if (path / "markers.csv").is_file() else []
+    return AnalysisFolder(path, ticks, checkins, _jsonl(path / "answers.jsonl"), markers, summary)
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def window_stats(t: np.ndarray, score: np.ndarray, tick_s: float, threshold: float, sent_t: np.ndarray,
+                 lo: float, hi: float, min_coverage: float = MIN_COVERAGE) -> dict[str, float]:
+    """The three measures over ``lo <= t < hi`` (NaN where the window has too little data).
+
+    >>> t = np.arange(0.0, 100.0, 5.0); s = np.where(t < 50, 1.0, 3.0)
+    >>> window_stats(t, s, 5.0, 2.0, np.array([60.0]), 50.0, 100.0)
+    {'mean_score': 3.0, 'share_above': 1.0, 'checkins_per_h': 72.0}
+    """
+    inside = (t >= lo) & (t < hi)
+    length = hi - lo
+    scored = inside & np.isfinite(score)
+    out = {"mean_score": math.nan, "share_above": math.nan, "checkins_per_h": math.nan}
+    if scored.sum() * tick_s >= min_coverage * length:
+        s = score[scored]
+        out["mean_score"] = float(s.mean())
+        out["share_above"] = float(np.mean(s >= threshold))
+    observed_h = inside.sum() * tick_s / 3600.0
+    if inside.sum() * tick_s >= min_coverage * length:
+        out["checkins_per_h"] = float(np.sum((sent_t >= lo) & (sent_t < hi)) / observed_h)
+    return out
+
+
+@dataclass
+class Comparison:
+    """Before/after of one measure for one marker kind (a row of the report's table)."""
+
+    kind: str
+    measure: str
+    before: np.ndarray  # per marker with both windows usable
+    after: np.ndarray
+    ci: tuple[float, float] | None  # 95% bootstrap interval of the mean difference (None if n < 2)
+    before_ci: tuple[float, float] | None
+    after_ci: tuple[float, float] | None
+    markers_total: int
+    overlapping: int  # usable markers whose windows overlap another marker's windows of this kind
+
+    @property
+    def n(self) -> int:
+        return len(self.before)
+
+    @property
+    def difference(self) -> float:
+        return float(np.mean(self.after - self.before)) if self.n else math.nan
+
+
+def bootstrap_means(columns: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> list[tuple[float, float] | None]:
+    """95% percentile intervals of the mean of each column, resampling rows (markers) together.
+
+    >>> lo, hi = bootstrap_means([np.arange(10.0)], 2000, np.random.default_rng(0))[0]
+    >>> round(lo, 1), round(hi, 1)
+    (2.7, 6.3)
+    """
+    n = len(columns[0])
+    if n < 2 or n_boot < 1:
+        return [None] * len(columns)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return [tuple(float(q) for q in np.percentile(c[idx].mean(axis=1), [2.5, 97.5])) for c in columns]
+
+
+def before_after(folder: AnalysisFolder, markers: list[Marker], before_s: float, after_s: float,
+                 threshold: float, n_boot: int = 2000, seed: int = 0,
+                 min_coverage: float = MIN_COVERAGE) -> list[Comparison]:
+    """One ``Comparison`` per (marker kind, measure); see the module docstring for the method."""
+    t, score, tick_s = folder.t, folder.score, folder.tick_s
+    sent_t = np.array([d["t"] for d in folder.checkins if d.get("sent")], dtype=float)
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in sorted({m.kind for m in markers}):
+        times = np.array(sorted(m.t_s for m in markers if m.kind == kind))
+        stats = [(window_stats(t, score, tick_s, threshold, sent_t, m - before_s, m, min_coverage),
+                  window_stats(t, score, tick_s, threshold, sent_t, m, m + after_s, min_coverage)) for m in times]
+        gaps = np.diff(times)
+        close = np.zeros(len(times), bool)  # windows reach into a neighbour's windows
+        close[1:] |= gaps < before_s + after_s
+        close[:-1] |= gaps < before_s + after_s
+        for key, _, _ in MEASURES:
+            b = np.array([s[0][key] for s in stats])
+            a = np.array([s[1][key] for s in stats])
+            ok = np.isfinite(a) & np.isfinite(b)
+            b, a = b[ok], a[ok]
+            ci, b_ci, a_ci = bootstrap_means([a - b, b, a], n_boot, rng)
+            out.append(Comparison(kind, key, b, a, ci, b_ci, a_ci, len(times), int(np.sum(close[ok]))))
+    return out
+
+
+def default_window_s(markers: list[Marker], start_s: float, end_s: float) -> float:
+    """24 h, shortened to half the median time between consecutive markers and to half the recording.
+
+    Short lab sessions (markers minutes apart) so get windows of minutes, days-long recordings
+    with markers days apart windows of 24 h.
+
+    >>> default_window_s([Marker(1000.0), Marker(1300.0), Marker(1500.0)], 0.0, 4000.0)
+    125.0
+    """
+    w = DEFAULT_WINDOW_S
+    times = np.unique([m.t_s for m in markers])
+    if len(times) >= 2:
+        w = min(w, float(np.median(np.diff(times))) / 2.0)
+    w = min(w, (end_s - start_s) / 2.0)
+    return float(max(1.0, math.floor(w)))
+
+
+def daily_summary(folder: AnalysisFolder, threshold: float, tz: tzinfo | None = None) -> list[dict]:
+    """One row per local day: hours of data, hours scored, time stressed, check-ins, answers.
+
+    "Time stressed" is the time whose score is at or above ``threshold``. ``tz`` None is this
+    computer's local time zone.
+    """
+    t, score, tick_s = folder.t, folder.score, folder.tick_s
+
+    def day(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d")
+
+    rows: dict[str, dict] = {}
+
+    def row(d: str) -> dict:
+        return rows.setdefault(d, {"day": d, "hours_data": 0.0, "hours_scored": 0.0, "hours_stressed": 0.0,
+                                   "mean_score": math.nan, "checkins_sent": 0, "checkins_suppressed": 0,
+                                   "answers": 0, "mean_rating": math.nan, "_scores": [], "_ratings": []})
+
+    days = [day(x) for x in t]
+    for d, s in zip(days, score):
+        r = row(d)
+        r["hours_data"] += tick_s / 3600.0
+        if math.isfinite(s):
+            r["hours_scored"] += tick_s / 3600.0
+            r["hours_stressed"] += tick_s / 3600.0 if s >= threshold else 0.0
+            r["_scores"].append(s)
+    for c in folder.checkins:
+        r = row(day(float(c["t"])))
+        r["checkins_sent" if c.get("sent") else "checkins_suppressed"] += 1
+    for a in folder.answers:
+        if a.get("t") is None:
+            continue
+        r = row(day(float(a["t"])))
+        r["answers"] += 1
+        if isinstance(a.get("rating"), int):
+            r["_ratings"].append(a["rating"])
+    out = []
+    for d in sorted(rows):
+        r = rows[d]
+        if r["_scores"]:
+            r["mean_score"] = float(np.mean(r["_scores"]))
+        if r["_ratings"]:
+            r["mean_rating"] = float(np.mean(r["_ratings"]))
+        out.append({k: v for k, v in r.items() if not k.startswith("_")})
+    return out
+
+
+# ------------------------------------------------------------------------------ the page
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    """A duration in words.
+
+    >>> _duration(153), _duration(7200), _duration(86400 * 2)
+    ('2 min 33 s', '2 h', '48 h')
+    """
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min" + (f" {s % 60} s" if s % 60 else "")
+    return f"{s / 3600:g} h" if s % 360 == 0 else f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def _hm(hours: float) -> str:
+    minutes = int(round(hours * 60))
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def before_after_png(comparisons: list[Comparison], max_kinds: int = 8) -> str:
+    """One PNG (base64): per marker kind and measure, each marker's before -> after (grey) and the
+    means with their 95% intervals (black)."""
+    plt = _pyplot()
+    kinds = sorted({c.kind for c in comparisons})[:max_kinds]
+    fig, axes = plt.subplots(len(kinds), len(MEASURES), figsize=(11, 2.4 * len(kinds) + 0.4), squeeze=False,
+                             layout="constrained")
+    for i, kind in enumerate(kinds):
+        for j, (key, name, _) in enumerate(MEASURES):
+            ax = axes[i][j]
+            c = next(c for c in comparisons if c.kind == kind and c.measure == key)
+            if c.n:
+                for b, a in zip(c.before, c.after):
+                    ax.plot([0, 1], [b, a], color="#bbb", lw=0.8, marker="o", ms=3)
+                for xpos, values, ci in ((0, c.before, c.before_ci), (1, c.after, c.after_ci)):
+                    mean = float(np.mean(values))
+                    err = None if ci is None else [[mean - ci[0]], [ci[1] - mean]]
+                    ax.errorbar([xpos], [mean], yerr=err, color="#111", marker="s", ms=6, capsize=4, lw=1.5)
+            else:
+                ax.text(0.5, 0.5, "no usable windows", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([0, 1], ["before", "after"])
+            ax.set_xlim(-0.4, 1.4)
+            ax.set_title(f"{kind}: {name} (n={c.n})", fontsize=8)
+            ax.tick_params(labelsize=7)
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
+def _table(header: list[str], rows: list[list[str]], attrs: str = "", row_attrs: list[str] | None = None,
+           align_numbers: bool = True) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr{(' ' + row_attrs[i]) if row_attrs else ''}>" + "".join(
+            f'<td class="num">{html.escape(c)}</td>' if align_numbers and _numeric(c) else f"<td>{html.escape(c)}</td>"
+            for c in r
+        ) + "</tr>"
+        for i, r in enumerate(rows)
+    )
+    return f"<table{(' ' + attrs) if attrs else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(":", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker] | None = None,
+                 before_s: float | None = None, after_s: float | None = None, n_boot: int = 2000, seed: int = 0,
+                 threshold: float | None = None, tz: tzinfo | None = None) -> dict:
+    """Write the ``anxmon report`` page; returns what it computed (windows, comparisons, days).
+
+    ``markers`` default to the folder's; ``before_s``/``after_s`` default to ``default_window_s``
+    (each one given alone is used for both); ``threshold`` to the folder's final threshold.
+    """
+    from monitor.core.policy import PolicyConfig
+
+    path = Path(path)
+    markers = folder.markers if markers is None else markers
+    t, score = folder.t, folder.score
+    if not len(t):
+        raise InputFormatError(f"{folder.path}/indicators.csv has no ticks: nothing to report")
+    if threshold is None:
+        threshold = folder.summary.get("threshold_final") or PolicyConfig().threshold
+    adaptive = before_s is None and after_s is None
+    w = default_window_s(markers, float(t[0]), float(t[-1]))
+    before_s = float(before_s if before_s is not None else (after_s if after_s is not None else w))
+    after_s = float(after_s if after_s is not None else before_s)
+    if not (before_s > 0 and after_s > 0):
+        raise AnxmonError(f"before/after windows must be longer than 0 s, got {before_s:g} s and {after_s:g} s")
+    comparisons = before_after(folder, markers, before_s, after_s, threshold, n_boot, seed)
+    days = daily_summary(folder, threshold, tz)
+
+    panels = [(label, pd.to_numeric(folder.ticks[key], errors="coerce").to_numpy(dtype=float), None)
+              for key, label in PANELS if key in folder.ticks.columns]
+    decisions = [(float(d["t"]), bool(d["sent"])) for d in folder.checkins]
+    answers = [(float(a["t"]), a.get("rating")) for a in folder.answers if a.get("t") is not None]
+    timeline = timeline_png(t, panels, score, threshold, decisions, answers, markers,
+                            title="Indicators and stress score over time (green: check-in sent; grey: suppressed; "
+                                  "triangles: answers with their rating; dotted: markers)")
+    s = folder.summary
+    scored = np.isfinite(score)
+    overview = [
+        ["source", str(s.get("source", folder.path))],
+        ["format", str(s.get("format", "n/a"))],
+        ["wearer", str(s.get("wearer", "n/a"))],
+        ["from", datetime.fromtimestamp(t[0], tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
+        ["to", datetime.fromtimestamp(t[-1], tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
+        ["duration", _duration(float(t[-1] - t[0]))],
+        ["signals", ", ".join(s.get("signals", [])) or "n/a"],
+        ["ticks (scored)", f"{len(t)} ({int(scored.sum())})"],
+        ["threshold (time stressed = score at or above it)", f"{threshold:g}"],
+        ["check-ins sent / suppressed", f"{sum(d['sent'] for d in folder.checkins)} / "
+                                        f"{sum(not d['sent'] for d in folder.checkins)}"],
+        ["answers", str(len(folder.answers))],
+        ["markers", ", ".join(f"{k}: {sum(m.kind == k for m in markers)}" for k in sorted({m.kind for m in markers}))
+         or "none"],
+    ]
+    day_rows = [[d["day"], _hm(d["hours_data"]), _hm(d["hours_scored"]), _hm(d["hours_stressed"]),
+                 _fmt(100 * d["hours_stressed"] / d["hours_scored"] if d["hours_scored"] else math.nan, 0),
+                 _fmt(d["mean_score"]), str(d["checkins_sent"]), str(d["checkins_suppressed"]), str(d["answers"]),
+                 _fmt(d["mean_rating"], 1)] for d in days]
+    ba_rows, ba_attrs = [], []
+    for c in comparisons:
+        name = next(n for k, n, _ in MEASURES if k == c.measure)
+        digits = 3 if c.measure == "share_above" else 2
+        ba_rows.append([c.kind, name, str(c.n), f"{c.markers_total}",
+                        _fmt(float(np.mean(c.before)) if c.n else math.nan, digits),
+                        _fmt(float(np.mean(c.after)) if c.n else math.nan, digits),
+                        _fmt(c.difference, digits),
+                        _fmt(c.ci[0] if c.ci else math.nan, digits), _fmt(c.ci[1] if c.ci else math.nan, digits),
+                        str(c.overlapping)])
+        ba_attrs.append(f'data-kind="{html.escape(c.kind)}" data-measure="{c.measure}"')
+    before_after_html = "<p>No markers: nothing to compare. Add some with <code>--markers FILE</code>.</p>"
+    if comparisons:
+        before_after_html = (
+            _table(["marker kind", "measure", "n windows", "markers", "before (mean)", "after (mean)",
+                    "difference (after - before)", "95% CI low", "95% CI high", "overlapping"],
+                   ba_rows, 'id="before-after"', ba_attrs)
+            + f'<img alt="before and after each marker" src="data:image/png;base64,{before_after_png(comparisons)}">'
+        )
+    marker_rows = [[datetime.fromtimestamp(m.t_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), m.kind, m.label]
+                   for m in markers]
+    window_rule = ("default: 24 h, shortened to half the median time between consecutive markers and to half the "
+                   "recording" if adaptive else "as given")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>anxmon report: {html.escape(Path(str(s.get('source', folder.path))).name)}</title>
+<style>{CSS}</style></head>
+<body><h1>anxmon report: {html.escape(Path(str(s.get('source', folder.path))).name)}</h1>
+<p class="note"><strong>Descriptive statistics of one person, not evidence of a treatment's effect.</strong>
+{html.escape(NOT_EVIDENCE)}</p>
+<h2>Overview</h2>{_table(["", ""], overview, align_numbers=False)}
+<h2>Over time</h2>
+<img alt="indicators, stress score, check-ins, answers and markers over time" src="data:image/png;base64,{timeline}">
+<h2>Day by day</h2>
+<p class="small">Days in {html.escape(_tz_name(tz))}. Time stressed: time whose stress score is at or above the
+threshold ({threshold:g}); scored: time with a score (it is withheld during warm-up, movement and poor signal).</p>
+{_table(["day", "data (h:mm)", "scored (h:mm)", "stressed (h:mm)", "stressed (% of scored)", "mean score",
+         "check-ins sent", "check-ins suppressed", "answers", "mean rating"], day_rows, 'id="days"')}
+<h2>Before and after markers</h2>
+<p>Windows: {_duration(before_s)} before each marker and {_duration(after_s)} after it ({window_rule}).
+For each marker, the mean stress score, the share of scored time at or above the threshold, and check-ins
+sent per hour of data are computed in both windows; a window counts when data cover at least
+{MIN_COVERAGE:.0%} of it. <em>n windows</em> is the number of markers whose before and after windows both count
+(each gives one pair); <em>markers</em> is how many markers of that kind there are. The 95% interval is a
+percentile bootstrap ({n_boot} resamples, seed {seed}) of the mean after-minus-before difference over
+markers (markers are resampled, so each marker's pair counts once); with fewer than 2 pairs there is none.
+<em>overlapping</em> counts pairs whose windows reach into a neighbouring marker's windows: they are not
+independent.</p>
+{before_after_html}
+<h3>How to read this</h3>
+<ul class="small">
+<li>{html.escape(NOT_EVIDENCE)}</li>
+<li>Other things change over the same hours: time of day, sleep, activity, caffeine, expectations. A
+difference after a marker may come from any of them; there is no control condition here.</li>
+<li>With few markers the intervals are wide and can miss the true value; bootstrap intervals from fewer
+than about 10 markers are rough.</li>
+<li>Each tick's indicators summarise the preceding minute or so (the analysis window), so with windows of a
+few minutes the first minute after a marker still reflects time before it.</li>
+<li>The score compares the wearer with their own baseline; it is not comparable between people.</li>
+</ul>
+<h2>Markers</h2>
+{_table(["time", "kind", "label"], marker_rows, 'id="markers"') if marker_rows else "<p>None.</p>"}
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return {"before_s": before_s, "after_s": after_s, "threshold": threshold, "comparisons": comparisons,
+            "days": days}
+
+
+def _tz_name(tz: tzinfo | None) -> str:
+    if tz is None:
+        return f"this computer's local time ({datetime.now().astimezone().strftime('%Z')})"
+    return str(tz)
+
+
+# ------------------------------------------------------------------------------ from the command line
+
+
+def analyze_to_folder(path: str | Path, out_dir: str | Path, config=None, labels_path: str | None = None,
+                      markers_path: str | None = None, wearer_id: str = "wearer"):
+    """``anxmon analyze``: read a recording, add markers from a CSV, analyse, write the output folder.
+
+    Writes what ``monitor.analyze.write_outputs`` writes plus ``markers.csv`` (the recording's
+    markers and those of ``markers_path``). Returns ``(AnalysisResult, Recording)``.
+    """
+    from monitor.analyze import analyze_recording, write_outputs
+    from monitor.recordings import read_labels, read_recording
+
+    recording = read_recording(path)
+    if markers_path:
+        recording.markers = merge_markers(recording.markers, read_markers(markers_path))
+    labels = read_labels(labels_path) if labels_path else None
+    result = analyze_recording(recording, config, wearer_id, labels)
+    out_dir = Path(out_dir)
+    write_outputs(result, out_dir, recording)
+    write_markers(out_dir / "markers.csv", recording.markers)
+    return result, recording
+
+
+def run_report(path: str | Path, out: str | Path, markers_path: str | None = None, before_s: float | None = None,
+               after_s: float | None = None, n_boot: int = 2000, seed: int = 0, threshold: float | None = None,
+               tz: tzinfo | None = None, config=None, wearer_id: str = "wearer") -> dict:
+    """``anxmon report``: ``path`` is an analyze output folder or a recording (analysed first, in a
+    temporary folder). Markers of ``markers_path`` are added to the folder's or recording's."""
+    path = Path(path)
+    if is_analysis_folder(path):
+        folder = read_analysis_folder(path)
+        markers = merge_markers(folder.markers, read_markers(markers_path)) if markers_path else folder.markers
+        return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)
+    with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
+        analyze_to_folder(path, tmp, config, None, markers_path, wearer_id)
+        folder = read_analysis_folder(tmp)
+        return write_report(out, folder, None, before_s, after_s, n_boot, seed, threshold, tz)

@@ -67,6 +67,7 @@ SIGNALS: dict[str, SignalSpec] = {
     "eda": SignalSpec("uS", regular=True, low=0.0, high=100.0),
     "temp": SignalSpec("degC", regular=True, low=15.0, high=45.0),
     "acc": SignalSpec("g", regular=True, axes=3),
+    "rsp": SignalSpec("a.u.", regular=True),  # respiration belt or a device's breathing channel
     "hr": SignalSpec("bpm", regular=False, low=25.0, high=250.0),
     "ibi": SignalSpec("ms", regular=False, low=250.0, high=2000.0),
 }

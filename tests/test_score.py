@@ -17,7 +17,7 @@ from monitor.core.score import INDICATORS, Baseline, ScoreConfig, StressScorer
 T0 = 1_700_000_000.0
 OK = {"heart": "ok", "eda": "ok", "temp": "ok", "acc": "ok"}
 CALM = {"HR_Mean": 65.0, "HRV_RMSSD": 45.0, "EDA_Tonic_Mean": 2.0, "SCR_Rate": 2.0, "TEMP_Mean": 33.0,
-        "ACC_Moving": 0.0}
+        "RSP_Rate": 14.0, "ACC_Restlessness": 0.1, "ACC_Moving": 0.0}
 
 
 def rows(n, values, start=0, quality=OK, rng=None):
@@ -52,7 +52,7 @@ def test_a_rise_in_the_stress_direction_scores_and_is_explained():
     stressed = dict(CALM, HR_Mean=80.0, HRV_RMSSD=25.0, EDA_Tonic_Mean=3.0)
     score = s.update(rows(1, stressed, start=200)[0])
     assert score.value > 2.0
-    assert set(score.contributions) == {"HR_Mean", "HRV_RMSSD", "EDA_Tonic_Mean", "SCR_Rate", "TEMP_Mean"}
+    assert set(score.contributions) == set(INDICATORS)
     assert sum(score.contributions.values()) == pytest.approx(score.value)
     assert score.contributions["SCR_Rate"] == 0.0  # unchanged
     assert score.deviations["HRV_RMSSD"][2] < 0  # RMSSD fell: a negative deviation, a stress sign

@@ -11,9 +11,9 @@ wave that can be as tall. ``EcgBeatDetector`` therefore puts a QRS front end bef
 3. the bumps go to a ``PpgBeatDetector`` (its 0.5-8 Hz band-pass and moving averages), with a
    higher block threshold (``beat_offset`` 0.1 instead of 0.02) so that T-wave energy is not
    taken for a beat;
-4. the beat times it returns are moved back by ``delay_s``, the delay of this chain (0.107 s,
-   measured against neurokit2's R-peaks, see ``docs/indicators.md``), so they sit on the R peak
-   within a few milliseconds.
+4. the beat times it returns are moved back by ``delay_s``, the delay of this chain (0.11 s:
+   0.107-0.116 s against neurokit2's R-peaks at 100-1000 Hz, see ``docs/indicators.md``), so
+   they sit on the R peak within a few milliseconds.
 
 Every stage runs with carried state, so the output does not depend on how the samples are
 chunked, and every beat is emitted at most ``max_delay_s`` (+ the front end's delay) late.
@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal as sps
 
 from monitor.core.base import CausalSOS, CausalSOSState, Processor, SampleClock, SampleClockState
 from monitor.core.beats import BeatBatch
@@ -72,7 +71,7 @@ class EcgBeatDetector(Processor):
 
     def __init__(self, sampling_rate: float, max_delay_s: float = 1.0,
                  band_hz: tuple[float, float] = (8.0, 20.0), energy_window_s: float = 0.05,
-                 beat_offset: float = 0.1, delay_s: float = 0.107):
+                 beat_offset: float = 0.1, delay_s: float = 0.11):
         fs = float(sampling_rate)
         self.sampling_rate = fs
         self.delay_s = float(delay_s)
@@ -115,7 +114,7 @@ class EcgBeatDetector(Processor):
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state
         if s.zi_energy is None:
-            s.zi_energy = np.zeros(len(self.b_energy) - 1)
+            s.zi_energy = np.zeros(max(len(self.b_energy), 2) - 1)
         energy, s.zi_energy = lfilter_zi(self.b_energy, _FIR_A, y * y, s.zi_energy)
         return self._shift(self._detector.update(float(a.times_s[0]), energy))
 

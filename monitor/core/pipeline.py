@@ -8,7 +8,10 @@ others back; its quality for that tick is ``"missing"``). Nothing is released in
 first ``max_lag_s``, so signals that start a little later still join the first ticks.
 
 Heart activity can come from several signals; the best one the wearer sends is used:
-``bvp`` (our beat detection) > ``ibi`` (device beat intervals) > ``hr`` (device heart rate).
+``ecg`` (R-peak detection) > ``bvp`` (pulse detection) > ``ibi`` (device beat intervals) >
+``hr`` (device heart rate). Its beats give HRV and a breathing rate; a respiration signal
+(``rsp``), when sent, gives the breathing rate instead. The accelerometer gives motion and
+restlessness.
 
 Example
 -------
@@ -28,15 +31,23 @@ import numpy as np
 
 from monitor.core.base import QUALITY_MISSING, Features, Processor
 from monitor.core.beats import BeatCorrector
+from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
 from monitor.core.hrv import HrProcessor, HrvProcessor
 from monitor.core.motion import AccProcessor
 from monitor.core.ppg import PpgBeatDetector
+from monitor.core.respiration import RespirationProcessor
+from monitor.core.restlessness import RestlessnessProcessor
 from monitor.core.temp import TempProcessor
 from monitor.wire import SampleBatch
 
-HEART_SOURCES = ("bvp", "ibi", "hr")  # best first
-MODALITY_OF = {"eda": "eda", "acc": "acc", "temp": "temp", "bvp": "heart", "ibi": "heart", "hr": "heart"}
+HEART_SOURCES = ("ecg", "bvp", "ibi", "hr")  # best first
+# modalities each signal's chain reports (a modality is joined per tick as one unit)
+MODALITIES = {
+    "eda": ("eda",), "temp": ("temp",), "acc": ("acc", "restlessness"), "rsp": ("rsp",),
+    "ecg": ("heart", "rsp"), "bvp": ("heart", "rsp"), "ibi": ("heart", "rsp"), "hr": ("heart",),
+}
+QUALITY_KEY = {"heart": "hrv", "restlessness": "restlessness"}  # where it differs from the modality
 
 
 @dataclass(frozen=True)
@@ -56,45 +67,77 @@ class CoreConfig:
 
 
 class _Chain:
-    """One signal's processors, from a batch to ``Features`` of finished ticks."""
+    """One signal's processors, from a batch to ``(modality, Features)`` of finished ticks.
+
+    Heart signals give beats (ECG or PPG beat detection, or the device's intervals), corrected
+    for artifacts, to HRV and to the breathing rate (respiratory modulation of the beats and,
+    for ECG and PPG, of the waveform); the accelerometer feeds motion and restlessness.
+    """
 
     def __init__(self, signal: str, fs: float | None, cfg: CoreConfig):
         self.signal = signal
         self.fs = fs
         w = {"tick_s": cfg.tick_s, "window_s": cfg.window_s}
+        self.detector = self.corrector = self.hrv = self.resp = None
         if signal == "eda":
-            self.steps = [EdaProcessor(fs, **w, scr_min_amplitude_us=cfg.scr_min_amplitude_us)]
+            self.main = EdaProcessor(fs, **w, scr_min_amplitude_us=cfg.scr_min_amplitude_us)
         elif signal == "temp":
-            self.steps = [TempProcessor(fs, **w)]
+            self.main = TempProcessor(fs, **w)
         elif signal == "acc":
-            self.steps = [AccProcessor(fs, **w, moving_sd_g=cfg.moving_sd_g)]
-        elif signal == "bvp":
-            self.steps = [PpgBeatDetector(fs), BeatCorrector(), HrvProcessor(**w)]
-        elif signal == "ibi":
-            self.steps = [BeatCorrector(), HrvProcessor(**w)]
+            self.main = AccProcessor(fs, **w, moving_sd_g=cfg.moving_sd_g)
+            self.restless = RestlessnessProcessor(fs, **w)
+        elif signal == "rsp":
+            self.resp = RespirationProcessor("rsp", fs, **w)
         elif signal == "hr":
-            self.steps = [HrProcessor(**w)]
+            self.main = HrProcessor(**w)
+        elif signal in ("ecg", "bvp", "ibi"):
+            if signal != "ibi":
+                self.detector = (EcgBeatDetector if signal == "ecg" else PpgBeatDetector)(fs)
+            self.corrector = BeatCorrector()
+            self.hrv = HrvProcessor(**w)
+            self.resp = RespirationProcessor({"bvp": "ppg"}.get(signal, signal), fs, **w)
         else:
             raise ValueError(f"no processor chain for signal {signal!r}")
 
-    def flush(self) -> list[Features]:
-        """End of stream: the ticks still held back by a processor's output delay."""
-        s = self.steps
-        if self.signal == "bvp":
-            return s[2].update(s[1].update_times(s[0].flush()))
-        if self.signal == "ibi":
-            return s[1].update(s[0].flush())
-        return s[0].flush() if hasattr(s[0], "flush") else []
+    def update(self, batch: SampleBatch) -> list[tuple[str, Features]]:
+        sig = self.signal
+        if sig in ("eda", "temp"):
+            return [(sig, f) for f in self.main.update(batch.t0, batch.values)]
+        if sig == "acc":
+            return ([("acc", f) for f in self.main.update(batch.t0, batch.values)]
+                    + [("restlessness", f) for f in self.restless.update(batch.t0, batch.values)])
+        if sig == "hr":
+            return [("heart", f) for f in self.main.update(batch.t, batch.values)]
+        if sig == "rsp":
+            return [("rsp", f) for f in self.resp.update_samples(batch.t0, batch.values)]
+        out = []
+        if sig == "ibi":
+            intervals = self.corrector.update_intervals(batch.t, batch.values)
+        else:
+            out += [("rsp", f) for f in self.resp.update_samples(batch.t0, batch.values)]
+            intervals = self.corrector.update_times(self.detector.update(batch.t0, batch.values))
+        return out + self._beats(intervals)
 
-    def update(self, batch: SampleBatch) -> list[Features]:
-        s = self.steps
-        if self.signal in ("eda", "temp", "acc"):
-            return s[0].update(batch.t0, batch.values)
-        if self.signal == "bvp":
-            return s[2].update(s[1].update_times(s[0].update(batch.t0, batch.values)))
-        if self.signal == "ibi":
-            return s[1].update(s[0].update_intervals(batch.t, batch.values))
-        return s[0].update(batch.t, batch.values)
+    def _beats(self, intervals) -> list[tuple[str, Features]]:
+        return ([("heart", f) for f in self.hrv.update(intervals)]
+                + [("rsp", f) for f in self.resp.update_intervals(intervals)])
+
+    def flush(self) -> list[tuple[str, Features]]:
+        """End of stream: the ticks still held back by a processor's output delay."""
+        sig = self.signal
+        if sig in ("eda", "temp"):
+            return [(sig, f) for f in self.main.flush()] if hasattr(self.main, "flush") else []
+        if sig == "acc":
+            return [("restlessness", f) for f in self.restless.flush()]
+        if sig == "hr":
+            return []
+        if sig == "rsp":
+            return [("rsp", f) for f in self.resp.flush()]
+        out = []
+        if self.detector is not None:
+            out += self._beats(self.corrector.update_times(self.detector.flush()))
+        out += self._beats(self.corrector.flush())
+        return out + [("rsp", f) for f in self.resp.flush()]
 
 
 @dataclass
@@ -123,13 +166,13 @@ class WearerPipeline(Processor):
 
     @property
     def modalities(self) -> list[str]:
-        return sorted({MODALITY_OF[s] for s in self.state.chains})
+        return sorted({m for signal in self.state.chains for m in MODALITIES[signal]})
 
     def update(self, batch: SampleBatch) -> list[Features]:
         s = self.state
         signal = batch.signal
-        if signal not in MODALITY_OF:
-            return []  # a signal without indicators yet (e.g. ecg): validated, not used
+        if signal not in MODALITIES:
+            return []  # validated, but no indicator uses it
         if signal in HEART_SOURCES:
             rank = HEART_SOURCES.index(signal)
             if s.heart_source is not None and rank > HEART_SOURCES.index(s.heart_source):
@@ -145,18 +188,20 @@ class WearerPipeline(Processor):
         chain = s.chains.get(signal)
         if chain is None or (batch.fs is not None and batch.fs != chain.fs):
             chain = s.chains[signal] = _Chain(signal, batch.fs, self.config)
-        self._collect(MODALITY_OF[signal], chain.update(batch))
+        self._collect(signal, chain.update(batch))
         return self._release()
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""
         for signal, chain in self.state.chains.items():
-            self._collect(MODALITY_OF[signal], chain.flush())
+            self._collect(signal, chain.flush())
         return self._release(everything=True)
 
-    def _collect(self, modality: str, rows: list[Features]) -> None:
+    def _collect(self, signal: str, rows: list[tuple[str, Features]]) -> None:
         s = self.state
-        for features in rows:
+        for modality, features in rows:
+            if modality == "rsp" and signal != "rsp" and "rsp" in s.chains:
+                continue  # a respiration belt (or the device's own channel) beats derived rates
             if features.t < s.start_s:
                 continue  # a window that ends before the wearer's first sample holds nothing
             if features.t <= s.released_until:
@@ -167,9 +212,9 @@ class WearerPipeline(Processor):
 
     def _quality_key(self, modality: str) -> str:
         """The key under which a modality's processors report quality."""
-        if modality != "heart":
-            return modality
-        return "hr" if self.state.heart_source == "hr" else "hrv"
+        if modality == "heart" and self.state.heart_source == "hr":
+            return "hr"
+        return QUALITY_KEY.get(modality, modality)
 
     def _release(self, everything: bool = False) -> list[Features]:
         s = self.state

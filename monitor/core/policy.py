@@ -416,8 +416,9 @@ _INDICATORS: dict[str, tuple[int, str, str]] = {
     "SCR_Peaks_Amplitude_Mean": (+1, "your sweat responses are stronger than usual",
                                  "your sweat responses are weaker than usual"),
     "TEMP_Mean": (-1, "your skin is warmer than usual", "your skin is cooler than usual"),
-    "RSP_Rate_Mean": (+1, "you are breathing faster than usual",
-                      "you are breathing slower than usual"),
+    "RSP_Rate": (+1, "you're breathing faster than usual", "you're breathing slower than usual"),
+    "RSP_Rate_Mean": (+1, "you're breathing faster than usual", "you're breathing slower than usual"),
+    "ACC_Restlessness": (+1, "you seem more restless than usual", "you seem stiller than usual"),
 }
 
 

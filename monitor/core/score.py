@@ -26,6 +26,8 @@ INDICATORS: dict[str, tuple[str, float, float, float]] = {
     "EDA_Tonic_Mean": ("eda", +1.0, 1.0, 0.05),  # µS
     "SCR_Rate": ("eda", +1.0, 0.8, 1.0),  # per minute
     "TEMP_Mean": ("temp", -1.0, 0.3, 0.2),  # °C
+    "RSP_Rate": ("rsp", +1.0, 0.5, 2.0),  # breaths/min
+    "ACC_Restlessness": ("restlessness", +1.0, 0.3, 0.1),  # share of restless seconds
 }
 
 

@@ -1,0 +1,118 @@
+"""Event markers: a time, a kind and a label ("therapy session", "medication change", a task tag).
+
+Markers come from a recording (the E4 ``tags*.csv``, EmotiBit user notes, the ``marker`` lines
+of an anxmon recording) or from a CSV file (``--markers FILE``). ``anxmon analyze`` writes them
+to ``markers.csv`` in its output folder and ``anxmon report`` compares the wearer's stress load
+before and after the markers of each kind.
+
+The CSV (read by ``read_markers``, written by ``write_markers``)::
+
+    unix_s,kind,label
+    1700000000.0,therapy session,session 3
+    1700600000.0,medication change,
+
+``unix_s`` (unix seconds, UTC) is required; ``label`` and ``kind`` are optional columns. Without
+a kind, a marker's kind is its label, or ``marker`` when that is empty too, so a file of labels
+alone groups markers by label. A file without a header (one unix time per line, as the E4
+writes ``tags.csv``) is read as ``unix_s[,label[,kind]]``.
+
+Example
+-------
+>>> import io
+>>> read_markers_text("unix_s,label\\n1700000000,therapy session\\n", "example.csv")
+[Marker(t_s=1700000000.0, kind='therapy session', label='therapy session')]
+>>> read_markers_text("1644228196\\n1644228572\\n", "tags.csv")[1]
+Marker(t_s=1644228572.0, kind='marker', label='')
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+from monitor.errors import InputFormatError
+from monitor.wire import EARLIEST_T_S
+
+COLUMNS = ("unix_s", "kind", "label")
+DEFAULT_KIND = "marker"
+
+
+class Marker(NamedTuple):
+    """One event: ``t_s`` (unix s), ``kind`` (what groups markers in a report), free ``label``."""
+
+    t_s: float
+    kind: str = DEFAULT_KIND
+    label: str = ""
+
+
+def make_marker(t_s: float, label: str = "", kind: str = "") -> Marker:
+    """A marker whose kind falls back to its label, then to ``marker``."""
+    label, kind = label.strip(), kind.strip()
+    return Marker(float(t_s), kind or label or DEFAULT_KIND, label)
+
+
+def read_markers_text(text: str, where: str) -> list[Marker]:
+    """Parse a markers CSV (see the module docstring); errors name the file and the line."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    if _is_number(header[0]):
+        names, body, first_line = list(COLUMNS[:1]) + ["label", "kind"], rows, 1
+    else:
+        unknown = [h for h in header if h not in COLUMNS]
+        if "unix_s" not in header or unknown:
+            raise InputFormatError(
+                f"{where}: expected a CSV with columns unix_s[,label][,kind] (unix seconds, UTC), "
+                f"found header {','.join(rows[0])!r}"
+            )
+        names, body, first_line = header, rows[1:], 2
+    out = []
+    for n, row in enumerate(body, start=first_line):
+        if len(row) > len(names):
+            raise InputFormatError(f"{where}, line {n}: {len(row)} fields, expected at most {len(names)} ({','.join(names)})")
+        cells = dict(zip(names, (c.strip() for c in row)))
+        t = _number(cells.get("unix_s", ""))
+        if t is None or t < EARLIEST_T_S:
+            raise InputFormatError(
+                f"{where}, line {n}: unix_s {cells.get('unix_s', '')!r:.30} is not unix seconds after the year 2000"
+            )
+        out.append(make_marker(t, cells.get("label", ""), cells.get("kind", "")))
+    return sorted(out)
+
+
+def read_markers(path: str | Path) -> list[Marker]:
+    """Read a markers CSV file (``--markers FILE`` or an analyze folder's ``markers.csv``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"markers file {path} does not exist")
+    return read_markers_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+
+
+def write_markers(path: str | Path, markers: Iterable[Marker]) -> None:
+    """Write ``unix_s,kind,label`` rows (sorted by time); ``read_markers`` reads them back."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for m in sorted(markers):
+            w.writerow([repr(float(m.t_s)), m.kind, m.label])
+
+
+def merge_markers(*groups: Iterable[Marker]) -> list[Marker]:
+    """All markers of the groups, sorted, each distinct (time, kind, label) once."""
+    return sorted({m for group in groups for m in group})
+
+
+def _is_number(text: str) -> bool:
+    return _number(text) is not None
+
+
+def _number(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None

@@ -1,0 +1,119 @@
+"""Readers of recorded sessions, one module per format, and format detection.
+
+Every reader returns a ``monitor.recordings.Recording`` of canonical streams in the wire
+contract's units, so ``analyze``, ``replay`` and ``report`` treat every format alike.
+
+=================  ==========================================================  ==============
+format             what it is                                                  module
+=================  ==========================================================  ==============
+``e4``             Empatica E4 export: folder or zip of EDA.csv, BVP.csv ...   ``e4``
+``emotibit``       EmotiBit DataParser output: ``<session>_EA.csv`` ...        ``emotibit``
+``polar-h10``      Polar H10 CSV ``time_ns,ecg,hr,rr``                         ``polar``
+``garmin``         Garmin export, lines ``ISO-time;TYPE;value``                ``garmin``
+``anxmon``         anxmon's own JSON-lines recording (header line first)       ``anxmon``
+=================  ==========================================================  ==============
+
+Detection (``detect``), in this order:
+
+1. a folder or zip holding any of ``EDA.csv``, ``BVP.csv``, ``TEMP.csv``, ``ACC.csv``, ``HR.csv``,
+   ``IBI.csv``: E4;
+2. a folder holding files named ``<session>_<TAG>.csv`` whose first line is the DataParser's
+   header ``LocalTimestamp,EmotiBitTimestamp,...``: EmotiBit;
+3. a file, by its first non-empty line: ``{"anxmon_recording": ...`` is anxmon; a CSV header
+   with a ``time_ns`` column is Polar; ``YYYY-MM-DDT...;TYPE;`` is Garmin; the DataParser
+   header is EmotiBit (that file's session); an EmotiBit packet (the raw SD-card file) is
+   EmotiBit when its parsed files lie beside it, otherwise an error that says to run the
+   DataParser first;
+4. a folder holding exactly one file recognised by rule 3: that file.
+
+Anything else is an ``InputFormatError`` listing what was expected; a file of a detected format
+that is damaged (cut short, mixed up with another file, columns swapped) is an
+``InputFormatError`` from its reader that names the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from monitor.errors import InputFormatError
+from monitor.recordings import Recording
+
+EXPECTED = (
+    "expected an Empatica E4 export (a folder or zip with EDA.csv, BVP.csv, TEMP.csv, ACC.csv, "
+    "HR.csv, IBI.csv), EmotiBit DataParser files (<session>_EA.csv, <session>_PG.csv ...: the folder "
+    "or one of them), a Polar H10 CSV with header time_ns,ecg,hr,rr, a Garmin export with lines "
+    'ISO-time;TYPE;value, or an anxmon recording (.jsonl, first line {"anxmon_recording": 1, ...})'
+)
+
+
+def _file_format(path: Path) -> str | None:
+    """The format of a single file from its first line, or None."""
+    from monitor.readers import anxmon, emotibit, garmin, polar
+    from monitor.readers.common import first_line
+
+    try:
+        line = first_line(path)
+    except OSError as exc:
+        raise InputFormatError(f"{path}: cannot be read: {exc.strerror}") from None
+    if anxmon.looks_like_anxmon(line):
+        return "anxmon"
+    if emotibit.is_parsed_header(line) or emotibit.is_raw_sd_line(line):
+        return "emotibit"
+    if polar.looks_like_polar(line):
+        return "polar-h10"
+    if garmin.looks_like_garmin(line):
+        return "garmin"
+    return None
+
+
+def detect(path: str | Path) -> tuple[str, Path]:
+    """``(format, path to read)`` of a recording; ``InputFormatError`` when it is none of them."""
+    from monitor.readers import e4, emotibit
+    from monitor.readers.common import Folder
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFormatError(f"{path} does not exist")
+    if path.is_dir() or zipfile.is_zipfile(path):
+        folder = Folder(path)
+        if e4.is_e4(folder):
+            return "e4", path
+        if path.is_dir():
+            if emotibit.parsed_files(path):
+                return "emotibit", path
+            found = [(fmt, p) for p in sorted(path.iterdir())
+                     if p.is_file() and (fmt := _file_format(p)) is not None]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InputFormatError(f"{path} holds several recordings ({', '.join(p.name for _, p in found)}): "
+                                       "pass one of them")
+        raise InputFormatError(f"{path}: no recording found in this {'folder' if path.is_dir() else 'zip'}; {EXPECTED}")
+    if path.suffix.lower() == ".zip":
+        raise InputFormatError(f"{path}: not a readable zip archive (damaged or cut short?)")
+    if path.name in e4.FILES or path.name == "IBI.csv":
+        raise InputFormatError(f"{path} is one file of an Empatica E4 export: pass its folder (or zip)")
+    fmt = _file_format(path)
+    if fmt is None:
+        raise InputFormatError(f"{path} is not a recording anxmon reads; {EXPECTED}")
+    return fmt, path
+
+
+def readers() -> dict[str, Callable[[Path], Recording]]:
+    """Format name -> reader function."""
+    from monitor.readers.anxmon import read_anxmon
+    from monitor.readers.e4 import read_e4
+    from monitor.readers.emotibit import read_emotibit
+    from monitor.readers.garmin import read_garmin
+    from monitor.readers.polar import read_polar
+
+    return {"e4": read_e4, "emotibit": read_emotibit, "polar-h10": read_polar, "garmin": read_garmin,
+            "anxmon": read_anxmon}
+
+
+def read_any(path: Path) -> Recording:
+    """Detect the format of ``path`` and read it."""
+    fmt, target = detect(path)
+    return readers()[fmt](target)

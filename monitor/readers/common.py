@@ -1,0 +1,172 @@
+"""Helpers shared by the readers: folders and zips, timestamped samples to canonical streams.
+
+* ``Folder``: the files of a folder or a zip archive, by name.
+* ``regular_stream``: samples with their own timestamps (EmotiBit parsed data, Polar ECG) to a
+  regular stream: the rate and each run's start are fitted to the timestamps by least squares
+  (the samples are not resampled); a jump longer than ``gap_s`` starts a new run.
+* ``irregular_stream``: ``hr``/``ibi`` readings, sorted, with values the wire contract would
+  refuse dropped one by one (and counted in the recording's notes), as the bridge does.
+* ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, the
+  way ``firmware_bridge.ble_hrs.HrsConverter`` does it live.
+
+Example
+-------
+>>> t = 1.7e9 + np.r_[np.arange(100) / 25.0, 10 + np.arange(50) / 25.0]
+>>> s = regular_stream("eda", t, np.ones(150), "example", [])
+>>> s.fs, s.segments
+(25.0, [(0, 1700000000.0), (100, 1700000010.0)])
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from monitor.errors import InputFormatError
+from monitor.recordings import Stream
+from monitor.wire import SIGNALS
+
+MOSTLY_OUT_OF_RANGE = 0.5  # above this share of refused values a column is not that signal at all
+
+
+class Folder:
+    """Uniform access to the files of a folder or a zip archive (by file name, sub-folders flattened)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if path.is_dir():
+            self.names = {p.name: p for p in path.iterdir() if p.is_file()}
+            self.zip = None
+        elif zipfile.is_zipfile(path):
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as exc:
+                raise InputFormatError(f"{path}: damaged zip archive: {exc}") from None
+            self.names = {Path(n).name: n for n in self.zip.namelist() if not n.endswith("/")}
+        else:
+            raise InputFormatError(f"{path} is neither a folder nor a zip archive")
+
+    def text(self, name: str) -> str:
+        if self.zip is not None:
+            try:
+                return self.zip.read(self.names[name]).decode("utf-8", errors="replace")
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                raise InputFormatError(f"{self.path}: cannot read {name} from the zip (damaged or cut short?): {exc}") from None
+        return self.names[name].read_text(encoding="utf-8", errors="replace")
+
+
+def regular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str, notes: list[str],
+                   gap_s: float | None = None) -> Stream:
+    """A regular stream from samples stamped ``t`` (unix s, not decreasing).
+
+    The rate is one least-squares fit over all runs (so the stream keeps one ``fs``, as the
+    monitor's processors need), each run's ``t0`` the mean of its samples' time minus their
+    offset at that rate. ``gap_s`` defaults to 5 median sample intervals, at least 1 s.
+    """
+    t = np.asarray(t, dtype=float)
+    if len(t) < 2:
+        raise InputFormatError(f"{where}: {len(t)} sample(s) of {signal}: too few to tell the sample rate")
+    dt = np.diff(t)
+    if np.any(dt < 0):
+        row = int(np.argmax(dt < 0)) + 1
+        raise InputFormatError(f"{where}: time goes backwards at sample {row} (rows out of order or files mixed up)")
+    positive = dt[dt > 0]
+    if not len(positive):
+        raise InputFormatError(f"{where}: every sample of {signal} has the same time stamp")
+    gap_s = gap_s if gap_s is not None else max(1.0, 5.0 * float(np.median(positive)))
+    starts = np.r_[0, np.flatnonzero(dt > gap_s) + 1]
+    ends = np.r_[starts[1:], len(t)]
+    # a run of equal stamps is one packet stamped at its last sample (EmotiBit's DataParser does
+    # that to a session's first packet): only the last of such a run is on time
+    on_time = np.r_[dt != 0, True]
+    num = den = 0.0
+    for i0, i1 in zip(starts, ends):
+        k = np.flatnonzero(on_time[i0:i1]).astype(float)
+        if len(k) >= 2:
+            tk = t[i0:i1][k.astype(int)]
+            k -= k.mean()
+            num += float(k @ (tk - tk.mean()))
+            den += float(k @ k)
+    if num <= 0 or den <= 0:
+        raise InputFormatError(f"{where}: cannot fit a sample rate to the time stamps of {signal}")
+    fs = round(den / num, 6)  # micro-hertz: beyond what time stamps can tell, and readable
+    segments = []
+    for i0, i1 in zip(starts, ends):
+        k = np.flatnonzero(on_time[i0:i1])
+        segments.append((int(i0), float(np.mean(t[i0:i1][k] - k / fs))))
+    fitted = np.concatenate([t0 + np.arange(i1 - i0) / fs for (i0, t0), i1 in zip(segments, ends)])
+    worst = float(np.max(np.abs(t - fitted)))
+    notes.append(f"{signal}: {fs:.6g} Hz fitted to the time stamps of {len(t)} samples "
+                 f"in {len(segments)} run(s); time stamps within {worst:.3f} s of that grid")
+    return Stream(signal, np.asarray(values, dtype=float), t0=segments[0][1], fs=fs,
+                  segments=segments if len(segments) > 1 else None)
+
+
+def irregular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str, notes: list[str],
+                     what: str = "") -> Stream:
+    """An ``hr``/``ibi`` stream: sorted by time; values outside the contract's range dropped.
+
+    A column where most values are outside the range is not this signal (columns swapped, or
+    another file): that is an ``InputFormatError``.
+    """
+    spec = SIGNALS[signal]
+    t = np.asarray(t, dtype=float)
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(t, kind="stable")
+    if np.any(order != np.arange(len(t))):
+        notes.append(f"{signal}: readings sorted by time")
+        t, values = t[order], values[order]
+    ok = np.isfinite(t) & np.isfinite(values) & (values >= spec.low) & (values <= spec.high)
+    bad = int(np.sum(~ok))
+    if len(t) and bad / len(t) > MOSTLY_OUT_OF_RANGE:
+        example = values[~ok][0]
+        raise InputFormatError(
+            f"{where}: {bad} of {len(t)} {what or signal} values are outside {spec.low:g}-{spec.high:g} "
+            f"{spec.unit} (e.g. {example:g}): not {signal} in {spec.unit} (columns swapped or another file?)"
+        )
+    if bad:
+        notes.append(f"{signal}: dropped {bad} of {len(t)} values outside {spec.low:g}-{spec.high:g} {spec.unit}")
+    return Stream(signal, values[ok], t=t[ok])
+
+
+def chain_beats(arrival_s: np.ndarray, ibi_ms: np.ndarray, group: np.ndarray, max_drift_s: float) -> np.ndarray:
+    """Beat times (unix s) of intervals that arrived in groups (notifications) stamped ``arrival_s``.
+
+    Each interval ends ``ibi`` after the previous beat, so beat times keep the device's own
+    interval precision instead of the stamps' jitter. The chain is anchored (the group's last
+    beat at its arrival time) at the start and whenever it strays more than ``max_drift_s``
+    from the arrival time (a missed beat, a gap). ``group`` numbers the groups (not decreasing);
+    ``arrival_s`` is taken from each group's first interval.
+
+    >>> chain_beats(np.array([10.0, 10.0, 11.0]), np.array([400.0, 600.0, 1000.0]), np.array([0, 0, 1]), 2.0)
+    array([ 9.4, 10. , 11. ])
+    """
+    arrival_s = np.asarray(arrival_s, dtype=float)
+    ibi_s = np.asarray(ibi_ms, dtype=float) / 1000.0
+    out = np.empty(len(ibi_s))
+    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+    ends = np.r_[starts[1:], len(ibi_s)]
+    last = None
+    for i0, i1 in zip(starts.tolist(), ends.tolist()):
+        cum = np.cumsum(ibi_s[i0:i1])
+        arrival = arrival_s[i0]
+        if last is None or abs(last + cum[-1] - arrival) > max_drift_s:
+            chained = arrival - (cum[-1] - cum)
+        else:
+            chained = last + cum
+        out[i0:i1] = chained
+        last = float(chained[-1])
+    return out
+
+
+def first_line(path: Path, limit: int = 4096) -> str:
+    """The first non-empty line of a file (at most ``limit`` bytes read), as text."""
+    with open(path, "rb") as f:
+        head = f.read(limit)
+    for line in head.decode("utf-8", errors="replace").splitlines():
+        if line.strip():
+            return line.strip().lstrip("\ufeff")
+    return ""

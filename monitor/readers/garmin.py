@@ -1,0 +1,118 @@
+"""Garmin export: one reading per line, ``ISO-time;TYPE;value`` (no header).
+
+As in the FLIRT test data (``../shared/data/flirt-e4-garmin/garmin/data.csv``)::
+
+    2019-10-16T12:08:58.808+02:00;HEART_RATE_VARIABILITY;821.0
+    2019-10-16T12:09:00.511+02:00;HEART_RATE;79.0
+    2019-10-16T12:09:01.096+02:00;STRESS;7.0
+
+Types read: ``HEART_RATE_VARIABILITY`` (a beat-to-beat interval, ms) becomes ``ibi``;
+``HEART_RATE`` (bpm) becomes ``hr``; ``STRESS`` or ``STRESS_LEVEL_VALUE`` (Garmin's own 0-100
+score; negative values are its "not measurable" codes and are dropped) is kept as the reference
+series ``garmin_stress`` (never played, never used by the monitor). Other types (steps,
+calories...) are counted in the notes and ignored. Times carry their UTC offset and become unix
+seconds.
+
+The intervals' time stamps jitter by about +-0.1 s around the beats (they are stamped when
+logged), more than the 50 ms the beat corrector allows between consecutive beats, so beat times
+are chained from the intervals (``chain_beats``) and re-anchored on the stamp when the chain
+strays more than 0.3 s from it (a missed beat or a pause in the recording).
+
+A line that does not have three ``;``-separated fields, a time that is not ISO 8601 or a value
+that is not a number is an error naming the line (a file cut mid-line ends like that).
+
+Example
+-------
+>>> rec = read_garmin("../shared/data/flirt-e4-garmin/garmin/data.csv")   # doctest: +SKIP
+>>> sorted(rec.streams), sorted(rec.reference)                            # doctest: +SKIP
+(['hr', 'ibi'], ['garmin_stress'])
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitor.errors import InputFormatError
+from monitor.readers.common import chain_beats, irregular_stream
+from monitor.recordings import Recording, Stream
+
+LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
+IBI_TYPES = ("HEART_RATE_VARIABILITY",)
+HR_TYPES = ("HEART_RATE",)
+STRESS_TYPES = ("STRESS", "STRESS_LEVEL_VALUE")
+MAX_DRIFT_S = 0.3
+
+
+def looks_like_garmin(line: str) -> bool:
+    return bool(LINE.match(line))
+
+
+def read_garmin(path: str | Path) -> Recording:
+    """Read a Garmin ``ISO-time;TYPE;value`` export into ``ibi`` and ``hr`` streams."""
+    path = Path(path)
+    where = str(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=";", header=None, names=["time", "type", "value"],
+                            dtype=str, skip_blank_lines=True, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise InputFormatError(f"{where}: expected lines ISO-time;TYPE;value: {str(exc).splitlines()[0]}") from None
+    if not len(frame):
+        raise InputFormatError(f"{where}: empty file (expected lines ISO-time;TYPE;value)")
+    line_no = _line_numbers(text)
+    empty = (frame["type"] == "") | (frame["value"] == "")
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise InputFormatError(
+            f"{where}, line {line_no[row]}: {frame['time'].iloc[row][:40]!r}... has fewer than 3 fields; "
+            "expected ISO-time;TYPE;value (is the file cut mid-line?)"
+        )
+    times = pd.to_datetime(frame["time"], format="ISO8601", utc=True, errors="coerce")
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    for bad, what in ((times.isna(), "time"), (values.isna(), "value")):
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputFormatError(
+                f"{where}, line {line_no[row]}: {what} {frame[what].iloc[row][:40]!r} is not "
+                f"{'an ISO 8601 time' if what == 'time' else 'a number'} (expected ISO-time;TYPE;value)"
+            )
+    t = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    v = values.to_numpy(dtype=float)
+    kind = frame["type"].to_numpy()
+    notes: list[str] = []
+    streams, reference = {}, {}
+    ibi = np.isin(kind, IBI_TYPES)
+    if ibi.any():
+        order = np.argsort(t[ibi], kind="stable")
+        stamps, rr = t[ibi][order], v[ibi][order]
+        beats = chain_beats(stamps, rr, np.arange(len(rr)), MAX_DRIFT_S)
+        notes.append(f"ibi: beat times chained from {len(rr)} intervals (re-anchored on a {MAX_DRIFT_S} s drift)")
+        ahead = beats > np.maximum.accumulate(np.r_[-np.inf, beats[:-1]])  # a re-anchor may step back
+        if not ahead.all():
+            notes.append(f"ibi: dropped {int(np.sum(~ahead))} beats that a re-anchored chain put before the previous one")
+            beats, rr = beats[ahead], rr[ahead]
+        streams["ibi"] = irregular_stream("ibi", beats, rr, where, notes, what="HEART_RATE_VARIABILITY (ms)")
+    hr = np.isin(kind, HR_TYPES)
+    if hr.any():
+        keep = hr & (v > 0)  # -1: no reading
+        streams["hr"] = irregular_stream("hr", t[keep], v[keep], where, notes, what="HEART_RATE (bpm)")
+    stress = np.isin(kind, STRESS_TYPES) & (v >= 0)
+    if stress.any():
+        order = np.argsort(t[stress], kind="stable")
+        reference["garmin_stress"] = Stream("garmin_stress", v[stress][order], t=t[stress][order])
+    if not streams:
+        raise InputFormatError(f"{where}: no HEART_RATE_VARIABILITY or HEART_RATE lines: nothing the monitor reads")
+    others = sorted(set(kind) - set(IBI_TYPES) - set(HR_TYPES) - set(STRESS_TYPES))
+    if others:
+        notes.append(f"ignored types: {', '.join(others)}")
+    return Recording(str(path), "garmin", streams, reference=reference, notes=notes)
+
+
+def _line_numbers(text: str) -> np.ndarray:
+    """File line number (1-based) of each non-blank line, as pandas numbers its rows."""
+    return np.array([n for n, line in enumerate(text.splitlines(), start=1) if line.strip()])

@@ -1,0 +1,888 @@
+"""The live service (``anxmon run``): sample batches in over MQTT, indicators and check-ins out.
+
+One process serves any number of wearers. It subscribes to the wire contract's input topics,
+creates a ``WearerMonitor`` (pipeline -> score -> check-in policy) for a wearer on its first
+data, publishes the wearer's indicators and check-ins, applies answers and pause / resume /
+snooze requests, refuses bad input on ``anxmon/v1/{wearer}/rejected``, and checkpoints every
+wearer's state to SQLite so a restart, or a crash, resumes the baselines and the policy.
+
+Threads (see ``docs/service.md`` for the guarantees):
+
+* paho's network thread receives; its ``on_message`` only puts the message on a queue.
+  Messages are acknowledged *manually*, by the worker, after they were processed, so a message
+  that is queued but not processed when the process dies is not acknowledged and the broker
+  delivers it again to the persistent session.
+* one worker thread owns all wearer state: it decodes, checks, runs the core, publishes,
+  acknowledges, and writes checkpoints (spread over time, each wearer at most ``checkpoint_s``
+  after it changed). Nothing else touches wearer state; ``call`` runs a function on the worker.
+
+Staleness: a wearer's *time base* is the smallest ``arrival wall clock - batch end`` seen (the
+network delay plus any device clock offset or replay shift). A tick more than ``stale_after_s``
+behind the wall clock *relative to that time base* is stale: its indicators say
+``gate="stale"`` and the policy never prompts from it (a backlog drained after an outage, or the
+service catching up after a restart). Replays with original timestamps, at any speed, keep a
+consistent time base and are not stale. A new time base that persists for ``refloor_after_s``
+(a corrected device clock, a new replay) is adopted.
+
+Example
+-------
+>>> svc = MonitorService("mqtt://monitor:secret@127.0.0.1:1883", "anxmon-data")   # doctest: +SKIP
+>>> svc.start(); ...; svc.stop()                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import math
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from monitor import __version__
+from monitor.config import Config
+from monitor.core.policy import AnswerError, ControlError, Expired
+from monitor.core.wearer import Tick, WearerMonitor
+from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
+from monitor.store import CheckpointStore
+from monitor.wire import (
+    CONTROL_SUBSCRIPTION,
+    DATA_SUBSCRIPTION,
+    ID_PATTERN,
+    PREFIX,
+    IdentityError,
+    SampleBatch,
+    StreamTracker,
+    decode_answer,
+    decode_batch,
+    decode_control,
+    decode_status,
+    encode_checkin,
+    encode_indicators,
+    encode_monitor_state,
+    encode_rejected,
+    identity_mismatch,
+    monitor_state_topic,
+    parse_topic,
+    wearer_topic,
+)
+
+log = logging.getLogger("anxmon.service")
+
+CHECKPOINT_FILE = "checkpoints.sqlite"
+CHECKPOINT_SCHEMA = 1
+_STOP = object()
+
+
+class ServiceError(AnxmonError):
+    """The service cannot run: the broker refused it, or the checkpoints cannot be restored."""
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How the service runs (the ``anxmon run`` options).
+
+    Attributes
+    ----------
+    instance : str
+        Id of this service (``[a-z0-9_-]{1,64}``): its state topic and its MQTT client id
+        ``anxmon-monitor-{instance}``, which is stable so the broker keeps its session.
+    checkpoint_s : float
+        Each wearer's state is written at most this many seconds after it changed. Default 30.
+    stale_after_s : float
+        A tick further behind the wall clock than this (s, relative to the wearer's time base)
+        is stale: no check-in from it. Default 120 (the core releases a tick ~20-45 s after it).
+    refloor_after_s : float
+        A new time base that persists this long (s, wall clock) is adopted. Default 600.
+    indicator_interval_s : float
+        At most one indicators message per wearer per this many wall-clock seconds (the latest
+        tick wins; one held back is sent when the interval ends). 0 = every tick. Default 1.
+    mqtt_version : str
+        ``"3.1.1"`` (clean session off) or ``"5"`` (clean start off plus ``session_expiry_s``).
+    session_expiry_s : int
+        MQTT 5 only: how long the broker keeps the session while the service is away. 7 days.
+    keepalive_s, reconnect_min_s, reconnect_max_s : int
+        MQTT keepalive, and the backoff of reconnection attempts (doubling from min to max).
+    max_queued_out : int
+        Messages paho holds for the broker while disconnected; beyond that indicators are
+        dropped (counted) and a warning is logged.
+    """
+
+    instance: str = "main"
+    checkpoint_s: float = 30.0
+    stale_after_s: float = 120.0
+    refloor_after_s: float = 600.0
+    indicator_interval_s: float = 1.0
+    mqtt_version: str = "3.1.1"
+    session_expiry_s: int = 7 * 86400
+    keepalive_s: int = 30
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 30
+    max_queued_out: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not ID_PATTERN.fullmatch(str(self.instance)):
+            raise ServiceError(f"instance id {self.instance!r} is not valid: expected 1-64 characters of a-z, 0-9, _ or -")
+        if self.mqtt_version not in ("3.1.1", "5"):
+            raise ServiceError(f"mqtt_version must be '3.1.1' or '5', got {self.mqtt_version!r}")
+        for key in ("checkpoint_s", "stale_after_s", "refloor_after_s"):
+            if not getattr(self, key) > 0:
+                raise ServiceError(f"{key} must be > 0 seconds, got {getattr(self, key)!r}")
+        if not self.indicator_interval_s >= 0:
+            raise ServiceError(f"indicator_interval_s must be >= 0 seconds, got {self.indicator_interval_s!r}")
+
+
+@dataclass
+class DeviceStatus:
+    """What the service knows about one device of a wearer (availability is retained)."""
+
+    availability: str | None = None  # "online" / "offline" as the device (or its last will) said
+    last_seen_wall_s: float | None = None  # wall clock of the last message from the device
+    last_event_s: float | None = None  # event time of its newest accepted sample
+    battery_percent: float | None = None
+    contact: bool | None = None
+
+
+@dataclass
+class LiveState:
+    """The service's own bookkeeping of a wearer, checkpointed together with its monitor."""
+
+    trackers: dict = field(default_factory=dict)  # (device, signal) -> StreamTracker
+    sources: dict = field(default_factory=dict)  # signal -> device that feeds it
+    source_seen_wall_s: dict = field(default_factory=dict)  # signal -> wall clock of its last batch
+    lag_floor_s: float | None = None  # time base: smallest (arrival wall clock - batch end)
+    lag_high_since_wall_s: float | None = None  # since when batches lag well above the floor
+    newest_event_s: float | None = None  # newest sample time of the wearer
+
+
+@dataclass
+class ServiceStats:
+    """Counters since the service started (not checkpointed)."""
+
+    received: int = 0
+    batches: int = 0  # data batches accepted and processed
+    duplicates: int = 0  # data batches dropped as duplicates (by seq)
+    rejected: collections.Counter = field(default_factory=collections.Counter)  # reason -> n
+    ticks: int = 0
+    indicators: int = 0  # indicators messages published
+    indicators_dropped: int = 0  # could not be queued for the broker (long outage)
+    checkins: int = 0  # check-ins sent
+    suppressed: collections.Counter = field(default_factory=collections.Counter)  # reason -> n
+    expired: int = 0
+    answers: int = 0
+    controls: int = 0
+    checkpoints: int = 0  # wearer rows written
+    connects: int = 0
+    disconnects: int = 0
+
+
+class LiveWearerMonitor(WearerMonitor):
+    """``WearerMonitor`` whose policy also honours a gate of the service (``"stale"``).
+
+    ``gate_for(t_s)`` (set by the service before each update) returns a gate for a tick whose
+    own score is usable, or None. Everything else is the parent's.
+    """
+
+    gate_for: Callable[[float], str | None] | None = None
+
+    def _score(self, rows) -> list[Tick]:
+        # Mirrors WearerMonitor._score, adding the service's gate; keep the two in step.
+        out = []
+        for row in rows:
+            score = self.scorer.update(row)
+            gate = score.gate
+            if gate is None and self.gate_for is not None:
+                gate = self.gate_for(row.t)
+            explanation = {name: dev[2] for name, dev in score.deviations.items()}
+            decisions = self.policy.update(row.t, score.value, explanation, gate=gate)
+            out.append(Tick(row.t, row, score, tuple(decisions)))
+        return out
+
+
+class _Wearer:
+    """A wearer in the worker: monitor, bookkeeping, and publishing/checkpoint timers."""
+
+    __slots__ = ("id", "monitor", "live", "dirty", "checkpoint_due", "pending", "last_indicator_wall")
+
+    def __init__(self, wearer_id: str, monitor: LiveWearerMonitor, live: LiveState, now: float, every_s: float):
+        self.id = wearer_id
+        self.monitor = monitor
+        self.live = live
+        self.dirty = False
+        self.checkpoint_due = now + every_s
+        self.pending: bytes | None = None  # indicators held back by the rate limit
+        self.last_indicator_wall = -math.inf
+
+
+class _Reject(Exception):
+    """Internal: refuse the message being processed with a reason code and an error text."""
+
+    def __init__(self, reason: str, error: str):
+        super().__init__(error)
+        self.reason = reason
+
+
+def _safe_error(exc: Exception) -> str:
+    """The error text for a ``rejected`` message, without sample values.
+
+    ``decode_batch`` quotes a malformed ``acc`` row ("found [..."): cut what follows.
+    """
+    text = str(exc)
+    cut = text.find(", found [")
+    return text if cut < 0 else text[:cut] + " (a malformed row)"
+
+
+class MonitorService:
+    """The live monitor on one MQTT broker (see the module docstring).
+
+    Parameters
+    ----------
+    broker : str
+        ``mqtt[s]://user:password@host:port`` (read by ``firmware_bridge.publisher.parse_broker_url``).
+    data_dir : str or Path
+        Where checkpoints live (created with mode 0700).
+    config : Config, optional
+        The monitor configuration (``monitor.config.load_config``); defaults when omitted.
+    options : ServiceOptions, optional
+    clock : callable, optional
+        Wall clock in unix seconds (``time.time``); injectable for tests.
+    """
+
+    def __init__(
+        self,
+        broker: str,
+        data_dir: str | Path,
+        config: Config | None = None,
+        options: ServiceOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        from firmware_bridge.publisher import parse_broker_url
+
+        self.address = parse_broker_url(broker)
+        self.data_dir = Path(data_dir)
+        self.config = config or Config()
+        self.options = options or ServiceOptions()
+        self.clock = clock
+        self.stats = ServiceStats()
+        self.client_id = f"anxmon-monitor-{self.options.instance}"
+        self.state_topic = monitor_state_topic(self.options.instance)
+        self.failed: BaseException | None = None  # set when the worker died of an unexpected error
+
+        self._wearers: dict[str, _Wearer] = {}
+        self._devices: dict[tuple[str, str], DeviceStatus] = {}
+        self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
+        self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._generation = 0  # connection count: a message is acked only on the connection it came by
+        self._connected = threading.Event()
+        self._closing = threading.Event()
+        self._stopped = threading.Event()
+        self._refused: str | None = None
+        self._worker: threading.Thread | None = None
+        self._store: CheckpointStore | None = None
+        self._client = self._make_client()
+
+    # -- public ------------------------------------------------------------------------
+    def start(self) -> "MonitorService":
+        """Restore checkpoints, connect (in the background, retrying) and start the worker."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        self._store = CheckpointStore(self.data_dir / CHECKPOINT_FILE)
+        try:
+            self._restore()
+        except BaseException:
+            self._store.close()
+            raise
+        self._worker = threading.Thread(target=self._work, name="anxmon-worker", daemon=True)
+        self._worker.start()
+        props = None
+        if self.options.mqtt_version == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(self.options.session_expiry_s)
+        kwargs = {"clean_start": False, "properties": props} if props is not None else {}
+        self._client.connect_async(self.address.host, self.address.port, keepalive=self.options.keepalive_s, **kwargs)
+        self._client.loop_start()
+        return self
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """Wait for the first connection; ``ServiceError`` if the broker refused it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._connected.wait(0.05):
+                return True
+            if self._refused is not None:
+                raise ServiceError(f"broker {self.address} refused the connection: {self._refused}")
+        return False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def call(self, fn: Callable[["MonitorService"], Any], timeout_s: float = 10.0) -> Any:
+        """Run ``fn(self)`` on the worker thread (after what is queued now) and return its result."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put(("call", fn, future))
+        return future.result(timeout_s)
+
+    def wearer_state(self, wearer: str) -> dict | None:
+        """A copy of a wearer's monitor state (``WearerMonitor.get_state``), or None."""
+        return self.call(lambda s: s._wearers[wearer].monitor.get_state() if wearer in s._wearers else None)
+
+    def devices(self) -> dict[tuple[str, str], DeviceStatus]:
+        """(wearer, device) -> a copy of what is known about the device."""
+        return self.call(lambda s: {k: DeviceStatus(**vars(v)) for k, v in s._devices.items()})
+
+    def checkpoint_now(self) -> int:
+        """Write every wearer's state now; returns the number of rows written."""
+        return self.call(lambda s: s._checkpoint(everything=True))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop cleanly: process and acknowledge what was received, write a final checkpoint,
+        publish the retained ``offline`` state and disconnect. Messages that arrive meanwhile
+        are left unacknowledged for the next run."""
+        if self._worker is None or self._stopped.is_set():
+            return
+        self._closing.set()
+        self._queue.put(_STOP)
+        self._worker.join(timeout_s)
+        if self._worker.is_alive():
+            log.error("the worker did not finish within %.0f s; stopping without a final checkpoint", timeout_s)
+        if self._connected.is_set():
+            info = self._client.publish(
+                self.state_topic, encode_monitor_state("offline", self.options.instance, __version__, self.clock()),
+                qos=1, retain=True,
+            )
+            # its PUBACK also means the acknowledgements queued before it went out
+            deadline = time.monotonic() + min(timeout_s, 5.0)
+            while not info.is_published() and self._connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not info.is_published():
+                log.warning("the broker did not confirm the offline state before the disconnect")
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._store is not None:
+            self._store.close()
+        self._stopped.set()
+        s = self.stats
+        log.info(
+            "stopped: %d wearer(s), %d batches, %d duplicates, %d rejected, %d check-ins, %d checkpoint rows",
+            len(self._wearers), s.batches, s.duplicates, sum(s.rejected.values()), s.checkins, s.checkpoints,
+        )
+
+    # -- MQTT (paho's network thread: never block here) --------------------------------
+    def _make_client(self) -> mqtt.Client:
+        o = self.options
+        if o.mqtt_version == "5":
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+        else:
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+                protocol=mqtt.MQTTv311, manual_ack=True,
+            )
+        if self.address.username is not None:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.will_set(
+            self.state_topic, encode_monitor_state("offline", o.instance, __version__), qos=1, retain=True
+        )
+        client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_max_s)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(o.max_queued_out)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            log.error("broker %s refused the connection: %s", self.address, reason_code)
+            return
+        self._refused = None
+        self._generation += 1
+        self.stats.connects += 1
+        # Subscribing here restores the subscriptions whenever the broker has no session for us
+        # (first start, expired or lost session). With a session present the broker kept them,
+        # and we do not subscribe again: a repeated SUBSCRIBE makes the broker resend retained
+        # messages, and nats-server 2.x then loses a message of the queued backlog (measured:
+        # 1 of 5,000 per retained message; redelivered only after its 30 s ack wait, too late).
+        # The data wildcard also covers availability, battery, contact and checkin/response.
+        if not flags.session_present:
+            client.subscribe([(DATA_SUBSCRIPTION, 1), (CONTROL_SUBSCRIPTION, 1)])
+        client.publish(
+            self.state_topic, encode_monitor_state("online", self.options.instance, __version__, self.clock()),
+            qos=1, retain=True,
+        )
+        self._connected.set()
+        log.info("connected to %s as %s (session present: %s)", self.address, self.client_id, flags.session_present)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        log.warning("cannot reach broker %s; retrying", self.address)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and not self._closing.is_set():
+            self.stats.disconnects += 1
+            log.warning("lost the broker %s (%s); reconnecting", self.address, reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self._closing.is_set():
+            return  # not acknowledged: the broker delivers it again to the next session
+        self._queue.put((self._generation, self.clock(), msg))
+
+    # -- worker --------------------------------------------------------------------------
+    def _work(self) -> None:
+        housekeeping_at = 0.0
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    break
+                if isinstance(item, tuple) and item and item[0] == "call":
+                    _, fn, future = item
+                    try:
+                        future.set_result(fn(self))
+                    except Exception as exc:  # handed to the caller, who re-raises it
+                        future.set_exception(exc)
+                elif item is not None:
+                    generation, arrived, msg = item
+                    self._process(msg, arrived)
+                    if msg.qos > 0 and generation == self._generation:
+                        # a message of an earlier connection is redelivered on this one: its
+                        # copy is acknowledged instead (duplicates are dropped by seq)
+                        self._client.ack(msg.mid, msg.qos)
+                now = time.monotonic()
+                if now >= housekeeping_at:
+                    housekeeping_at = now + 0.1
+                    self._housekeeping()
+            self._flush_indicators(force=True)
+            self._checkpoint(everything=True)
+        except BaseException as exc:
+            self.failed = exc
+            log.critical("the worker stopped on an unexpected error; state since the last checkpoint is lost", exc_info=True)
+            raise
+
+    def _housekeeping(self) -> None:
+        self._flush_indicators()
+        self._checkpoint()
+
+    # -- processing one message ------------------------------------------------------------
+    def _process(self, msg: mqtt.MQTTMessage, arrived: float) -> None:
+        self.stats.received += 1
+        try:
+            topic_text = msg.topic
+        except UnicodeDecodeError:
+            self._count_reject(None, "topic", "topic is not UTF-8")
+            return
+        try:
+            topic = parse_topic(topic_text)
+        except TopicError as exc:
+            self._reject(_wearer_of(topic_text), topic_text, "topic", str(exc), arrived)
+            return
+        try:
+            if topic.kind == "data":
+                self._on_data(topic, msg.payload, arrived)
+            elif topic.kind == "availability":
+                self._on_availability(topic, msg.payload, arrived)
+            elif topic.kind in ("battery", "contact"):
+                status = self._device(topic.wearer, topic.device, arrived)
+                value = decode_status(msg.payload, topic.kind)
+                if topic.kind == "battery":
+                    status.battery_percent = value
+                else:
+                    status.contact = value
+            elif topic.kind == "checkin/response":
+                self._once(msg, topic_text, lambda: self._on_answer(topic.wearer, msg.payload))
+            elif topic.kind == "control":
+                self._once(msg, topic_text, lambda: self._on_control(topic.wearer, msg.payload, arrived))
+            # monitor_state (ours or another instance's) and outputs need nothing
+        except _Reject as exc:
+            self._reject(topic.wearer, topic_text, exc.reason, str(exc), arrived)
+        except IdentityError as exc:
+            self._reject(topic.wearer, topic_text, "identity", str(exc), arrived)
+        except ValueRangeError as exc:
+            self._reject(topic.wearer, topic_text, "range", _safe_error(exc), arrived)
+        except WireError as exc:
+            self._reject(topic.wearer, topic_text, "payload", _safe_error(exc), arrived)
+        except AnswerError as exc:
+            self._reject(topic.wearer, topic_text, "answer", str(exc), arrived)
+        except ControlError as exc:
+            self._reject(topic.wearer, topic_text, "control", str(exc), arrived)
+
+    def _once(self, msg: mqtt.MQTTMessage, topic: str, apply: Callable[[], None]) -> None:
+        """Apply an answer/control once: a broker redelivery (DUP flag) of one already applied
+        is skipped, so it is not refused as "already answered"."""
+        key = (topic, bytes(msg.payload))
+        if msg.dup and key in self._recent_requests:
+            return
+        apply()
+        self._recent_requests[key] = True
+        while len(self._recent_requests) > 1024:
+            self._recent_requests.popitem(last=False)
+
+    def _on_data(self, topic, payload: bytes, arrived: float) -> None:
+        try:
+            batch = decode_batch(payload, topic.signal)
+        except PayloadError as exc:
+            why = identity_mismatch(payload, topic.wearer, topic.device, topic.signal)
+            if why is not None:
+                raise _Reject("identity", why) from exc
+            raise
+        wearer = self._wearer(topic.wearer, arrived)
+        live = wearer.live
+        owner = live.sources.get(topic.signal)
+        if owner is not None and owner != topic.device:
+            silent_s = arrived - live.source_seen_wall_s.get(topic.signal, -math.inf)
+            if silent_s <= self.options.stale_after_s:
+                raise _Reject(
+                    "conflict",
+                    f"wearer {topic.wearer!r} already receives {topic.signal} from device {owner!r}; "
+                    "one device per signal (the other may take over after it falls silent)",
+                )
+            log.info("wearer %s: %s now comes from device %s (device %s fell silent)",
+                     topic.wearer, topic.signal, topic.device, owner)
+        tracker = live.trackers.setdefault((topic.device, topic.signal), StreamTracker())
+        try:
+            verdict = tracker.check(batch, now_s=arrived)
+        except ValueRangeError as exc:
+            raise _Reject("future", str(exc)) from exc
+        status = self._device(topic.wearer, topic.device, arrived)
+        if not verdict.accept:
+            if verdict.duplicate:
+                self.stats.duplicates += 1
+            return
+        live.sources[topic.signal] = topic.device
+        live.source_seen_wall_s[topic.signal] = arrived
+        status.last_event_s = batch.end_s if status.last_event_s is None else max(status.last_event_s, batch.end_s)
+        live.newest_event_s = batch.end_s if live.newest_event_s is None else max(live.newest_event_s, batch.end_s)
+        self._update_time_base(wearer, batch, arrived)
+        self.stats.batches += 1
+        wearer.dirty = True
+        monitor = wearer.monitor
+        monitor.gate_for = lambda t: self._stale_gate(live, t, arrived)
+        try:
+            ticks = monitor.update(batch)
+        except ValueError as exc:  # the core refused this batch (its state is unchanged or advanced)
+            log.warning("wearer %s: the core refused a %s batch: %s", topic.wearer, topic.signal, exc)
+            raise _Reject("unsupported", f"the monitor could not process this {topic.signal} batch: {exc}") from exc
+        finally:
+            monitor.gate_for = None
+        for tick in ticks:
+            self._publish_tick(wearer, tick, self._stale_gate(live, tick.t, arrived), arrived)
+
+    def _update_time_base(self, wearer: _Wearer, batch: SampleBatch, arrived: float) -> None:
+        live = wearer.live
+        lag = arrived - batch.end_s
+        if live.lag_floor_s is None or lag < live.lag_floor_s:
+            live.lag_floor_s = lag
+            live.lag_high_since_wall_s = None
+        elif lag - live.lag_floor_s > self.options.stale_after_s:
+            if live.lag_high_since_wall_s is None:
+                live.lag_high_since_wall_s = arrived
+            elif arrived - live.lag_high_since_wall_s >= self.options.refloor_after_s:
+                log.info("wearer %s: adopting a new time base (%.0f s later than before)",
+                         wearer.id, lag - live.lag_floor_s)
+                live.lag_floor_s = lag
+                live.lag_high_since_wall_s = None
+        else:
+            live.lag_high_since_wall_s = None
+
+    def _stale_gate(self, live: LiveState, t_s: float, now: float) -> str | None:
+        if live.lag_floor_s is None:
+            return None
+        behind = (now - t_s) - live.lag_floor_s
+        return "stale" if behind > self.options.stale_after_s else None
+
+    def _publish_tick(self, wearer: _Wearer, tick: Tick, service_gate: str | None, now: float) -> None:
+        self.stats.ticks += 1
+        score = tick.score
+        gate = score.gate or service_gate
+        wearer.pending = encode_indicators(
+            tick.t,
+            score.value,
+            gate,
+            tick.indicators.values,
+            tick.indicators.quality,
+            score.contributions,
+            {name: dev[2] for name, dev in score.deviations.items()},
+            wearer.monitor.policy.effective_threshold(),
+        )
+        if now - wearer.last_indicator_wall >= self.options.indicator_interval_s:
+            self._send_indicators(wearer, now)
+        for d in tick.decisions:
+            if isinstance(d, Expired):
+                self.stats.expired += 1
+                log.info("wearer %s: check-in %s expired unanswered", wearer.id, d.prompt_id)
+            elif d.sent:
+                self.stats.checkins += 1
+                self._publish(wearer_topic(wearer.id, "checkin"), encode_checkin(d.prompt.to_dict()))
+                log.info("wearer %s: check-in %s sent", wearer.id, d.prompt.id)
+            else:
+                self.stats.suppressed[d.reason] += 1
+                log.info("wearer %s: check-in not sent (%s)", wearer.id, d.reason)
+
+    def _send_indicators(self, wearer: _Wearer, now: float) -> None:
+        if self._publish(wearer_topic(wearer.id, "indicators"), wearer.pending):
+            self.stats.indicators += 1
+        else:
+            self.stats.indicators_dropped += 1
+        wearer.pending = None
+        wearer.last_indicator_wall = now
+
+    def _flush_indicators(self, force: bool = False) -> None:
+        now = self.clock()
+        for wearer in self._wearers.values():
+            if wearer.pending is not None and (force or now - wearer.last_indicator_wall >= self.options.indicator_interval_s):
+                self._send_indicators(wearer, now)
+
+    def _on_availability(self, topic, payload: bytes, arrived: float) -> None:
+        text = bytes(payload).decode("utf-8", errors="replace").strip()
+        if text not in ("online", "offline"):
+            raise PayloadError("availability must be 'online' or 'offline'")
+        status = self._device(topic.wearer, topic.device, arrived)
+        if status.availability != text:
+            log.info("device %s/%s is %s", topic.wearer, topic.device, text)
+        status.availability = text
+
+    def _event_now(self, wearer: _Wearer | None, arrived: float) -> float:
+        """The wearer's current event time: its newest sample (the wall clock before any data)."""
+        if wearer is not None and wearer.live.newest_event_s is not None:
+            return wearer.live.newest_event_s
+        return arrived
+
+    def _on_answer(self, wearer_id: str, payload: bytes) -> None:
+        answer = decode_answer(payload, wearer_id)
+        wearer = self._wearers.get(wearer_id)
+        if wearer is None:
+            raise AnswerError(f"unknown prompt id {answer.prompt_id!r}: no check-in was sent to {wearer_id!r}")
+        t_s = answer.t_s if answer.t_s is not None else self._event_now(wearer, self.clock())
+        result = wearer.monitor.answer(t_s, answer.prompt_id, answer.rating, list(answer.labels))
+        wearer.dirty = True
+        self.stats.answers += 1
+        log.info("wearer %s: answer to check-in %s stored", wearer_id, answer.prompt_id)
+        log.debug("wearer %s: answer %s -> learned %s, threshold %.2f", wearer_id, answer, result.learned, result.threshold)
+
+    def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
+        control = decode_control(payload, wearer_id)
+        wearer = self._wearer(wearer_id, arrived)  # a pause may come before any data
+        t_s = control.t_s if control.t_s is not None else self._event_now(wearer, arrived)
+        result = wearer.monitor.control(t_s, control.action, control.duration_s)
+        wearer.dirty = True
+        self.stats.controls += 1
+        log.info("wearer %s: %s (until %s)", wearer_id, result.action, result.until_s)
+
+    # -- wearers, devices, rejections ------------------------------------------------------
+    def _wearer(self, wearer_id: str, now: float) -> _Wearer:
+        wearer = self._wearers.get(wearer_id)
+        if wearer is None:
+            monitor = LiveWearerMonitor(wearer_id, self.config)
+            wearer = _Wearer(wearer_id, monitor, LiveState(), now, self.options.checkpoint_s)
+            self._wearers[wearer_id] = wearer
+            log.info("new wearer %s", wearer_id)
+        return wearer
+
+    def _device(self, wearer_id: str, device: str, arrived: float) -> DeviceStatus:
+        status = self._devices.get((wearer_id, device))
+        if status is None:
+            status = self._devices[(wearer_id, device)] = DeviceStatus()
+        status.last_seen_wall_s = arrived
+        return status
+
+    def _count_reject(self, wearer: str | None, reason: str, error: str) -> None:
+        self.stats.rejected[reason] += 1
+        now = self.clock()
+        key = (wearer or "?", reason)
+        log.debug("rejected input of wearer %s (%s): %s", wearer or "?", reason, error)
+        if now - self._warned.get(key, -math.inf) >= 60.0:  # at most once a minute per wearer and reason
+            self._warned[key] = now
+            # the text of a refused answer or control may quote it: only the reason above DEBUG
+            detail = "" if reason in ("answer", "control") else f": {error}"
+            log.warning("rejected input of wearer %s (%s)%s", wearer or "?", reason, detail)
+
+    def _reject(self, wearer: str | None, topic: str, reason: str, error: str, now: float) -> None:
+        """Count, log (at most once a minute per wearer and reason) and tell the sender."""
+        self._count_reject(wearer, reason, error)
+        if wearer is not None:
+            self._publish(wearer_topic(wearer, "rejected"), encode_rejected(topic, reason, error, now))
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            log.warning("outgoing queue full (broker unreachable for long?): a message to %s was dropped", topic)
+            return False
+        return True  # MQTT_ERR_NO_CONN still queues it in paho: sent after the reconnect
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _restore(self) -> None:
+        rows = self._store.load_all()
+        now = self.clock()
+        for i, (wearer_id, blob) in enumerate(sorted(rows.items())):
+            if not isinstance(blob, dict) or blob.get("schema") != CHECKPOINT_SCHEMA:
+                raise ServiceError(
+                    f"checkpoint of wearer {wearer_id!r} in {self._store.path} is not one this version "
+                    "reads; move the file away to start every wearer afresh"
+                )
+            monitor = LiveWearerMonitor(wearer_id, self.config)
+            try:
+                monitor.set_state(blob["monitor"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ServiceError(
+                    f"checkpoint of wearer {wearer_id!r} does not fit this configuration ({exc}); "
+                    f"move {self._store.path} away to start every wearer afresh"
+                ) from exc
+            # spread the next checkpoints of restored wearers over one interval
+            due = now + self.options.checkpoint_s * (1 + i / max(1, len(rows)))
+            wearer = _Wearer(wearer_id, monitor, blob["live"], now, 0.0)
+            wearer.checkpoint_due = due
+            self._wearers[wearer_id] = wearer
+        if rows:
+            log.info("resumed %d wearer(s) from %s", len(rows), self._store.path)
+
+    def _checkpoint(self, everything: bool = False, budget: int = 64) -> int:
+        """Write dirty wearers whose checkpoint is due (all dirty ones with ``everything``)."""
+        now = self.clock()
+        due = [w for w in self._wearers.values() if w.dirty and (everything or w.checkpoint_due <= now)]
+        if not everything:
+            due.sort(key=lambda w: w.checkpoint_due)
+            due = due[:budget]  # spread a burst over several passes (tens of ms each at most)
+        if not due:
+            return 0
+        rows = [
+            (w.id, {"schema": CHECKPOINT_SCHEMA, "monitor": w.monitor.get_state(), "live": w.live}, w.live.newest_event_s)
+            for w in due
+        ]
+        written = self._store.save(rows, saved_at_s=now)
+        for w in due:
+            w.dirty = False
+            w.checkpoint_due = now + self.options.checkpoint_s
+        self.stats.checkpoints += written
+        return written
+
+
+def _wearer_of(topic: str) -> str | None:
+    """The wearer id in a topic that failed to parse, when it is a valid one (to tell it why)."""
+    parts = topic.split("/")
+    if len(parts) >= 3 and "/".join(parts[:2]) == PREFIX and ID_PATTERN.fullmatch(parts[2]) and parts[2] != "monitor":
+        return parts[2]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# `anxmon run`
+
+CREDENTIALS_FILE = "broker-credentials.json"
+
+
+def start_embedded_broker(data_dir: Path, kind: str = "nats"):
+    """Start the embedded broker in ``data_dir/broker``, reusing the port and users of the last
+    run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
+    import json
+
+    from monitor.broker import free_port, start_broker
+
+    creds = data_dir / CREDENTIALS_FILE
+    users, port = None, None
+    if creds.exists():
+        try:
+            saved = json.loads(creds.read_text())
+            users, port = dict(saved["users"]), int(saved["port"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServiceError(f"{creds} is not a credentials file anxmon wrote ({exc}); move it away") from exc
+        if not _port_free(port):
+            log.warning("port %d of the last run is taken; the embedded broker gets a new one", port)
+            port = free_port()
+    broker = start_broker(kind, data_dir=data_dir / "broker", port=port, users=users)
+    body = {
+        "kind": kind,
+        "host": broker.host,
+        "port": broker.port,
+        "url": broker.url,
+        "users": broker.users,
+        "note": "the monitor user is the service; add a wearer as \"name\": \"password\" under users "
+                "and restart: that user may only read and write anxmon/v1/name/#",
+    }
+    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(body, f, indent=2)
+    os.chmod(creds, 0o600)
+    return broker, creds
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds (TIME_WAIT is fine)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_service(args) -> int:
+    """``anxmon run``: the service until SIGTERM/SIGINT. Returns the exit status."""
+    from monitor.config import load_config
+
+    config = load_config(args.config, args.set or [])
+    options = ServiceOptions(
+        instance=args.instance,
+        checkpoint_s=args.checkpoint_s,
+        stale_after_s=args.stale_after_s,
+        indicator_interval_s=args.indicator_interval_s,
+        mqtt_version=args.mqtt_version,
+    )
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    broker = None
+    url = args.broker
+    if url is None:
+        broker, creds = start_embedded_broker(data_dir)
+        url = broker.url
+        print(f"anxmon: embedded nats-server broker on mqtt://{broker.host}:{broker.port} "
+              f"(credentials in {creds})", flush=True)
+    service = None
+    try:
+        service = MonitorService(url, data_dir, config, options).start()
+        if not service.wait_connected(10.0):
+            print(f"anxmon: broker {service.address} not reachable yet; retrying in the background", flush=True)
+        resumed = service.call(lambda s: len(s._wearers))
+        print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
+              f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            if service.failed is not None:
+                break
+    finally:
+        if service is not None:
+            service.stop()
+        if broker is not None:
+            broker.stop()
+    if service is not None and service.failed is not None:
+        print(f"anxmon: the service failed: {service.failed!r}", flush=True)
+        return 1
+    s = service.stats
+    print(f"anxmon: stopped after {s.batches} batches, {s.checkins} check-ins, "
+          f"{sum(s.rejected.values())} rejected; final checkpoint written", flush=True)
+    return 0

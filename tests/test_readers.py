@@ -1,0 +1,479 @@
+"""Readers of recordings (``monitor.readers``), format detection, and ``analyze`` on every format.
+
+Real files from ../shared/data: the Stress-Predict E4 session S02 (folder, and a zip made here),
+the Polar H10 export, the Garmin export. EmotiBit: no real parsed recording is in the shared
+data, so ``emotibit_session`` BUILDS ONE EXACTLY TO EMOTIBIT'S DOCUMENTATION (EmotiBit_Docs,
+Working_with_emotibit_data.md, "Parsed Data File Format" and the DataParser's timestamp
+interpolation in ofxEmotiBit's EmotiBitDataParser) from neurokit2-simulated signals. It is a
+sample made to the documentation, not a recording.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from pathlib import Path
+
+import neurokit2 as nk
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.analyze import analyze_recording
+from monitor.errors import InputFormatError
+from monitor.markers import Marker, read_markers, read_markers_text, write_markers
+from monitor.readers import detect
+from monitor.readers.anxmon import RecordingWriter, read_anxmon, write_recording
+from monitor.readers.common import regular_stream
+from monitor.readers.emotibit import _read_tag as read_parsed_file
+from monitor.recordings import Recording, Stream, read_recording
+from monitor.wire import SampleBatch, validate_batch
+from tests.conftest import data_path
+
+S02_START = 1644227574.0  # first row of S02's EDA.csv
+
+
+@pytest.fixture(scope="module")
+def s02() -> Recording:
+    return read_recording(data_path("stress-predict", "S02"))
+
+
+def ticks_of(result):
+    return [(t.t, t.indicators, t.score, t.decisions) for t in result.ticks]
+
+
+def median_of(result, key):
+    return float(np.nanmedian([tk.indicators.values.get(key, np.nan) for tk in result.ticks]))
+
+
+# ----------------------------------------------------------------------------- E4
+
+
+def test_e4_folder_in_canonical_units(s02):
+    folder = data_path("stress-predict", "S02")
+    assert s02.format == "e4" and sorted(s02.streams) == ["acc", "bvp", "eda", "hr", "ibi", "temp"]
+    raw_acc = np.loadtxt(folder / "ACC.csv", delimiter=",", skiprows=2)
+    assert s02.streams["acc"].fs == 32.0 and np.array_equal(s02.streams["acc"].values, raw_acc / 64.0)
+    assert 0.8 < np.median(np.linalg.norm(s02.streams["acc"].values, axis=1)) < 1.2  # ~1 g at rest
+    eda = np.loadtxt(folder / "EDA.csv", skiprows=2)
+    assert s02.streams["eda"].t0 == S02_START and np.array_equal(s02.streams["eda"].values, eda)
+    ibi = np.loadtxt(folder / "IBI.csv", delimiter=",", skiprows=1)
+    assert np.allclose(s02.streams["ibi"].values, ibi[:, 1] * 1000.0)
+    tags = np.loadtxt(folder / "tags_S02.csv")
+    assert [m.t_s for m in s02.markers] == sorted(tags.tolist()) and {m.kind for m in s02.markers} == {"tag"}
+    assert s02.labels is not None and len(s02.labels[0]) > 3000
+
+
+def test_e4_zip_reads_like_the_folder(s02, tmp_path):
+    folder = data_path("stress-predict", "S02")
+    archive = tmp_path / "S02.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in folder.iterdir():
+            z.write(p, f"S02/{p.name}")  # E4 exports are often zipped with a folder inside
+    rec = read_recording(archive)
+    assert rec.format == "e4" and sorted(rec.streams) == sorted(s02.streams) and rec.markers == s02.markers
+    for name, s in s02.streams.items():
+        z = rec.streams[name]
+        assert np.array_equal(z.values, s.values) and z.t0 == s.t0 and z.fs == s.fs
+        assert (z.t is None) == (s.t is None) and (s.t is None or np.array_equal(z.t, s.t))
+
+
+def copy_e4(tmp_path, names=("EDA.csv", "TEMP.csv", "HR.csv", "BVP.csv", "ACC.csv", "IBI.csv")) -> Path:
+    src, dst = data_path("stress-predict", "S02"), tmp_path / "e4"
+    dst.mkdir()
+    for n in names:
+        (dst / n).write_bytes((src / n).read_bytes())
+    return dst
+
+
+def test_e4_mixed_up_or_truncated_files_get_clear_errors(tmp_path):
+    e4 = copy_e4(tmp_path)
+    bvp = (e4 / "BVP.csv").read_text()
+    (e4 / "EDA.csv").write_text(bvp)  # BVP's rows under EDA's name: its header says 64 Hz
+    with pytest.raises(InputFormatError, match=r"EDA.csv: declares 64 Hz but the E4 writes EDA.csv at 4 Hz"):
+        read_recording(e4)
+    (e4 / "EDA.csv").write_text("time_ns,ecg,hr,rr\n" + bvp)  # a header row of another file
+    with pytest.raises(InputFormatError, match=r"EDA.csv: not an Empatica E4 file"):
+        read_recording(e4)
+    (e4 / "EDA.csv").write_text("1644227574\n4\n0.1\n0.2\n")
+    acc = (e4 / "ACC.csv").read_text()
+    (e4 / "ACC.csv").write_text(acc[: len(acc) // 2].rsplit(",", 1)[0])  # cut mid-row: x,y without z
+    with pytest.raises(InputFormatError, match=r"ACC.csv: 1 row\(s\) are not numbers, the first at line \d+"):
+        read_recording(e4)
+    archive = tmp_path / "cut.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(e4 / "BVP.csv", "BVP.csv")
+    archive.write_bytes(archive.read_bytes()[:2000])  # a download cut short
+    with pytest.raises(InputFormatError, match=r"cut.zip: not a readable zip archive"):
+        read_recording(archive)
+
+
+# ----------------------------------------------------------------------------- Polar H10
+
+
+@pytest.fixture(scope="module")
+def polar() -> Recording:
+    return read_recording(data_path("polar-h10", "polar_h10.csv"))
+
+
+def test_polar_ecg_hr_and_rr(polar):
+    raw = pd.read_csv(data_path("polar-h10", "polar_h10.csv"))
+    assert polar.format == "polar-h10" and sorted(polar.streams) == ["ecg", "hr", "ibi"]
+    ecg = polar.streams["ecg"]
+    t = raw["time_ns"].to_numpy() / 1e9
+    # the strap's rate measured on the phone's clock: (n - 1) / span = 130.16 Hz (not resampled)
+    assert ecg.fs == pytest.approx((len(t) - 1) / (t[-1] - t[0]), rel=1e-5)
+    assert np.array_equal(ecg.values, raw["ecg"].to_numpy()) and ecg.segments is None
+    assert np.max(np.abs(ecg.times_s() - t)) < 0.01  # the fitted grid is within 10 ms of every stamp
+    assert np.array_equal(polar.streams["hr"].values, raw["hr"].dropna().to_numpy())
+    rr = raw["rr"].dropna().to_numpy()
+    ibi = polar.streams["ibi"]
+    assert np.array_equal(ibi.values, rr)  # 798 intervals, 375-1417 ms: all inside the contract
+    # beats are chained from the intervals (no re-anchor needed in these 10 min) ...
+    assert np.allclose(np.diff(ibi.t) * 1000.0, rr[1:], atol=1e-3)
+    # ... and stay within the 2 s drift allowance of the notification stamps
+    stamps = raw.loc[raw["rr"].notna(), "time_ns"].to_numpy() / 1e9
+    assert np.max(np.abs(ibi.t - stamps)) < 2.0
+    # same rhythm as neurokit2's R peaks on the ECG: median RR 745 ms (nk) vs 750 ms (strap)
+    _, info = nk.ecg_peaks(nk.ecg_clean(ecg.values, sampling_rate=ecg.fs), sampling_rate=ecg.fs)
+    assert abs(np.median(np.diff(info["ECG_R_Peaks"])) / ecg.fs * 1000 - np.median(rr)) < 15
+
+
+def test_polar_batches_pass_the_wire_contract(polar):
+    batches = list(polar.batches())
+    for b in batches:
+        validate_batch(b)
+    ecg = [b for b in batches if b.signal == "ecg"]
+    assert len(ecg) == pytest.approx(600, abs=2) and ecg[1].t0 - ecg[0].t0 == pytest.approx(130 / polar.streams["ecg"].fs)
+
+
+def test_polar_swapped_or_cut_columns_get_clear_errors(tmp_path):
+    text = data_path("polar-h10", "polar_h10.csv").read_text()
+    lines = text.splitlines()
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("time_ns,ecg,rr,hr\n" + "\n".join(lines[1:]))  # hr and rr headers swapped
+    with pytest.raises(InputFormatError, match=r"hr \(bpm\) values are outside 25-250 bpm .*columns swapped"):
+        read_recording(swapped)
+    swapped.write_text("time_ns,rr,hr,ecg\n" + "\n".join(lines[1:]))  # ecg and rr swapped
+    with pytest.raises(InputFormatError, match=r"line 2: ecg is empty"):
+        read_recording(swapped)
+    cut = tmp_path / "cut.csv"
+    cut.write_text("\n".join(lines[:5000]) + "\n" + lines[5000][:9])  # cut inside time_ns
+    with pytest.raises(InputFormatError, match=r"cut.csv: (time_ns is not unix time|time goes backwards)"):
+        read_recording(cut)
+
+
+def test_polar_analyze_uses_rr_for_heart_rate(polar):
+    """Heart rate from the strap's RR intervals (the pipeline's ``ibi`` source; ``ecg`` is validated
+    but not used yet). The file's own HR column has median 79 bpm."""
+    result = analyze_recording(polar, progress=False)
+    assert result.rejected == {} and result.summary["ticks"] > 100
+    assert abs(median_of(result, "HR_Mean") - 79.0) < 3.0
+    # the wearer's premature beats make the rhythm irregular: RMSSD is withheld, as it should be
+    assert sum(tk.indicators.quality.get("hrv") == "irregular" for tk in result.ticks) > 0.5 * len(result.ticks)
+
+
+# ----------------------------------------------------------------------------- Garmin
+
+
+@pytest.fixture(scope="module")
+def garmin() -> Recording:
+    return read_recording(data_path("flirt-e4-garmin", "garmin", "data.csv"))
+
+
+def test_garmin_beats_heart_rate_and_stress(garmin):
+    raw = pd.read_csv(data_path("flirt-e4-garmin", "garmin", "data.csv"), sep=";", header=None,
+                      names=["time", "type", "value"])
+    assert garmin.format == "garmin" and sorted(garmin.streams) == ["hr", "ibi"]
+    bbi = raw[raw["type"] == "HEART_RATE_VARIABILITY"]
+    ibi = garmin.streams["ibi"]
+    # 14316 intervals; 15 dropped where a re-anchored chain would step back in time
+    assert len(ibi.values) == len(bbi) - 15 and np.all(np.diff(ibi.t) > 0)
+    assert any("dropped 15 beats" in n for n in garmin.notes)
+    hr = raw[(raw["type"] == "HEART_RATE") & (raw["value"] > 0)]
+    assert np.array_equal(garmin.streams["hr"].values, hr["value"].to_numpy())
+    # times carry their +02:00 offset: 12:09:00.511+02:00 is 10:09:00.511 UTC
+    assert garmin.streams["hr"].t[0] == pytest.approx(pd.Timestamp("2019-10-16T10:09:00.511Z").timestamp())
+    stress = garmin.reference["garmin_stress"]
+    assert 0 <= stress.values.min() and stress.values.max() <= 100 and "garmin_stress" not in garmin.streams
+    # the stamps jitter ~+-0.1 s; as stamped, 35% of intervals look consecutive to the beat
+    # corrector (|t_i - ibi_i - t_(i-1)| <= 50 ms); chained, most do
+    stamps = pd.to_datetime(bbi["time"], format="ISO8601").map(pd.Timestamp.timestamp).to_numpy()
+    raw_consecutive = np.mean(np.abs(np.diff(stamps) - bbi["value"].to_numpy()[1:] / 1000) <= 0.05)
+    chained_consecutive = np.mean(np.abs(np.diff(ibi.t) - ibi.values[1:] / 1000) <= 0.05)
+    assert raw_consecutive < 0.4 and chained_consecutive > 0.9
+
+
+def test_garmin_analyze_the_whole_46_hours(garmin):
+    """The file spans 46 h but holds one 4 h stretch of beats (the rest: a few minutes, and a 42 h
+    pause); the whole file is analysed and nothing is refused. Over the stretch Garmin's own
+    HEART_RATE has median 63 bpm; the beat intervals give ~61 bpm (mean of intervals per window)."""
+    result = analyze_recording(garmin, progress=False)
+    assert result.rejected == {}
+    ticks = np.array([tk.t for tk in result.ticks])
+    assert 3.9 < len(ticks) * 5.0 / 3600 < 4.5  # ticks where there are beats, none through the pauses
+    assert abs(median_of(result, "HR_Mean") - float(np.median(garmin.streams["hr"].values))) < 4
+    rmssd = [tk.indicators.values.get("HRV_RMSSD") for tk in result.ticks]
+    assert sum(v is not None for v in rmssd) > 0.9 * len(rmssd)  # chained beats give RMSSD nearly always
+    assert sum(tk.score.value is not None for tk in result.ticks) > 0.8 * len(result.ticks)
+
+
+def test_garmin_cut_mid_line_gets_a_clear_error(tmp_path):
+    text = data_path("flirt-e4-garmin", "garmin", "data.csv").read_text()
+    cut = tmp_path / "data.csv"
+    cut.write_text(text[: len(text) // 2].rsplit(";", 1)[0] + "\n")  # the last line lost its value
+    n = len(cut.read_text().splitlines())
+    with pytest.raises(InputFormatError, match=rf"line {n}: .* fewer than 3 fields; expected ISO-time;TYPE;value"):
+        read_recording(cut)
+    cut.write_text("2019-10-16T12:08:58.041+02:00;STEPS;299.0\n2019-10-16T25:61;HEART_RATE;70\n")
+    with pytest.raises(InputFormatError, match=r"line 2: time '2019-10-16T25:61' is not an ISO 8601 time"):
+        read_recording(cut)
+
+
+# ----------------------------------------------------------------------------- anxmon's own format
+
+
+def test_anxmon_recording_round_trip_gives_identical_analysis(s02, tmp_path):
+    path = tmp_path / "s02.jsonl"
+    write_recording(path, s02, wearer="s02")
+    back = read_recording(path)
+    assert back.format == "anxmon" and back.wearer == "s02" and back.markers == s02.markers
+    assert sorted(back.streams) == sorted(s02.streams)
+    for name, s in s02.streams.items():
+        b = back.streams[name]
+        assert np.array_equal(b.values, s.values) and b.t0 == s.t0 and b.fs == s.fs
+        assert (s.t is None and b.t is None) or np.array_equal(b.t, s.t)
+    first = analyze_recording(s02.between(s02.start_s, s02.start_s + 600), progress=False)
+    second = analyze_recording(back.between(back.start_s, back.start_s + 600), progress=False)
+    assert ticks_of(first) == ticks_of(second) and len(first.ticks) > 100
+
+
+def test_anxmon_recording_keeps_gaps_and_drops_redelivered_batches(tmp_path):
+    t0 = 1.7e9
+    stream = Stream("eda", np.arange(40.0) / 10 + 1, t0=t0, fs=4.0, segments=[(0, t0), (20, t0 + 605.0)])
+    rec = Recording("gap", "test", {"eda": stream, "hr": Stream("hr", np.array([60.0, 61.0]), t=np.array([t0, t0 + 700]))},
+                    [Marker(t0 + 1, "tag", "a")])
+    path = tmp_path / "gap.jsonl"
+    write_recording(path, rec, device="e4")
+    with open(path, "a") as f:  # a batch redelivered after a crash, and a record type of a later version
+        f.write(path.read_text().splitlines()[2] + "\n")
+        f.write('{"type": "answer", "t": 1700000100.0}\n')
+    back = read_anxmon(path)
+    eda = back.streams["eda"]
+    assert eda.segments == [(0, t0), (20, t0 + 605.0)] and np.array_equal(eda.values, stream.values)
+    assert np.allclose(eda.times_s(), stream.times_s())
+    assert "skipped 1 duplicate batches" in back.notes and "skipped 1 records of type 'answer'" in back.notes
+    batches = [b for b in back.batches() if b.signal == "eda"]
+    assert [b.t0 for b in batches] == [t0, t0 + 1, t0 + 2, t0 + 3, t0 + 4, t0 + 605, t0 + 606, t0 + 607, t0 + 608,
+                                       t0 + 609]
+
+
+def test_anxmon_recording_damaged_files_get_clear_errors(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with RecordingWriter(path, wearer="alice") as w:
+        w.write_batch("e4", SampleBatch("hr", 0, np.array([70.0]), t=np.array([1.7e9])))
+        w.write_batch("e4", SampleBatch("hr", 1, np.array([71.0]), t=np.array([1.7e9 + 1])))
+    text = path.read_text()
+    path.write_text(text[:-20])  # a crash mid-line
+    with pytest.raises(InputFormatError, match=r"r.jsonl, line 3: not valid JSON .*file cut short"):
+        read_recording(path)
+    path.write_text(text.replace('"anxmon_recording": 1', '"anxmon_recording": 2'))
+    with pytest.raises(InputFormatError, match=r"version 2; this anxmon reads version 1"):
+        read_recording(path)
+    path.write_text(text.replace('"values":[71.0]', '"values":[7100.0]'))
+    with pytest.raises(InputFormatError, match=r"line 3: hr batch refused: hr sample 0 is outside"):
+        read_recording(path)
+
+
+# ----------------------------------------------------------------------------- EmotiBit
+
+
+BASE = "2024-09-18_22-59-45-827135"
+HEADER = "LocalTimestamp,EmotiBitTimestamp,PacketNumber,DataLength,TypeTag,ProtocolVersion,DataReliability"
+# Raw SD-card lines quoted from EmotiBit_Docs ("Sample raw data file")
+RAW_DOC_LINES = """531386,17296,1,RB,1,100,2024-09-18_22-59-45-827135
+531388,17297,4,EM,1,100,RS,RB,2024-09-18_22-59-45-827135.csv,PS,MN
+531473,17298,3,PI,1,100,112870,112866,112867
+531459,17301,2,EA,1,100,0.030269,0.030269
+531473,17305,3,AX,1,100,-0.436,-0.434,-0.433
+"""
+# The parsed AX file quoted from EmotiBit_Docs ("Parsed data file example"), first 9 rows
+DOC_AX = """LocalTimestamp,EmotiBitTimestamp,PacketNumber,DataLength,TypeTag,ProtocolVersion,DataReliability,AX
+1726714786.598369,531473.000,17305,3,AX,1,100,-0.436
+1726714786.598369,531473.000,17305,3,AX,1,100,-0.434
+1726714786.598369,531473.000,17305,3,AX,1,100,-0.433
+1726714786.638383,531513.000,17322,3,AX,1,100,-0.434
+1726714786.678397,531553.000,17322,3,AX,1,100,-0.433
+1726714786.718411,531593.000,17322,3,AX,1,100,-0.434
+1726714786.758425,531633.000,17337,2,AX,1,100,-0.437
+1726714786.798439,531673.000,17337,2,AX,1,100,-0.436
+1726714786.838453,531713.000,17354,3,AX,1,100,-0.432
+"""
+E0_MS, C0_S, CLOCK = 531000.0, 1726714786.0, 1.00002  # a time sync: EmotiBit ms -> unix s (clock 20 ppm off)
+
+
+def epoch(ms: float) -> float:
+    """The DataParser's linterp over its time sync map (EmotiBit ms -> unix s)."""
+    return C0_S + (ms - E0_MS) / 1000.0 * CLOCK
+
+
+def parsed_rows(tag: str, values: np.ndarray, rate_hz: float, per_packet: int, numbers: list[int]) -> list[str]:
+    """Rows as EmotiBit's DataParser writes a periodic tag: each packet is stamped at its last
+    sample (EmotiBit ms); its samples get linterp(i + 1, 0, n, previous packet stamp, stamp), the
+    first packet's all get its own stamp; LocalTimestamp with 6 decimals, EmotiBitTimestamp 3."""
+    rows, prev = [], None
+    for i in range(0, len(values), per_packet):
+        chunk = values[i:i + per_packet]
+        stamp = E0_MS + (i + len(chunk) - 1) * 1000.0 / rate_hz
+        prev = stamp if prev is None else prev
+        numbers[0] += 1
+        for k, v in enumerate(chunk):
+            ms = prev + (k + 1) * (stamp - prev) / len(chunk)
+            rows.append(f"{epoch(ms):.6f},{ms:.3f},{numbers[0]},{len(chunk)},{tag},1,100,{v:.6g}")
+        prev = stamp
+    return rows
+
+
+@pytest.fixture(scope="module")
+def emotibit_session(tmp_path_factory) -> tuple[Path, dict]:
+    """A 8-minute session made to the documentation (see the module docstring): EA 15 Hz, PG 25 Hz,
+    T1 7.5 Hz, AX/AY/AZ 25 Hz (the documented typical rates), HR and BI aperiodic, one user note."""
+    folder = tmp_path_factory.mktemp("emotibit")
+    duration = 480
+    with warnings.catch_warnings():  # neurokit2's simulators warn about their own interpolation
+        warnings.simplefilter("ignore", nk.misc.NeuroKitWarning)
+        eda = nk.eda_simulate(duration=duration, sampling_rate=15, scr_number=12, drift=0.01, random_state=3)
+        ppg = nk.ppg_simulate(duration=duration, sampling_rate=25, heart_rate=70, random_state=3)
+    truth = {
+        "EA": eda + 2.0,
+        "PG": 20000 + 800 * ppg,
+        "T1": 33.0 + 0.01 * np.random.default_rng(3).standard_normal(duration * 15 // 2),
+        "AX": 0.02 * np.random.default_rng(4).standard_normal(duration * 25),
+        "AY": 0.02 * np.random.default_rng(5).standard_normal(duration * 25),
+        "AZ": 1.0 + 0.02 * np.random.default_rng(6).standard_normal(duration * 25),
+    }
+    packets = {"EA": (15.0, 2), "PG": (25.0, 3), "T1": (7.5, 1), "AX": (25.0, 3), "AY": (25.0, 3), "AZ": (25.0, 3)}
+    numbers = [17000]
+    for tag, (rate, per) in packets.items():
+        rows = parsed_rows(tag, truth[tag], rate, per, numbers)
+        (folder / f"{BASE}_{tag}.csv").write_text(f"{HEADER},{tag}\n" + "\n".join(rows) + "\n")
+    beats_ms = E0_MS + np.cumsum(np.full(duration, 60000.0 / 70) + np.random.default_rng(7).normal(0, 20, duration))
+    beats_ms = beats_ms[beats_ms < E0_MS + duration * 1000]
+    bi = np.diff(beats_ms)
+    truth["BI"] = bi
+    for tag, vals in (("HR", 60000.0 / bi), ("BI", bi)):  # aperiodic: one row per value at its packet stamp
+        rows = [f"{epoch(ms):.6f},{ms:.3f},{18000 + i},1,{tag},1,100,{v:.6g}" for i, (ms, v) in enumerate(zip(beats_ms[1:], vals))]
+        (folder / f"{BASE}_{tag}.csv").write_text(f"{HEADER},{tag}\n" + "\n".join(rows) + "\n")
+    # a user note: LocalTimestamp is the computer time of the note, whole seconds
+    (folder / f"{BASE}_UN.csv").write_text(f"{HEADER},UN\n{C0_S + 300:.6f},{E0_MS + 300000:.3f},19000,2,UN,1,100,breathing exercise\n")
+    (folder / f"{BASE}.csv").write_text(RAW_DOC_LINES)
+    (folder / f"{BASE}_info.json").write_text(json.dumps([{"info": {"name": "EmotiBit"}}]))
+    return folder, truth
+
+
+def test_emotibit_documented_example_rows_parse(tmp_path):
+    (tmp_path / "s_AX.csv").write_text(DOC_AX)
+    t, x = read_parsed_file(tmp_path / "s_AX.csv", "AX")
+    assert x.tolist() == [-0.436, -0.434, -0.433, -0.434, -0.433, -0.434, -0.437, -0.436, -0.432]
+    # the first packet's three samples share a stamp, later ones are 40 ms apart: a 25 Hz stream
+    s = regular_stream("acc", t, x, "doc", [])
+    assert s.fs == pytest.approx(25.0, rel=0.01) and s.t0 == pytest.approx(1726714786.598369 - 2 / 25.0, abs=0.002)
+
+
+def test_emotibit_parsed_files_to_canonical_streams(emotibit_session):
+    folder, truth = emotibit_session
+    rec = read_recording(folder)
+    assert rec.format == "emotibit" and sorted(rec.streams) == ["acc", "bvp", "eda", "hr", "ibi", "temp"]
+    for signal, tag, rate in (("eda", "EA", 15.0), ("bvp", "PG", 25.0), ("temp", "T1", 7.5)):
+        s = rec.streams[signal]
+        assert s.fs == pytest.approx(rate * CLOCK, rel=1e-3)  # the rate on the computer's clock
+        assert np.allclose(s.values, truth[tag], rtol=1e-5)
+        assert abs(s.t0 - epoch(E0_MS)) < 1.0 / rate
+    acc = rec.streams["acc"]
+    assert acc.values.shape == (480 * 25, 3) and np.allclose(acc.values[:, 2], truth["AZ"], rtol=1e-5)
+    assert np.allclose(rec.streams["ibi"].values, truth["BI"], rtol=1e-5)
+    assert rec.markers == [Marker(C0_S + 300, "breathing exercise", "breathing exercise")]
+    # the same session through one of its parsed files, or through the raw file beside them
+    for path in (folder / f"{BASE}_EA.csv", folder / f"{BASE}.csv"):
+        assert sorted(read_recording(path).streams) == sorted(rec.streams)
+
+
+def test_emotibit_analyze(emotibit_session):
+    """Heart rate from the PPG (neurokit2 simulated 70 bpm), EDA level near the simulated mean."""
+    folder, truth = emotibit_session
+    result = analyze_recording(read_recording(folder), progress=False)
+    assert result.rejected == {} and result.summary["ticks"] > 80
+    assert abs(median_of(result, "HR_Mean") - 70.0) < 4.0
+    assert abs(median_of(result, "EDA_Tonic_Mean") - float(np.median(truth["EA"]))) < 0.5
+    assert abs(median_of(result, "TEMP_Mean") - 33.0) < 0.05
+
+
+def test_emotibit_raw_alone_mixed_up_or_two_sessions_get_clear_errors(emotibit_session, tmp_path):
+    folder, _ = emotibit_session
+    raw = tmp_path / "2024-01-01_00-00-00-000000.csv"
+    raw.write_text(RAW_DOC_LINES)
+    with pytest.raises(InputFormatError, match=r"raw SD-card file without parsed files .*run EmotiBit's DataParser"):
+        read_recording(raw)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for p in folder.glob(f"{BASE}_*.csv"):
+        (mixed / p.name).write_bytes(p.read_bytes())
+    text = (folder / f"{BASE}_PG.csv").read_text().splitlines()
+    (mixed / f"{BASE}_EA.csv").write_text("\n".join([f"{HEADER},EA"] + text[1:]) + "\n")  # PG rows under EA
+    with pytest.raises(InputFormatError, match=r"_EA.csv, line 2: type tag 'PG' in a file of EA \(files mixed up\?\)"):
+        read_recording(mixed)
+    (mixed / f"{BASE}_EA.csv").write_bytes((folder / f"{BASE}_EA.csv").read_bytes())
+    (mixed / "2024-09-19_10-00-00-000000_EA.csv").write_bytes((folder / f"{BASE}_EA.csv").read_bytes())
+    with pytest.raises(InputFormatError, match=r"parsed files of 2 EmotiBit sessions .*pass one of their files"):
+        read_recording(mixed)
+
+
+# ----------------------------------------------------------------------------- detection, streams, markers
+
+
+def test_detection_and_what_is_expected(tmp_path):
+    assert detect(data_path("polar-h10"))[0] == "polar-h10"  # a folder holding one recording
+    assert detect(data_path("flirt-e4-garmin", "garmin", "data.csv"))[0] == "garmin"
+    assert detect(data_path("flirt-e4-garmin", "empatica"))[0] == "e4"
+    other = data_path("neurokit", "bio_resting_5min_100hz.csv")
+    with pytest.raises(InputFormatError, match=r"is not a recording anxmon reads; expected an Empatica E4 export .*"
+                                               r"EmotiBit .*Polar H10 .*Garmin .*anxmon recording"):
+        read_recording(other)
+    with pytest.raises(InputFormatError, match=r"one file of an Empatica E4 export: pass its folder"):
+        read_recording(data_path("stress-predict", "S02", "EDA.csv"))
+    with pytest.raises(InputFormatError, match=r"does not exist"):
+        read_recording(tmp_path / "nothing")
+    (tmp_path / "a.csv").write_bytes(data_path("polar-h10", "polar_h10.csv").read_bytes())
+    (tmp_path / "b.csv").write_bytes(data_path("flirt-e4-garmin", "garmin", "data.csv").read_bytes())
+    with pytest.raises(InputFormatError, match=r"holds several recordings \(a.csv, b.csv\)"):
+        read_recording(tmp_path)
+
+
+def test_regular_stream_splits_at_gaps_and_batches_follow():
+    rng = np.random.default_rng(0)
+    t = 1.7e9 + np.r_[np.arange(300) / 25.0, 30.0 + np.arange(200) / 25.0] + rng.normal(0, 0.002, 500)
+    notes = []
+    s = regular_stream("bvp", t, np.arange(500.0), "synthetic", notes)
+    assert s.fs == pytest.approx(25.0, rel=1e-4) and [i for i, _ in s.segments] == [0, 300]
+    assert abs(s.segments[1][1] - (1.7e9 + 30.0)) < 0.01 and "in 2 run(s)" in notes[0]
+    rec = Recording("x", "test", {"bvp": s})
+    batches = list(rec.batches())
+    assert sum(len(b) for b in batches) == 500 and all(validate_batch(b) for b in batches)
+    assert len(batches) == 12 + 8 and batches[12].t0 == s.segments[1][1]  # no batch straddles the gap
+    with pytest.raises(InputFormatError, match="time goes backwards at sample 3"):
+        regular_stream("bvp", np.array([1.7e9, 1.7e9 + 1, 1.7e9 + 2, 1.7e9 + 1.5]), np.zeros(4), "x", [])
+
+
+def test_markers_csv(tmp_path):
+    assert read_markers_text("unix_s,label,kind\n1700000000,session 3,therapy\n1700000500,,\n", "m.csv") == [
+        Marker(1700000000.0, "therapy", "session 3"), Marker(1700000500.0, "marker", "")]
+    tags = read_markers(data_path("stress-predict", "S02", "tags_S02.csv"))  # headerless: one time per line
+    assert len(tags) == 9 and tags[0] == Marker(1644228196.0, "marker", "")
+    path = tmp_path / "markers.csv"
+    write_markers(path, [Marker(1700000000.5, "medication change", "10 mg, evening")])
+    assert read_markers(path) == [Marker(1700000000.5, "medication change", "10 mg, evening")]
+    with pytest.raises(InputFormatError, match=r"m.csv, line 3: unix_s '17000' is not unix seconds"):
+        read_markers_text("unix_s,label\n1700000000,a\n17000,b\n", "m.csv")
+    with pytest.raises(InputFormatError, match=r"expected a CSV with columns unix_s\[,label\]\[,kind\]"):
+        read_markers_text("time,what\n1700000000,a\n", "m.csv")

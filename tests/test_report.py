@@ -1,0 +1,333 @@
+"""``anxmon report``: the self-contained HTML page, its daily summary and before/after tables.
+
+The end-to-end tests run on the real Stress-Predict session S02, whose ``tags_S02.csv`` (the
+task boundaries, 9 markers minutes apart) are the markers, with 120 s windows. The statistics
+are checked against a computation written out in the test on ``indicators.csv``, and on a
+synthetic analyze folder whose right answers are known by construction.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.errors import AnxmonError
+from monitor.markers import Marker, read_markers
+from monitor.report import before_after, daily_summary, default_window_s, read_analysis_folder, write_report
+from tests.conftest import data_path
+
+ANXMON = [sys.executable, "-m", "monitor.cli"]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+
+
+def anxmon(*args, check=True):
+    return subprocess.run([*ANXMON, *map(str, args)], capture_output=True, text=True, check=check,
+                          stdin=subprocess.DEVNULL)
+
+
+class Tables(HTMLParser):
+    """Every <table id=...> of a page as rows of cell texts (header row first), and every <img> src."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.row_attrs: dict[str, list[dict]] = {}
+        self.images: list[str] = []
+        self._table = self._row = self._cell = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = attrs.get("id", f"table{len(self.tables)}")
+            self.tables[self._table], self.row_attrs[self._table] = [], []
+        elif tag == "tr" and self._table:
+            self._row = []
+            self.row_attrs[self._table].append(attrs)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(data), format="png")[..., :3]
+
+
+def assert_not_blank(pixels: np.ndarray, min_inked: float):
+    """Plots drawn: pixel values vary and a share of the pixels is not white background."""
+    assert pixels.std() > 0.05
+    inked = np.mean(pixels.min(axis=-1) < 0.9)
+    assert inked > min_inked, f"only {inked:.1%} of the pixels are drawn"
+
+
+@pytest.fixture(scope="module")
+def s02_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("s02") / "analysis"
+    anxmon("analyze", data_path("stress-predict", "S02"), "--out", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def s02_page(s02_folder) -> Path:
+    page = s02_folder.parent / "s02.html"
+    run = anxmon("report", s02_folder, "--out", page, "--before-s", 120, "--after-s", 120)
+    assert "tag: 7 window pair(s)" in run.stdout
+    return page
+
+
+def expected_windows(folder: Path, tags: np.ndarray, before_s: float, after_s: float):
+    """Mean score before/after each tag, written out: ticks in [m - 120, m) and [m, m + 120);
+    a window counts when scored ticks (5 s each) cover at least half of it."""
+    ticks = pd.read_csv(folder / "indicators.csv")
+    t, score = ticks["t"].to_numpy(), ticks["stress_score"].to_numpy(dtype=float)
+    pairs = []
+    for m in tags:
+        b = score[(t >= m - before_s) & (t < m)]
+        a = score[(t >= m) & (t < m + after_s)]
+        b, a = b[np.isfinite(b)], a[np.isfinite(a)]
+        if len(b) * 5.0 >= before_s / 2 and len(a) * 5.0 >= after_s / 2:
+            pairs.append((b.mean(), a.mean()))
+    return np.array(pairs)
+
+
+def test_s02_report_has_the_before_after_table(s02_folder, s02_page):
+    html = s02_page.read_text()
+    page = Tables(html)
+    table = page.tables["before-after"]
+    header = table[0]
+    assert header[:3] == ["marker kind", "measure", "n windows"]
+    assert {"before (mean)", "after (mean)", "95% CI low", "95% CI high"} <= set(header)
+    rows = {r[1]: dict(zip(header, r)) for r in table[1:]}
+    assert [r[0] for r in table[1:]] == ["tag"] * 3 and len(rows) == 3
+    tags = np.loadtxt(data_path("stress-predict", "S02", "tags_S02.csv"))
+    pairs = expected_windows(s02_folder, tags, 120.0, 120.0)
+    # 9 tags; 2 have too little scored time after them (the score is withheld during the
+    # hyperventilation task's movement, and the last tag is 25 s before the recording ends)
+    assert len(pairs) == 7
+    score = rows["mean stress score"]
+    assert int(score["n windows"]) == 7 and int(score["markers"]) == 9
+    assert float(score["before (mean)"]) == pytest.approx(pairs[:, 0].mean(), abs=0.006)
+    assert float(score["after (mean)"]) == pytest.approx(pairs[:, 1].mean(), abs=0.006)
+    diff = float(score["difference (after - before)"])
+    assert diff == pytest.approx((pairs[:, 1] - pairs[:, 0]).mean(), abs=0.006)
+    lo, hi = float(score["95% CI low"]), float(score["95% CI high"])
+    assert lo < diff < hi and hi - lo < 2.0
+    assert int(rows["check-ins sent per hour"]["n windows"]) == 9  # ticks cover every window but the last
+    assert "not evidence of a treatment's effect" in html and "not a medical device" in html
+    assert "Windows: 2 min before each marker and 2 min after it (as given)" in html
+
+
+def test_s02_report_is_self_contained_with_drawn_plots(s02_page):
+    html = s02_page.read_text()
+    page = Tables(html)
+    assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html) and "<script" not in html
+    for src, min_inked in zip(page.images, (0.03, 0.02)):
+        assert_not_blank(png_pixels(base64.b64decode(src.split(",", 1)[1])), min_inked)
+    days = page.tables["days"]
+    assert len(days) == 2  # header + one local day: the session lasts an hour (09:52-10:53 UTC)
+    assert len(page.tables["markers"]) == 10  # header + 9 tags
+
+
+def test_report_is_reproducible_and_the_seed_only_moves_the_intervals(s02_folder, s02_page, tmp_path):
+    folder = read_analysis_folder(s02_folder)
+    tags = [m for m in folder.markers if m.kind == "tag"]
+    first, again = (before_after(folder, tags, 120.0, 120.0, 2.0, seed=0) for _ in range(2))
+    assert [(c.ci, c.before_ci, c.after_ci) for c in first] == [(c.ci, c.before_ci, c.after_ci) for c in again]
+    other = tmp_path / "other.html"
+    anxmon("report", s02_folder, "--out", other, "--before-s", 120, "--after-s", 120, "--seed", 7)
+    a, b = Tables(s02_page.read_text()).tables["before-after"], Tables(other.read_text()).tables["before-after"]
+    assert [r[:7] for r in a] == [r[:7] for r in b] and [r[7:9] for r in a] != [r[7:9] for r in b]
+
+
+def test_report_on_a_recording_adapts_its_windows_and_takes_more_markers(tmp_path):
+    """Straight from the recording (analysed in a temporary folder), with a markers CSV adding a
+    second kind. Default windows: half the median time between consecutive markers (24 h would
+    swallow the whole session). The 9 tags and the 3 added markers, in s after 1644228000:
+    196 300 572 844 1000 1499 1801 1931 2000 2238 2562 3123; gaps sorted 69 104 130 156 238 272
+    272 302 324 499 561; median 272 s -> 136 s = 2 min 16 s."""
+    markers = tmp_path / "m.csv"
+    markers.write_text("unix_s,label,kind\n1644228300,breathing,exercise\n1644229000,breathing,exercise\n"
+                       "1644230000,,exercise\n")
+    page = tmp_path / "p.html"
+    run = anxmon("report", data_path("stress-predict", "S02"), "--out", page, "--markers", markers)
+    html = page.read_text()
+    assert "Windows: 2 min 16 s before each marker and 2 min 16 s after it (default" in html
+    table = Tables(html).tables["before-after"]
+    assert sorted({r[0] for r in table[1:]}) == ["exercise", "tag"]
+    assert "exercise: 3 window pair(s)" in run.stdout
+
+
+def test_analyze_writes_markers_and_report_reads_answers(tmp_path):
+    """``anxmon analyze --markers`` merges the CSV with the recording's own tags into markers.csv;
+    an answers.jsonl (written by the service's export) shows in the day table."""
+    extra = tmp_path / "extra.csv"
+    extra.write_text("unix_s,label\n1644228000,coffee\n")
+    out = tmp_path / "polar"
+    anxmon("analyze", data_path("polar-h10", "polar_h10.csv"), "--out", out, "--markers", extra)
+    assert read_markers(out / "markers.csv") == [Marker(1644228000.0, "coffee", "coffee")]
+    start = float(pd.read_csv(out / "indicators.csv")["t"].iloc[0])
+    with open(out / "answers.jsonl", "w") as f:
+        for k, rating in enumerate((4, 2)):
+            f.write(json.dumps({"t": start + 60 * (k + 1), "prompt_id": f"wearer-{k}", "rating": rating,
+                                "labels": []}) + "\n")
+    page = tmp_path / "polar.html"
+    anxmon("report", out, "--out", page, "--tz", "Europe/Berlin")
+    days = Tables(page.read_text()).tables["days"]
+    row = dict(zip(days[0], days[1]))
+    assert row["answers"] == "2" and row["mean rating"] == "3.0" and row["day"] == "2024-05-05"
+    bad = anxmon("report", out, "--out", page, "--tz", "Mars/Olympus", check=False)
+    assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+@pytest.fixture
+def three_days(tmp_path) -> Path:
+    """Ticks every 60 s over 3 days from 2024-03-01 00:00 Berlin time; score 1, and 3 in the 6 h
+    after each "infusion" marker (day 1 and day 2 at 12:00); a check-in sent 1 h after each
+    infusion; one "exam" marker 2 h before the end (its after window has too little data)."""
+    folder = tmp_path / "days"
+    folder.mkdir()
+    start = pd.Timestamp("2024-03-01T00:00", tz="Europe/Berlin").timestamp()
+    t = start + np.arange(0, 3 * 86400, 60.0)
+    infusions = [start + 36 * 3600, start + 60 * 3600]
+    score = np.ones(len(t))
+    for m in infusions:
+        score[(t >= m) & (t < m + 6 * 3600)] = 3.0
+    score[:30] = np.nan  # warm-up
+    with open(folder / "indicators.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "stress_score", "quality", "gate", "HR_Mean"])
+        for ti, si in zip(t, score):
+            w.writerow([repr(float(ti)), "" if np.isnan(si) else repr(float(si)), "", "", 60 + 10 * int(si == 3)])
+    with open(folder / "checkins.jsonl", "w") as f:
+        for m in infusions:
+            f.write(json.dumps({"t": float(m + 3600), "sent": True, "reason": "sent", "score": 3.0, "threshold": 2.0}) + "\n")
+        f.write(json.dumps({"t": float(infusions[0] + 7200), "sent": False, "reason": "cooldown"}) + "\n")
+    with open(folder / "markers.csv", "w") as f:
+        f.write(f"unix_s,kind,label\n{float(infusions[0])},infusion,first\n{float(infusions[1])},infusion,second\n"
+                f"{float(t[-1] - 7200)},exam,\n")
+    (folder / "summary.json").write_text(json.dumps({"threshold_final": 2.0, "source": "synthetic"}))
+    return folder
+
+
+def test_before_after_on_known_answers(three_days):
+    folder = read_analysis_folder(three_days)
+    rows = {(c.kind, c.measure): c for c in before_after(folder, folder.markers, 12 * 3600, 12 * 3600, 2.0)}
+    score = rows[("infusion", "mean_score")]
+    # before: 12 h at 1; after: 6 h at 3 and 6 h at 1 -> 2; the difference 1 at both markers
+    assert score.n == 2 and np.allclose(score.before, 1.0) and np.allclose(score.after, 2.0)
+    assert score.difference == pytest.approx(1.0) and score.ci == pytest.approx((1.0, 1.0))
+    share = rows[("infusion", "share_above")]
+    assert np.allclose(share.after, 0.5) and np.allclose(share.before, 0.0)
+    rate = rows[("infusion", "checkins_per_h")]
+    assert np.allclose(rate.after, 1 / 12) and np.allclose(rate.before, 0.0)
+    # the infusions are 24 h apart: 12 h windows touch but do not overlap
+    assert score.overlapping == 0
+    assert rows[("infusion", "mean_score")].markers_total == 2
+    exam = rows[("exam", "mean_score")]
+    assert exam.n == 0 and exam.ci is None and exam.markers_total == 1
+    wide = {(c.kind, c.measure): c for c in before_after(folder, folder.markers, 20 * 3600, 20 * 3600, 2.0)}
+    assert wide[("infusion", "mean_score")].overlapping == 2
+
+
+def test_daily_summary_in_a_time_zone(three_days):
+    folder = read_analysis_folder(three_days)
+    days = daily_summary(folder, 2.0, ZoneInfo("Europe/Berlin"))
+    assert [d["day"] for d in days] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    assert days[0]["hours_data"] == pytest.approx(24.0) and days[0]["hours_scored"] == pytest.approx(23.5)
+    # day 2: the 6 h after the first infusion (12:00-18:00) at score 3, at or above 2
+    assert days[1]["hours_stressed"] == pytest.approx(6.0) and days[1]["checkins_sent"] == 1
+    assert days[1]["checkins_suppressed"] == 1 and days[0]["hours_stressed"] == 0.0
+    utc = daily_summary(folder, 2.0, ZoneInfo("UTC"))
+    assert utc[0]["day"] == "2024-02-29" and utc[0]["hours_data"] == pytest.approx(1.0)  # 00:00 Berlin = 23:00 UTC
+
+
+def test_default_windows():
+    assert default_window_s([Marker(1e9), Marker(1e9 + 7 * 86400)], 1e9 - 86400 * 30, 1e9 + 86400 * 30) == 86400.0
+    assert default_window_s([Marker(1e9)], 1e9 - 1000, 1e9 + 600) == 800.0  # half the recording
+
+
+def test_write_report_from_known_answers(three_days, tmp_path):
+    folder = read_analysis_folder(three_days)
+    page = tmp_path / "days.html"
+    done = write_report(page, folder, before_s=12 * 3600, tz=ZoneInfo("Europe/Berlin"))
+    assert done["before_s"] == done["after_s"] == 12 * 3600  # one side given: both
+    tables = Tables(page.read_text()).tables
+    row = next(dict(zip(tables["before-after"][0], r)) for r in tables["before-after"][1:]
+               if r[0] == "infusion" and r[1] == "mean stress score")
+    assert (row["n windows"], row["before (mean)"], row["after (mean)"], row["95% CI low"]) == ("2", "1.00", "2.00", "1.00")
+    assert [r[0] for r in tables["days"][1:]] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    with pytest.raises(AnxmonError, match="windows must be longer than 0 s"):
+        write_report(page, folder, before_s=0)
+
+
+# ----------------------------------------------------------------------------- in a real browser
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+
+
+def screenshot(page: Path, tmp_path: Path, size=(1200, 3200)) -> tuple[np.ndarray, list[str]]:
+    """Open ``page`` via file:// in headless Chromium; the screenshot's pixels and console messages."""
+    shot = tmp_path / f"{page.stem}.png"
+    run = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    return png_pixels(shot.read_bytes()), console
+
+
+def test_console_check_catches_errors(tmp_path):
+    """The browser check below can fail: a page with a script error shows up in the console log."""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!doctype html><html><body><p>x</p><script>undefinedFunction();</script></body></html>')
+    _, console = screenshot(bad, tmp_path, (400, 300))
+    assert any("undefinedFunction is not defined" in line for line in console)
+
+
+def test_s02_report_in_headless_chromium(s02_page, tmp_path):
+    pixels, console = screenshot(s02_page, tmp_path)
+    assert console == []
+    assert_not_blank(pixels, 0.04)
+    # the timeline plot sits in the upper part of the page: rows there carry drawn lines
+    upper = pixels[: pixels.shape[0] // 2]
+    assert np.mean(upper.min(axis=-1) < 0.5) > 0.01
