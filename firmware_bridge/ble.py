@@ -149,10 +149,7 @@ async def run_ble(
                         log.warning("%s: still silent; dropping the link to reconnect", address)
                         break
                 bridge.tick()
-                try:
-                    await asyncio.wait_for(lost.wait(), tick_s)
-                except asyncio.TimeoutError:
-                    pass
+                await _wait(lost, tick_s)
         except errors as exc:
             log.warning("%s: link error (%s: %s)", address, type(exc).__name__, exc)
         if lost.is_set():
@@ -176,8 +173,14 @@ async def _read_battery(client, bridge: Bridge, errors) -> None:
         log.info("battery level not available: %s", exc)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; True when it was set (running out is the normal case)."""
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
+        await asyncio.wait_for(event.wait(), seconds)
     except asyncio.TimeoutError:
-        pass
+        return False
+    return True
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    await _wait(stop, seconds)

@@ -30,9 +30,10 @@ The model (parameters per wearer in ``sim_scenario.PROFILE_DEFAULTS``; reasons a
   at 1-2.5 /min at rest and 5-9 /min more at full arousal, with lognormal amplitudes.
 * **TEMP**: wrist skin temperature, 0.25-0.5 °C lower at full (slow) arousal, warmer after a run,
   drift; quantised to 0.02 °C like the E4.
-* **ACC**: gravity on a slowly wandering orientation, small gestures at rest (more when aroused),
-  step-frequency oscillation of the magnitude when walking (SD 0.15-0.25 g) or running
-  (0.3-0.5 g); quantised to 1/64 g like the E4.
+* **ACC**: gravity on a slowly wandering orientation, micro-movement, hand and arm gestures
+  (6-12 /min, calibrated on the seated rest phases of Stress-Predict; more when aroused for some
+  wearers), step-frequency oscillation of the magnitude when walking (SD 0.15-0.25 g) or
+  running (0.3-0.5 g); quantised to 1/64 g like the E4.
 * **Faults** (from the kind's ``faults``): PPG motion artifacts, EDA contact loss, dropped
   batches (their ``seq`` numbers are skipped), timestamp jitter, a device clock offset and drift.
 
@@ -232,7 +233,6 @@ class SimulatedWearer:
         """Generate the next second of every signal."""
         k = float(self._k)
         s = self._s
-        p = self.profile
         arousal_target, load_target, move = self._targets(k)
         hr0, vagal0, resp0 = self._heart_drive(s)
         phase0 = s.resp_phase
@@ -246,7 +246,7 @@ class SimulatedWearer:
 
         dropped, contact = self._faults_of_second(k)
         acc = self._acc(k, theta0, psi0, step_phase0, cadence0, move_sd0)
-        out: dict[str, SampleBatch] = {}
+        out: dict[str, np.ndarray] = {}  # samples of the regular signals
         peaks_t, peaks_ibi = self._beats(k, hr0, hr1, vagal0, vagal1, phase0, resp0)
         jitter = self._rng_faults.standard_normal(len(self.signals)).tolist()
         if "bvp" in self.signals:

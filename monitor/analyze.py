@@ -1,7 +1,7 @@
 """``anxmon analyze``: a recorded session through the live per-wearer monitor, as fast as possible.
 
-Writes ``indicators.csv`` (one row per tick), ``checkins.jsonl`` (one object per trigger decision
-and expiry), ``summary.json`` and a self-contained ``report.html``. With stress labels (CSV
+Writes ``indicators.csv`` (one row per tick), ``checkins.jsonl`` (one object per trigger
+decision), ``summary.json``, ``markers.csv`` and a self-contained ``report.html``. With stress labels (CSV
 ``unix_s,stress``) the summary adds detection metrics (see ``label_metrics``).
 
 Example
@@ -210,15 +210,25 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
                 if isinstance(d, Decision):
                     f.write(json.dumps(d.to_dict(), sort_keys=True) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    from monitor.markers import write_markers
+
+    write_markers(out_dir / "markers.csv", recording.markers)
     from monitor.report import write_analysis_report
 
     write_analysis_report(out_dir / "report.html", result, recording)
 
 
-def run_analyze(path: str, out_dir: str, config: Config, labels_path: str | None = None,
-                wearer_id: str = "wearer") -> AnalysisResult:
+def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = None,
+                labels_path: str | None = None, wearer_id: str = "wearer",
+                markers_path: str | None = None) -> tuple[AnalysisResult, Recording]:
+    """``anxmon analyze``: read a recording (format detected), add markers from a CSV, analyse,
+    and write the output folder. Returns the result and the recording."""
+    from monitor.markers import merge_markers, read_markers
+
     recording = read_recording(path)
+    if markers_path:
+        recording.markers = merge_markers(recording.markers, read_markers(markers_path))
     labels = read_labels(labels_path) if labels_path else None
     result = analyze_recording(recording, config, wearer_id, labels)
     write_outputs(result, Path(out_dir), recording)
-    return result
+    return result, recording

@@ -104,7 +104,10 @@ class Broker:
         conf = self._write_config()
         log = open(self.data_dir / f"{self.kind}.log", "ab")
         args = [exe, "-c", str(conf)]
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # its own session: a Ctrl-C to our process group must not kill the broker before we
+        # have said goodbye through it (offline state, last acknowledgements)
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -146,8 +149,9 @@ class Broker:
         for user, password in self.users.items():
             entry = f'    {{user: "{user}", password: "{password}"'
             if user != MONITOR_USER:
-                subject = f"anxmon.v1.{user}.>"
-                entry += f', permissions: {{publish: ["{subject}"], subscribe: ["{subject}"]}}'
+                # the topic filter anxmon/v1/{user}/# also matches the parent subject itself
+                subjects = f'["anxmon.v1.{user}", "anxmon.v1.{user}.>"]'
+                entry += f", permissions: {{publish: {subjects}, subscribe: {subjects}}}"
             users.append(entry + "}")
         conf = self.data_dir / "nats.conf"
         conf.write_text(

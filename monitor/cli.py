@@ -41,11 +41,10 @@ def _config(args):
 
 
 def cmd_analyze(args) -> int:
-    from monitor.report import analyze_to_folder
+    from monitor.analyze import run_analyze
 
     # without --labels, a labels.csv in the session folder is picked up by the reader
-    result, _ = analyze_to_folder(args.path, args.out, _config(args), args.labels, args.markers,
-                                  wearer_id=args.wearer)
+    result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers)
     s = result.summary
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(s['signals'])} "
           f"({s['speed_x_realtime']:.0f}x real time): {s['ticks']} ticks, "
@@ -77,9 +76,9 @@ def cmd_report(args) -> int:
     done = run_report(args.path, args.out, args.markers, before, after, args.bootstrap, args.seed,
                       args.threshold, args.tz, _config(args), args.wearer)
     rows = {c.kind: c.n for c in done["comparisons"] if c.measure == "mean_score"}
-    print(f"wrote {args.out}: {len(done['days'])} day(s); windows {done['before_s']:g} s before, "
-          f"{done['after_s']:g} s after; " + (", ".join(f"{k}: {n} window pair(s)" for k, n in rows.items())
-                                               or "no markers"))
+    windows = f"windows {done['before_s']:g} s before, {done['after_s']:g} s after; " if rows else ""
+    print(f"wrote {args.out}: {len(done['days'])} day(s); {windows}"
+          + (", ".join(f"{k}: {n} window pair(s)" for k, n in rows.items()) or "no markers"))
     return 0
 
 
@@ -181,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_options(rp)
     rp.set_defaults(func=cmd_report)
 
+    from firmware_bridge.simulator import add_simulate_parser
+
+    add_simulate_parser(sub)
     try:
         from firmware_bridge.cli import add_bridge_parser
     except ImportError:  # the bridge is optional in a stripped install

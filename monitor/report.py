@@ -35,7 +35,7 @@ import json
 import math
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -90,18 +90,25 @@ def _kind_colors(markers: list[Marker]) -> dict[str, str]:
 
 def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
                  threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
-                 markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "") -> str:
+                 markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "",
+                 tz: tzinfo | None = None) -> str:
     """One PNG (base64): indicator panels (label, values, baseline or None) and the score panel.
 
     The score panel shows the threshold, check-ins (green: sent, grey: suppressed) and answers
     (triangles, labelled with the rating); every panel shows markers (dotted, one color per
-    kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h.
+    kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h;
+    lines break where ticks pause for more than 3 tick intervals.
     """
     plt = _pyplot()
     t0 = float(t[0])
     span = float(t[-1] - t0)
     unit_s, unit = (60.0, "minutes") if span <= 3 * 3600 else (3600.0, "hours")
-    x = (t - t0) / unit_s
+    dt = np.diff(t)
+    breaks = np.flatnonzero(dt > 3 * np.median(dt)) + 1 if len(t) > 2 else np.array([], int)
+    x = np.insert((t - t0) / unit_s, breaks, np.nan)
+    gap = lambda y: np.insert(np.asarray(y, dtype=float), breaks, np.nan)  # noqa: E731
+    score = gap(score)
+    panels = [(label, gap(y), None if baseline is None else gap(baseline)) for label, y, baseline in panels]
     fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(11, 1.7 * (len(panels) + 1) + 0.4), sharex=True,
                              layout="constrained")
     axes = np.atleast_1d(axes)
@@ -125,7 +132,7 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
             if rating is not None:
                 ax.annotate(str(rating), (xa, top), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
     ax.set_ylabel("score", fontsize=8)
-    ax.set_xlabel(f"{unit} since {datetime.fromtimestamp(t0).astimezone().strftime('%Y-%m-%d %H:%M %Z')}")
+    ax.set_xlabel(f"{unit} since {datetime.fromtimestamp(t0, tz).astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')}")
     colors = _kind_colors(markers)
     for a in axes:
         for onset, end in stress:
@@ -405,6 +412,10 @@ def daily_summary(folder: AnalysisFolder, threshold: float, tz: tzinfo | None = 
         r["answers"] += 1
         if isinstance(a.get("rating"), int):
             r["_ratings"].append(a["rating"])
+    if rows:  # days without any data between the first and the last day get an empty row
+        first, last = (datetime.strptime(d, "%Y-%m-%d") for d in (min(rows), max(rows)))
+        for k in range((last - first).days + 1):
+            row((first + timedelta(days=k)).strftime("%Y-%m-%d"))
     out = []
     for d in sorted(rows):
         r = rows[d]
@@ -524,7 +535,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     answers = [(float(a["t"]), a.get("rating")) for a in folder.answers if a.get("t") is not None]
     timeline = timeline_png(t, panels, score, threshold, decisions, answers, markers,
                             title="Indicators and stress score over time (green: check-in sent; grey: suppressed; "
-                                  "triangles: answers with their rating; dotted: markers)")
+                                  "triangles: answers with their rating; dotted: markers)", tz=tz)
     s = folder.summary
     scored = np.isfinite(score)
     overview = [
@@ -558,18 +569,28 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
                         _fmt(c.ci[0] if c.ci else math.nan, digits), _fmt(c.ci[1] if c.ci else math.nan, digits),
                         str(c.overlapping)])
         ba_attrs.append(f'data-kind="{html.escape(c.kind)}" data-measure="{c.measure}"')
+    window_rule = ("default: 24 h, shortened to half the median time between consecutive markers and to half the "
+                   "recording" if adaptive else "as given")
     before_after_html = "<p>No markers: nothing to compare. Add some with <code>--markers FILE</code>.</p>"
     if comparisons:
         before_after_html = (
-            _table(["marker kind", "measure", "n windows", "markers", "before (mean)", "after (mean)",
-                    "difference (after - before)", "95% CI low", "95% CI high", "overlapping"],
-                   ba_rows, 'id="before-after"', ba_attrs)
+            f"""<p>Windows: {_duration(before_s)} before each marker and {_duration(after_s)} after it ({window_rule}).
+For each marker, the mean stress score, the share of scored time at or above the threshold, and check-ins
+sent per hour of data are computed in both windows; a window counts when data cover at least
+{MIN_COVERAGE:.0%} of it. <em>n windows</em> is the number of markers whose before and after windows both count
+(each gives one pair); <em>markers</em> is how many markers of that kind there are. The 95% interval is a
+percentile bootstrap ({n_boot} resamples, seed {seed}) of the mean after-minus-before difference over
+markers (markers are resampled, so each marker's pair counts once); with fewer than 2 pairs there is none.
+<em>overlapping</em> counts pairs whose windows reach into a neighbouring marker's windows: they are not
+independent.</p>
+"""
+            + _table(["marker kind", "measure", "n windows", "markers", "before (mean)", "after (mean)",
+                      "difference (after - before)", "95% CI low", "95% CI high", "overlapping"],
+                     ba_rows, 'id="before-after"', ba_attrs)
             + f'<img alt="before and after each marker" src="data:image/png;base64,{before_after_png(comparisons)}">'
         )
     marker_rows = [[datetime.fromtimestamp(m.t_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), m.kind, m.label]
                    for m in markers]
-    window_rule = ("default: 24 h, shortened to half the median time between consecutive markers and to half the "
-                   "recording" if adaptive else "as given")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anxmon report: {html.escape(Path(str(s.get('source', folder.path))).name)}</title>
 <style>{CSS}</style></head>
@@ -585,15 +606,6 @@ threshold ({threshold:g}); scored: time with a score (it is withheld during warm
 {_table(["day", "data (h:mm)", "scored (h:mm)", "stressed (h:mm)", "stressed (% of scored)", "mean score",
          "check-ins sent", "check-ins suppressed", "answers", "mean rating"], day_rows, 'id="days"')}
 <h2>Before and after markers</h2>
-<p>Windows: {_duration(before_s)} before each marker and {_duration(after_s)} after it ({window_rule}).
-For each marker, the mean stress score, the share of scored time at or above the threshold, and check-ins
-sent per hour of data are computed in both windows; a window counts when data cover at least
-{MIN_COVERAGE:.0%} of it. <em>n windows</em> is the number of markers whose before and after windows both count
-(each gives one pair); <em>markers</em> is how many markers of that kind there are. The 95% interval is a
-percentile bootstrap ({n_boot} resamples, seed {seed}) of the mean after-minus-before difference over
-markers (markers are resampled, so each marker's pair counts once); with fewer than 2 pairs there is none.
-<em>overlapping</em> counts pairs whose windows reach into a neighbouring marker's windows: they are not
-independent.</p>
 {before_after_html}
 <h3>How to read this</h3>
 <ul class="small">
@@ -625,27 +637,6 @@ def _tz_name(tz: tzinfo | None) -> str:
 # ------------------------------------------------------------------------------ from the command line
 
 
-def analyze_to_folder(path: str | Path, out_dir: str | Path, config=None, labels_path: str | None = None,
-                      markers_path: str | None = None, wearer_id: str = "wearer"):
-    """``anxmon analyze``: read a recording, add markers from a CSV, analyse, write the output folder.
-
-    Writes what ``monitor.analyze.write_outputs`` writes plus ``markers.csv`` (the recording's
-    markers and those of ``markers_path``). Returns ``(AnalysisResult, Recording)``.
-    """
-    from monitor.analyze import analyze_recording, write_outputs
-    from monitor.recordings import read_labels, read_recording
-
-    recording = read_recording(path)
-    if markers_path:
-        recording.markers = merge_markers(recording.markers, read_markers(markers_path))
-    labels = read_labels(labels_path) if labels_path else None
-    result = analyze_recording(recording, config, wearer_id, labels)
-    out_dir = Path(out_dir)
-    write_outputs(result, out_dir, recording)
-    write_markers(out_dir / "markers.csv", recording.markers)
-    return result, recording
-
-
 def run_report(path: str | Path, out: str | Path, markers_path: str | None = None, before_s: float | None = None,
                after_s: float | None = None, n_boot: int = 2000, seed: int = 0, threshold: float | None = None,
                tz: tzinfo | None = None, config=None, wearer_id: str = "wearer") -> dict:
@@ -656,7 +647,9 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
         folder = read_analysis_folder(path)
         markers = merge_markers(folder.markers, read_markers(markers_path)) if markers_path else folder.markers
         return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)
+    from monitor.analyze import run_analyze
+
     with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
-        analyze_to_folder(path, tmp, config, None, markers_path, wearer_id)
+        run_analyze(path, tmp, config, None, wearer_id, markers_path)
         folder = read_analysis_folder(tmp)
         return write_report(out, folder, None, before_s, after_s, n_boot, seed, threshold, tz)

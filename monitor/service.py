@@ -187,26 +187,9 @@ class ServiceStats:
 
 
 class LiveWearerMonitor(WearerMonitor):
-    """``WearerMonitor`` whose policy also honours a gate of the service (``"stale"``).
-
-    ``gate_for(t_s)`` (set by the service before each update) returns a gate for a tick whose
-    own score is usable, or None. Everything else is the parent's.
-    """
+    """``WearerMonitor`` whose ``gate_for`` the service sets before each update (``"stale"``)."""
 
     gate_for: Callable[[float], str | None] | None = None
-
-    def _score(self, rows) -> list[Tick]:
-        # Mirrors WearerMonitor._score, adding the service's gate; keep the two in step.
-        out = []
-        for row in rows:
-            score = self.scorer.update(row)
-            gate = score.gate
-            if gate is None and self.gate_for is not None:
-                gate = self.gate_for(row.t)
-            explanation = {name: dev[2] for name, dev in score.deviations.items()}
-            decisions = self.policy.update(row.t, score.value, explanation, gate=gate)
-            out.append(Tick(row.t, row, score, tuple(decisions)))
-        return out
 
 
 class _Wearer:

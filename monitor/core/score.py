@@ -39,7 +39,10 @@ class ScoreConfig:
     before it enters the score (s). adapt_tau_s: time constant of the slow baseline adaptation
     after warm-up (s). learn_below: ticks scoring at or above this are not learned.
     z_cap: largest deviation one indicator may contribute (baseline spreads).
-    motion_holdoff_s: the score stays withheld this long after movement stops (s).
+    motion_holdoff_s: the score stays withheld at least this long after movement stops (s).
+    recovery_ratio: after a bout of movement, the hold-off grows by this many seconds per second
+    of movement in the bout (heart rate and sweating take longer to settle after a run than
+    after a walk to the kitchen). max_holdoff_s: the longest hold-off (s).
     """
 
     weights: dict = field(default_factory=lambda: {k: v[2] for k, v in INDICATORS.items()})
@@ -49,6 +52,8 @@ class ScoreConfig:
     learn_below: float = 1.0
     z_cap: float = 4.0
     motion_holdoff_s: float = 120.0
+    recovery_ratio: float = 1.5
+    max_holdoff_s: float = 2700.0
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Score:
 @dataclass
 class ScorerState:
     last_moving_t: float = -math.inf
+    bout_moving_s: float = 0.0  # seconds of movement in the current (or last) bout
 
 
 class StressScorer(Processor):
@@ -160,10 +166,13 @@ class StressScorer(Processor):
         # window has its values withheld), so every value present is usable
         usable = {name: x for name, x in row.values.items()
                   if name in INDICATORS and cfg.weights.get(name, 0.0) > 0}
-        moving = row.values.get("ACC_Moving", 0.0) >= 0.5
-        if moving:
-            self.state.last_moving_t = row.t
-        still = row.t - self.state.last_moving_t > cfg.motion_holdoff_s
+        st = self.state
+        if row.values.get("ACC_Moving", 0.0) >= 0.5:
+            if row.t - st.last_moving_t > self._holdoff_s():
+                st.bout_moving_s = 0.0  # the wearer had recovered: a new bout starts
+            st.bout_moving_s += self.tick_s
+            st.last_moving_t = row.t
+        still = row.t - st.last_moving_t > self._holdoff_s()
         ready = {name: x for name, x in usable.items() if self.baseline.ready(name)}
         value, contributions, deviations = self._score(ready)
         gate = None
@@ -182,6 +191,11 @@ class StressScorer(Processor):
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))
+
+    def _holdoff_s(self) -> float:
+        """How long the score stays withheld after the last moving tick (s)."""
+        cfg = self.config
+        return min(cfg.max_holdoff_s, cfg.motion_holdoff_s + cfg.recovery_ratio * self.state.bout_moving_s)
 
     def _score(self, values: dict[str, float]):
         if not values:

@@ -35,6 +35,10 @@ class Tick:
 class WearerMonitor:
     """Pipeline -> scorer -> policy for one wearer; ``get_state``/``set_state`` cover all three."""
 
+    #: Optional hook of the caller (the live service): a gate (e.g. ``"stale"``) for a tick at
+    #: ``t_s`` whose own score is usable, or None. Not part of the state.
+    gate_for = None
+
     def __init__(self, wearer_id: str, config=None):
         from monitor.config import Config
 
@@ -56,8 +60,11 @@ class WearerMonitor:
         out = []
         for row in rows:
             score = self.scorer.update(row)
+            gate = score.gate
+            if gate is None and self.gate_for is not None:
+                gate = self.gate_for(row.t)
             explanation = {name: dev[2] for name, dev in score.deviations.items()}
-            decisions = self.policy.update(row.t, score.value, explanation, gate=score.gate)
+            decisions = self.policy.update(row.t, score.value, explanation, gate=gate)
             out.append(Tick(row.t, row, score, tuple(decisions)))
         return out
 
