@@ -15,9 +15,12 @@ ratios and medians, not single absolute times.
 from __future__ import annotations
 
 import json
+import math
+import os
 import pickle
 import statistics
 import sys
+import threading
 import time
 import warnings
 
@@ -120,11 +123,507 @@ def bench_analyze() -> dict:
             "speed_x_realtime_median": round(statistics.median(speeds), 1), "runs": len(speeds)}
 
 
-def run_bench(what: str, as_json: bool = False, out=sys.stdout) -> int:
-    result = bench_core() if what == "core" else bench_analyze()
+def run_bench(what: str, as_json: bool = False, out=sys.stdout, max_wearers: int | None = None,
+              seconds: float | None = None) -> int:
+    if what == "live":
+        result = bench_live(max_wearers or LIVE_RAMP[-1], int(seconds or 25))
+        if not as_json:
+            _print_live(result, out)
+            return 0
+    else:
+        result = bench_core() if what == "core" else bench_analyze()
     if as_json:
         print(json.dumps(result), file=out)
         return 0
     for key, value in result.items():
         print(f"{key:32s} {value}", file=out)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# `anxmon bench live`: simulated wristbands through a real broker and the service, in real time
+
+LIVE_RAMP = (50, 100, 200, 400, 800, 1600, 3200)
+LIVE_P99_LIMIT_S = 0.250  # the issue's goal: p99 batch-to-indicator latency
+LIVE_MAX_LATE_FRACTION = 0.01  # a step falls behind when more indicators than this are late (> 2 s) or missing
+LIVE_GEN_LAG_LIMIT_S = 0.100  # the generator kept up when its p99 publishing delay stays below this
+LIVE_PROFILES = 6  # distinct simulated wearers; wearer i sends the data of profile i % 6
+LIVE_BACKFILL_S = 40  # the first step's wearers start with 40 s of history sent at once (warm pipelines)
+LIVE_SETTLE_S = (10, 5)  # seconds before measuring: the first step, later steps (multiples of 5)
+LIVE_LATE_S = 2.0  # an indicator not received this long after its batch counts as late
+WEARERS_PER_CONNECTION = 200
+
+
+def _tick_step_s() -> float:
+    from monitor.config import Config
+
+    return float(Config().core.tick_s)
+
+
+class LiveData:
+    """Pre-generated payloads of ``LIVE_PROFILES`` simulated wristbands, and where their ticks come out.
+
+    ``seconds[p][k]`` lists ``(signal, seq, t0 offset s, tail bytes)`` of profile ``p``'s second
+    ``k``; a payload is ``{"v":1,"seq":S,"t0":T`` + tail. ``release[p]`` maps a tick (s after the
+    wearer's first sample) to the second ``k`` whose batches make the monitor release it: the
+    core is deterministic and chunk-invariant, so the service releases the same tick on the
+    same batch. Measured on the way: the core's and the decoder's cost per wearer-second.
+    """
+
+    def __init__(self, n_seconds: int, seed: int = 11):
+        from firmware_bridge.sim_scenario import load_scenario
+        from firmware_bridge.simulator import make_wearers
+        from monitor.wire import decode_batch, encode_batch
+
+        step = _tick_step_s()
+        self.start_unix = 1_700_000_000.0  # a multiple of the tick step: ticks shift with the start
+        wearers = make_wearers(load_scenario("demo"), LIVE_PROFILES, seed=seed, start_unix=self.start_unix)
+        self.seconds: list[list[list[tuple]]] = []
+        self.release: list[dict[float, int]] = []
+        core_cpu = decode_cpu = 0.0
+        for w in wearers:
+            monitor = WearerMonitor(w.wearer_id)
+            secs, release = [], {}
+            for k in range(n_seconds):
+                sec = w.step()
+                out = []
+                for b in sec.batches:
+                    payload = encode_batch(b)
+                    c = time.process_time()
+                    decode_batch(payload, b.signal)
+                    decode_cpu += time.process_time() - c
+                    body = json.loads(payload)
+                    tail = b',"fs":%r,"values":%s}' % (body["fs"], json.dumps(body["values"], separators=(",", ":")).encode())
+                    out.append((b.signal, b.seq, b.t0 - self.start_unix, tail))
+                    c = time.process_time()
+                    ticks = monitor.update(b)
+                    core_cpu += time.process_time() - c
+                    for tick in ticks:
+                        release[round(tick.t - self.start_unix, 3)] = k
+                secs.append(out)
+            self.seconds.append(secs)
+            self.release.append(release)
+        assert self.start_unix % step == 0
+        n = LIVE_PROFILES * n_seconds
+        self.core_wearer_s_per_cpu_s = n / core_cpu
+        self.decode_us_per_wearer_s = decode_cpu / n * 1e6
+
+
+class _GenLink:
+    """One MQTT connection that publishes for many simulated wearers (driven by ``_LiveGenerator``)."""
+
+    def __init__(self, broker, index: int):
+        import paho.mqtt.client as mqtt
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"anxmon-bench-gen-{index}",
+                                  clean_session=True, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(broker.username, broker.password)
+        self.client.max_inflight_messages_set(0)  # unlimited: QoS 1 without waiting for PUBACKs
+        self.client.max_queued_messages_set(0)
+        self.connected = False
+        self.refused = None
+        self.client.on_connect = self._on_connect
+        self.client.connect(broker.host, broker.port, keepalive=60)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+        else:
+            self.connected = True
+
+
+class _LiveRun:
+    """The ramp: wearers publish in real time; each step is measured, then the next one starts."""
+
+    def __init__(self, broker, service_pid: int, data: LiveData, steps: list[int], seconds: int, out):
+        import selectors
+
+        self.broker, self.service_pid, self.data, self.out = broker, service_pid, data, out
+        self.step_s = _tick_step_s()
+        self.steps = steps
+        self.measure_s = seconds
+        n_max = max(steps)
+        self.n_seconds = len(data.seconds[0])
+        # wall time of each wearer's second k (absolute index) once its batches were handed to paho
+        self.published = np.full((n_max, self.n_seconds), np.nan)
+        self.lag = np.full((n_max, self.n_seconds), np.nan)
+        golden = (math.sqrt(5) - 1) / 2
+        self.phase = np.array([(i * golden) % 1.0 * 0.9 for i in range(n_max)])  # devices send unsynchronised
+        self.start_k = np.zeros(n_max, dtype=int)  # the absolute second of each wearer's first sample
+        self.ids = [f"bench-{i:05d}" for i in range(n_max)]
+        self.index = {w: i for i, w in enumerate(self.ids)}
+        self.received: list[tuple[float, int, float]] = []  # (wall time, wearer index, tick t)
+        self.links = [_GenLink(broker, j) for j in range(math.ceil(n_max / WEARERS_PER_CONNECTION))]
+        self.selector = selectors.DefaultSelector()
+        self._wait_connected()
+        self.topics = [{s: f"anxmon/v1/{w}/wb/{s}" for s in ("acc", "bvp", "eda", "temp")} for w in self.ids]
+
+    # -- network -------------------------------------------------------------------------
+    def _wait_connected(self) -> None:
+        import selectors
+
+        for link in self.links:
+            self.selector.register(link.client.socket(), selectors.EVENT_READ, link)
+        deadline = time.monotonic() + 15.0
+        while not all(link.connected for link in self.links):
+            refused = [link.refused for link in self.links if link.refused]
+            if refused or time.monotonic() > deadline:
+                raise RuntimeError(f"bench publishers could not connect to the broker: {refused or 'timeout'}")
+            self._pump(0.02)
+
+    def _pump(self, timeout_s: float) -> None:
+        for key, _ in self.selector.select(max(0.0, timeout_s)):
+            key.data.client.loop_read()
+        for link in self.links:
+            if link.client.want_write():
+                link.client.loop_write()
+
+    def _misc(self) -> None:
+        for link in self.links:
+            link.client.loop_misc()
+
+    def _publish(self, i: int, k_abs: int) -> None:
+        k = k_abs - self.start_k[i]
+        p = i % LIVE_PROFILES
+        base = self.t0 + self.start_k[i]
+        client = self.links[i // WEARERS_PER_CONNECTION].client
+        topics = self.topics[i]
+        for signal, seq, t0_off, tail in self.data.seconds[p][k]:
+            client.publish(topics[signal], b'{"v":1,"seq":%d,"t0":%r' % (seq, base + t0_off) + tail, qos=1)
+
+    # -- the indicators subscriber (paho's thread) ----------------------------------------
+    def _on_indicators(self, client, userdata, msg) -> None:
+        now = time.time()
+        wearer = msg.topic.split("/")[2]
+        payload = msg.payload
+        at = payload.find(b'"t":')
+        end = payload.find(b",", at)
+        i = self.index.get(wearer)
+        if i is not None and at >= 0:
+            self.received.append((now, i, float(payload[at + 4:end])))
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        import paho.mqtt.client as mqtt
+
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anxmon-bench-indicators", clean_session=True)
+        sub.username_pw_set(self.broker.username, self.broker.password)
+        subscribed = threading.Event()
+        sub.on_connect = lambda c, u, f, rc, p: c.subscribe("anxmon/v1/+/indicators", qos=0)
+        sub.on_subscribe = lambda *a: subscribed.set()
+        sub.on_message = self._on_indicators
+        sub.connect(self.broker.host, self.broker.port, keepalive=60)
+        sub.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("the bench's indicators subscriber could not subscribe")
+        try:
+            return self._ramp()
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+            for link in self.links:
+                link.client.disconnect()
+
+    def _ramp(self) -> list[dict]:
+        step_s = int(self.step_s)
+        backfill = LIVE_BACKFILL_S - LIVE_BACKFILL_S % step_s
+        # event time runs with the wall clock; the first wearers' data starts `backfill` s ago
+        now = time.time()
+        self.t0 = (math.floor(now / step_s)) * step_s - backfill
+        k_now = int(now - self.t0)  # seconds [0, k_now) are history, sent at once
+        results = []
+        active = 0
+        k = 0
+        cpu = _CpuMeter(self.service_pid, self.broker.process.pid)
+        for j, n in enumerate(self.steps):
+            settle = LIVE_SETTLE_S[0] if j == 0 else LIVE_SETTLE_S[1]
+            begin = max(k, k_now) if j == 0 else k
+            begin = int(math.ceil(begin / step_s) * step_s)
+            first_new = active
+            self.start_k[first_new:n] = 0 if j == 0 else begin
+            active = n
+            order = sorted(range(active), key=lambda i: self.phase[i])
+            measure_from = begin + settle
+            end = measure_from + self.measure_s
+            if end + 3 > self.n_seconds:
+                break
+            for kk in range(k, end):
+                self._second(kk, order, history=kk < k_now)
+                if kk == measure_from:
+                    cpu.mark()
+            k = end
+            usage = cpu.read()
+            # let the window's last indicators arrive; the wearers keep sending in real time meanwhile
+            wait_until = self.t0 + end + LIVE_LATE_S + 1.0
+            while time.time() < wait_until:
+                self._second(k, order, history=False)
+                k += 1
+            result = self._evaluate(n, measure_from, end, usage)
+            results.append(result)
+            print(_live_line(result), file=self.out, flush=True)
+            if not result["ok"]:
+                break
+        return results
+
+    def _second(self, k: int, order: list[int], history: bool) -> None:
+        """Publish every active wearer's second ``k`` at its due time (history: right away)."""
+        base = self.t0 + k + 1
+        misc_at = time.monotonic() + 1.0
+        n = len(order)
+        idx = 0
+        while idx < n:
+            now = time.time()
+            while idx < n and (history or base + self.phase[order[idx]] <= now):
+                i = order[idx]
+                if k >= self.start_k[i]:
+                    self._publish(i, k)
+                    t = time.time()
+                    self.published[i, k] = t
+                    self.lag[i, k] = 0.0 if history else t - (base + self.phase[i])
+                idx += 1
+                if history and idx % 50 == 0:
+                    self._pump(0.0)
+            if idx < n:
+                self._pump(min(0.005, base + self.phase[order[idx]] - time.time()))
+            else:
+                self._pump(0.0)
+            if time.monotonic() >= misc_at:
+                misc_at += 1.0
+                self._misc()
+
+    def _evaluate(self, n: int, k_from: int, k_to: int, usage: dict) -> dict:
+        """Latency of the ticks released by batches of seconds [k_from, k_to) of the first n wearers."""
+        got = {}
+        for wall, i, t in list(self.received):
+            if i < n:
+                got.setdefault((i, round(t, 3)), wall)
+        latencies, late = [], 0
+        now = time.time()
+        for i in range(n):
+            p = i % LIVE_PROFILES
+            base_t = self.t0 + self.start_k[i]
+            for tick_rel, k_rel in self.data.release[p].items():
+                k = int(self.start_k[i] + k_rel)
+                if not k_from <= k < k_to:
+                    continue
+                sent = self.published[i, k]
+                if not math.isfinite(sent):
+                    continue
+                wall = got.get((i, round(base_t + tick_rel, 3)))
+                if wall is None:
+                    late += 1 if now - sent > LIVE_LATE_S else 0
+                    continue
+                latencies.append(wall - sent)
+        lat = np.array(latencies)
+        expected = len(latencies) + late
+        lag = self.lag[:n, k_from:k_to]
+        lag = lag[np.isfinite(lag)]
+        over = np.concatenate([lat, np.full(late, np.inf)]) if expected else np.array([np.inf])
+        p99 = float(np.percentile(over, 99)) if expected else math.inf
+        gen_lag_p99 = float(np.percentile(lag, 99)) if lag.size else math.inf
+        late_fraction = late / expected if expected else 1.0
+        ok = p99 <= LIVE_P99_LIMIT_S and late_fraction <= LIVE_MAX_LATE_FRACTION and gen_lag_p99 <= LIVE_GEN_LAG_LIMIT_S
+        why = None
+        if gen_lag_p99 > LIVE_GEN_LAG_LIMIT_S:
+            why = "the load generator could not keep up (it shares the CPUs with the service and the broker)"
+        elif late_fraction > LIVE_MAX_LATE_FRACTION:
+            why = "the service fell behind (indicators late or missing)"
+        elif p99 > LIVE_P99_LIMIT_S:
+            why = "p99 latency above 250 ms"
+        seconds = k_to - k_from
+        return {
+            "wearers": n,
+            "seconds": seconds,
+            "batches_per_s": 4 * n,
+            "indicators": int(len(latencies)),
+            "late_or_missing": int(late),
+            "latency_ms": {
+                "p50": _ms(np.percentile(lat, 50)) if lat.size else None,
+                "p99": _ms(p99),
+                "max": _ms(lat.max()) if lat.size else None,
+            },
+            "generator_lag_p99_ms": _ms(gen_lag_p99),
+            "cpu_cores": usage,  # CPU seconds per wall second, by process
+            "service_cpu_us_per_wearer_s": round(usage["service"] / n * 1e6, 1),
+            "service_rss_mb": _rss_mb(self.service_pid),
+            "ok": bool(ok),
+            "why_not": why,
+        }
+
+
+def _ms(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x) * 1000.0, 1)
+
+
+def _live_line(r: dict) -> str:
+    lat = r["latency_ms"]
+    cpu = r["cpu_cores"]
+    return (f"  {r['wearers']:5d} wearers: p50 {lat['p50']} ms, p99 {lat['p99']} ms over {r['indicators']} "
+            f"indicators ({r['late_or_missing']} late); CPU service {cpu['service']:.2f}, broker "
+            f"{cpu['broker']:.2f}, generator {cpu['generator']:.2f} core(s)"
+            + ("" if r["ok"] else f"  -> {r['why_not']}"))
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+class _CpuMeter:
+    """CPU use of the service, the broker and this process (the generator) between two marks."""
+
+    def __init__(self, service_pid: int, broker_pid: int):
+        self.pids = {"service": service_pid, "broker": broker_pid}
+        self.mark()
+
+    def _now(self) -> dict:
+        values = {name: _proc_cpu_s(pid) for name, pid in self.pids.items()}
+        values["generator"] = time.process_time()
+        values["wall"] = time.monotonic()
+        return values
+
+    def mark(self) -> None:
+        self.start = self._now()
+
+    def read(self) -> dict:
+        now = self._now()
+        wall = now["wall"] - self.start["wall"]
+        return {name: round((now[name] - self.start[name]) / wall, 3) for name in ("service", "broker", "generator")}
+
+
+def _machine_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``seconds`` (every process on the machine), from /proc/stat."""
+    def read():
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    total0, idle0 = read()
+    time.sleep(seconds)
+    total1, idle1 = read()
+    return round(1.0 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
+def bench_live(max_wearers: int = LIVE_RAMP[-1], seconds: int = 25, out=sys.stderr) -> dict:
+    """Ramp simulated wristband wearers through nats-server and ``anxmon run`` (see docs/performance.md)."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from monitor.broker import start_broker
+
+    step_s = int(_tick_step_s())
+    seconds = max(step_s, int(math.ceil(seconds / step_s) * step_s))
+    steps = [n for n in LIVE_RAMP if n < max_wearers] + [max_wearers]
+    busy_before = _machine_busy(1.0)
+    total_s = LIVE_BACKFILL_S + sum(LIVE_SETTLE_S[0 if j == 0 else 1] + seconds + step_s + 5 for j in range(len(steps))) + 20
+    print(f"bench live: generating {LIVE_PROFILES} simulated wristbands x {total_s} s and measuring the core ...",
+          file=out, flush=True)
+    data = LiveData(total_s)
+    work = Path(tempfile.mkdtemp(prefix="anxmon-bench-live-"))
+    broker = service = None
+    try:
+        broker = start_broker("nats", data_dir=work / "broker")
+        log_file = open(work / "service.log", "wb")
+        service = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--broker", broker.url, "--data-dir", str(work / "service"),
+             "--indicator-interval-s", "0"],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log_file.close()
+        _wait_service_online(broker, service)
+        print(f"bench live: nats-server on port {broker.port}, service pid {service.pid}; ramp {steps} wearers, "
+              f"{seconds} s measured per step", file=out, flush=True)
+        run = _LiveRun(broker, service.pid, data, steps, seconds, out)
+        results = run.run()
+    finally:
+        if service is not None and service.poll() is None:
+            service.terminate()
+            try:
+                service.wait(60)
+            except subprocess.TimeoutExpired:
+                service.kill()
+                service.wait()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    held = [r["wearers"] for r in results if r["ok"]]
+    core = data.core_wearer_s_per_cpu_s
+    last_ok = next((r for r in reversed(results) if r["ok"]), None)
+    service_us = last_ok["service_cpu_us_per_wearer_s"] if last_ok else None
+    core_us = 1e6 / core
+    return {
+        "bench": "live",
+        "broker": "nats-server (embedded), QoS 1 both ways",
+        "cpus": os.cpu_count(),
+        "machine_busy_before": busy_before,
+        "steps": results,
+        "max_wearers_realtime": max(held) if held else 0,
+        "p99_limit_ms": LIVE_P99_LIMIT_S * 1000,
+        "core_wearer_s_per_cpu_s": round(core, 1),
+        "core_wearers_per_core": int(core),
+        "profile_us_per_wearer_s": {
+            "service_measured": service_us,
+            "core": round(core_us, 1),
+            "json_decode": round(data.decode_us_per_wearer_s, 1),
+            "rest_mqtt_paho_queue_ack": None if service_us is None else round(service_us - core_us - data.decode_us_per_wearer_s, 1),
+        },
+        "method": "latency = wall time the bench's subscriber receives a tick's indicators - wall time the "
+                  "batch that releases that tick (known from running the same data through WearerMonitor "
+                  "offline) was handed to paho; generator, broker, service and subscriber share this machine",
+    }
+
+
+def _wait_service_online(broker, service, timeout_s: float = 30.0) -> None:
+    import paho.mqtt.client as mqtt
+
+    from monitor.wire import decode_monitor_state, monitor_state_topic
+
+    online = threading.Event()
+
+    def on_message(client, userdata, msg):
+        if decode_monitor_state(msg.payload).get("state") == "online":
+            online.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anxmon-bench-wait", clean_session=True)
+    c.username_pw_set(broker.username, broker.password)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(monitor_state_topic("main"), qos=1)
+    c.on_message = on_message
+    c.connect(broker.host, broker.port, keepalive=30)
+    c.loop_start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not online.wait(0.1):
+            if service.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not come online (exit status {service.poll()})")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def _print_live(result: dict, out) -> None:
+    print(f"largest N held in real time with p99 <= {result['p99_limit_ms']:.0f} ms: "
+          f"{result['max_wearers_realtime']} wearers (one service process, {result['cpus']} CPUs shared "
+          f"with the broker and the load generator)", file=out)
+    print(f"core only, same run: {result['core_wearer_s_per_cpu_s']:.0f} wearer-seconds per CPU-second "
+          f"= {result['core_wearers_per_core']} wearers per core", file=out)
+    prof = result["profile_us_per_wearer_s"]
+    if prof["service_measured"] is not None:
+        print(f"service CPU per wearer-second: {prof['service_measured']:.0f} us = core {prof['core']:.0f} + "
+              f"JSON decode {prof['json_decode']:.0f} + MQTT/paho/queue/ack and the rest "
+              f"{prof['rest_mqtt_paho_queue_ack']:.0f}", file=out)
+    for r in result["steps"]:
+        print(_live_line(r), file=out)

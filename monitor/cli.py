@@ -5,6 +5,9 @@ Example
     anxmon analyze ../shared/data/stress-predict/S02 --out out/s02
     anxmon report out/s02 --out s02.html --before-s 120 --after-s 120
     anxmon run --data-dir /var/lib/anxmon
+    anxmon replay ../shared/data/stress-predict/S02 --speed max --data-dir /var/lib/anxmon
+    anxmon annotate --wearer s02 --label "therapy session"
+    anxmon export --data-dir /var/lib/anxmon --wearer s02 --what indicators --format parquet --out s02.parquet
     anxmon bench core --json
     anxmon demo
 """
@@ -83,9 +86,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from monitor.demo import run_core_demo
+    from monitor.demo import run_demo
 
-    return run_core_demo(args.recording, args.minutes)
+    return run_demo(args)
 
 
 def cmd_run(args) -> int:
@@ -97,13 +100,75 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from monitor.bench import run_bench
 
-    return run_bench(args.what, as_json=args.json)
+    return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds)
 
 
 def cmd_eval(args) -> int:
     from monitor.evaluate import run_eval
 
     return run_eval(args.subjects, _config(args), as_json=args.json)
+
+
+def cmd_export(args) -> int:
+    from monitor.export import run_export
+
+    return run_export(args)
+
+
+def cmd_replay(args) -> int:
+    from monitor.replay import run_replay
+
+    return run_replay(args)
+
+
+def cmd_annotate(args) -> int:
+    from monitor.annotate import run_annotate
+
+    return run_annotate(args)
+
+
+def add_research_parsers(sub) -> None:
+    """``anxmon export``, ``anxmon replay`` and ``anxmon annotate``."""
+    from monitor.export import FORMATS, WHAT
+    from monitor.replay import DEFAULT_DEVICE, parse_speed
+
+    x = sub.add_parser("export", help="the service's recording (indicators, decisions, check-ins, answers, markers, "
+                                      "raw batches) to CSV, Parquet or an anxmon recording")
+    x.add_argument("--data-dir", default="anxmon-data", help="the service's data directory (default: ./anxmon-data)")
+    x.add_argument("--wearer", help="only this wearer (raw and analysis exports: required when there are several)")
+    x.add_argument("--from", dest="from_t", metavar="T", help="from this event time on: unix seconds or ISO 8601 (UTC "
+                                                               "unless it names a zone)")
+    x.add_argument("--to", dest="to_t", metavar="T", help="up to (not including) this event time")
+    x.add_argument("--what", choices=WHAT, default="indicators",
+                   help="which table (default: indicators); raw: an anxmon recording of the raw batches and markers "
+                        "(.jsonl); analysis: a folder that anxmon report reads")
+    x.add_argument("--format", choices=FORMATS, help="csv (default) or parquet (needs pyarrow); jsonl for raw")
+    x.add_argument("--out", required=True, metavar="PATH", help="the file (or folder, for --what analysis) to write")
+    x.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("replay", help="publish a recording to a broker as a live device would, paced by its timestamps")
+    rp.add_argument("path", help="a recording in any format analyze reads (the format is detected)")
+    rp.add_argument("--speed", type=parse_speed, default=1.0, metavar="X|max",
+                    help="multiple of real time, or max: as fast as the broker acknowledges (default: 1)")
+    rp.add_argument("--rebase-time", action="store_true", help="shift the timestamps so that the recording starts now")
+    rp.add_argument("--wearer", help="wearer id (default: the recording's, else its file or folder name)")
+    rp.add_argument("--device", default=DEFAULT_DEVICE, help=f"device id in the topics (default: {DEFAULT_DEVICE})")
+    rp.add_argument("--markers", metavar="CSV", help="more markers to publish: CSV unix_s[,label][,kind]")
+    rp.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker "
+                                                     "of `anxmon run` in --data-dir)")
+    rp.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
+    rp.set_defaults(func=cmd_replay)
+
+    an = sub.add_parser("annotate", help="publish an event marker for a wearer (the service records it)")
+    an.add_argument("--wearer", required=True, help="wearer id")
+    an.add_argument("--label", required=True, help='what happened, e.g. "therapy session"')
+    an.add_argument("--kind", help="what groups markers in a report (default: the label)")
+    an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 (default: now)")
+    an.add_argument("--source", default="annotate", help="who marks it: the id in the topic (default: annotate)")
+    an.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker "
+                                                     "of `anxmon run` in --data-dir)")
+    an.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
+    an.set_defaults(func=cmd_annotate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,9 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     config_options(a)
     a.set_defaults(func=cmd_analyze)
 
-    d = sub.add_parser("demo", help="a short run of the monitor on a real recording")
-    d.add_argument("--recording", help="E4 export to play (default: ../shared/data/stress-predict/S02)")
-    d.add_argument("--minutes", type=float, default=20.0, help="how much of it to play")
+    d = sub.add_parser("demo", help="broker, service and three simulated wearers with phones, in accelerated time",
+                       description="Starts an embedded broker, the service, three simulated wearers (calm, "
+                                   "anxious, running) and a phone per wearer that answers check-ins; shows them "
+                                   "live and scores the check-ins against the simulation's ground truth. "
+                                   "No configuration needed. " + NOT_MEDICAL)
+    d.add_argument("--seconds", type=float, default=None,
+                   help="wall seconds to run at most (default: the whole 90-minute scenario, 90 s at 60x)")
+    d.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second (default: 60)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the simulated wearers (default: 0)")
+    d.add_argument("--summary-json", metavar="FILE", help="write the per-wearer summary as JSON")
+    d.add_argument("--recording", nargs="?", const="default", metavar="PATH",
+                   help="instead, play a real E4 recording through the monitor minute by minute "
+                        "(no PATH: ../shared/data/stress-predict/S02)")
+    d.add_argument("--minutes", type=float, default=20.0, help="with --recording: how much of it to play")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
@@ -147,12 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most one indicators message per wearer per this many seconds; 0: every tick (default: 1)")
     r.add_argument("--mqtt-version", choices=["3.1.1", "5"], default="3.1.1",
                    help="3.1.1: clean session off; 5: clean start off with a 7-day session expiry (default: 3.1.1)")
+    r.add_argument("--no-record", action="store_true",
+                   help="do not record indicators, decisions, check-ins, answers and markers to DATA/recordings.sqlite")
+    r.add_argument("--record-raw", action="store_true",
+                   help="also record every accepted sample batch (about 6 MB per hour of E4 data)")
+    r.add_argument("--retention-days", type=float, metavar="DAYS",
+                   help="delete recorded rows older than this many days (default: keep everything)")
     config_options(r)
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="benchmarks (ratios against a baseline measured in the same run)")
-    b.add_argument("what", choices=["core", "analyze"])
+    b.add_argument("what", choices=["core", "analyze", "live"],
+                   help="core: the streaming core vs neurokit2; analyze: analyze speed; live: simulated "
+                        "wristbands in real time through nats-server and the service, ramped until p99 "
+                        "latency > 250 ms")
     b.add_argument("--json", action="store_true", help="print one JSON line")
+    b.add_argument("--max-wearers", type=int, default=None, metavar="N",
+                   help="live: the last step of the ramp 50, 100, 200, ... (default: 3200)")
+    b.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="live: seconds measured per step (default: 25)")
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="evaluate the score on the labelled Stress-Predict subjects")
@@ -179,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--wearer", default="wearer", help="wearer id, when a recording is analysed first")
     config_options(rp)
     rp.set_defaults(func=cmd_report)
+
+    add_research_parsers(sub)
+
+    from monitor.app import add_app_parser
+
+    add_app_parser(sub)
 
     from firmware_bridge.simulator import add_simulate_parser
 

@@ -54,6 +54,7 @@ from monitor.config import Config
 from monitor.core.policy import AnswerError, ControlError, Expired
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
+from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
     CONTROL_SUBSCRIPTION,
@@ -66,6 +67,7 @@ from monitor.wire import (
     decode_answer,
     decode_batch,
     decode_control,
+    decode_marker,
     decode_status,
     encode_checkin,
     encode_indicators,
@@ -81,6 +83,8 @@ log = logging.getLogger("anxmon.service")
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
 CHECKPOINT_SCHEMA = 1
+ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
+PRUNE_EVERY_S = 3600.0  # how often the retention period is applied
 _STOP = object()
 
 
@@ -116,6 +120,13 @@ class ServiceOptions:
     max_queued_out : int
         Messages paho holds for the broker while disconnected; beyond that indicators are
         dropped (counted) and a warning is logged.
+    record : bool
+        Record indicators (every tick), decisions, check-ins, answers and markers to
+        ``DATA/recordings.sqlite`` (``monitor.recorder``). Default True.
+    record_raw : bool
+        Also record every accepted sample batch (opt-in per deployment). Default False.
+    retention_days : float, optional
+        Delete recorded rows older than this many days (checked hourly). None keeps everything.
     """
 
     instance: str = "main"
@@ -129,6 +140,9 @@ class ServiceOptions:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     max_queued_out: int = 100_000
+    record: bool = True
+    record_raw: bool = False
+    retention_days: float | None = None
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.fullmatch(str(self.instance)):
@@ -140,6 +154,10 @@ class ServiceOptions:
                 raise ServiceError(f"{key} must be > 0 seconds, got {getattr(self, key)!r}")
         if not self.indicator_interval_s >= 0:
             raise ServiceError(f"indicator_interval_s must be >= 0 seconds, got {self.indicator_interval_s!r}")
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise ServiceError(f"retention_days must be > 0 (or None: keep everything), got {self.retention_days!r}")
+        if self.record_raw and not self.record:
+            raise ServiceError("record_raw needs record (raw batches are part of the recording)")
 
 
 @dataclass
@@ -181,6 +199,8 @@ class ServiceStats:
     expired: int = 0
     answers: int = 0
     controls: int = 0
+    markers: int = 0
+    redelivered: int = 0  # messages the broker delivered again (DUP flag)
     checkpoints: int = 0  # wearer rows written
     connects: int = 0
     disconnects: int = 0
@@ -273,6 +293,9 @@ class MonitorService:
         self._refused: str | None = None
         self._worker: threading.Thread | None = None
         self._store: CheckpointStore | None = None
+        self._recorder: Recorder | None = None
+        self._unacked: list[tuple[int, int, int]] = []  # (generation, mid, qos) awaiting the recorder's commit
+        self._prune_at = 0.0
         self._client = self._make_client()
 
     # -- public ------------------------------------------------------------------------
@@ -283,6 +306,9 @@ class MonitorService:
         self._store = CheckpointStore(self.data_dir / CHECKPOINT_FILE)
         try:
             self._restore()
+            if self.options.record:
+                self._recorder = Recorder(self.data_dir / RECORDING_FILE, self.options.record_raw,
+                                          self.options.retention_days)
         except BaseException:
             self._store.close()
             raise
@@ -355,6 +381,8 @@ class MonitorService:
         self._client.loop_stop()
         if self._store is not None:
             self._store.close()
+        if self._recorder is not None and not self._worker.is_alive():
+            self._recorder.close()
         self._stopped.set()
         s = self.stats
         log.info(
@@ -451,7 +479,12 @@ class MonitorService:
                     if msg.qos > 0 and generation == self._generation:
                         # a message of an earlier connection is redelivered on this one: its
                         # copy is acknowledged instead (duplicates are dropped by seq)
-                        self._client.ack(msg.mid, msg.qos)
+                        if self._recorder is None:
+                            self._client.ack(msg.mid, msg.qos)
+                        else:  # acknowledged once its rows are committed (_commit_records)
+                            self._unacked.append((generation, msg.mid, msg.qos))
+                if self._unacked and (len(self._unacked) >= ACK_BATCH or self._queue.empty()):
+                    self._commit_records()
                 now = time.monotonic()
                 if now >= housekeeping_at:
                     housekeeping_at = now + 0.1
@@ -466,10 +499,26 @@ class MonitorService:
     def _housekeeping(self) -> None:
         self._flush_indicators()
         self._checkpoint()
+        if self._recorder is not None and self.options.retention_days is not None and time.monotonic() >= self._prune_at:
+            self._prune_at = time.monotonic() + PRUNE_EVERY_S
+            self._recorder.prune(self.clock())
+
+    def _commit_records(self) -> None:
+        """Commit the recorder's rows, then acknowledge the messages they came from: a message
+        is acknowledged only once what it produced is on disk (a crash before that makes the
+        broker deliver it again; the tables' unique keys keep a redelivery from adding rows)."""
+        if self._recorder is not None:
+            self._recorder.commit()
+        unacked, self._unacked = self._unacked, []
+        for generation, mid, qos in unacked:
+            if generation == self._generation:
+                self._client.ack(mid, qos)
 
     # -- processing one message ------------------------------------------------------------
     def _process(self, msg: mqtt.MQTTMessage, arrived: float) -> None:
         self.stats.received += 1
+        if msg.dup:
+            self.stats.redelivered += 1
         try:
             topic_text = msg.topic
         except UnicodeDecodeError:
@@ -496,6 +545,8 @@ class MonitorService:
                 self._once(msg, topic_text, lambda: self._on_answer(topic.wearer, msg.payload))
             elif topic.kind == "control":
                 self._once(msg, topic_text, lambda: self._on_control(topic.wearer, msg.payload, arrived))
+            elif topic.kind == "marker":
+                self._on_marker(topic.wearer, topic.device, msg.payload, arrived)
             # monitor_state (ours or another instance's) and outputs need nothing
         except _Reject as exc:
             self._reject(topic.wearer, topic_text, exc.reason, str(exc), arrived)
@@ -548,6 +599,9 @@ class MonitorService:
         except ValueRangeError as exc:
             raise _Reject("future", str(exc)) from exc
         status = self._device(topic.wearer, topic.device, arrived)
+        if self._recorder is not None and (verdict.accept or verdict.duplicate):
+            # a redelivered batch too: its row may have been lost in a crash (kept once if not)
+            self._recorder.batch(topic.wearer, topic.device, batch, payload, arrived)
         if not verdict.accept:
             if verdict.duplicate:
                 self.stats.duplicates += 1
@@ -610,6 +664,8 @@ class MonitorService:
         )
         if now - wearer.last_indicator_wall >= self.options.indicator_interval_s:
             self._send_indicators(wearer, now)
+        if self._recorder is not None:  # every tick, whatever the rate limit
+            self._recorder.tick(wearer.id, tick, gate, wearer.monitor.policy.effective_threshold(), now)
         for d in tick.decisions:
             if isinstance(d, Expired):
                 self.stats.expired += 1
@@ -660,8 +716,22 @@ class MonitorService:
         result = wearer.monitor.answer(t_s, answer.prompt_id, answer.rating, list(answer.labels))
         wearer.dirty = True
         self.stats.answers += 1
+        if self._recorder is not None:
+            self._recorder.answer(wearer_id, result, self.clock())
         log.info("wearer %s: answer to check-in %s stored", wearer_id, answer.prompt_id)
         log.debug("wearer %s: answer %s -> learned %s, threshold %.2f", wearer_id, answer, result.learned, result.threshold)
+
+    def _on_marker(self, wearer_id: str, source: str, payload: bytes, arrived: float) -> None:
+        from monitor.markers import make_marker
+
+        message = decode_marker(payload, wearer_id)
+        t_s = message.t_s if message.t_s is not None else self._event_now(self._wearers.get(wearer_id), arrived)
+        marker = make_marker(t_s, message.label, message.kind)
+        self.stats.markers += 1
+        if self._recorder is not None:
+            self._recorder.marker(wearer_id, marker.t_s, marker.kind, marker.label, arrived, source)
+        log.info("wearer %s: marker at %.3f recorded", wearer_id, marker.t_s)
+        log.debug("wearer %s: marker %r", wearer_id, marker)
 
     def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
         control = decode_control(payload, wearer_id)
@@ -741,6 +811,9 @@ class MonitorService:
 
     def _checkpoint(self, everything: bool = False, budget: int = 64) -> int:
         """Write dirty wearers whose checkpoint is due (all dirty ones with ``everything``)."""
+        # the recording first: what a checkpoint covers must be recorded (a message whose
+        # effect is in a checkpoint is not processed again after a crash)
+        self._commit_records()
         now = self.clock()
         due = [w for w in self._wearers.values() if w.dirty and (everything or w.checkpoint_due <= now)]
         if not everything:
@@ -832,6 +905,9 @@ def run_service(args) -> int:
         stale_after_s=args.stale_after_s,
         indicator_interval_s=args.indicator_interval_s,
         mqtt_version=args.mqtt_version,
+        record=not getattr(args, "no_record", False),
+        record_raw=getattr(args, "record_raw", False),
+        retention_days=getattr(args, "retention_days", None),
     )
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -854,6 +930,10 @@ def run_service(args) -> int:
         resumed = service.call(lambda s: len(s._wearers))
         print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
               f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
+        if options.record:
+            keep = "kept" if options.retention_days is None else f"kept {options.retention_days:g} days"
+            print(f"anxmon: recording to {data_dir / RECORDING_FILE} (raw batches {'on' if options.record_raw else 'off'}; "
+                  f"{keep})", flush=True)
         while not stop.wait(0.5):
             if service.failed is not None:
                 break

@@ -9,6 +9,7 @@ Topics (ids are ``[a-z0-9_-]{1,64}``)::
     anxmon/v1/{wearer}/{device}/availability     online / offline      bridge (retained, LWT)
     anxmon/v1/{wearer}/{device}/battery          {"v","t","percent"}   bridge (retained)
     anxmon/v1/{wearer}/{device}/contact          {"v","t","contact"}   bridge (retained)
+    anxmon/v1/{wearer}/{source}/marker           event marker          device/annotate/replay -> monitor
     anxmon/v1/{wearer}/indicators                features and score    monitor -> out
     anxmon/v1/{wearer}/checkin                   prompt                monitor -> wearer
     anxmon/v1/{wearer}/checkin/response          answer                wearer -> monitor
@@ -99,6 +100,7 @@ def availability_topic(wearer: str, device: str) -> str:
 
 
 STATUS_KINDS = ("battery", "contact")
+MARKER_KIND = "marker"  # anxmon/v1/{wearer}/{source}/marker: an event marker (see ``marker_topic``)
 
 
 def status_topic(wearer: str, device: str, kind: str) -> str:
@@ -160,7 +162,7 @@ def parse_topic(topic: str) -> Topic:
         return Topic(tail, wearer=wearer)
     if len(rest) == 3:
         device = check_id("device", rest[1])
-        if rest[2] == "availability" or rest[2] in STATUS_KINDS:
+        if rest[2] == "availability" or rest[2] in STATUS_KINDS or rest[2] == MARKER_KIND:
             return Topic(rest[2], wearer=wearer, device=device)
         return Topic("data", wearer=wearer, device=device, signal=check_signal(rest[2]))
     raise TopicError(f"topic {topic!r} is not one of the contract's topics")
@@ -679,6 +681,62 @@ def decode_control(payload: bytes | str, wearer: str) -> Control:
         raise PayloadError("control: field 'action' must be a string (pause, resume or snooze)")
     duration = None if body.get("duration_s") is None else _number(body, "duration_s")
     return Control(action, duration, _optional_time(body))
+
+
+MAX_MARKER_TEXT = 200  # characters of a marker's kind or label
+
+
+@dataclass(frozen=True)
+class MarkerMessage:
+    """An event marker on ``anxmon/v1/{wearer}/{source}/marker`` ("therapy session", an E4 tag...).
+
+    ``t_s`` is the event time (unix s; None: the wearer's current event time); ``kind`` groups
+    markers in reports; ``label`` is free text. Both may be empty (see ``monitor.markers``).
+    """
+
+    t_s: float | None
+    kind: str = ""
+    label: str = ""
+
+
+def encode_marker(t_s: float | None, label: str = "", kind: str = "") -> bytes:
+    """``{"v":1,"t":1700000000.0,"kind":"therapy session","label":"session 3"}``.
+
+    >>> decode_marker(encode_marker(1.7e9, "session 3", "therapy session"), "alice").kind
+    'therapy session'
+    """
+    body: dict = {"v": VERSION, "kind": str(kind), "label": str(label)}
+    if t_s is not None:
+        body["t"] = float(t_s)
+    return _dumps(body)
+
+
+def marker_topic(wearer: str, source: str) -> str:
+    """``anxmon/v1/{wearer}/{source}/marker``: ``source`` is the device that marked the event (an
+    E4's tag button) or what published it (``annotate``). Under the data subscription on purpose:
+    nats-server's MQTT gives each subscription's backlog the session's whole window of
+    unacknowledged messages, and drops (until its 30 s redelivery) what another subscription
+    brings while that window is full."""
+    return f"{PREFIX}/{check_id('wearer', wearer)}/{check_id('source', source)}/{MARKER_KIND}"
+
+
+def decode_marker(payload: bytes | str, wearer: str) -> MarkerMessage:
+    """Parse a marker that arrived on ``wearer``'s topic; kind and label are strings of at most
+    ``MAX_MARKER_TEXT`` characters (at least one of them or the time must say something)."""
+    body = _load_object(payload, "marker")
+    _check_fields(body, {"v", "t", "kind", "label", "wearer"}, "marker")
+    _check_wearer_field(body, wearer, "marker")
+    texts = []
+    for key in ("kind", "label"):
+        value = body.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise PayloadError(f"marker: field {key!r} must be a string")
+        if len(value) > MAX_MARKER_TEXT:
+            raise ValueRangeError(f"marker: field {key!r} is longer than {MAX_MARKER_TEXT} characters")
+        texts.append(value.strip())
+    return MarkerMessage(_optional_time(body), texts[0], texts[1])
 
 
 def encode_rejected(topic: str, reason: str, error: str, t_s: float) -> bytes:

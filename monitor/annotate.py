@@ -1,0 +1,60 @@
+"""``anxmon annotate``: a live event marker ("therapy session", "medication change") for a wearer.
+
+The marker is published at QoS 1 on ``anxmon/v1/{wearer}/{source}/marker`` (``monitor.wire.encode_marker``;
+the source defaults to ``annotate``)
+and the service records it in its ``markers`` table, from where ``anxmon export`` (and so the
+report's before/after comparison) takes it. A wearer's own broker account may publish it.
+
+Example
+-------
+>>> annotate("mqtt://alice:pw@127.0.0.1:1883", "alice", "therapy session")   # doctest: +SKIP
+Marker(t_s=1700000000.0, kind='therapy session', label='therapy session')
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Callable
+
+from monitor.markers import Marker, make_marker
+from monitor.wire import MAX_MARKER_TEXT, check_id, encode_marker, marker_topic
+
+DEFAULT_SOURCE = "annotate"
+
+
+def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | None = None,
+             source: str = DEFAULT_SOURCE, clock: Callable[[], float] = time.time,
+             timeout_s: float = 10.0) -> Marker:
+    """Publish one marker for ``wearer`` (at ``t_s``, unix s; default now) and wait for the
+    broker's acknowledgement. Returns the marker as the service records it."""
+    from monitor.errors import ValueRangeError
+    from monitor.replay import _wait, connect
+
+    check_id("wearer", wearer)
+    check_id("source", source)
+    for name, text in (("label", label), ("kind", kind)):
+        if len(text) > MAX_MARKER_TEXT:
+            raise ValueRangeError(f"the {name} is longer than {MAX_MARKER_TEXT} characters")
+    marker = make_marker(clock() if t_s is None else t_s, label, kind)
+    client = connect(broker, f"anxmon-annotate-{wearer}-{secrets.token_hex(3)}")
+    try:
+        info = client.publish(marker_topic(wearer, source), encode_marker(marker.t_s, marker.label, marker.kind),
+                              qos=1)
+        _wait(info, timeout_s, "the marker")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return marker
+
+
+def run_annotate(args) -> int:
+    """``anxmon annotate``."""
+    from monitor.export import parse_time
+    from monitor.replay import broker_url
+
+    t_s = parse_time(args.t) if args.t is not None else None
+    marker = annotate(broker_url(args.broker, args.data_dir), args.wearer, args.label, args.kind or "", t_s,
+                      args.source)
+    print(f"marker of kind {marker.kind!r} for {args.wearer} at {marker.t_s:.3f} published")
+    return 0

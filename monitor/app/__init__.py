@@ -1,0 +1,161 @@
+"""The web check-in app (``anxmon app``): check-ins reach the wearer's phone and are answered in
+one tap; plus push notifications (``monitor.push``) and Home Assistant discovery
+(``monitor.homeassistant``). See ``docs/app.md``.
+
+In Python (``anxmon demo`` does this next to its service)::
+
+    from monitor.app import start_app
+    app = start_app(broker.url, data_dir, accounts=broker.users)   # port 0: any free port
+    print(app.url); ...; app.stop()
+"""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+from monitor.app.accounts import Accounts, hash_password
+from monitor.app.server import AppError, AppOptions, CheckinApp
+from monitor.errors import ConfigError
+
+__all__ = ["AppError", "AppOptions", "CheckinApp", "load_app_config", "start_app", "run_app"]
+
+APP_DIR = "app"  # the app's own files inside the service's data directory
+
+
+def load_app_config(path: str | Path | None):
+    """Read ``configs/app.toml``: (``[app]`` table, ``PushConfig`` or None, ``HomeAssistantConfig``)."""
+    from monitor.homeassistant import HomeAssistantConfig
+    from monitor.push import PushConfig
+
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"app", "push", "homeassistant"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected app, push, homeassistant")
+    push = PushConfig.from_mapping(data["push"], f"{path}: [push]") if "push" in data else None
+    ha = HomeAssistantConfig.from_mapping(data.get("homeassistant", {}), f"{path}: [homeassistant]")
+    return dict(data.get("app", {})), push, ha
+
+
+def start_app(broker: str, data_dir: str | Path, accounts: Accounts | dict | None = None, *,
+              options: AppOptions | None = None, push=None, homeassistant=None,
+              recording: str | Path | None | bool = True) -> CheckinApp:
+    """Start the app in this process next to a service (or against its broker).
+
+    Parameters
+    ----------
+    broker : str
+        ``mqtt://monitor:password@host:port`` (the service's user).
+    data_dir : str or Path
+        The service's data directory: accounts default to its ``broker-credentials.json``,
+        the history reads its ``recordings.sqlite``; the app keeps its own files in ``app/``.
+    accounts : Accounts or dict, optional
+        Who may sign in (wearer -> password); the ``monitor`` user is never a wearer.
+    options : AppOptions, optional
+        Default: loopback, any free port (``AppOptions(port=0)``).
+    push, homeassistant : PushConfig, HomeAssistantConfig, optional
+    recording : path, True or None
+        True: ``data_dir/recordings.sqlite``; None/False: no recording (in-memory history).
+    """
+    from monitor.recorder import RECORDING_FILE
+    from monitor.service import CREDENTIALS_FILE
+
+    data_dir = Path(data_dir)
+    if accounts is None:
+        accounts = Accounts.from_file(data_dir / CREDENTIALS_FILE)
+    if recording is True:
+        recording = data_dir / RECORDING_FILE
+    elif recording is False:
+        recording = None
+    app = CheckinApp(broker, accounts, data_dir / APP_DIR, options or AppOptions(port=0), recording=recording,
+                     push=push, homeassistant=homeassistant)
+    return app.start()
+
+
+def add_app_parser(sub) -> None:
+    """Register ``anxmon app`` on the CLI's subparsers."""
+    a = sub.add_parser("app", help="the web check-in app for wearers' phones (plus push and Home Assistant)")
+    a.add_argument("--data-dir", default="anxmon-data",
+                   help="the service's data directory: broker credentials, recording (default: ./anxmon-data)")
+    a.add_argument("--broker", metavar="URL",
+                   help="mqtt://monitor:password@host:port (default: the URL in DATA/broker-credentials.json)")
+    a.add_argument("--accounts", metavar="FILE",
+                   help='who may sign in: {"users": {"alice": "password or scrypt hash"}} '
+                        "(default: the broker's users in DATA/broker-credentials.json)")
+    a.add_argument("--config", metavar="FILE", help="app, push and Home Assistant settings (see configs/app.toml)")
+    a.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
+    a.add_argument("--port", type=int, help="port (default 8080)")
+    a.add_argument("--public-url", help="the address wearers open, for links in notifications (default http://HOST:PORT)")
+    a.add_argument("--instance", help="the monitor service's instance id (default main)")
+    a.add_argument("--certfile", help="serve https with this certificate (PEM)")
+    a.add_argument("--keyfile", help="... and this private key (PEM)")
+    a.add_argument("--hash-password", action="store_true",
+                   help="print an scrypt hash of a password (asked for) for an accounts file, and exit")
+    a.set_defaults(func=run_app)
+
+
+def run_app(args) -> int:
+    """``anxmon app``: serve until SIGTERM/SIGINT."""
+    import json
+
+    from monitor.recorder import RECORDING_FILE
+    from monitor.service import CREDENTIALS_FILE
+
+    if args.hash_password:
+        password = getpass.getpass("password: ")
+        if not password:
+            print("anxmon: error: an empty password", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    app_table, push, ha = load_app_config(args.config)
+    for key in ("host", "port", "public_url", "instance", "certfile", "keyfile"):
+        if getattr(args, key) is not None:
+            app_table[key] = getattr(args, key)
+    options = AppOptions.from_mapping(app_table, f"{args.config or 'options'}: [app]")
+    data_dir = Path(args.data_dir)
+    creds = data_dir / CREDENTIALS_FILE
+    broker = args.broker
+    if broker is None:
+        try:
+            broker = json.loads(creds.read_text())["url"]
+        except FileNotFoundError:
+            raise ConfigError(f"no --broker and no {creds}: start the service first (anxmon run "
+                              f"--data-dir {data_dir}) or give --broker") from None
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{creds} is not a credentials file anxmon wrote ({exc})") from None
+    accounts = Accounts.from_file(args.accounts or creds)
+    if not accounts.wearers:
+        print("anxmon: no wearer accounts yet: add \"name\": \"password\" under users in "
+              f"{args.accounts or creds} and restart", flush=True)
+    recording = data_dir / RECORDING_FILE
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    app = CheckinApp(broker, accounts, data_dir / APP_DIR, options, recording=recording, push=push,
+                     homeassistant=ha).start()
+    try:
+        extras = []
+        if app.push is not None:
+            extras.append(f"push for {len(push.wearers)} wearer(s)")
+        if app.homeassistant is not None:
+            extras.append("Home Assistant discovery")
+        print(f"anxmon: check-in app on {app.url} for {len(accounts.wearers)} wearer(s)"
+              + (f" ({', '.join(extras)})" if extras else "") + "; SIGTERM or Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        app.stop()
+    print("anxmon: check-in app stopped", flush=True)
+    return 0

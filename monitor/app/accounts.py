@@ -1,0 +1,97 @@
+"""Who may sign in to the check-in app: one account per wearer, its id is the wearer id.
+
+The natural source is the broker's user table: every user but ``monitor`` is a wearer whose
+broker account may only use ``anxmon/v1/{wearer}/...`` (``monitor/broker.py``), so a wearer
+signs in to the app with the same name and password as their bridge or phone. The embedded
+broker keeps that table in ``DATA/broker-credentials.json`` (``anxmon run``). A separate JSON
+file ``{"users": {"alice": "password or scrypt hash"}}`` works too; ``hash_password`` makes the
+hash (``scrypt$n$r$p$salt$hash``), so that file need not hold plain passwords.
+
+Passwords are compared in constant time and never logged.
+
+Example
+-------
+>>> a = Accounts({"alice": "s3cret", "bob": hash_password("hunter2", n=2**10)})
+>>> a.verify("alice", "s3cret"), a.verify("bob", "hunter2"), a.verify("bob", "s3cret"), a.verify("eve", "x")
+(True, True, False, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from pathlib import Path
+from typing import Mapping
+
+from monitor.errors import ConfigError
+from monitor.wire import ID_PATTERN
+
+SERVICE_USER = "monitor"  # the service's own broker user: not a wearer, never signs in
+
+
+def hash_password(password: str, n: int = 2**14, r: int = 8, p: int = 1) -> str:
+    """``scrypt$n$r$p$salt$hash`` of ``password`` (base64 parts; a fresh random salt)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${n}${r}${p}${b64(salt)}${b64(digest)}"
+
+
+def _check_hash(stored: str, password: str) -> bool:
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                             dklen=len(expected), maxmem=2**27)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+class Accounts:
+    """Wearer id -> password (plain or an scrypt hash)."""
+
+    def __init__(self, users: Mapping[str, str]):
+        self._users: dict[str, str] = {}
+        for user, secret in users.items():
+            if user == SERVICE_USER:
+                continue
+            if not ID_PATTERN.fullmatch(str(user)):
+                raise ConfigError(f"account {user!r} is not a wearer id (1-64 characters of a-z, 0-9, _ or -)")
+            if not isinstance(secret, str) or not secret:
+                raise ConfigError(f"account {user!r} has no password")
+            self._users[str(user)] = secret
+        self._dummy = hash_password(secrets.token_urlsafe(8), n=2**10)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Accounts":
+        """Read ``{"users": {...}}`` (the broker credentials file of ``anxmon run``, or your own)."""
+        try:
+            body = json.loads(Path(path).read_text())
+            users = body["users"]
+        except FileNotFoundError:
+            raise ConfigError(f"accounts file {path} does not exist") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is not an accounts file ({{\"users\": {{\"alice\": \"...\"}}}}): {exc}") from None
+        if not isinstance(users, dict):
+            raise ConfigError(f"{path}: 'users' must be an object of wearer -> password")
+        return cls(users)
+
+    @property
+    def wearers(self) -> list[str]:
+        return sorted(self._users)
+
+    def verify(self, wearer: str, password: str) -> bool:
+        """True when ``password`` is ``wearer``'s (constant time; unknown wearers cost the same)."""
+        stored = self._users.get(wearer) if isinstance(wearer, str) else None
+        if not isinstance(password, str):
+            return False
+        if stored is None:
+            _check_hash(self._dummy, password)  # an unknown name takes as long as a known one
+            return False
+        if stored.startswith("scrypt$"):
+            return _check_hash(stored, password)
+        return hmac.compare_digest(stored.encode(), password.encode())

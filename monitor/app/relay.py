@@ -1,0 +1,320 @@
+"""The app's one MQTT connection: it relays each wearer's check-ins and indicators to that
+wearer's open pages, and publishes their answers and requests.
+
+Browsers never talk to the broker: the relay connects with the service's credentials (it must
+read every wearer), and the web server hands each signed-in wearer only their own events. It
+subscribes to the check-ins, indicators, answers and rejections of every wearer and to the
+monitor's state, and keeps per wearer the latest indicators and the open check-in (until it
+is answered, or until the wearer's event time passes its expiry). Listeners (the push
+notifier, Home Assistant discovery) are called for every check-in; paho's network thread calls
+them, so they must not block (``PushNotifier.submit`` only queues).
+
+Example
+-------
+>>> relay = Relay("mqtt://monitor:secret@127.0.0.1:1883")          # doctest: +SKIP
+>>> relay.start(); relay.wait_connected(); sub = relay.listen("alice")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+from monitor.errors import AnxmonError, PayloadError, TopicError
+from monitor.wire import (
+    PREFIX,
+    decode_checkin,
+    decode_indicators,
+    decode_monitor_state,
+    decode_rejected,
+    encode_answer,
+    encode_control,
+    parse_topic,
+    wearer_topic,
+)
+
+log = logging.getLogger("anxmon.app")
+
+
+class RelayError(AnxmonError):
+    """The broker did not take a message from the app (not connected, or no acknowledgement)."""
+
+
+@dataclass
+class WearerView:
+    """What the relay knows of one wearer (the page's live state)."""
+
+    indicators: dict | None = None  # the latest indicators payload
+    checkin: dict | None = None  # the open check-in (Prompt.to_dict()), or None
+    answered: dict = field(default_factory=dict)  # prompt id -> the answer seen (recent ones)
+    event_t: float | None = None  # the wearer's newest event time seen (indicators' t)
+    score_minutes: dict = field(default_factory=dict)  # minute start (s) -> [sum, n] (history without a recorder)
+    checkins: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+
+
+class Subscription:
+    """A page's feed of one wearer's events: ``get(timeout)`` -> (event, data) or None."""
+
+    def __init__(self, wearer: str, maxsize: int = 256):
+        self.wearer = wearer
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self.closed = False
+
+    def put(self, event: str, data: Any) -> None:
+        try:
+            self._queue.put_nowait((event, data))
+        except queue.Full:  # a page that does not read: it reloads its state when it reconnects
+            self.closed = True
+
+    def get(self, timeout_s: float) -> tuple[str, Any] | None:
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+
+class Relay:
+    """The app's MQTT client (see the module docstring).
+
+    Parameters
+    ----------
+    broker : str
+        ``mqtt[s]://monitor:password@host:port``: a user that may read every wearer.
+    client_id : str
+        Stable MQTT client id (clean session: what was sent while the app was away is not
+        replayed; the open check-in then comes from the recording, when there is one).
+    history_s : float
+        How much score history the relay keeps per wearer in memory (for the page's chart
+        when no recording is available). Default 7 days.
+    """
+
+    def __init__(self, broker: str, client_id: str = "anxmon-app-main", history_s: float = 7 * 86400.0):
+        from firmware_bridge.publisher import parse_broker_url
+
+        self.address = parse_broker_url(broker)
+        self.history_s = history_s
+        self.monitor_online: dict[str, bool] = {}  # instance -> online
+        self.on_checkin: list[Callable[[str, dict], None]] = []
+        self.on_connect: list[Callable[[], None]] = []
+        self.extra_subscriptions: list[str] = []
+        self.on_other: Callable[[str, bytes, bool], None] | None = None  # messages on extra subscriptions
+        self._views: dict[str, WearerView] = {}
+        self._subs: dict[str, list[Subscription]] = collections.defaultdict(list)
+        self._lock = threading.RLock()
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._stopping = False
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+                             protocol=mqtt.MQTTv311)
+        if self.address.username is not None:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "Relay":
+        self._client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self._client.loop_start()
+        return self
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._connected.wait(0.05):
+                return True
+            if self._refused is not None:
+                raise RelayError(f"broker {self.address} refused the app's connection: {self._refused}")
+        return False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._lock:
+            for subs in self._subs.values():
+                for sub in subs:
+                    sub.put("bye", None)
+
+    # -- pages ---------------------------------------------------------------------------------
+    def listen(self, wearer: str) -> Subscription:
+        sub = Subscription(wearer)
+        with self._lock:
+            self._subs[wearer].append(sub)
+        return sub
+
+    def unlisten(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs.get(sub.wearer, []):
+                self._subs[sub.wearer].remove(sub)
+
+    def view(self, wearer: str) -> WearerView:
+        """A snapshot of what is known of ``wearer`` (an expired check-in is dropped here)."""
+        with self._lock:
+            v = self._views.get(wearer) or WearerView()
+            self._expire(v)
+            return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, {}, collections.deque(v.checkins))
+
+    def score_history(self, wearer: str, since_s: float) -> list[tuple[float, float]]:
+        """Per-minute mean scores of ``wearer`` since ``since_s`` (event time) from memory."""
+        with self._lock:
+            v = self._views.get(wearer)
+            if v is None:
+                return []
+            return [(t + 30.0, s / n) for t, (s, n) in sorted(v.score_minutes.items()) if t >= since_s - 60 and n]
+
+    def remember_checkin(self, wearer: str, checkin: dict, answered: dict | None = None) -> None:
+        """Seed the relay with a check-in from the recording (after a restart of the app)."""
+        with self._lock:
+            v = self._views.setdefault(wearer, WearerView())
+            if answered is not None:
+                v.answered[checkin["id"]] = answered
+            elif v.checkin is None or checkin.get("t", 0) > v.checkin.get("t", 0):
+                v.checkin = checkin
+
+    # -- publishing ----------------------------------------------------------------------------
+    def answer(self, wearer: str, prompt_id: str, rating: int | None, labels: list[str]) -> None:
+        """Publish the wearer's answer on ``anxmon/v1/{wearer}/checkin/response`` (QoS 1, waits for
+        the broker's acknowledgement) and close the check-in on the wearer's pages."""
+        self._publish(wearer_topic(wearer, "checkin/response"), encode_answer(prompt_id, rating, labels))
+
+    def control(self, wearer: str, action: str, duration_s: float | None = None, **extra: Any) -> None:
+        """Publish a pause / resume / snooze (or another control the service reads) for ``wearer``."""
+        payload = encode_control(action, duration_s)
+        if extra:
+            body = json.loads(payload)
+            body.update({k: v for k, v in extra.items() if v is not None or k == "quiet_hours"})
+            payload = json.dumps(body, separators=(",", ":")).encode()
+        self._publish(wearer_topic(wearer, "control"), payload)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Publish anything (Home Assistant discovery); does not wait."""
+        self._client.publish(topic, payload, qos=1, retain=retain)
+
+    def _publish(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> None:
+        if not self._connected.is_set():
+            raise RelayError("the app is not connected to the broker right now; try again in a moment")
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise RelayError(f"the broker did not take the message: {exc}") from None
+        if not info.is_published():
+            raise RelayError("the broker did not confirm the message in time")
+
+    # -- MQTT (paho's network thread) ------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            log.error("broker %s refused the app's connection: %s", self.address, reason_code)
+            return
+        self._refused = None
+        topics = [f"{PREFIX}/+/checkin", f"{PREFIX}/+/checkin/response", f"{PREFIX}/+/indicators",
+                  f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state", *self.extra_subscriptions]
+        client.subscribe([(t, 1) for t in topics])
+        self._connected.set()
+        log.info("app connected to %s", self.address)
+        for fn in self.on_connect:
+            fn()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set() and not self._stopping:
+            log.warning("app lost the broker %s (%s); reconnecting", self.address, reason_code)
+        self._connected.clear()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            topic = parse_topic(msg.topic)
+        except (TopicError, UnicodeDecodeError):
+            if self.on_other is not None:
+                self.on_other(msg.topic, bytes(msg.payload), bool(msg.retain))
+            return
+        try:
+            if topic.kind == "checkin":
+                self._checkin(topic.wearer, decode_checkin(msg.payload))
+            elif topic.kind == "indicators":
+                self._indicators(topic.wearer, decode_indicators(msg.payload))
+            elif topic.kind == "checkin/response":
+                self._answered(topic.wearer, json.loads(msg.payload))
+            elif topic.kind == "rejected":
+                self._rejected(topic.wearer, decode_rejected(msg.payload))
+            elif topic.kind == "monitor_state":
+                self.monitor_online[topic.instance] = decode_monitor_state(msg.payload)["state"] == "online"
+        except (PayloadError, ValueError) as exc:
+            log.warning("app: ignored a malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
+
+    def _send(self, wearer: str, event: str, data: Any) -> None:
+        for sub in list(self._subs.get(wearer, [])):
+            sub.put(event, data)
+
+    def _view(self, wearer: str) -> WearerView:
+        return self._views.setdefault(wearer, WearerView())
+
+    def _expire(self, v: WearerView) -> bool:
+        c = v.checkin
+        if c is not None and v.event_t is not None and v.event_t >= float(c.get("expires_at") or float("inf")):
+            v.checkin = None
+            return True
+        return False
+
+    def _checkin(self, wearer: str, checkin: dict) -> None:
+        with self._lock:
+            v = self._view(wearer)
+            v.checkin = checkin
+            v.checkins.append(checkin)
+            self._send(wearer, "checkin", checkin)
+        log.info("app: check-in %s for %s", checkin["id"], wearer)
+        for fn in self.on_checkin:
+            fn(wearer, checkin)
+
+    def _indicators(self, wearer: str, body: dict) -> None:
+        with self._lock:
+            v = self._view(wearer)
+            t = float(body["t"])
+            v.indicators = body
+            v.event_t = t if v.event_t is None else max(v.event_t, t)
+            score = body.get("score")
+            if isinstance(score, (int, float)) and body.get("gate") in (None, "stale"):
+                cell = v.score_minutes.setdefault(t - t % 60.0, [0.0, 0])
+                cell[0] += float(score)
+                cell[1] += 1
+                oldest = v.event_t - self.history_s
+                while v.score_minutes and next(iter(v.score_minutes)) < oldest:
+                    del v.score_minutes[next(iter(v.score_minutes))]
+            expired = self._expire(v)
+            self._send(wearer, "indicators", body)
+            if expired:
+                self._send(wearer, "closed", {"reason": "expired"})
+
+    def _answered(self, wearer: str, body: dict) -> None:
+        if not isinstance(body, dict) or not isinstance(body.get("prompt_id"), str):
+            return
+        with self._lock:
+            v = self._view(wearer)
+            v.answered[body["prompt_id"]] = body
+            while len(v.answered) > 200:
+                del v.answered[next(iter(v.answered))]
+            if v.checkin is not None and v.checkin.get("id") == body["prompt_id"]:
+                v.checkin = None
+                self._send(wearer, "closed", {"reason": "answered", "prompt_id": body["prompt_id"]})
+
+    def _rejected(self, wearer: str, body: dict) -> None:
+        kind = str(body.get("topic", "")).rsplit("/", 2)
+        if body.get("reason") in ("answer", "control") or kind[-2:] == ["checkin", "response"]:
+            self._send(wearer, "notice", {"reason": body.get("reason")})

@@ -1,0 +1,716 @@
+"""The web check-in app: an HTTP server (Python's ``http.server``) for the wearer's phone.
+
+Why the standard library: the app has a dozen small JSON endpoints, one Server-Sent Events
+stream per open page and a handful of static files, for the few wearers one anxmon serves.
+``ThreadingHTTPServer`` does that with no dependency to install, audit or keep up to date (a
+thread per open page is cheap at this size); TLS comes from ``ssl`` (``certfile``) or a reverse
+proxy in front.
+
+Security, in short (``docs/app.md`` has the details):
+
+* a wearer signs in with their own account (``accounts.Accounts``); the session is a random
+  256-bit token in an ``HttpOnly``, ``SameSite=Strict`` cookie (``Secure`` behind https); the
+  server keeps only its SHA-256, so a copy of the sessions file signs nobody in;
+* every API path names the wearer (``/api/w/{wearer}/...``) and is refused (403) unless it is
+  the session's own wearer; events are relayed only to that wearer's pages;
+* every POST needs a JSON body, the session's CSRF token in ``X-CSRF-Token`` and, when the
+  browser sends one, an ``Origin`` equal to the app's own;
+* passwords, answers and health data are never logged; failed sign-ins are rate-limited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from monitor.app.accounts import Accounts
+from monitor.app.history import RecordingHistory
+from monitor.app.icons import png_icon
+from monitor.app.relay import Relay, RelayError
+from monitor.app.words import body_status, checkin_view
+from monitor.errors import AnxmonError, ConfigError
+from monitor.wire import ID_PATTERN
+
+log = logging.getLogger("anxmon.app")
+
+STATIC = Path(__file__).resolve().parent / "static"
+COOKIE = "anxmon_session"
+MAX_BODY = 16 * 1024
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+DEFAULT_CRISIS_TEXT = (
+    "anxmon is not a medical device and gives no medical advice. If you are in crisis or thinking "
+    "about harming yourself, call your local emergency number now, or reach a crisis line in your "
+    "country (findahelpline.com lists them)."
+)
+
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/sw.js": ("sw.js", "text/javascript; charset=utf-8"),
+    "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+    "/icon.svg": ("icon.svg", "image/svg+xml"),
+}
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "manifest-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class AppError(AnxmonError):
+    """The app cannot start (a bad option, the port taken)."""
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """How the app runs (``[app]`` of ``configs/app.toml``; ``anxmon app`` options win).
+
+    Attributes
+    ----------
+    host, port : str, int
+        Where the app listens. Default 127.0.0.1:8080 (0 = any free port).
+    public_url : str, optional
+        The address wearers open (links in push notifications point here); default
+        ``http://host:port``. Use https for a phone on a network (and to install the app).
+    instance : str
+        The monitor service's instance id (its state topic; the app's MQTT client id).
+    crisis_text : str
+        Where to find help in a crisis: shown on every screen, also before signing in.
+    history_days : int
+        Days the history view reaches back (the wearer picks 1, 3 or this many). Default 7.
+    session_days : float
+        A sign-in lasts this long. Default 30.
+    certfile, keyfile : str, optional
+        Serve https with this certificate and key.
+    quiet_hours : tuple of two "HH:MM", or None
+        The quiet hours a wearer has before choosing their own (the monitor's policy default).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    instance: str = "main"
+    crisis_text: str = DEFAULT_CRISIS_TEXT
+    history_days: int = 7
+    session_days: float = 30.0
+    certfile: str | None = None
+    keyfile: str | None = None
+    quiet_hours: tuple[str, str] | None = ("22:00", "07:00")
+
+    def __post_init__(self) -> None:
+        if not ID_PATTERN.fullmatch(str(self.instance)):
+            raise ConfigError(f"app: instance {self.instance!r} is not a valid id")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"app: port must be 0-65535, got {self.port!r}")
+        if not isinstance(self.crisis_text, str) or not self.crisis_text.strip():
+            raise ConfigError("app: crisis_text must be a non-empty text (where to find help in a crisis)")
+        if not isinstance(self.history_days, int) or not 1 <= self.history_days <= 90:
+            raise ConfigError(f"app: history_days must be an integer in 1..90, got {self.history_days!r}")
+        if self.public_url is not None and not re.match(r"https?://[^/]+", str(self.public_url)):
+            raise ConfigError(f"app: public_url must start with http:// or https://, got {self.public_url!r}")
+        q = self.quiet_hours
+        if q is not None and (len(q) != 2 or not all(isinstance(s, str) and _HHMM.fullmatch(s) for s in q)):
+            raise ConfigError(f"app: quiet_hours must be two \"HH:MM\" times or none, got {q!r}")
+        if q is not None:
+            object.__setattr__(self, "quiet_hours", (q[0], q[1]))
+
+    @classmethod
+    def from_mapping(cls, values: dict, source: str = "app") -> "AppOptions":
+        known = {"host", "port", "public_url", "instance", "crisis_text", "history_days", "session_days",
+                 "certfile", "keyfile", "quiet_hours"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        values = dict(values)
+        if values.get("quiet_hours") in ([], False):
+            values["quiet_hours"] = None
+        return cls(**values)
+
+
+@dataclass
+class Session:
+    wearer: str
+    csrf: str
+    expires_s: float
+
+
+class JsonStore:
+    """A small JSON file (mode 0600) written atomically: sessions and wearer settings."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.lock = threading.Lock()
+        self.data: dict = {}
+        if path is not None and path.is_file():
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError:
+                log.warning("%s is damaged; starting it afresh", path)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f)
+        os.replace(tmp, self.path)
+
+
+class CheckinApp:
+    """The web check-in app: HTTP server + MQTT relay (+ push notifications, Home Assistant).
+
+    Parameters
+    ----------
+    broker : str
+        ``mqtt://monitor:password@host:port`` (a user that reads every wearer).
+    accounts : Accounts or dict
+        Who may sign in.
+    data_dir : str or Path, optional
+        Where sessions and wearer settings are kept (``app-sessions.json``,
+        ``app-settings.json``, ``push.sqlite``); None keeps them in memory.
+    options : AppOptions, optional
+    recording : str or Path, optional
+        The service's ``recordings.sqlite`` (history, the open check-in after a restart).
+    push : monitor.push.PushConfig, optional
+        Push notifications of check-ins (needs apprise).
+    homeassistant : monitor.homeassistant.HomeAssistantConfig, optional
+        Home Assistant discovery of every account's sensors.
+    clock : callable
+        Wall clock (s).
+
+    Example
+    -------
+    >>> app = CheckinApp(broker.url, {"alice": "pw"}, options=AppOptions(port=0)).start()  # doctest: +SKIP
+    >>> app.url                                                                             # doctest: +SKIP
+    'http://127.0.0.1:40321'
+    """
+
+    def __init__(self, broker: str, accounts: Accounts | dict, data_dir: str | Path | None = None,
+                 options: AppOptions | None = None, recording: str | Path | None = None, push=None,
+                 homeassistant=None, clock: Callable[[], float] = time.time):
+        self.options = options or AppOptions()
+        self.accounts = accounts if isinstance(accounts, Accounts) else Accounts(accounts)
+        self.data_dir = None if data_dir is None else Path(data_dir)
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.data_dir, 0o700)
+        self.clock = clock
+        self.relay = Relay(broker, client_id=f"anxmon-app-{self.options.instance}",
+                           history_s=self.options.history_days * 86400.0)
+        self.history_source = RecordingHistory(recording) if recording is not None else None
+        self._sessions = JsonStore(self._file("app-sessions.json"))
+        self._settings = JsonStore(self._file("app-settings.json"))
+        self._failures: dict[str, list[float]] = {}
+        self._closing = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.push = None
+        if push is not None and push.wearers:
+            from monitor.push import PushNotifier
+
+            self.push = PushNotifier(push, link_for=self.link_for, log_path=self._file("push.sqlite"), clock=clock)
+            self.relay.on_checkin.append(self.push.submit)
+        self.homeassistant = None
+        if homeassistant is not None and homeassistant.enabled:
+            self._setup_homeassistant(homeassistant)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _file(self, name: str) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / name
+
+    def start(self, connect_timeout_s: float = 10.0) -> "CheckinApp":
+        """Listen, connect the relay (waits up to ``connect_timeout_s``) and start the workers."""
+        try:
+            self._httpd = ThreadingHTTPServer((self.options.host, self.options.port), _Handler)
+        except OSError as exc:
+            raise AppError(f"the app cannot listen on {self.options.host}:{self.options.port}: {exc.strerror}") from None
+        self._httpd.daemon_threads = True
+        self._httpd.app = self  # type: ignore[attr-defined]
+        if self.options.certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.options.certfile, self.options.keyfile)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        if self.push is not None:
+            self.push.start()
+        self.relay.start()
+        if not self.relay.wait_connected(connect_timeout_s):
+            log.warning("the app could not reach the broker %s yet; retrying in the background", self.relay.address)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="anxmon-app-http", daemon=True)
+        self._thread.start()
+        log.info("check-in app on %s", self.url)
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1] if self._httpd else self.options.port
+
+    @property
+    def url(self) -> str:
+        """Where the app listens (its own address, not necessarily ``public_url``)."""
+        scheme = "https" if self.options.certfile else "http"
+        host = self.options.host if self.options.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.options.public_url or self.url).rstrip("/")
+
+    def link_for(self, wearer: str, prompt_id: str) -> str:
+        """The app's link of a check-in (in push notifications)."""
+        return f"{self.public_url}/#/checkin/{prompt_id}"
+
+    def stop(self) -> None:
+        self._closing.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        self.relay.stop()
+        if self.push is not None:
+            self.push.stop()
+        if self.history_source is not None:
+            self.history_source.close()
+
+    def __enter__(self) -> "CheckinApp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- Home Assistant ------------------------------------------------------------------------
+    def _setup_homeassistant(self, config) -> None:
+        from monitor.homeassistant import HomeAssistantDiscovery
+
+        ha = HomeAssistantDiscovery(self.relay.publish, self.options.instance, config, self.public_url)
+        self.homeassistant = ha
+        self.relay.extra_subscriptions.append(ha.subscription)
+        found: list[tuple[str, bytes]] = []
+        self.relay.on_other = lambda topic, payload, retain: retain and found.append((topic, payload))
+
+        def on_connect() -> None:
+            # the retained configs arrive right after the SUBSCRIBE: give them a moment, then sync
+            def later() -> None:
+                time.sleep(1.0)
+                removed = ha.sync(self.accounts.wearers, list(found))
+                if removed:
+                    log.info("Home Assistant: removed the sensors of deleted wearer(s) %s", ", ".join(removed))
+            threading.Thread(target=later, name="anxmon-ha-sync", daemon=True).start()
+
+        self.relay.on_connect.append(on_connect)
+
+    # -- sessions --------------------------------------------------------------------------
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def sign_in(self, wearer: str, password: str, client: str) -> tuple[str, Session] | None:
+        """A new session for ``wearer`` when the password is right (None otherwise)."""
+        now = self.clock()
+        with self._sessions.lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < 600.0]
+            self._failures[client] = recent
+            if len(recent) >= 10:
+                raise _HttpError(HTTPStatus.TOO_MANY_REQUESTS, "Too many attempts. Please wait a few minutes.")
+        if not self.accounts.verify(wearer, password):
+            with self._sessions.lock:
+                self._failures.setdefault(client, []).append(now)
+            log.info("app: a sign-in failed")
+            return None
+        token = secrets.token_urlsafe(32)
+        session = Session(wearer, secrets.token_urlsafe(24), now + self.options.session_days * 86400.0)
+        with self._sessions.lock:
+            data = self._sessions.data
+            for key in [k for k, s in data.items() if s["expires_s"] < now]:
+                del data[key]
+            data[self._key(token)] = vars(session)
+            self._sessions.save()
+        log.info("app: %s signed in", wearer)
+        return token, session
+
+    def session(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        with self._sessions.lock:
+            s = self._sessions.data.get(self._key(token))
+        if s is None or s["expires_s"] < self.clock() or s["wearer"] not in self.accounts.wearers:
+            return None
+        return Session(**s)
+
+    def sign_out(self, token: str) -> None:
+        with self._sessions.lock:
+            if self._sessions.data.pop(self._key(token), None) is not None:
+                self._sessions.save()
+
+    # -- wearer data -------------------------------------------------------------------------
+    def settings(self, wearer: str) -> dict:
+        with self._settings.lock:
+            s = dict(self._settings.data.get(wearer) or {})
+        paused = s.get("paused_until")
+        if paused is not None and paused != "resume" and paused <= self.clock():
+            paused = None
+        quiet = s["quiet_hours"] if "quiet_hours" in s else self.options.quiet_hours
+        return {"paused_until": paused, "quiet_hours": quiet, "timezone": s.get("timezone")}
+
+    def _save_setting(self, wearer: str, **values: Any) -> None:
+        with self._settings.lock:
+            self._settings.data.setdefault(wearer, {}).update(values)
+            self._settings.save()
+
+    def open_checkin(self, wearer: str) -> dict | None:
+        view = self.relay.view(wearer)
+        if view.checkin is not None:
+            return view.checkin
+        if self.history_source is not None:  # after a restart of the app: from the recording
+            c = self.history_source.open_checkin(wearer)
+            newest = self.history_source.newest_t(wearer)
+            if c is not None and c["id"] not in view.answered and (newest is None or newest < c.get("expires_at", math.inf)):
+                self.relay.remember_checkin(wearer, c)
+                return c
+        return None
+
+    def state(self, wearer: str) -> dict:
+        view = self.relay.view(wearer)
+        checkin = self.open_checkin(wearer)
+        return {
+            "wearer": wearer,
+            "checkin": None if checkin is None else checkin_view(checkin),
+            "status": body_status(view.indicators),
+            "settings": self.settings(wearer),
+            "connected": self.relay.connected,
+            "monitor_online": self.relay.monitor_online.get(self.options.instance),
+        }
+
+    def answer(self, wearer: str, body: dict) -> dict:
+        prompt_id, rating, labels = body.get("prompt_id"), body.get("rating"), body.get("labels", [])
+        if not isinstance(prompt_id, str):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Which check-in is this answer for?")
+        if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int)):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "The rating must be a whole number.")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Labels must be a list of words.")
+        checkin = self.open_checkin(wearer)
+        if checkin is None or checkin.get("id") != prompt_id:
+            raise _HttpError(HTTPStatus.CONFLICT, "This check-in has already closed. Thank you anyway.")
+        options = checkin.get("options") or {}
+        r = options.get("rating") or {}
+        if rating is not None and not int(r.get("min", 1)) <= rating <= int(r.get("max", 5)):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Please pick one of the offered ratings.")
+        if any(x not in (options.get("labels") or []) for x in labels):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Please pick from the offered words.")
+        if rating is None and not labels:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Pick a rating or a word (or both).")
+        self._relay_call(lambda: self.relay.answer(wearer, prompt_id, rating, labels))
+        log.info("app: %s answered check-in %s", wearer, prompt_id)
+        return {"ok": True, "breathing": any(x in ("anxious", "stressed") for x in labels)}
+
+    def control(self, wearer: str, body: dict) -> dict:
+        action = body.get("action")
+        if action == "pause":
+            duration = body.get("duration_s")
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 60 <= duration <= 7 * 86400:
+                raise _HttpError(HTTPStatus.BAD_REQUEST, "A pause lasts between a minute and a week.")
+            self._relay_call(lambda: self.relay.control(wearer, "pause", float(duration)))
+            self._save_setting(wearer, paused_until=self.clock() + float(duration))
+        elif action == "resume":
+            self._relay_call(lambda: self.relay.control(wearer, "resume"))
+            self._save_setting(wearer, paused_until=None)
+        else:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown request.")
+        log.info("app: %s asked to %s check-ins", wearer, action)
+        return {"ok": True, "settings": self.settings(wearer)}
+
+    def quiet_hours(self, wearer: str, body: dict) -> dict:
+        start, end, tz = body.get("start"), body.get("end"), body.get("timezone")
+        if body.get("off") is True:
+            quiet = None
+        elif isinstance(start, str) and isinstance(end, str) and _HHMM.fullmatch(start) and _HHMM.fullmatch(end) and start != end:
+            quiet = [start, end]
+        else:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Quiet hours need a start and an end time (HH:MM), or off.")
+        if tz is not None and not (isinstance(tz, str) and re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", tz)):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown time zone.")
+        self._relay_call(lambda: self.relay.control(wearer, "quiet_hours", quiet_hours=quiet or [], timezone=tz))
+        self._save_setting(wearer, quiet_hours=quiet, timezone=tz)
+        log.info("app: %s set quiet hours", wearer)
+        return {"ok": True, "settings": self.settings(wearer)}
+
+    def _relay_call(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except RelayError as exc:
+            log.warning("app: %s", exc)
+            raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "The monitor cannot be reached right now. "
+                             "Please try again in a moment.") from None
+
+    def history(self, wearer: str, days: int) -> dict:
+        days = max(1, min(int(days), self.options.history_days))
+        view = self.relay.view(wearer)
+        newest = view.event_t
+        if self.history_source is not None:
+            recorded = self.history_source.newest_t(wearer)
+            newest = recorded if newest is None else max(newest, recorded or newest)
+        to_s = newest if newest is not None else self.clock()
+        from_s = to_s - days * 86400.0
+        found = None if self.history_source is None else self.history_source.history(wearer, from_s, to_s)
+        if found is None:  # no recording: what the relay saw since the app started
+            found = {
+                "scores": [[t, round(s, 3)] for t, s in self.relay.score_history(wearer, from_s)],
+                "threshold": (view.indicators or {}).get("threshold"),
+                "checkins": [{"id": c["id"], "t": c["t"], "expires_at": c.get("expires_at"), "prompt": c,
+                              "closed": "answered" if c["id"] in view.answered else None,
+                              "answer": _answer_of(view.answered.get(c["id"]))}
+                             for c in view.checkins if c["t"] >= from_s],
+                "source": "memory",
+            }
+            found["start"] = found["scores"][0][0] - 30.0 if found["scores"] else from_s
+        else:
+            found["source"] = "recording"
+        for c in found["checkins"]:
+            c["why"] = checkin_view(c.pop("prompt"))["why"]
+        found.update({"from": from_s, "to": to_s, "days": days})
+        return found
+
+
+def _answer_of(body: dict | None) -> dict | None:
+    if body is None:
+        return None
+    return {"t": body.get("t"), "rating": body.get("rating"), "labels": body.get("labels") or []}
+
+
+class _HttpError(Exception):
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_WEARER_PATH = re.compile(r"/api/w/([^/]+)/(state|events|answer|control|quiet-hours|history)")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "anxmon"
+    sys_version = ""
+
+    @property
+    def app(self) -> CheckinApp:
+        return self.server.app  # type: ignore[attr-defined]
+
+    def log_message(self, fmt: str, *args) -> None:  # no query strings, bodies or cookies in logs
+        log.debug("app: %s %s", self.command, urlsplit(self.path).path)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", CSP)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, body: Any, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", {"Cache-Control": "no-store", **(headers or {})})
+
+    def _token(self) -> str | None:
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE and value:
+                return value
+        return None
+
+    def _cookie(self, token: str, max_age: int) -> str:
+        secure = "; Secure" if self.app.public_url.startswith("https://") or self.app.options.certfile else ""
+        return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+
+    def _body(self) -> dict:
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            raise _HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Expected JSON.")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request too large.")
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Expected JSON.") from None
+        if not isinstance(body, dict):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Expected a JSON object.")
+        return body
+
+    def _check_origin(self) -> None:
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return
+        host = self.headers.get("Host", "")
+        allowed = {f"http://{host}", f"https://{host}", self.app.public_url}
+        if origin not in allowed:
+            raise _HttpError(HTTPStatus.FORBIDDEN, "Cross-site request refused.")
+
+    def _session(self, wearer: str | None = None, csrf: bool = False) -> Session:
+        session = self.app.session(self._token())
+        if session is None:
+            raise _HttpError(HTTPStatus.UNAUTHORIZED, "Please sign in.")
+        if wearer is not None and not hmac.compare_digest(session.wearer, wearer):
+            log.warning("app: %s asked for another wearer's data; refused", session.wearer)
+            raise _HttpError(HTTPStatus.FORBIDDEN, "This is not your data.")
+        if csrf and not hmac.compare_digest(self.headers.get("X-CSRF-Token") or "", session.csrf):
+            raise _HttpError(HTTPStatus.FORBIDDEN, "Please reload the page and try again.")
+        return session
+
+    def _client(self) -> str:
+        return self.client_address[0]
+
+    # -- dispatch --------------------------------------------------------------------------------
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        try:
+            if method in ("GET", "HEAD") and path in STATIC_FILES:
+                return self._static(*STATIC_FILES[path])
+            if method in ("GET", "HEAD") and path in ("/icon-192.png", "/icon-512.png"):
+                return self._send(200, png_icon(int(path[6:9])), "image/png", {"Cache-Control": "max-age=86400"})
+            if path == "/api/config" and method == "GET":
+                return self._json(200, {"crisis_text": self.app.options.crisis_text,
+                                        "history_days": self.app.options.history_days})
+            if path == "/api/session" and method == "GET":
+                s = self._session()
+                return self._json(200, {"wearer": s.wearer, "csrf": s.csrf})
+            if path == "/api/login" and method == "POST":
+                return self._login()
+            if path == "/api/logout" and method == "POST":
+                self._check_origin()
+                self._session(csrf=True)
+                self.app.sign_out(self._token() or "")
+                return self._json(200, {"ok": True}, {"Set-Cookie": self._cookie("", 0)})
+            m = _WEARER_PATH.fullmatch(path)
+            if m is None:
+                raise _HttpError(HTTPStatus.NOT_FOUND, "Not found.")
+            wearer, what = m.group(1), m.group(2)
+            if method == "GET":
+                self._session(wearer)
+                if what == "state":
+                    return self._json(200, self.app.state(wearer))
+                if what == "events":
+                    return self._events(wearer)
+                if what == "history":
+                    days = parse_qs(url.query).get("days", ["3"])[0]
+                    if not days.isdigit():
+                        raise _HttpError(HTTPStatus.BAD_REQUEST, "days must be a number.")
+                    return self._json(200, self.app.history(wearer, int(days)))
+            elif method == "POST":
+                self._check_origin()
+                self._session(wearer, csrf=True)
+                body = self._body()
+                if what == "answer":
+                    return self._json(200, self.app.answer(wearer, body))
+                if what == "control":
+                    return self._json(200, self.app.control(wearer, body))
+                if what == "quiet-hours":
+                    return self._json(200, self.app.quiet_hours(wearer, body))
+            raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "Not allowed.")
+        except _HttpError as exc:
+            self._json(exc.status, {"error": exc.message})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _static(self, name: str, content_type: str) -> None:
+        body = (STATIC / name).read_bytes()
+        headers = {"Cache-Control": "no-cache"}
+        if name == "sw.js":
+            headers["Service-Worker-Allowed"] = "/"
+        self._send(200, body, content_type, headers)
+
+    def _login(self) -> None:
+        self._check_origin()
+        body = self._body()
+        wearer, password = body.get("wearer"), body.get("password")
+        if not isinstance(wearer, str) or not isinstance(password, str):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "Please enter your name and password.")
+        done = self.app.sign_in(wearer.strip().lower(), password, self._client())
+        if done is None:
+            raise _HttpError(HTTPStatus.UNAUTHORIZED, "That name and password do not match.")
+        token, session = done
+        max_age = int(self.app.options.session_days * 86400)
+        self._json(200, {"wearer": session.wearer, "csrf": session.csrf}, {"Set-Cookie": self._cookie(token, max_age)})
+
+    def _events(self, wearer: str) -> None:
+        """Server-Sent Events: the wearer's state, then check-ins, status and closings as they come."""
+        app = self.app
+        sub = app.relay.listen(wearer)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Accel-Buffering", "no")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self._event("state", app.state(wearer), retry=True)
+            last_status = None
+            idle_s = 0.0
+            while not app._closing.is_set() and not sub.closed:
+                item = sub.get(1.0)
+                if item is None:
+                    idle_s += 1.0
+                    if idle_s >= 15.0:
+                        self.wfile.write(b": still here\n\n")
+                        self.wfile.flush()
+                        idle_s = 0.0
+                    continue
+                idle_s = 0.0
+                event, data = item
+                if event == "bye":
+                    break
+                if event == "checkin":
+                    self._event("checkin", checkin_view(data))
+                elif event == "indicators":
+                    status = body_status(data)
+                    if status != last_status:
+                        self._event("status", status)
+                        last_status = status
+                elif event in ("closed", "notice"):
+                    self._event(event, data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass  # the page went away
+        finally:
+            app.relay.unlisten(sub)
+
+    def _event(self, name: str, data: Any, retry: bool = False) -> None:
+        text = (f"retry: 3000\n" if retry else "") + f"event: {name}\ndata: {json.dumps(data)}\n\n"
+        self.wfile.write(text.encode())
+        self.wfile.flush()
+

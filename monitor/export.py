@@ -1,0 +1,246 @@
+"""``anxmon export``: the service's recording (``DATA/recordings.sqlite``) to CSV, Parquet, an
+anxmon recording, or an analysis folder for ``anxmon report``.
+
+``--what`` picks a table; each export covers one wearer (``--wearer``) or all, and the event
+times ``--from <= t < --to`` (unix seconds or ISO 8601; an ISO time without a zone is UTC).
+Columns, one row per record, times in unix seconds (``t``), JSON in text columns:
+
+=============  ===========================================================================
+what           columns
+=============  ===========================================================================
+indicators     wearer, t, stress_score, gate, threshold, quality (``eda=ok;hrv=ok``...), one
+               column per indicator (``EDA_Tonic_Mean``, ``HR_Mean``...; empty when the
+               window had too little valid data), contributions, deviations (JSON)
+decisions      wearer, t, sent, reason, score, threshold, prompt_id, explanation (JSON)
+checkins       wearer, prompt_id, t, expires_at, closed (answered/expired/empty), closed_t,
+               message, prompt (JSON: the check-in as sent)
+answers        wearer, prompt_id, t, rating, labels (``;``-separated), learned, threshold
+markers        wearer, t, kind, label, source
+raw            not a table: an anxmon recording (``.jsonl``, ``monitor.readers.anxmon``) of one
+               wearer's batches and markers, which ``analyze``, ``replay`` and ``report`` read
+analysis       not a table: a folder like ``anxmon analyze`` writes (``indicators.csv``,
+               ``checkins.jsonl``, ``answers.jsonl``, ``markers.csv``, ``summary.json``) for
+               one wearer, which ``anxmon report`` reads
+=============  ===========================================================================
+
+Parquet needs pyarrow (``pip install 'anxmon[parquet]'``).
+
+Example
+-------
+>>> parse_time("2022-02-07T10:00:00Z"), parse_time("1644228000")
+(1644228000.0, 1644228000.0)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitor.errors import AnxmonError
+from monitor.recorder import RECORDING_FILE, connect, query, wearers
+
+WHAT = ("indicators", "decisions", "checkins", "answers", "markers", "raw", "analysis")
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+class ExportError(AnxmonError):
+    """What was asked cannot be exported (no such wearer, a format that does not fit...)."""
+
+
+def parse_time(text: str | float) -> float:
+    """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    try:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def open_recording(data_dir: str | Path) -> sqlite3.Connection:
+    """The recording database of a service's data directory (or the file itself)."""
+    path = Path(data_dir)
+    if path.is_dir():
+        path = path / RECORDING_FILE
+    return connect(path, create=False)
+
+
+def _loads(text: str | None) -> dict:
+    return json.loads(text) if text else {}
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def read_table(db: sqlite3.Connection, what: str, wearer: str | None = None, from_s: float | None = None,
+               to_s: float | None = None) -> pd.DataFrame:
+    """One recorded table as a DataFrame with the export's columns (see the module docstring)."""
+    rows = query(db, what, wearer, from_s, to_s)
+    if what == "indicators":
+        out, names = [], set()
+        for r in rows:
+            values = {k: (np.nan if v is None else v) for k, v in _loads(r["indicator_values"]).items()}
+            names.update(values)
+            quality = _loads(r["quality"])
+            out.append({**values, "wearer": r["wearer"], "t": r["t"], "stress_score": r["score"], "gate": r["gate"],
+                        "threshold": r["threshold"],
+                        "quality": ";".join(f"{k}={v}" for k, v in sorted(quality.items())),
+                        "contributions": r["contributions"], "deviations": r["deviations"]})
+        indicator_cols = sorted(names)
+        frame = _frame(out, ["wearer", "t", "stress_score", "gate", "threshold", "quality", *indicator_cols,
+                             "contributions", "deviations"])
+        for col in ["stress_score", "threshold", *indicator_cols]:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        return frame
+    if what == "decisions":
+        cols = ["wearer", "t", "sent", "reason", "score", "threshold", "prompt_id", "explanation"]
+        frame = _frame([{c: r[c] for c in cols} for r in rows], cols)
+        frame["sent"] = frame["sent"].astype(bool)
+        return frame
+    if what == "checkins":
+        cols = ["wearer", "prompt_id", "t", "expires_at", "closed", "closed_t", "message", "prompt"]
+        return _frame([{**{c: r[c] for c in cols if c != "message"}, "message": _loads(r["prompt"]).get("message")}
+                       for r in rows], cols)
+    if what == "answers":
+        cols = ["wearer", "prompt_id", "t", "rating", "labels", "learned", "threshold"]
+        frame = _frame([{**{c: r[c] for c in cols}, "labels": ";".join(json.loads(r["labels"]))} for r in rows], cols)
+        frame["rating"] = frame["rating"].astype("Int64")
+        return frame
+    if what == "markers":
+        cols = ["wearer", "t", "kind", "label", "source"]
+        return _frame([{c: r[c] for c in cols} for r in rows], cols)
+    raise ExportError(f"--what {what!r} is not a table; expected one of indicators, decisions, checkins, answers, markers")
+
+
+def write_frame(frame: pd.DataFrame, out: Path, fmt: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        frame.to_csv(out, index=False)
+        return
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ExportError("Parquet export needs pyarrow: pip install 'anxmon[parquet]' (or pip install pyarrow)") from None
+    frame.to_parquet(out, index=False, engine="pyarrow")
+
+
+def _one_wearer(db: sqlite3.Connection, wearer: str | None, table: str | None) -> str:
+    if wearer is not None:
+        return wearer
+    found = wearers(db, table)
+    if len(found) != 1:
+        raise ExportError(f"this export is of one wearer: pass --wearer ({'one of ' + ', '.join(found) if found else 'the recording has no wearer yet'})")
+    return found[0]
+
+
+def export_raw(db: sqlite3.Connection, out: Path, wearer: str | None = None, from_s: float | None = None,
+               to_s: float | None = None, source: str = "anxmon service recording") -> tuple[int, int]:
+    """One wearer's raw batches and markers as an anxmon recording (``.jsonl``); returns
+    (batches, markers) written. Needs a service that ran with ``--record-raw``."""
+    from monitor.markers import Marker
+    from monitor.readers.anxmon import RecordingWriter
+
+    wearer = _one_wearer(db, wearer, "raw")
+    n_raw = db.execute("SELECT COUNT(*) FROM raw WHERE wearer = ?", (wearer,)).fetchone()[0]
+    if not n_raw:
+        raise ExportError(f"no raw batches of wearer {wearer!r} in the recording (the service records them "
+                          "with --record-raw)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_batches = n_markers = 0
+    with RecordingWriter(out, wearer=wearer, source=source, created_s=time.time()) as w:
+        for r in query(db, "markers", wearer, from_s, to_s):
+            w.write_marker(Marker(r["t"], r["kind"], r["label"]))
+            n_markers += 1
+        for r in query(db, "raw", wearer, from_s, to_s, order="t_end, signal, t_start, seq"):
+            w.write_payload(r["device"], r["signal"], r["payload"])
+            n_batches += 1
+    return n_batches, n_markers
+
+
+def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = None, from_s: float | None = None,
+                    to_s: float | None = None, source: str = "anxmon service recording") -> int:
+    """One wearer's recording as an analyze output folder that ``anxmon report`` reads; returns ticks."""
+    from monitor.markers import Marker, write_markers
+
+    wearer = _one_wearer(db, wearer, "indicators")
+    ticks = read_table(db, "indicators", wearer, from_s, to_s)
+    if ticks.empty:
+        raise ExportError(f"no indicators of wearer {wearer!r} in that time range")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
+    columns = [c for c in ticks.columns if c not in fixed]
+    layout = ticks[["t", "stress_score", "quality", "gate", *columns]]  # as anxmon analyze writes it
+    layout.to_csv(out_dir / "indicators.csv", index=False)
+    with open(out_dir / "checkins.jsonl", "w") as f:
+        for r in query(db, "decisions", wearer, from_s, to_s):
+            f.write(json.dumps({"t": r["t"], "sent": bool(r["sent"]), "reason": r["reason"], "score": r["score"],
+                                "threshold": r["threshold"], "explanation": _loads(r["explanation"]),
+                                "prompt_id": r["prompt_id"]}, sort_keys=True) + "\n")
+    with open(out_dir / "answers.jsonl", "w") as f:
+        for r in query(db, "answers", wearer, from_s, to_s):
+            f.write(json.dumps({"t": r["t"], "prompt_id": r["prompt_id"], "rating": r["rating"],
+                                "labels": json.loads(r["labels"])}, sort_keys=True) + "\n")
+    write_markers(out_dir / "markers.csv",
+                  [Marker(r["t"], r["kind"], r["label"]) for r in query(db, "markers", wearer, from_s, to_s)])
+    signals = sorted(s for (s,) in db.execute("SELECT DISTINCT signal FROM raw WHERE wearer = ?", (wearer,)))
+    threshold = ticks["threshold"].dropna()
+    summary = {"source": source, "format": "anxmon service", "wearer": wearer, "start_s": float(ticks["t"].iloc[0]),
+               "duration_s": float(ticks["t"].iloc[-1] - ticks["t"].iloc[0]), "signals": signals,
+               "ticks": int(len(ticks)), "threshold_final": float(threshold.iloc[-1]) if len(threshold) else None,
+               "note": "Descriptive signals of one person; anxmon is not a medical device."}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return int(len(ticks))
+
+
+def export(data_dir: str | Path, what: str, out: str | Path, fmt: str | None = None, wearer: str | None = None,
+           from_s: float | None = None, to_s: float | None = None) -> str:
+    """``anxmon export``; returns a one-line account of what was written."""
+    if what not in WHAT:
+        raise ExportError(f"--what {what!r}: expected one of {', '.join(WHAT)}")
+    out = Path(out)
+    if what == "raw" and fmt not in (None, "jsonl"):
+        raise ExportError("a raw export is an anxmon recording (.jsonl), which analyze, replay and report read; "
+                          "drop --format or use --format jsonl")
+    if what == "analysis" and fmt not in (None, "csv"):
+        raise ExportError("an analysis export is a folder of CSV and JSON lines; drop --format")
+    if what not in ("raw", "analysis") and fmt == "jsonl":
+        raise ExportError(f"--what {what} exports a table: --format csv or parquet")
+    db = open_recording(data_dir)
+    source = f"anxmon service recording {Path(data_dir)}"
+    try:
+        if what == "raw":
+            n_batches, n_markers = export_raw(db, out, wearer, from_s, to_s, source)
+            return f"wrote {out}: {n_batches} batches and {n_markers} markers (an anxmon recording)"
+        if what == "analysis":
+            n = export_analysis(db, out, wearer, from_s, to_s, source)
+            return f"wrote {out}/: {n} ticks with decisions, answers and markers (read it with anxmon report)"
+        frame = read_table(db, what, wearer, from_s, to_s)
+        write_frame(frame, out, fmt or "csv")
+        return f"wrote {out}: {len(frame)} {what} row(s)"
+    finally:
+        db.close()
+
+
+def run_export(args) -> int:
+    """``anxmon export``."""
+    from_s = parse_time(args.from_t) if args.from_t is not None else None
+    to_s = parse_time(args.to_t) if args.to_t is not None else None
+    print(export(args.data_dir, args.what, args.out, args.format, args.wearer, from_s, to_s))
+    return 0

@@ -1,0 +1,372 @@
+"""Push notifications of check-ins through apprise (the optional extra ``anxmon[push]``).
+
+A check-in on an MQTT topic does not reach a locked phone; a push notification does. apprise
+is one library for ntfy, Telegram, Signal, Pushover, e-mail, Matrix and many more: each wearer
+gets one or more apprise URLs in ``configs/app.toml`` (``[push.wearers]``), and every check-in
+sent to the wearer becomes a notification with its message and a link back to the web app.
+
+Delivery never blocks anything else: ``PushNotifier.submit`` only puts the check-in on a
+schedule; worker threads send it. A failed attempt is retried with exponential backoff
+(``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made or the
+check-in expired; every delivery, its attempts, its outcome and the last error are recorded in
+SQLite (``deliveries``). URLs carry secrets (tokens, passwords): only apprise's privacy form of
+a URL (secrets masked) is ever logged or recorded.
+
+Example
+-------
+>>> cfg = PushConfig.from_mapping({"wearers": {"alice": ["json://127.0.0.1:9/hook"]}})
+>>> cfg.urls_for("alice"), cfg.urls_for("bob")
+(('json://127.0.0.1:9/hook',), ())
+>>> n = PushNotifier(cfg, link_for=lambda w, p: f"http://app/#/checkin/{p}")   # doctest: +SKIP
+>>> n.start(); n.submit("alice", checkin_dict); ...; n.stop()                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from monitor.errors import ConfigError
+from monitor.wire import ID_PATTERN
+
+log = logging.getLogger("anxmon.push")
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Where and how check-ins are pushed (section ``[push]`` of ``configs/app.toml``).
+
+    Attributes
+    ----------
+    wearers : dict of str to tuple of str
+        Wearer id -> apprise URLs (``ntfy://...``, ``tgram://...``, ``json://...``). A wearer
+        without URLs gets no notifications.
+    attempts : int
+        Tries per notification and URL, the first one included. Default 5.
+    backoff_s : float
+        Wait before the first retry (s); it doubles after each failure. Default 5.
+    max_backoff_s : float
+        Longest wait between two tries (s). Default 300.
+    workers : int
+        Threads that send (a slow service then delays only its own deliveries). Default 2.
+    title : str
+        Title of every notification.
+    include_message : bool
+        True: the body is the check-in's message; False: a neutral "You have a new check-in"
+        (for services you do not trust with how you feel). The link is always included.
+
+    Example
+    -------
+    >>> PushConfig.from_mapping({"attempts": 3, "wearers": {"bob": "ntfy://host/topic"}}).urls_for("bob")
+    ('ntfy://host/topic',)
+    """
+
+    wearers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    attempts: int = 5
+    backoff_s: float = 5.0
+    max_backoff_s: float = 300.0
+    workers: int = 2
+    title: str = "anxmon check-in"
+    include_message: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError(f"push: 'attempts' must be an integer >= 1, got {self.attempts!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 16:
+            raise ConfigError(f"push: 'workers' must be an integer in 1..16, got {self.workers!r}")
+        for key in ("backoff_s", "max_backoff_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"push: {key!r} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise ConfigError("push: 'title' must be a non-empty string")
+        clean: dict[str, tuple[str, ...]] = {}
+        for wearer, urls in dict(self.wearers).items():
+            if not ID_PATTERN.fullmatch(str(wearer)):
+                raise ConfigError(f"push.wearers: {wearer!r} is not a wearer id (1-64 characters of a-z, 0-9, _ or -)")
+            urls = (urls,) if isinstance(urls, str) else tuple(urls)
+            if not all(isinstance(u, str) and "://" in u for u in urls):
+                raise ConfigError(f"push.wearers.{wearer}: expected apprise URLs such as \"ntfy://host/topic\"")
+            clean[str(wearer)] = urls
+        object.__setattr__(self, "wearers", clean)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "push") -> "PushConfig":
+        """Build from the ``[push]`` TOML table; an unknown key is a ``ConfigError``."""
+        known = {"wearers", "attempts", "backoff_s", "max_backoff_s", "workers", "title", "include_message"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        try:
+            return cls(**dict(values))
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def urls_for(self, wearer: str) -> tuple[str, ...]:
+        return self.wearers.get(wearer, ())
+
+
+def _apprise():
+    try:
+        import apprise
+    except ImportError:
+        raise ConfigError("push notifications need apprise: pip install 'anxmon[push]'") from None
+    return apprise
+
+
+def private_url(url: str) -> str:
+    """The URL with its secrets masked (apprise's privacy form), for logs and the record.
+
+    >>> private_url("json://user:hunter2@127.0.0.1:8000/hook")          # doctest: +SKIP
+    'json://user:****@127.0.0.1:8000/hook'
+    """
+    apprise = _apprise()
+    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if plugin is None:
+        scheme = url.split("://", 1)[0]
+        return f"{scheme}://(an URL apprise does not read)"
+    return plugin.url(privacy=True).split("?", 1)[0]  # options after ? are apprise's defaults
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    wearer: str = field(compare=False)
+    prompt_id: str = field(compare=False)
+    url: str = field(compare=False, repr=False)  # secret: never logged
+    target: str = field(compare=False)  # the privacy form of url
+    title: str = field(compare=False)
+    body: str = field(compare=False)
+    give_up_at: float = field(compare=False)
+    row: int = field(compare=False, default=0)
+    attempts: int = field(compare=False, default=0)
+
+
+@dataclass
+class PushStats:
+    submitted: int = 0  # deliveries scheduled (one per check-in and URL)
+    sent: int = 0
+    failed: int = 0  # gave up
+    retries: int = 0  # failed attempts that were tried again
+
+
+class DeliveryLog:
+    """The record of every delivery (SQLite, one row per check-in and URL; thread-safe)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = ":memory:" if path is None else str(path)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL" if path is not None else "PRAGMA journal_mode=MEMORY")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY, wearer TEXT NOT NULL, "
+            "prompt_id TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, "
+            "created_s REAL NOT NULL, updated_s REAL NOT NULL, error TEXT)"
+        )
+
+    def add(self, job: _Job, now: float) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO deliveries (wearer, prompt_id, target, status, attempts, created_s, updated_s) "
+                "VALUES (?, ?, ?, ?, 0, ?, ?)", (job.wearer, job.prompt_id, job.target, PENDING, now, now))
+            return int(cur.lastrowid)
+
+    def update(self, row: int, status: str, attempts: int, now: float, error: str | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE deliveries SET status = ?, attempts = ?, updated_s = ?, error = ? WHERE id = ?",
+                             (status, attempts, now, error, row))
+
+    def rows(self, wearer: str | None = None) -> list[dict]:
+        """Deliveries, oldest first (of one wearer when given)."""
+        sql = "SELECT id, wearer, prompt_id, target, status, attempts, created_s, updated_s, error FROM deliveries"
+        args: tuple = ()
+        if wearer is not None:
+            sql, args = sql + " WHERE wearer = ?", (wearer,)
+        keys = ("id", "wearer", "prompt_id", "target", "status", "attempts", "created_s", "updated_s", "error")
+        with self._lock:
+            return [dict(zip(keys, r)) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PushNotifier:
+    """Sends each wearer's check-ins to their apprise URLs, in worker threads, with retries.
+
+    Parameters
+    ----------
+    config : PushConfig
+    link_for : callable
+        ``link_for(wearer, prompt_id)`` -> the web app's URL of that check-in.
+    log_path : str or Path, optional
+        SQLite file of the delivery record (None: in memory).
+    send : callable, optional
+        ``send(url, title, body) -> (ok, error)``; default: apprise. Tests inject failures here.
+    clock : callable
+        Wall clock (s); the retry schedule runs on it.
+    """
+
+    def __init__(self, config: PushConfig, link_for: Callable[[str, str], str], log_path: str | Path | None = None,
+                 send: Callable[[str, str, str], tuple[bool, str | None]] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.link_for = link_for
+        self.clock = clock
+        self.stats = PushStats()
+        self.record = DeliveryLog(log_path)
+        if send is None:
+            _apprise()  # fail at start, not at the first check-in, when apprise is missing
+            send = self._send_apprise
+        self._send = send
+        self._heap: list[_Job] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._busy = 0
+        self._threads: list[threading.Thread] = []
+        self._targets: dict[str, str] = {}
+
+    # -- public ---------------------------------------------------------------------------
+    def start(self) -> "PushNotifier":
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._work, name=f"anxmon-push-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def submit(self, wearer: str, checkin: Mapping[str, Any]) -> int:
+        """Schedule the notification of a check-in (a ``Prompt.to_dict()``); never blocks.
+
+        Returns the number of deliveries scheduled (one per URL of the wearer; 0 without URLs).
+        """
+        urls = self.config.urls_for(wearer)
+        if not urls:
+            return 0
+        prompt_id = str(checkin.get("id"))
+        link = self.link_for(wearer, prompt_id)
+        if self.config.include_message and isinstance(checkin.get("message"), str):
+            body = f"{checkin['message']}\nAnswer in one tap: {link}"
+        else:
+            body = f"You have a new check-in.\nAnswer in one tap: {link}"
+        # retry no longer than the check-in is open (its expiry, in its own event time)
+        open_s = 900.0
+        try:
+            open_s = max(0.0, float(checkin["expires_at"]) - float(checkin["t"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        now = self.clock()
+        jobs = []
+        for url in urls:
+            job = _Job(now, next(self._seq), wearer, prompt_id, url, self._target(url), self.config.title, body,
+                       give_up_at=now + open_s)
+            job.row = self.record.add(job, now)
+            jobs.append(job)
+        with self._cond:
+            for job in jobs:
+                heapq.heappush(self._heap, job)
+            self.stats.submitted += len(jobs)
+            self._cond.notify_all()
+        return len(jobs)
+
+    def deliveries(self, wearer: str | None = None) -> list[dict]:
+        """The delivery record (see ``DeliveryLog.rows``)."""
+        return self.record.rows(wearer)
+
+    def idle(self) -> bool:
+        """Nothing scheduled and nothing being sent."""
+        with self._cond:
+            return not self._heap and self._busy == 0
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the workers; deliveries still scheduled stay ``pending`` in the record."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        self.record.close()
+
+    # -- workers --------------------------------------------------------------------------
+    def _target(self, url: str) -> str:
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                target = private_url(url)
+            except ConfigError:  # apprise missing (a test's own sender): the scheme only
+                target = url.split("://", 1)[0] + "://..."
+            self._targets[url] = target
+        return target
+
+    def _next_job(self) -> _Job | None:
+        with self._cond:
+            while not self._stopping:
+                if self._heap:
+                    wait = self._heap[0].due - self.clock()
+                    if wait <= 0:
+                        self._busy += 1
+                        return heapq.heappop(self._heap)
+                    self._cond.wait(min(wait, 1.0))
+                else:
+                    self._cond.wait(1.0)
+            return None
+
+    def _work(self) -> None:
+        while (job := self._next_job()) is not None:
+            try:
+                self._attempt(job)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _attempt(self, job: _Job) -> None:
+        job.attempts += 1
+        try:
+            ok, error = self._send(job.url, job.title, job.body)
+        except Exception as exc:  # a plugin's bug must not kill the worker: record it as a failed try
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+        now = self.clock()
+        if ok:
+            self.record.update(job.row, SENT, job.attempts, now, None)
+            self.stats.sent += 1
+            log.info("check-in %s pushed to %s (%s) after %d attempt(s)", job.prompt_id, job.wearer, job.target, job.attempts)
+            return
+        error = error or "not delivered"
+        wait = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (job.attempts - 1))
+        if job.attempts >= self.config.attempts or now + wait > job.give_up_at:
+            self.record.update(job.row, FAILED, job.attempts, now, error)
+            self.stats.failed += 1
+            log.warning("check-in %s of %s could not be pushed to %s after %d attempt(s): %s",
+                        job.prompt_id, job.wearer, job.target, job.attempts, error)
+            return
+        self.record.update(job.row, PENDING, job.attempts, now, error)
+        self.stats.retries += 1
+        log.info("push of check-in %s to %s failed (%s); retrying in %.0f s", job.prompt_id, job.target, error, wait)
+        job.due = now + wait
+        with self._cond:
+            heapq.heappush(self._heap, job)
+            self._cond.notify_all()
+
+    def _send_apprise(self, url: str, title: str, body: str) -> tuple[bool, str | None]:
+        apprise = _apprise()
+        sender = apprise.Apprise(asset=apprise.AppriseAsset(app_id="anxmon", app_desc="anxmon check-ins"))
+        if not sender.add(url):
+            return False, "apprise does not read this URL"
+        ok = sender.notify(body=body, title=title)
+        return bool(ok), None if ok else "the notification service refused it or could not be reached"

@@ -1,0 +1,260 @@
+"""``anxmon replay``: publish a recording to a broker as a live device would.
+
+Any recording ``read_recording`` reads (E4, EmotiBit, Polar H10, Garmin, anxmon's own ``.jsonl``,
+e.g. a raw export of the service's recording) is cut into 1 s sample batches
+(``Recording.batches``: the order a live device sends them, a ``seq`` counting up per stream)
+and published on ``anxmon/v1/{wearer}/{device}/{signal}`` at QoS 1, with the retained
+availability ``online`` while it plays, ``offline`` at the end and as the last will. The
+recording's markers (e.g. E4 tags) are published on ``anxmon/v1/{wearer}/{device}/marker`` at
+their times.
+
+Pacing follows the samples' own timestamps: a batch goes out when its span has ended, at
+``speed`` times real time. ``speed=math.inf`` (``--speed max``) publishes as fast as the broker
+acknowledges, with at most ``window`` messages unacknowledged. ``rebase_time`` shifts every
+timestamp so that the recording starts now (a live demo); without it the original times are
+kept, which the service accepts at any speed (see "Staleness" in ``docs/service.md``).
+
+Example
+-------
+>>> from monitor.recordings import read_recording
+>>> rec = read_recording("../shared/data/stress-predict/S02")                 # doctest: +SKIP
+>>> replay(rec, "mqtt://monitor:secret@127.0.0.1:1883", "s02", speed=math.inf)  # doctest: +SKIP
+ReplayStats(batches=18137, markers=7, ...)
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from monitor.errors import AnxmonError
+from monitor.markers import Marker
+from monitor.recordings import Recording
+from monitor.wire import (
+    SampleBatch,
+    availability_topic,
+    check_id,
+    data_topic,
+    encode_batch,
+    encode_marker,
+    marker_topic,
+)
+
+DEFAULT_DEVICE = "replay"
+CREDENTIALS_FILE = "broker-credentials.json"  # written by ``anxmon run``'s embedded broker
+
+
+class ReplayError(AnxmonError):
+    """The broker cannot be reached, refused us, or stopped acknowledging."""
+
+
+@dataclass
+class ReplayStats:
+    batches: int = 0  # sample batches published and acknowledged
+    markers: int = 0  # markers published and acknowledged
+    shift_s: float = 0.0  # added to every timestamp (``rebase_time``)
+    elapsed_s: float = 0.0  # wall clock
+
+
+def wearer_id_for(recording: Recording) -> str:
+    """The recording's wearer, else its source's name made into a valid id (``S02`` -> ``s02``)."""
+    if recording.wearer:
+        return check_id("wearer", recording.wearer)
+    name = re.sub(r"[^a-z0-9_-]+", "-", Path(str(recording.source)).stem.lower()).strip("-")[:64]
+    return name or "replay"
+
+
+def broker_url(url: str | None, data_dir: str | Path = "anxmon-data") -> str:
+    """``url``, or the one ``anxmon run`` wrote for its embedded broker in ``data_dir``."""
+    if url:
+        return url
+    creds = Path(data_dir) / CREDENTIALS_FILE
+    if not creds.is_file():
+        raise ReplayError(f"no --broker given and no {creds}: pass --broker mqtt://user:password@host:port, "
+                          "or --data-dir of a running `anxmon run` with its embedded broker")
+    try:
+        return str(json.loads(creds.read_text())["url"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReplayError(f"{creds} is not a credentials file anxmon wrote ({exc})") from None
+
+
+def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
+            timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected paho client (network loop running), clean session, QoS 1 window ``window``."""
+    from firmware_bridge.publisher import parse_broker_url
+
+    address = parse_broker_url(url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+                         protocol=mqtt.MQTTv311)
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        client.tls_set()
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    client.max_inflight_messages_set(window)
+    connected, refused = threading.Event(), []
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        connected.set()
+
+    client.on_connect = on_connect
+    client.reconnect_delay_set(1, 8)
+    try:
+        client.connect(address.host, address.port, keepalive=30)
+    except OSError as exc:
+        raise ReplayError(f"cannot reach broker {address}: {exc}") from None
+    client.loop_start()
+    if not connected.wait(timeout_s) or refused:
+        client.loop_stop()
+        client.disconnect()
+        why = refused[0] if refused else f"no answer within {timeout_s:g} s"
+        raise ReplayError(f"broker {address} did not accept the connection: {why}")
+    return client
+
+
+def _wait(info: mqtt.MQTTMessageInfo, timeout_s: float, what: str) -> None:
+    try:
+        info.wait_for_publish(timeout_s)
+    except (RuntimeError, ValueError) as exc:
+        raise ReplayError(f"could not publish {what}: {exc}") from None
+    if not info.is_published():
+        raise ReplayError(f"the broker did not acknowledge {what} within {timeout_s:g} s")
+
+
+def _shifted(batch: SampleBatch, shift_s: float) -> SampleBatch:
+    if not shift_s:
+        return batch
+    if batch.regular:
+        return SampleBatch(batch.signal, batch.seq, batch.values, t0=batch.t0 + shift_s, fs=batch.fs)
+    return SampleBatch(batch.signal, batch.seq, batch.values, t=batch.t + shift_s)
+
+
+def _due(batch: SampleBatch) -> float:
+    """When a live device would send the batch: when its span has ended."""
+    return batch.t0 + len(batch) / batch.fs if batch.regular else batch.end_s
+
+
+def schedule(recording: Recording, batch_s: float = 1.0) -> list[tuple[float, SampleBatch | Marker]]:
+    """``(due time, batch or marker)`` in publishing order: the batches in ``Recording.batches``
+    order, each marker before the first batch due after it (due times never decrease)."""
+    out: list[tuple[float, SampleBatch | Marker]] = []
+    markers = collections.deque(sorted(recording.markers))
+    last = -math.inf
+    for batch in recording.batches(batch_s):
+        due = max(last, _due(batch))
+        while markers and markers[0].t_s <= due:
+            m = markers.popleft()
+            out.append((max(last, m.t_s), m))
+            last = max(last, m.t_s)
+        out.append((due, batch))
+        last = due
+    out.extend((max(last, m.t_s), m) for m in markers)
+    return out
+
+
+def replay(recording: Recording, broker: str, wearer: str | None = None, device: str = DEFAULT_DEVICE,
+           speed: float = 1.0, rebase_time: bool = False, window: int = 100, progress: bool | None = None,
+           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+           ack_timeout_s: float = 30.0) -> ReplayStats:
+    """Publish ``recording`` to ``broker`` as wearer ``wearer``'s device ``device`` (see the module
+    docstring). ``speed`` is a multiple of real time (``math.inf``: as fast as acknowledged);
+    ``progress=None`` shows a progress bar on stderr only when it is a terminal."""
+    from tqdm import tqdm
+
+    if not speed > 0:
+        raise ReplayError(f"speed must be > 0 (or max), got {speed!r}")
+    wearer = check_id("wearer", wearer or wearer_id_for(recording))
+    check_id("device", device)
+    events = schedule(recording)
+    if not events:
+        raise ReplayError(f"{recording.source}: nothing to replay")
+    stats = ReplayStats(shift_s=(clock() - recording.start_s) if rebase_time else 0.0)
+    avail = availability_topic(wearer, device)
+    markers_to = marker_topic(wearer, device)
+    client = connect(broker, f"anxmon-replay-{wearer}-{device}", will=(avail, b"offline"), window=window)
+    started = time.monotonic()
+    try:
+        _wait(client.publish(avail, b"online", qos=1, retain=True), ack_timeout_s, "the availability")
+        inflight: collections.deque = collections.deque()
+        first_due = events[0][0]
+        wall0 = time.monotonic()
+        disable = (not sys.stderr.isatty()) if progress is None else not progress
+        with tqdm(total=len(events), unit="msg", file=sys.stderr, disable=disable,
+                  desc=f"replay {Path(str(recording.source)).name} as {wearer}") as bar:
+            for due, item in events:
+                if math.isfinite(speed):
+                    wait_s = wall0 + (due - first_due) / speed - time.monotonic()
+                    if wait_s > 0:
+                        sleep(wait_s)
+                if isinstance(item, Marker):
+                    payload = encode_marker(item.t_s + stats.shift_s, item.label, item.kind)
+                    inflight.append(("marker", client.publish(markers_to, payload, qos=1)))
+                else:
+                    batch = _shifted(item, stats.shift_s)
+                    inflight.append(("batch", client.publish(data_topic(wearer, device, batch.signal),
+                                                             encode_batch(batch), qos=1)))
+                while len(inflight) >= window:
+                    stats_add(stats, inflight.popleft(), ack_timeout_s)
+                bar.update(1)
+            while inflight:
+                stats_add(stats, inflight.popleft(), ack_timeout_s)
+        _wait(client.publish(avail, b"offline", qos=1, retain=True), ack_timeout_s, "the availability")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    stats.elapsed_s = time.monotonic() - started
+    return stats
+
+
+def stats_add(stats: ReplayStats, entry: tuple[str, mqtt.MQTTMessageInfo], timeout_s: float) -> None:
+    kind, info = entry
+    _wait(info, timeout_s, f"a {kind}")
+    if kind == "marker":
+        stats.markers += 1
+    else:
+        stats.batches += 1
+
+
+def parse_speed(text: str) -> float:
+    """``--speed``: a positive multiple of real time, or ``max``."""
+    if text.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', got {text!r}")
+    return value
+
+
+def run_replay(args) -> int:
+    """``anxmon replay``."""
+    from monitor.markers import merge_markers, read_markers
+    from monitor.recordings import read_recording
+
+    recording = read_recording(args.path)
+    if getattr(args, "markers", None):
+        recording.markers = merge_markers(recording.markers, read_markers(args.markers))
+    url = broker_url(args.broker, args.data_dir)
+    wearer = args.wearer or wearer_id_for(recording)
+    stats = replay(recording, url, wearer, args.device, args.speed, args.rebase_time)
+    shift = f", times shifted by {stats.shift_s:+.0f} s" if args.rebase_time else ""
+    print(f"replayed {stats.batches} batches and {stats.markers} markers of {recording.source} as "
+          f"{wearer}/{args.device} in {stats.elapsed_s:.1f} s{shift}")
+    return 0
