@@ -265,23 +265,8 @@ def decode_batch(payload: bytes | str, signal: str) -> SampleBatch:
 
     Checks everything that does not need the stream's history (``StreamTracker`` does the rest).
     """
-    spec = SIGNALS.get(signal)
-    if spec is None:
-        check_signal(signal)
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        try:
-            payload = bytes(payload).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PayloadError(f"payload is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    try:
-        body = json.loads(payload, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise PayloadError(f"payload must be a JSON object, got {type(body).__name__}")
-    version = body.get("v")
-    if version != VERSION or type(version) is not int:
-        raise PayloadError(f"unknown version {version!r}: this monitor reads v={VERSION}")
+    spec = SIGNALS[check_signal(signal)]
+    body = _load_object(payload, "payload")
     expected = _FIELDS_REGULAR if spec.regular else _FIELDS_IRREGULAR
     extra = set(body) - expected
     if extra:
@@ -481,7 +466,7 @@ def _load_object(payload: bytes | str, what: str) -> dict:
         raise PayloadError(f"{what} must be a JSON object, got {type(body).__name__}")
     version = body.get("v")
     if version != VERSION or type(version) is not int:
-        raise PayloadError(f"{what}: unknown version {version!r}: this monitor reads v={VERSION}")
+        raise PayloadError(f"{what} has unknown version {version!r}: this monitor reads v={VERSION}")
     return body
 
 
