@@ -124,9 +124,11 @@ def bench_analyze() -> dict:
 
 
 def run_bench(what: str, as_json: bool = False, out=sys.stdout, max_wearers: int | None = None,
-              seconds: float | None = None) -> int:
-    if what == "live":
-        result = bench_live(max_wearers or LIVE_RAMP[-1], int(seconds or 25))
+              seconds: float | None = None, profile: bool = False) -> int:
+    if what == "live" and profile:
+        result = profile_live(max_wearers or 200, int(seconds or 20))
+    elif what == "live":
+        result = bench_live(max_wearers or 3200, int(seconds or 20))
         if not as_json:
             _print_live(result, out)
             return 0
@@ -143,7 +145,7 @@ def run_bench(what: str, as_json: bool = False, out=sys.stdout, max_wearers: int
 # --------------------------------------------------------------------------------------------
 # `anxmon bench live`: simulated wristbands through a real broker and the service, in real time
 
-LIVE_RAMP = (50, 100, 200, 400, 800, 1600, 3200)
+LIVE_RAMP = (50, 100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200)  # about x1.5 a step
 LIVE_P99_LIMIT_S = 0.250  # the issue's goal: p99 batch-to-indicator latency
 LIVE_MAX_LATE_FRACTION = 0.01  # a step falls behind when more indicators than this are late (> 2 s) or missing
 LIVE_GEN_LAG_LIMIT_S = 0.100  # the generator kept up when its p99 publishing delay stays below this
@@ -285,7 +287,7 @@ class _LiveRun:
     def _publish(self, i: int, k_abs: int) -> None:
         k = k_abs - self.start_k[i]
         p = i % LIVE_PROFILES
-        base = self.t0 + self.start_k[i]
+        base = float(self.t0 + int(self.start_k[i]))
         client = self.links[i // WEARERS_PER_CONNECTION].client
         topics = self.topics[i]
         for signal, seq, t0_off, tail in self.data.seconds[p][k]:
@@ -419,8 +421,8 @@ class _LiveRun:
         lag = self.lag[:n, k_from:k_to]
         lag = lag[np.isfinite(lag)]
         over = np.concatenate([lat, np.full(late, np.inf)]) if expected else np.array([np.inf])
-        p99 = float(np.percentile(over, 99)) if expected else math.inf
-        gen_lag_p99 = float(np.percentile(lag, 99)) if lag.size else math.inf
+        p99 = float(np.percentile(over, 99, method="higher"))  # late ones count as infinitely late
+        gen_lag_p99 = float(np.percentile(lag, 99, method="higher")) if lag.size else math.inf
         late_fraction = late / expected if expected else 1.0
         ok = p99 <= LIVE_P99_LIMIT_S and late_fraction <= LIVE_MAX_LATE_FRACTION and gen_lag_p99 <= LIVE_GEN_LAG_LIMIT_S
         why = None
@@ -458,7 +460,9 @@ def _ms(x: float) -> float | None:
 def _live_line(r: dict) -> str:
     lat = r["latency_ms"]
     cpu = r["cpu_cores"]
-    return (f"  {r['wearers']:5d} wearers: p50 {lat['p50']} ms, p99 {lat['p99']} ms over {r['indicators']} "
+    p99 = f"> {LIVE_LATE_S * 1000:.0f}" if lat["p99"] is None else f"{lat['p99']:.0f}"
+    p50 = "-" if lat["p50"] is None else f"{lat['p50']:.0f}"
+    return (f"  {r['wearers']:5d} wearers: p50 {p50} ms, p99 {p99} ms over {r['indicators']} "
             f"indicators ({r['late_or_missing']} late); CPU service {cpu['service']:.2f}, broker "
             f"{cpu['broker']:.2f}, generator {cpu['generator']:.2f} core(s)"
             + ("" if r["ok"] else f"  -> {r['why_not']}"))
@@ -517,52 +521,41 @@ def _machine_busy(seconds: float = 1.0) -> float:
     return round(1.0 - (idle1 - idle0) / max(1, total1 - total0), 3)
 
 
-def bench_live(max_wearers: int = LIVE_RAMP[-1], seconds: int = 25, out=sys.stderr) -> dict:
-    """Ramp simulated wristband wearers through nats-server and ``anxmon run`` (see docs/performance.md)."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
+def _total_seconds(n_steps: int, seconds: int) -> int:
+    """Seconds of data a ramp of ``n_steps`` steps needs (with margins)."""
+    per_step = [LIVE_SETTLE_S[0 if j == 0 else 1] + seconds + int(LIVE_LATE_S) + 10 for j in range(n_steps)]
+    return LIVE_BACKFILL_S + sum(per_step) + 20
 
-    from monitor.broker import start_broker
+
+def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr) -> dict:
+    """Ramp simulated wristband wearers through nats-server and ``anxmon run`` (see docs/performance.md).
+
+    Steps of ``LIVE_RAMP`` up to ``max_wearers``; each is measured for ``seconds`` and the ramp
+    stops at the first step that does not hold (p99 > 250 ms, late indicators, or a generator
+    that could not keep up). The service is a separate process (``python -m monitor.cli run``
+    with ``--indicator-interval-s 0``), the broker another; this process generates the load and
+    subscribes to the indicators.
+    """
+    import subprocess
 
     step_s = int(_tick_step_s())
     seconds = max(step_s, int(math.ceil(seconds / step_s) * step_s))
     steps = [n for n in LIVE_RAMP if n < max_wearers] + [max_wearers]
     busy_before = _machine_busy(1.0)
-    total_s = LIVE_BACKFILL_S + sum(LIVE_SETTLE_S[0 if j == 0 else 1] + seconds + step_s + 5 for j in range(len(steps))) + 20
+    total_s = _total_seconds(len(steps), seconds)
     print(f"bench live: generating {LIVE_PROFILES} simulated wristbands x {total_s} s and measuring the core ...",
           file=out, flush=True)
     data = LiveData(total_s)
-    work = Path(tempfile.mkdtemp(prefix="anxmon-bench-live-"))
-    broker = service = None
-    try:
-        broker = start_broker("nats", data_dir=work / "broker")
-        log_file = open(work / "service.log", "wb")
-        service = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "--broker", broker.url, "--data-dir", str(work / "service"),
-             "--indicator-interval-s", "0"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log_file.close()
-        _wait_service_online(broker, service)
-        print(f"bench live: nats-server on port {broker.port}, service pid {service.pid}; ramp {steps} wearers, "
-              f"{seconds} s measured per step", file=out, flush=True)
-        run = _LiveRun(broker, service.pid, data, steps, seconds, out)
-        results = run.run()
-    finally:
-        if service is not None and service.poll() is None:
-            service.terminate()
-            try:
-                service.wait(60)
-            except subprocess.TimeoutExpired:
-                service.kill()
-                service.wait()
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    rec = bench_recording()
+    s02_rate, _ = streaming_rate(rec, min(rec.duration_s - 1, 600.0))
+    with _LiveSystem() as system:
+        system.start_service_process()
+        print(f"bench live: nats-server on port {system.broker.port}, service pid {system.service.pid}; ramp up to "
+              f"{steps[-1]} wearers ({', '.join(map(str, steps))}), {seconds} s measured per step", file=out, flush=True)
+        results = _LiveRun(system.broker, system.service.pid, data, steps, seconds, out).run()
     held = [r["wearers"] for r in results if r["ok"]]
     core = data.core_wearer_s_per_cpu_s
-    last_ok = next((r for r in reversed(results) if r["ok"]), None)
+    last_ok = next((r for r in reversed(results) if r["ok"] and r["wearers"] >= 100), None)
     service_us = last_ok["service_cpu_us_per_wearer_s"] if last_ok else None
     core_us = 1e6 / core
     return {
@@ -575,16 +568,171 @@ def bench_live(max_wearers: int = LIVE_RAMP[-1], seconds: int = 25, out=sys.stde
         "p99_limit_ms": LIVE_P99_LIMIT_S * 1000,
         "core_wearer_s_per_cpu_s": round(core, 1),
         "core_wearers_per_core": int(core),
+        "core_s02_wearer_s_per_cpu_s": round(s02_rate, 1),
+        "data_core": rec.source if rec.format != "simulated" else "simulated",
         "profile_us_per_wearer_s": {
+            "at_wearers": None if last_ok is None else last_ok["wearers"],
             "service_measured": service_us,
             "core": round(core_us, 1),
             "json_decode": round(data.decode_us_per_wearer_s, 1),
-            "rest_mqtt_paho_queue_ack": None if service_us is None else round(service_us - core_us - data.decode_us_per_wearer_s, 1),
+            "rest": None if service_us is None else round(service_us - core_us - data.decode_us_per_wearer_s, 1),
         },
         "method": "latency = wall time the bench's subscriber receives a tick's indicators - wall time the "
                   "batch that releases that tick (known from running the same data through WearerMonitor "
                   "offline) was handed to paho; generator, broker, service and subscriber share this machine",
     }
+
+
+class _LiveSystem:
+    """A fresh nats-server and (``start_service_process``) an ``anxmon run`` process in a temp dir."""
+
+    def __enter__(self) -> "_LiveSystem":
+        import tempfile
+        from pathlib import Path
+
+        from monitor.broker import start_broker
+
+        self.work = Path(tempfile.mkdtemp(prefix="anxmon-bench-live-"))
+        self.service = None
+        try:
+            self.broker = start_broker("nats", data_dir=self.work / "broker")
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def start_service_process(self) -> None:
+        import subprocess
+
+        with open(self.work / "service.log", "wb") as log_file:
+            self.service = subprocess.Popen(
+                [sys.executable, "-m", "monitor.cli", "run", "--broker", self.broker.url,
+                 "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0"],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _wait_service_online(self.broker, self.service)
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        try:
+            if self.service is not None and self.service.poll() is None:
+                self.service.terminate()
+                try:
+                    self.service.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.service.kill()
+                    self.service.wait()
+        finally:
+            self.broker.stop()
+            self._remove()
+
+    def _remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _generator_process(broker, service_pid: int, data: "LiveData", steps: list[int], seconds: int, conn) -> None:
+    """A forked process that waits for "go" on ``conn``, runs the ramp and sends back its results."""
+    import io
+
+    try:
+        conn.recv()
+        conn.send(("ok", _LiveRun(broker, service_pid, data, steps, seconds, io.StringIO()).run()))
+    except BaseException as exc:  # handed to the parent, which raises it
+        conn.send(("error", repr(exc)))
+    finally:
+        conn.close()
+
+
+def profile_live(wearers: int = 200, seconds: int = 20, out=sys.stderr) -> dict:
+    """Where the service's CPU goes at ``wearers`` live wearers.
+
+    The service runs in *this* process (so its worker thread can be profiled with cProfile and
+    its network thread timed with ``time.thread_time``); the load generator runs in a forked
+    process. cProfile slows the Python parts of the worker, so shares are indicative.
+    """
+    import cProfile
+    import multiprocessing
+    import pstats
+    import tempfile
+
+    from monitor.service import MonitorService, ServiceOptions
+
+    step_s = int(_tick_step_s())
+    seconds = max(step_s, int(math.ceil(seconds / step_s) * step_s))
+    data = LiveData(_total_seconds(1, seconds))
+    with _LiveSystem() as system, tempfile.TemporaryDirectory(prefix="anxmon-bench-profile-") as svc_dir:
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe()
+        gen = ctx.Process(target=_generator_process, args=(system.broker, os.getpid(), data, [wearers], seconds, child),
+                          daemon=True)
+        gen.start()  # before any thread of ours exists
+        svc = MonitorService(system.broker.url, svc_dir, options=ServiceOptions(indicator_interval_s=0.0)).start()
+        try:
+            if not svc.wait_connected(15):
+                raise RuntimeError("the in-process service could not connect")
+            net = {}
+            on_message = svc._client.on_message
+
+            def timed(client, userdata, msg):  # paho's network thread: its CPU time so far
+                net.setdefault("start", time.thread_time())
+                net["now"] = time.thread_time()
+                on_message(client, userdata, msg)
+
+            svc._client.on_message = timed
+            parent.send("go")
+            history = wearers * (LIVE_BACKFILL_S + step_s) * 4
+            deadline = time.monotonic() + 120
+            while svc.stats.batches < history and time.monotonic() < deadline and gen.is_alive():
+                time.sleep(0.2)  # the history burst: not what is profiled
+            profile = cProfile.Profile(time.thread_time)  # CPU time of the worker thread, not waits
+            net0 = net.get("now", 0.0)
+            worker0 = svc.call(lambda s: (profile.enable(), time.thread_time())[1])
+            batches0, wall0 = svc.stats.batches, time.monotonic()
+            status, results = parent.recv()
+            worker1 = svc.call(lambda s: (profile.disable(), time.thread_time())[1])
+            batches1, wall1 = svc.stats.batches, time.monotonic()
+            net1 = net.get("now", 0.0)
+        finally:
+            svc.stop()
+            gen.join(10)
+    if status != "ok":
+        raise RuntimeError(f"the load generator failed: {results}")
+    wearer_s = (batches1 - batches0) / 4
+    stats = pstats.Stats(profile)
+    by_name = {}
+    for (filename, _, name), (_, _, _, cumtime, _) in stats.stats.items():
+        by_name[(_basename(filename), name)] = by_name.get((_basename(filename), name), 0.0) + cumtime
+    total = stats.total_tt
+
+    def cum(*keys):
+        return sum(by_name.get(k, 0.0) for k in keys)
+
+    parts = {
+        "core (WearerMonitor.update)": cum(("wearer.py", "update")),
+        "JSON decode (wire.decode_batch)": cum(("wire.py", "decode_batch")),
+        "recorder (SQLite rows and commits)": cum(("recorder.py", "batch"), ("recorder.py", "tick"), ("recorder.py", "commit")),
+        "acknowledgements (paho ack)": cum(("client.py", "ack")),
+        "indicators out (encode + publish)": cum(("wire.py", "encode_indicators"), ("service.py", "_send_indicators")),
+        "checkpoints (pickle + SQLite)": cum(("service.py", "_checkpoint")),
+    }
+    parts["other (tracking, time base, bookkeeping)"] = max(0.0, total - sum(parts.values()))
+    worker_cpu = worker1 - worker0
+    return {
+        "bench": "live-profile",
+        "wearers": wearers,
+        "wall_s": round(wall1 - wall0, 1),
+        "wearer_s": wearer_s,
+        "worker_thread_us_per_wearer_s": round(worker_cpu / wearer_s * 1e6, 1) if wearer_s else None,
+        "network_thread_us_per_wearer_s": round((net1 - net0) / wearer_s * 1e6, 1) if wearer_s else None,
+        "worker_share_pct_under_cprofile": {k: round(100 * v / total, 1) for k, v in parts.items()} if total else {},
+        "cpu_cores": results[0]["cpu_cores"] if results else None,  # service = this process, slowed by cProfile
+    }
+
+
+def _basename(filename: str) -> str:
+    return filename.rsplit("/", 1)[-1]
 
 
 def _wait_service_online(broker, service, timeout_s: float = 30.0) -> None:
@@ -618,12 +766,13 @@ def _print_live(result: dict, out) -> None:
     print(f"largest N held in real time with p99 <= {result['p99_limit_ms']:.0f} ms: "
           f"{result['max_wearers_realtime']} wearers (one service process, {result['cpus']} CPUs shared "
           f"with the broker and the load generator)", file=out)
-    print(f"core only, same run: {result['core_wearer_s_per_cpu_s']:.0f} wearer-seconds per CPU-second "
-          f"= {result['core_wearers_per_core']} wearers per core", file=out)
+    print(f"core only, same run: {result['core_wearer_s_per_cpu_s']:.0f} wearer-seconds per CPU-second on the "
+          f"simulated wristbands = {result['core_wearers_per_core']} wearers per core "
+          f"({result['core_s02_wearer_s_per_cpu_s']:.0f} on {result['data_core']}, as 'bench core' measures)", file=out)
     prof = result["profile_us_per_wearer_s"]
     if prof["service_measured"] is not None:
-        print(f"service CPU per wearer-second: {prof['service_measured']:.0f} us = core {prof['core']:.0f} + "
-              f"JSON decode {prof['json_decode']:.0f} + MQTT/paho/queue/ack and the rest "
-              f"{prof['rest_mqtt_paho_queue_ack']:.0f}", file=out)
+        print(f"service CPU per wearer-second at {prof['at_wearers']} wearers: {prof['service_measured']:.0f} us = "
+              f"core {prof['core']:.0f} + JSON decode {prof['json_decode']:.0f} + the rest (MQTT, paho, queue, "
+              f"acknowledgements, recorder, checkpoints) {prof['rest']:.0f}", file=out)
     for r in result["steps"]:
         print(_live_line(r), file=out)

@@ -100,7 +100,8 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from monitor.bench import run_bench
 
-    return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds)
+    return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds,
+                     profile=args.profile)
 
 
 def cmd_eval(args) -> int:
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-record", action="store_true",
                    help="do not record indicators, decisions, check-ins, answers and markers to DATA/recordings.sqlite")
     r.add_argument("--record-raw", action="store_true",
-                   help="also record every accepted sample batch (about 6 MB per hour of E4 data)")
+                   help="also record every accepted sample batch (about 9 MB on disk per hour of E4 data)")
     r.add_argument("--retention-days", type=float, metavar="DAYS",
                    help="delete recorded rows older than this many days (default: keep everything)")
     config_options(r)
@@ -241,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-wearers", type=int, default=None, metavar="N",
                    help="live: the last step of the ramp 50, 100, 200, ... (default: 3200)")
     b.add_argument("--seconds", type=float, default=None, metavar="S",
-                   help="live: seconds measured per step (default: 25)")
+                   help="live: seconds measured per step (default: 20)")
+    b.add_argument("--profile", action="store_true",
+                   help="live: instead of the ramp, profile the service (in this process) at --max-wearers "
+                        "wearers (default: 200)")
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="evaluate the score on the labelled Stress-Predict subjects")

@@ -129,10 +129,15 @@ def read_table(db: sqlite3.Connection, what: str, wearer: str | None = None, fro
     raise ExportError(f"--what {what!r} is not a table; expected one of indicators, decisions, checkins, answers, markers")
 
 
+def _shortest(x: float) -> str:
+    """The shortest text that reads back as the same float (pandas' default keeps 16 digits)."""
+    return repr(float(x))
+
+
 def write_frame(frame: pd.DataFrame, out: Path, fmt: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        frame.to_csv(out, index=False)
+        frame.to_csv(out, index=False, float_format=_shortest)
         return
     try:
         import pyarrow  # noqa: F401
@@ -187,7 +192,7 @@ def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = 
     fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
     columns = [c for c in ticks.columns if c not in fixed]
     layout = ticks[["t", "stress_score", "quality", "gate", *columns]]  # as anxmon analyze writes it
-    layout.to_csv(out_dir / "indicators.csv", index=False)
+    layout.to_csv(out_dir / "indicators.csv", index=False, float_format=_shortest)
     with open(out_dir / "checkins.jsonl", "w") as f:
         for r in query(db, "decisions", wearer, from_s, to_s):
             f.write(json.dumps({"t": r["t"], "sent": bool(r["sent"]), "reason": r["reason"], "score": r["score"],

@@ -151,7 +151,7 @@ class Recorder:
     path : str or Path
         The SQLite file (created with its tables).
     record_raw : bool
-        Also keep every accepted sample batch (about 6 MB per hour of an E4's six signals).
+        Also keep every accepted sample batch (about 9 MB on disk per hour of an E4's six signals).
     retention_days : float, optional
         ``prune`` deletes rows recorded (wall clock) longer ago than this; None keeps everything.
     """

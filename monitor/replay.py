@@ -207,10 +207,10 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
                     inflight.append(("batch", client.publish(data_topic(wearer, device, batch.signal),
                                                              encode_batch(batch), qos=1)))
                 while len(inflight) >= window:
-                    stats_add(stats, inflight.popleft(), ack_timeout_s)
+                    _settle(stats, inflight.popleft(), ack_timeout_s)
                 bar.update(1)
             while inflight:
-                stats_add(stats, inflight.popleft(), ack_timeout_s)
+                _settle(stats, inflight.popleft(), ack_timeout_s)
         _wait(client.publish(avail, b"offline", qos=1, retain=True), ack_timeout_s, "the availability")
     finally:
         client.disconnect()
@@ -219,7 +219,7 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     return stats
 
 
-def stats_add(stats: ReplayStats, entry: tuple[str, mqtt.MQTTMessageInfo], timeout_s: float) -> None:
+def _settle(stats: ReplayStats, entry: tuple[str, mqtt.MQTTMessageInfo], timeout_s: float) -> None:
     kind, info = entry
     _wait(info, timeout_s, f"a {kind}")
     if kind == "marker":

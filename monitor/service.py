@@ -947,5 +947,6 @@ def run_service(args) -> int:
         return 1
     s = service.stats
     print(f"anxmon: stopped after {s.batches} batches, {s.checkins} check-ins, "
-          f"{sum(s.rejected.values())} rejected; final checkpoint written", flush=True)
+          f"{sum(s.rejected.values())} rejected, {s.duplicates} duplicates, {s.redelivered} redelivered; "
+          "final checkpoint written", flush=True)
     return 0

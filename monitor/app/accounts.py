@@ -90,7 +90,7 @@ class Accounts:
         if not isinstance(password, str):
             return False
         if stored is None:
-            _check_hash(self._dummy, password)  # an unknown name takes as long as a known one
+            _check_hash(self._dummy, password)  # an unknown name costs a hash too (no cheap name probing)
             return False
         if stored.startswith("scrypt$"):
             return _check_hash(stored, password)

@@ -124,6 +124,7 @@ function renderCheckin(c) {
   if (c && app.answered.has(c.id)) c = null;
   const fresh = c && (!app.checkin || app.checkin.id !== c.id);
   app.checkin = c;
+  show("status", !c);  // while a check-in is open, it speaks for itself
   if (!c) {
     show("checkin", false);
     show("nothing", $("thanks").hidden && $("breathing").hidden);

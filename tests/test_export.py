@@ -1,0 +1,158 @@
+"""``anxmon export``: every table to CSV and Parquet with the documented columns, time ranges in
+unix seconds and ISO 8601, the raw export as an anxmon recording that analyses to the same
+indicators as the original, and the analysis folder that ``anxmon report`` reads.
+
+The recording database is written by a ``Recorder`` the way the service writes it (raw batches,
+every tick with the policy's threshold, an answer, markers), from the first 30 minutes of
+Stress-Predict S02 (``../shared/data/stress-predict/S02``) run through a ``WearerMonitor``:
+its one check-in comes at minute 26 (found by running the monitor, as in ``test_service.py``).
+The end-to-end path through a broker and the service is ``test_replay.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.cli import main as anxmon
+from monitor.core.policy import Decision
+from monitor.core.wearer import WearerMonitor
+from monitor.export import parse_time
+from monitor.recorder import RECORDING_FILE, Recorder
+from monitor.wire import SampleBatch, encode_batch
+from tests.conftest import data_path
+
+NOW = 1_800_000_000.0
+COLUMNS = {  # the documented columns (monitor/export.py, docs/research.md); indicators add one per indicator
+    "indicators": ["wearer", "t", "stress_score", "gate", "threshold", "quality"],
+    "decisions": ["wearer", "t", "sent", "reason", "score", "threshold", "prompt_id", "explanation"],
+    "checkins": ["wearer", "prompt_id", "t", "expires_at", "closed", "closed_t", "message", "prompt"],
+    "answers": ["wearer", "prompt_id", "t", "rating", "labels", "learned", "threshold"],
+    "markers": ["wearer", "t", "kind", "label", "source"],
+}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A data directory whose recording holds 30 min of S02 as wearer s02 (and a little of bob)."""
+    from monitor.recordings import read_recording
+
+    rec = read_recording(data_path("stress-predict", "S02"))
+    part = rec.between(rec.start_s, rec.start_s + 30 * 60)
+    data_dir = tmp_path_factory.mktemp("data")
+    m = WearerMonitor("s02")
+    ticks = []
+    with Recorder(data_dir / RECORDING_FILE, record_raw=True) as recorder:
+        for marker in part.markers:
+            recorder.marker("s02", marker.t_s, marker.kind, marker.label, NOW, "e4")
+        for b in part.batches():
+            recorder.batch("s02", "e4", b, encode_batch(b), NOW)
+            for tick in m.update(b):
+                ticks.append(tick)
+                recorder.tick("s02", tick, tick.score.gate, m.policy.effective_threshold(), NOW)
+        sent = [d for t in ticks for d in t.decisions if isinstance(d, Decision) and d.sent]
+        assert len(sent) == 1  # see the module docstring
+        answer = m.answer(sent[0].t_s + 60, sent[0].prompt.id, 4, ["anxious"])
+        recorder.answer("s02", answer, NOW)
+        for seq in range(3):
+            b = SampleBatch("eda", seq, np.full(4, 0.5), t0=part.start_s + seq, fs=4.0)
+            recorder.batch("bob", "e4", b, encode_batch(b), NOW)
+    return data_dir, part, ticks, sent[0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_tables_have_the_documented_columns(recorded, tmp_path, fmt):
+    data_dir, part, ticks, prompt = recorded
+    frames = {}
+    for what in COLUMNS:
+        out = tmp_path / f"{what}.{fmt}"
+        assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", "s02", "--what", what,
+                       "--format", fmt, "--out", str(out)]) == 0
+        frames[what] = pd.read_csv(out, float_precision="round_trip") if fmt == "csv" else pd.read_parquet(out)
+    ind = frames["indicators"]
+    names = sorted({k for t in ticks for k in t.indicators.values})
+    assert list(ind.columns) == COLUMNS["indicators"] + names + ["contributions", "deviations"]
+    for what in ("decisions", "checkins", "answers", "markers"):
+        assert list(frames[what].columns) == COLUMNS[what], what
+    # the values are the monitor's, at full precision
+    assert ind["t"].tolist() == [t.t for t in ticks]
+    for tick, (_, row) in zip(ticks, ind.iterrows()):
+        want = math.nan if tick.score.value is None else tick.score.value
+        assert row["stress_score"] == want or (math.isnan(want) and math.isnan(row["stress_score"]))
+        for name, value in tick.indicators.values.items():
+            assert row[name] == value or (math.isnan(value) and math.isnan(row[name])), name
+    assert json.loads(ind["contributions"].dropna().iloc[-1])  # JSON text
+    decisions = [d for t in ticks for d in t.decisions if isinstance(d, Decision)]
+    assert frames["decisions"]["t"].tolist() == [d.t_s for d in decisions]
+    assert frames["decisions"]["sent"].tolist() == [d.sent for d in decisions]
+    checkin = frames["checkins"].iloc[0]
+    assert (checkin["prompt_id"], checkin["closed"], checkin["closed_t"]) == (prompt.prompt.id, "answered", prompt.t_s + 60)
+    assert checkin["message"] == prompt.prompt.message and json.loads(checkin["prompt"])["id"] == prompt.prompt.id
+    answer = frames["answers"].iloc[0]
+    assert (answer["rating"], answer["labels"], answer["learned"]) == (4, "anxious", "lower")
+    markers = frames["markers"]
+    assert list(zip(markers["t"], markers["kind"], markers["source"])) == [(m.t_s, m.kind, "e4") for m in part.markers]
+    assert len(part.markers) == 3  # S02's tags in its first 30 minutes
+
+
+def test_time_range_in_unix_seconds_or_iso(recorded, tmp_path):
+    data_dir, part, ticks, _ = recorded
+    start = ticks[10].t
+    iso = pd.Timestamp(start, unit="s", tz="UTC").isoformat()
+    assert parse_time(iso) == start == parse_time(str(start))
+    assert parse_time("2022-02-07T10:00:00") == parse_time("2022-02-07T11:00:00+01:00")  # no zone: UTC
+    out = tmp_path / "range.csv"
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", iso, "--to", str(ticks[20].t),
+                   "--out", str(out)]) == 0
+    assert pd.read_csv(out)["t"].tolist() == [t.t for t in ticks[10:20]]
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", "yesterday", "--out", str(out)]) == 2
+
+
+def test_raw_export_round_trip(recorded, tmp_path):
+    """export raw -> read_recording -> analyze: the indicators and decisions of the original."""
+    from monitor.analyze import analyze_recording
+    from monitor.recordings import read_recording
+
+    data_dir, part, _, _ = recorded
+    out = tmp_path / "s02.jsonl"
+    # two wearers have raw batches: the export needs to be told which
+    assert anxmon(["export", "--data-dir", str(data_dir), "--what", "raw", "--out", str(out)]) == 2
+    assert anxmon(["export", "--data-dir", str(data_dir), "--what", "raw", "--format", "csv", "--wearer", "s02",
+                   "--out", str(out)]) == 2
+    assert anxmon(["export", "--data-dir", str(data_dir), "--what", "raw", "--wearer", "s02", "--out", str(out)]) == 0
+    back = read_recording(out)
+    assert back.format == "anxmon" and back.wearer == "s02" and back.markers == part.markers
+    assert sorted(back.streams) == sorted(part.streams)
+    for sig, stream in part.streams.items():
+        assert np.array_equal(back.streams[sig].values, stream.values), sig
+        assert np.array_equal(back.streams[sig].times_s(), stream.times_s()), sig
+    a = analyze_recording(part, wearer_id="s02", progress=False)
+    b = analyze_recording(back, wearer_id="s02", progress=False)
+    assert [(t.t, t.score.value, t.score.gate, t.indicators.values) for t in a.ticks] == [
+        (t.t, t.score.value, t.score.gate, t.indicators.values) for t in b.ticks]
+    assert [d.to_dict() for t in a.ticks for d in t.decisions] == [d.to_dict() for t in b.ticks for d in t.decisions]
+
+
+def test_analysis_folder_feeds_the_report(recorded, tmp_path):
+    """``--what analysis`` writes what ``anxmon analyze`` writes, so ``anxmon report`` makes its
+    page from a live recording, with the answer and the markers."""
+    from monitor.report import read_analysis_folder
+
+    data_dir, part, ticks, prompt = recorded
+    folder = tmp_path / "live"
+    assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", "s02", "--what", "analysis",
+                   "--out", str(folder)]) == 0
+    read = read_analysis_folder(folder)
+    assert read.t.tolist() == [t.t for t in ticks]
+    assert [a["prompt_id"] for a in read.answers] == [prompt.prompt.id]
+    assert [(m.t_s, m.kind) for m in read.markers] == [(m.t_s, m.kind) for m in part.markers]
+    assert read.summary["wearer"] == "s02" and read.summary["threshold_final"] is not None
+    page = tmp_path / "live.html"
+    assert anxmon(["report", str(folder), "--out", str(page), "--before-s", "120", "--after-s", "120",
+                   "--bootstrap", "200"]) == 0
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "tag" in text

@@ -1,0 +1,167 @@
+"""Home Assistant MQTT discovery: the configs carry the fields Home Assistant documents for MQTT
+sensors, their templates read anxmon's real payloads, and on a real broker they are retained
+and removed when a wearer is deleted.
+
+Where the expected fields come from: Home Assistant's "MQTT Sensor" integration page
+(home-assistant.io/integrations/sensor.mqtt) lists the sensor options (``name``,
+``unique_id``, ``state_topic``, ``value_template``, ``unit_of_measurement``, ``device_class``,
+``state_class``, ``expire_after``, ``availability`` with ``topic`` / ``value_template`` /
+``payload_available`` / ``payload_not_available``, ``device`` with ``identifiers``, ``name``,
+``manufacturer``, ``model``, ``sw_version``, ``configuration_url``, ``json_attributes_topic``,
+``json_attributes_template``, ``icon``, ``qos``, ``suggested_display_precision``); the "MQTT"
+integration page documents discovery: the topic
+``<discovery_prefix>/<component>/[<node_id>/]<object_id>/config``, the ``origin`` mapping, the
+best practice ``object_id == unique_id``, and "publish an empty (retained) string payload to
+the discovery topic" to remove a component. A template that renders ``None`` makes the MQTT
+sensor "unknown" (``PAYLOAD_NONE``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from monitor.homeassistant import SENSORS, HomeAssistantConfig, HomeAssistantDiscovery
+from monitor.wire import encode_checkin, encode_indicators, monitor_state_topic, wearer_topic
+from tests.test_service import Probe, wait_until
+
+SENSOR_OPTIONS = {
+    "name", "unique_id", "state_topic", "value_template", "unit_of_measurement", "device_class", "state_class",
+    "expire_after", "availability", "availability_mode", "availability_topic", "availability_template",
+    "payload_available", "payload_not_available", "device", "origin", "json_attributes_topic",
+    "json_attributes_template", "icon", "qos", "suggested_display_precision", "force_update", "enabled_by_default",
+    "entity_category", "encoding", "default_entity_id", "object_id",
+}
+DEVICE_OPTIONS = {"identifiers", "connections", "name", "manufacturer", "model", "model_id", "sw_version",
+                  "hw_version", "serial_number", "configuration_url", "suggested_area", "via_device"}
+# HA sensor device classes that could apply here (none exists for heart rate or skin conductance)
+DEVICE_CLASSES = {"timestamp"}
+
+
+def published() -> tuple[list, HomeAssistantDiscovery]:
+    out: list = []
+    return out, HomeAssistantDiscovery(lambda t, p, r: out.append((t, p, r)), instance="main",
+                                       public_url="https://anxmon.example")
+
+
+def test_configs_have_the_documented_fields():
+    out, ha = published()
+    configs = ha.configs("alice")
+    keys = {"stress_score", "heart_rate", "skin_conductance", "last_checkin"}
+    assert set(configs) == {f"homeassistant/sensor/anxmon_alice_{k}/config" for k in keys}
+    for topic, c in configs.items():
+        assert set(c) <= SENSOR_OPTIONS, set(c) - SENSOR_OPTIONS
+        object_id = topic.split("/")[2]
+        assert c["unique_id"] == object_id  # HA's best practice: object_id = unique_id
+        assert c["name"] and c["value_template"].startswith("{{")
+        assert c["state_topic"] in (wearer_topic("alice", "indicators"), wearer_topic("alice", "checkin"))
+        assert c["availability"] == [{"topic": monitor_state_topic("main"), "value_template": "{{ value_json.state }}",
+                                      "payload_available": "online", "payload_not_available": "offline"}]
+        d = c["device"]
+        assert set(d) <= DEVICE_OPTIONS and isinstance(d["identifiers"], list)
+        assert d["identifiers"] == ["anxmon_alice"] and d["name"] == "anxmon alice"
+        assert d["manufacturer"] == "anxmon" and "not a medical device" in d["model"]
+        assert d["configuration_url"] == "https://anxmon.example"
+        assert c["origin"]["name"] == "anxmon"
+        assert c.get("device_class") in DEVICE_CLASSES | {None}
+    by_key = {topic.split("_", 2)[2].rsplit("/", 1)[0]: c for topic, c in configs.items()}
+    assert by_key["heart_rate"]["unit_of_measurement"] == "bpm"
+    assert by_key["skin_conductance"]["unit_of_measurement"] == "µS"
+    assert "unit_of_measurement" not in by_key["stress_score"]  # a score in the wearer's own spreads
+    for key in ("stress_score", "heart_rate", "skin_conductance"):
+        assert by_key[key]["state_class"] == "measurement" and by_key[key]["expire_after"] == 600
+    last = by_key["last_checkin"]
+    assert last["device_class"] == "timestamp" and "expire_after" not in last
+    assert last["json_attributes_topic"] == wearer_topic("alice", "checkin")
+    # ids are unique across wearers; another wearer's configs name only that wearer
+    bob = ha.configs("bob")
+    assert not {c["unique_id"] for c in bob.values()} & {c["unique_id"] for c in configs.values()}
+    assert "alice" not in json.dumps(bob)
+
+
+def test_templates_read_anxmons_payloads():
+    """Render each template as Home Assistant does (a Jinja2 sandbox with ``value_json``) on real
+    ``encode_indicators`` / ``encode_checkin`` payloads."""
+    jinja2 = pytest.importorskip("jinja2.sandbox", reason="jinja2 renders the templates (pip install jinja2)")
+    from datetime import datetime, timezone
+
+    env = jinja2.ImmutableSandboxedEnvironment()
+    # Home Assistant's filters used by our templates
+    env.filters["timestamp_custom"] = lambda t, fmt, local=True: datetime.fromtimestamp(float(t), timezone.utc).strftime(fmt)
+    env.filters["tojson"] = json.dumps
+    indicators = json.loads(encode_indicators(1_700_000_000.0, 2.345, None, {"HR_Mean": 71.5, "EDA_Tonic_Mean": 0.55},
+                                              {"eda": "ok"}, threshold=2.0))
+    withheld = json.loads(encode_indicators(1_700_000_005.0, None, "motion", {}, {"eda": "ok"}))
+    checkin = json.loads(encode_checkin({"id": "alice-1700000000000", "t": 1_700_000_000.0, "message": "How are you?",
+                                         "why": {"indicators": {}, "sentence": "Your heart is beating faster."},
+                                         "expires_at": 1_700_000_900.0}))
+    _, ha = published()
+    render = lambda template, payload: env.from_string(template).render(value_json=payload)  # noqa: E731
+    want = {"stress_score": ("2.345", "None"), "heart_rate": ("71.5", "None"), "skin_conductance": ("0.55", "None")}
+    for spec in SENSORS:
+        if spec.key in want:
+            assert render(spec.value_template, indicators) == want[spec.key][0], spec.key
+            assert render(spec.value_template, withheld) == want[spec.key][1], spec.key  # -> "unknown" in HA
+    last = next(s for s in SENSORS if s.key == "last_checkin")
+    stamp = render(last.value_template, checkin)
+    assert stamp == "2023-11-14T22:13:20+00:00" and datetime.fromisoformat(stamp).timestamp() == 1_700_000_000.0
+    attrs = json.loads(render(last.attributes_template, checkin))
+    assert attrs == {"prompt_id": "alice-1700000000000", "message": "How are you?",
+                     "why": "Your heart is beating faster.", "expires_at": 1_700_000_900.0}
+
+
+def test_announce_is_retained_and_remove_publishes_empty_retained():
+    out, ha = published()
+    ha.announce("alice")
+    assert len(out) == len(SENSORS) and all(retain for _, _, retain in out)
+    assert all(json.loads(p)["unique_id"].startswith("anxmon_alice_") for _, p, _ in out)
+    out.clear()
+    ha.remove("alice")
+    assert sorted(t for t, _, _ in out) == sorted(ha.configs("alice")) and all(p == b"" and r for _, p, r in out)
+    assert HomeAssistantDiscovery.wearer_of(json.dumps(ha.configs("bob")[ha.topic("bob", "heart_rate")]).encode()) == "bob"
+    assert HomeAssistantDiscovery.wearer_of(b'{"unique_id": "other_thing", "device": {"identifiers": ["x"]}}') is None
+
+
+def test_config_is_checked():
+    from monitor.errors import ConfigError
+
+    assert HomeAssistantConfig.from_mapping({"enabled": True}).discovery_prefix == "homeassistant"
+    for bad in ({"enabled": "yes"}, {"discovery_prefix": "a/#"}, {"expire_after_s": -1}, {"colour": 1}):
+        with pytest.raises(ConfigError):
+            HomeAssistantConfig.from_mapping(bad)
+
+
+def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer(broker, tmp_path):
+    """The app announces every account's sensors, retained (a late subscriber, as Home
+    Assistant after a restart, gets them); started again without bob's account, it removes
+    bob's sensors and keeps alice's."""
+    from monitor.app import start_app
+    from monitor.homeassistant import HomeAssistantConfig
+
+    ha = HomeAssistantConfig(enabled=True)
+    filt = "homeassistant/sensor/+/config"
+
+    def retained() -> dict[str, dict]:
+        probe = Probe(broker, [filt])
+        time.sleep(1.0)  # the broker sends the retained messages right after the SUBACK
+        got = {t: json.loads(p) for t, p, r in probe.received if r and p}
+        probe.close()
+        return got
+
+    app = start_app(broker.url, tmp_path, accounts={"alice": "a-pw", "bob": "b-pw"}, homeassistant=ha, recording=None)
+    try:
+        assert wait_until(lambda: len(retained()) == 2 * len(SENSORS), 10)
+    finally:
+        app.stop()
+    found = retained()
+    assert {c["device"]["identifiers"][0] for c in found.values()} == {"anxmon_alice", "anxmon_bob"}
+    assert found == {**app.homeassistant.configs("alice"), **app.homeassistant.configs("bob")}
+
+    app = start_app(broker.url, tmp_path, accounts={"alice": "a-pw"}, homeassistant=ha, recording=None)
+    try:
+        assert wait_until(lambda: {c["device"]["identifiers"][0] for c in retained().values()} == {"anxmon_alice"}, 10)
+    finally:
+        app.stop()
+    assert set(retained()) == set(app.homeassistant.configs("alice"))

@@ -1,0 +1,188 @@
+"""Push notifications through apprise, end to end against real HTTP endpoints on loopback.
+
+apprise's ``json://HOST:PORT/PATH`` posts ``{"version", "title", "message", "type", ...}`` to
+``http://HOST:PORT/PATH`` (apprise's custom JSON plugin); the endpoints are tiny
+``http.server`` servers the tests start. The MQTT side (a check-in published by the service
+reaches the notifier) is covered by ``tests/test_app.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.push import FAILED, SENT, PushConfig, PushNotifier
+from tests.test_app import Hook, closed_port
+from tests.test_service import wait_until
+
+pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+
+CHECKIN = {
+    "v": 1, "id": "alice-1700000000000", "t": 1_700_000_000.0, "expires_at": 1_700_000_900.0,
+    "message": "Your body seems tense right now. How are you feeling?",
+    "why": {"indicators": {"HR_Mean": 2.1}, "sentence": "Your heart is beating faster than usual."},
+}
+
+
+def link(wearer: str, prompt_id: str) -> str:
+    return f"https://anxmon.example/#/checkin/{prompt_id}"
+
+
+def checkin(wearer: str, n: int = 0, open_s: float = 900.0) -> dict:
+    t = CHECKIN["t"] + 3600.0 * n
+    return dict(CHECKIN, id=f"{wearer}-{int(t * 1000)}", t=t, expires_at=t + open_s)
+
+
+@pytest.fixture
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def notifiers():
+    started: list[PushNotifier] = []
+    yield started
+    for n in started:
+        n.stop()
+
+
+def test_a_checkin_reaches_a_loopback_webhook_with_message_and_link(hook, tmp_path, notifiers, caplog):
+    """One notification per check-in: title, the check-in's message and its link; recorded as
+    sent after one attempt. The URL's password never appears in the record or the log."""
+    caplog.set_level(logging.DEBUG)
+    url = f"json://user:hunter2-secret@127.0.0.1:{hook.port}/notify"
+    config = PushConfig(wearers={"alice": [url]})
+    notifiers.append(n := PushNotifier(config, link, log_path=tmp_path / "push.sqlite").start())
+    assert n.submit("alice", CHECKIN) == 1
+    assert n.submit("bob", checkin("bob")) == 0  # bob has no URL: nothing to do
+    assert wait_until(lambda: hook.received, 10), n.deliveries()
+    got = hook.received[0]
+    assert got["path"] == "/notify"
+    assert got["json"]["title"] == "anxmon check-in"
+    assert CHECKIN["message"] in got["json"]["message"]
+    assert "https://anxmon.example/#/checkin/alice-1700000000000" in got["json"]["message"]
+    assert wait_until(lambda: n.deliveries()[0]["status"] == SENT, 5)
+    row = n.deliveries()[0]
+    assert (row["wearer"], row["prompt_id"], row["attempts"], row["error"]) == ("alice", CHECKIN["id"], 1, None)
+    assert "hunter2-secret" not in json.dumps(n.deliveries())
+    assert not any("hunter2-secret" in r.getMessage() for r in caplog.records)
+    # the record is on disk (another process can read it)
+    n.stop()
+    notifiers.clear()
+    from monitor.push import DeliveryLog
+
+    assert DeliveryLog(tmp_path / "push.sqlite").rows("alice")[0]["status"] == SENT
+
+
+def test_include_message_false_sends_a_neutral_text(hook, notifiers):
+    """For services one does not trust with how one feels: no message, still the link."""
+    config = PushConfig(wearers={"alice": [f"json://127.0.0.1:{hook.port}/n"]}, include_message=False)
+    notifiers.append(n := PushNotifier(config, link).start())
+    n.submit("alice", CHECKIN)
+    assert wait_until(lambda: hook.received, 10)
+    text = hook.received[0]["json"]["message"]
+    assert CHECKIN["message"] not in text and "#/checkin/alice-1700000000000" in text
+
+
+def test_a_down_endpoint_is_retried_with_backoff_then_recorded_failed(notifiers):
+    """Connection refused: tried ``attempts`` times, each retry at least the (doubling) backoff
+    after the one before, then recorded as failed with the error; the same endpoint back up
+    gets the next check-in."""
+    port = closed_port()
+    tries: list[float] = []
+    from monitor.push import _apprise
+
+    apprise = _apprise()
+
+    def send(url, title, body):  # apprise itself, with the time of each attempt noted
+        tries.append(time.monotonic())
+        a = apprise.Apprise()
+        a.add(url)
+        return (True, None) if a.notify(body=body, title=title) else (False, "not delivered")
+
+    config = PushConfig(wearers={"bob": [f"json://127.0.0.1:{port}/down"]}, attempts=4, backoff_s=0.1, max_backoff_s=0.3)
+    notifiers.append(n := PushNotifier(config, link, send=send).start())
+    n.submit("bob", checkin("bob"))
+    assert wait_until(lambda: n.deliveries()[0]["status"] == FAILED, 15), n.deliveries()
+    row = n.deliveries()[0]
+    assert row["attempts"] == 4 and row["error"] and len(tries) == 4
+    gaps = [b - a for a, b in zip(tries, tries[1:])]
+    for gap, wait in zip(gaps, [0.1, 0.2, 0.3]):  # 0.1, doubling, capped at 0.3
+        assert gap >= wait * 0.95, gaps
+    assert n.stats.retries == 3 and n.stats.failed == 1 and n.stats.sent == 0
+
+    # the endpoint comes back: the next check-in is delivered
+    hook = Hook()
+    try:
+        n.config = PushConfig(wearers={"bob": [f"json://127.0.0.1:{hook.port}/up"]}, attempts=4, backoff_s=0.1)
+        n.submit("bob", checkin("bob", 1))
+        assert wait_until(lambda: hook.received, 10)
+        assert wait_until(lambda: n.deliveries()[-1]["status"] == SENT, 5)
+    finally:
+        hook.close()
+
+
+def test_retries_stop_when_the_checkin_expires(notifiers):
+    """A notification is not retried past the check-in's own expiry (the question is stale)."""
+    calls = []
+    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, attempts=10, backoff_s=0.2)
+    notifiers.append(n := PushNotifier(config, link, send=lambda *a: calls.append(a) or (False, "refused")).start())
+    n.submit("bob", checkin("bob", open_s=0.3))  # open for 0.3 s: a try at 0, one at 0.2, then 0.4 > 0.3
+    assert wait_until(lambda: n.deliveries()[0]["status"] == FAILED, 10)
+    assert n.deliveries()[0]["attempts"] == len(calls) == 2
+
+
+def test_a_slow_endpoint_never_holds_up_other_notifications(hook, notifiers):
+    """``submit`` returns at once; while bob's endpoint holds its request open, alice's
+    notification is delivered by the other worker."""
+    release = threading.Event()
+    held = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            held.set()
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        config = PushConfig(wearers={"bob": [f"json://127.0.0.1:{slow.server_address[1]}/slow"],
+                                     "alice": [f"json://127.0.0.1:{hook.port}/fast"]}, workers=2)
+        notifiers.append(n := PushNotifier(config, link).start())
+        n.submit("bob", checkin("bob"))
+        assert held.wait(10)
+        n.submit("alice", checkin("alice"))  # returns while bob's request is still held open
+        assert not release.is_set()
+        assert wait_until(lambda: hook.received, 10), "alice waited behind bob's slow endpoint"
+        assert n.deliveries("bob")[0]["status"] == "pending"
+    finally:
+        release.set()
+        slow.shutdown()
+        slow.server_close()
+    assert wait_until(lambda: n.deliveries("bob")[0]["status"] == SENT, 10)
+
+
+def test_push_config_is_checked():
+    assert PushConfig.from_mapping({"wearers": {"alice": "ntfy://host/topic"}}).urls_for("alice") == ("ntfy://host/topic",)
+    for bad, match in [({"wearers": {"Alice!": ["ntfy://h/t"]}}, "not a wearer id"),
+                       ({"wearers": {"alice": ["not a url"]}}, "apprise URLs"),
+                       ({"attempts": 0}, "attempts"),
+                       ({"backoff_s": -1}, "backoff_s"),
+                       ({"colour": "red"}, "unknown key")]:
+        with pytest.raises(ConfigError, match=match):
+            PushConfig.from_mapping(bad)

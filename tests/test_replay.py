@@ -1,0 +1,292 @@
+"""Acceptance tests of recording, replay and annotate against real brokers (nats-server and
+mosquitto, the ``broker`` fixture of ``conftest.py``).
+
+* Streaming equals batch: ``anxmon replay`` of Stress-Predict S02
+  (``../shared/data/stress-predict/S02``, one hour of Empatica E4 data) at maximum speed through
+  a broker into the service gives, in the service's recording, exactly the indicators and
+  trigger decisions of ``anxmon analyze`` on the same folder. The expected values are the
+  analyze output itself (``indicators.csv``, ``checkins.jsonl``) and the ``WearerMonitor``
+  ticks behind it; the only ticks the service lacks are those ``analyze`` releases by flushing
+  at the end of the file (a live service waits for more data).
+* A SIGKILL of ``anxmon run --record-raw`` while it records: after the restart every batch the
+  broker accepted is in the database exactly once, byte for byte.
+* ``anxmon annotate`` puts a marker in the recording.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.cli import main as anxmon
+from monitor.core.wearer import WearerMonitor
+from monitor.export import export_raw, open_recording, read_table
+from monitor.recorder import RECORDING_FILE
+from monitor.recordings import read_recording
+from monitor.replay import replay, schedule
+from monitor.service import MonitorService, ServiceOptions
+from monitor.wire import encode_batch, monitor_state_topic
+from tests.conftest import data_path
+from tests.test_service import Probe, _launch, _state_after, messages, s02_batches, wait_until
+
+S02 = ("stress-predict", "S02")
+
+
+@pytest.fixture(scope="module")
+def s02_analysis(tmp_path_factory):
+    """``anxmon analyze`` of S02 (as wearer s02), and the ticks a live monitor releases before
+    the end-of-file flush."""
+    out = tmp_path_factory.mktemp("analyze") / "s02"
+    assert anxmon(["analyze", str(data_path(*S02)), "--out", str(out), "--wearer", "s02"]) == 0
+    recording = read_recording(data_path(*S02))
+    live = WearerMonitor("s02")
+    live_ticks = [t for b in recording.batches() for t in live.update(b)]
+    flushed = live.flush()
+    csv = pd.read_csv(out / "indicators.csv")
+    assert csv["t"].tolist() == [t.t for t in live_ticks + flushed]  # the same monitor as analyze's
+    return out, recording, live_ticks
+
+
+def start_service(broker, data_dir: Path, **options) -> MonitorService:
+    options.setdefault("instance", "replaytest")
+    svc = MonitorService(broker.url, data_dir, options=ServiceOptions(**options)).start()
+    assert svc.wait_connected(10), "the service did not connect"
+    time.sleep(0.2)  # its SUBSCRIBE is on the wire right after the CONNACK
+    return svc
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    return (got == want) | (np.isnan(got) & np.isnan(want))
+
+
+def test_replay_at_max_speed_equals_analyze(broker, tmp_path, s02_analysis):
+    """The acceptance test of streaming equals batch (see the module docstring), then the raw
+    export of what the service recorded reads back and analyses to the same indicators."""
+    out, recording, live_ticks = s02_analysis
+    svc = start_service(broker, tmp_path / "svc", record_raw=True)
+    try:
+        stats = replay(recording, broker.url, "s02", speed=math.inf, progress=False)
+        assert stats.batches == sum(1 for _ in recording.batches()) and stats.markers == len(recording.markers) == 9
+        assert wait_until(lambda: svc.stats.batches == stats.batches and svc.stats.markers == stats.markers, 60), svc.stats
+        assert wait_until(lambda: svc.stats.ticks == len(live_ticks), 10), svc.stats
+    finally:
+        svc.stop()
+    assert svc.stats.duplicates == 0 and not svc.stats.rejected
+
+    db = open_recording(tmp_path / "svc")
+    got = read_table(db, "indicators", "s02")
+    want = pd.read_csv(out / "indicators.csv")
+    n = len(live_ticks)
+    assert len(got) == n and len(want) > n  # analyze also has the ticks of its final flush
+    assert got["t"].tolist() == want["t"].tolist()[:n]
+    # the staleness gate (wall-clock arrival) never fired at maximum speed
+    assert "stale" not in set(got["gate"].dropna())
+    assert got["gate"].fillna("").tolist() == want["gate"].fillna("").tolist()[:n]
+    assert got["quality"].tolist() == want["quality"].tolist()[:n]
+    indicator_columns = [c for c in want.columns if c not in ("t", "stress_score", "quality", "gate")]
+    assert indicator_columns and set(indicator_columns) <= set(got.columns)
+    for col in ["stress_score", *indicator_columns]:  # analyze writes 6 decimals
+        same = _same(got[col].round(6).to_numpy(), want[col].to_numpy(dtype=float)[:n])
+        assert same.all(), (col, np.flatnonzero(~same)[:5])
+    for tick, (_, row) in zip(live_ticks, got.iterrows()):  # and at full precision
+        assert row["stress_score"] == tick.score.value or (tick.score.value is None and math.isnan(row["stress_score"]))
+        for name, value in tick.indicators.values.items():
+            assert row[name] == value or (math.isnan(value) and math.isnan(row[name])), name
+
+    decisions = read_table(db, "decisions", "s02")
+    expected = [json.loads(line) for line in (out / "checkins.jsonl").read_text().splitlines()]
+    assert expected, "S02 has trigger decisions"
+    assert [(d["t"], d["sent"], d["reason"]) for d in expected] == list(
+        zip(decisions["t"], decisions["sent"].astype(bool), decisions["reason"]))
+    assert decisions["score"].tolist() == [d["score"] for d in expected]
+    assert decisions["prompt_id"].fillna("").tolist() == [d["prompt_id"] or "" for d in expected]
+    checkins = read_table(db, "checkins", "s02")
+    assert checkins["prompt_id"].tolist() == [d["prompt_id"] for d in expected if d["sent"]]
+
+    markers = read_table(db, "markers", "s02")
+    assert list(zip(markers["t"], markers["kind"], markers["source"])) == [
+        (m.t_s, m.kind, "replay") for m in recording.markers]  # the E4 tags, replayed
+
+    if broker.kind != "nats":
+        return  # the round trip below does not depend on the broker
+    # export raw -> read_recording -> analyze: the same indicators as the original
+    from monitor.analyze import analyze_recording
+
+    path = tmp_path / "s02-raw.jsonl"
+    n_batches, n_markers = export_raw(db, path, "s02")
+    assert (n_batches, n_markers) == (stats.batches, 9)
+    back = read_recording(path)
+    assert back.wearer == "s02" and back.markers == recording.markers
+    result = analyze_recording(back, wearer_id="s02", progress=False)
+    assert [t.t for t in result.ticks] == want["t"].tolist()
+    for tick, (_, row) in zip(result.ticks, want.iterrows()):
+        for name in indicator_columns:
+            value = tick.indicators.values.get(name)
+            assert (value is None and math.isnan(row[name])) or round(value, 6) == row[name] or (
+                math.isnan(value) and math.isnan(row[name])), name
+    db.close()
+
+
+def test_paced_replay_follows_the_timestamps(broker, tmp_path):
+    """At ``--speed 30`` the batches go out at 30x the recording's pace: the replay asks to
+    wait until each batch's span has ended (scaled); the injected ``sleep`` records it instead of
+    sleeping, so this test does not depend on the machine's speed. ``--rebase-time`` shifts the
+    times so the recording starts now."""
+    if broker.kind != "nats":
+        pytest.skip("broker-independent pacing: one kind")
+    rec = read_recording(data_path(*S02))
+    part = rec.between(rec.start_s, rec.start_s + 60)
+    waits: list[float] = []
+    now = time.time()
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        stats = replay(part, broker.url, "paced", speed=30.0, rebase_time=True, progress=False,
+                       sleep=waits.append, clock=lambda: now)
+        assert wait_until(lambda: svc.stats.batches == stats.batches, 20)
+        newest = svc.call(lambda s: s._wearers["paced"].live.newest_event_s)
+    finally:
+        svc.stop()
+    events = schedule(part)
+    span = (events[-1][0] - events[0][0]) / 30.0  # about 2 s
+    assert waits and max(waits) == pytest.approx(span, abs=0.5)
+    assert stats.shift_s == pytest.approx(now - part.start_s)
+    assert newest == pytest.approx(part.end_s + stats.shift_s, abs=0.1)  # the data arrived shifted to now
+
+
+def raw_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM raw").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_while_recording_keeps_every_accepted_batch_once(broker, tmp_path):
+    """``anxmon run --record-raw`` as its own process, SIGKILLed while it records a flood of
+    6,000 S02 batches (20 min of data) that the broker accepted (every PUBACK received). After
+    the restart every batch is in the database exactly once, byte for byte, including those
+    the first process had received but not committed (the broker redelivers them: at once on
+    mosquitto, after its 30 s ack wait on nats-server). The raw export reads back to exactly
+    the original samples."""
+    batches = s02_batches()[:6000]
+    items = messages("s02", batches)
+    data_dir, log = tmp_path / "svc", tmp_path / "service.log"
+    db_path = data_dir / RECORDING_FILE
+    state_topic = monitor_state_topic("crash")
+    probe = Probe(broker, [state_topic])
+    first = second = None
+    try:
+        t_launch = time.time()
+        first = _launch(broker, data_dir, log, "--record-raw", "--checkpoint-s", "0.5")
+        assert wait_until(lambda: any(s["state"] == "online" for s in _state_after(probe, state_topic, t_launch)), 30), log.read_text()
+        publisher = threading.Thread(target=probe.publish_many, args=(items, 120.0))
+        publisher.start()
+        assert wait_until(lambda: raw_count(db_path) >= len(items) // 4, 60), log.read_text()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        at_kill = raw_count(db_path)
+        publisher.join(130)
+        assert at_kill < len(items), "the kill came after everything was recorded"
+
+        t_launch = time.time()
+        second = _launch(broker, data_dir, log, "--record-raw", "--checkpoint-s", "0.5")
+        assert wait_until(lambda: any(s["state"] == "online" for s in _state_after(probe, state_topic, t_launch)), 30), log.read_text()
+        assert wait_until(lambda: raw_count(db_path) == len(items), 90), (raw_count(db_path), log.read_text())
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        probe.close()
+
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT signal, seq, payload FROM raw WHERE wearer = 's02' AND device = 'e4'").fetchall()
+    assert len(rows) == len(items)
+    want = {(b.signal, b.seq): encode_batch(b).decode() for b in batches}
+    assert {(s, q): p for s, q, p in rows} == want
+    # the broker redelivered what the first process had taken but not committed
+    stopped = [line for line in log.read_text().splitlines() if "stopped after" in line][-1]
+    assert int(re.search(r"(\d+) redelivered", stopped).group(1)) > 0, stopped
+
+    db = open_recording(data_dir)
+    export_raw(db, tmp_path / "raw.jsonl", "s02")
+    db.close()
+    back = read_recording(tmp_path / "raw.jsonl")
+    for sig in {b.signal for b in batches}:
+        original = np.concatenate([b.values for b in batches if b.signal == sig])
+        assert np.array_equal(back.streams[sig].values, original), sig
+
+
+def test_annotate_marker_is_recorded(broker, tmp_path, capsys):
+    """``anxmon annotate`` publishes a marker the service records (kind, label, time, source);
+    a marker that breaks the contract is refused with a reason, like any input."""
+    if broker.kind != "nats":
+        pytest.skip("broker-independent: one kind")
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        code = anxmon(["annotate", "--wearer", "alice", "--label", "therapy session", "--kind", "therapy",
+                       "--t", "2024-03-01T10:00:00Z", "--broker", broker.url])
+        assert code == 0 and "published" in capsys.readouterr().out
+        assert anxmon(["annotate", "--wearer", "alice", "--label", "x" * 201, "--broker", broker.url]) == 2
+        probe = Probe(broker)
+        probe.publish("anxmon/v1/alice/annotate/marker", b'{"v":1,"label":7}')
+        probe.close()
+        assert wait_until(lambda: svc.stats.markers == 1 and sum(svc.stats.rejected.values()) == 1, 10), svc.stats
+    finally:
+        svc.stop()
+    assert dict(svc.stats.rejected) == {"payload": 1}
+    db = open_recording(tmp_path / "svc")
+    markers = read_table(db, "markers", "alice")
+    db.close()
+    assert markers[["t", "kind", "label", "source"]].values.tolist() == [
+        [1709287200.0, "therapy", "therapy session", "annotate"]]
+    assert (tmp_path / "svc" / RECORDING_FILE).exists()
+
+
+def test_replay_command(broker, tmp_path, capsys):
+    """``anxmon replay`` of an anxmon recording (2 min of S02 with a marker), with the broker
+    taken from the credentials file ``anxmon run`` writes for its embedded broker."""
+    if broker.kind != "nats":
+        pytest.skip("broker-independent: one kind")
+    from monitor.markers import Marker
+    from monitor.readers.anxmon import write_recording
+
+    rec = read_recording(data_path(*S02))
+    part = rec.between(rec.start_s, rec.start_s + 120)
+    part.markers = [Marker(part.start_s + 60, "therapy session", "session 3")]
+    path = tmp_path / "two-minutes.jsonl"
+    write_recording(path, part, wearer="carol")
+    data_dir = tmp_path / "anxmon-data"
+    data_dir.mkdir()
+    (data_dir / "broker-credentials.json").write_text(json.dumps({"url": broker.url}))
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        assert anxmon(["replay", str(path), "--speed", "max", "--device", "tablet", "--data-dir", str(data_dir)]) == 0
+        n = sum(1 for _ in part.batches())
+        assert f"replayed {n} batches and 1 markers" in capsys.readouterr().out
+        assert wait_until(lambda: svc.stats.batches == n and svc.stats.markers == 1, 20), svc.stats
+        devices = svc.devices()
+    finally:
+        svc.stop()
+    assert devices[("carol", "tablet")].availability == "offline"  # retained offline at the end
+    db = open_recording(tmp_path / "svc")
+    assert read_table(db, "markers", "carol")[["kind", "label", "source"]].values.tolist() == [
+        ["therapy session", "session 3", "tablet"]]
+    db.close()
+    with pytest.raises(SystemExit):  # argparse: "speed must be a positive number or 'max'"
+        anxmon(["replay", str(path), "--speed", "0", "--broker", broker.url])
+    assert anxmon(["replay", str(path), "--data-dir", str(tmp_path / "nowhere")]) == 2
