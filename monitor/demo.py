@@ -276,7 +276,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         Where to write ``{"wearers": {id: {episodes, checkins, hits, misses, false, kind}}, ...}``.
     """
     from firmware_bridge.sim_scenario import load_scenario
-    from firmware_bridge.simulator import Simulation, ground_truth, make_wearers, score_detections
+    from firmware_bridge.simulator import DEFAULT_GRACE_S, Simulation, ground_truth, make_wearers, score_detections
     from monitor.broker import available_kinds, start_broker
     from monitor.service import MonitorService, ServiceOptions
 
@@ -333,7 +333,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
                 raise DemoError(f"the phone of {phone.wearer} could not subscribe"
                                 + (f": the broker refused it ({phone.refused})" if phone.refused else ""))
         print(f"embedded nats-server broker on 127.0.0.1:{broker.port}; service and phones connected. "
-              + ("Ctrl-C stops." if not screen.live else "Ctrl-C stops early."), file=out, flush=True)
+              "Ctrl-C stops early.", file=out, flush=True)
 
         progress = {"k": -1}
 
@@ -399,6 +399,8 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
             sim_thread.join(0.1)
             handle_events()
             answer_due()
+            if service.failed is not None:
+                raise DemoError(f"the service stopped on an unexpected error: {service.failed!r}")
             if time.monotonic() >= sim_deadline and not stop.is_set():
                 screen.event(f"the --seconds limit ({wall_budget:g} s) is reached; stopping the simulation")
                 stop.set()
@@ -442,7 +444,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         _print_summary(result, truth, speed, out)
         if summary_json is not None:
             body = {"wearers": summary, "scenario": scenario.name, "seed": seed, "speed": speed,
-                    "simulated_s": stats.seconds, "wall_s": result.wall_s, "grace_s": 180.0,
+                    "simulated_s": stats.seconds, "wall_s": result.wall_s, "grace_s": DEFAULT_GRACE_S,
                     "interrupted": result.interrupted, "note": NOT_MEDICAL}
             path = Path(summary_json)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,6 +492,12 @@ def _print_summary(result: DemoResult, truth: dict, speed: float, out) -> None:
     for wearer, row in result.wearers.items():
         print(f"{wearer:8} {row['kind']:9} {row['episodes']:>16} {row['checkins']:>9} {row['hits']:>5} "
               f"{row['misses']:>6} {row['false']:>6}", file=out)
+    cut = [e for e in truth["episodes"] if e["kind"] == "anxiety" and e["start_rel_s"] + 300 > result.simulated_s]
+    if cut:
+        minutes = ", ".join(f"{e['start_rel_s'] / 60:.0f}" for e in cut)
+        print(f"note: {len(cut)} anxiety episode(s) began less than 5 simulated minutes before the end (minute "
+              f"{minutes}); a miss there may only mean the run ended first (a check-in needs the score to stay "
+              "high for a minute and usually comes about 2 minutes in)", file=out)
     other = [e for e in truth["episodes"] if e["kind"] != "anxiety"]
     if other:
         kinds = ", ".join(f"{e['kind']} at minute {e['start_rel_s'] / 60:.0f}" for e in other)

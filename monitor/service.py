@@ -737,7 +737,8 @@ class MonitorService:
         control = decode_control(payload, wearer_id)
         wearer = self._wearer(wearer_id, arrived)  # a pause may come before any data
         t_s = control.t_s if control.t_s is not None else self._event_now(wearer, arrived)
-        result = wearer.monitor.control(t_s, control.action, control.duration_s)
+        settings = {k: v for k, v in (("quiet_hours", control.quiet_hours), ("timezone", control.timezone)) if v is not None}
+        result = wearer.monitor.control(t_s, control.action, control.duration_s, **settings)
         wearer.dirty = True
         self.stats.controls += 1
         log.info("wearer %s: %s (until %s)", wearer_id, result.action, result.until_s)

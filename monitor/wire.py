@@ -632,40 +632,58 @@ def decode_answer(payload: bytes | str, wearer: str) -> Answer:
 
 @dataclass(frozen=True)
 class Control:
-    """A wearer's request on ``anxmon/v1/{wearer}/control``: ``pause``, ``resume`` or ``snooze``.
+    """A wearer's request on ``anxmon/v1/{wearer}/control``: ``pause``, ``resume``, ``snooze``
+    or ``quiet_hours``.
 
-    ``duration_s`` (s) is optional; ``t_s`` as in ``Answer``.
+    ``duration_s`` (s) is optional; ``t_s`` as in ``Answer``. ``quiet_hours`` (two "HH:MM"
+    strings, or empty for none) and ``timezone`` (IANA name) go with ``quiet_hours``.
     """
 
     action: str
     duration_s: float | None = None
     t_s: float | None = None
+    quiet_hours: tuple[str, ...] | None = None
+    timezone: str | None = None
 
 
-def encode_control(action: str, duration_s: float | None = None, t_s: float | None = None) -> bytes:
-    """``{"v":1,"action":"snooze","duration_s":1800}`` (+ ``"t"`` when given).
+def encode_control(action: str, duration_s: float | None = None, t_s: float | None = None,
+                   quiet_hours=None, timezone: str | None = None) -> bytes:
+    """``{"v":1,"action":"snooze","duration_s":1800}`` (+ ``"t"`` when given);
+    ``{"v":1,"action":"quiet_hours","quiet_hours":["22:00","07:00"],"timezone":"Europe/Berlin"}``.
 
     >>> decode_control(encode_control("snooze", 1800), "alice").duration_s
     1800.0
+    >>> decode_control(encode_control("quiet_hours", quiet_hours=["23:00", "06:30"]), "alice").quiet_hours
+    ('23:00', '06:30')
     """
     body: dict = {"v": VERSION, "action": action}
     if duration_s is not None:
         body["duration_s"] = float(duration_s)
     if t_s is not None:
         body["t"] = float(t_s)
+    if quiet_hours is not None:
+        body["quiet_hours"] = list(quiet_hours)
+    if timezone is not None:
+        body["timezone"] = str(timezone)
     return _dumps(body)
 
 
 def decode_control(payload: bytes | str, wearer: str) -> Control:
     """Parse a control request that arrived on ``wearer``'s topic (the policy checks the action)."""
     body = _load_object(payload, "control")
-    _check_fields(body, {"v", "action", "duration_s", "t", "wearer"}, "control")
+    _check_fields(body, {"v", "action", "duration_s", "t", "wearer", "quiet_hours", "timezone"}, "control")
     _check_wearer_field(body, wearer, "control")
     action = body.get("action")
     if not isinstance(action, str):
-        raise PayloadError("control: field 'action' must be a string (pause, resume or snooze)")
+        raise PayloadError("control: field 'action' must be a string (pause, resume, snooze or quiet_hours)")
     duration = None if body.get("duration_s") is None else _number(body, "duration_s")
-    return Control(action, duration, _optional_time(body))
+    quiet = body.get("quiet_hours")
+    if quiet is not None and (not isinstance(quiet, list) or not all(isinstance(x, str) for x in quiet)):
+        raise PayloadError("control: field 'quiet_hours' must be a list of \"HH:MM\" strings")
+    timezone = body.get("timezone")
+    if timezone is not None and not isinstance(timezone, str):
+        raise PayloadError("control: field 'timezone' must be a string (an IANA time zone name)")
+    return Control(action, duration, _optional_time(body), None if quiet is None else tuple(quiet), timezone)
 
 
 MAX_MARKER_TEXT = 200  # characters of a marker's kind or label

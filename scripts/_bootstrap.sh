@@ -25,7 +25,7 @@ stamp=.venv/.anxmon-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)-${ANXMON_EXTRAS:-dev}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[anxmon] installing anxmon and its dependencies into .venv (first run takes a minute)" >&2
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true  # an old pip still works
     if ! .venv/bin/python -m pip install -q -e ".[${ANXMON_EXTRAS:-dev}]" >.venv/pip.log 2>&1; then
         cat .venv/pip.log >&2
         echo "[anxmon] installing into .venv failed (log above, also in .venv/pip.log)" >&2

@@ -561,3 +561,27 @@ def test_property_cap_cooldown_quiet_and_hysteresis_hold(eps, start_h, tz, day):
     expired = [e for e in events if isinstance(e, Expired)]
     assert [e.t_s for e in expired] == [ts + cfg.expiry_s for ts in sent
                                         if ts + cfg.expiry_s <= ticks[-1][0]]
+
+
+def test_wearer_quiet_hours_and_time_zone_replace_the_configs():
+    """Control ``quiet_hours`` (issue 7: set from the check-in app): the wearer's own quiet hours
+    and time zone replace the config's, ``[]`` means none, and they survive get/set_state.
+    2023-11-15 21:30 UTC is 22:30 in Berlin (CET, UTC+1)."""
+    from monitor.core.policy import CheckinPolicy, ControlError, PolicyConfig
+
+    t = datetime(2023, 11, 15, 21, 30, tzinfo=timezone.utc).timestamp()
+    p = CheckinPolicy(PolicyConfig(quiet_hours=("23:00", "06:00")), wearer_id="alice")
+    assert not p.is_quiet(t)  # 21:30 UTC: before the config's 23:00
+    p.control(t, "quiet_hours", quiet_hours=["22:00", "07:00"], timezone="Europe/Berlin")
+    assert p.is_quiet(t) and p.local_day(t + 7200) == "2023-11-16"  # 23:30 UTC is the 16th in Berlin
+    q = CheckinPolicy(PolicyConfig(quiet_hours=("23:00", "06:00")), wearer_id="alice")
+    q.set_state(p.get_state())
+    assert q.is_quiet(t)
+    p.control(t, "quiet_hours", quiet_hours=[])
+    assert not p.is_quiet(t + 3 * 3600)  # none at all now, not even the config's
+    for bad in ({"quiet_hours": ["22:00"]}, {"quiet_hours": ["22:00", "22:00"]}, {"quiet_hours": ["25:00", "07:00"]},
+                {"quiet_hours": ["22:00", "07:00"], "timezone": "Mars/Olympus"}):
+        with pytest.raises(ControlError):
+            p.control(t, "quiet_hours", **bad)
+    with pytest.raises(ControlError):
+        p.control(t, "pause", quiet_hours=["22:00", "07:00"])

@@ -55,7 +55,7 @@ REASON_COOLDOWN = "cooldown"
 # Gate reasons the pipeline passes when it has no usable score (any other string works too).
 GATES = ("motion", "poor_quality", "warmup", "stale")
 
-CONTROL_ACTIONS = ("pause", "resume", "snooze")
+CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -380,6 +380,9 @@ class PolicyState:
     sent_today: int = 0
     paused_until_s: float | None = None  # math.inf = until resumed
     snoozed_until_s: float | None = None
+    # the wearer's own quiet hours and time zone (control "quiet_hours"); None: the config's
+    quiet_hours: tuple[str, str] | tuple[()] | None = None  # () = no quiet hours
+    timezone: str | None = None
     offset: float = 0.0  # learned threshold offset, score units
     open_prompts: dict[str, Prompt] = field(default_factory=dict)  # sent, unanswered, unexpired
     closed: dict[str, str] = field(default_factory=dict)  # recent id -> "answered" | "expired"
@@ -516,20 +519,27 @@ class CheckinPolicy(Processor):
         """The wearer's threshold now: ``threshold + offset`` (score units)."""
         return self.config.threshold + self.state.offset
 
+    def _zone(self) -> ZoneInfo:
+        tz = self.state.timezone
+        return self._tz if tz is None else ZoneInfo(tz)
+
     def is_quiet(self, t_s: float) -> bool:
-        """Whether ``t_s`` lies in quiet hours, on the wearer's local wall clock."""
-        if self._quiet is None:
+        """Whether ``t_s`` lies in quiet hours, on the wearer's local wall clock (the wearer's own
+        quiet hours and time zone when they set them, else the config's)."""
+        own = self.state.quiet_hours
+        window = self._quiet if own is None else (None if not own else (_minutes(own[0]), _minutes(own[1])))
+        if window is None:
             return False
-        local = datetime.fromtimestamp(t_s, self._tz)
+        local = datetime.fromtimestamp(t_s, self._zone())
         minute = local.hour * 60 + local.minute + local.second / 60.0
-        start, end = self._quiet
+        start, end = window
         if start < end:
             return start <= minute < end
         return minute >= start or minute < end  # crosses midnight
 
     def local_day(self, t_s: float) -> str:
         """The wearer's local calendar date of ``t_s`` (ISO), the unit of the daily cap."""
-        return datetime.fromtimestamp(t_s, self._tz).date().isoformat()
+        return datetime.fromtimestamp(t_s, self._zone()).date().isoformat()
 
     # --- the tick -------------------------------------------------------------------------
 
@@ -744,23 +754,43 @@ class CheckinPolicy(Processor):
         del s.answers[: max(0, len(s.answers) - cfg.answer_history)]
         return result
 
-    def control(self, t_s: float, action: str, duration_s: float | None = None) -> ControlResult:
-        """Pause, resume or snooze prompts at event time ``t_s``.
+    def control(self, t_s: float, action: str, duration_s: float | None = None,
+                quiet_hours: tuple[str, ...] | list[str] | None = None, timezone: str | None = None) -> ControlResult:
+        """Pause, resume or snooze prompts at event time ``t_s``, or set the wearer's quiet hours.
 
         ``"pause"`` holds prompts until ``"resume"`` (or for ``duration_s`` if given);
         ``"snooze"`` holds them for ``duration_s`` (default ``snooze_default_s``, 1 h);
         ``"resume"`` ends both. Trigger decisions still happen while held (reason "paused" or
-        "snoozed"), so the record stays complete.
+        "snoozed"), so the record stays complete. ``"quiet_hours"`` sets the wearer's own quiet
+        hours (``quiet_hours``: two "HH:MM" times, or an empty list for none) and, when given,
+        their IANA ``timezone``; they replace the config's from then on.
 
         Raises
         ------
         ControlError
-            Unknown action, or a duration that is not a positive finite number of seconds.
+            Unknown action, a duration that is not a positive finite number of seconds, or
+            quiet hours / a time zone that are not valid.
         """
         s = self.state
         t_s = float(t_s)
         if action not in CONTROL_ACTIONS:
             raise ControlError(f"unknown control action {action!r}; expected one of {CONTROL_ACTIONS}")
+        if action == "quiet_hours":
+            if duration_s is not None:
+                raise ControlError("'quiet_hours' takes no duration")
+            q = tuple(quiet_hours or ())
+            if q and (len(q) != 2 or not all(isinstance(x, str) and _HHMM.fullmatch(x) for x in q) or q[0] == q[1]):
+                raise ControlError(f'quiet_hours must be two different "HH:MM" times or empty, got {list(q)!r}')
+            if timezone is not None:
+                try:
+                    ZoneInfo(timezone)
+                except (ZoneInfoNotFoundError, ValueError, TypeError):
+                    raise ControlError(f"unknown time zone {timezone!r}: expected an IANA name such as Europe/Berlin") from None
+                s.timezone = timezone
+            s.quiet_hours = q
+            return ControlResult(action, t_s, None)
+        if quiet_hours is not None or timezone is not None:
+            raise ControlError(f"{action!r} takes no quiet hours or time zone")
         if duration_s is not None and (
             isinstance(duration_s, bool)
             or not isinstance(duration_s, (int, float))

@@ -71,8 +71,8 @@ class WearerMonitor:
     def answer(self, t_s: float, prompt_id: str, rating: int | None, labels: list[str]):
         return self.policy.answer(t_s, prompt_id, rating, labels)
 
-    def control(self, t_s: float, action: str, duration_s: float | None = None):
-        return self.policy.control(t_s, action, duration_s)
+    def control(self, t_s: float, action: str, duration_s: float | None = None, **settings):
+        return self.policy.control(t_s, action, duration_s, **settings)
 
     def get_state(self) -> dict:
         return {
