@@ -10,6 +10,12 @@ ratio, and the pickled state of one wearer in bytes.
 ``analyze``: ``anxmon analyze``'s core loop on a one-hour session, as a multiple of real time.
 CPU time (``time.process_time``) is used so a busy shared machine distorts less; still, quote
 ratios and medians, not single absolute times.
+
+``live``: simulated full wristbands (4 batches a second each, QoS 1) in real time through the
+embedded nats-server and an ``anxmon run`` process, ramped (50, 100, 200, 300, 400, 600, ...)
+until the p99 latency from a batch handed to MQTT to the indicators of the tick it released
+exceeds 250 ms; reported beside the core-only rate of the same run. ``live --profile`` shows
+where the service's CPU goes. Method and figures: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -350,9 +356,9 @@ class _LiveRun:
             if end + 3 > self.n_seconds:
                 break
             for kk in range(k, end):
-                self._second(kk, order, history=kk < k_now)
                 if kk == measure_from:
                     cpu.mark()
+                self._second(kk, order, history=kk < k_now)
             k = end
             usage = cpu.read()
             # let the window's last indicators arrive; the wearers keep sending in real time meanwhile
