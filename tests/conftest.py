@@ -22,6 +22,16 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+BROKERS_USED: set[str] = set()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which real brokers the run used (CI fails a broker test when a broker is missing)."""
+    used = ", ".join(sorted(BROKERS_USED)) or "none"
+    missing = ", ".join(k for k in BROKER_KINDS if k not in available_kinds()) or "none"
+    terminalreporter.write_line(f"MQTT brokers used by the tests: {used} (missing: {missing})")
+
+
 @pytest.fixture(params=BROKER_KINDS)
 def broker(request, tmp_path):
     """A real broker (each kind in turn) on a free loopback port, stopped after the test.
@@ -34,5 +44,6 @@ def broker(request, tmp_path):
             pytest.fail(f"{kind} broker is missing in CI")
         pytest.skip(f"{kind} broker not installed")
     b = start_broker(kind, data_dir=tmp_path / kind)
+    BROKERS_USED.add(kind)
     yield b
     b.stop()

@@ -477,3 +477,26 @@ def test_unreachable_broker_is_a_clear_error(demo):
                      speed=100.0, connect_timeout_s=1.0)
     with pytest.raises(SimulationError, match=r"cannot reach broker mqtt://u@127\.0\.0\.1:\d+: 2 of 2"):
         sim.run(10)
+
+
+def test_walking_is_not_restlessness_fidgeting_is_and_exercise_quickens_breathing(demo):
+    """Issue 8 on the simulated wearers (seeds 1-3): the exerciser's walk and run (660-1620 s)
+    count as no restlessness at all, while the anxious wearer's fidgeting during its first
+    episode (660-900 s) raises restlessness above its own calm minutes (300-600 s); running
+    raises the breathing rate by more than 8 breaths/min (the simulator's run: ~+13). During the
+    run PPG motion artifacts withhold most breathing-rate windows (quality), so a few must do."""
+
+    def mean(ticks, key, a, b, min_n=10):
+        v = [t.indicators.values[key] for t in ticks if a <= t.t - T0 < b and key in t.indicators.values]
+        assert len(v) >= min_n, f"{key} missing in {a}-{b} s"
+        return float(np.mean(v))
+
+    for seed in (1, 2, 3):
+        calm, anxious, runner = make_wearers(demo, 3, seed=seed, start_unix=T0)
+        run_ticks, _ = run_monitor(runner, 1700)
+        anx_ticks, _ = run_monitor(anxious, 960)
+        assert mean(run_ticks, "ACC_Restlessness", 660, 1620) < 0.02
+        assert mean(run_ticks, "ACC_Restlessness", 300, 600) > 0.02  # the indicator is alive at rest
+        assert mean(anx_ticks, "ACC_Restlessness", 660, 900) > mean(anx_ticks, "ACC_Restlessness", 300, 600) + 0.02
+        # during the run, PPG motion artifacts withhold most breathing-rate windows: a few suffice
+        assert mean(run_ticks, "RSP_Rate", 900, 1440, min_n=3) > mean(run_ticks, "RSP_Rate", 300, 600) + 8.0
