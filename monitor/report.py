@@ -50,6 +50,8 @@ PANELS = [  # (indicator, label) shown over time, when present
     ("EDA_Tonic_Mean", "Skin conductance level (µS)"),
     ("SCR_Rate", "SCRs per minute"),
     ("TEMP_Mean", "Skin temperature (°C)"),
+    ("RSP_Rate", "Breathing rate (/min)"),
+    ("ACC_Restlessness", "Restlessness (share of s)"),
     ("ACC_Activity", "Movement (g)"),
 ]
 MEASURES = [  # (key, name in the table, unit)
