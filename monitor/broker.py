@@ -36,6 +36,9 @@ from monitor.errors import AnxmonError
 MONITOR_USER = "monitor"
 
 
+STARTED_KINDS: set[str] = set()  # kinds of broker this process has started (test runs report them)
+
+
 class BrokerError(AnxmonError):
     """The broker could not be found or started."""
 
@@ -115,6 +118,7 @@ class Broker:
                 raise BrokerError(f"{self.kind} exited at start; see {self.data_dir / (self.kind + '.log')}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
+                    STARTED_KINDS.add(self.kind)
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -102,18 +102,20 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return path.strip().split("."), value
 
 
+def read_toml(path: str | Path) -> dict:
+    """Parse a TOML file; a missing or malformed file is a ``ConfigError`` naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a TOML config (None: defaults only) and apply ``section.key=value`` overrides."""
-    data: dict = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data: dict = read_toml(path) if path is not None else {}
+    source = "defaults" if path is None else str(path)
     for text in overrides:
         keys, value = _parse_override(text)
         node = data

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -54,16 +55,15 @@ class ExportError(AnxmonError):
     """What was asked cannot be exported (no such wearer, a format that does not fit...)."""
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def parse_time(text: str | float) -> float:
     """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC)."""
     if isinstance(text, (int, float)):
         return float(text)
-    try:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
+    if _NUMBER.fullmatch(text.strip()) and math.isfinite(float(text)):
+        return float(text)
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping
 from monitor.errors import ConfigError
 from monitor.wire import ID_PATTERN
 
+DEFAULT_OPEN_S = 900.0  # s, the check-in policy's default expiry
 log = logging.getLogger("anxmon.push")
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -263,11 +264,10 @@ class PushNotifier:
         else:
             body = f"You have a new check-in.\nAnswer in one tap: {link}"
         # retry no longer than the check-in is open (its expiry, in its own event time)
-        open_s = 900.0
         try:
             open_s = max(0.0, float(checkin["expires_at"]) - float(checkin["t"]))
         except (KeyError, TypeError, ValueError):
-            pass
+            open_s = DEFAULT_OPEN_S  # a check-in without a usable expiry: the policy's default
         now = self.clock()
         jobs = []
         for url in urls:

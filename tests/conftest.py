@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import available_kinds, start_broker
+from monitor.broker import STARTED_KINDS, available_kinds, start_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -22,12 +22,9 @@ def data_path(*parts: str) -> Path:
     return path
 
 
-BROKERS_USED: set[str] = set()
-
-
 def pytest_terminal_summary(terminalreporter):
     """Say which real brokers the run used (CI fails a broker test when a broker is missing)."""
-    used = ", ".join(sorted(BROKERS_USED)) or "none"
+    used = ", ".join(sorted(STARTED_KINDS)) or "none"
     missing = ", ".join(k for k in BROKER_KINDS if k not in available_kinds()) or "none"
     terminalreporter.write_line(f"MQTT brokers used by the tests: {used} (missing: {missing})")
 
@@ -44,6 +41,5 @@ def broker(request, tmp_path):
             pytest.fail(f"{kind} broker is missing in CI")
         pytest.skip(f"{kind} broker not installed")
     b = start_broker(kind, data_dir=tmp_path / kind)
-    BROKERS_USED.add(kind)
     yield b
     b.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -152,10 +153,8 @@ def test_any_valid_eda_batch_round_trips(values, seq, fs):
 
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash_with_anything_but_a_wire_error(data):
-    try:
+    with contextlib.suppress(WireError):  # anything else (KeyError, TypeError ...) fails the test
         decode_batch(data, "bvp")
-    except WireError:
-        pass
 
 
 # ------------------------------------------------------------------ stream tracking

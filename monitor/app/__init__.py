@@ -15,7 +15,6 @@ import getpass
 import signal
 import sys
 import threading
-import tomllib
 from pathlib import Path
 
 from monitor.app.accounts import Accounts, hash_password
@@ -32,14 +31,9 @@ def load_app_config(path: str | Path | None):
     from monitor.homeassistant import HomeAssistantConfig
     from monitor.push import PushConfig
 
-    data: dict = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    from monitor.config import read_toml
+
+    data: dict = read_toml(path) if path is not None else {}
     unknown = set(data) - {"app", "push", "homeassistant"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected app, push, homeassistant")

@@ -644,8 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "Not allowed.")
         except _HttpError as exc:
             self._json(exc.status, {"error": exc.message})
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            log.debug("client went away before the answer: %s", exc)
 
     def _static(self, name: str, content_type: str) -> None:
         body = (STATIC / name).read_bytes()
