@@ -21,7 +21,8 @@ from scipy import signal as sps
 
 from monitor.core.beats import BeatCorrector
 from monitor.core.hrv import HrvProcessor
-from monitor.core.ppg import PpgBeatDetector, lfilter_zi
+from monitor.core.base import lfilter_zi
+from monitor.core.ppg import PpgBeatDetector
 
 from tests.conftest import data_path as _need  # noqa: E402  (skips when ../shared/data is absent)
 T0 = 1_700_000_000.0  # the neurokit file has no clock: give it one (a multiple of 60 s)

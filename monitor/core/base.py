@@ -29,6 +29,36 @@ try:  # the compiled loop behind scipy.signal.sosfilt (checked against it in tes
 except ImportError:  # a scipy without it: the public function, slower but identical
     _sosfilt_kernel = None
 
+try:  # lfilter's own C kernel: the public wrapper costs ~4 us per call in argument checks
+    from scipy.signal._sigtools import _linear_filter as _lfilter_kernel
+except ImportError:  # pragma: no cover - another scipy layout: use the public function
+    _lfilter_kernel = None
+
+
+# Denominator for moving averages through lfilter_zi: [1, 0] keeps lfilter on its direct
+# recursive kernel, 3x faster than its FIR path for short batches, and the result is identical.
+FIR_A = np.array([1.0, 0.0])
+
+
+def lfilter_zi(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray):
+    """``scipy.signal.lfilter(b, a, x, zi=zi)`` for 1-D float arrays with ``a[0] == 1``."""
+    if _lfilter_kernel is not None:
+        return _lfilter_kernel(b, a, x, -1, zi)
+    return sps.lfilter(b, a, x, zi=zi)
+
+
+def hold_last_finite(x: np.ndarray, last: float) -> np.ndarray:
+    """Replace non-finite samples by the last finite one (``last`` before the batch), so one
+    bad sample cannot poison the filters' memory for the rest of the segment.
+
+    >>> hold_last_finite(np.array([1.0, np.nan, 3.0]), 0.0).tolist()
+    [1.0, 1.0, 3.0]
+    """
+    ok = np.isfinite(x)
+    idx = np.maximum.accumulate(np.where(ok, np.arange(len(x)), -1))
+    return np.where(ok, x, np.where(idx >= 0, x[np.maximum(idx, 0)], last))
+
+
 # Quality codes shared by all modalities. "ok" is the only code that means "use it".
 QUALITY_OK = "ok"
 QUALITY_INSUFFICIENT = "insufficient"  # not enough valid data in the window

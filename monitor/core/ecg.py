@@ -26,11 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.core.base import CausalSOS, CausalSOSState, Processor, SampleClock, SampleClockState
+from monitor.core.base import (
+    CausalSOS,
+    CausalSOSState,
+    FIR_A,
+    Processor,
+    SampleClock,
+    SampleClockState,
+    hold_last_finite,
+    lfilter_zi,
+)
 from monitor.core.beats import BeatBatch
-from monitor.core.ppg import PpgBeatDetector, PpgState, _hold_last, lfilter_zi
-
-_FIR_A = np.array([1.0, 0.0])
+from monitor.core.ppg import PpgBeatDetector, PpgState
 
 
 @dataclass
@@ -108,14 +115,14 @@ class EcgBeatDetector(Processor):
         if len(x) == 0:
             return self._shift(self._detector.update(t0_s, x))
         if not np.isfinite(x).all():
-            x = _hold_last(x, s.last_x)
+            x = hold_last_finite(x, s.last_x)
         s.last_x = float(x[-1])
         self._bandpass.state = s.bandpass
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state
         if s.zi_energy is None:
             s.zi_energy = np.zeros(max(len(self.b_energy), 2) - 1)
-        energy, s.zi_energy = lfilter_zi(self.b_energy, _FIR_A, y * y, s.zi_energy)
+        energy, s.zi_energy = lfilter_zi(self.b_energy, FIR_A, y * y, s.zi_energy)
         return self._shift(self._detector.update(float(a.times_s[0]), energy))
 
     def flush(self) -> BeatBatch:

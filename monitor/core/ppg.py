@@ -29,32 +29,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from monitor.core.base import CausalSOS, CausalSOSState, Processor, SampleClock, SampleClockState
+from monitor.core.base import (
+    CausalSOS,
+    CausalSOSState,
+    FIR_A,
+    Processor,
+    SampleClock,
+    SampleClockState,
+    hold_last_finite,
+    lfilter_zi,
+)
 from monitor.core.beats import BeatBatch
-
-# Denominator of the moving averages: [1, 0] keeps lfilter on its direct recursive kernel,
-# 3x faster than its FIR path for short batches, and the result is identical.
-_FIR_A = np.array([1.0, 0.0])
-
-try:  # lfilter's own C kernel: the public wrapper costs ~4 us per call in argument checks
-    from scipy.signal._sigtools import _linear_filter as _lfilter_kernel
-except ImportError:  # pragma: no cover - another scipy layout: use the public function
-    _lfilter_kernel = None
-
-
-def lfilter_zi(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray):
-    """``scipy.signal.lfilter(b, a, x, zi=zi)`` for 1-D float arrays with ``a[0] == 1``."""
-    if _lfilter_kernel is not None:
-        return _lfilter_kernel(b, a, x, -1, zi)
-    return sps.lfilter(b, a, x, zi=zi)
-
-
-def _hold_last(x: np.ndarray, last: float) -> np.ndarray:
-    """Replace non-finite samples by the last finite one (``last`` before the batch), so one
-    bad sample cannot poison the filters' memory for the rest of the segment."""
-    ok = np.isfinite(x)
-    idx = np.maximum.accumulate(np.where(ok, np.arange(len(x)), -1))
-    return np.where(ok, x, np.where(idx >= 0, x[np.maximum(idx, 0)], last))
 
 
 @dataclass
@@ -172,7 +157,7 @@ class PpgBeatDetector(Processor):
         if len(x) == 0:
             return BeatBatch(np.empty(0), self._watermark_s(), False)
         if not np.isfinite(x).all():
-            x = _hold_last(x, s.last_x)
+            x = hold_last_finite(x, s.last_x)
         s.last_x = float(x[-1])
         n0 = s.n_seen
         y = self._bandpass.update(x)
@@ -184,8 +169,8 @@ class PpgBeatDetector(Processor):
             s.zi_mean = sps.lfilter_zi(self.b_mean, self.a_mean) * energy[0]
             s.y_tail = np.zeros(0)
             s.peak_tail = np.zeros(self.n_delay)
-        ma_peak, s.zi_peak = lfilter_zi(self.b_peak, _FIR_A, energy, s.zi_peak)
-        ma_beat, s.zi_beat = lfilter_zi(self.b_beat, _FIR_A, energy, s.zi_beat)
+        ma_peak, s.zi_peak = lfilter_zi(self.b_peak, FIR_A, energy, s.zi_peak)
+        ma_beat, s.zi_beat = lfilter_zi(self.b_beat, FIR_A, energy, s.zi_beat)
         mean, s.zi_mean = lfilter_zi(self.b_mean, self.a_mean, energy, s.zi_mean)
         s.n_seen += len(x)
 

@@ -65,9 +65,10 @@ from monitor.core.base import (
     Processor,
     SampleClock,
     SampleClockState,
+    hold_last_finite,
+    lfilter_zi,
 )
 from monitor.core.beats import FLAG_OK, IntervalBatch
-from monitor.core.ppg import _hold_last, lfilter_zi
 
 QUALITY_DISAGREE = "disagree"  # the modulations give different rates: none is trusted
 FR_HZ = 4.0  # rate of the resampled respiratory series (Hz)
@@ -321,7 +322,7 @@ class RespirationProcessor(Processor):
         if len(x) == 0:
             return []
         if not np.isfinite(x).all():
-            x = _hold_last(x, s.last_x)
+            x = hold_last_finite(x, s.last_x)
         s.last_x = float(x[-1])
         self._filt.state = s.filt
         y = self._filt.update(x)
