@@ -6,15 +6,15 @@ data, publishes the wearer's indicators and check-ins, applies answers and pause
 snooze requests, refuses bad input on ``anxmon/v1/{wearer}/rejected``, and checkpoints every
 wearer's state to SQLite so a restart, or a crash, resumes the baselines and the policy.
 
-Threads (see ``docs/service.md`` for the guarantees):
-
-* paho's network thread receives; its ``on_message`` only puts the message on a queue.
-  Messages are acknowledged *manually*, by the worker, after they were processed, so a message
-  that is queued but not processed when the process dies is not acknowledged and the broker
-  delivers it again to the persistent session.
-* one worker thread owns all wearer state: it decodes, checks, runs the core, publishes,
-  acknowledges, and writes checkpoints (spread over time, each wearer at most ``checkpoint_s``
-  after it changed). Nothing else touches wearer state; ``call`` runs a function on the worker.
+Threads (see ``docs/service.md`` for the guarantees): one thread, the worker, owns the MQTT
+connection and all wearer state. It runs paho's network loop itself (``Client.loop``), so a
+received message is decoded, checked, run through the core, published and acknowledged by the
+thread that read it: no hand-over between threads, no GIL ping-pong between a network thread
+and a busy worker. Messages are acknowledged *manually*, after they were processed (and their
+recorded rows committed), so a message that was received but not processed when the process
+dies is not acknowledged and the broker delivers it again to the persistent session. The
+worker also reconnects (with backoff) and writes checkpoints (spread over time, each wearer at
+most ``checkpoint_s`` after it changed). ``call`` runs a function on the worker.
 
 Staleness: a wearer's *time base* is the smallest ``arrival wall clock - batch end`` seen (the
 network delay plus any device clock offset or replay shift). A tick more than ``stale_after_s``
@@ -38,9 +38,13 @@ import logging
 import math
 import os
 import queue
+import random
+import select
+import socket
 import signal
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -85,6 +89,8 @@ CHECKPOINT_FILE = "checkpoints.sqlite"
 CHECKPOINT_SCHEMA = 1
 ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
 PRUNE_EVERY_S = 3600.0  # how often the retention period is applied
+READ_BURST = 100  # messages read before they are processed, acknowledged and answered in one go
+IDLE_WAIT_S = 0.02  # the worker's longest wait for network traffic (calls wait at most this long)
 _STOP = object()
 
 
@@ -222,7 +228,10 @@ class _Wearer:
         self.monitor = monitor
         self.live = live
         self.dirty = False
-        self.checkpoint_due = now + every_s
+        # the first checkpoint falls somewhere in the second half of the interval, by wearer id:
+        # wearers that start together (a restart of their bridges, a new ward) do not all
+        # come due in the same pass
+        self.checkpoint_due = now + every_s * (0.5 + 0.5 * (zlib.crc32(wearer_id.encode()) / 2**32))
         self.pending: bytes | None = None  # indicators held back by the rate limit
         self.last_indicator_wall = -math.inf
 
@@ -285,7 +294,11 @@ class MonitorService:
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
         self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
         self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # call() requests and _STOP, for the worker
+        self._inbox: collections.deque = collections.deque()  # (generation, arrival, message) read by paho
+        self._early_call = None  # a request taken off the queue while waiting, run first by _calls
+        self._reconnect_at = 0.0  # monotonic time of the next connection attempt
+        self._reconnect_delay_s: float | None = None
         self._generation = 0  # connection count: a message is acked only on the connection it came by
         self._connected = threading.Event()
         self._closing = threading.Event()
@@ -312,15 +325,14 @@ class MonitorService:
         except BaseException:
             self._store.close()
             raise
-        self._worker = threading.Thread(target=self._work, name="anxmon-worker", daemon=True)
-        self._worker.start()
         props = None
         if self.options.mqtt_version == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = int(self.options.session_expiry_s)
         kwargs = {"clean_start": False, "properties": props} if props is not None else {}
         self._client.connect_async(self.address.host, self.address.port, keepalive=self.options.keepalive_s, **kwargs)
-        self._client.loop_start()
+        self._worker = threading.Thread(target=self._work, name="anxmon-worker", daemon=True)
+        self._worker.start()
         return self
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
@@ -366,19 +378,6 @@ class MonitorService:
         self._worker.join(timeout_s)
         if self._worker.is_alive():
             log.error("the worker did not finish within %.0f s; stopping without a final checkpoint", timeout_s)
-        if self._connected.is_set():
-            info = self._client.publish(
-                self.state_topic, encode_monitor_state("offline", self.options.instance, __version__, self.clock()),
-                qos=1, retain=True,
-            )
-            # its PUBACK also means the acknowledgements queued before it went out
-            deadline = time.monotonic() + min(timeout_s, 5.0)
-            while not info.is_published() and self._connected.is_set() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if not info.is_published():
-                log.warning("the broker did not confirm the offline state before the disconnect")
-        self._client.disconnect()
-        self._client.loop_stop()
         if self._store is not None:
             self._store.close()
         if self._recorder is not None and not self._worker.is_alive():
@@ -390,7 +389,7 @@ class MonitorService:
             len(self._wearers), s.batches, s.duplicates, sum(s.rejected.values()), s.checkins, s.checkpoints,
         )
 
-    # -- MQTT (paho's network thread: never block here) --------------------------------
+    # -- MQTT (paho callbacks: they run on the worker, inside Client.loop) -----------------
     def _make_client(self) -> mqtt.Client:
         o = self.options
         if o.mqtt_version == "5":
@@ -416,6 +415,9 @@ class MonitorService:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # the worker writes what is queued once per pass of its loop (one select), instead of
+        # paho trying a write after every publish and acknowledgement
+        client.on_socket_register_write = lambda client, userdata, sock: None
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -424,6 +426,7 @@ class MonitorService:
             log.error("broker %s refused the connection: %s", self.address, reason_code)
             return
         self._refused = None
+        self._reconnect_delay_s = None
         self._generation += 1
         self.stats.connects += 1
         # Subscribing here restores the subscriptions whenever the broker has no session for us
@@ -454,27 +457,17 @@ class MonitorService:
     def _on_message(self, client, userdata, msg) -> None:
         if self._closing.is_set():
             return  # not acknowledged: the broker delivers it again to the next session
-        self._queue.put((self._generation, self.clock(), msg))
+        self._inbox.append((self._generation, self.clock(), msg))
 
     # -- worker --------------------------------------------------------------------------
     def _work(self) -> None:
         housekeeping_at = 0.0
         try:
             while True:
-                try:
-                    item = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    break
-                if isinstance(item, tuple) and item and item[0] == "call":
-                    _, fn, future = item
-                    try:
-                        future.set_result(fn(self))
-                    except Exception as exc:  # handed to the caller, who re-raises it
-                        future.set_exception(exc)
-                elif item is not None:
-                    generation, arrived, msg = item
+                busy = bool(self._inbox) or self._early_call is not None or not self._queue.empty()
+                self._network(0.0 if busy else IDLE_WAIT_S)
+                while self._inbox:
+                    generation, arrived, msg = self._inbox.popleft()
                     self._process(msg, arrived)
                     if msg.qos > 0 and generation == self._generation:
                         # a message of an earlier connection is redelivered on this one: its
@@ -483,18 +476,117 @@ class MonitorService:
                             self._client.ack(msg.mid, msg.qos)
                         else:  # acknowledged once its rows are committed (_commit_records)
                             self._unacked.append((generation, msg.mid, msg.qos))
-                if self._unacked and (len(self._unacked) >= ACK_BATCH or self._queue.empty()):
+                    if len(self._unacked) >= ACK_BATCH:
+                        self._commit_records()
+                if self._unacked:
                     self._commit_records()
+                self._write()
+                if self._calls():
+                    break
                 now = time.monotonic()
                 if now >= housekeeping_at:
                     housekeeping_at = now + 0.1
                     self._housekeeping()
             self._flush_indicators(force=True)
             self._checkpoint(everything=True)
+            self._say_goodbye()
         except BaseException as exc:
             self.failed = exc
             log.critical("the worker stopped on an unexpected error; state since the last checkpoint is lost", exc_info=True)
             raise
+
+    def _calls(self) -> bool:
+        """Run the functions ``call`` queued; True when ``stop`` asked the worker to finish."""
+        while True:
+            item, self._early_call = self._early_call, None
+            if item is None:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return False
+            if item is _STOP:
+                return True
+            _, fn, future = item
+            try:
+                future.set_result(fn(self))
+            except Exception as exc:  # handed to the caller, who re-raises it
+                future.set_exception(exc)
+
+    def _network(self, wait_s: float) -> None:
+        """One pass of paho's loop (read, write, keepalive), or a connection attempt when due."""
+        client = self._client
+        sock = client.socket()
+        if sock is not None:
+            rc = client.loop(wait_s)
+            # read on while data is waiting (paho reads one packet per select): the pass then
+            # processes a burst and sends its acknowledgements and indicators together
+            while rc == mqtt.MQTT_ERR_SUCCESS and len(self._inbox) < READ_BURST and select.select([sock], [], [], 0)[0]:
+                rc = client.loop_read()
+            if rc != mqtt.MQTT_ERR_SUCCESS and client.socket() is None:
+                self._schedule_reconnect()  # paho called on_disconnect
+            return
+        now = time.monotonic()
+        if now < self._reconnect_at:
+            self._wait_for_calls(min(wait_s or IDLE_WAIT_S, self._reconnect_at - now))
+            return
+        try:
+            client.reconnect()  # the first connection too (connect_async stored the address)
+        except OSError as exc:
+            log.debug("connecting to %s failed: %s", self.address, exc)
+            self._on_connect_fail(client, None)
+            self._schedule_reconnect()
+
+    def _write(self) -> None:
+        """Send what the pass queued (acknowledgements, indicators, check-ins) in as few TCP
+        segments as the kernel can make of them (TCP_CORK, on Linux)."""
+        client = self._client
+        sock = client.socket()
+        if sock is None or not client.want_write():
+            return
+        cork = getattr(socket, "TCP_CORK", None)
+        if cork is None or not isinstance(sock, socket.socket):
+            client.loop_write()
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+            client.loop_write()
+        finally:
+            if client.socket() is sock:
+                sock.setsockopt(socket.IPPROTO_TCP, cork, 0)  # sends what is held back now
+
+    def _schedule_reconnect(self) -> None:
+        o = self.options
+        self._reconnect_delay_s = (o.reconnect_min_s if self._reconnect_delay_s is None
+                                   else min(2 * self._reconnect_delay_s, o.reconnect_max_s))
+        # jittered, so that many services do not come back to a restarted broker in step
+        self._reconnect_at = time.monotonic() + self._reconnect_delay_s * random.uniform(0.8, 1.0)
+
+    def _wait_for_calls(self, timeout_s: float) -> None:
+        """Sleep up to ``timeout_s`` while disconnected, waking early when a call arrives."""
+        if self._early_call is None:
+            try:
+                self._early_call = self._queue.get(timeout=max(0.0, timeout_s))  # run next by _calls
+            except queue.Empty:
+                pass
+
+    def _say_goodbye(self, timeout_s: float = 5.0) -> None:
+        """Publish the retained ``offline`` state, wait for the broker's PUBACK (which also means
+        the acknowledgements queued before it went out), and disconnect."""
+        client = self._client
+        if self._connected.is_set():
+            info = client.publish(
+                self.state_topic, encode_monitor_state("offline", self.options.instance, __version__, self.clock()),
+                qos=1, retain=True,
+            )
+            deadline = time.monotonic() + timeout_s
+            while not info.is_published() and client.socket() is not None and time.monotonic() < deadline:
+                client.loop(0.01)
+            if not info.is_published():
+                log.warning("the broker did not confirm the offline state before the disconnect")
+        client.disconnect()
+        deadline = time.monotonic() + 1.0
+        while client.socket() is not None and time.monotonic() < deadline:
+            client.loop(0.01)  # writes the DISCONNECT, then paho closes the socket
 
     def _housekeeping(self) -> None:
         self._flush_indicators()
