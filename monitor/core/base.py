@@ -16,6 +16,7 @@ The processor contract (see ``docs/architecture.md``):
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -45,6 +46,102 @@ def lfilter_zi(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray):
     if _lfilter_kernel is not None:
         return _lfilter_kernel(b, a, x, -1, zi)
     return sps.lfilter(b, a, x, zi=zi)
+
+
+# Filter designs are cached: every wearer's processors use the same few filters, and designing
+# one (``butter``, ``lfilter_zi`` solving an n x n system) costs far more than running it for
+# a second. Cached arrays are read-only; callers that need a writable array get a copy.
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@functools.lru_cache(maxsize=128)
+def butter_sos(order: int, cutoff_hz: tuple, btype: str, sampling_rate: float) -> np.ndarray:
+    """``scipy.signal.butter(..., output="sos")`` for ``cutoff_hz`` (a tuple of 1 or 2 Hz),
+    cached; read-only."""
+    wn = cutoff_hz[0] if len(cutoff_hz) == 1 else np.array(cutoff_hz, dtype=float)
+    return _readonly(sps.butter(order, wn, btype=btype, fs=sampling_rate, output="sos"))
+
+
+@functools.lru_cache(maxsize=128)
+def butter_ba(order: int, cutoff_hz: tuple, btype: str, sampling_rate: float):
+    """``scipy.signal.butter(...)`` as ``(b, a)`` for ``cutoff_hz`` (a tuple of 1 or 2 Hz),
+    cached; read-only."""
+    wn = cutoff_hz[0] if len(cutoff_hz) == 1 else np.array(cutoff_hz, dtype=float)
+    b, a = sps.butter(order, wn, btype=btype, fs=sampling_rate)
+    return _readonly(b), _readonly(a)
+
+
+@functools.lru_cache(maxsize=128)
+def _lfilter_zi_cached(b: bytes, a: bytes) -> np.ndarray:
+    return _readonly(sps.lfilter_zi(np.frombuffer(b), np.frombuffer(a)))
+
+
+def steady_state_zi(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``scipy.signal.lfilter_zi(b, a)`` (the filter memory of a unit step's steady state),
+    cached by the coefficients; read-only.
+
+    >>> steady_state_zi(np.array([0.5, 0.5]), np.array([1.0, 0.0])).tolist()
+    [0.5]
+    """
+    return _lfilter_zi_cached(np.asarray(b, dtype=float).tobytes(),
+                              np.asarray(a, dtype=float).tobytes())
+
+
+@functools.lru_cache(maxsize=128)
+def _sosfilt_zi_cached(sos: bytes) -> np.ndarray:
+    return _readonly(sps.sosfilt_zi(np.frombuffer(sos).reshape(-1, 6)))
+
+
+try:  # einsum's compiled core (``np.einsum`` without the Python layer of its `optimize` option)
+    from numpy._core.multiarray import c_einsum as einsum_c
+except ImportError:  # pragma: no cover - another numpy layout: the public function
+    einsum_c = np.einsum
+
+
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row of a float array of shape (n, k): ``sqrt(einsum("ij,ij->i"))``.
+
+    >>> row_norms(np.array([[3.0, 4.0, 0.0]])).tolist()
+    [5.0]
+    """
+    return np.sqrt(einsum_c("ij,ij->i", x, x))
+
+
+# np.mean and np.std of small arrays spend most of their time in argument handling; these do
+# numpy's own arithmetic (the same pairwise sums, in the same order) without it, so the
+# results are identical to the last bit (checked in tests/test_core_fast.py).
+
+
+def mean_of(x: np.ndarray) -> float:
+    """``float(np.mean(x))`` of a 1-D float or boolean array (NaN when empty).
+
+    >>> mean_of(np.array([1.0, 2.0, 4.0])), mean_of(np.array([True, False, False, False]))
+    (2.3333333333333335, 0.25)
+    """
+    n = len(x)
+    if not n:
+        return math.nan
+    if x.dtype == bool:  # the share of True (np.mean sums them as exact float64 integers)
+        return int(np.count_nonzero(x)) / n
+    return float(np.add.reduce(x)) / n
+
+
+def std_of(x: np.ndarray, ddof: int = 0) -> float:
+    """``float(np.std(x, ddof=ddof))`` of a 1-D float array (NaN without enough values).
+
+    >>> x = np.array([1.0, 2.0, 4.0])
+    >>> std_of(x, ddof=1) == float(np.std(x, ddof=1)), round(std_of(x), 4)
+    (True, 1.2472)
+    """
+    n = len(x)
+    if n <= ddof:
+        return math.nan
+    d = x - float(np.add.reduce(x)) / n
+    return math.sqrt(float(np.add.reduce(d * d)) / (n - ddof))
 
 
 def hold_last_finite(x: np.ndarray, last: float) -> np.ndarray:
@@ -125,7 +222,8 @@ class CausalSOS(Processor):
     """
 
     def __init__(self, sos: np.ndarray):
-        self.sos = np.asarray(sos, dtype=float)
+        # a private writable copy: scipy's kernel takes no read-only array
+        self.sos = np.array(sos, dtype=float)
         self.reset()
 
     @classmethod
@@ -134,8 +232,7 @@ class CausalSOS(Processor):
         nyquist = sampling_rate / 2.0
         cut = np.atleast_1d(np.asarray(cutoff_hz, dtype=float))
         cut = np.minimum(cut, 0.9 * nyquist)
-        wn = cut[0] if cut.size == 1 else cut
-        return cls(sps.butter(order, wn, btype=btype, fs=sampling_rate, output="sos"))
+        return cls(butter_sos(order, tuple(cut.tolist()), btype, float(sampling_rate)))
 
     def reset(self) -> None:
         self.state = CausalSOSState()
@@ -145,16 +242,18 @@ class CausalSOS(Processor):
         x = np.asarray(x, dtype=float)
         if x.size == 0:
             return x.copy()
-        if self.state.zi is None:
-            self.state.zi = sps.sosfilt_zi(self.sos) * x[0]
+        st = self.state
+        if st.zi is None:
+            st.zi = _sosfilt_zi_cached(self.sos.tobytes()) * x[0]  # sosfilt_zi(sos) * x[0]
         if _sosfilt_kernel is None:
-            y, self.state.zi = sps.sosfilt(self.sos, x, zi=self.state.zi)
+            y, st.zi = sps.sosfilt(self.sos, x, zi=st.zi)
             return y
         # scipy's own kernel without sosfilt's argument checks: same arithmetic, 10x less overhead
         y = np.array(x, dtype=float, order="C")
-        zi = np.ascontiguousarray(self.state.zi, dtype=float)
+        zi = st.zi
+        if not (zi.dtype == np.float64 and zi.flags.c_contiguous and zi.flags.writeable):
+            zi = st.zi = np.array(zi, dtype=float, order="C")
         _sosfilt_kernel(self.sos, y[None, :], zi[None, :, :])
-        self.state.zi = zi
         return y
 
 
@@ -165,13 +264,41 @@ class SampleClockState:
     segment: int = 0  # increments at every gap (processors reset their filters then)
 
 
-@dataclass(frozen=True)
 class Alignment:
-    """Where a batch of a regular stream lands on the stream's own sample grid."""
+    """Where a batch of a regular stream lands on the stream's own sample grid.
 
-    times_s: np.ndarray  # event time of each accepted sample
-    skip: int  # leading samples of the batch dropped (they overlap what was already seen)
-    gap: bool  # True when the batch starts a new segment after a gap
+    ``times_s``: event time of each accepted sample; ``n``: how many were accepted; ``skip``:
+    leading samples of the batch dropped (they overlap what was already seen); ``gap``: the
+    batch starts a new segment after a gap. ``time(i)`` is ``times_s[i]`` without the array.
+
+    (A plain class with slots rather than a frozen dataclass, and ``times_s`` computed only
+    when asked for: one is made per batch and processor, and several processors need no
+    more than a time or two.)
+    """
+
+    __slots__ = ("n", "skip", "gap", "_t_first", "_n0", "_fs", "_times")
+
+    def __init__(self, t_first: float, n0: int, n: int, fs: float, skip: int, gap: bool):
+        self.n, self.skip, self.gap = n, skip, gap
+        self._t_first, self._n0, self._fs = t_first, n0, fs  # times: t_first + (n0 + i) / fs
+        self._times = None
+
+    @property
+    def times_s(self) -> np.ndarray:
+        if self._times is None:
+            # t_first + (n0 + arange(n)) / fs, in place (integers are exact in float64)
+            times = np.arange(self._n0, self._n0 + self.n, dtype=float)
+            times /= self._fs
+            times += self._t_first
+            self._times = times
+        return self._times
+
+    def time(self, i: int) -> float:
+        """``times_s[i]`` (0 <= i < n), computed alone with the same arithmetic."""
+        return self._t_first + (self._n0 + i) / self._fs
+
+    def __repr__(self) -> str:
+        return f"Alignment(times_s={self.times_s!r}, skip={self.skip!r}, gap={self.gap!r})"
 
 
 class SampleClock(Processor):
@@ -207,15 +334,15 @@ class SampleClock(Processor):
         if s.t_first is None:
             s.t_first, s.n_seen = float(t0), 0
         else:
-            lag_samples = (t0 - self.next_t) * fs
+            lag_samples = (t0 - (s.t_first + s.n_seen / fs)) * fs  # (t0 - next_t) in samples
             if lag_samples > self.tolerance_samples:
                 s.t_first, s.n_seen, s.segment, gap = float(t0), 0, s.segment + 1, True
             elif lag_samples < -self.tolerance_samples:
                 skip = min(n, int(round(-lag_samples)))
         kept = n - skip
-        times = s.t_first + (s.n_seen + np.arange(kept)) / fs
-        s.n_seen += kept
-        return Alignment(times_s=times, skip=skip, gap=gap)
+        n_seen = s.n_seen
+        s.n_seen = n_seen + kept
+        return Alignment(s.t_first, n_seen, kept, fs, skip, gap)
 
 
 @dataclass
@@ -285,15 +412,26 @@ class TimeRing(Processor):
         s, cap = self.state, self.capacity
         if len(t) > cap:
             t, x = t[-cap:], x[-cap:]
-        idx = (s.n + np.arange(len(t))) % cap
-        s.t[idx] = t
-        s.x[idx] = x
-        s.n += len(t)
+        k = len(t)
+        i = s.n % cap
+        # slices instead of the indices (s.n + arange(k)) % cap: the same writes
+        if i + k <= cap:
+            s.t[i:i + k] = t
+            s.x[i:i + k] = x
+        else:
+            j = cap - i
+            s.t[i:], s.t[:k - j] = t[:j], t[j:]
+            s.x[i:], s.x[:k - j] = x[:j], x[j:]
+        s.n += k
 
     def window(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Samples with ``start_s < t <= end_s``, oldest first."""
         s, cap = self.state, self.capacity
-        order = (s.n + np.arange(cap)) % cap if s.n >= cap else np.arange(s.n)
-        t = s.t[order]
+        if s.n >= cap:  # oldest first: the samples from the write position on, then the rest
+            i = s.n % cap
+            t = np.concatenate((s.t[i:], s.t[:i])) if i else s.t
+            x = np.concatenate((s.x[i:], s.x[:i])) if i else s.x
+        else:
+            t, x = s.t[:s.n], s.x[:s.n]
         keep = (t > start_s) & (t <= end_s)
-        return t[keep], s.x[order][keep]
+        return t[keep], x[keep]

@@ -26,6 +26,7 @@ confirm a peak; 20.5 s at 4 Hz with the defaults). ``flush()`` finishes a stream
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ from monitor.core.base import (
     SampleClock,
     TickGrid,
     TimeRing,
+    lfilter_zi,
+    steady_state_zi,
 )
 
 QUALITY_OUT_OF_RANGE = "out_of_range"  # outside 0-100 µS, or below the contact floor (lost contact)
@@ -72,6 +75,14 @@ def zero_phase_highpass_fir(highpass_hz: float, sampling_rate: float, half_width
     lags = np.array([h[: n - k] @ h[k:] for k in range(half_width + 1)])
     fir = np.concatenate([lags[:0:-1], lags])
     fir[half_width] -= fir.sum()
+    return fir
+
+
+@functools.lru_cache(maxsize=32)
+def _phasic_fir(highpass_hz: float, sampling_rate: float, half_width: int) -> np.ndarray:
+    """``zero_phase_highpass_fir``, cached and read-only: every wearer uses the same one."""
+    fir = zero_phase_highpass_fir(highpass_hz, sampling_rate, half_width)
+    fir.flags.writeable = False
     return fir
 
 
@@ -211,9 +222,9 @@ class EdaProcessor(Processor):
         self.internal_rate = self.sampling_rate / self.decimation
         self.use_lowpass = self.lowpass_hz <= 0.4 * self.sampling_rate
         self.delay_n = max(1, round(self.phasic_delay_s * self.internal_rate))
-        self.fir = zero_phase_highpass_fir(self.highpass_hz, self.internal_rate, self.delay_n)
+        self.fir = _phasic_fir(self.highpass_hz, self.internal_rate, self.delay_n)
         self._fir_a = np.array([1.0, 0.0])  # (a 2-tap denominator takes lfilter's fast C path)
-        self.fir_zi_unit = sps.lfilter_zi(self.fir, self._fir_a)  # steady state for input 1
+        self.fir_zi_unit = steady_state_zi(self.fir, self._fir_a)  # steady state for input 1
         self.flat_bins = max(1, math.ceil(self.flat_s / BIN_S))
         self._piece = max(1, int(self.tick_s * self.sampling_rate))  # raw samples per step
         self.reset()
@@ -309,10 +320,13 @@ class EdaProcessor(Processor):
             fill = s.last_raw if s.last_raw is not None else 0.0
             x = np.where(idx >= 0, x[np.maximum(idx, 0)], fill)
         bad = (x < self.contact_floor_us) | (x > self.max_eda_us) | ~finite
-        step = np.diff(x, prepend=x[0] if s.last_raw is None else s.last_raw)
+        # np.diff(x, prepend=previous sample), without its overhead
+        step = np.empty(len(x))
+        step[0] = x[0] - (x[0] if s.last_raw is None else s.last_raw)
+        np.subtract(x[1:], x[:-1], out=step[1:])
         jump = np.abs(step) > self.max_rate_us_per_s / self.sampling_rate
         flags = None
-        if bad.any() or jump.any():
+        if np.logical_or.reduce(bad) or np.logical_or.reduce(jump):
             flags = bad.astype(np.int8) | (jump.astype(np.int8) << 1)
         self._add_bins(t, x, flags)
         s.last_raw = float(x[-1])
@@ -338,10 +352,25 @@ class EdaProcessor(Processor):
             lo, hi = [x.min()], [x.max()]
             fl = [0 if flags is None else int(np.bitwise_or.reduce(flags))]
         else:
-            starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1))
+            starts = np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))
             lo = np.minimum.reduceat(x, starts)
             hi = np.maximum.reduceat(x, starts)
             fl = np.zeros(len(starts), np.int8) if flags is None else np.bitwise_or.reduceat(flags, starts)
+            if len(starts) <= len(s.bin_id):
+                # all bins at once: each in its own slot (fewer bins than slots), so this is
+                # the loop below without its per-bin scalar reads and writes
+                bins = ids[starts]
+                slots = bins % len(s.bin_id)
+                older = s.bin_id[slots] != bins  # the slot still holds an older bin: reset it
+                if older.any():
+                    reset = slots[older]
+                    s.bin_id[reset], s.bin_n[reset], s.bin_flags[reset] = bins[older], 0, 0
+                    s.bin_min[reset], s.bin_max[reset] = np.inf, -np.inf
+                s.bin_n[slots] += np.diff(starts, append=len(ids))
+                s.bin_flags[slots] |= fl
+                s.bin_min[slots] = np.minimum(s.bin_min[slots], lo)
+                s.bin_max[slots] = np.maximum(s.bin_max[slots], hi)
+                return
         ends = list(starts[1:]) + [len(ids)]
         size = len(s.bin_id)
         for k, i in enumerate(starts):
@@ -364,7 +393,7 @@ class EdaProcessor(Processor):
         s = self.state
         if s.fir_zi is None:
             s.fir_zi = self.fir_zi_unit * x[0]
-        y, s.fir_zi = sps.lfilter(self.fir, self._fir_a, x, zi=s.fir_zi)
+        y, s.fir_zi = lfilter_zi(self.fir, self._fir_a, x, s.fir_zi)  # (lfilter without its checks)
         n_before = s.n_fed
         s.n_fed += len(x)
         if t is not None:
@@ -396,7 +425,7 @@ class EdaProcessor(Processor):
             return
         # a peak at sample k is confirmed by sample k + 1, so output up to k is final
         s.watermark = float(full_t[-2])
-        sign = np.sign(np.diff(full))
+        sign = np.sign(full[1:] - full[:-1])  # (np.diff without its overhead)
         nz = np.flatnonzero(sign)
         if not len(nz):
             return
@@ -460,7 +489,7 @@ class EdaProcessor(Processor):
             return QUALITY_JUMP
         m = self.flat_bins
         hi, lo = s.bin_max[slots], s.bin_min[slots]
-        small = np.concatenate(([0], np.cumsum(present & (hi - lo < self.flat_range_us))))
+        small = np.concatenate(([0], (present & (hi - lo < self.flat_range_us)).cumsum()))
         for i in np.flatnonzero(small[m:] - small[:-m] == m).tolist():  # m quiet bins in a row
             if hi[i:i + m].max() - lo[i:i + m].min() < self.flat_range_us:
                 return QUALITY_FLAT
@@ -481,10 +510,11 @@ class EdaProcessor(Processor):
         if quality != QUALITY_OK:
             return Features(tick, {}, {"eda": quality})
         minutes = len(t) / self.internal_rate / 60.0
+        # (np.add.reduce is what .mean() and np.sum do, without their overhead)
         tc = t - tick
-        tc = tc - tc.mean()
-        mean = float(tonic.mean())
-        slope_per_s = float(np.sum(tc * (tonic - mean)) / np.sum(tc * tc))
+        tc = tc - np.add.reduce(tc) / len(tc)
+        mean = float(np.add.reduce(tonic) / len(tonic))
+        slope_per_s = float(np.add.reduce(tc * (tonic - mean)) / np.add.reduce(tc * tc))
         values = {
             "SCR_Peaks_N": float(len(amps)),
             "SCR_Rate": float(len(amps) / minutes),
@@ -492,5 +522,5 @@ class EdaProcessor(Processor):
             "EDA_Tonic_Slope": slope_per_s * 60.0,
         }
         if len(amps):
-            values["SCR_Peaks_Amplitude_Mean"] = float(amps.mean())
+            values["SCR_Peaks_Amplitude_Mean"] = float(np.add.reduce(amps)) / len(amps)
         return Features(tick, values, {"eda": QUALITY_OK})

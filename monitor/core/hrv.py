@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.core.base import QUALITY_INSUFFICIENT, QUALITY_MISSING, QUALITY_OK, Features, Processor
+from monitor.core.base import (
+    QUALITY_INSUFFICIENT,
+    QUALITY_MISSING,
+    QUALITY_OK,
+    Features,
+    Processor,
+    mean_of,
+    std_of,
+)
 from monitor.core.beats import FLAG_OK, IntervalBatch
 
 QUALITY_ARTIFACTS = "artifacts"  # too many corrected beats for variability measures
@@ -63,7 +71,7 @@ def _due_ticks(next_k: int | None, watermark_s: float, step_s: float, t_data: np
     if upto < next_k:
         return np.empty(0), new_next
     ticks = np.arange(next_k, upto + 1) * step_s
-    idx = np.searchsorted(t_data, ticks, side="right")
+    idx = t_data.searchsorted(ticks, side="right")
     newest = np.where(idx > 0, t_data[np.maximum(idx - 1, 0)], -np.inf)
     return ticks[newest > ticks - reach_s], new_next
 
@@ -76,6 +84,9 @@ class HrvState:
     cons: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     flags: np.ndarray = field(default_factory=lambda: np.empty(0, np.int8))
     next_k: int | None = None  # index of the next tick (tick time = k * tick_s)
+    # IntervalBatches not yet appended to the arrays above: they are joined once per tick, in
+    # one concatenation per array instead of one per update (a tuple: immutable default)
+    inbox: tuple = ()
 
 
 class HrvProcessor(Processor):
@@ -124,18 +135,21 @@ class HrvProcessor(Processor):
         """Add the corrector's intervals; return ``Features`` for every tick now final."""
         s = self.state
         if len(batch):
-            s.t = np.concatenate([s.t, batch.t_s])
-            s.ibi = np.concatenate([s.ibi, batch.ibi_ms])
-            s.valid = np.concatenate([s.valid, batch.valid])
-            s.cons = np.concatenate([s.cons, batch.consecutive])
-            s.flags = np.concatenate([s.flags, batch.flags])
+            s.inbox += (batch,)
         if s.next_k is not None and batch.watermark_s < s.next_k * self.tick_s:
             return []  # no tick due: nothing to compute
+        if s.inbox:
+            batches, s.inbox = s.inbox, ()
+            s.t = np.concatenate([s.t] + [b.t_s for b in batches])
+            s.ibi = np.concatenate([s.ibi] + [b.ibi_ms for b in batches])
+            s.valid = np.concatenate([s.valid] + [b.valid for b in batches])
+            s.cons = np.concatenate([s.cons] + [b.consecutive for b in batches])
+            s.flags = np.concatenate([s.flags] + [b.flags for b in batches])
         ticks, s.next_k = _due_ticks(s.next_k, batch.watermark_s, self.tick_s, s.t,
                                      self.window_s + self.tick_s)
         out = [self._features(float(tick)) for tick in ticks]
         if s.next_k is not None:  # forget what no future window can hold
-            keep = np.searchsorted(s.t, s.next_k * self.tick_s - self.window_s - self.tick_s)
+            keep = int(s.t.searchsorted(s.next_k * self.tick_s - self.window_s - self.tick_s))
             if keep:
                 s.t, s.ibi, s.valid = s.t[keep:], s.ibi[keep:], s.valid[keep:]
                 s.cons, s.flags = s.cons[keep:], s.flags[keep:]
@@ -143,29 +157,31 @@ class HrvProcessor(Processor):
 
     def _features(self, tick_s: float) -> Features:
         s = self.state
-        lo, hi = np.searchsorted(s.t, [tick_s - self.window_s, tick_s], side="right")
+        # (mean_of/std_of: numpy's arithmetic without np.mean/np.std's overhead)
+        lo = int(s.t.searchsorted(tick_s - self.window_s, side="right"))
+        hi = int(s.t.searchsorted(tick_s, side="right"))
         if hi == lo:
             return Features(tick_s, {}, {"hrv": QUALITY_MISSING})
         ibi, valid = s.ibi[lo:hi], s.valid[lo:hi]
-        values = {"HRV_Artifacts_Pct": 100.0 * float(np.mean(s.flags[lo:hi] != FLAG_OK))}
+        values = {"HRV_Artifacts_Pct": 100.0 * mean_of(s.flags[lo:hi] != FLAG_OK)}
         nn = ibi[valid]
-        if len(nn) < self.min_beats or nn.sum() < self.min_coverage * self.window_s * 1000.0:
+        if len(nn) < self.min_beats or np.add.reduce(nn) < self.min_coverage * self.window_s * 1000.0:
             return Features(tick_s, values, {"hrv": QUALITY_INSUFFICIENT})
-        mean_nn = float(np.mean(nn))
+        mean_nn = mean_of(nn)
         values["HRV_MeanNN"] = mean_nn
         values["HR_Mean"] = 60000.0 / mean_nn
         pair = valid[1:] & valid[:-1] & s.cons[lo + 1:hi]
-        diff = np.diff(ibi)[pair]
+        diff = (ibi[1:] - ibi[:-1])[pair]
         if len(diff) < self.min_pairs:
             return Features(tick_s, values, {"hrv": QUALITY_INSUFFICIENT})
         if values["HRV_Artifacts_Pct"] > 100.0 * self.max_artifact_share:
             return Features(tick_s, values, {"hrv": QUALITY_ARTIFACTS})
         jumps = np.abs(diff) > 0.2 * ibi[:-1][pair]
-        if np.mean(jumps) > self.max_irregular_share:
+        if mean_of(jumps) > self.max_irregular_share:
             return Features(tick_s, values, {"hrv": QUALITY_IRREGULAR})
-        values["HRV_SDNN"] = float(np.std(nn, ddof=1))
-        values["HRV_RMSSD"] = float(np.sqrt(np.mean(diff * diff)))
-        values["HRV_pNN50"] = 100.0 * float(np.sum(np.abs(diff) > 50.0)) / (len(diff) + 1)
+        values["HRV_SDNN"] = std_of(nn, ddof=1)
+        values["HRV_RMSSD"] = math.sqrt(mean_of(diff * diff))
+        values["HRV_pNN50"] = 100.0 * float(np.count_nonzero(np.abs(diff) > 50.0)) / (len(diff) + 1)
         return Features(tick_s, values, {"hrv": QUALITY_OK})
 
 

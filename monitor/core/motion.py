@@ -16,13 +16,64 @@ import numpy as np
 from monitor.core.base import (
     QUALITY_INSUFFICIENT,
     QUALITY_OK,
+    Alignment,
     Features,
     Processor,
     SampleClock,
     TickGrid,
+    mean_of,
+    row_norms,
+    std_of,
 )
 
 EPOCH_S = 1.0
+
+
+def epoch_runs(times: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split increasing sample times into runs of one epoch each: ``(epoch, i0, i1)`` with
+    ``epoch = floor(t / EPOCH_S)`` of the samples ``i0:i1``.
+
+    >>> epoch_runs(np.array([9.5, 9.75, 10.0, 10.25, 12.0]))
+    [(9, 0, 2), (10, 2, 4), (12, 4, 5)]
+    """
+    u = times / EPOCH_S
+    e0, e1 = math.floor(u[0]), math.floor(u[-1])
+    if e0 == e1:  # a batch within one epoch
+        return [(e0, 0, len(u))]
+    # floor(u) >= e from the first u >= e on: one search per epoch boundary
+    if e1 == e0 + 1:  # the usual case for one-second batches
+        b = int(u.searchsorted(e1))
+        return [(e0, 0, b), (e1, b, len(u))]
+    starts = sorted(set(u.searchsorted(np.arange(e0 + 1, e1 + 1)).tolist()))
+    bounds = [0] + starts + [len(u)]
+    return [(math.floor(u[i0]), i0, i1) for i0, i1 in zip(bounds[:-1], bounds[1:])]
+
+
+def aligned_epoch_runs(a: Alignment, sampling_rate: float) -> list[tuple[int, int, int]]:
+    """``epoch_runs(a.times_s)`` from a few sample times computed alone, without the array.
+
+    >>> from monitor.core.base import SampleClock
+    >>> a = SampleClock(4.0).align(9.5, 5)
+    >>> aligned_epoch_runs(a, 4.0) == epoch_runs(a.times_s)
+    True
+    """
+    def epoch(i: int) -> int:
+        return math.floor(a.time(i) / EPOCH_S)
+
+    n = a.n
+    e, e_last = epoch(0), epoch(n - 1)
+    runs, i0, t0 = [], 0, a.time(0)
+    while e != e_last:
+        # the first sample of a later epoch: estimated from the rate, then found exactly
+        i = min(n - 1, max(i0 + 1, math.ceil(((e + 1) * EPOCH_S - t0) * sampling_rate)))
+        while i > i0 + 1 and epoch(i - 1) > e:
+            i -= 1
+        while epoch(i) == e:
+            i += 1
+        runs.append((e, i0, i))
+        i0, e = i, epoch(i)
+    runs.append((e, i0, n))
+    return runs
 
 
 @dataclass
@@ -73,25 +124,20 @@ class AccProcessor(Processor):
         s = self.state
         acc_g = np.asarray(acc_g, dtype=float).reshape(-1, 3)
         a = s.clock.align(t0_s, len(acc_g))
-        if not len(a.times_s):
+        if not a.n:
             return []
         if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
-            s.ticks.skip_to(a.times_s[0])
-        magnitude = np.sqrt(np.einsum("ij,ij->i", acc_g[a.skip:], acc_g[a.skip:]))
-        epoch = np.floor(a.times_s / EPOCH_S).astype(np.int64)
-        # close every epoch before the last one in this batch
-        boundaries = np.flatnonzero(np.diff(epoch)) + 1
-        starts = np.concatenate([[0], boundaries])
-        ends = np.concatenate([boundaries, [len(epoch)]])
+            s.ticks.skip_to(a.time(0))
+        magnitude = row_norms(acc_g[a.skip:] if a.skip else acc_g).tolist()
         out = []
-        for i0, i1 in zip(starts, ends):
-            e = int(epoch[i0])
+        # close every epoch before the last one in this batch
+        for e, i0, i1 in aligned_epoch_runs(a, self.sampling_rate):
             if s.open_epoch is not None and e != s.open_epoch:
                 self._close_epoch()
                 # every epoch before e is closed: ticks up to its start are final
                 out.extend(self._features(t) for t in s.ticks.due(e * EPOCH_S))
             s.open_epoch = e
-            s.open_samples.extend(magnitude[i0:i1].tolist())
+            s.open_samples.extend(magnitude[i0:i1])
         return out
 
     def _close_epoch(self) -> None:
@@ -99,7 +145,7 @@ class AccProcessor(Processor):
         if len(s.open_samples) >= 0.5 * self.sampling_rate * EPOCH_S:
             i = s.n_epochs % len(s.epochs_t)
             s.epochs_t[i] = s.open_epoch * EPOCH_S
-            s.epochs_sd[i] = float(np.std(np.asarray(s.open_samples)))
+            s.epochs_sd[i] = std_of(np.array(s.open_samples))  # np.std's arithmetic
             s.n_epochs += 1
         s.open_samples = []
 
@@ -109,10 +155,10 @@ class AccProcessor(Processor):
         sd = s.epochs_sd[keep]
         if len(sd) < self.min_coverage * self.window_s / EPOCH_S:
             return Features(tick_s, {}, {"acc": QUALITY_INSUFFICIENT})
-        fraction = float(np.mean(sd > self.moving_sd_g))
+        fraction = mean_of(sd > self.moving_sd_g)  # the share of moving epochs
         return Features(
             tick_s,
-            {"ACC_Activity": float(np.mean(sd)), "ACC_Moving_Fraction": fraction,
+            {"ACC_Activity": mean_of(sd), "ACC_Moving_Fraction": fraction,
              "ACC_Moving": float(fraction >= self.moving_fraction)},
             {"acc": QUALITY_OK},
         )

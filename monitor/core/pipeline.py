@@ -163,10 +163,20 @@ class WearerPipeline(Processor):
     def __init__(self, config: CoreConfig | None = None):
         self.config = config or CoreConfig()
         self.state = PipelineState()
+        self._active = ((), (), frozenset())  # signals -> modalities (sorted and as a set)
+
+    def _active_modalities(self) -> tuple[tuple[str, ...], frozenset]:
+        """The modalities of the signals the wearer sends, sorted and as a set (cached: the
+        signals rarely change)."""
+        signals = tuple(self.state.chains)
+        if signals != self._active[0]:
+            mods = sorted({m for signal in signals for m in MODALITIES[signal]})
+            self._active = (signals, tuple(mods), frozenset(mods))
+        return self._active[1], self._active[2]
 
     @property
     def modalities(self) -> list[str]:
-        return sorted({m for signal in self.state.chains for m in MODALITIES[signal]})
+        return list(self._active_modalities()[0])
 
     def update(self, batch: SampleBatch) -> list[Features]:
         s = self.state
@@ -182,14 +192,28 @@ class WearerPipeline(Processor):
                 if s.heart_source is not None:
                     s.chains.pop(s.heart_source, None)  # a better source took over
                 s.heart_source = signal
+        was_settled = None if s.start_s is None else self._settled()
         if s.start_s is None:
             s.start_s = batch.start_s
         s.seen_until_s = max(s.seen_until_s, batch.end_s)
         chain = s.chains.get(signal)
-        if chain is None or (batch.fs is not None and batch.fs != chain.fs):
+        new_chain = chain is None or (batch.fs is not None and batch.fs != chain.fs)
+        if new_chain:
             chain = s.chains[signal] = _Chain(signal, batch.fs, self.config)
-        self._collect(signal, chain.update(batch))
+        rows = chain.update(batch)
+        if rows:
+            self._collect(signal, rows)
+        elif not new_chain and was_settled == self._settled():
+            # (most batches) nothing the last release looked at has changed, and it released
+            # every tick it could: there is nothing to release now either
+            return []
         return self._release()
+
+    def _settled(self) -> bool:
+        """In the first max_lag_s every signal the wearer sends has had time to show up; until
+        then "every modality reported" may not mean every modality there is."""
+        s = self.state
+        return s.seen_until_s - s.start_s >= self.config.max_lag_s
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""
@@ -220,19 +244,22 @@ class WearerPipeline(Processor):
         s = self.state
         if not s.pending:
             return []
-        active = set(self.modalities)
+        modalities, active = self._active_modalities()
         lead = max(s.latest_tick.values())
-        # in the first max_lag_s every signal the wearer sends has had time to show up; until
-        # then "every modality reported" may not mean every modality there is
-        settled = s.seen_until_s - s.start_s >= self.config.max_lag_s
+        max_lag_s = self.config.max_lag_s
+        settled = self._settled()
+        first = min(s.pending)  # usually still incomplete: nothing to sort then
+        if not (everything or (settled and active <= s.pending[first].keys())
+                or first + max_lag_s <= lead):
+            return []
         out = []
         for tick in sorted(s.pending):
             parts = s.pending[tick]
             complete = settled and active <= parts.keys()
-            if not (everything or complete or tick + self.config.max_lag_s <= lead):
+            if not (everything or complete or tick + max_lag_s <= lead):
                 break
             values, quality = {}, {}
-            for modality in sorted(active):
+            for modality in modalities:
                 f = parts.get(modality)
                 if f is None:
                     quality[self._quality_key(modality)] = QUALITY_MISSING

@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal as sps
 
 from monitor.core.base import (
     CausalSOS,
@@ -38,6 +37,7 @@ from monitor.core.base import (
     SampleClockState,
     hold_last_finite,
     lfilter_zi,
+    steady_state_zi,
 )
 from monitor.core.beats import BeatBatch
 
@@ -150,23 +150,25 @@ class PpgBeatDetector(Processor):
         self._bandpass.state = s.bandpass
         x = np.asarray(bvp, dtype=float)
         a = self._clock.align(t0_s, len(x))
-        x = x[a.skip:]
+        if a.skip:
+            x = x[a.skip:]
         if a.gap:
             self._restart_segment()
             self._bandpass.state = s.bandpass
         if len(x) == 0:
             return BeatBatch(np.empty(0), self._watermark_s(), False)
-        if not np.isfinite(x).all():
+        if not math.isfinite(np.add.reduce(x)):  # (one reduction instead of isfinite().all())
             x = hold_last_finite(x, s.last_x)
         s.last_x = float(x[-1])
         n0 = s.n_seen
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state
-        energy = np.square(np.maximum(y, 0.0))
+        energy = np.maximum(y, 0.0)
+        np.square(energy, out=energy)
         if s.zi_peak is None:
             s.zi_peak = np.zeros(self.n_peak - 1)
             s.zi_beat = np.zeros(self.n_beat - 1)
-            s.zi_mean = sps.lfilter_zi(self.b_mean, self.a_mean) * energy[0]
+            s.zi_mean = steady_state_zi(self.b_mean, self.a_mean) * energy[0]
             s.y_tail = np.zeros(0)
             s.peak_tail = np.zeros(self.n_delay)
         ma_peak, s.zi_peak = lfilter_zi(self.b_peak, FIR_A, energy, s.zi_peak)
@@ -177,18 +179,21 @@ class PpgBeatDetector(Processor):
         # Sample m (newest known) decides about sample n = m - half_beat: the short average
         # centred on n is ma_peak[n + half_peak] = ma_peak[m - n_delay]; peak_tail holds the
         # last n_delay short averages, so peak_ext[i] is the one of sample n0 + i - n_delay.
-        peak_ext = np.concatenate([s.peak_tail, ma_peak])
-        waves = peak_ext[:len(x)] > ma_beat + self.beat_offset * mean
+        peak_ext = np.concatenate((s.peak_tail, ma_peak))
+        mean *= self.beat_offset
+        mean += ma_beat  # ma_beat + beat_offset * mean, in place
+        waves = peak_ext[:len(x)] > mean
         n_start = n0 - self.half_beat  # the sample that x[0] decides about
         if n_start < self.warmup:  # no block before the long average is meaningful
             waves[:self.warmup - n_start] = False
-        y_ext = np.concatenate([s.y_tail, y])
+        y_ext = np.concatenate((s.y_tail, y))
         y_first = s.n_seen - len(y_ext)  # segment index of y_ext[0]
         beats = self._scan(waves, n_start, y_ext, y_first)
         s.peak_tail = peak_ext[len(x):]
         s.y_tail = y_ext[-self.n_y:]
         t_first = s.clock.t_first
-        times = t_first + np.asarray(beats, dtype=float) / self.sampling_rate
+        fs = self.sampling_rate
+        times = np.array([t_first + b / fs for b in beats])  # (a beat or two: scalar arithmetic)
         gap = s.gap_pending
         if len(times):
             s.gap_pending = False
@@ -218,7 +223,7 @@ class PpgBeatDetector(Processor):
         s = self.state
         beats = []
         # Edges: indices where waves differs from the previous value (carried in the state).
-        edges = (np.flatnonzero(waves[1:] != waves[:-1]) + 1).tolist()
+        edges = (np.not_equal(waves[1:], waves[:-1]).nonzero()[0] + 1).tolist()
         if waves[0] != s.in_block:
             edges.insert(0, 0)
         last_n = n_start + len(waves) - 1
@@ -245,11 +250,11 @@ class PpgBeatDetector(Processor):
         """The beat of block [beg, end): highest sample, parabolic sub-sample refinement."""
         s = self.state
         seg = y_ext[beg - y_first:end - y_first]
-        k = int(np.argmax(seg))
+        k = int(seg.argmax())
         i = beg - y_first + k
         pos = float(beg + k)
         if 0 < i < len(y_ext) - 1:
-            y0, y1, y2 = y_ext[i - 1], y_ext[i], y_ext[i + 1]
+            y0, y1, y2 = y_ext[i - 1:i + 2].tolist()
             denom = y0 - 2.0 * y1 + y2
             if denom < 0.0:
                 pos += 0.5 * (y0 - y2) / denom

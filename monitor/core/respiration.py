@@ -54,7 +54,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal as sps
 
 from monitor.core.base import (
     QUALITY_INSUFFICIENT,
@@ -65,8 +64,11 @@ from monitor.core.base import (
     Processor,
     SampleClock,
     SampleClockState,
+    butter_ba,
+    einsum_c,
     hold_last_finite,
     lfilter_zi,
+    steady_state_zi,
 )
 from monitor.core.beats import FLAG_OK, IntervalBatch
 
@@ -118,8 +120,8 @@ def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
     zz = np.zeros((m, n + 1))  # one series per row, then a pause (the last column)
     zz[:, :n] = z.T
     zv = zz[:, :n] if n_valid == n else zz[:, :n][:, valid]
-    dev = zv - zv.sum(axis=1, keepdims=True) / n_valid
-    h = hysteresis * np.sqrt(np.einsum("ij,ij->i", dev, dev) / n_valid)  # the SD of each row
+    dev = zv - np.add.reduce(zv, axis=1, keepdims=True) / n_valid
+    h = hysteresis * np.sqrt(einsum_c("ij,ij->i", dev, dev) / n_valid)  # the SD of each row
     hh = h[:, None]
     state = (zz > hh).astype(np.int8) - (zz < -hh)
     state[:, n] = 2
@@ -135,11 +137,13 @@ def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
     col = up // (n + 1)
     z0, z1 = zf[up - 1], zf[up]
     t_up = (up % (n + 1) - 1 + (h[col] - z0) / (z1 - z0)) / FR_HZ
-    run = np.cumsum(flat == 2)[up]  # which run of valid samples each crossing is in
-    same = np.diff(run) == 0
+    # which run of valid samples each crossing is in: the pauses (2) before it, i.e.
+    # cumsum(flat == 2)[up], counted among the non-zero states already at hand
+    run = idx[st == 2].searchsorted(up)
+    same = run[1:] == run[:-1]  # (np.diff without its overhead)
     col = col[1:][same]
     cycles = np.bincount(col, minlength=m)
-    span = np.bincount(col, weights=np.diff(t_up)[same], minlength=m)
+    span = np.bincount(col, weights=(t_up[1:] - t_up[:-1])[same], minlength=m)
     enough = (cycles >= min_breaths) & (h > 0.0)
     rates[enough] = 60.0 * cycles[enough] / span[enough]
     return rates
@@ -281,8 +285,8 @@ class RespirationProcessor(Processor):
         self.n_mod = len(MODULATIONS[source])
         self.n_win = int(round(self.window_s * FR_HZ))
         self.capacity = self.n_win + 4
-        self.b, self.a = sps.butter(2, self.band_hz, "bandpass", fs=FR_HZ)
-        self.zi_unit = sps.lfilter_zi(self.b, self.a)[None, :]
+        self.b, self.a = butter_ba(2, tuple(float(f) for f in self.band_hz), "bandpass", FR_HZ)
+        self.zi_unit = steady_state_zi(self.b, self.a)[None, :]  # (cached designs, read-only)
         fs = self.sampling_rate
         if source == "ppg":  # the pulse band of PpgBeatDetector: its beat is this filter's peak
             self._filt = CausalSOS.butter(3, [0.5, 8.0], "bandpass", fs)
@@ -316,12 +320,14 @@ class RespirationProcessor(Processor):
         self._clock.state = s.clock
         x = np.asarray(x, dtype=float).ravel()
         a = self._clock.align(t0_s, len(x))
-        x, times = x[a.skip:], a.times_s
+        times = a.times_s
+        if a.skip:
+            x = x[a.skip:]
         if a.gap:
             s.filt, s.part = CausalSOSState(), np.empty((0, 3))
         if len(x) == 0:
             return []
-        if not np.isfinite(x).all():
+        if not math.isfinite(np.add.reduce(x)):  # (one reduction instead of isfinite().all())
             x = hold_last_finite(x, s.last_x)
         s.last_x = float(x[-1])
         self._filt.state = s.filt
@@ -330,7 +336,8 @@ class RespirationProcessor(Processor):
         if self.source == "rsp":  # the low-passed belt, kept at >= 8 Hz (every k-th sample)
             first = s.clock.n_seen - len(x)  # index of x[0] in the segment
             keep = slice((-first) % self.belt_step, None, self.belt_step)
-            return self._add_points(times[keep], y[keep, None], float(times[-1]))
+            return self._add_points(times[keep].tolist(), y[keep, None].tolist(),
+                                    float(times[-1]))
         self._add_blocks(times, x, y)
         return self._take_beats() if s.pend_t else []
 
@@ -340,9 +347,12 @@ class RespirationProcessor(Processor):
             raise ValueError("an 'rsp' RespirationProcessor takes samples only")
         s = self.state
         if len(batch):
-            keep = batch.valid & (batch.flags == FLAG_OK)
-            s.pend_t.extend(batch.t_s[keep].tolist())
-            s.pend_ibi.extend(batch.ibi_ms[keep].tolist())
+            # (a loop over the few intervals of an update is cheaper than masks)
+            for t, ibi, valid, flag in zip(batch.t_s.tolist(), batch.ibi_ms.tolist(),
+                                           batch.valid.tolist(), batch.flags.tolist()):
+                if valid and flag == FLAG_OK:
+                    s.pend_t.append(t)
+                    s.pend_ibi.append(ibi)
         s.beats_wm = max(s.beats_wm, float(batch.watermark_s))
         return self._take_beats()
 
@@ -352,16 +362,18 @@ class RespirationProcessor(Processor):
         s.samples_end = True
         s.beats_wm = math.inf
         if self.source == "rsp":
-            return self._add_points(np.empty(0), np.empty((0, 1)), math.inf)
+            return self._add_points([], [], math.inf)
         return self._take_beats()
 
     # ------------------------------------------------------------------ samples and beats
     def _add_blocks(self, times: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
         """Cut the samples into blocks of ``n_block``; keep each block's time, max, min, mean."""
         s, nb = self.state, self.n_block
-        new = np.empty((len(times), 3))
-        new[:, 0], new[:, 1], new[:, 2] = times, x, y
-        ext = np.concatenate([s.part, new]) if len(s.part) else new
+        n_part = len(s.part)
+        ext = np.empty((n_part + len(times), 3))  # the open block's samples, then these
+        if n_part:
+            ext[:n_part] = s.part
+        ext[n_part:, 0], ext[n_part:, 1], ext[n_part:, 2] = times, x, y
         n_full = len(ext) // nb
         cut = n_full * nb
         s.part = ext[cut:]
@@ -370,39 +382,58 @@ class RespirationProcessor(Processor):
         full = ext[:cut].reshape(n_full, nb, 3)
         blocks = np.empty((n_full, 4))
         blocks[:, 0] = full[:, 0, 0]
-        blocks[:, 1] = full[:, :, 2].max(axis=1)
-        blocks[:, 2] = full[:, :, 2].min(axis=1)
-        blocks[:, 3] = full[:, :, 1].sum(axis=1) / nb
-        s.blocks = np.concatenate([s.blocks, blocks])[-self.n_tail_max:]
+        # (the ufuncs' reduce directly: the same reductions as .max/.min/.sum, less overhead)
+        blocks[:, 1] = np.maximum.reduce(full[:, :, 2], axis=1)
+        blocks[:, 2] = np.minimum.reduce(full[:, :, 2], axis=1)
+        blocks[:, 3] = np.add.reduce(full[:, :, 1], axis=1) / nb
+        s.blocks = np.concatenate((s.blocks, blocks))[-self.n_tail_max:]
 
-    def _beat_values(self, t: np.ndarray, ibi_ms: np.ndarray) -> np.ndarray:
-        """Modulation values (beats, modulations) of beats at ``t`` (s); NaN rows for beats
-        whose samples are gone (before the stream started, or dropped from the tail)."""
+    def _beat_values(self, t: list, ibi_ms: list) -> tuple[list, list]:
+        """Times (s) and modulation values (one list per beat) of the beats at ``t`` whose
+        values are all finite; a beat whose samples are gone (before the stream started, or
+        dropped from the tail) has none and is left out.
+
+        A beat or two per call: a loop of scalar searches costs less than vectorised ones.
+        """
+        isfinite = math.isfinite
         if self.source == "ibi":
-            return ibi_ms[:, None]
+            keep = [i for i, ibi in enumerate(ibi_ms) if isfinite(ibi)]
+            return [t[i] for i in keep], [[ibi_ms[i]] for i in keep]
         blk = self.state.blocks
-        out = np.full((len(t), self.n_mod), np.nan)
+        t_out, v_out = [], []
         if not len(blk):
-            return out
+            return t_out, v_out
         bt, d = blk[:, 0], self.n_block / self.sampling_rate
+        bt0 = float(bt[0])
+        search = bt.searchsorted
+        vmax, vmin, vsum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
         if self.source == "ecg":
-            lo, hi = t - self.qrs_s, t + self.qrs_s
-            q0 = np.searchsorted(bt, lo - d, side="right")
-            q1 = np.searchsorted(bt, hi, side="right")
-            for i in np.flatnonzero((bt[0] <= lo) & (q1 > q0)).tolist():
-                qrs = blk[q0[i]:q1[i]]
-                out[i] = (qrs[:, 1].max() - qrs[:, 2].min(), ibi_ms[i])
-            return out
-        start = t - ibi_ms / 1000.0
-        p0 = np.searchsorted(bt, t - self.peak_s - d, side="right")
-        p1 = np.searchsorted(bt, t + self.peak_s, side="right")
-        b0 = np.searchsorted(bt, start - d, side="right")
-        b1 = np.searchsorted(bt, t, side="right")
-        for i in np.flatnonzero((bt[0] <= start) & (p1 > p0) & (b1 > b0)).tolist():
-            beat = blk[b0[i]:b1[i]]
-            amplitude = blk[p0[i]:p1[i], 1].max() - beat[:, 2].min()
-            out[i] = (amplitude, beat[:, 3].sum() / len(beat), ibi_ms[i])
-        return out
+            for ti, ibi in zip(t, ibi_ms):
+                lo, hi = ti - self.qrs_s, ti + self.qrs_s
+                q0, q1 = search(lo - d, side="right"), search(hi, side="right")
+                if bt0 <= lo and q1 > q0:
+                    row = [float(vmax(blk[q0:q1, 1]) - vmin(blk[q0:q1, 2])), ibi]
+                    if isfinite(row[0]) and isfinite(ibi):
+                        t_out.append(ti)
+                        v_out.append(row)
+            return t_out, v_out
+        for ti, ibi in zip(t, ibi_ms):
+            start = ti - ibi / 1000.0
+            if not bt0 <= start:
+                continue
+            p0 = search(ti - self.peak_s - d, side="right")
+            p1 = search(ti + self.peak_s, side="right")
+            b0 = search(start - d, side="right")
+            b1 = search(ti, side="right")
+            if p1 > p0 and b1 > b0:
+                # the pulse's peak minus the lowest sample since the previous beat; the mean
+                # sample over the beat (numpy's sum, as block sums elsewhere)
+                amplitude = float(vmax(blk[p0:p1, 1]) - vmin(blk[b0:b1, 2]))
+                row = [amplitude, float(vsum(blk[b0:b1, 3])) / (b1 - b0), ibi]
+                if isfinite(row[0]) and isfinite(row[1]) and isfinite(ibi):
+                    t_out.append(ti)
+                    v_out.append(row)
+        return t_out, v_out
 
     def _take_beats(self) -> list[Features]:
         """Turn the beats whose samples are all here into series points, in order."""
@@ -417,30 +448,27 @@ class RespirationProcessor(Processor):
             n = 0
         t = v = None
         if n:
-            t = np.array(s.pend_t[:n], dtype=float)
-            v = self._beat_values(t, np.array(s.pend_ibi[:n], dtype=float))
-            keep = np.isfinite(v).all(axis=1)
-            t, v = t[keep], v[keep]
+            t, v = self._beat_values(s.pend_t[:n], s.pend_ibi[:n])
             del s.pend_t[:n], s.pend_ibi[:n]
         wm = s.beats_wm if not s.pend_t else math.nextafter(s.pend_t[0], -math.inf)
         if len(s.blocks) and s.blocks[0, 0] < wm - self.lookback_s:
             # forget the blocks no beat to come can need
-            s.blocks = s.blocks[int(np.searchsorted(s.blocks[:, 0], wm - self.lookback_s)):]
+            s.blocks = s.blocks[int(s.blocks[:, 0].searchsorted(wm - self.lookback_s)):]
         return self._add_points(t, v, wm)
 
     # ------------------------------------------------------------------ the 4 Hz series
-    def _add_points(self, t: np.ndarray | None, v: np.ndarray | None,
-                    point_wm: float) -> list[Features]:
-        """Add series points (times increasing, values (n, modulations)); every point up to
-        ``point_wm`` (s) has now been given. Returns the ticks now final.
+    def _add_points(self, t: list | None, v: list | None, point_wm: float) -> list[Features]:
+        """Add series points (times increasing, as floats; values, a list per point with one
+        per modulation); every point up to ``point_wm`` (s) has now been given. Returns the
+        ticks now final.
 
         Points wait in a small buffer until the next tick can be computed (a point at or after
         it, or a pause no point can bridge any more): the grid work runs about once per tick.
         """
         s = self.state
-        if t is not None and len(t):
-            s.buf_t.extend(t.tolist())
-            s.buf_v.extend(v.tolist())
+        if t:
+            s.buf_t.extend(t)
+            s.buf_v.extend(v)
         last = s.buf_t[-1] if s.buf_t else s.last_t
         if last is None:
             return []
@@ -452,11 +480,11 @@ class RespirationProcessor(Processor):
             t, v = np.array(s.buf_t), np.array(s.buf_v).reshape(-1, self.n_mod)
             s.buf_t, s.buf_v = [], []
             prev = np.concatenate([[-math.inf if s.last_t is None else s.last_t], t])
-            step = np.diff(prev)
+            step = prev[1:] - prev[:-1]  # (np.diff without its overhead)
             if not (step > 0.0).all():  # drop repeated or out-of-order points
                 keep = t > np.maximum.accumulate(prev)[:-1]
                 t, v = t[keep], v[keep]
-                step = np.diff(np.concatenate([prev[:1], t]))
+                step = t - np.concatenate((prev[:1], t[:-1]))
             lo = 0
             for hi in np.flatnonzero(step > self.max_gap_s).tolist() + [len(t)]:
                 if hi > lo:
@@ -476,32 +504,48 @@ class RespirationProcessor(Processor):
         band-pass it into the ring, and emit each tick as soon as its window is complete."""
         s = self.state
         out: list[Features] = []
-        pts_t = np.concatenate([[s.last_t], t])
-        pts_v = np.vstack([s.last_v[None, :], v])
+        pts_t = np.concatenate(([s.last_t], t))
+        pts_v = np.concatenate((s.last_v[None, :], v))
         k_hi = math.floor(t[-1] * FR_HZ)
-        k_lo = s.k_end + 1
+        k_lo = k_first = s.k_end + 1
+        if k_lo <= k_hi:
+            # the whole stretch of grid at once (the filter carries its state, so one call
+            # gives what one call per tick would); it enters the ring tick by tick below
+            ks_all = np.arange(k_lo, k_hi + 1)
+            g = ks_all / FR_HZ
+            # linear interpolation between the two points around each grid time (exact at a point)
+            j = pts_t.searchsorted(g)
+            np.maximum(j, 1, out=j)  # np.clip(j, 1, len(pts_t) - 1) without its overhead
+            np.minimum(j, len(pts_t) - 1, out=j)
+            i = j - 1
+            t_i = pts_t[i]
+            w = ((g - t_i) / (pts_t[j] - t_i))[:, None]
+            vals = (pts_v[i] * (1.0 - w) + pts_v[j] * w).T  # (modulations, n)
+            if s.zi is None:
+                s.zi = self.zi_unit * vals[:, :1]
+            z_all, s.zi = lfilter_zi(self.b, self.a, vals, s.zi)
         while k_lo <= k_hi:
             if s.next_tick is None:  # the first data: the first tick whose window holds it
                 s.next_tick = math.ceil(k_lo / FR_HZ / self.tick_s)
             # never overwrite the window of a tick not yet emitted
             k_stop = max(k_lo, min(k_hi, _grid_index(s.next_tick * self.tick_s)))
-            ks = np.arange(k_lo, k_stop + 1)
-            g = ks / FR_HZ
-            # linear interpolation between the two points around each grid time (exact at a point)
-            j = np.clip(np.searchsorted(pts_t, g), 1, len(pts_t) - 1)
-            w = ((g - pts_t[j - 1]) / (pts_t[j] - pts_t[j - 1]))[:, None]
-            vals = (pts_v[j - 1] * (1.0 - w) + pts_v[j] * w).T  # (modulations, n)
-            if s.zi is None:
-                s.zi = self.zi_unit * vals[:, :1]
-            z, s.zi = lfilter_zi(self.b, self.a, vals, s.zi)
-            rows = ks % self.capacity
-            s.ring[rows] = z.T
-            s.ring_k[rows] = ks
+            part = slice(k_lo - k_first, k_stop + 1 - k_first)
+            rows = self._ring_rows(k_lo, k_stop + 1 - k_lo)
+            s.ring[rows] = z_all[:, part].T
+            s.ring_k[rows] = ks_all[part]
             s.k_end = k_stop
             out += self._emit_until(k_stop / FR_HZ)
             k_lo = k_stop + 1
         s.last_t, s.last_v = float(t[-1]), v[-1].copy()
         return out
+
+    def _ring_rows(self, k0: int, n: int):
+        """Ring rows of the grid indices ``k0 .. k0 + n - 1`` (``k % capacity``): a slice when
+        they do not wrap around, which reads and writes faster than the indices."""
+        r0 = k0 % self.capacity
+        if r0 + n <= self.capacity:
+            return slice(r0, r0 + n)
+        return np.arange(k0, k0 + n) % self.capacity
 
     # ------------------------------------------------------------------ ticks
     def _emit_until(self, ready_s: float) -> list[Features]:
@@ -529,12 +573,12 @@ class RespirationProcessor(Processor):
         s = self.state
         k1 = _grid_index(tick_s)
         ks = np.arange(k1 - self.n_win + 1, k1 + 1)
-        rows = ks % self.capacity
+        rows = self._ring_rows(k1 - self.n_win + 1, self.n_win)
         valid = s.ring_k[rows] == ks
         z = s.ring[rows]
         rates = count_rates_bpm(z, valid, self.hysteresis, self.min_breaths)
         rates[(rates < RATE_RANGE_BPM[0]) | (rates > RATE_RANGE_BPM[1])] = np.nan
-        return rates, float(np.mean(valid))
+        return rates, int(np.count_nonzero(valid)) / len(valid)  # np.mean(valid)
 
     def _features(self, tick_s: float) -> Features | None:
         rates, coverage = self.window_rates(tick_s)

@@ -19,6 +19,7 @@ are restless: 0 for someone sitting still or walking, about 0.3-0.6 for steady f
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -33,9 +34,19 @@ from monitor.core.base import (
     SampleClockState,
     TickGrid,
     TickGridState,
+    row_norms,
+    std_of,
 )
+from monitor.core.motion import EPOCH_S, aligned_epoch_runs, epoch_runs
 
-EPOCH_S = 1.0
+
+@functools.lru_cache(maxsize=256)
+def _lag_indices(n: int, min_lag: int, max_lag: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """FFT size and the indices ``periodicity`` needs for ``n`` samples (cached, read-only)."""
+    lags = np.arange(min_lag, max_lag + 1)
+    head, tail = n - 1 - lags, lags - 1
+    head.flags.writeable = tail.flags.writeable = False
+    return 1 << int(2 * n - 1).bit_length(), head, tail
 
 
 def periodicity(x: np.ndarray, min_lag: int, max_lag: int) -> float:
@@ -54,18 +65,17 @@ def periodicity(x: np.ndarray, min_lag: int, max_lag: int) -> float:
     n = len(x)
     if n < 2 * max_lag:
         return math.nan
-    x = x - x.sum() / n
-    size = 1 << int(2 * n - 1).bit_length()
+    x = x - np.add.reduce(x) / n  # (x.sum(), without the method's overhead)
+    size, i_head, i_tail = _lag_indices(n, min_lag, max_lag)
     spec = np.fft.rfft(x, size)
     acf = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, size)[min_lag:max_lag + 1]
-    energy = np.cumsum(x * x)
-    lags = np.arange(min_lag, max_lag + 1)
-    head = energy[n - 1 - lags]  # sum of x[:-k] ** 2
-    tail = energy[-1] - energy[lags - 1]  # sum of x[k:] ** 2
+    energy = (x * x).cumsum()
+    head = energy[i_head]  # sum of x[:-k] ** 2 for each lag k
+    tail = energy[-1] - energy[i_tail]  # sum of x[k:] ** 2
     denom = np.sqrt(head * tail)
-    if not denom.min() > 0.0:
+    if not np.minimum.reduce(denom) > 0.0:
         return math.nan
-    return float(np.max(acf / denom))
+    return float(np.maximum.reduce(acf / denom))  # np.max
 
 
 @dataclass
@@ -147,34 +157,37 @@ class RestlessnessProcessor(Processor):
         self._clock.state, self._ticks.state = s.clock, s.ticks
         acc_g = np.asarray(acc_g, dtype=float).reshape(-1, 3)
         a = self._clock.align(t0_s, len(acc_g))
-        if not len(a.times_s):
+        if not a.n:
             return []
         out = []
         if a.gap:  # finish what came before; its rhythm says nothing about what follows
             out += self.flush()
             s.open_epoch, s.open_n, s.tail = None, 0, np.empty(0)
         if a.gap or s.ticks.next_k is None:  # ticks start at the first sample (as AccProcessor)
-            self._ticks.skip_to(a.times_s[0])
-        x = acc_g[a.skip:]
-        magnitude = np.sqrt(np.einsum("ij,ij->i", x, x))
-        if not np.isfinite(magnitude).all():  # a dropped sample: not part of any epoch
+            self._ticks.skip_to(a.time(0))
+        magnitude = row_norms(acc_g[a.skip:] if a.skip else acc_g)
+        if math.isfinite(np.add.reduce(magnitude)):
+            runs = aligned_epoch_runs(a, self.sampling_rate)
+        else:  # a dropped sample: not part of any epoch
             keep = np.isfinite(magnitude)
             magnitude, times = magnitude[keep], a.times_s[keep]
-        else:
-            times = a.times_s
-        epoch = np.floor(times / EPOCH_S).astype(np.int64)
-        bounds = (np.flatnonzero(np.diff(epoch)) + 1).tolist()
+            if not len(times):
+                return out
+            runs = epoch_runs(times)
         keep_n = self.n_analysis + int(math.ceil(self.sampling_rate * EPOCH_S)) + 1
-        for i0, i1 in zip([0] + bounds, bounds + [len(epoch)]):
-            if i1 == i0:
-                continue
-            e = int(epoch[i0])
+        # the tail and this batch, once: an epoch closing within the batch reads what came
+        # before its first sample (the last keep_n magnitudes then, as a tail cut per epoch)
+        ext = np.concatenate((s.tail, magnitude))
+        n_old = len(s.tail)
+        for e, i0, i1 in runs:
             if s.open_epoch != e:  # a new epoch: the previous one is complete
+                end = n_old + i0
+                s.tail = ext[max(0, end - keep_n):end]
                 self._close_epoch()
                 s.open_epoch, s.open_n = e, 0
                 out += [self._features(t) for t in self._ticks.due(e * EPOCH_S)]
-            s.tail = np.concatenate([s.tail, magnitude[i0:i1]])[-keep_n:]
             s.open_n += i1 - i0
+        s.tail = ext[-keep_n:]
         return out
 
     def flush(self) -> list[Features]:
@@ -194,7 +207,7 @@ class RestlessnessProcessor(Processor):
             s.open_epoch, s.open_n = None, 0
             return
         samples = s.tail[-s.open_n:]
-        sd = float(np.std(samples))
+        sd = std_of(samples)  # np.std's arithmetic
         restless = 0.0
         if self.min_sd_g <= sd < self.max_sd_g:
             p = periodicity(s.tail[-self.n_analysis:], self.min_lag, self.max_lag)
@@ -211,5 +224,5 @@ class RestlessnessProcessor(Processor):
         n = int(np.count_nonzero(keep))
         if n < self.min_coverage * self.window_s / EPOCH_S:
             return Features(tick_s, {}, {"restlessness": QUALITY_INSUFFICIENT})
-        share = float(np.sum(s.epochs_restless[keep])) / n
+        share = float(np.add.reduce(s.epochs_restless[keep])) / n
         return Features(tick_s, {"ACC_Restlessness": share}, {"restlessness": QUALITY_OK})
