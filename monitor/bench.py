@@ -312,7 +312,7 @@ class _LiveRun:
         self.measure_s = seconds
         n_max = max(steps)
         self.n_seconds = len(data.seconds[0])
-        # wall time of each wearer's second k (absolute index) once its batches were handed to paho
+        # wall time of each wearer's second k (absolute index) once its batches were queued for its socket
         self.published = np.full((n_max, self.n_seconds), np.nan)
         self.lag = np.full((n_max, self.n_seconds), np.nan)
         golden = (math.sqrt(5) - 1) / 2
@@ -330,10 +330,13 @@ class _LiveRun:
 
     # -- network -------------------------------------------------------------------------
     def _pump(self, timeout_s: float) -> None:
+        """Send what is queued, then wait up to ``timeout_s`` for acknowledgements and read them."""
+        for link in self.links:
+            link.flush()
         for key, _ in self.selector.select(max(0.0, timeout_s)):
             key.data.read()
         for link in self.links:
-            link.flush()
+            link.flush()  # what a full socket buffer held back
 
     def _misc(self) -> None:
         for link in self.links:
@@ -634,7 +637,7 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr) -> di
         },
         "method": "latency = wall time the bench's subscriber receives a tick's indicators - wall time the "
                   "batch that releases that tick (known from running the same data through WearerMonitor "
-                  "offline) was handed to paho; generator, broker, service and subscriber share this machine",
+                  "offline) was queued for the generator's socket; generator, broker, service and subscriber share this machine",
     }
 
 

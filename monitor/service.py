@@ -915,7 +915,9 @@ class MonitorService:
         if not due:
             return 0
         rows = [
-            (w.id, {"schema": CHECKPOINT_SCHEMA, "monitor": w.monitor.get_state(), "live": w.live}, w.live.newest_event_s)
+            # the live state, not a copy: the store pickles it right here, on the thread that owns it
+            (w.id, {"schema": CHECKPOINT_SCHEMA, "monitor": w.monitor.get_state(copy=False), "live": w.live},
+             w.live.newest_event_s)
             for w in due
         ]
         written = self._store.save(rows, saved_at_s=now)

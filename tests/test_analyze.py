@@ -86,6 +86,8 @@ def test_split_in_two_halves_with_saved_state_equals_one_pass():
     first = WearerMonitor("s02")
     split = [t for b in batches[:half] for t in first.update(b)]
     saved = pickle.dumps(first.get_state())
+    # the service pickles the live objects (no deep copy first): the same bytes
+    assert pickle.dumps(first.get_state(copy=False)) == saved
     second = WearerMonitor("s02")  # a new process would start like this
     second.set_state(pickle.loads(saved))
     split += [t for b in batches[half:] for t in second.update(b)]

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
+_deepcopy = copy.deepcopy  # (get_state's argument ``copy`` hides the module)
+
 try:  # the compiled loop behind scipy.signal.sosfilt (checked against it in tests/test_base.py)
     from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
 except ImportError:  # a scipy without it: the public function, slower but identical
@@ -189,9 +191,10 @@ class Processor:
 
     state: Any
 
-    def get_state(self) -> Any:
-        """A deep copy of the processor's state (picklable), for checkpoints."""
-        return copy.deepcopy(self.state)
+    def get_state(self, copy: bool = True) -> Any:
+        """The processor's state (picklable), for checkpoints: a deep copy, or with
+        ``copy=False`` the live objects themselves, for an owner that pickles them at once."""
+        return _deepcopy(self.state) if copy else self.state
 
     def set_state(self, state: Any) -> None:
         """Resume from a state returned by ``get_state`` of a processor with equal parameters."""

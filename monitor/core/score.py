@@ -149,8 +149,8 @@ class StressScorer(Processor):
         self.baseline = Baseline(self.config)
         self.state = ScorerState()
 
-    def get_state(self):
-        return (super().get_state(), self.baseline.get_state())
+    def get_state(self, copy: bool = True):
+        return (super().get_state(copy), self.baseline.get_state(copy))
 
     def set_state(self, state) -> None:
         mine, baseline = state

@@ -74,11 +74,13 @@ class WearerMonitor:
     def control(self, t_s: float, action: str, duration_s: float | None = None, **settings):
         return self.policy.control(t_s, action, duration_s, **settings)
 
-    def get_state(self) -> dict:
+    def get_state(self, copy: bool = True) -> dict:
+        """Everything to resume this wearer (``set_state``); ``copy=False`` hands out the live
+        objects instead of a deep copy, for a caller that pickles them at once."""
         return {
-            "pipeline": self.pipeline.get_state(),
-            "scorer": self.scorer.get_state(),
-            "policy": self.policy.get_state(),
+            "pipeline": self.pipeline.get_state(copy),
+            "scorer": self.scorer.get_state(copy),
+            "policy": self.policy.get_state(copy),
         }
 
     def set_state(self, state: dict) -> None:
