@@ -418,6 +418,33 @@ class FakeClock:
         return self.now
 
 
+def test_the_service_reconnects_after_a_broker_outage(broker, tmp_path, services):
+    """The broker stops for a few seconds and comes back on the same port with its persisted
+    data. The service, still running, reconnects by itself (its own backoff: the worker runs
+    paho's loop, so reconnecting is the service's job) and processes what the device sends
+    afterwards: its baseline ends equal to the offline reference's on the same batches."""
+    batches = s02_batches()[:400]
+    first, second = batches[:200], batches[200:]
+    svc = start_service(broker, tmp_path / "svc", reconnect_min_s=1, reconnect_max_s=2)
+    services.append(svc)
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", first))
+    probe.close()
+    assert wait_until(lambda: svc.stats.batches == len(first), 30), svc.stats
+    broker.stop()
+    assert wait_until(lambda: not svc.connected, 10), "the service did not notice the broker going away"
+    time.sleep(2.5)  # connection attempts fail meanwhile, with backoff
+    broker.start()
+    assert svc.wait_connected(15), "the service did not reconnect"
+    assert (svc.stats.connects, svc.stats.disconnects) == (2, 1)
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", second))
+    probe.close()
+    assert wait_until(lambda: svc.stats.batches == len(batches), 30), svc.stats
+    want = reference("s02", batches)
+    assert_same_baseline(baseline(svc.wearer_state("s02")), baseline(want.get_state()))
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
 def test_no_checkin_from_stale_data(broker, tmp_path, services):
     """Live data, then an hour-long outage after which the device's backlog arrives: the service
