@@ -27,6 +27,7 @@ from monitor.recordings import Recording, read_recording
 REFERENCE_BASELINE_S = 300.0
 REFERENCE_LOWPASS_HZ = 0.5
 METRICS = ("roc_auc", "detected_share", "false_checkins_per_rest_hour", "median_delay_s")
+SWEEP_THRESHOLDS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)  # policy.threshold values of the operating table
 
 
 def reference_scores(rec: Recording, tick_t: np.ndarray) -> np.ndarray:
@@ -58,8 +59,29 @@ def without(config: Config, indicators: tuple[str, ...]) -> Config:
     return dataclasses.replace(config, score=dataclasses.replace(config.score, weights=weights))
 
 
-def evaluate_subject(path: Path, config: Config) -> dict:
-    """Metrics of the pipeline, of the pipeline without the issue-8 indicators, and of the reference."""
+def with_threshold(config: Config, threshold: float) -> Config:
+    """``config`` with another check-in threshold (``rearm_below`` follows when it is derived)."""
+    return dataclasses.replace(config, policy=dataclasses.replace(config.policy, threshold=threshold))
+
+
+def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np.ndarray, config: Config) -> list[dict]:
+    """Stress periods with a trigger and false check-ins per rest hour of the pipeline and of the
+    reference at each of ``SWEEP_THRESHOLDS`` (only ``policy.threshold`` changes): how rarity
+    trades against sensitivity, beyond the one default operating point."""
+    rows = []
+    for threshold in SWEEP_THRESHOLDS:
+        cfg = with_threshold(config, threshold)
+        ours = analyze_recording(rec, cfg, wearer_id=wearer_id, progress=False).summary["labels"]
+        ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, cfg), rec.labels)
+        rows.append({"threshold": threshold, **{
+            method: {key: m[key] for key in ("stress_periods", "stress_periods_detected", "false_checkins_per_rest_hour")}
+            for method, m in (("pipeline", ours), ("reference", ref))}})
+    return rows
+
+
+def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
+    """Metrics of the pipeline, of the pipeline without the issue-8 indicators, and of the
+    reference; with ``sweep``, also the operating table over ``SWEEP_THRESHOLDS``."""
     rec = read_recording(path)
     if rec.labels is None:
         raise InputFormatError(f"{path}: no labels.csv, nothing to evaluate against")
@@ -70,7 +92,8 @@ def evaluate_subject(path: Path, config: Config) -> dict:
     ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, config), rec.labels)
     return {"subject": path.name, "pipeline": result.summary["labels"],
             "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
-            "indicators_used": result.summary["indicators_used"]}
+            "indicators_used": result.summary["indicators_used"],
+            "sweep": threshold_sweep(rec, path.name.lower(), t, ref_score, config) if sweep else None}
 
 
 def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys.stdout) -> int:
@@ -89,7 +112,9 @@ def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys
         print(json.dumps(rows), file=out)
         return 0
     print(format_table(rows), file=out)
-    print("Two subjects are a smoke test, not a validation.", file=out)
+    print(f"\nAt other check-in thresholds (only policy.threshold changes; default {config.policy.threshold:g}):\n", file=out)
+    print(format_sweep(rows), file=out)
+    print("\nTwo subjects are a smoke test, not a validation.", file=out)
     return 0
 
 
@@ -106,4 +131,18 @@ def format_table(rows: list[dict]) -> str:
             periods = f"{m['stress_periods_detected']}/{m['stress_periods']}"
             lines.append(f"| {r['subject']} | {method} | {_cell(m['roc_auc'], 3)} | {periods} | "
                          f"{_cell(m['false_checkins_per_rest_hour'])} | {_cell(m['median_delay_s'])} |")
+    return "\n".join(lines)
+
+
+def format_sweep(rows: list[dict]) -> str:
+    head = ("| subject | threshold | pipeline: stress periods with a trigger | pipeline: false check-ins / rest h "
+            "| reference: stress periods with a trigger | reference: false check-ins / rest h |")
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in rows:
+        for row in r["sweep"] or ():
+            cells = []
+            for method in ("pipeline", "reference"):
+                m = row[method]
+                cells += [f"{m['stress_periods_detected']}/{m['stress_periods']}", _cell(m["false_checkins_per_rest_hour"])]
+            lines.append(f"| {r['subject']} | {row['threshold']:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

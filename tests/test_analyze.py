@@ -16,7 +16,7 @@ import pytest
 from monitor.analyze import analyze_recording, roc_auc, stress_periods
 from monitor.config import load_config
 from monitor.core.wearer import WearerMonitor
-from monitor.evaluate import evaluate_subject
+from monitor.evaluate import SWEEP_THRESHOLDS, evaluate_subject
 from monitor.recordings import read_recording
 from tests.conftest import data_path
 
@@ -137,3 +137,8 @@ def test_pipeline_beats_the_simple_reference(subject):
     print(subject, json.dumps(r, indent=1))
     assert ours["roc_auc"] > ref["roc_auc"]
     assert ours["false_checkins_per_rest_hour"] <= ref["false_checkins_per_rest_hour"]
+    # the operating table re-runs both at other thresholds; at the default it is the table above
+    [default] = [row for row in r["sweep"] if row["threshold"] == load_config(None).policy.threshold]
+    for method, m in (("pipeline", ours), ("reference", ref)):
+        assert default[method] == {key: m[key] for key in default[method]}, method
+    assert {row["threshold"] for row in r["sweep"]} == set(SWEEP_THRESHOLDS)
