@@ -238,7 +238,7 @@ class _GenLink:
     The load generator shares the machine with the service it measures, so it writes
     pre-built PUBLISH packets straight to its socket (a few µs each) instead of going
     through paho (~80 µs a publish here, CPU the service would lose). The broker's PUBACKs
-    are read and counted; nothing else is expected on this connection.
+    (and ping responses) are read and dropped, so its socket never fills.
     """
 
     def __init__(self, broker, index: int, keepalive_s: int = 60):
@@ -258,13 +258,10 @@ class _GenLink:
         self.pinged_at = time.monotonic()
         self.out = bytearray()
         self.mid = 0
-        self.published = 0
-        self.acked_bytes = 0  # PUBACKs are 4 bytes each: acked = acked_bytes // 4 (ping responses aside)
 
     def publish(self, topic: bytes, payload: bytes) -> None:
         self.mid = self.mid % 65535 + 1
         self.out += _mqtt_packet(0x32, topic + self.mid.to_bytes(2, "big") + payload)  # QoS 1
-        self.published += 1
 
     def flush(self) -> None:
         while self.out:
@@ -282,7 +279,6 @@ class _GenLink:
                 return
             if not data:
                 raise RuntimeError("the broker closed a bench publisher's connection")
-            self.acked_bytes += len(data)
 
     def ping(self) -> None:
         """A PINGREQ when half the keepalive has passed (the broker drops a silent client)."""

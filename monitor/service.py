@@ -408,7 +408,6 @@ class MonitorService:
         client.will_set(
             self.state_topic, encode_monitor_state("offline", o.instance, __version__), qos=1, retain=True
         )
-        client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_max_s)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(o.max_queued_out)
         client.on_connect = self._on_connect
@@ -563,11 +562,12 @@ class MonitorService:
 
     def _wait_for_calls(self, timeout_s: float) -> None:
         """Sleep up to ``timeout_s`` while disconnected, waking early when a call arrives."""
-        if self._early_call is None:
-            try:
-                self._early_call = self._queue.get(timeout=max(0.0, timeout_s))  # run next by _calls
-            except queue.Empty:
-                pass
+        if self._early_call is not None:
+            return
+        try:
+            self._early_call = self._queue.get(timeout=max(0.0, timeout_s))  # run next by _calls
+        except queue.Empty:
+            return  # nobody called meanwhile: the connection attempt is due
 
     def _say_goodbye(self, timeout_s: float = 5.0) -> None:
         """Publish the retained ``offline`` state, wait for the broker's PUBACK (which also means
