@@ -32,6 +32,7 @@ import warnings
 
 import numpy as np
 
+from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import WearerMonitor
 from monitor.recordings import Recording, Stream, read_recording
 
@@ -130,11 +131,11 @@ def bench_analyze() -> dict:
 
 
 def run_bench(what: str, as_json: bool = False, out=sys.stdout, max_wearers: int | None = None,
-              seconds: float | None = None, profile: bool = False) -> int:
+              seconds: float | None = None, profile: bool = False, aligned_ticks: bool = False) -> int:
     if what == "live" and profile:
         result = profile_live(max_wearers or 200, int(seconds or 20))
     elif what == "live":
-        result = bench_live(max_wearers or 3200, int(seconds or 20))
+        result = bench_live(max_wearers or 3200, int(seconds or 20), aligned_ticks=aligned_ticks)
         if not as_json:
             _print_live(result, out)
             return 0
@@ -172,10 +173,11 @@ class LiveData:
     """Pre-generated payloads of ``LIVE_PROFILES`` simulated wristbands, and where their ticks come out.
 
     ``seconds[p][k]`` lists ``(signal, seq, t0 offset s, tail bytes)`` of profile ``p``'s second
-    ``k``; a payload is ``{"v":1,"seq":S,"t0":T`` + tail. ``release[p]`` maps a tick (s after the
-    wearer's first sample) to the second ``k`` whose batches make the monitor release it: the
-    core is deterministic and chunk-invariant, so the service releases the same tick on the
-    same batch. Measured on the way: the core's and the decoder's cost per wearer-second.
+    ``k``; a payload is ``{"v":1,"seq":S,"t0":T`` + tail. ``release[p][phase]`` maps a tick (s
+    after the wearer's first sample) of a wearer with that tick phase (``tick_phase``) to the
+    second ``k`` whose batches make the monitor release it: the core is deterministic and
+    chunk-invariant, so the service releases the same tick on the same batch. Measured on the
+    way: the core's and the decoder's cost per wearer-second.
     """
 
     def __init__(self, n_seconds: int, seed: int = 11):
@@ -187,11 +189,12 @@ class LiveData:
         self.start_unix = 1_700_000_000.0  # a multiple of the tick step: ticks shift with the start
         wearers = make_wearers(load_scenario("demo"), LIVE_PROFILES, seed=seed, start_unix=self.start_unix)
         self.seconds: list[list[list[tuple]]] = []
-        self.release: list[dict[float, int]] = []
+        self.release: list[list[dict[float, int]]] = []
+        phases = range(max(1, math.floor(step)))  # every tick phase a wearer can have
         core_cpu = decode_cpu = 0.0
         for w in wearers:
-            monitor = WearerMonitor(w.wearer_id)
-            secs, release = [], {}
+            monitors = [WearerMonitor(w.wearer_id, tick_phase_s=float(phase)) for phase in phases]
+            secs, release = [], [{} for _ in phases]
             for k in range(n_seconds):
                 sec = w.step()
                 out = []
@@ -203,18 +206,19 @@ class LiveData:
                     body = json.loads(payload)
                     tail = b',"fs":%r,"values":%s}' % (body["fs"], json.dumps(body["values"], separators=(",", ":")).encode())
                     out.append((b.signal, b.seq, b.t0 - self.start_unix, tail))
-                    c = time.process_time()
-                    ticks = monitor.update(b)
-                    core_cpu += time.process_time() - c
-                    for tick in ticks:
-                        release[round(tick.t - self.start_unix, 3)] = k
+                    for phase, monitor in zip(phases, monitors):
+                        c = time.process_time()
+                        ticks = monitor.update(b)
+                        core_cpu += time.process_time() - c
+                        for tick in ticks:
+                            release[phase][round(tick.t - self.start_unix, 3)] = k
                 secs.append(out)
             self.seconds.append(secs)
             self.release.append(release)
         assert self.start_unix % step == 0
-        n = LIVE_PROFILES * n_seconds
+        n = LIVE_PROFILES * n_seconds * len(phases)
         self.core_wearer_s_per_cpu_s = n / core_cpu
-        self.decode_us_per_wearer_s = decode_cpu / n * 1e6
+        self.decode_us_per_wearer_s = decode_cpu / (LIVE_PROFILES * n_seconds) * 1e6
 
 
 def _mqtt_string(text: str | bytes) -> bytes:
@@ -299,7 +303,8 @@ class _GenLink:
 class _LiveRun:
     """The ramp: wearers publish in real time; each step is measured, then the next one starts."""
 
-    def __init__(self, broker, service_pid: int, data: LiveData, steps: list[int], seconds: int, out):
+    def __init__(self, broker, service_pid: int, data: LiveData, steps: list[int], seconds: int, out,
+                 aligned_ticks: bool = False):
         import selectors
 
         self.broker, self.service_pid, self.data, self.out = broker, service_pid, data, out
@@ -315,6 +320,8 @@ class _LiveRun:
         self.phase = np.array([(i * golden) % 1.0 * 0.9 for i in range(n_max)])  # devices send unsynchronised
         self.start_k = np.zeros(n_max, dtype=int)  # the absolute second of each wearer's first sample
         self.ids = [f"bench-{i:05d}" for i in range(n_max)]
+        # the tick phase the service gives each wearer (0 for all with --aligned-ticks)
+        self.tick_phase = [0 if aligned_ticks else int(tick_phase(w, self.step_s)) for w in self.ids]
         self.index = {w: i for i, w in enumerate(self.ids)}
         self.received: list[tuple[float, int, float]] = []  # (wall time, wearer index, tick t)
         self.links = [_GenLink(broker, j) for j in range(math.ceil(n_max / WEARERS_PER_CONNECTION))]
@@ -458,7 +465,7 @@ class _LiveRun:
         for i in range(n):
             p = i % LIVE_PROFILES
             base_t = self.t0 + self.start_k[i]
-            for tick_rel, k_rel in self.data.release[p].items():
+            for tick_rel, k_rel in self.data.release[p][self.tick_phase[i]].items():
                 k = int(self.start_k[i] + k_rel)
                 if not k_from <= k < k_to:
                     continue
@@ -581,14 +588,15 @@ def _total_seconds(n_steps: int, seconds: int) -> int:
     return LIVE_BACKFILL_S + sum(per_step) + 20
 
 
-def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr) -> dict:
+def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr, aligned_ticks: bool = False) -> dict:
     """Ramp simulated wristband wearers through nats-server and ``anxmon run`` (see docs/performance.md).
 
     Steps of ``LIVE_RAMP`` up to ``max_wearers``; each is measured for ``seconds`` and the ramp
     stops at the first step that does not hold (p99 > 250 ms, late indicators, or a generator
     that could not keep up). The service is a separate process (``python -m monitor.cli run``
     with ``--indicator-interval-s 0``), the broker another; this process generates the load and
-    subscribes to the indicators.
+    subscribes to the indicators. ``aligned_ticks``: run the service with ``--aligned-ticks``
+    (every wearer's per-tick work in the same second), to see what the spread phases buy.
     """
     import subprocess
 
@@ -603,10 +611,10 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr) -> di
     rec = bench_recording()
     s02_rate, _ = streaming_rate(rec, min(rec.duration_s - 1, 600.0))
     with _LiveSystem() as system, _sigterm_interrupts():
-        system.start_service_process()
+        system.start_service_process(["--aligned-ticks"] if aligned_ticks else [])
         print(f"bench live: nats-server on port {system.broker.port}, service pid {system.service.pid}; ramp up to "
               f"{steps[-1]} wearers ({', '.join(map(str, steps))}), {seconds} s measured per step", file=out, flush=True)
-        results = _LiveRun(system.broker, system.service.pid, data, steps, seconds, out).run()
+        results = _LiveRun(system.broker, system.service.pid, data, steps, seconds, out, aligned_ticks).run()
     held = [r["wearers"] for r in results if r["ok"]]
     core = data.core_wearer_s_per_cpu_s
     last_ok = next((r for r in reversed(results) if r["ok"] and r["wearers"] >= 100), None)
@@ -615,6 +623,7 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr) -> di
     return {
         "bench": "live",
         "broker": "nats-server (embedded), QoS 1 both ways",
+        "ticks": "aligned (every wearer at whole multiples of tick_s)" if aligned_ticks else "spread (a tick phase per wearer)",
         "cpus": os.cpu_count(),
         "machine_busy_before": busy_before,
         "steps": results,
@@ -676,13 +685,13 @@ class _LiveSystem:
             raise
         return self
 
-    def start_service_process(self) -> None:
+    def start_service_process(self, extra_args: list[str] = ()) -> None:
         import subprocess
 
         with open(self.work / "service.log", "wb") as log_file:
             self.service = subprocess.Popen(
                 [sys.executable, "-m", "monitor.cli", "run", "--broker", self.broker.url,
-                 "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0"],
+                 "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0", *extra_args],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait_service_online(self.broker, self.service)
 
@@ -828,7 +837,7 @@ def _wait_service_online(broker, service, timeout_s: float = 30.0) -> None:
 def _print_live(result: dict, out) -> None:
     print(f"largest N held in real time with p99 <= {result['p99_limit_ms']:.0f} ms: "
           f"{result['max_wearers_realtime']} wearers (one service process, {result['cpus']} CPUs shared "
-          f"with the broker and the load generator)", file=out)
+          f"with the broker and the load generator; ticks {result['ticks']})", file=out)
     print(f"core only, same run: {result['core_wearer_s_per_cpu_s']:.0f} wearer-seconds per CPU-second on the "
           f"simulated wristbands = {result['core_wearers_per_core']} wearers per core "
           f"({result['core_s02_wearer_s_per_cpu_s']:.0f} on {result['data_core']}, as 'bench core' measures)", file=out)

@@ -101,7 +101,7 @@ def cmd_bench(args) -> int:
     from monitor.bench import run_bench
 
     return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds,
-                     profile=args.profile)
+                     profile=args.profile, aligned_ticks=args.aligned_ticks)
 
 
 def cmd_eval(args) -> int:
@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record every accepted sample batch (about 9 MB on disk per hour of E4 data)")
     r.add_argument("--retention-days", type=float, metavar="DAYS",
                    help="delete recorded rows older than this many days (default: keep everything)")
+    r.add_argument("--aligned-ticks", action="store_true",
+                   help="tick every wearer at whole multiples of the tick interval, as anxmon analyze does "
+                        "(default: each wearer has its own phase, which spreads the work over the interval)")
     config_options(r)
     r.set_defaults(func=cmd_run)
 
@@ -246,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true",
                    help="live: instead of the ramp, profile the service (in this process) at --max-wearers "
                         "wearers (default: 200)")
+    b.add_argument("--aligned-ticks", action="store_true",
+                   help="live: run the service with --aligned-ticks (every wearer ticks in the same second)")
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="evaluate the score on the labelled Stress-Predict subjects")

@@ -56,6 +56,7 @@ from paho.mqtt.properties import Properties
 from monitor import __version__
 from monitor.config import Config
 from monitor.core.policy import AnswerError, ControlError, Expired
+from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
 from monitor.recorder import RECORDING_FILE, Recorder
@@ -133,6 +134,11 @@ class ServiceOptions:
         Also record every accepted sample batch (opt-in per deployment). Default False.
     retention_days : float, optional
         Delete recorded rows older than this many days (checked hourly). None keeps everything.
+    spread_ticks : bool
+        Give each wearer its own tick phase (whole seconds, by wearer id; ``tick_phase``) so
+        the wearers' per-tick work spreads over the tick interval instead of all landing in the
+        same second. False: every wearer ticks at whole multiples of ``tick_s``, like
+        ``anxmon analyze``. Default True.
     """
 
     instance: str = "main"
@@ -149,6 +155,7 @@ class ServiceOptions:
     record: bool = True
     record_raw: bool = False
     retention_days: float | None = None
+    spread_ticks: bool = True
 
     def __post_init__(self) -> None:
         if not ID_PATTERN.fullmatch(str(self.instance)):
@@ -839,7 +846,8 @@ class MonitorService:
     def _wearer(self, wearer_id: str, now: float) -> _Wearer:
         wearer = self._wearers.get(wearer_id)
         if wearer is None:
-            monitor = LiveWearerMonitor(wearer_id, self.config)
+            phase_s = tick_phase(wearer_id, self.config.core.tick_s) if self.options.spread_ticks else 0.0
+            monitor = LiveWearerMonitor(wearer_id, self.config, phase_s)
             wearer = _Wearer(wearer_id, monitor, LiveState(), now, self.options.checkpoint_s)
             self._wearers[wearer_id] = wearer
             log.info("new wearer %s", wearer_id)
@@ -888,7 +896,7 @@ class MonitorService:
                 )
             monitor = LiveWearerMonitor(wearer_id, self.config)
             try:
-                monitor.set_state(blob["monitor"])
+                monitor.set_state(blob["monitor"])  # (with the tick phase the wearer started with)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ServiceError(
                     f"checkpoint of wearer {wearer_id!r} does not fit this configuration ({exc}); "
@@ -1003,6 +1011,7 @@ def run_service(args) -> int:
         record=not getattr(args, "no_record", False),
         record_raw=getattr(args, "record_raw", False),
         retention_days=getattr(args, "retention_days", None),
+        spread_ticks=not getattr(args, "aligned_ticks", False),
     )
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from monitor.config import Config
+from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import WearerMonitor
 from monitor.service import MonitorService, ServiceOptions
 from monitor.store import CheckpointStore
@@ -68,9 +70,14 @@ def messages(wearer: str, batches) -> list[tuple[str, bytes]]:
     return [(data_topic(wearer, DEVICE, b.signal), encode_batch(b)) for b in batches]
 
 
+def live_monitor(wearer: str, config=None) -> WearerMonitor:
+    """A WearerMonitor as the service creates it: with the wearer's own tick phase."""
+    return WearerMonitor(wearer, config, tick_phase(wearer, (config or Config()).core.tick_s))
+
+
 def reference(wearer: str, batches, config=None) -> WearerMonitor:
     """The offline reference: one WearerMonitor fed the same batches in process (``.ticks``)."""
-    m = WearerMonitor(wearer, config)
+    m = live_monitor(wearer, config)
     m.ticks = [t for b in batches for t in m.update(b)]
     return m
 
@@ -82,7 +89,7 @@ CHECKIN_FROM = 3000  # S02 from minute 10: still 5 min of rest before the Stroop
 def first_checkin_index() -> int:
     """Index, in ``s02_batches()[CHECKIN_FROM:]``, of the batch whose tick sends the first
     check-in (default config): found by running the reference, so the tests follow the core."""
-    m = WearerMonitor("s02")
+    m = live_monitor("s02")
     for i, b in enumerate(_s02_batches()[CHECKIN_FROM:]):
         if any(getattr(d, "sent", False) for t in m.update(b) for d in t.decisions):
             return i

@@ -146,6 +146,19 @@ def std_of(x: np.ndarray, ddof: int = 0) -> float:
     return math.sqrt(float(np.add.reduce(d * d)) / (n - ddof))
 
 
+def slope_of(t: np.ndarray, x: np.ndarray) -> float:
+    """Least-squares slope of ``x`` against ``t`` (units of x per unit of t), in closed form:
+    ``np.polyfit(t, x, 1)[0]`` up to rounding, for a fraction of its cost. Centre ``t`` near
+    zero first (e.g. ``t - tick_s``) to keep it well conditioned.
+
+    >>> slope_of(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
+    2.0
+    """
+    tc = t - float(np.add.reduce(t)) / len(t)
+    xc = x - float(np.add.reduce(x)) / len(x)
+    return float(np.add.reduce(tc * xc) / np.add.reduce(tc * tc))
+
+
 def hold_last_finite(x: np.ndarray, last: float) -> np.ndarray:
     """Replace non-finite samples by the last finite one (``last`` before the batch), so one
     bad sample cannot poison the filters' memory for the rest of the segment.

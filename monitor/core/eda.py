@@ -43,6 +43,8 @@ from monitor.core.base import (
     TickGrid,
     TimeRing,
     lfilter_zi,
+    mean_of,
+    slope_of,
     steady_state_zi,
 )
 
@@ -510,16 +512,11 @@ class EdaProcessor(Processor):
         if quality != QUALITY_OK:
             return Features(tick, {}, {"eda": quality})
         minutes = len(t) / self.internal_rate / 60.0
-        # (np.add.reduce is what .mean() and np.sum do, without their overhead)
-        tc = t - tick
-        tc = tc - np.add.reduce(tc) / len(tc)
-        mean = float(np.add.reduce(tonic) / len(tonic))
-        slope_per_s = float(np.add.reduce(tc * (tonic - mean)) / np.add.reduce(tc * tc))
         values = {
             "SCR_Peaks_N": float(len(amps)),
             "SCR_Rate": float(len(amps) / minutes),
-            "EDA_Tonic_Mean": mean,
-            "EDA_Tonic_Slope": slope_per_s * 60.0,
+            "EDA_Tonic_Mean": mean_of(tonic),
+            "EDA_Tonic_Slope": slope_of(t - tick, tonic) * 60.0,
         }
         if len(amps):
             values["SCR_Peaks_Amplitude_Mean"] = float(np.add.reduce(amps)) / len(amps)

@@ -25,7 +25,9 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import zlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -140,6 +142,15 @@ class _Chain:
         return out + [("rsp", f) for f in self.resp.flush()]
 
 
+def tick_phase(wearer_id: str, tick_s: float) -> float:
+    """A wearer's own tick phase (whole seconds in ``[0, tick_s)``), fixed by its id.
+
+    >>> tick_phase("sim-01", 5.0) in (0.0, 1.0, 2.0, 3.0, 4.0)
+    True
+    """
+    return float(zlib.crc32(wearer_id.encode()) % max(1, math.floor(tick_s)))
+
+
 @dataclass
 class PipelineState:
     chains: dict = field(default_factory=dict)  # signal -> _Chain
@@ -151,6 +162,8 @@ class PipelineState:
     seen_until_s: float = -np.inf  # latest sample time of any signal
     late_dropped: int = 0  # Features that arrived for an already released tick
     ignored_batches: int = 0  # batches of a heart source outranked by a better one
+    # ticks at k * tick_s + tick_phase_s: the processors run tick_phase_s behind real time
+    tick_phase_s: float = 0.0
 
 
 class WearerPipeline(Processor):
@@ -158,11 +171,15 @@ class WearerPipeline(Processor):
 
     ``update(batch)`` takes a validated ``SampleBatch`` (any signal of the wire contract) and
     returns the indicator rows (``Features``) of the ticks that are now complete.
+
+    Ticks fall on whole multiples of ``tick_s`` (unix time), shifted by ``tick_phase_s``
+    (``tick_phase``): the live service gives each wearer its own phase so that the wearers'
+    per-tick work is spread over the tick interval instead of landing in one second.
     """
 
-    def __init__(self, config: CoreConfig | None = None):
+    def __init__(self, config: CoreConfig | None = None, tick_phase_s: float = 0.0):
         self.config = config or CoreConfig()
-        self.state = PipelineState()
+        self.state = PipelineState(tick_phase_s=float(tick_phase_s))
         self._active = ((), (), frozenset())  # signals -> modalities (sorted and as a set)
 
     def _active_modalities(self) -> tuple[tuple[str, ...], frozenset]:
@@ -183,6 +200,11 @@ class WearerPipeline(Processor):
         signal = batch.signal
         if signal not in MODALITIES:
             return []  # validated, but no indicator uses it
+        if s.tick_phase_s:  # the processors' clock runs tick_phase_s behind ("_release" undoes it)
+            if batch.t is None:
+                batch = replace(batch, t0=batch.t0 - s.tick_phase_s)
+            else:
+                batch = replace(batch, t=batch.t - s.tick_phase_s)
         if signal in HEART_SOURCES:
             rank = HEART_SOURCES.index(signal)
             if s.heart_source is not None and rank > HEART_SOURCES.index(s.heart_source):
@@ -266,7 +288,7 @@ class WearerPipeline(Processor):
                     continue
                 values.update(f.values)
                 quality.update(f.quality)
-            out.append(Features(tick, values, quality))
+            out.append(Features(tick + s.tick_phase_s, values, quality))
             del s.pending[tick]
             s.released_until = tick
         return out

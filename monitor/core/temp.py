@@ -19,27 +19,10 @@ from monitor.core.base import (
     TickGrid,
     TimeRing,
     mean_of,
+    slope_of,
 )
 
 SKIN_RANGE_C = (25.0, 42.0)  # outside this the sensor is off the skin or the reading is wrong
-_EPS = float(np.finfo(float).eps)
-
-
-def polyfit_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """``np.polyfit(x, y, 1)[0]``: the same scaled least-squares problem, without polyfit's
-    argument checks (which cost more than the fit on a minute of data).
-
-    >>> x, y = np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0])
-    >>> polyfit_slope(x, y) == float(np.polyfit(x, y, 1)[0]), round(polyfit_slope(x, y), 6)
-    (True, 2.0)
-    """
-    lhs = np.empty((len(x), 2))  # np.vander(x, 2)
-    lhs[:, 0] = x
-    lhs[:, 1] = 1.0
-    scale = np.sqrt((lhs * lhs).sum(axis=0))
-    lhs /= scale
-    coef = np.linalg.lstsq(lhs, y, rcond=len(x) * _EPS)[0]
-    return float(coef[0] / scale[0])
 
 
 @dataclass
@@ -103,6 +86,6 @@ class TempProcessor(Processor):
         mean = mean_of(x)
         if not SKIN_RANGE_C[0] <= mean <= SKIN_RANGE_C[1]:
             return Features(tick_s, {}, {"temp": "off_skin"})
-        slope_per_s = polyfit_slope(t - tick_s, x)
+        slope_per_s = slope_of(t - tick_s, x)
         return Features(tick_s, {"TEMP_Mean": mean, "TEMP_Slope": slope_per_s * 60.0},
                         {"temp": QUALITY_OK})

@@ -39,12 +39,13 @@ class WearerMonitor:
     #: ``t_s`` whose own score is usable, or None. Not part of the state.
     gate_for = None
 
-    def __init__(self, wearer_id: str, config=None):
+    def __init__(self, wearer_id: str, config=None, tick_phase_s: float = 0.0):
         from monitor.config import Config
 
         self.wearer_id = wearer_id
         self.config = config or Config()
-        self.pipeline = WearerPipeline(self.config.core)
+        # ticks at k * tick_s + tick_phase_s (``WearerPipeline``); a checkpoint keeps its phase
+        self.pipeline = WearerPipeline(self.config.core, tick_phase_s)
         self.scorer = StressScorer(self.config.score, tick_s=self.config.core.tick_s)
         self.policy = CheckinPolicy(self.config.policy, wearer_id=wearer_id)
 
