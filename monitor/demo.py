@@ -579,8 +579,8 @@ def _clean_up_killed_demos() -> None:
     for old in Path(tempfile.gettempdir()).glob("anxmon-demo-*"):
         try:
             stopped = stop_orphaned_broker("nats", old / "broker")
-        except BrokerError:
-            continue  # a demo that still runs
+        except (BrokerError, OSError):
+            continue  # a demo that still runs, or another user's
         if stopped:
             shutil.rmtree(old, ignore_errors=True)
 
