@@ -313,10 +313,7 @@ def validate_batch(batch: SampleBatch) -> SampleBatch:
             raise ValueRangeError(
                 f"sample rate fs={batch.fs:g} Hz is outside 0 < fs <= {MAX_SAMPLING_RATE_HZ:g} Hz"
             )
-        if not math.isfinite(batch.t0):
-            raise ValueRangeError("timestamp field 't0' is not finite")
-        if batch.t0 < EARLIEST_T_S:
-            raise ValueRangeError(f"timestamp {batch.t0:.3f} in 't0' is before the year 2000: expected unix seconds")
+        _check_times(batch.t0, "t0")
     else:
         if batch.t is None:
             raise PayloadError(f"a {batch.signal} batch needs t")
@@ -327,12 +324,17 @@ def validate_batch(batch: SampleBatch) -> SampleBatch:
     return batch
 
 
-def _check_times(t: np.ndarray, key: str) -> None:
-    if not np.all(np.isfinite(t)):
+def _check_times(t: np.ndarray | float, key: str) -> None:
+    """Every time (an array, or one number: no array made for it) finite and after 2000."""
+    if isinstance(t, np.ndarray):
+        finite, earliest = bool(np.all(np.isfinite(t))), (float(t.min()) if t.size else math.inf)
+    else:
+        finite, earliest = math.isfinite(t), t
+    if not finite:
         raise ValueRangeError(f"timestamp field {key!r} is not finite")
-    if t.size and t.min() < EARLIEST_T_S:
+    if earliest < EARLIEST_T_S:
         raise ValueRangeError(
-            f"timestamp {t.min():.3f} in {key!r} is before the year 2000: expected unix seconds"
+            f"timestamp {earliest:.3f} in {key!r} is before the year 2000: expected unix seconds"
         )
 
 

@@ -55,7 +55,8 @@ def lfilter_zi(b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray):
 # a second. Cached arrays are read-only; callers that need a writable array get a copy.
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, made read-only (a cached array every wearer shares)."""
     a.flags.writeable = False
     return a
 
@@ -65,7 +66,7 @@ def butter_sos(order: int, cutoff_hz: tuple, btype: str, sampling_rate: float) -
     """``scipy.signal.butter(..., output="sos")`` for ``cutoff_hz`` (a tuple of 1 or 2 Hz),
     cached; read-only."""
     wn = cutoff_hz[0] if len(cutoff_hz) == 1 else np.array(cutoff_hz, dtype=float)
-    return _readonly(sps.butter(order, wn, btype=btype, fs=sampling_rate, output="sos"))
+    return read_only(sps.butter(order, wn, btype=btype, fs=sampling_rate, output="sos"))
 
 
 @functools.lru_cache(maxsize=128)
@@ -74,12 +75,12 @@ def butter_ba(order: int, cutoff_hz: tuple, btype: str, sampling_rate: float):
     cached; read-only."""
     wn = cutoff_hz[0] if len(cutoff_hz) == 1 else np.array(cutoff_hz, dtype=float)
     b, a = sps.butter(order, wn, btype=btype, fs=sampling_rate)
-    return _readonly(b), _readonly(a)
+    return read_only(b), read_only(a)
 
 
 @functools.lru_cache(maxsize=128)
 def _lfilter_zi_cached(b: bytes, a: bytes) -> np.ndarray:
-    return _readonly(sps.lfilter_zi(np.frombuffer(b), np.frombuffer(a)))
+    return read_only(sps.lfilter_zi(np.frombuffer(b), np.frombuffer(a)))
 
 
 def steady_state_zi(b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -95,7 +96,7 @@ def steady_state_zi(b: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=128)
 def _sosfilt_zi_cached(sos: bytes) -> np.ndarray:
-    return _readonly(sps.sosfilt_zi(np.frombuffer(sos).reshape(-1, 6)))
+    return read_only(sps.sosfilt_zi(np.frombuffer(sos).reshape(-1, 6)))
 
 
 try:  # einsum's compiled core (``np.einsum`` without the Python layer of its `optimize` option)

@@ -44,6 +44,7 @@ from monitor.core.base import (
     TimeRing,
     lfilter_zi,
     mean_of,
+    read_only,
     slope_of,
     steady_state_zi,
 )
@@ -83,9 +84,7 @@ def zero_phase_highpass_fir(highpass_hz: float, sampling_rate: float, half_width
 @functools.lru_cache(maxsize=32)
 def _phasic_fir(highpass_hz: float, sampling_rate: float, half_width: int) -> np.ndarray:
     """``zero_phase_highpass_fir``, cached and read-only: every wearer uses the same one."""
-    fir = zero_phase_highpass_fir(highpass_hz, sampling_rate, half_width)
-    fir.flags.writeable = False
-    return fir
+    return read_only(zero_phase_highpass_fir(highpass_hz, sampling_rate, half_width))
 
 
 @dataclass

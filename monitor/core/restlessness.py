@@ -34,6 +34,7 @@ from monitor.core.base import (
     SampleClockState,
     TickGrid,
     TickGridState,
+    read_only,
     row_norms,
     std_of,
 )
@@ -44,9 +45,7 @@ from monitor.core.motion import EPOCH_S, aligned_epoch_runs, epoch_runs
 def _lag_indices(n: int, min_lag: int, max_lag: int) -> tuple[int, np.ndarray, np.ndarray]:
     """FFT size and the indices ``periodicity`` needs for ``n`` samples (cached, read-only)."""
     lags = np.arange(min_lag, max_lag + 1)
-    head, tail = n - 1 - lags, lags - 1
-    head.flags.writeable = tail.flags.writeable = False
-    return 1 << int(2 * n - 1).bit_length(), head, tail
+    return 1 << int(2 * n - 1).bit_length(), read_only(n - 1 - lags), read_only(lags - 1)
 
 
 def periodicity(x: np.ndarray, min_lag: int, max_lag: int) -> float:
