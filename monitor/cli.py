@@ -28,6 +28,18 @@ log = logging.getLogger("anxmon")
 NOT_MEDICAL = "anxmon is not a medical device: it never diagnoses and never suggests medication."
 
 
+def os_error_text(exc: OSError) -> str:
+    """One line for a file system error, naming the path(s).
+
+    >>> os_error_text(IsADirectoryError(21, "Is a directory", "out"))
+    "cannot use 'out': Is a directory"
+    """
+    if exc.filename is None:
+        return exc.strerror or str(exc)
+    paths = f"{str(exc.filename)!r}" + (f" -> {str(exc.filename2)!r}" if exc.filename2 else "")
+    return f"cannot use {paths}: {exc.strerror or exc}"
+
+
 def shared_data_dir() -> Path | None:
     """``../shared/data`` beside the project (or the current directory), when present."""
     for base in (Path(__file__).resolve().parents[1], Path.cwd()):
@@ -43,9 +55,21 @@ def _config(args):
     return load_config(getattr(args, "config", None), getattr(args, "set", None) or [])
 
 
+def _output_folder(path: str) -> str:
+    """``--out`` of analyze: a folder that exists or can be made (not a file, not empty)."""
+    if not path.strip():
+        raise AnxmonError("--out must name a folder, got an empty path")
+    if Path(path).exists() and not Path(path).is_dir():
+        raise AnxmonError(f"--out {path} is a file; give a folder (it is created when missing)")
+    return path
+
+
 def cmd_analyze(args) -> int:
     from monitor.analyze import run_analyze
+    from monitor.wire import check_id
 
+    _output_folder(args.out)
+    check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
     result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers)
     s = result.summary
@@ -72,7 +96,11 @@ def _timezone(name: str):
 
 def cmd_report(args) -> int:
     from monitor.report import run_report
+    from monitor.wire import check_id
 
+    check_id("wearer", args.wearer)
+    if Path(args.out).is_dir():
+        raise AnxmonError(f"--out {args.out} is a folder; give the HTML file to write, e.g. {Path(args.out) / 'report.html'}")
     hours = lambda x: None if x is None else x * 3600.0  # noqa: E731
     before = args.before_s if args.before_s is not None else hours(args.before_h)
     after = args.after_s if args.after_s is not None else hours(args.after_h)
@@ -100,6 +128,10 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from monitor.bench import run_bench
 
+    live_only = [f"--{k.replace('_', '-')}" for k in ("max_wearers", "seconds", "profile", "aligned_ticks")
+                 if getattr(args, k) not in (None, False)]
+    if args.what != "live" and live_only:
+        raise AnxmonError(f"{', '.join(live_only)}: only for anxmon bench live")
     return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds,
                      profile=args.profile, aligned_ticks=args.aligned_ticks)
 
@@ -206,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recording", nargs="?", const="default", metavar="PATH",
                    help="instead, play a real E4 recording through the monitor minute by minute "
                         "(no PATH: ../shared/data/stress-predict/S02)")
-    d.add_argument("--minutes", type=float, default=20.0, help="with --recording: how much of it to play")
+    d.add_argument("--minutes", type=float, default=None, help="with --recording: how much of it to play (default: 20)")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
@@ -306,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     except AnxmonError as exc:
         print(f"anxmon: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be read or written: say which and why, no traceback
+        log.debug("%s", exc, exc_info=True)
+        print(f"anxmon: error: {os_error_text(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("anxmon: interrupted", file=sys.stderr)
         return 130

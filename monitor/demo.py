@@ -588,6 +588,11 @@ def _clean_up_killed_demos() -> None:
 def run_demo(args) -> int:
     """``anxmon demo``: the live demo, or ``--recording PATH`` for a real recording."""
     if args.recording is not None:
-        return run_core_demo(args.recording, args.minutes)
+        minutes = 20.0 if args.minutes is None else args.minutes
+        if not minutes > 0:
+            raise DemoError(f"--minutes must be > 0, got {minutes}")
+        return run_core_demo(args.recording, minutes)
+    if args.minutes is not None:
+        raise DemoError("--minutes goes with --recording; the live demo runs for --seconds")
     result = run_live_demo(args.seconds, args.speed, args.seed, args.summary_json)
     return 128 + int(result.signum or signal.SIGINT) if result.interrupted else 0

@@ -32,6 +32,7 @@ import base64
 import html
 import io
 import json
+import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from monitor.config import Config
 from monitor.errors import AnxmonError, InputFormatError
 from monitor.markers import Marker, merge_markers, read_markers, write_markers
+
+log = logging.getLogger(__name__)
 
 PANELS = [  # (indicator, label) shown over time, when present
     ("HR_Mean", "Heart rate (bpm)"),
@@ -245,14 +249,30 @@ def _jsonl(path: Path) -> list[dict]:
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
             try:
-                out.append(json.loads(line))
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputFormatError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(value, dict):
+                raise InputFormatError(f"{path}, line {n}: expected a JSON object")
+            out.append(value)
     return out
+
+
+ANALYSIS_FILES = ("indicators.csv", "checkins.jsonl", "summary.json", "markers.csv", "report.html")  # analyze writes
 
 
 def is_analysis_folder(path: Path) -> bool:
     return path.is_dir() and (path / "indicators.csv").is_file()
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InputFormatError(f"{path}: expected a JSON object as anxmon analyze writes")
+    return value
 
 
 def read_analysis_folder(path: str | Path) -> AnalysisFolder:
@@ -266,9 +286,17 @@ def read_analysis_folder(path: str | Path) -> AnalysisFolder:
         raise InputFormatError(f"{path}/indicators.csv: {str(exc).splitlines()[0]}") from None
     if not {"t", "stress_score"} <= set(ticks.columns):
         raise InputFormatError(f"{path}/indicators.csv: expected columns t, stress_score, ... as anxmon analyze writes")
+    for column in ("t", "stress_score"):
+        bad = pd.to_numeric(ticks[column], errors="coerce").isna() & ticks[column].notna()
+        if column == "t":
+            bad |= ticks[column].isna()
+        if bad.any():
+            raise InputFormatError(f"{path}/indicators.csv, line {int(bad.to_numpy().argmax()) + 2}: "
+                                   f"column {column!r} is not a number")
+    ticks = ticks.astype({"t": float, "stress_score": float})
     ticks = ticks.sort_values("t", kind="stable").reset_index(drop=True)
     checkins = [d for d in _jsonl(path / "checkins.jsonl") if "sent" in d]
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+    summary = _json_object(path / "summary.json") if (path / "summary.json").is_file() else {}
     markers = read_markers(path / "markers.csv") if (path / "markers.csv").is_file() else []
     return AnalysisFolder(path, ticks, checkins, _jsonl(path / "answers.jsonl"), markers, summary)
 
@@ -645,7 +673,16 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
     """``anxmon report``: ``path`` is an analyze output folder or a recording (analysed first, in a
     temporary folder). Markers of ``markers_path`` are added to the folder's or recording's."""
     path = Path(path)
+    if threshold is not None and not math.isfinite(threshold):
+        raise AnxmonError(f"--threshold must be a finite score, got {threshold}")
+    if n_boot < 0:
+        raise AnxmonError(f"--bootstrap must be >= 0 resamples, got {n_boot}")
+    if path.is_dir() and not is_analysis_folder(path) and any((path / n).is_file() for n in ANALYSIS_FILES):
+        raise InputFormatError(f"{path} looks like an analyze output folder but has no indicators.csv; "
+                               "run anxmon analyze again or give the recording itself")
     if is_analysis_folder(path):
+        if config is not None and config != Config():
+            log.warning("--config/--set do not change an existing analysis; give the recording to re-analyse it")
         folder = read_analysis_folder(path)
         markers = merge_markers(folder.markers, read_markers(markers_path)) if markers_path else folder.markers
         return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)

@@ -555,3 +555,16 @@ def test_anxmon_app_command(tmp_path):
     assert "stopped" in text and not any(p in text for p in broker.users.values())
     assert (data_dir / "app" / "app-sessions.json").stat().st_mode & 0o777 == 0o600
     assert PASSWORDS["bob"] not in (data_dir / "app" / "app-sessions.json").read_text()
+
+
+@pytest.mark.parametrize("cert", ["missing.pem", "not-pem.pem"])
+def test_a_certificate_that_cannot_be_loaded_is_an_error_naming_it(tmp_path, cert):
+    """--certfile that is missing or not PEM: an AppError naming the file, and the port is freed."""
+    from monitor.app.server import AppError, AppOptions, CheckinApp
+
+    (tmp_path / "not-pem.pem").write_text("not a certificate\n")
+    app = CheckinApp("mqtt://127.0.0.1:1", {"alice": "pw"},
+                     options=AppOptions(port=0, certfile=str(tmp_path / cert)))
+    with pytest.raises(AppError, match=f"cannot load the TLS certificate {tmp_path / cert}"):
+        app.start(connect_timeout_s=0.1)
+    assert app._httpd.socket.fileno() == -1  # closed, not left listening

@@ -331,3 +331,50 @@ def test_s02_report_in_headless_chromium(s02_page, tmp_path):
     # the timeline plot sits in the upper part of the page: rows there carry drawn lines
     upper = pixels[: pixels.shape[0] // 2]
     assert np.mean(upper.min(axis=-1) < 0.5) > 0.01
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda f: (f / "indicators.csv").unlink(), "looks like an analyze output folder but has no indicators.csv"),
+    (lambda f: (f / "summary.json").write_text("{bad"), "summary.json: not valid JSON"),
+    (lambda f: (f / "checkins.jsonl").write_text("5\n"), "checkins.jsonl, line 1: expected a JSON object"),
+    (lambda f: (f / "indicators.csv").write_text(_garble_line((f / "indicators.csv").read_text(), 50)),
+     "indicators.csv, line 50: column 't' is not a number"),
+])
+def test_report_names_what_is_wrong_in_a_damaged_folder(s02_folder, tmp_path, capsys, damage, expected):
+    """A damaged analyze folder is a one-line error naming the file (and line), exit status 2."""
+    from monitor.cli import main
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(s02_folder, folder)
+    damage(folder)
+    assert main(["report", str(folder), "--out", str(tmp_path / "page.html")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "page.html").exists()
+
+
+def _garble_line(text: str, line: int) -> str:
+    """Replace the first field of 1-based ``line`` with a word."""
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = "abc," + lines[line - 1].split(",", 1)[1]
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--threshold", "nan"], "--threshold must be a finite score"),
+    (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
+])
+def test_report_refuses_meaningless_options(s02_folder, tmp_path, capsys, args, expected):
+    from monitor.cli import main
+
+    assert main(["report", str(s02_folder), "--out", str(tmp_path / "p.html"), *args]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_report_on_a_folder_warns_that_config_is_not_applied(s02_folder, tmp_path, caplog):
+    """An existing analysis is reported as it is; --set would only apply to a re-analysis."""
+    from monitor.cli import main
+
+    assert main(["report", str(s02_folder), "--out", str(tmp_path / "p.html"), "--bootstrap", "10",
+                 "--set", "policy.threshold=1.5"]) == 0
+    assert any("do not change an existing analysis" in r.getMessage() for r in caplog.records)

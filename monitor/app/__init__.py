@@ -107,7 +107,12 @@ def run_app(args) -> int:
     from monitor.service import CREDENTIALS_FILE
 
     if args.hash_password:
-        password = getpass.getpass("password: ")
+        try:
+            password = getpass.getpass("password: ")
+        except EOFError:  # no terminal and nothing on standard input
+            print("anxmon: error: --hash-password reads the password from the terminal or standard input, "
+                  "and got none", file=sys.stderr)
+            return 2
         if not password:
             print("anxmon: error: an empty password", file=sys.stderr)
             return 2

@@ -245,7 +245,13 @@ class CheckinApp:
         self._httpd.app = self  # type: ignore[attr-defined]
         if self.options.certfile:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.options.certfile, self.options.keyfile)
+            try:
+                context.load_cert_chain(self.options.certfile, self.options.keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                self._httpd.server_close()
+                files = " and ".join(f for f in (self.options.certfile, self.options.keyfile) if f)
+                raise AppError(f"cannot load the TLS certificate {files}: {exc.strerror or exc} "
+                               "(expected PEM files: a certificate chain and its private key)") from None
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         if self.push is not None:
             self.push.start()
