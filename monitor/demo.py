@@ -594,5 +594,7 @@ def run_demo(args) -> int:
         return run_core_demo(args.recording, minutes)
     if args.minutes is not None:
         raise DemoError("--minutes goes with --recording; the live demo runs for --seconds")
+    if args.summary_json and Path(args.summary_json).is_dir():
+        raise DemoError(f"--summary-json {args.summary_json} is a folder; give the file to write")
     result = run_live_demo(args.seconds, args.speed, args.seed, args.summary_json)
     return 128 + int(result.signum or signal.SIGINT) if result.interrupted else 0

@@ -51,6 +51,7 @@ def test_report_out_must_be_a_file(capsys, tmp_path):
     (["bench", "core", "--aligned-ticks"], "--aligned-ticks: only for anxmon bench live"),
     (["demo", "--minutes", "3"], "--minutes goes with --recording"),
     (["demo", "--recording", "x", "--minutes", "-1"], "--minutes must be > 0, got -1.0"),
+    (["demo", "--summary-json", "."], "--summary-json . is a folder"),
 ])
 def test_options_that_would_be_ignored_or_meaningless_are_refused(capsys, argv, expected):
     status, err = run(capsys, *argv)
