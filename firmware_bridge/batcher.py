@@ -70,7 +70,8 @@ class StreamStats:
     measured_hz: float | None = None
 
 
-def _valid_mask(signal: str, values: np.ndarray) -> np.ndarray:
+def valid_mask(signal: str, values: np.ndarray) -> np.ndarray:
+    """True for each value (row of ``acc``) the contract accepts: finite, in ``SIGNALS``' range."""
     spec = SIGNALS[signal]
     if values.ndim == 2:
         return np.isfinite(values).all(axis=1)
@@ -105,7 +106,7 @@ class _Regular:
         n = len(values)
         self.stats.received += n
         self._measure(t0, n)
-        ok = _valid_mask(self.signal, values)
+        ok = valid_mask(self.signal, values)
         if not ok.all():
             self.stats.dropped_invalid += int((~ok).sum())
         # split into runs of valid samples, each with its own start time
@@ -177,7 +178,7 @@ class _Irregular:
 
     def add(self, t: np.ndarray, values: np.ndarray, now_s: float) -> None:
         self.stats.received += len(values)
-        ok = _valid_mask(self.signal, values) & np.isfinite(t)
+        ok = valid_mask(self.signal, values) & np.isfinite(t)
         self.stats.dropped_invalid += int((~ok).sum())
         for ti, vi in zip(t[ok].tolist(), values[ok].tolist()):
             if self.last_t is not None and ti < self.last_t:

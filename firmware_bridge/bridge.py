@@ -181,12 +181,13 @@ class Bridge:
         if self.publisher is not None:
             self.publisher.set_availability(online)
 
-    def close(self) -> None:
-        """Store everything still pending, stop the publisher cleanly, close the outbox."""
+    def close(self, drain_s: float = 5.0) -> None:
+        """Store everything still pending, give the broker up to ``drain_s`` to acknowledge the
+        outbox, say ``offline`` and close the outbox (what is unacknowledged stays in it)."""
         self.tick(force=True)
         if self.publisher is not None:
             self.publisher.set_availability(False)
-            self.publisher.stop()
+            self.publisher.stop(drain_s)
         self.outbox.close()
 
     def _log_every(self, key: str, every_s: float, level: int, msg: str, *args) -> None:

@@ -10,9 +10,11 @@ exit code). ``python -m firmware_bridge ...`` runs the same commands without ``a
     anxmon bridge lines --wearer alice [--serial /dev/ttyUSB0] [--model diy-lines]
 
 The broker comes from ``--broker`` or ``$ANXMON_BROKER_URL`` (``mqtt://user:password@host:port``;
-the environment keeps the password out of the process list). SIGINT/SIGTERM stop cleanly:
-pending samples go into the outbox, ``offline`` is published, unacknowledged batches stay
-in the outbox for the next start.
+the environment keeps the password out of the process list). SIGINT/SIGTERM and the end of
+the input (``lines`` on stdin) stop the same way: pending samples go into the outbox, the
+broker gets up to ``--drain-s`` seconds to acknowledge them, ``offline`` is published, and
+whatever is unacknowledged stays in the outbox for the next start (the last message says how
+many batches).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -38,6 +41,21 @@ def default_outbox_path(wearer: str, device: str) -> Path:
     return base / "anxmon" / f"outbox-{wearer}-{device}.sqlite"
 
 
+def _positive(kind: type, inclusive: bool = False):
+    """An argparse ``type``: a finite number of ``kind`` above 0 (or 0 too when ``inclusive``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not (math.isfinite(value) and (value >= 0 if inclusive else value > 0)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} 0, got {text}")
+        return value
+
+    return parse
+
+
 def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--wearer", help="wearer id ([a-z0-9_-], up to 64 characters)")
     p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
@@ -45,8 +63,10 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL", DEFAULT_BROKER),
                    help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL or %(default)s)")
     p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
-    p.add_argument("--outbox-max-batches", type=int, default=250_000, help="outbox capacity in batches (default %(default)s)")
-    p.add_argument("--batch-s", type=float, default=1.0, help="batch length in seconds (default %(default)s)")
+    p.add_argument("--outbox-max-batches", type=_positive(int), default=250_000, help="outbox capacity in batches (default %(default)s)")
+    p.add_argument("--batch-s", type=_positive(float), default=1.0, help="batch length in seconds (default %(default)s)")
+    p.add_argument("--drain-s", type=_positive(float, inclusive=True), default=5.0,
+                   help="when stopping, seconds to wait for the broker to acknowledge the outbox (default %(default)s)")
     p.add_argument("--devices-dir", type=Path, help="folder of device definitions (default configs/devices)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -58,7 +78,7 @@ def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
 
     ble = kinds.add_parser("ble", help="a Bluetooth LE heart rate strap or watch (needs anxmon[ble])")
     ble.add_argument("--scan", action="store_true", help="list nearby heart rate devices and exit")
-    ble.add_argument("--scan-timeout", type=float, default=8.0, help="seconds to scan (default %(default)s)")
+    ble.add_argument("--scan-timeout", type=_positive(float), default=8.0, help="seconds to scan (default %(default)s)")
     ble.add_argument("--address", help="device address from --scan (MAC, or a UUID on macOS)")
     _common(ble, "generic-ble-hrs")
 
@@ -69,7 +89,7 @@ def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
 
     lines = kinds.add_parser("lines", help="a DIY device speaking the line protocol on stdin or a serial port")
     lines.add_argument("--serial", metavar="PORT", help="serial port (needs pyserial); default: read stdin")
-    lines.add_argument("--baud", type=int, default=115200, help="serial baud rate (default %(default)s)")
+    lines.add_argument("--baud", type=_positive(int), default=115200, help="serial baud rate (default %(default)s)")
     _common(lines, "diy-lines")
 
     bridge.set_defaults(func=run)
@@ -108,19 +128,23 @@ def _run(args: argparse.Namespace) -> int:
         raise AnxmonError(f"model {definition.model} uses transport {definition.transport!r}, not {expected!r}")
     device_id = args.device_id or definition.model
     broker = parse_broker_url(args.broker)
+    stop = threading.Event()
+    if args.transport == "lines":  # before connecting: a missing pyserial is a plain error
+        from firmware_bridge.transports import fd_lines, run_lines, serial_lines
+
+        source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
     outbox = Outbox(args.outbox or default_outbox_path(args.wearer, device_id), max_batches=args.outbox_max_batches)
     publisher = Publisher(broker, args.wearer, device_id, outbox).start()
     bridge = Bridge(definition, args.wearer, device_id, outbox=outbox, publisher=publisher, batch_s=args.batch_s)
     log.info("bridge %s/%s (%s) -> %s, outbox %s", args.wearer, device_id, definition.model, broker, outbox.path)
 
-    stop = threading.Event()
+    # the handlers stay until the outbox is closed: a second Ctrl-C waits out --drain-s, no traceback
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.transport == "lines":
-            from firmware_bridge.transports import fd_lines, run_lines, serial_lines
-
-            source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
             run_lines(bridge, source, stop)
+            if not stop.is_set():
+                log.info("end of input")
         elif args.transport == "emotibit":
             from firmware_bridge.transports import EmotiBitHost, run_emotibit
 
@@ -128,10 +152,18 @@ def _run(args: argparse.Namespace) -> int:
         else:
             asyncio.run(_run_ble(bridge, args.address, stop))
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        bridge.close()
-        log.info("bridge stopped; %d batch(es) wait in the outbox for the next start", len(outbox))
+        log.info("stopping: up to %g s for the broker to acknowledge the outbox", args.drain_s)
+        try:
+            bridge.close(args.drain_s)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        left = len(outbox)
+        if left:
+            log.warning("bridge stopped; %d batch(es) not acknowledged by the broker stay in %s and are sent at the next start",
+                        left, outbox.path)
+        else:
+            log.info("bridge stopped; the broker acknowledged every batch")
     return 0
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from monitor.wire import EARLIEST_T_S, SIGNALS
 
-from firmware_bridge.batcher import Chunk, Status
+from firmware_bridge.batcher import Chunk, Status, valid_mask
 from firmware_bridge.clock import DeviceClock
 from firmware_bridge.devices import DeviceDefinition
 
@@ -132,6 +132,7 @@ class LinesConverter:
         self.clock = clock or DeviceClock()
 
     def convert(self, line: Line, arrival_s: float) -> list[Chunk | Status]:
+        """Chunks and status of one line; ``LineError`` for what the definition or the contract refuses."""
         if line.kind in STATUS_KINDS:
             if line.kind == "battery" and not self.definition.battery:
                 raise LineError(f"battery is not declared in {self.definition.model} (battery = true)")
@@ -143,6 +144,9 @@ class LinesConverter:
         if sig is None:
             raise LineError(f"{line.kind} is not declared in the device definition {self.definition.model}")
         values = line.values * sig.scale if sig.scale != 1.0 else line.values
+        if not valid_mask(sig.signal, values).all():
+            spec = SIGNALS[sig.signal]
+            raise LineError(f"{line.kind} value outside the range the monitor accepts ({spec.low:g} to {spec.high:g} {spec.unit})")
         n = len(values)
         if sig.regular:
             return [Chunk(sig.signal, values, t0=self._time(line, arrival_s, n, sig.rate_hz))]

@@ -177,11 +177,12 @@ class Publisher:
         self._wake.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop cleanly: let the outbox drain while connected (up to ``timeout_s``), publish
-        ``offline`` and disconnect. Unacknowledged rows stay in the outbox for next time."""
+        """Stop cleanly: wait up to ``timeout_s`` for the broker to acknowledge the outbox (also
+        while (re)connecting), publish ``offline`` if connected and disconnect. Unacknowledged
+        rows stay in the outbox for the next start."""
         deadline = time.monotonic() + timeout_s
         self._wake.set()
-        while (len(self.outbox) or self._inflight) and self.connected and time.monotonic() < deadline:
+        while (len(self.outbox) or self._inflight) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()

@@ -36,11 +36,14 @@ from firmware_bridge.lines import LineError, LinesConverter, parse_line
 log = logging.getLogger(__name__)
 
 
-def _log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args) -> None:
+def _log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args) -> bool:
+    """Log at most once per ``every_s`` per key; True when this call logged."""
     now = time.monotonic()
     if key not in state or now - state[key] >= every_s:
         state[key] = now
         log.log(level, msg, *args)
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,12 +59,15 @@ def run_lines(
     """Feed line-protocol input (any iterable of lines, e.g. ``sys.stdin.buffer``) to the bridge.
 
     Reading happens in a helper thread so the bridge keeps ticking while the device is
-    silent. Malformed lines are counted and reported (reason and line number, never values).
-    Returns the number of malformed lines when the input ends or ``stop`` is set.
+    silent. Refused lines (malformed, undeclared, or values the contract refuses) are counted
+    and reported with line number and reason, never values: a WARNING every 10 s at most
+    (each one at DEBUG) and a total at the end. Returns the number of refused lines when the
+    input ends or ``stop`` is set; an error reading the input is raised here.
     """
     stop = stop or threading.Event()
     converter = LinesConverter(bridge.definition)
     inbox: queue.SimpleQueue = queue.SimpleQueue()
+    failed: list[Exception] = []
 
     def reader() -> None:
         try:
@@ -69,6 +75,8 @@ def run_lines(
                 inbox.put((bridge.clock(), raw))
                 if stop.is_set():
                     break
+        except Exception as exc:  # raised in the caller's thread below
+            failed.append(exc)
         finally:
             inbox.put(None)
 
@@ -93,10 +101,15 @@ def run_lines(
                     bridge.feed(converter.convert(line, arrival))
             except LineError as exc:
                 bad += 1
-                _log_every(logged, "bad", 10.0, logging.WARNING, "line %d ignored: %s (%d bad lines so far)", number, exc, bad)
+                if not _log_every(logged, "bad", 10.0, logging.WARNING, "line %d refused: %s (%d refused so far)", number, exc, bad):
+                    log.debug("line %d refused: %s", number, exc)
         if time.monotonic() - last_tick >= tick_s:
             bridge.tick()
             last_tick = time.monotonic()
+    if bad:
+        log.warning("refused %d of %d line(s) read (each one's reason is logged at DEBUG)", bad, number)
+    if failed:
+        raise failed[0]
     return bad
 
 
@@ -120,12 +133,18 @@ def fd_lines(fd: int = 0, chunk: int = 65536) -> Iterator[bytes]:
 
 
 def serial_lines(port: str, baudrate: int = 115200, stop: threading.Event | None = None, retry_s: float = 2.0) -> Iterator[bytes]:
-    """Lines from a serial port, reopening it when it disappears (USB unplugged, device reset)."""
+    """Lines from a serial port, reopening it when it disappears (USB unplugged, device reset).
+
+    Raises ``ImportError`` right away (not when the first line is read) without pyserial.
+    """
     try:
-        import serial  # pyserial, optional: pip install pyserial
+        import serial  # pyserial, optional
     except ImportError:
-        raise ImportError("reading a serial port needs pyserial: pip install pyserial") from None
-    stop = stop or threading.Event()
+        raise ImportError("reading a serial port needs pyserial: pip install 'anxmon[serial]' (or pip install pyserial)") from None
+    return _serial_lines(serial, port, baudrate, stop or threading.Event(), retry_s)
+
+
+def _serial_lines(serial, port: str, baudrate: int, stop: threading.Event, retry_s: float) -> Iterator[bytes]:
     while not stop.is_set():
         try:
             with serial.Serial(port, baudrate, timeout=0.5) as link:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -79,3 +80,31 @@ def test_scan_finds_heart_rate_devices():
         ("A0:9E:1A:00:00:01", "polar-h10", "Polar H10 9A1B2C3D"),
         ("C4:00:00:00:00:02", "generic-ble-hrs", "TICKR 1234"),
     ]
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-s", "0", "argument --batch-s: must be a finite number > 0, got 0"),
+        ("--batch-s", "-1", "argument --batch-s: must be a finite number > 0, got -1"),
+        ("--batch-s", "nan", "argument --batch-s: must be a finite number > 0, got nan"),
+        ("--outbox-max-batches", "0", "argument --outbox-max-batches: must be a finite number > 0, got 0"),
+        ("--outbox-max-batches", "1.5", "argument --outbox-max-batches: expected an integer, got '1.5'"),
+        ("--drain-s", "-1", "argument --drain-s: must be a finite number >= 0, got -1"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors(capsys, option, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["lines", "--wearer", "alice", option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Traceback" not in err
+
+
+def test_a_serial_port_without_pyserial_is_a_one_line_error(monkeypatch, caplog, tmp_path):
+    monkeypatch.setitem(sys.modules, "serial", None)  # as if pyserial were not installed
+    assert main(["lines", "--wearer", "w9", "--serial", "/dev/ttyX", "--outbox", str(tmp_path / "o")]) == 2
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "reading a serial port needs pyserial: pip install 'anxmon[serial]' (or pip install pyserial)"
+    ]
+    assert not (tmp_path / "o").exists()  # it failed before opening the outbox or connecting

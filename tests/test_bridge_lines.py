@@ -1,8 +1,15 @@
-"""The DIY line protocol: grammar, errors, time stamping, and a whole stream into the outbox."""
+"""The DIY line protocol: grammar, errors, time stamping, a whole stream into the outbox, and
+the end of the input (everything published before the bridge exits, real brokers)."""
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +20,13 @@ from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import load_device
 from firmware_bridge.lines import LineError, LinesConverter, parse_line
 from firmware_bridge.outbox import Outbox
+from firmware_bridge.testing import MonitorSubscriber
 from firmware_bridge.transports import fd_lines, run_lines
 from monitor.wire import decode_batch
 
 T = 1_700_000_000.0
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +128,7 @@ def test_stream_of_lines_into_the_outbox(tmp_path, caplog):
     assert all(b2.t0 == pytest.approx(b1.t0 + len(b1) / 4) for b1, b2 in zip(batches, batches[1:]))
     assert batches[0].t0 == pytest.approx(t0)
     # problems are reported with reasons, never with values
-    assert "line 202 ignored" in caplog.text
+    assert "line 202 refused" in caplog.text
     assert f"{values[0]:.6f}" not in caplog.text
 
 
@@ -128,3 +137,69 @@ def test_fd_lines_reads_complete_lines(tmp_path):
     path.write_bytes(b"eda - 1\nhr - 2\npartial")
     with open(path, "rb") as f:
         assert list(fd_lines(f.fileno(), chunk=3)) == [b"eda - 1\n", b"hr - 2\n", b"partial"]
+
+
+def test_refused_lines_are_counted_and_summed_up_without_values(tmp_path, caplog):
+    """Nine malformed lines and values the contract refuses: each counted, a total at the end."""
+    caplog.set_level(logging.INFO)
+    bad = ["gsr - 5", "eda 5.01", "eda - x", "hr - 72 73", "acc - 0.1 0.2", "battery - 120", "contact - 2", "eda - nan", "eda 12345 5"]
+    refused = ["eda - 1e308", "hr - 1234.5", "temp - 33.1 99.25"]  # outside the ranges of monitor.wire.SIGNALS
+    text = "\n".join(["eda - 5.0", *bad, *refused, "hr - 72", ""])
+    clock = iter(T + np.arange(100) * 0.01)
+    bridge = Bridge(load_device("diy-lines"), "alice", outbox=Outbox(tmp_path / "o.sqlite"), clock=lambda: next(clock))
+    assert run_lines(bridge, io.BytesIO(text.encode()), tick_s=0.001) == 12
+    bridge.tick(force=True)
+    assert sorted(r.topic.rsplit("/", 1)[1] for r in bridge.outbox.peek()) == ["eda", "hr"]  # the good lines
+    assert caplog.text.count("refused so far") == 1  # rate-limited
+    assert "refused 12 of 14 line(s) read" in caplog.text
+    assert "1e308" not in caplog.text and "1234.5" not in caplog.text and "99.25" not in caplog.text
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, "firmware_bridge")
+    run_lines(bridge, io.BytesIO(text.encode()), tick_s=0.001)
+    assert "line 11 refused: eda value outside the range the monitor accepts (0 to 100 uS)" in caplog.text
+
+
+def test_an_error_reading_the_input_reaches_the_caller(tmp_path):
+    def source():
+        yield b"hr - 72\n"
+        raise OSError("device gone")
+
+    bridge = Bridge(load_device("diy-lines"), "alice", outbox=Outbox(tmp_path / "o.sqlite"))
+    with pytest.raises(OSError, match="device gone"):
+        run_lines(bridge, source(), tick_s=0.001)
+    assert bridge.tick(force=True) == 1  # what came before the error is kept
+
+
+def bridge_process(url: str, outbox: Path, text: str, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_bridge", "lines", "--wearer", "w1", "--broker", url, "--outbox", str(outbox), *options],
+        input=text.encode(), capture_output=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_end_of_input_is_published_before_the_bridge_exits(broker, tmp_path):
+    """``printf 'hr - 72\\n...' | anxmon bridge lines``: the input ends before the broker is
+    reachable (a remote broker, a slow network); the bridge waits for the acknowledgement."""
+    monitor = MonitorSubscriber(broker.host, broker.port, broker.username, broker.password)
+    broker.stop()
+    try:
+        threading.Timer(1.0, broker.start).start()
+        done = bridge_process(broker.url, tmp_path / "o.sqlite", "hr - 72\nhr - 73\nhr - 74\n", "--drain-s", "30")
+        log = done.stderr.decode()
+        assert done.returncode == 0, log
+        assert "end of input" in log and "the broker acknowledged every batch" in log
+        assert len(Outbox(tmp_path / "o.sqlite")) == 0
+        assert monitor.wait_for(lambda m: m.accepted[("diy-lines", "hr")], 20), log
+        assert [b.values.tolist() for b in monitor.accepted[("diy-lines", "hr")]] == [[72, 73, 74]]
+    finally:
+        monitor.close()
+
+
+def test_end_of_input_without_a_broker_keeps_the_batches_and_says_so(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = bridge_process(f"mqtt://127.0.0.1:{port}", tmp_path / "o.sqlite", "hr - 72\neda - 5.0\n", "--drain-s", "0.5")
+    assert done.returncode == 0
+    assert "2 batch(es) not acknowledged by the broker stay in" in done.stderr.decode()
+    assert len(Outbox(tmp_path / "o.sqlite")) == 2
