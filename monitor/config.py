@@ -77,7 +77,10 @@ def _section(cls, values: Mapping[str, Any], where: str):
             kwargs[key] = merged
         else:
             kwargs[key] = _coerce(value, default, f"{where}.{key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)  # the dataclass checks the ranges of its values
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).split(': ', 1)[-1]}") from exc
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
@@ -85,6 +88,9 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Co
     unknown = set(data) - {"core", "score", "policy"}
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected core, score, policy")
+    for name, table in data.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table of key = value, got {table!r}")
     core = _section(CoreConfig, data.get("core", {}), f"{source}: [core]")
     score = _section(ScoreConfig, data.get("score", {}), f"{source}: [score]")
     policy = PolicyConfig.from_mapping(data.get("policy", {}), source=f"{source}: [policy]")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from monitor.config import Config, load_config
+from monitor.core.eda import EdaProcessor
+from monitor.core.pipeline import EDA_DELAY_S, CoreConfig
+from monitor.core.score import INDICATORS, ScoreConfig
 from monitor.errors import ConfigError
+from tests.conftest import data_path
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
 
@@ -55,3 +60,108 @@ def test_overrides_change_one_key_and_keep_the_rest():
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+# (override, fragments the error must name: the key and the value). Each used to hang, crash
+# with a traceback or silently give meaningless output.
+BAD_VALUES = [
+    ("core.tick_s=-1", ["'tick_s'", "-1.0"]),
+    ("core.tick_s=0", ["'tick_s'", "0.0"]),
+    ("core.tick_s=0.5", ["'tick_s'", "0.5"]),
+    ("core.tick_s=1e9", ["'tick_s'", "1000000000.0", "'window_s'"]),
+    ("core.tick_s=nan", ["'tick_s'", "nan"]),
+    ("core.tick_s=inf", ["'tick_s'", "inf"]),
+    ("core.window_s=0", ["'window_s'", "0.0"]),
+    ("core.window_s=1", ["'window_s'", "1.0"]),
+    ("core.window_s=1e9", ["'window_s'", "1000000000.0"]),
+    ("core.max_lag_s=20", ["'max_lag_s'", "20.0"]),
+    ("core.max_lag_s=-1", ["'max_lag_s'", "-1.0"]),
+    ("core.scr_min_amplitude_us=-1", ["'scr_min_amplitude_us'", "-1.0"]),
+    ("core.scr_min_amplitude_us=0", ["'scr_min_amplitude_us'", "0.0"]),
+    ("core.moving_sd_g=-1", ["'moving_sd_g'", "-1.0"]),
+    ("score.adapt_tau_s=0", ["'adapt_tau_s'", "0.0"]),
+    ("score.z_cap=0", ["'z_cap'", "0.0"]),
+    ("score.learn_below=-1", ["'learn_below'", "-1.0"]),
+    ("score.warmup_s=-100", ["'warmup_s'", "-100.0"]),
+    ("score.recovery_ratio=-1", ["'recovery_ratio'", "-1.0"]),
+    ("score.motion_holdoff_s=-1", ["'motion_holdoff_s'", "-1.0"]),
+    ("score.max_holdoff_s=60", ["'max_holdoff_s'", "60.0"]),
+    ("score.floors.HR_Mean=0", ["'floors.HR_Mean'", "0.0"]),
+    ("score.floors.HR_Mean=-1", ["'floors.HR_Mean'", "-1.0"]),
+    ("score.weights.HR_Mean=-1", ["'weights.HR_Mean'", "-1.0"]),
+    ("score.weights.HR_Mean=nan", ["'weights.HR_Mean'", "nan"]),
+    ("policy=1", ["[policy]", "1"]),
+    ("core=3", ["[core]", "3"]),
+    ("score='x'", ["[score]", "'x'"]),
+]
+
+
+def _as_toml(override: str) -> str:
+    """The TOML file that sets what ``override`` sets (``a.b.c=v`` -> ``[a.b]`` ``c = v``)."""
+    path, value = override.split("=", 1)
+    *table, key = path.split(".")
+    return (f"[{'.'.join(table)}]\n" if table else "") + f"{key} = {value}\n"
+
+
+@pytest.mark.parametrize("override, fragments", BAD_VALUES)
+def test_a_bad_value_is_a_config_error_naming_key_and_value_from_set(override, fragments):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    assert all(f in message for f in fragments) and "\n" not in message, message
+
+
+@pytest.mark.parametrize("override, fragments", BAD_VALUES)
+def test_a_bad_value_is_a_config_error_naming_key_and_value_from_a_file(tmp_path, override, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(_as_toml(override))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and all(f in message for f in fragments), message
+
+
+def test_all_weights_zero_is_a_config_error():
+    zeros = [f"score.weights.{name}=0" for name in INDICATORS]
+    with pytest.raises(ConfigError, match="weights"):
+        load_config(None, zeros)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["core.tick_s=1", "core.window_s=1"],
+        ["core.tick_s=7", "core.window_s=60"],  # window need not be a multiple of the tick
+        ["core.tick_s=3600", "core.window_s=3600", "core.max_lag_s=3600"],
+        ["core.max_lag_s=21"],
+        ["score.warmup_s=0", "score.recovery_ratio=0", "score.motion_holdoff_s=0"],
+        ["score.max_holdoff_s=120"],
+        [f"score.weights.{name}=0" for name in INDICATORS if name != "HR_Mean"],
+    ],
+)
+def test_edge_values_in_range_are_accepted(overrides):
+    load_config(DEFAULT, overrides)
+
+
+def test_the_dataclasses_check_themselves():
+    with pytest.raises(ConfigError, match="tick_s"):
+        CoreConfig(tick_s=0)
+    with pytest.raises(ConfigError, match="floors.TEMP_Mean"):
+        ScoreConfig(floors={"TEMP_Mean": 0.0})
+    assert CoreConfig() == Config().core and ScoreConfig() == Config().score
+
+
+def test_the_lag_bound_is_the_eda_chains_delay_at_the_e4_rate():
+    assert EdaProcessor(4.0).latency_s == EDA_DELAY_S < CoreConfig().max_lag_s
+
+
+def test_the_cli_refuses_a_bad_value_before_reading_data(tmp_path, capsys):
+    from monitor.cli import main
+
+    session = data_path("stress-predict", "S02")
+    start = time.monotonic()
+    status = main(["analyze", str(session), "--out", str(tmp_path / "out"), "--set", "core.tick_s=-1"])
+    assert status == 2 and time.monotonic() - start < 10
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("anxmon: error:") and "'tick_s'" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

@@ -41,6 +41,7 @@ from monitor.core.ppg import PpgBeatDetector
 from monitor.core.respiration import RespirationProcessor
 from monitor.core.restlessness import RestlessnessProcessor
 from monitor.core.temp import TempProcessor
+from monitor.errors import ConfigError
 from monitor.wire import SampleBatch
 
 HEART_SOURCES = ("ecg", "bvp", "ibi", "hr")  # best first
@@ -50,22 +51,47 @@ MODALITIES = {
     "ecg": ("heart", "rsp"), "bvp": ("heart", "rsp"), "ibi": ("heart", "rsp"), "hr": ("heart",),
 }
 QUALITY_KEY = {"heart": "hrv", "restlessness": "restlessness"}  # where it differs from the modality
+EDA_DELAY_S = 20.5  # output delay of the EDA chain at the E4's 4 Hz (``EdaProcessor(4.0).latency_s``)
+MAX_SPAN_S = 3600.0  # longest window and lag accepted (s)
 
 
 @dataclass(frozen=True)
 class CoreConfig:
     """Parameters of the indicator pipeline (``[core]`` in the config file).
 
-    tick_s: how often indicators are emitted (s). window_s: window of every windowed feature (s).
-    max_lag_s: how far one stream may run ahead before a silent one is reported missing (s).
-    scr_min_amplitude_us: SCR amplitude threshold (µS). moving_sd_g: motion threshold (g).
+    tick_s: how often indicators are emitted (s, 1 <= tick_s <= window_s).
+    window_s: window of every windowed feature (s, at most 3600).
+    max_lag_s: how far one stream may run ahead before a silent one is reported missing (s,
+    above the EDA chain's 20.5 s output delay, at most 3600).
+    scr_min_amplitude_us: SCR amplitude threshold (µS, > 0). moving_sd_g: motion threshold (g, > 0).
+    A value out of range is a ``ConfigError``.
     """
 
     tick_s: float = 5.0
     window_s: float = 60.0
-    max_lag_s: float = 45.0  # above the EDA chain's 20.5 s output delay
+    max_lag_s: float = 45.0
     scr_min_amplitude_us: float = 0.05
     moving_sd_g: float = 0.1
+
+    def __post_init__(self) -> None:
+        def bad(key: str, expected: str) -> ConfigError:
+            return ConfigError(f"core: '{key}' must be {expected}, got {getattr(self, key)!r}")
+
+        for key in ("tick_s", "window_s", "max_lag_s", "scr_min_amplitude_us", "moving_sd_g"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(key, "a finite number")
+        if self.tick_s < 1:  # the processors work on 1 s epochs and bins: faster ticks only repeat work
+            raise bad("tick_s", ">= 1 (s)")
+        if not 0 < self.window_s <= MAX_SPAN_S:
+            raise bad("window_s", f"in (0, {MAX_SPAN_S:g}] (s)")
+        if self.tick_s > self.window_s:
+            raise ConfigError(f"core: 'tick_s' ({self.tick_s!r}) must be <= 'window_s' ({self.window_s!r})")
+        if not EDA_DELAY_S < self.max_lag_s <= MAX_SPAN_S:
+            raise bad("max_lag_s", f"> {EDA_DELAY_S} (the EDA chain's output delay) and <= {MAX_SPAN_S:g} (s)")
+        for key, unit in (("scr_min_amplitude_us", "uS"), ("moving_sd_g", "g")):
+            if getattr(self, key) <= 0:
+                raise bad(key, f"> 0 ({unit})")
 
 
 class _Chain:

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from monitor.core.base import Features, Processor
+from monitor.errors import ConfigError
 
 # indicator -> (modality, stress direction, default weight, spread floor in the indicator's unit)
 INDICATORS: dict[str, tuple[str, float, float, float]] = {
@@ -35,14 +36,16 @@ INDICATORS: dict[str, tuple[str, float, float, float]] = {
 class ScoreConfig:
     """Parameters of baseline and score (``[score]`` in the config file; see docs/scoring.md).
 
-    weights: indicator -> weight (0 removes it). warmup_s: calm data each indicator needs
-    before it enters the score (s). adapt_tau_s: time constant of the slow baseline adaptation
-    after warm-up (s). learn_below: ticks scoring at or above this are not learned.
-    z_cap: largest deviation one indicator may contribute (baseline spreads).
-    motion_holdoff_s: the score stays withheld at least this long after movement stops (s).
+    weights: indicator -> weight (>= 0, 0 removes it; at least one > 0). floors: indicator ->
+    smallest baseline spread (> 0, the indicator's unit). warmup_s: calm data each indicator
+    needs before it enters the score (s, >= 0). adapt_tau_s: time constant of the slow baseline
+    adaptation after warm-up (s, > 0). learn_below: ticks scoring at or above this are not
+    learned (> 0). z_cap: largest deviation one indicator may contribute (baseline spreads, > 0).
+    motion_holdoff_s: the score stays withheld at least this long after movement stops (s, >= 0).
     recovery_ratio: after a bout of movement, the hold-off grows by this many seconds per second
-    of movement in the bout (heart rate and sweating take longer to settle after a run than
-    after a walk to the kitchen). max_holdoff_s: the longest hold-off (s).
+    of movement in the bout (>= 0; heart rate and sweating take longer to settle after a run than
+    after a walk to the kitchen). max_holdoff_s: the longest hold-off (s, >= motion_holdoff_s).
+    A value out of range is a ``ConfigError``.
     """
 
     weights: dict = field(default_factory=lambda: {k: v[2] for k, v in INDICATORS.items()})
@@ -54,6 +57,33 @@ class ScoreConfig:
     motion_holdoff_s: float = 120.0
     recovery_ratio: float = 1.5
     max_holdoff_s: float = 2700.0
+
+    def __post_init__(self) -> None:
+        def check(key: str, value, positive: bool, unit: str) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                expected = "a finite number"
+            elif value <= 0 if positive else value < 0:
+                expected = f"{'>' if positive else '>='} 0 ({unit})"
+            else:
+                return
+            raise ConfigError(f"score: '{key}' must be {expected}, got {value!r}")
+
+        for table, positive, unit in (("weights", False, "0 leaves the indicator out"),
+                                      ("floors", True, "in the indicator's unit")):
+            if not isinstance(getattr(self, table), dict):
+                raise ConfigError(f"score: '{table}' must be a table of indicator = number")
+            for name, value in getattr(self, table).items():
+                check(f"{table}.{name}", value, positive, unit)
+        if not any(w > 0 for w in self.weights.values()):
+            raise ConfigError(f"score: 'weights' must have at least one weight > 0, got {self.weights!r}")
+        for key, positive, unit in (("warmup_s", False, "s"), ("adapt_tau_s", True, "s"),
+                                    ("learn_below", True, "score units"), ("z_cap", True, "baseline spreads"),
+                                    ("motion_holdoff_s", False, "s"), ("recovery_ratio", False, "s per s moving"),
+                                    ("max_holdoff_s", False, "s")):
+            check(key, getattr(self, key), positive, unit)
+        if self.max_holdoff_s < self.motion_holdoff_s:
+            raise ConfigError(f"score: 'max_holdoff_s' must be >= motion_holdoff_s ({self.motion_holdoff_s!r}), "
+                              f"got {self.max_holdoff_s!r}")
 
 
 @dataclass
