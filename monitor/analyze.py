@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,15 @@ import numpy as np
 from monitor.config import Config
 from monitor.core.policy import Decision
 from monitor.core.wearer import Tick, WearerMonitor
-from monitor.errors import WireError
+from monitor.errors import InputFormatError, WireError
+from monitor.markers import unix_s_problem, utc_text
 from monitor.recordings import Recording, read_labels, read_recording
 from monitor.wire import StreamTracker, validate_batch
 
 MIN_STRESS_PERIOD_S = 60.0
 TRIGGER_GRACE_S = 60.0  # a trigger up to this long after a stress period ends still counts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,6 +80,43 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     labels = labels if labels is not None else recording.labels
     summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
     return AnalysisResult(ticks, summary, rejected)
+
+
+# ------------------------------------------------------------------------------ labels
+
+
+def read_label_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``--labels FILE`` (CSV ``unix_s,stress``); a clear error when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"labels file {path} does not exist")
+    return read_labels(path)
+
+
+def check_labels(labels: tuple[np.ndarray, np.ndarray], recording: Recording, where: str) -> None:
+    """Refuse labels the metrics cannot use: no rows, times that are not unix seconds or go
+    backwards, stress other than 0 or 1 (line numbers count the header as line 1), labels
+    that do not overlap the recording at all; warn when only some of them do."""
+    t, y = labels
+    if not len(t):
+        raise InputFormatError(f"{where}: no label rows (expected a header unix_s,stress, then one row per second)")
+    for i in (int(np.argmin(t)), int(np.argmax(t))):
+        if problem := unix_s_problem(t[i]):
+            raise InputFormatError(f"{where}, line {i + 2}: unix_s {t[i]:.15g} {problem}")
+    backwards = np.flatnonzero(np.diff(t) < 0)
+    if len(backwards):
+        raise InputFormatError(f"{where}, line {backwards[0] + 3}: unix_s goes backwards (rows out of order?)")
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if len(bad):
+        raise InputFormatError(f"{where}, line {bad[0] + 2}: stress {y[bad[0]]:g} is not 0 or 1")
+    outside = (t < recording.start_s) | (t >= recording.end_s)
+    span = (f"the labels ({utc_text(t[0])} to {utc_text(t[-1])}) and the recording "
+            f"({utc_text(recording.start_s)} to {utc_text(recording.end_s)})")
+    if outside.all():
+        raise InputFormatError(f"{where}: {span} do not overlap: labels of another session?")
+    if outside.any():
+        log.warning("%s: %d of %d label rows lie outside the recording: %s only partly overlap; "
+                    "the metrics use the rows inside", where, int(outside.sum()), len(t), span)
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -228,7 +269,9 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     recording = read_recording(path)
     if markers_path:
         recording.markers = merge_markers(recording.markers, read_markers(markers_path))
-    labels = read_labels(labels_path) if labels_path else None
+    labels = read_label_file(labels_path) if labels_path else recording.labels
+    if labels is not None:
+        check_labels(labels, recording, labels_path or f"labels of {recording.source}")
     result = analyze_recording(recording, config, wearer_id, labels)
     write_outputs(result, Path(out_dir), recording)
     return result, recording

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
-from monitor.analyze import analyze_recording, label_metrics
+from monitor.analyze import analyze_recording, check_labels, label_metrics
 from monitor.config import Config
 from monitor.core.policy import CheckinPolicy, Decision
 from monitor.errors import InputFormatError
 from monitor.recordings import Recording, read_recording
 
+REFERENCE_SIGNALS = ("eda", "hr")  # what the reference needs
 REFERENCE_BASELINE_S = 300.0
 REFERENCE_LOWPASS_HZ = 0.5
 METRICS = ("roc_auc", "detected_share", "false_checkins_per_rest_hour", "median_delay_s")
@@ -85,6 +86,11 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
     rec = read_recording(path)
     if rec.labels is None:
         raise InputFormatError(f"{path}: no labels.csv, nothing to evaluate against")
+    missing = [signal for signal in REFERENCE_SIGNALS if signal not in rec.streams]
+    if missing:
+        raise InputFormatError(f"{path}: no {' and no '.join(missing)} samples; eval needs "
+                               f"{' and '.join(REFERENCE_SIGNALS)} (the reference is computed from them)")
+    check_labels(rec.labels, rec, f"{path}/labels.csv")
     result = analyze_recording(rec, config, wearer_id=path.name.lower(), progress=False)
     reduced = analyze_recording(rec, without(config, NEW_IN_ISSUE_8), wearer_id=path.name.lower(), progress=False)
     t = np.array([tk.t for tk in result.ticks])

@@ -34,7 +34,6 @@ Example
 from __future__ import annotations
 
 import json
-import math
 import re
 import sqlite3
 import time
@@ -59,18 +58,21 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def parse_time(text: str | float) -> float:
-    """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC)."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    if _NUMBER.fullmatch(text.strip()) and math.isfinite(float(text)):
-        return float(text)
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+    """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC),
+    between 2000 and 2100 (``monitor.markers.unix_s_problem``: milliseconds are refused)."""
+    from monitor.markers import unix_s_problem
+
+    if isinstance(text, (int, float)) or _NUMBER.fullmatch(text.strip()):
+        t = float(text)
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)") from None
+        t = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    if problem := unix_s_problem(t):
+        raise ExportError(f"time {text!r} {problem}")
+    return t
 
 
 def open_recording(data_dir: str | Path) -> sqlite3.Connection:

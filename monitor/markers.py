@@ -30,12 +30,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from monitor.errors import InputFormatError
 from monitor.wire import EARLIEST_T_S
 
+LATEST_T_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a later "unix time" is in ms, us or ns
 COLUMNS = ("unix_s", "kind", "label")
 DEFAULT_KIND = "marker"
 
@@ -52,6 +54,32 @@ def make_marker(t_s: float, label: str = "", kind: str = "") -> Marker:
     """A marker whose kind falls back to its label, then to ``marker``."""
     label, kind = label.strip(), kind.strip()
     return Marker(float(t_s), kind or label or DEFAULT_KIND, label)
+
+
+def unix_s_problem(t: float) -> str | None:
+    """Why ``t`` is not a plausible unix time in seconds (2000 to 2100), or None when it is.
+
+    The one definition of the plausible range of every time a user or a file gives anxmon (the
+    wire contract refuses times before 2000 too). Callers put the value and its place first.
+
+    >>> unix_s_problem(1644228000.0) is None, unix_s_problem(1644228000000.0)
+    (True, 'looks like milliseconds; give unix seconds')
+    """
+    if not math.isfinite(t):
+        return "is not a number"
+    if t < EARLIEST_T_S:
+        return "is before the year 2000; give unix seconds"
+    if t < LATEST_T_S:
+        return None
+    for unit, per_s in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+        if EARLIEST_T_S <= t / per_s < LATEST_T_S:
+            return f"looks like {unit}; give unix seconds"
+    return "is after the year 2100; give unix seconds"
+
+
+def utc_text(t: float) -> str:
+    """``2022-02-07 09:52:54 UTC``: a unix time for messages."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def read_markers_text(text: str, where: str) -> list[Marker]:
@@ -76,10 +104,10 @@ def read_markers_text(text: str, where: str) -> list[Marker]:
             raise InputFormatError(f"{where}, line {n}: {len(row)} fields, expected at most {len(names)} ({','.join(names)})")
         cells = dict(zip(names, (c.strip() for c in row)))
         t = _number(cells.get("unix_s", ""))
-        if t is None or t < EARLIEST_T_S:
-            raise InputFormatError(
-                f"{where}, line {n}: unix_s {cells.get('unix_s', '')!r:.30} is not unix seconds after the year 2000"
-            )
+        if t is None:
+            raise InputFormatError(f"{where}, line {n}: unix_s {cells.get('unix_s', '')!r:.30} is not unix seconds")
+        if problem := unix_s_problem(t):
+            raise InputFormatError(f"{where}, line {n}: unix_s {cells['unix_s']!r:.30} {problem}")
         out.append(make_marker(t, cells.get("label", ""), cells.get("kind", "")))
     return sorted(out)
 

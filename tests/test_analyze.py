@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from monitor.analyze import analyze_recording, roc_auc, stress_periods
 from monitor.config import load_config
 from monitor.core.wearer import WearerMonitor
+from monitor.errors import InputFormatError
 from monitor.evaluate import SWEEP_THRESHOLDS, evaluate_subject
 from monitor.recordings import read_recording
 from tests.conftest import data_path
@@ -142,3 +144,52 @@ def test_pipeline_beats_the_simple_reference(subject):
     for method, m in (("pipeline", ours), ("reference", ref)):
         assert default[method] == {key: m[key] for key in default[method]}, method
     assert {row["threshold"] for row in r["sweep"]} == set(SWEEP_THRESHOLDS)
+
+
+# ----------------------------------------------------------------------------- label and input checks
+
+
+def short_session(dst, subject="S02", lines=1300):
+    """The first ``lines`` lines of a Stress-Predict session's signal files (about 5 min of EDA, 20 min
+    of HR) in ``dst``, with the whole session's labels.csv."""
+    src = data_path("stress-predict", subject)
+    dst.mkdir(parents=True)
+    for p in src.glob("*.csv"):
+        keep = None if p.name == "labels.csv" else lines
+        (dst / p.name).write_text("".join(p.read_text().splitlines(keepends=True)[:keep]))
+    return dst
+
+
+def test_bad_labels_get_a_clear_error(tmp_path):
+    s02 = data_path("stress-predict", "S02")
+    labels = (s02 / "labels.csv").read_text().splitlines()
+    cases = {
+        "missing.csv": (None, r"labels file .*missing.csv does not exist"),
+        "header.csv": ("unix_s,stress\n", r"header.csv: no label rows"),
+        "ms.csv": ("\n".join([labels[0], *(f"{t}000,{y}" for t, y in (r.split(",") for r in labels[1:]))]),
+                   r"ms.csv, line 2: unix_s 1644227583000 looks like milliseconds; give unix seconds"),
+        "value.csv": ("\n".join([*labels[:4], labels[4][:-1] + "2", *labels[5:]]), r"value.csv, line 5: stress 2 is not 0 or 1"),
+        "S05.csv": ((data_path("stress-predict", "S05") / "labels.csv").read_text(),
+                    r"S05.csv: the labels \(2022-02-14 .*\) and the recording \(2022-02-07 .*\) do not overlap"),
+    }
+    for name, (text, message) in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        run = anxmon("analyze", s02, "--out", tmp_path / "o", "--labels", tmp_path / name, check=False)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1, (name, run.stderr)
+        assert re.match(r"anxmon: error: .*" + message, run.stderr), (name, run.stderr)
+
+
+def test_labels_partly_outside_the_recording_get_a_warning(tmp_path):
+    session = short_session(tmp_path / "s02")  # the whole session's labels, part of its recording
+    run = anxmon("analyze", session, "--out", tmp_path / "o", check=False)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"WARNING .*labels of .*s02: \d+ of 3557 label rows lie outside the recording", run.stderr)
+
+
+def test_eval_refuses_a_session_without_eda_samples(tmp_path, caplog):
+    session = short_session(tmp_path / "s02")
+    (session / "EDA.csv").write_text("1644227574.000000\n4.000000\n")  # its header rows only
+    with pytest.raises(InputFormatError, match=r"s02: no eda samples; eval needs eda and hr"):
+        evaluate_subject(session, load_config(None))
+    assert "EDA.csv holds no samples" in caplog.text

@@ -165,3 +165,10 @@ def test_the_cli_refuses_a_bad_value_before_reading_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("anxmon: error:") and "'tick_s'" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_binary_config_file_is_not_valid_toml(tmp_path):
+    path = tmp_path / "image.toml"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not text")
+    with pytest.raises(ConfigError, match=f"{path}: not valid TOML"):
+        load_config(path)

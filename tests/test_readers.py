@@ -11,6 +11,7 @@ sample made to the documentation, not a recording.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from monitor.markers import Marker, read_markers, read_markers_text, write_marke
 from monitor.readers import detect
 from monitor.readers.anxmon import RecordingWriter, read_anxmon, write_recording
 from monitor.readers.common import regular_stream
+from monitor.readers.e4 import FILES as E4_FILES
 from monitor.readers.emotibit import _read_tag as read_parsed_file
 from monitor.recordings import Recording, Stream, read_recording
 from monitor.wire import SampleBatch, validate_batch
@@ -88,7 +90,7 @@ def copy_e4(tmp_path, names=("EDA.csv", "TEMP.csv", "HR.csv", "BVP.csv", "ACC.cs
     return dst
 
 
-def test_e4_mixed_up_or_truncated_files_get_clear_errors(tmp_path):
+def test_e4_mixed_up_or_truncated_files_get_clear_errors(tmp_path, caplog):
     e4 = copy_e4(tmp_path)
     bvp = (e4 / "BVP.csv").read_text()
     (e4 / "EDA.csv").write_text(bvp)  # BVP's rows under EDA's name: its header says 64 Hz
@@ -98,16 +100,93 @@ def test_e4_mixed_up_or_truncated_files_get_clear_errors(tmp_path):
     with pytest.raises(InputFormatError, match=r"EDA.csv: not an Empatica E4 file"):
         read_recording(e4)
     (e4 / "EDA.csv").write_text("1644227574\n4\n0.1\n0.2\n")
-    acc = (e4 / "ACC.csv").read_text()
-    (e4 / "ACC.csv").write_text(acc[: len(acc) // 2].rsplit(",", 1)[0])  # cut mid-row: x,y without z
-    with pytest.raises(InputFormatError, match=r"ACC.csv: 1 row\(s\) are not numbers, the first at line \d+"):
+    acc = (e4 / "ACC.csv").read_text().splitlines()
+    (e4 / "ACC.csv").write_text("\n".join(acc[:99] + ["2,10,x"] + acc[100:]))  # a damaged row in the middle
+    with pytest.raises(InputFormatError, match=r"ACC.csv: 1 row\(s\) are not numbers, the first at line 100 "):
         read_recording(e4)
+    (e4 / "ACC.csv").write_text("\n".join(acc[:99] + ["2,10,63", "2,1"]))  # cut mid-number: x,y without z
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    assert len(rec.streams["acc"].values) == 98 and "ACC.csv: the last line (101) is incomplete" in caplog.text
+    (e4 / "ACC.csv").write_text("\n".join(acc[:99] + ["2,10,63", "-"]))  # cut after a sign
+    assert len(read_recording(e4).streams["acc"].values) == 98
     archive = tmp_path / "cut.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(e4 / "BVP.csv", "BVP.csv")
     archive.write_bytes(archive.read_bytes()[:2000])  # a download cut short
     with pytest.raises(InputFormatError, match=r"cut.zip: not a readable zip archive"):
         read_recording(archive)
+
+
+def head_e4(dst: Path, subject: str = "S02", lines: int = 400, names=(*E4_FILES, "IBI.csv", "labels.csv")) -> Path:
+    """The first ``lines`` lines of a Stress-Predict session's files (a short real session) in ``dst``."""
+    src = data_path("stress-predict", subject)
+    dst.mkdir(parents=True)
+    for n in names:
+        (dst / n).write_text("".join((src / n).read_text().splitlines(keepends=True)[:lines]))
+    return dst
+
+
+def test_e4_start_time_in_milliseconds_is_refused(tmp_path):
+    e4 = head_e4(tmp_path / "e4")
+    eda = (e4 / "EDA.csv").read_text().splitlines()
+    (e4 / "EDA.csv").write_text("\n".join(["1644227574000.000000", *eda[1:]]))
+    with pytest.raises(InputFormatError, match=r"EDA.csv: first row \(the start time\) 1644227574000 looks like "
+                                               r"milliseconds; give unix seconds"):
+        read_recording(e4)
+
+
+def test_e4_files_of_two_sessions_are_refused(tmp_path):
+    e4 = head_e4(tmp_path / "S05", "S05")
+    (e4 / "EDA.csv").write_text((data_path("stress-predict", "S02") / "EDA.csv").read_text())  # S02's, a week earlier
+    with pytest.raises(InputFormatError, match=r"files do not overlap in time, so they come from different sessions "
+                                               r"\(EDA.csv starts 2022-02-07 09:52:54 UTC, BVP.csv starts 2022-02-14"):
+        read_recording(e4)
+
+
+def test_e4_folder_or_zip_with_two_sessions_is_refused_and_one_subfolder_is_read(tmp_path):
+    two = tmp_path / "two"
+    head_e4(two / "a"), head_e4(two / "b", "S05")
+    with pytest.raises(InputFormatError, match=r"two holds 2 sessions \(a/, b/\): pass the folder of one of them$"):
+        read_recording(two)
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(two.rglob("*.csv")):
+            z.write(p, p.relative_to(two).as_posix())
+    with pytest.raises(InputFormatError, match=r"two.zip holds 2 sessions \(a/, b/\): .*\(unzip it first\)"):
+        read_recording(archive)
+    (two / "b" / "EDA.csv").rename(two / "EDA.csv")  # files at the top too
+    with pytest.raises(InputFormatError, match=r"holds 3 sessions \(its top level, a/, b/\)"):
+        read_recording(two)
+    one = tmp_path / "one"
+    flat = head_e4(one / "S02")
+    assert detect(one) == ("e4", one)  # a folder holding one session's folder reads like that folder (and its zip)
+    rec, direct = read_recording(one), read_recording(flat)
+    assert sorted(rec.streams) == sorted(direct.streams) and rec.markers == direct.markers
+    assert all(np.array_equal(rec.streams[k].values, s.values) for k, s in direct.streams.items())
+    assert np.array_equal(rec.labels[0], direct.labels[0])
+
+
+def test_e4_file_without_samples_is_left_out_with_a_warning(tmp_path, caplog):
+    e4 = head_e4(tmp_path / "e4")
+    (e4 / "EDA.csv").write_text("1644227574.000000\n4.000000\n")  # its two header rows only
+    (e4 / "IBI.csv").write_text("1644227574.000000, IBI\n")
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    assert "eda" not in rec.streams and "ibi" not in rec.streams and "bvp" in rec.streams
+    assert "EDA.csv holds no samples" in caplog.text and "IBI.csv holds no samples" in caplog.text
+
+
+def test_e4_ibi_damaged_row_names_its_line_and_a_cut_last_line_is_left_out(tmp_path, caplog):
+    e4 = head_e4(tmp_path / "e4")
+    ibi = (e4 / "IBI.csv").read_text().splitlines()
+    (e4 / "IBI.csv").write_text("\n".join([*ibi[:5], "612.5", *ibi[6:]]))  # a row without its interval
+    with pytest.raises(InputFormatError, match=r"IBI.csv, line 6: expected two numbers"):
+        read_recording(e4)
+    (e4 / "IBI.csv").write_text("\n".join([*ibi[:10], "612.5,0."[:6]]))  # the recording stopped mid-row
+    with caplog.at_level(logging.WARNING):
+        assert len(read_recording(e4).streams["ibi"].values) == 9
+    assert "IBI.csv: the last line (11) is incomplete" in caplog.text
 
 
 # ----------------------------------------------------------------------------- Polar H10
@@ -476,7 +555,7 @@ def test_markers_csv(tmp_path):
     path = tmp_path / "markers.csv"
     write_markers(path, [Marker(1700000000.5, "medication change", "10 mg, evening")])
     assert read_markers(path) == [Marker(1700000000.5, "medication change", "10 mg, evening")]
-    with pytest.raises(InputFormatError, match=r"m.csv, line 3: unix_s '17000' is not unix seconds"):
+    with pytest.raises(InputFormatError, match=r"m.csv, line 3: unix_s '17000' is before the year 2000; give unix seconds"):
         read_markers_text("unix_s,label\n1700000000,a\n17000,b\n", "m.csv")
     with pytest.raises(InputFormatError, match=r"expected a CSV with columns unix_s\[,label\]\[,kind\]"):
         read_markers_text("time,what\n1700000000,a\n", "m.csv")

@@ -16,7 +16,7 @@ format             what it is                                                  m
 Detection (``detect``), in this order:
 
 1. a folder or zip holding any of ``EDA.csv``, ``BVP.csv``, ``TEMP.csv``, ``ACC.csv``, ``HR.csv``,
-   ``IBI.csv``: E4;
+   ``IBI.csv``, at its top or in one sub-folder: E4 (in several sub-folders: an error naming them);
 2. a folder holding files named ``<session>_<TAG>.csv`` whose first line is the DataParser's
    header ``LocalTimestamp,EmotiBitTimestamp,...``: EmotiBit;
 3. a file, by its first non-empty line: ``{"anxmon_recording": ...`` is anxmon; a CSV header
@@ -77,7 +77,7 @@ def detect(path: str | Path) -> tuple[str, Path]:
     if not path.exists():
         raise InputFormatError(f"{path} does not exist")
     if path.is_dir() or zipfile.is_zipfile(path):
-        folder = Folder(path)
+        folder = Folder(path, e4.SESSION_FILES)
         if e4.is_e4(folder):
             return "e4", path
         if path.is_dir():

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.errors import InputFormatError, WireError
-from monitor.markers import Marker, make_marker
+from monitor.markers import Marker, make_marker, unix_s_problem
 from monitor.recordings import Recording, Stream
 from monitor.wire import SIGNALS, SampleBatch, StreamTracker, decode_batch, encode_batch
 
@@ -149,6 +149,8 @@ def read_anxmon(path: str | Path) -> Recording:
                 t = record.get("t")
                 if type(t) not in (int, float):
                     raise InputFormatError(f"{where}, line {n}: a marker needs a time 't' in unix seconds")
+                if problem := unix_s_problem(t):
+                    raise InputFormatError(f"{where}, line {n}: marker time {t!r:.30} {problem}")
                 markers.append(make_marker(t, str(record.get("label") or ""), str(record.get("kind") or "")))
             else:
                 key = f"records of type {kind!r:.30}"

@@ -1,6 +1,6 @@
 """Helpers shared by the readers: folders and zips, timestamped samples to canonical streams.
 
-* ``Folder``: the files of a folder or a zip archive, by name.
+* ``Folder``: the files of one session in a folder or a zip archive, by name.
 * ``regular_stream``: samples with their own timestamps (EmotiBit parsed data, Polar ECG) to a
   regular stream: the rate and each run's start are fitted to the timestamps by least squares
   (the samples are not resampled); a jump longer than ``gap_s`` starts a new run.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -33,21 +33,41 @@ MOSTLY_OUT_OF_RANGE = 0.5  # above this share of refused values a column is not 
 
 
 class Folder:
-    """Uniform access to the files of a folder or a zip archive (by file name, sub-folders flattened)."""
+    """The files of one session in a folder or a zip archive, by file name.
 
-    def __init__(self, path: Path):
+    A session's files may lie at the top or in a sub-folder (a zipped export usually holds one
+    folder): the session is the one (sub-)folder holding any of ``session_files``. Several such
+    folders are an ``InputFormatError`` naming them; with none, ``names`` are the top's files.
+    """
+
+    def __init__(self, path: Path, session_files: tuple[str, ...] = ()):
         self.path = path
+        by_dir: dict[str, dict[str, Path | str]] = {}
         if path.is_dir():
-            self.names = {p.name: p for p in path.iterdir() if p.is_file()}
             self.zip = None
+            for p in sorted(path.rglob("*")):
+                if p.is_file():
+                    by_dir.setdefault(p.parent.relative_to(path).as_posix(), {})[p.name] = p
         elif zipfile.is_zipfile(path):
             try:
                 self.zip = zipfile.ZipFile(path)
             except zipfile.BadZipFile as exc:
                 raise InputFormatError(f"{path}: damaged zip archive: {exc}") from None
-            self.names = {Path(n).name: n for n in self.zip.namelist() if not n.endswith("/")}
+            for n in self.zip.namelist():
+                if not n.endswith("/"):
+                    by_dir.setdefault(PurePosixPath(n).parent.as_posix(), {})[PurePosixPath(n).name] = n
         else:
             raise InputFormatError(f"{path} is neither a folder nor a zip archive")
+        sessions = sorted(d for d, names in by_dir.items() if any(n in names for n in session_files))
+        if len(sessions) > 1:
+            where = ", ".join("its top level" if d == "." else f"{d}/" for d in sessions)
+            raise InputFormatError(f"{path} holds {len(sessions)} sessions ({where}): pass the folder of one of them"
+                                   + (" (unzip it first)" if self.zip else ""))
+        self.names = by_dir.get(sessions[0] if sessions else ".", {})
+
+    def where(self, name: str) -> str:
+        """The file's path for messages (``archive.zip/S02/EDA.csv`` in a zip)."""
+        return f"{self.path}/{self.names[name]}" if self.zip is not None else str(self.names[name])
 
     def text(self, name: str) -> str:
         if self.zip is not None:

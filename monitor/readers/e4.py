@@ -19,74 +19,112 @@ Example
 from __future__ import annotations
 
 import io
-import math
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.markers import Marker
+from monitor.markers import Marker, unix_s_problem, utc_text
 from monitor.readers.common import Folder
 from monitor.recordings import Recording, Stream, read_labels_text
 
 FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
+SESSION_FILES = (*FILES, "IBI.csv")  # the files that make a folder (or a sub-folder of a zip) an E4 session
 RATES_HZ = {"EDA.csv": 4.0, "BVP.csv": 64.0, "TEMP.csv": 4.0, "ACC.csv": 32.0, "HR.csv": 1.0}
 ACC_UNITS_PER_G = 64.0
 TAG_KIND = "tag"
+PARTIAL_ROW = re.compile(r"[0-9.,+-]*")  # what a row cut short while being written can look like
+SESSION_GAP_S = 60.0  # files of one session overlap in time, or (one cut short) lie at most this far apart
+
+log = logging.getLogger(__name__)
 
 
 def is_e4(folder: Folder) -> bool:
-    return any(name in folder.names for name in (*FILES, "IBI.csv"))
+    return any(name in folder.names for name in SESSION_FILES)
 
 
-def _regular(folder: Folder, name: str, signal: str) -> Stream:
-    where = f"{folder.path}/{name}"
+def _start_time(where: str, text: str) -> float:
+    """The first row's start time (unix s), or an ``InputFormatError`` that says what is wrong."""
     try:
-        frame = pd.read_csv(io.StringIO(folder.text(name)), header=None, skipinitialspace=True, low_memory=False)
-        t0, fs = float(frame.iloc[0, 0]), float(frame.iloc[1, 0])
-        values = frame.iloc[2:].to_numpy(dtype=float)
+        t0 = float(text)
+    except ValueError:
+        raise InputFormatError(f"{where}: not an Empatica E4 file (its first row {text[:30]!r} is not a start time "
+                               "in unix seconds)") from None
+    if problem := unix_s_problem(t0):
+        raise InputFormatError(f"{where}: first row (the start time) {t0:.15g} {problem}")
+    return t0
+
+
+def _cut_last_line(where: str, text: str, line: int, notes: list[str]) -> bool:
+    """Whether the last line ``text``, which did not parse, can be a row cut short (digits, signs, points, commas
+    only: a recording interrupted while writing). Such a line is left out, with a warning.
+
+    >>> _cut_last_line("EDA.csv", "0.1", 9, []), _cut_last_line("EDA.csv", "abc", 9, [])
+    (True, False)
+    """
+    if not PARTIAL_ROW.fullmatch(text.strip()):
+        return False
+    log.warning("%s: the last line (%d) is incomplete (recording interrupted while writing?); left out", where, line)
+    notes.append(f"{where}: incomplete last line {line} left out")
+    return True
+
+
+def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream:
+    where = folder.where(name)
+    text = folder.text(name)
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True, low_memory=False)
+        t0_text, fs = str(frame.iloc[0, 0]), float(frame.iloc[1, 0])
     except (ValueError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(
             f"{where}: not an Empatica E4 file (expected a start time row, a sample rate row, then "
             f"one sample per row): {str(exc).splitlines()[0]}"
         ) from None
-    if not (math.isfinite(t0) and t0 > 9e8):
-        raise InputFormatError(f"{where}: first row {t0!r} is not a start time in unix seconds")
+    t0 = _start_time(where, t0_text)
     if fs != RATES_HZ[name]:
         raise InputFormatError(
             f"{where}: declares {fs:g} Hz but the E4 writes {name} at {RATES_HZ[name]:g} Hz "
             "(is it another file renamed, or not an E4 export?)"
         )
     columns = 3 if signal == "acc" else 1
-    if values.shape[1] != columns:
-        raise InputFormatError(f"{where}: expected {columns} column(s) per row, found {values.shape[1]}")
-    if signal == "acc":
-        values = values / ACC_UNITS_PER_G
-    else:
-        values = values[:, 0]
-    if np.isnan(values).any():
-        rows = np.flatnonzero(np.isnan(values).reshape(len(values), -1).any(axis=1))
+    if frame.shape[1] != columns:
+        raise InputFormatError(f"{where}: expected {columns} column(s) per row, found {frame.shape[1]}")
+    values = frame.iloc[2:].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    rows = np.flatnonzero(np.isnan(values).any(axis=1))
+    if len(rows) == 1 and rows[0] == len(values) - 1 and _cut_last_line(where, text.strip().splitlines()[-1],
+                                                                          len(values) + 2, notes):
+        values, rows = values[:-1], rows[:0]
+    if len(rows):
         raise InputFormatError(
             f"{where}: {len(rows)} row(s) are not numbers, the first at line {int(rows[0]) + 3} "
-            "(file cut short or mixed up?)"
+            "(file mixed up or damaged?)"
         )
+    values = values / ACC_UNITS_PER_G if signal == "acc" else values[:, 0]
     return Stream(signal, values, t0=t0, fs=fs)
 
 
-def _ibi(folder: Folder) -> Stream | None:
-    where = f"{folder.path}/IBI.csv"
+def _ibi(folder: Folder, notes: list[str]) -> tuple[Stream, float]:
+    """The beats of ``IBI.csv`` and the file's start time (its first row)."""
+    where = folder.where("IBI.csv")
     lines = folder.text("IBI.csv").strip().splitlines()
-    if len(lines) < 2:
-        return None
-    try:
-        t0 = float(lines[0].split(",")[0])
-        rows = np.array([[float(v) for v in line.split(",")[:2]] for line in lines[1:]])
-    except ValueError as exc:
-        raise InputFormatError(f"{where}: expected 't0, IBI' then 'seconds,interval' rows: {exc}") from None
-    if rows.ndim != 2 or rows.shape[1] != 2:
-        raise InputFormatError(f"{where}: expected two columns (seconds since start, interval in s) on every row")
-    return Stream("ibi", rows[:, 1] * 1000.0, t=t0 + rows[:, 0])
+    if not lines:
+        return Stream("ibi", np.empty(0), t=np.empty(0)), np.nan
+    t0 = _start_time(where, lines[0].split(",")[0])
+    rows = []
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            seconds, interval = (float(v) for v in line.split(",")[:2])
+        except ValueError:
+            if n == len(lines) and _cut_last_line(where, line, n, notes):
+                break
+            raise InputFormatError(f"{where}, line {n}: expected two numbers 'seconds since start,interval in s' "
+                                   "(file mixed up or damaged?)") from None
+        rows.append((seconds, interval))
+    rows = np.array(rows).reshape(-1, 2)
+    return Stream("ibi", rows[:, 1] * 1000.0, t=t0 + rows[:, 0]), t0
 
 
 def _tags(folder: Folder) -> list[Marker]:
@@ -95,25 +133,51 @@ def _tags(folder: Folder) -> list[Marker]:
         if name.startswith("tags") and name.endswith(".csv"):
             for n, line in enumerate(folder.text(name).split(), start=1):
                 try:
-                    markers.append(Marker(float(line.split(",")[0]), TAG_KIND, ""))
+                    t = float(line.split(",")[0])
                 except ValueError:
-                    raise InputFormatError(f"{folder.path}/{name}, line {n}: expected a unix time, got {line[:30]!r}") from None
+                    raise InputFormatError(f"{folder.where(name)}, line {n}: expected a unix time, got {line[:30]!r}") from None
+                if problem := unix_s_problem(t):
+                    raise InputFormatError(f"{folder.where(name)}, line {n}: {t:.15g} {problem}")
+                markers.append(Marker(t, TAG_KIND, ""))
     return sorted(markers)
 
 
+def _check_one_session(folder: Folder, spans: dict[str, tuple[float, float]]) -> None:
+    """The files of one session overlap in time (HR.csv starts 10 s late, a file cut short may
+    end early: up to ``SESSION_GAP_S`` apart is still one session); others are of different sessions."""
+    if max(t0 for t0, _ in spans.values()) - min(end for _, end in spans.values()) > SESSION_GAP_S:
+        starts = ", ".join(f"{name} starts {utc_text(t0)}" for name, (t0, _) in spans.items())
+        raise InputFormatError(f"{folder.path}: its files do not overlap in time, so they come from different "
+                               f"sessions ({starts}): put one session's files together")
+
+
 def read_e4(path: str | Path) -> Recording:
-    """Read an Empatica E4 export (folder or zip). Missing signal files are simply absent."""
+    """Read an Empatica E4 export (folder or zip, the session's files at the top or in one
+    sub-folder). Missing signal files are simply absent; files without samples are left out
+    with a warning."""
     path = Path(path)
-    folder = Folder(path)
-    streams = {sig: _regular(folder, name, sig) for name, sig in FILES.items() if name in folder.names}
-    if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
-        streams["hr"] = Stream("hr", streams["hr"].values, t=streams["hr"].times_s())
-    if "IBI.csv" in folder.names and (ibi := _ibi(folder)) is not None:
-        streams["ibi"] = ibi
-    streams = {k: s for k, s in streams.items() if len(s.values)}
+    folder = Folder(path, SESSION_FILES)
+    notes: list[str] = []
+    streams: dict[str, Stream] = {}
+    spans: dict[str, tuple[float, float]] = {}  # file -> (its start time, its last sample's time)
+    for name, signal in (*FILES.items(), ("IBI.csv", "ibi")):
+        if name in folder.names:
+            if signal == "ibi":
+                stream, t0 = _ibi(folder, notes)
+            else:
+                stream = _regular(folder, name, signal, notes)
+                t0 = stream.t0
+            if len(stream.values):
+                streams[signal], spans[name] = stream, (t0, stream.end_s)
+            else:
+                log.warning("%s holds no samples (only its header rows): no %s", folder.where(name), signal)
+                notes.append(f"{folder.where(name)}: no samples")
     if not streams:
         raise InputFormatError(f"{path}: no E4 signal files with samples (EDA.csv, BVP.csv, ...) found")
+    _check_one_session(folder, spans)
+    if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
+        streams["hr"] = Stream("hr", streams["hr"].values, t=streams["hr"].times_s())
     labels = None
     if "labels.csv" in folder.names:
-        labels = read_labels_text(folder.text("labels.csv"), f"{path}/labels.csv")
-    return Recording(str(path), "e4", streams, _tags(folder), labels)
+        labels = read_labels_text(folder.text("labels.csv"), folder.where("labels.csv"))
+    return Recording(str(path), "e4", streams, _tags(folder), labels, notes=notes)

@@ -38,7 +38,7 @@ import pandas as pd
 
 from firmware_bridge import emotibit as eb
 from monitor.errors import InputFormatError
-from monitor.markers import make_marker
+from monitor.markers import make_marker, unix_s_problem
 from monitor.readers.common import first_line, irregular_stream, regular_stream
 from monitor.recordings import Recording
 
@@ -131,7 +131,7 @@ def _read_tag(path: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
         if np.isnan(arr).any():
             row = int(np.flatnonzero(np.isnan(arr))[0])
             raise InputFormatError(f"{where}, line {row + 2}: {name} is not a number (file cut short or damaged?)")
-    if t.min() < 946_684_800.0:
+    if unix_s_problem(t.min()) or unix_s_problem(t.max()):
         raise InputFormatError(
             f"{where}: LocalTimestamp {t.min():.3f} is not unix seconds (the DataParser found no time sync?)"
         )

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
+from monitor.markers import unix_s_problem
 from monitor.readers.common import chain_beats, irregular_stream, regular_stream
 from monitor.recordings import Recording
-from monitor.wire import EARLIEST_T_S
 
 COLUMNS = ("time_ns", "ecg", "hr", "rr")
 MAX_ECG_MV = 20.0  # an ECG in mV stays well within +-20 mV; in uV it would not
@@ -76,7 +76,7 @@ def read_polar(path: str | Path) -> Recording:
     if np.isnan(t).any():
         row = int(np.flatnonzero(np.isnan(t))[0])
         raise InputFormatError(f"{where}, line {row + 2}: time_ns is empty (file cut short or mixed up?)")
-    if t.min() < EARLIEST_T_S or t.max() > 4.1e9:
+    if unix_s_problem(t.min()) or unix_s_problem(t.max()):
         raise InputFormatError(f"{where}: time_ns is not unix time in nanoseconds (e.g. {frame['time_ns'].iloc[0]!r:.30})")
     ecg = numeric["ecg"]
     if np.isnan(ecg).any():

@@ -1,0 +1,58 @@
+"""Plausible unix times (``monitor.markers.unix_s_problem``): one range for every time a user or a
+file gives anxmon, so times in milliseconds (or before 2000) are refused where they come in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from monitor.errors import AnxmonError, InputFormatError
+from monitor.export import parse_time
+from monitor.markers import read_markers, unix_s_problem
+from monitor.readers.anxmon import read_anxmon
+from monitor.wire import EARLIEST_T_S
+
+
+def test_the_plausible_range_names_the_likely_unit():
+    assert unix_s_problem(1644228000.0) is None and unix_s_problem(EARLIEST_T_S) is None
+    assert unix_s_problem(1644228000000.0) == "looks like milliseconds; give unix seconds"
+    assert unix_s_problem(1644228000e6) == "looks like microseconds; give unix seconds"
+    assert unix_s_problem(1644228000e9) == "looks like nanoseconds; give unix seconds"
+    assert unix_s_problem(-5.0) == unix_s_problem(EARLIEST_T_S - 1) == "is before the year 2000; give unix seconds"
+    assert unix_s_problem(5e9) == "is after the year 2100; give unix seconds"
+    assert unix_s_problem(float("nan")) == "is not a number"
+
+
+def test_parse_time_refuses_milliseconds_and_times_before_2000():
+    assert parse_time("1644228000") == parse_time("2022-02-07T10:00:00Z") == 1644228000.0
+    with pytest.raises(AnxmonError, match=r"time '1644228000000' looks like milliseconds; give unix seconds"):
+        parse_time("1644228000000")
+    with pytest.raises(AnxmonError, match=r"time '-5' is before the year 2000"):
+        parse_time("-5")
+    with pytest.raises(AnxmonError, match=r"time '1970-01-02' is before the year 2000"):
+        parse_time("1970-01-02")
+
+
+def test_annotate_refuses_a_time_in_milliseconds_before_publishing():
+    # no broker is running: the time is refused before anything is sent
+    for t in ("1644228000000", "-5"):
+        run = subprocess.run([sys.executable, "-m", "monitor.cli", "annotate", "--wearer", "w1", "--label", "x",
+                              "--t", t, "--broker", "mqtt://127.0.0.1:9"], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=60)
+        assert run.returncode == 2 and run.stderr.startswith("anxmon: error: time ")
+        assert "give unix seconds" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_markers_csv_and_recording_markers_in_milliseconds_are_refused(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("unix_s,label\n1644228000,a\n1644228000000,b\n")
+    with pytest.raises(InputFormatError, match=r"m.csv, line 3: unix_s '1644228000000' looks like milliseconds"):
+        read_markers(path)
+    rec = tmp_path / "r.jsonl"
+    rec.write_text(json.dumps({"anxmon_recording": 1}) + "\n"
+                   + json.dumps({"type": "marker", "t": 1644228000000, "kind": "tag"}) + "\n")
+    with pytest.raises(InputFormatError, match=r"r.jsonl, line 2: marker time 1644228000000 looks like milliseconds"):
+        read_anxmon(rec)
