@@ -152,20 +152,26 @@ def stress_periods(label_t: np.ndarray, label_y: np.ndarray, min_s: float = MIN_
 
 
 def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
-                  labels: tuple[np.ndarray, np.ndarray]) -> dict:
+                  labels: tuple[np.ndarray, np.ndarray], span_s: tuple[float, float]) -> dict:
     """Detection metrics of one scored session against per-second stress labels.
 
-    ``score`` has NaN where withheld; it counts as 0 (no alarm) for the ROC AUC, so gating that
-    hides a real stress episode costs the pipeline, as it would cost a wearer.
+    Only the label rows within ``span_s`` (the recording's start and end, unix s) count, and
+    only check-ins within the labelled time: rest the recording does not cover is no rest of
+    the wearer's. ``score`` has NaN where withheld; it counts as 0 (no alarm) for the ROC AUC,
+    so gating that hides a real stress episode costs the pipeline, as it would cost a wearer.
     """
     label_t, label_y = labels
+    keep = (label_t >= span_s[0]) & (label_t < span_s[1])
+    if not keep.any():
+        raise InputFormatError("the labels do not overlap the recording")
+    label_t, label_y = label_t[keep], label_y[keep]
     idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
     inside = (t >= label_t[0]) & (t <= label_t[-1] + 1)
     truth = label_y[idx][inside]
     scored = np.nan_to_num(score[inside], nan=0.0)
     periods = stress_periods(label_t, label_y)
     trigger_t = np.array([d.t_s for d in decisions])
-    sent_t = np.array([d.t_s for d in decisions if d.sent])
+    sent_t = np.array([d.t_s for d in decisions if d.sent and label_t[0] <= d.t_s <= label_t[-1] + 1])
     detected, delays = 0, []
     for onset, end in periods:
         hits = trigger_t[(trigger_t >= onset) & (trigger_t <= end + TRIGGER_GRACE_S)]
@@ -222,7 +228,7 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
     if labels is not None and ticks:
         t = np.array([tick.t for tick in ticks])
         score = np.array([np.nan if tick.score.value is None else tick.score.value for tick in ticks])
-        summary["labels"] = label_metrics(t, score, decisions, labels)
+        summary["labels"] = label_metrics(t, score, decisions, labels, (recording.start_s, recording.end_s))
     return summary
 
 
@@ -235,6 +241,9 @@ def indicator_columns(ticks: list[Tick]) -> list[str]:
 
 def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a recording analysed offline has no answers: an exported live session's must not stay
+    # beside this analysis (the report would count them)
+    (out_dir / "answers.jsonl").unlink(missing_ok=True)
     columns = indicator_columns(result.ticks)
     with open(out_dir / "indicators.csv", "w", newline="") as f:
         w = csv.writer(f)

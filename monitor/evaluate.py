@@ -69,11 +69,11 @@ def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np
     """Stress periods with a trigger and false check-ins per rest hour of the pipeline and of the
     reference at each of ``SWEEP_THRESHOLDS`` (only ``policy.threshold`` changes): how rarity
     trades against sensitivity, beyond the one default operating point."""
-    rows = []
+    rows, span = [], (rec.start_s, rec.end_s)
     for threshold in SWEEP_THRESHOLDS:
         cfg = with_threshold(config, threshold)
         ours = analyze_recording(rec, cfg, wearer_id=wearer_id, progress=False).summary["labels"]
-        ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, cfg), rec.labels)
+        ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, cfg), rec.labels, span)
         rows.append({"threshold": threshold, **{
             method: {key: m[key] for key in ("stress_periods", "stress_periods_detected", "false_checkins_per_rest_hour")}
             for method, m in (("pipeline", ours), ("reference", ref))}})
@@ -95,7 +95,8 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
     reduced = analyze_recording(rec, without(config, NEW_IN_ISSUE_8), wearer_id=path.name.lower(), progress=False)
     t = np.array([tk.t for tk in result.ticks])
     ref_score = reference_scores(rec, t)
-    ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, config), rec.labels)
+    span = (rec.start_s, rec.end_s)
+    ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, config), rec.labels, span)
     return {"subject": path.name, "pipeline": result.summary["labels"],
             "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
             "indicators_used": result.summary["indicators_used"],

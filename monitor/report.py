@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import Config
+from monitor.core.policy import MAX_THRESHOLD
 from monitor.errors import AnxmonError, InputFormatError
 from monitor.markers import Marker, merge_markers, read_markers, write_markers
 
@@ -499,7 +500,8 @@ def before_after_png(comparisons: list[Comparison], max_kinds: int = 8) -> str:
                     ax.plot([0, 1], [b, a], color="#bbb", lw=0.8, marker="o", ms=3)
                 for xpos, values, ci in ((0, c.before, c.before_ci), (1, c.after, c.after_ci)):
                     mean = float(np.mean(values))
-                    err = None if ci is None else [[mean - ci[0]], [ci[1] - mean]]
+                    # (with few resamples a percentile interval need not contain the mean)
+                    err = None if ci is None else [[max(0.0, mean - ci[0])], [max(0.0, ci[1] - mean)]]
                     ax.errorbar([xpos], [mean], yerr=err, color="#111", marker="s", ms=6, capsize=4, lw=1.5)
             else:
                 ax.text(0.5, 0.5, "no usable windows", ha="center", va="center", transform=ax.transAxes, fontsize=8)
@@ -673,10 +675,12 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
     """``anxmon report``: ``path`` is an analyze output folder or a recording (analysed first, in a
     temporary folder). Markers of ``markers_path`` are added to the folder's or recording's."""
     path = Path(path)
-    if threshold is not None and not math.isfinite(threshold):
-        raise AnxmonError(f"--threshold must be a finite score, got {threshold}")
+    if threshold is not None and not 0 < threshold <= MAX_THRESHOLD:
+        raise AnxmonError(f"--threshold must be a score > 0 and <= {MAX_THRESHOLD:g}, got {threshold}")
     if n_boot < 0:
         raise AnxmonError(f"--bootstrap must be >= 0 resamples, got {n_boot}")
+    if seed < 0:
+        raise AnxmonError(f"--seed must be >= 0, got {seed}")
     if path.is_dir() and not is_analysis_folder(path) and any((path / n).is_file() for n in ANALYSIS_FILES):
         raise InputFormatError(f"{path} looks like an analyze output folder but has no indicators.csv; "
                                "run anxmon analyze again or give the recording itself")

@@ -193,3 +193,32 @@ def test_eval_refuses_a_session_without_eda_samples(tmp_path, caplog):
     with pytest.raises(InputFormatError, match=r"s02: no eda samples; eval needs eda and hr"):
         evaluate_subject(session, load_config(None))
     assert "EDA.csv holds no samples" in caplog.text
+
+
+def test_label_metrics_count_only_the_labelled_time_of_the_recording():
+    """Hand-made case: a recording of 1000 s (ticks every 5 s), labels of 1200 s of which the
+    last 600 s lie after the recording, rest but for a stress period at 200-400 s. The rows
+    after the recording are not rest of this wearer; a check-in after the last label row is
+    not a check-in at rest."""
+    from monitor.analyze import label_metrics
+    from monitor.core.policy import Decision
+
+    t0 = 1_700_000_000.0
+    label_t = t0 + np.arange(1600.0)
+    label_y = ((label_t >= t0 + 200) & (label_t < t0 + 400)).astype(float)
+    ticks = t0 + np.arange(5.0, 1000.0, 5.0)
+    score = np.where((ticks >= t0 + 200) & (ticks < t0 + 400), 3.0, 0.5)
+
+    def sent(t):
+        return Decision(t, True, "sent", None, {}, 3.0, 2.0)
+
+    m = label_metrics(ticks, score, [sent(t0 + 260), sent(t0 + 700)], (label_t, label_y), (t0, t0 + 1000))
+    assert m["rest_hours"] == pytest.approx(800 / 3600)  # 1000 s recorded, 200 s of them stress
+    assert m["false_checkins"] == 1 and m["stress_periods_detected"] == m["stress_periods"] == 1
+    assert m["roc_auc"] == 1.0
+    # labels that end early (at 600 s): the check-in at 700 s is outside them, not at rest
+    early = label_t < t0 + 600
+    m = label_metrics(ticks, score, [sent(t0 + 260), sent(t0 + 700)], (label_t[early], label_y[early]), (t0, t0 + 1000))
+    assert m["false_checkins"] == 0 and m["rest_hours"] == pytest.approx(400 / 3600)
+    with pytest.raises(InputFormatError, match="do not overlap"):
+        label_metrics(ticks, score, [], (label_t + 5000, label_y), (t0, t0 + 1000))

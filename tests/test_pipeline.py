@@ -187,3 +187,50 @@ def test_tick_phases_are_whole_seconds_spread_over_the_interval():
     assert max(phases.values()) < 1.2 * 200  # crc32 of the id: close to even
     assert tick_phase("sim-01", 5.0) == tick_phase("sim-01", 5.0)  # fixed by the id
     assert tick_phase("x", 0.5) == 0.0  # intervals under a second: no phase
+
+
+def test_heart_rate_goes_on_from_the_devices_own_beats_when_the_ppg_stops():
+    """FLIRT's E4 files are cut to 10,000 lines: BVP.csv covers ~2.6 min, HR.csv ~83 min, IBI.csv
+    (sparse: the E4 drops beats it finds noisy) ~2.5 h. Before the hand-over between heart
+    sources, heart rate stopped with the PPG: 24 of 500 ticks had one. Now the PPG is used while
+    it sends, then the E4's intervals, and the E4's own heart rate stands in for the ticks whose
+    window holds too few intervals."""
+    rec = read_recording(data_path("flirt-e4-garmin", "empatica"))
+    bvp_end, hr, ibi = rec.streams["bvp"].end_s, rec.streams["hr"], rec.streams["ibi"]
+    p, rows, sources = WearerPipeline(), [], []
+    for b in rec.batches(1.0):
+        rows.extend(p.update(b))
+        if p.state.heart_source not in sources[-1:]:
+            sources.append(p.state.heart_source)
+    rows += p.flush()
+    assert sources[:2] == [None, "bvp"] and set(sources[2:]) == {"ibi", "hr"}
+    late = [r for r in rows if r.t > bvp_end + 120]
+    assert late[-1].t > ibi.end_s - 60
+    while_hr = [r for r in late if r.t <= hr.end_s]
+    assert sum("HR_Mean" in r.values for r in while_hr) > 0.95 * len(while_hr)
+    assert sum("HR_Mean" in r.values for r in late if r.t > hr.end_s) > 0.8 * (len(late) - len(while_hr))
+    # ... and it is the device's heart rate: the mean of the intervals, or of the E4's heart
+    # rate readings, in each tick's window (which one: the row's quality says)
+    for r in [r for r in late if "HR_Mean" in r.values][::25]:
+        if r.quality.get("hrv") == "ok" or "hr" not in r.quality:
+            window = ibi.values[(ibi.t > r.t - 60) & (ibi.t <= r.t)]
+            expected = 60000 / window.mean()
+        else:
+            expected = hr.values[(hr.t > r.t - 60) & (hr.t <= r.t)].mean()
+        assert abs(r.values["HR_Mean"] - expected) < 2.0, r
+
+
+def test_a_better_heart_source_takes_over_and_a_silent_one_hands_back(s02):
+    """S02 without its PPG between minutes 4 and 8: the E4's own heart rate takes over once the
+    PPG has been silent for max_lag_s (its intervals are sparse there: none came first), and
+    the PPG again as soon as it is back."""
+    p, sources = WearerPipeline(), []
+    for b in s02.batches(1.0):
+        if b.signal == "bvp" and s02.start_s + 240 <= b.start_s < s02.start_s + 480:
+            continue
+        p.update(b)
+        if p.state.heart_source is not None and p.state.heart_source not in [s for _, s in sources[-1:]]:
+            sources.append((b.start_s - s02.start_s, p.state.heart_source))
+    assert [s for _, s in sources] == ["bvp", "hr", "bvp"]
+    assert 240 + p.config.max_lag_s <= sources[1][0] <= 240 + p.config.max_lag_s + 30
+    assert 480 <= sources[2][0] < 481

@@ -209,6 +209,19 @@ def test_analyze_writes_markers_and_report_reads_answers(tmp_path):
     assert row["answers"] == "2" and row["mean rating"] == "3.0" and row["day"] == "2024-05-05"
     bad = anxmon("report", out, "--out", page, "--tz", "Mars/Olympus", check=False)
     assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+    # analysing again into the folder: a recording has no answers, the old ones must go
+    anxmon("analyze", data_path("polar-h10", "polar_h10.csv"), "--out", out)
+    assert not (out / "answers.jsonl").exists()
+
+
+def test_few_bootstrap_resamples_make_a_page(s02_folder, tmp_path):
+    """With 1-3 resamples a percentile interval need not contain the mean (the plot's error bars
+    crashed on that)."""
+    page = tmp_path / "few.html"
+    for n in (1, 2, 3):
+        run = anxmon("report", s02_folder, "--out", page, "--before-s", 120, "--after-s", 120, "--bootstrap", n,
+                     check=False)
+        assert run.returncode == 0 and page.exists(), run.stderr
 
 
 # ----------------------------------------------------------------------------- known answers
@@ -361,8 +374,11 @@ def _garble_line(text: str, line: int) -> str:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--threshold", "nan"], "--threshold must be a finite score"),
+    (["--threshold", "nan"], "--threshold must be a score > 0 and <= 100"),
+    (["--threshold", "1e308"], "--threshold must be a score > 0 and <= 100"),  # overflowed the plot
+    (["--threshold", "-1"], "--threshold must be a score > 0"),
     (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
+    (["--seed", "-1"], "--seed must be >= 0"),  # numpy's traceback before
 ])
 def test_report_refuses_meaningless_options(s02_folder, tmp_path, capsys, args, expected):
     from monitor.cli import main

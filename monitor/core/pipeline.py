@@ -9,7 +9,10 @@ first ``max_lag_s``, so signals that start a little later still join the first t
 
 Heart activity can come from several signals; the best one the wearer sends is used:
 ``ecg`` (R-peak detection) > ``bvp`` (pulse detection) > ``ibi`` (device beat intervals) >
-``hr`` (device heart rate). Its beats give HRV and a breathing rate; a respiration signal
+``hr`` (device heart rate). A better source takes over as soon as it sends; a lesser one takes
+over again once the one in use has been silent for ``max_lag_s`` (a wristband whose PPG stops
+while its beat intervals go on keeps its heart rate). Every heart source's chain runs (the
+device's own ones cost little), so the one that takes over has its window ready. Its beats give HRV and a breathing rate; a respiration signal
 (``rsp``), when sent, gives the breathing rate instead. The accelerometer gives motion and
 restlessness.
 
@@ -50,6 +53,7 @@ MODALITIES = {
     "eda": ("eda",), "temp": ("temp",), "acc": ("acc", "restlessness"), "rsp": ("rsp",),
     "ecg": ("heart", "rsp"), "bvp": ("heart", "rsp"), "ibi": ("heart", "rsp"), "hr": ("heart",),
 }
+STANDBY = "standby"  # pending[tick][STANDBY, source]: a heart source's row kept aside
 QUALITY_KEY = {"heart": "hrv", "restlessness": "restlessness"}  # where it differs from the modality
 EDA_DELAY_S = 20.5  # output delay of the EDA chain at the E4's 4 Hz (``EdaProcessor(4.0).latency_s``)
 MAX_SPAN_S = 3600.0  # longest window and lag accepted (s)
@@ -187,9 +191,17 @@ class PipelineState:
     start_s: float | None = None  # time of the wearer's first sample: no tick before it
     seen_until_s: float = -np.inf  # latest sample time of any signal
     late_dropped: int = 0  # Features that arrived for an already released tick
-    ignored_batches: int = 0  # batches of a heart source outranked by a better one
+    heart_seen_until_s: dict = field(default_factory=dict)  # heart source -> its latest sample time
+    heart_switches: int = 0  # times the heart source in use changed after the first
     # ticks at k * tick_s + tick_phase_s: the processors run tick_phase_s behind real time
     tick_phase_s: float = 0.0
+
+    def __setstate__(self, saved: dict) -> None:
+        if "heart_seen_until_s" not in saved:  # a checkpoint of 0.1.0: one heart chain, no times
+            saved = {**saved, "heart_switches": 0, "heart_seen_until_s": (
+                {saved["heart_source"]: saved["seen_until_s"]} if saved.get("heart_source") else {})}
+            saved.pop("ignored_batches", None)
+        self.__dict__.update(saved)
 
 
 class WearerPipeline(Processor):
@@ -232,14 +244,13 @@ class WearerPipeline(Processor):
             else:
                 batch = replace(batch, t=batch.t - s.tick_phase_s)
         if signal in HEART_SOURCES:
-            rank = HEART_SOURCES.index(signal)
-            if s.heart_source is not None and rank > HEART_SOURCES.index(s.heart_source):
-                s.ignored_batches += 1
-                return []
-            if s.heart_source != signal:
-                if s.heart_source is not None:
-                    s.chains.pop(s.heart_source, None)  # a better source took over
+            current = s.heart_source
+            if current != signal and (
+                    current is None or HEART_SOURCES.index(signal) < HEART_SOURCES.index(current)
+                    or batch.start_s > s.heart_seen_until_s[current] + self.config.max_lag_s):
+                s.heart_switches += current is not None  # a better one sends, or the one in use went silent
                 s.heart_source = signal
+            s.heart_seen_until_s[signal] = max(s.heart_seen_until_s.get(signal, -np.inf), batch.end_s)
         was_settled = None if s.start_s is None else self._settled()
         if s.start_s is None:
             s.start_s = batch.start_s
@@ -271,7 +282,10 @@ class WearerPipeline(Processor):
 
     def _collect(self, signal: str, rows: list[tuple[str, Features]]) -> None:
         s = self.state
+        standby = signal in HEART_SOURCES and signal != s.heart_source
         for modality, features in rows:
+            if standby and modality == "rsp":
+                continue  # the heart source in use speaks for the heart
             if modality == "rsp" and signal != "rsp" and "rsp" in s.chains:
                 continue  # a respiration belt (or the device's own channel) beats derived rates
             if features.t < s.start_s:
@@ -279,8 +293,22 @@ class WearerPipeline(Processor):
             if features.t <= s.released_until:
                 s.late_dropped += 1
                 continue
+            if standby:  # kept aside: it stands in when the source in use has no heart rate
+                s.pending.setdefault(features.t, {})[STANDBY, signal] = features
+                continue
             s.pending.setdefault(features.t, {})[modality] = features
             s.latest_tick[modality] = max(s.latest_tick.get(modality, -np.inf), features.t)
+
+    @staticmethod
+    def _stand_in(parts: dict, values: dict, quality: dict) -> None:
+        """The best other heart source with a heart rate for this tick fills in the heart's
+        values (a sparse E4 beat stream's window is short of beats while the E4's HR goes on)."""
+        for source in HEART_SOURCES:
+            f = parts.get((STANDBY, source))
+            if f is not None and "HR_Mean" in f.values:
+                values.update(f.values)
+                quality.update(f.quality)
+                return
 
     def _quality_key(self, modality: str) -> str:
         """The key under which a modality's processors report quality."""
@@ -293,7 +321,7 @@ class WearerPipeline(Processor):
         if not s.pending:
             return []
         modalities, active = self._active_modalities()
-        lead = max(s.latest_tick.values())
+        lead = max(s.latest_tick.values(), default=-np.inf)
         max_lag_s = self.config.max_lag_s
         settled = self._settled()
         first = min(s.pending)  # usually still incomplete: nothing to sort then
@@ -311,9 +339,11 @@ class WearerPipeline(Processor):
                 f = parts.get(modality)
                 if f is None:
                     quality[self._quality_key(modality)] = QUALITY_MISSING
-                    continue
-                values.update(f.values)
-                quality.update(f.quality)
+                else:
+                    values.update(f.values)
+                    quality.update(f.quality)
+                if modality == "heart" and "HR_Mean" not in values:
+                    self._stand_in(parts, values, quality)
             out.append(Features(tick + s.tick_phase_s, values, quality))
             del s.pending[tick]
             s.released_until = tick

@@ -54,6 +54,7 @@ REASON_COOLDOWN = "cooldown"
 
 # Gate reasons the pipeline passes when it has no usable score (any other string works too).
 GATES = ("motion", "poor_quality", "warmup", "stale")
+MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by default); this bounds typos
 
 CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")
 
@@ -183,8 +184,8 @@ class PolicyConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(key, f"an integer >= {low}")
 
-        if number("threshold") <= 0:
-            raise bad("threshold", "> 0")
+        if not 0 < number("threshold") <= MAX_THRESHOLD:
+            raise bad("threshold", f"> 0 and <= {MAX_THRESHOLD:g} (score units)")
         if self.rearm_below is not None:
             if not 0 <= number("rearm_below") < self.threshold:
                 raise bad("rearm_below", f"in [0, threshold={self.threshold})")
