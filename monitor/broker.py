@@ -139,7 +139,7 @@ class Broker:
 
     def add_user(self, user: str, password: str | None = None) -> str:
         """Give a wearer (or a wearer's bridge) a user restricted to its own topics; restart to apply."""
-        self.users[user] = password or secrets.token_urlsafe(12)
+        self.users[user] = check_account(user, password or secrets.token_urlsafe(12))
         return self.users[user]
 
     # -- process -------------------------------------------------------------------------
@@ -268,6 +268,31 @@ class Broker:
         return conf
 
 
+def check_account(user: str, password: str) -> str:
+    """Return ``password`` if ``user`` and ``password`` are safe in the brokers' access rules,
+    else raise ``BrokerError``. A user name is the wearer id whose topics it may use, so it
+    follows the wire's id rule (``*``, ``+``, ``#``, ``.`` or ``/`` would reach other wearers'
+    topics); a password is 8-128 printable characters without ``"`` or ``\\``.
+
+    >>> check_account("alice", "a-long-password")
+    'a-long-password'
+    >>> check_account("*", "a-long-password")
+    Traceback (most recent call last):
+    ...
+    monitor.broker.BrokerError: broker user '*' is not valid: a user is a wearer id (1-64 characters of a-z, 0-9, _ or -)
+    """
+    from monitor.wire import ID_PATTERN
+
+    if not isinstance(user, str) or not ID_PATTERN.fullmatch(user):
+        raise BrokerError(f"broker user {user!r:.70} is not valid: a user is a wearer id "
+                          "(1-64 characters of a-z, 0-9, _ or -)")
+    if (not isinstance(password, str) or not 8 <= len(password) <= 128 or not password.isprintable()
+            or '"' in password or "\\" in password):
+        raise BrokerError(f"the password of broker user {user!r} is not valid: 8-128 printable characters "
+                          'without " or \\')
+    return password
+
+
 def start_broker(
     kind: str = "nats",
     data_dir: str | Path | None = None,
@@ -283,4 +308,6 @@ def start_broker(
     directory = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=f"anxmon-{kind}-"))
     all_users = {MONITOR_USER: secrets.token_urlsafe(16)}
     all_users.update(users or {})
+    for user, password in all_users.items():
+        check_account(user, password)
     return Broker(kind, port or free_port(), directory, all_users).start()

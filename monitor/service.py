@@ -44,6 +44,7 @@ import socket
 import signal
 import threading
 import time
+import traceback
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -659,6 +660,13 @@ class MonitorService:
             self._reject(topic.wearer, topic_text, "answer", str(exc), arrived)
         except ControlError as exc:
             self._reject(topic.wearer, topic_text, "control", str(exc), arrived)
+        except Exception as exc:  # a bug must not stop every wearer's monitor (nor loop on redelivery)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error("wearer %s: a message on %s could not be processed (%s at %s:%d, a bug: please report "
+                      "it); the message is dropped", topic.wearer, topic.kind, type(exc).__name__,
+                      Path(where.filename).name, where.lineno)
+            log.debug("the failure in full", exc_info=True)  # its text may hold values: DEBUG only
+            self._reject(topic.wearer, topic_text, "internal", "the monitor could not process this message", arrived)
 
     def _once(self, msg: mqtt.MQTTMessage, topic: str, apply: Callable[[], None]) -> None:
         """Apply an answer/control once: a broker redelivery (DUP flag) of one already applied
@@ -955,7 +963,7 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
     import json
 
-    from monitor.broker import free_port, start_broker
+    from monitor.broker import BrokerError, check_account, free_port, start_broker
 
     creds = data_dir / CREDENTIALS_FILE
     users, port = None, None
@@ -965,6 +973,11 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
             users, port = dict(saved["users"]), int(saved["port"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ServiceError(f"{creds} is not a credentials file anxmon wrote ({exc}); move it away") from exc
+        for user, password in users.items():
+            try:
+                check_account(user, password)
+            except BrokerError as exc:
+                raise ServiceError(f"{creds}: {exc}") from None
         if not _port_free(port):
             log.warning("port %d of the last run is taken; the embedded broker gets a new one", port)
             port = free_port()

@@ -48,6 +48,7 @@ PREFIX = "anxmon/v1"
 ID_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 
 MAX_SAMPLES_PER_BATCH = 10_000
+MAX_NESTING = 1024  # JSON nesting depth orjson reads; deeper payloads are refused
 MAX_SAMPLING_RATE_HZ = 1000.0
 EARLIEST_T_S = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_S = 300.0  # a batch may not run more than 5 min ahead of its stream's last sample
@@ -493,6 +494,8 @@ def _load_slowly(payload: bytes | str, what: str):
         return json.loads(payload, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # orjson refuses nesting deeper than 1024; json runs out of stack
+        raise PayloadError(f"{what} is nested too deeply (at most {MAX_NESTING} levels)") from None
 
 
 def _optional_time(body: dict, key: str = "t") -> float | None:
@@ -530,7 +533,7 @@ def identity_mismatch(payload: bytes | str, wearer: str, device: str | None = No
     """
     try:
         body = json.loads(bytes(payload).decode("utf-8") if not isinstance(payload, str) else payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(body, dict):
         return None
@@ -597,11 +600,12 @@ def encode_checkin(prompt: dict) -> bytes:
 
 
 def decode_checkin(payload: bytes | str) -> dict:
-    """Parse a check-in prompt; checks version, ``id`` and ``t``."""
+    """Parse a check-in prompt; checks version, ``id``, ``t`` and ``expires_at`` (null or unix s)."""
     body = _load_object(payload, "check-in")
     if not isinstance(body.get("id"), str):
         raise PayloadError("check-in: field 'id' must be a string")
     _number(body, "t")
+    _optional_time(body, "expires_at")
     return body
 
 

@@ -568,3 +568,36 @@ def test_a_certificate_that_cannot_be_loaded_is_an_error_naming_it(tmp_path, cer
     with pytest.raises(AppError, match=f"cannot load the TLS certificate {tmp_path / cert}"):
         app.start(connect_timeout_s=0.1)
     assert app._httpd.socket.fileno() == -1  # closed, not left listening
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_open(broker):
+    """One wearer's bad messages must not stop the relay (paho's thread) for everyone: a payload
+    nested 5000 deep, a check-in whose expires_at is not a time. An answer the monitor will
+    refuse (rating 9) leaves the check-in open; a valid one closes it."""
+    from monitor.app.relay import Relay
+    from monitor.wire import encode_answer, encode_indicators
+
+    relay = Relay(broker.url, client_id="relay-test").start()
+    probe = Probe(broker, [])
+    try:
+        assert relay.wait_connected(10)
+        time.sleep(0.2)
+        t = time.time()
+        checkin = {"id": "bob-1", "t": t, "message": "How are you feeling?", "why": {},
+                   "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 900}
+        probe.publish(wearer_topic("alice", "checkin"), b"[" * 5000 + b"]" * 5000)
+        probe.publish(wearer_topic("alice", "checkin"), encode_checkin({**checkin, "id": "alice-1", "expires_at": [1]}))
+        probe.publish(wearer_topic("alice", "indicators"), encode_indicators(t, 1.0, None, {}, {}))
+        probe.publish(wearer_topic("bob", "checkin"), encode_checkin(checkin))
+        assert wait_until(lambda: (relay.view("bob").checkin or {}).get("id") == "bob-1", 10), "the relay stopped"
+        assert relay.view("alice").checkin is None  # the bad check-in was refused
+        probe.publish(wearer_topic("bob", "checkin/response"), encode_answer("bob-1", 9, []))
+        time.sleep(0.5)
+        assert relay.view("bob").checkin["id"] == "bob-1"  # still open: the monitor refuses rating 9
+        probe.publish(wearer_topic("bob", "checkin/response"), encode_answer("bob-1", 4, ["anxious"]))
+        assert wait_until(lambda: relay.view("bob").checkin is None, 10)
+        assert relay.view("bob").answered["bob-1"]["rating"] == 4
+    finally:
+        probe.close()
+        relay.stop()

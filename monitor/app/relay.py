@@ -28,9 +28,11 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from monitor.errors import AnxmonError, PayloadError, TopicError
+from monitor.errors import AnxmonError, TopicError, WireError
 from monitor.wire import (
     PREFIX,
+    Answer,
+    decode_answer,
     decode_checkin,
     decode_indicators,
     decode_monitor_state,
@@ -42,6 +44,20 @@ from monitor.wire import (
 )
 
 log = logging.getLogger("anxmon.app")
+
+
+def _offered(checkin: dict, answer: Answer) -> bool:
+    """Whether the check-in offers the answer's rating and labels (what the monitor accepts).
+
+    >>> c = {"options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}}
+    >>> _offered(c, Answer("w-1", 3, ("fine",))), _offered(c, Answer("w-1", 9)), _offered(c, Answer("w-1", None, ("x",)))
+    (True, False, False)
+    """
+    options = checkin.get("options") or {}
+    rating = options.get("rating") or {}
+    if answer.rating is not None and not rating.get("min", 1) <= answer.rating <= rating.get("max", 5):
+        return False
+    return "labels" not in options or set(answer.labels) <= set(options["labels"])
 
 
 class RelayError(AnxmonError):
@@ -251,13 +267,17 @@ class Relay:
             elif topic.kind == "indicators":
                 self._indicators(topic.wearer, decode_indicators(msg.payload))
             elif topic.kind == "checkin/response":
-                self._answered(topic.wearer, json.loads(msg.payload))
+                self._answered(topic.wearer, decode_answer(msg.payload, topic.wearer))
             elif topic.kind == "rejected":
                 self._rejected(topic.wearer, decode_rejected(msg.payload))
             elif topic.kind == "monitor_state":
                 self.monitor_online[topic.instance] = decode_monitor_state(msg.payload)["state"] == "online"
-        except (PayloadError, ValueError) as exc:
+        except (WireError, ValueError) as exc:
             log.warning("app: ignored a malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
+        except Exception as exc:  # a bug must not stop the relay (paho's thread) for every wearer
+            log.error("app: a %s message of %s could not be handled (%s, a bug: please report it)",
+                      topic.kind, topic.wearer, type(exc).__name__)
+            log.debug("the failure in full", exc_info=True)
 
     def _send(self, wearer: str, event: str, data: Any) -> None:
         for sub in list(self._subs.get(wearer, [])):
@@ -302,17 +322,22 @@ class Relay:
             if expired:
                 self._send(wearer, "closed", {"reason": "expired"})
 
-    def _answered(self, wearer: str, body: dict) -> None:
-        if not isinstance(body, dict) or not isinstance(body.get("prompt_id"), str):
-            return
+    def _answered(self, wearer: str, answer: Answer) -> None:
+        """An answer seen on the wearer's topic (from this app or another device) closes the
+        open check-in, unless the monitor will refuse it (a rating or label the check-in does not
+        offer): then the check-in stays open and the ``rejected`` notice says why."""
+        body = {"prompt_id": answer.prompt_id, "rating": answer.rating, "labels": list(answer.labels)}
         with self._lock:
             v = self._view(wearer)
-            v.answered[body["prompt_id"]] = body
+            c = v.checkin
+            if c is not None and c.get("id") == answer.prompt_id and not _offered(c, answer):
+                return
+            v.answered[answer.prompt_id] = body
             while len(v.answered) > 200:
                 del v.answered[next(iter(v.answered))]
-            if v.checkin is not None and v.checkin.get("id") == body["prompt_id"]:
+            if c is not None and c.get("id") == answer.prompt_id:
                 v.checkin = None
-                self._send(wearer, "closed", {"reason": "answered", "prompt_id": body["prompt_id"]})
+                self._send(wearer, "closed", {"reason": "answered", "prompt_id": answer.prompt_id})
 
     def _rejected(self, wearer: str, body: dict) -> None:
         kind = str(body.get("topic", "")).rsplit("/", 2)
