@@ -82,7 +82,7 @@ def stop_orphaned_broker(kind: str, data_dir: str | Path, timeout_s: float = 10.
     config file is touched (a reused pid is left alone), and only when its owner is gone: a
     directory whose owner still runs is in use (``BrokerError``).
     """
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve()
     pid_file = data_dir / f"{kind}.pid"
     try:
         pid, owner = (int(x) for x in pid_file.read_text().split())
@@ -305,7 +305,9 @@ def start_broker(
     """
     if kind not in ("nats", "mosquitto"):
         raise BrokerError(f"unknown broker kind {kind!r}: expected 'nats' or 'mosquitto'")
-    directory = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix=f"anxmon-{kind}-"))
+    # absolute: the directory's config path in the broker's command line is how a later start
+    # recognises its orphaned broker, whatever relative name it is given
+    directory = Path(data_dir).resolve() if data_dir else Path(tempfile.mkdtemp(prefix=f"anxmon-{kind}-"))
     all_users = {MONITOR_USER: secrets.token_urlsafe(16)}
     all_users.update(users or {})
     for user, password in all_users.items():

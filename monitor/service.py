@@ -958,6 +958,32 @@ def _wearer_of(topic: str) -> str | None:
 CREDENTIALS_FILE = "broker-credentials.json"
 
 
+LOCK_FILE = "anxmon-run.lock"
+
+
+def lock_data_dir(data_dir: Path):
+    """Hold an exclusive lock on ``data_dir`` for this process (released when it ends, even
+    by SIGKILL), or raise ``ServiceError`` naming the process that holds it: two services on
+    one directory would overwrite each other's checkpoints and broker files. Returns the open
+    lock file, to keep."""
+    import fcntl
+
+    path = data_dir / LOCK_FILE
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ServiceError(f"{data_dir} is in use by another anxmon run (pid {holder}); stop it, or give "
+                           "this one another --data-dir") from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     """Start the embedded broker in ``data_dir/broker``, reusing the port and users of the last
     run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
@@ -1026,9 +1052,10 @@ def run_service(args) -> int:
         retention_days=getattr(args, "retention_days", None),
         spread_ticks=not getattr(args, "aligned_ticks", False),
     )
-    data_dir = Path(args.data_dir)
+    data_dir = Path(args.data_dir).resolve()  # one name for the directory, however it was typed
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
+    lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

@@ -73,3 +73,42 @@ def test_a_stale_pid_file_of_another_process_is_left_alone(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def _anxmon_run(data_dir: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--data-dir", data_dir, "--no-record"],
+                            cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_second_run_on_the_same_data_directory_is_refused_however_it_is_written(tmp_path):
+    """``anxmon run --data-dir /abs/data`` and ``--data-dir data`` (from its parent) are one
+    directory: the second is refused before it touches the broker or the checkpoints; after a
+    SIGKILL of the first, the next run (by the relative name) stops the orphaned broker."""
+    if "nats" not in available_kinds():
+        if os.environ.get("CI"):
+            pytest.fail("nats broker is missing in CI")
+        pytest.skip("nats broker not installed")
+    first = _anxmon_run(str(tmp_path / "data"), ROOT)
+    procs = [first]
+    try:
+        assert "running" in "".join(first.stdout.readline() for _ in range(2)), first.stderr
+        creds = (tmp_path / "data" / "broker-credentials.json").read_text()
+        procs.append(second := _anxmon_run("data", tmp_path))
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2 and "is in use by another anxmon run (pid" in err, err
+        assert (tmp_path / "data" / "broker-credentials.json").read_text() == creds  # untouched
+        orphan = int((tmp_path / "data" / "broker" / "nats.pid").read_text().split()[0])
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert _running(orphan)
+        procs.append(third := _anxmon_run("data", tmp_path))
+        assert "running" in "".join(third.stdout.readline() for _ in range(2)), third.stderr
+        assert not _running(orphan)
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(30) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
