@@ -68,7 +68,8 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--drain-s", type=_positive(float, inclusive=True), default=5.0,
                    help="when stopping, seconds to wait for the broker to acknowledge the outbox (default %(default)s)")
     p.add_argument("--devices-dir", type=Path, help="folder of device definitions (default configs/devices)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="default INFO (DEBUG with anxmon -vv)")
 
 
 def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
@@ -98,7 +99,9 @@ def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``bridge`` command; returns the exit code."""
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = args.log_level or ("DEBUG" if getattr(args, "verbose", 0) >= 2 else "INFO")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # (a no-op under anxmon)
+    logging.getLogger().setLevel(level)  # under ``anxmon`` its logging is set up already, at WARNING
     try:
         return _run(args)
     except (AnxmonError, ImportError) as exc:

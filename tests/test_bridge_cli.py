@@ -108,3 +108,17 @@ def test_a_serial_port_without_pyserial_is_a_one_line_error(monkeypatch, caplog,
         "reading a serial port needs pyserial: pip install 'anxmon[serial]' (or pip install pyserial)"
     ]
     assert not (tmp_path / "o").exists()  # it failed before opening the outbox or connecting
+
+
+@pytest.mark.parametrize("options, shown, hidden", [([], "INFO", "DEBUG"), (["--log-level", "WARNING"], "WARNING", "INFO")])
+def test_log_level_applies_under_anxmon(tmp_path, options, shown, hidden):
+    """``anxmon`` configures logging (WARNING) before the bridge runs: the bridge's own level
+    (default INFO) must still apply. A broker URL nobody listens on: the bridge says so."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", "bridge", "lines", "--wearer", "alice", "--broker",
+                          "mqtt://127.0.0.1:9", "--outbox", str(tmp_path / "o"), "--drain-s", "0", *options],
+                         input="", capture_output=True, text=True, timeout=60)
+    assert f" {shown} " in run.stderr, run.stderr
+    if hidden:
+        assert f" {hidden} " not in run.stderr, run.stderr
