@@ -542,28 +542,39 @@ def run_core_demo(recording_path: str | None = None, minutes: float = 20.0, out=
           f"{', '.join(sorted(rec.streams))} (a real recording).\n{NOT_MEDICAL}", file=out)
     header = "  min  " + " ".join(f"{title:>{max(len(title), 6)}}" for _, title, _ in COLUMNS) + "   score  state"
     print(header, file=out)
-    next_print = rec.start_s + 60.0
-    last = None
-    for batch in rec.batches():
-        if batch.start_s > end_s:
-            break
-        validate_batch(batch)
-        for tick in monitor.update(batch):
-            last = tick
-            for d in tick.decisions:
-                if isinstance(d, Decision):
-                    when = datetime.fromtimestamp(d.t_s, timezone.utc).strftime("%H:%M:%S")
-                    if d.sent:
-                        print(f"  >> {when} check-in sent: \"{d.prompt.message}\" why: {d.prompt.why.sentence}", file=out)
-                    else:
-                        print(f"  -- {when} trigger suppressed ({d.reason})", file=out)
-            if tick.t >= next_print:
-                next_print += 60.0
-                values = tick.indicators.values
-                cells = " ".join(_fmt(values.get(k), spec, max(len(title), 6)).rjust(max(len(title), 6))
-                                 for k, title, spec in COLUMNS)
-                score = "      -" if tick.score.value is None else f"{tick.score.value:7.2f}"
-                print(f"{(tick.t - rec.start_s) / 60:5.0f}  {cells} {score}  {tick.score.gate or 'scored'}", file=out)
+    last = None  # the newest tick: a minute's row shows the last tick at or before its end
+
+    def ticks():
+        for batch in rec.batches():
+            if batch.start_s >= end_s:
+                break
+            validate_batch(batch)
+            yield from monitor.update(batch)
+        yield from (tick for tick in monitor.flush() if tick.t <= end_s)  # the ticks still held back
+
+    def row(tick) -> None:
+        values = tick.indicators.values
+        cells = " ".join(_fmt(values.get(k), spec, max(len(title), 6)).rjust(max(len(title), 6))
+                         for k, title, spec in COLUMNS)
+        score = "      -" if tick.score.value is None else f"{tick.score.value:7.2f}"
+        print(f"{(tick.t - rec.start_s) / 60:5.0f}  {cells} {score}  {tick.score.gate or 'scored'}", file=out)
+
+    minute_end = rec.start_s + 60.0
+    for tick in ticks():
+        if tick.t > minute_end and last is not None and last.t > minute_end - 60.0:
+            row(last)
+        while tick.t > minute_end:
+            minute_end += 60.0
+        last = tick
+        for d in tick.decisions:
+            if isinstance(d, Decision):
+                when = datetime.fromtimestamp(d.t_s, timezone.utc).strftime("%H:%M:%S")
+                if d.sent:
+                    print(f"  >> {when} check-in sent: \"{d.prompt.message}\" why: {d.prompt.why.sentence}", file=out)
+                else:
+                    print(f"  -- {when} trigger suppressed ({d.reason})", file=out)
+    if last is not None and last.t > minute_end - 60.0:
+        row(last)  # the last (whole or partial) minute
     if last is None:
         print("no indicators: the recording is shorter than one window", file=out)
         return 1

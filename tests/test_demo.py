@@ -105,6 +105,9 @@ def test_recording_demo_prints_minutes(capsys):
     assert run_core_demo(str(path), minutes=6) == 0
     out = capsys.readouterr().out
     minutes = [line.split()[0] for line in out.splitlines() if line[:5].strip().isdigit()]
-    assert minutes[:5] == ["1", "2", "3", "4", "5"], out
+    assert minutes == ["1", "2", "3", "4", "5", "6"], out  # the last minute too (it was left out)
     assert "not a medical device" in out
     assert "check-in sent" not in out
+    assert run_core_demo(str(path), minutes=1) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if line[:5].strip().isdigit()] == ["1"], out
