@@ -223,6 +223,7 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
         "rejected_batches": rejected,
         "threshold_final": monitor.policy.effective_threshold(),
         "speed_x_realtime": recording.duration_s / elapsed_s if elapsed_s > 0 else None,
+        "reader_notes": list(recording.notes),  # what the reader estimated, sorted out or left out
         "note": "Descriptive signals of one person; anxmon is not a medical device.",
     }
     if labels is not None and ticks:
@@ -278,6 +279,11 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     recording = read_recording(path)
     if markers_path:
         recording.markers = merge_markers(recording.markers, read_markers(markers_path))
+    outside = [m for m in recording.markers if not recording.start_s <= m.t_s <= recording.end_s]
+    if outside:
+        log.warning("%d of %d markers lie outside the recording (%s to %s), e.g. %s at %s: no window around "
+                    "them holds data", len(outside), len(recording.markers), utc_text(recording.start_s),
+                    utc_text(recording.end_s), outside[0].kind, utc_text(outside[0].t_s))
     labels = read_label_file(labels_path) if labels_path else recording.labels
     if labels is not None:
         check_labels(labels, recording, labels_path or f"labels of {recording.source}")

@@ -76,6 +76,12 @@ def cmd_analyze(args) -> int:
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(s['signals'])} "
           f"({s['speed_x_realtime']:.0f}x real time): {s['ticks']} ticks, "
           f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed")
+    for note in s["reader_notes"]:
+        print(f"  reading: {note}")
+    if not s["tick_states"].get("scored"):
+        states = ", ".join(f"{n} {state}" for state, n in sorted(s["tick_states"].items()))
+        print(f"no tick was scored ({states or 'no ticks'}): too short for the warm-up "
+              "(score.warmup_s), or no signal the score uses?")
     if "labels" in s:
         m = s["labels"]
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"

@@ -117,7 +117,8 @@ def read_markers(path: str | Path) -> list[Marker]:
     path = Path(path)
     if not path.is_file():
         raise InputFormatError(f"markers file {path} does not exist")
-    return read_markers_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    # utf-8-sig: a spreadsheet saves a byte-order mark before the header
+    return read_markers_text(path.read_text(encoding="utf-8-sig", errors="replace"), str(path))
 
 
 def write_markers(path: str | Path, markers: Iterable[Marker]) -> None:

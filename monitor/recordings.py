@@ -171,12 +171,18 @@ def _cut(stream: Stream, batch_s: float) -> Iterator[tuple[float, SampleBatch]]:
 def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse a labels CSV: header ``unix_s,stress`` then one row per second (stress 0 or 1)."""
     try:
-        frame = pd.read_csv(io.StringIO(text))
-        t = frame["unix_s"].to_numpy(dtype=float)
-        y = frame["stress"].to_numpy(dtype=float)
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
-        raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress: {exc}") from None
-    return t, y
+        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")))
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("unix_s", "stress") if c not in frame.columns]
+    if missing:
+        header = ",".join(map(str, frame.columns))[:60]
+        raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress, found the header {header!r} "
+                               f"(no {' and no '.join(missing)} column)")
+    try:
+        return frame["unix_s"].to_numpy(dtype=float), frame["stress"].to_numpy(dtype=float)
+    except ValueError:
+        raise InputFormatError(f"{where}: unix_s and stress must be numbers on every row") from None
 
 
 def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -222,3 +222,22 @@ def test_label_metrics_count_only_the_labelled_time_of_the_recording():
     assert m["false_checkins"] == 0 and m["rest_hours"] == pytest.approx(400 / 3600)
     with pytest.raises(InputFormatError, match="do not overlap"):
         label_metrics(ticks, score, [], (label_t + 5000, label_y), (t0, t0 + 1000))
+
+
+def test_analyze_tells_what_it_read_and_what_it_could_not_use(tmp_path):
+    """The Polar H10 file (10 min): the reader's notes (fitted ECG rate, chained beats) reach the
+    console and summary.json; a spreadsheet's markers CSV (byte-order mark) is read; a marker
+    outside the recording is warned about; a warm-up longer than the recording says that no
+    tick was scored instead of silently printing AUC-free numbers."""
+    polar = data_path("polar-h10", "polar_h10.csv")
+    markers = tmp_path / "m.csv"
+    markers.write_bytes("\ufeffunix_s,label\n1714920900,coffee\n1600000000,last year\n".encode("utf-8"))
+    run = anxmon("analyze", polar, "--out", tmp_path / "o", "--markers", markers, "--set", "score.warmup_s=100000",
+                 check=False)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"reading: ecg: 130\.\d+ Hz fitted to the time stamps", run.stdout), run.stdout
+    assert "no tick was scored (" in run.stdout and "warmup" in run.stdout
+    assert "1 of 2 markers lie outside the recording" in run.stderr and "last year" in run.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert any(n.startswith("ibi: beat times chained from 798 RR intervals") for n in summary["reader_notes"])
+    assert "coffee" in (tmp_path / "o" / "markers.csv").read_text()

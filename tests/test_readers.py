@@ -559,3 +559,15 @@ def test_markers_csv(tmp_path):
         read_markers_text("unix_s,label\n1700000000,a\n17000,b\n", "m.csv")
     with pytest.raises(InputFormatError, match=r"expected a CSV with columns unix_s\[,label\]\[,kind\]"):
         read_markers_text("time,what\n1700000000,a\n", "m.csv")
+
+
+def test_e4_empty_file_is_left_out_and_labels_of_another_shape_are_named(tmp_path, caplog):
+    e4 = head_e4(tmp_path / "e4")
+    (e4 / "EDA.csv").write_text("")  # 0 bytes: pandas said "No columns to parse from file"
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    assert "eda" not in rec.streams and "EDA.csv holds no samples (it is empty" in caplog.text
+    (e4 / "labels.csv").write_text((data_path("stress-predict", "S02") / "tags_S02.csv").read_text())
+    with pytest.raises(InputFormatError, match=r"labels.csv: expected a CSV with columns unix_s,stress, found the "
+                                               r"header '1644228196' \(no unix_s and no stress column\)"):
+        read_recording(e4)

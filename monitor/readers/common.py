@@ -63,7 +63,8 @@ class Folder:
             where = ", ".join("its top level" if d == "." else f"{d}/" for d in sessions)
             raise InputFormatError(f"{path} holds {len(sessions)} sessions ({where}): pass the folder of one of them"
                                    + (" (unzip it first)" if self.zip else ""))
-        self.names = by_dir.get(sessions[0] if sessions else ".", {})
+        self.session_dir = sessions[0] if sessions else "."  # where the session's files are, relative
+        self.names = by_dir.get(self.session_dir, {})
 
     def where(self, name: str) -> str:
         """The file's path for messages (``archive.zip/S02/EDA.csv`` in a zip)."""

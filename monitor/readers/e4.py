@@ -72,9 +72,11 @@ def _cut_last_line(where: str, text: str, line: int, notes: list[str]) -> bool:
     return True
 
 
-def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream:
+def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream | None:
     where = folder.where(name)
     text = folder.text(name)
+    if not text.strip():
+        return None  # an empty file: no samples
     try:
         frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True, low_memory=False)
         t0_text, fs = str(frame.iloc[0, 0]), float(frame.iloc[1, 0])
@@ -157,7 +159,7 @@ def read_e4(path: str | Path) -> Recording:
     with a warning."""
     path = Path(path)
     folder = Folder(path, SESSION_FILES)
-    notes: list[str] = []
+    notes: list[str] = [] if folder.session_dir == "." else [f"the session's files are in {folder.session_dir}/"]
     streams: dict[str, Stream] = {}
     spans: dict[str, tuple[float, float]] = {}  # file -> (its start time, its last sample's time)
     for name, signal in (*FILES.items(), ("IBI.csv", "ibi")):
@@ -166,11 +168,12 @@ def read_e4(path: str | Path) -> Recording:
                 stream, t0 = _ibi(folder, notes)
             else:
                 stream = _regular(folder, name, signal, notes)
-                t0 = stream.t0
-            if len(stream.values):
+                t0 = None if stream is None else stream.t0
+            if stream is not None and len(stream.values):
                 streams[signal], spans[name] = stream, (t0, stream.end_s)
             else:
-                log.warning("%s holds no samples (only its header rows): no %s", folder.where(name), signal)
+                log.warning("%s holds no samples (it is empty, or has only its header rows): no %s",
+                            folder.where(name), signal)
                 notes.append(f"{folder.where(name)}: no samples")
     if not streams:
         raise InputFormatError(f"{path}: no E4 signal files with samples (EDA.csv, BVP.csv, ...) found")
