@@ -325,12 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     from firmware_bridge.simulator import add_simulate_parser
 
     add_simulate_parser(sub)
-    try:
-        from firmware_bridge.cli import add_bridge_parser
-    except ImportError:  # the bridge is optional in a stripped install
-        add_bridge_parser = None
-    if add_bridge_parser is not None:
-        add_bridge_parser(sub)
+    from firmware_bridge.cli import add_bridge_parser
+
+    add_bridge_parser(sub)
     return p
 
 

@@ -33,6 +33,8 @@ def test_shipped_definitions_are_valid():
     emo = devices["emotibit"]
     assert emo.signals["acc"].source == ("AX", "AY", "AZ") and emo.signals["eda"].source == ("EA",)
     assert devices["polar-h10"].signals["ibi"].source == ("rr",)
+    # the DIY template declares every signal of the wire (docs/devices.md: "whatever your device prints")
+    assert set(devices["diy-lines"].signals) == set(SIGNALS)
 
 
 def write(tmp_path, text, name="my-gsr"):
