@@ -131,6 +131,12 @@ def _run(args: argparse.Namespace) -> int:
         raise AnxmonError(f"model {definition.model} uses transport {definition.transport!r}, not {expected!r}")
     device_id = args.device_id or definition.model
     broker = parse_broker_url(args.broker)
+    if broker.username not in (None, args.wearer, "monitor"):
+        # MQTT 3.1.1 cannot tell a publisher that its message was refused: the broker acknowledges
+        # it and drops it, and the outbox would let it go
+        log.warning("the broker user %r is not wearer %r: with anxmon's broker configuration a wearer's user may "
+                    "only publish its own topics, and the broker drops the rest without saying so", broker.username,
+                    args.wearer)
     stop = threading.Event()
     if args.transport == "lines":  # before connecting: a missing pyserial is a plain error
         from firmware_bridge.transports import fd_lines, run_lines, serial_lines

@@ -122,3 +122,16 @@ def test_log_level_applies_under_anxmon(tmp_path, options, shown, hidden):
     assert f" {shown} " in run.stderr, run.stderr
     if hidden:
         assert f" {hidden} " not in run.stderr, run.stderr
+
+
+def test_a_broker_user_of_another_wearer_is_warned_about(tmp_path):
+    """alice's login for bob's bridge: the broker would acknowledge and drop every batch
+    (MQTT 3.1.1 has no refusal), so the bridge says so before it starts."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", "bridge", "lines", "--wearer", "bob", "--broker",
+                          "mqtt://alice:alice-password@127.0.0.1:9", "--outbox", str(tmp_path / "o"), "--drain-s", "0"],
+                         input="", capture_output=True, text=True, timeout=60)
+    assert "WARNING firmware_bridge: the broker user 'alice' is not wearer 'bob'" in run.stderr, run.stderr
+    assert "alice-password" not in run.stderr
+
