@@ -809,10 +809,13 @@ class MonitorService:
         status.availability = text
 
     def _event_now(self, wearer: _Wearer | None, arrived: float) -> float:
-        """The wearer's current event time: its newest sample (the wall clock before any data)."""
-        if wearer is not None and wearer.live.newest_event_s is not None:
-            return wearer.live.newest_event_s
-        return arrived
+        """The wearer's current event time: its newest sample, plus the wall-clock seconds since
+        its last batch arrived (a wearer whose band is off or out of reach lives on: a check-in
+        answered an hour later is an hour old); the wall clock before any data."""
+        if wearer is None or wearer.live.newest_event_s is None:
+            return arrived
+        last_batch_wall_s = max(wearer.live.source_seen_wall_s.values(), default=arrived)
+        return wearer.live.newest_event_s + max(0.0, arrived - last_batch_wall_s)
 
     def _on_answer(self, wearer_id: str, payload: bytes) -> None:
         answer = decode_answer(payload, wearer_id)

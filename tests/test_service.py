@@ -372,6 +372,34 @@ def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
     bob.close()
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # broker-independent: one kind
+def test_a_late_answer_after_the_data_stopped_is_refused_as_expired(broker, tmp_path, services):
+    """The band goes quiet right after the check-in (S02's first); the wearer answers after the
+    check-in's expiry by the wall clock (60 s here: more than the ~20-45 s the tick of the
+    check-in is released after its time, so the last sample is still before the expiry). The wearer's event time goes on with the wall
+    clock while no data comes, so the answer is late and refused; it used to be dated at the
+    last sample, accepted, and learned from."""
+    from monitor.core.policy import PolicyConfig
+
+    i_sent = first_checkin_index()
+    batches = s02_batches()[CHECKIN_FROM: CHECKIN_FROM + i_sent + 1]
+    checkin, rejected = wearer_topic("s02", "checkin"), wearer_topic("s02", "rejected")
+    probe = Probe(broker, [checkin, rejected])
+    config = Config(policy=PolicyConfig(expiry_s=60.0))
+    services.append(svc := start_service(broker, tmp_path / "svc", config=config))
+    probe.publish_many(messages("s02", batches))
+    assert wait_until(lambda: probe.on(checkin), 30), "no check-in arrived"
+    prompt = decode_checkin(probe.on(checkin)[0])
+    newest = max(b.end_s for b in batches)
+    assert newest < prompt["expires_at"] - 5  # answered right away, it would be accepted
+    time.sleep(prompt["expires_at"] + 0.5 - newest)
+    probe.publish(wearer_topic("s02", "checkin/response"), encode_answer(prompt["id"], rating=4, labels=["anxious"]))
+    assert wait_until(lambda: probe.on(rejected), 10)
+    refusal = decode_rejected(probe.on(rejected)[0])
+    assert refusal["reason"] == "answer" and "expired" in refusal["error"], refusal
+    assert svc.stats.answers == 0 and svc.wearer_state("s02")["policy"].offset == 0.0
+
+
 @pytest.mark.parametrize("user, password", [("*", "long-enough-password"), ("alice.phone", "long-enough-password"),
                                             ("#", "long-enough-password"), ("bob", 'a"quote"in-it'),
                                             ("bob", "short")])

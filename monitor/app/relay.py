@@ -72,6 +72,7 @@ class WearerView:
     checkin: dict | None = None  # the open check-in (Prompt.to_dict()), or None
     answered: dict = field(default_factory=dict)  # prompt id -> the answer seen (recent ones)
     event_t: float | None = None  # the wearer's newest event time seen (indicators' t)
+    event_wall_s: float | None = None  # wall clock when event_t last advanced
     score_minutes: dict = field(default_factory=dict)  # minute start (s) -> [sum, n] (history without a recorder)
     checkins: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
 
@@ -185,7 +186,8 @@ class Relay:
         with self._lock:
             v = self._views.get(wearer) or WearerView()
             self._expire(v)
-            return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, {}, collections.deque(v.checkins))
+            return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, v.event_wall_s,
+                              checkins=collections.deque(v.checkins))
 
     def score_history(self, wearer: str, since_s: float) -> list[tuple[float, float]]:
         """Per-minute mean scores of ``wearer`` since ``since_s`` (event time) from memory."""
@@ -287,8 +289,13 @@ class Relay:
         return self._views.setdefault(wearer, WearerView())
 
     def _expire(self, v: WearerView) -> bool:
+        """Close the open check-in once the wearer's event time passes its expiry; event time goes
+        on with the wall clock while the wearer's indicators are silent (band off, out of reach)."""
         c = v.checkin
-        if c is not None and v.event_t is not None and v.event_t >= float(c.get("expires_at") or float("inf")):
+        if c is None or v.event_t is None:
+            return False
+        now_t = v.event_t + max(0.0, time.time() - (v.event_wall_s or time.time()))
+        if now_t >= float(c.get("expires_at") or float("inf")):
             v.checkin = None
             return True
         return False
@@ -308,7 +315,8 @@ class Relay:
             v = self._view(wearer)
             t = float(body["t"])
             v.indicators = body
-            v.event_t = t if v.event_t is None else max(v.event_t, t)
+            if v.event_t is None or t > v.event_t:
+                v.event_t, v.event_wall_s = t, time.time()
             score = body.get("score")
             if isinstance(score, (int, float)) and body.get("gate") in (None, "stale"):
                 cell = v.score_minutes.setdefault(t - t % 60.0, [0.0, 0])
