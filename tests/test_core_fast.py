@@ -232,13 +232,15 @@ def _beat_values_reference(p: RespirationProcessor, t: np.ndarray, ibi_ms: np.nd
     else:
         start = t - ibi_ms / 1000.0
         p0 = np.searchsorted(bt, t - p.peak_s - d, side="right")
-        p1 = np.searchsorted(bt, t + p.peak_s, side="right")
-        b0 = np.searchsorted(bt, start - d, side="right")
-        b1 = np.searchsorted(bt, t, side="right")
-        for i in np.flatnonzero((bt[0] <= start) & (p1 > p0) & (b1 > b0)).tolist():
-            beat = blk[b0[i]:b1[i]]
-            amplitude = blk[p0[i]:p1[i], 1].max() - beat[:, 2].min()
-            out[i] = (amplitude, beat[:, 3].sum() / len(beat), ibi_ms[i])
+        p1 = np.searchsorted(bt, t + p.rise_s + p.peak_s, side="right")
+        for i in np.flatnonzero((bt[0] <= start) & (p1 > p0)).tolist():
+            shift = bt[p0[i] + blk[p0[i]:p1[i], 1].argmax()] + d / 2 - t[i]  # beat window: peak to peak
+            b0 = np.searchsorted(bt, start[i] + shift - d, side="right")
+            b1 = np.searchsorted(bt, t[i] + shift, side="right")
+            if b1 > b0:
+                beat = blk[b0:b1]
+                amplitude = blk[p0[i]:p1[i], 1].max() - beat[:, 2].min()
+                out[i] = (amplitude, beat[:, 3].sum() / len(beat), ibi_ms[i])
     keep = np.isfinite(out).all(axis=1)
     return t[keep].tolist(), out[keep].tolist()
 

@@ -86,7 +86,7 @@ class EcgBeatDetector(Processor):
         self.b_energy = np.full(n, 1.0 / n)
         self._bandpass = CausalSOS.butter(2, list(band_hz), "bandpass", fs)
         self._clock = SampleClock(fs)
-        self._detector = PpgBeatDetector(fs, max_delay_s=max_delay_s, beat_offset=beat_offset)
+        self._detector = PpgBeatDetector(fs, max_delay_s=max_delay_s, beat_offset=beat_offset, fiducial="peak")
         self.reset()
 
     def reset(self) -> None:

@@ -16,8 +16,9 @@ Method, the same for every source:
 1. **One value per beat** (``ppg``, ``ecg``, ``ibi``) from the corrected intervals of
    ``BeatCorrector`` (only valid, uncorrected beats: an inserted or moved beat has no amplitude
    of its own) and, for ``ppg``/``ecg``, from the samples around each beat: pulse amplitude
-   (highest band-passed sample within 0.1 s of the beat minus the lowest since the previous
-   beat), baseline (mean raw sample over the beat), R amplitude (peak-to-peak of the 0.5-40 Hz
+   (highest band-passed sample from 0.1 s before the beat to 0.4 s after it, since the beat
+   is timed on the pulse's upslope, minus the lowest over the beat), baseline (mean raw sample
+   over the beat; a beat's samples run from the previous pulse's peak to this one's), R amplitude (peak-to-peak of the 0.5-40 Hz
    ECG within 0.08 s of the R peak), interval. The samples are kept as 0.05 s blocks (maximum,
    minimum, mean) until no beat still to come can need them (the beats lag the samples by the
    corrector's look-ahead, a few seconds), so the result does not depend on how the two
@@ -71,6 +72,7 @@ from monitor.core.base import (
     steady_state_zi,
 )
 from monitor.core.beats import FLAG_OK, IntervalBatch
+from monitor.core.ppg import UPSLOPE_WINDOW_S
 
 QUALITY_DISAGREE = "disagree"  # the modulations give different rates: none is trusted
 FR_HZ = 4.0  # rate of the resampled respiratory series (Hz)
@@ -257,7 +259,8 @@ class RespirationProcessor(Processor):
     """
 
     block_s = 0.05  # sample block length (s)
-    peak_s = 0.1  # PPG: the pulse peak is searched within this of the beat (s)
+    peak_s = 0.1  # PPG: the pulse peak is searched within this of the beat (s) ...
+    rise_s = UPSLOPE_WINDOW_S  # ... and this much longer after it (the beat is on the upslope)
     qrs_s = 0.08  # ECG: the QRS is searched within this of the R peak (s)
     lookback_s = 2.5  # a beat's samples start at most this before it (longest valid interval)
 
@@ -422,10 +425,14 @@ class RespirationProcessor(Processor):
             if not bt0 <= start:
                 continue
             p0 = search(ti - self.peak_s - d, side="right")
-            p1 = search(ti + self.peak_s, side="right")
-            b0 = search(start - d, side="right")
-            b1 = search(ti, side="right")
-            if p1 > p0 and b1 > b0:
+            p1 = search(ti + self.rise_s + self.peak_s, side="right")
+            if p1 <= p0:
+                continue
+            # the beat's window runs from peak to peak, as when beats were timed at the peak
+            shift = float(bt[p0 + int(blk[p0:p1, 1].argmax())]) + d / 2 - ti
+            b0 = search(start + shift - d, side="right")
+            b1 = search(ti + shift, side="right")
+            if b1 > b0:
                 # the pulse's peak minus the lowest sample since the previous beat; the mean
                 # sample over the beat (numpy's sum, as block sums elsewhere)
                 amplitude = float(vmax(blk[p0:p1, 1]) - vmin(blk[b0:b1, 2]))
@@ -441,7 +448,7 @@ class RespirationProcessor(Processor):
         if self.source == "ibi" or s.samples_end:
             n = len(s.pend_t)
         elif len(s.blocks):
-            after = self.peak_s if self.source == "ppg" else self.qrs_s
+            after = self.rise_s + self.peak_s if self.source == "ppg" else self.qrs_s
             ready_until = float(s.blocks[-1, 0]) + self.n_block / self.sampling_rate - after
             n = bisect.bisect_right(s.pend_t, ready_until)
         else:
