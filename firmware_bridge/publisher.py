@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,8 +57,9 @@ class BrokerAddress:
 def parse_broker_url(url: str) -> BrokerAddress:
     """Read ``mqtt[s]://[user[:password]@]host[:port]``; ``ConfigError`` when it is not one."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"broker URL must start with mqtt:// or mqtts://, got {parts.scheme or 'nothing'}:// ")
+    if parts.scheme not in ("mqtt", "mqtts") or "://" not in url:
+        shown = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)[:80]  # never a password
+        raise ConfigError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), got {shown!r}")
     if not parts.hostname:
         raise ConfigError("broker URL has no host (expected mqtt://user:password@host:port)")
     try:

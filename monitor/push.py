@@ -286,11 +286,6 @@ class PushNotifier:
         """The delivery record (see ``DeliveryLog.rows``)."""
         return self.record.rows(wearer)
 
-    def idle(self) -> bool:
-        """Nothing scheduled and nothing being sent."""
-        with self._cond:
-            return not self._heap and self._busy == 0
-
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the workers; deliveries still scheduled stay ``pending`` in the record."""
         with self._cond:

@@ -570,13 +570,16 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
                                   "triangles: answers with their rating; dotted: markers)", tz=tz)
     s = folder.summary
     scored = np.isfinite(score)
+    # the recording's own span when analyze wrote it (the last ticks' windows reach past its end)
+    start_s = float(s.get("start_s", t[0]))
+    duration_s = float(s["duration_s"]) if "duration_s" in s else float(t[-1] - t[0])
     overview = [
         ["source", str(s.get("source", folder.path))],
         ["format", str(s.get("format", "n/a"))],
         ["wearer", str(s.get("wearer", "n/a"))],
-        ["from", datetime.fromtimestamp(t[0], tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
-        ["to", datetime.fromtimestamp(t[-1], tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
-        ["duration", _duration(float(t[-1] - t[0]))],
+        ["from", datetime.fromtimestamp(start_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
+        ["to", datetime.fromtimestamp(start_s + duration_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
+        ["duration", _duration(duration_s)],
         ["signals", ", ".join(s.get("signals", [])) or "n/a"],
         ["ticks (scored)", f"{len(t)} ({int(scored.sum())})"],
         ["threshold (time stressed = score at or above it)", f"{threshold:g}"],

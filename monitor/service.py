@@ -371,10 +371,6 @@ class MonitorService:
         """(wearer, device) -> a copy of what is known about the device."""
         return self.call(lambda s: {k: DeviceStatus(**vars(v)) for k, v in s._devices.items()})
 
-    def checkpoint_now(self) -> int:
-        """Write every wearer's state now; returns the number of rows written."""
-        return self.call(lambda s: s._checkpoint(everything=True))
-
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop cleanly: process and acknowledge what was received, write a final checkpoint,
         publish the retained ``offline`` state and disconnect. Messages that arrive meanwhile
@@ -851,7 +847,7 @@ class MonitorService:
         result = wearer.monitor.control(t_s, control.action, control.duration_s, **settings)
         wearer.dirty = True
         self.stats.controls += 1
-        log.info("wearer %s: %s (until %s)", wearer_id, result.action, result.until_s)
+        log.info("wearer %s: %s%s", wearer_id, result.action, "" if result.until_s is None else f" (until {result.until_s})")
 
     # -- wearers, devices, rejections ------------------------------------------------------
     def _wearer(self, wearer_id: str, now: float) -> _Wearer:
@@ -1056,6 +1052,8 @@ def run_service(args) -> int:
         spread_ticks=not getattr(args, "aligned_ticks", False),
     )
     data_dir = Path(args.data_dir).resolve()  # one name for the directory, however it was typed
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ServiceError(f"--data-dir {args.data_dir} is a file, not a directory")
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)

@@ -157,6 +157,9 @@ def test_s02_report_is_self_contained_with_drawn_plots(s02_page):
         assert_not_blank(png_pixels(base64.b64decode(src.split(",", 1)[1])), min_inked)
     days = page.tables["days"]
     assert len(days) == 2  # header + one local day: the session lasts an hour (09:52-10:53 UTC)
+    overview = {row[0]: row[1] for row in page.tables["table0"] if len(row) == 2}
+    # the recording's span (59.4 min), not the ticks' (the last windows reach past its end: "1 h 0 min")
+    assert overview["duration"] == "59 min 26 s" and overview["to"] == "2022-02-07 10:52:20 UTC"
     assert len(page.tables["markers"]) == 10  # header + 9 tags
 
 

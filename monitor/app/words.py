@@ -20,24 +20,26 @@ import re
 from typing import Any, Mapping
 
 # indicator key -> (stress direction, phrase when it moved that way)
+_SKIN_BURSTS = "your skin shows more small bursts of sweat"
+_HEART_RHYTHM = "your heart rhythm is less relaxed"
 _PHRASES: dict[str, tuple[int, str]] = {
     "HR_Mean": (+1, "your heart is beating faster"),
     "HR": (+1, "your heart is beating faster"),
     "ECG_Rate_Mean": (+1, "your heart is beating faster"),
     "PPG_Rate_Mean": (+1, "your heart is beating faster"),
     "HRV_MeanNN": (-1, "your heart is beating faster"),
-    "HRV_RMSSD": (-1, "your heart rhythm is less relaxed"),
-    "HRV_SDNN": (-1, "your heart rhythm is less relaxed"),
-    "HRV_SDSD": (-1, "your heart rhythm is less relaxed"),
-    "HRV_pNN50": (-1, "your heart rhythm is less relaxed"),
-    "HRV_HF": (-1, "your heart rhythm is less relaxed"),
+    "HRV_RMSSD": (-1, _HEART_RHYTHM),
+    "HRV_SDNN": (-1, _HEART_RHYTHM),
+    "HRV_SDSD": (-1, _HEART_RHYTHM),
+    "HRV_pNN50": (-1, _HEART_RHYTHM),
+    "HRV_HF": (-1, _HEART_RHYTHM),
     "EDA_Tonic_Mean": (+1, "your skin shows more sweat activity"),
     "EDA_Tonic": (+1, "your skin shows more sweat activity"),
     "EDA_Mean": (+1, "your skin shows more sweat activity"),
     "EDA_Tonic_Slope": (+1, "your skin shows more sweat activity"),
-    "SCR_Rate": (+1, "your skin shows more small bursts of sweat"),
-    "SCR_Peaks_N": (+1, "your skin shows more small bursts of sweat"),
-    "SCR_Peaks_Amplitude_Mean": (+1, "your skin shows more small bursts of sweat"),
+    "SCR_Rate": (+1, _SKIN_BURSTS),
+    "SCR_Peaks_N": (+1, _SKIN_BURSTS),
+    "SCR_Peaks_Amplitude_Mean": (+1, _SKIN_BURSTS),
     "TEMP_Mean": (-1, "your skin is a little cooler"),
     "RSP_Rate": (+1, "you are breathing faster"),
     "RSP_Rate_Mean": (+1, "you are breathing faster"),
@@ -45,6 +47,9 @@ _PHRASES: dict[str, tuple[int, str]] = {
 }
 
 GENERIC_WHY = "Your body signals have moved away from your own calm level for a little while."
+# phrases of one body system: the sentence names each system once (its largest deviation), so
+# two skin measures never crowd out the heart
+_SYSTEM = {_SKIN_BURSTS: "your skin shows more sweat activity", _HEART_RHYTHM: "your heart is beating faster"}
 
 LABELS = {
     "anxious": "Anxious",
@@ -61,7 +66,10 @@ def why_now(why: Mapping[str, Any] | None, max_items: int = 2) -> str:
     """One sentence on why a check-in came now, from its ``why.indicators`` (key -> deviation).
 
     Only indicators that moved in the stress direction are named (at most ``max_items``, the
-    largest first); with none, a generic sentence.
+    largest first, one per body system); with none, a generic sentence.
+
+    >>> why_now({"indicators": {"EDA_Tonic_Mean": 4.0, "SCR_Rate": 3.8, "HR_Mean": 3.5}})
+    'Compared with your own calm level, your skin shows more sweat activity and your heart is beating faster.'
     """
     indicators = (why or {}).get("indicators") or {}
     chosen: list[tuple[float, str]] = []
@@ -76,8 +84,11 @@ def why_now(why: Mapping[str, Any] | None, max_items: int = 2) -> str:
         chosen.append((abs(z), known[1]))
     chosen.sort(key=lambda item: -item[0])
     phrases: list[str] = []
+    systems: set[str] = set()
     for _, phrase in chosen:
-        if phrase not in phrases:
+        system = _SYSTEM.get(phrase, phrase)
+        if system not in systems:
+            systems.add(system)
             phrases.append(phrase)
     phrases = phrases[:max_items]
     if not phrases:

@@ -100,7 +100,13 @@ function listen() {
     }
   });
   es.addEventListener("notice", () => {
-    $("checkin-error").textContent = "The monitor could not take that answer; the check-in may have closed.";
+    const refused = "The monitor could not take that answer; the check-in may have closed.";
+    if (!$("thanks").hidden) {  // the answer just sent was refused: do not say it was noted
+      $("thanks-text").textContent = refused;
+      show("offer-breathing", false);
+    } else {
+      $("checkin-error").textContent = refused;
+    }
   });
   es.onerror = async () => {
     // the browser retries by itself; a lost session needs a new sign-in
@@ -182,6 +188,7 @@ $("send").addEventListener("click", async () => {
     app.answered.add(c.id);
     app.checkin = null;
     show("checkin", false); show("nothing", false);
+    $("thanks-text").textContent = "Thank you. Your answer is noted.";
     show("thanks", true);
     show("offer-breathing", res.breathing);
     if (location.hash) history.replaceState(null, "", "/");
