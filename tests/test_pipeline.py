@@ -234,3 +234,16 @@ def test_a_better_heart_source_takes_over_and_a_silent_one_hands_back(s02):
     assert [s for _, s in sources] == ["bvp", "hr", "bvp"]
     assert 240 + p.config.max_lag_s <= sources[1][0] <= 240 + p.config.max_lag_s + 30
     assert 480 <= sources[2][0] < 481
+
+
+def test_no_breathing_rate_from_a_strap_whose_rhythm_is_irregular():
+    """The Polar H10 record: a trigeminy-like rhythm (premature beats, RR 375-1417 ms). Its HRV
+    windows are "irregular", and a breathing rate read from its beat intervals and R amplitudes
+    was the ectopy's rhythm (~25/min: one premature beat in three at ~80 bpm is 26.6/min), which
+    the score took for fast breathing. It is withheld there; a respiration belt would still count."""
+    rec = read_recording(data_path("polar-h10", "polar_h10.csv"))
+    p = WearerPipeline()
+    rows = [r for b in rec.batches(1.0) for r in p.update(b)] + p.flush()
+    irregular = [r for r in rows if r.quality.get("hrv") in ("irregular", "artifacts")]
+    assert p.state.heart_source == "ecg" and len(irregular) > 100
+    assert all("RSP_Rate" not in r.values and r.quality["rsp"] == "irregular" for r in irregular)

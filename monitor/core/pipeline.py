@@ -38,7 +38,7 @@ from monitor.core.base import QUALITY_MISSING, Features, Processor
 from monitor.core.beats import BeatCorrector
 from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
-from monitor.core.hrv import HrProcessor, HrvProcessor
+from monitor.core.hrv import QUALITY_ARTIFACTS, QUALITY_IRREGULAR, HrProcessor, HrvProcessor
 from monitor.core.motion import AccProcessor
 from monitor.core.ppg import PpgBeatDetector
 from monitor.core.respiration import RespirationProcessor
@@ -344,6 +344,13 @@ class WearerPipeline(Processor):
                     quality.update(f.quality)
                 if modality == "heart" and "HR_Mean" not in values:
                     self._stand_in(parts, values, quality)
+            if (s.heart_source in ("ecg", "ibi") and "rsp" not in s.chains
+                    and quality.get("hrv") in (QUALITY_IRREGULAR, QUALITY_ARTIFACTS)
+                    and quality.get("rsp", QUALITY_MISSING) != QUALITY_MISSING):
+                # frequent premature beats swamp the breathing in a strap's beat intervals and R
+                # amplitudes: a rate read from them would be the ectopy's rhythm (the Polar H10 record)
+                values.pop("RSP_Rate", None)
+                quality["rsp"] = QUALITY_IRREGULAR
             out.append(Features(tick + s.tick_phase_s, values, quality))
             del s.pending[tick]
             s.released_until = tick
