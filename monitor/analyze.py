@@ -75,7 +75,9 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
             if verdict.accept:
                 ticks.extend(monitor.update(batch))
             bar.update(1)
-    ticks.extend(monitor.flush())
+    # the ticks held back at the end, up to the last sample: a later tick's window reaches past
+    # the data, and whatever modality has a little left would speak alone for the wearer
+    ticks.extend(tick for tick in monitor.flush() if tick.t <= recording.end_s)
     elapsed = time.perf_counter() - started
     labels = labels if labels is not None else recording.labels
     summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
