@@ -31,7 +31,7 @@ import pytest
 
 from monitor.app import start_app
 from monitor.app.accounts import Accounts, hash_password
-from monitor.app.words import LABELS, _PHRASES, body_status, checkin_view, why_now
+from monitor.app.words import LABELS, body_status, checkin_view, why_now
 from monitor.broker import available_kinds, start_broker
 from monitor.config import Config
 from monitor.core.policy import CONTROL_ACTIONS, PolicyConfig
@@ -485,9 +485,12 @@ def test_installable_web_app(stack, browser):
 def test_why_now_is_plain_words():
     """Every indicator key the core explains with has plain words (no key, no number); moves in
     the calm direction are not reasons; unknown keys are never shown."""
-    for key, (direction, phrase) in _PHRASES.items():
+    from monitor.core.policy import INDICATOR_WORDS
+
+    for key, (_, direction, higher, lower) in INDICATOR_WORDS.items():
         text = why_now({"indicators": {key: 2.0 * direction}})
-        assert phrase in text and not JARGON.search(text) and not re.search(r"\d", text), key
+        phrase = higher if direction > 0 else lower  # the words of the stress direction
+        assert phrase[0].upper() + phrase[1:] in text and not JARGON.search(text) and not re.search(r"\d", text), key
         assert why_now({"indicators": {key: -2.0 * direction}}) == why_now(None)  # calm direction
     assert not JARGON.search(why_now({"indicators": {"XYZ_Strange": 3.0}}))
     view = checkin_view({"id": "a-1", "t": 1.7e9, "message": "See HRV_RMSSD", "why": {"indicators": {}},

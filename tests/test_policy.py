@@ -283,11 +283,11 @@ def test_prompt_content_is_warm_explained_and_serialisable():
     assert prompt.message == "Your body seems tense right now. How are you feeling?"
     assert prompt.labels == ("anxious", "stressed", "excited", "exercising", "fine")
     assert len(prompt.rating_labels) == 5 and prompt.expires_at_s == t0 + 60 + 900
-    # EXPL: HR up 2.4, EDA up 1.6, RMSSD down 1.1 (stress direction), TEMP +0.3 (too small).
-    assert prompt.why.indicators == {"HR_Mean": 2.4, "EDA_Tonic_Mean": 1.6, "HRV_RMSSD": -1.1}
+    # EXPL: HR up 2.4, EDA up 1.6, RMSSD down 1.1 (stress direction, but the heart is named
+    # already: each body system once), TEMP +0.3 (too small).
+    assert prompt.why.indicators == {"HR_Mean": 2.4, "EDA_Tonic_Mean": 1.6}
     assert prompt.why.sentence == (
-        "Your heart is beating faster than usual, your skin conductance is up and "
-        "your heart rhythm is less variable than usual."
+        "Your heart is beating faster than usual and your skin shows more sweat activity than usual."
     )
     wire = json.loads(json.dumps(prompt.to_dict()))
     assert wire["options"]["rating"]["labels"]["1"] == "Not at all"
@@ -304,13 +304,15 @@ def test_explain_directions_unknown_keys_and_fallback():
     why = explain({"TEMP_Mean": -0.9, "Foo_Index": 3.0, "SCR_Rate": 1.0, "HR_Mean": math.nan})
     assert list(why.indicators) == ["Foo_Index", "SCR_Rate", "TEMP_Mean"]
     assert why.sentence == (
-        "Your Foo_Index signal is higher than usual, your skin shows more small sweat "
-        "responses than usual and your skin is cooler than usual."
+        "Your Foo_Index signal is higher than usual, your skin shows more small bursts of "
+        "sweat than usual and your skin is cooler than usual."
     )
-    # At most max_items, largest first; the same phrase is not repeated.
+    # At most max_items body systems, largest first, each once: the heart (its largest
+    # deviation, MeanNN down), then the skin.
     why = explain({"HR_Mean": 1.0, "HRV_MeanNN": -2.0, "SCR_Rate": 0.7}, max_items=2)
-    assert list(why.indicators) == ["HRV_MeanNN", "HR_Mean"]
-    assert why.sentence == "Your heart is beating faster than usual."
+    assert list(why.indicators) == ["HRV_MeanNN", "SCR_Rate"]
+    assert why.sentence == "Your heart is beating faster than usual and your skin shows more small bursts of sweat than usual."
+    assert explain({"Foo_Index": 3.0}, known_only=True).indicators == {}  # no plain words: left out
 
 
 def test_unanswered_prompt_expires_and_teaches_nothing():

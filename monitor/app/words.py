@@ -1,14 +1,14 @@
 """Plain, kind words for the wearer: why a check-in came now, and how the body is doing.
 
 The wearer never sees an indicator key (``HRV_RMSSD``) or a number of standard deviations:
-each key the core explains with has a short phrase here, and an unknown key is described only
-as "another body signal". anxmon is not a medical device; these words describe what the body
+each key the core explains with has a short phrase (``monitor.core.policy.INDICATOR_WORDS``,
+one place for the wearer's words), and a key without one is left out of the sentence. anxmon is not a medical device; these words describe what the body
 signals did compared with the wearer's own calm level, never what it means medically.
 
 Example
 -------
 >>> why_now({"indicators": {"HR_Mean": 2.4, "EDA_Tonic_Mean": 1.3}})
-'Compared with your own calm level, your heart is beating faster and your skin shows more sweat activity.'
+'Your heart is beating faster than usual and your skin shows more sweat activity than usual.'
 >>> label_text("fine")
 "I'm fine"
 """
@@ -19,37 +19,9 @@ import math
 import re
 from typing import Any, Mapping
 
-# indicator key -> (stress direction, phrase when it moved that way)
-_SKIN_BURSTS = "your skin shows more small bursts of sweat"
-_HEART_RHYTHM = "your heart rhythm is less relaxed"
-_PHRASES: dict[str, tuple[int, str]] = {
-    "HR_Mean": (+1, "your heart is beating faster"),
-    "HR": (+1, "your heart is beating faster"),
-    "ECG_Rate_Mean": (+1, "your heart is beating faster"),
-    "PPG_Rate_Mean": (+1, "your heart is beating faster"),
-    "HRV_MeanNN": (-1, "your heart is beating faster"),
-    "HRV_RMSSD": (-1, _HEART_RHYTHM),
-    "HRV_SDNN": (-1, _HEART_RHYTHM),
-    "HRV_SDSD": (-1, _HEART_RHYTHM),
-    "HRV_pNN50": (-1, _HEART_RHYTHM),
-    "HRV_HF": (-1, _HEART_RHYTHM),
-    "EDA_Tonic_Mean": (+1, "your skin shows more sweat activity"),
-    "EDA_Tonic": (+1, "your skin shows more sweat activity"),
-    "EDA_Mean": (+1, "your skin shows more sweat activity"),
-    "EDA_Tonic_Slope": (+1, "your skin shows more sweat activity"),
-    "SCR_Rate": (+1, _SKIN_BURSTS),
-    "SCR_Peaks_N": (+1, _SKIN_BURSTS),
-    "SCR_Peaks_Amplitude_Mean": (+1, _SKIN_BURSTS),
-    "TEMP_Mean": (-1, "your skin is a little cooler"),
-    "RSP_Rate": (+1, "you are breathing faster"),
-    "RSP_Rate_Mean": (+1, "you are breathing faster"),
-    "ACC_Restlessness": (+1, "you seem more restless"),
-}
+from monitor.core.policy import explain
 
 GENERIC_WHY = "Your body signals have moved away from your own calm level for a little while."
-# phrases of one body system: the sentence names each system once (its largest deviation), so
-# two skin measures never crowd out the heart
-_SYSTEM = {_SKIN_BURSTS: "your skin shows more sweat activity", _HEART_RHYTHM: "your heart is beating faster"}
 
 LABELS = {
     "anxious": "Anxious",
@@ -65,36 +37,22 @@ _JARGON = re.compile(r"[A-Za-z]+_[A-Za-z0-9_]+")
 def why_now(why: Mapping[str, Any] | None, max_items: int = 2) -> str:
     """One sentence on why a check-in came now, from its ``why.indicators`` (key -> deviation).
 
-    Only indicators that moved in the stress direction are named (at most ``max_items``, the
-    largest first, one per body system); with none, a generic sentence.
+    The core's words (``monitor.core.policy.explain``, the same as the check-in's own sentence
+    in push messages and Home Assistant): only indicators that moved in the stress direction
+    and have plain words are named, at most ``max_items`` body systems, the largest first; with
+    none, a generic sentence.
 
     >>> why_now({"indicators": {"EDA_Tonic_Mean": 4.0, "SCR_Rate": 3.8, "HR_Mean": 3.5}})
-    'Compared with your own calm level, your skin shows more sweat activity and your heart is beating faster.'
+    'Your skin shows more sweat activity than usual and your heart is beating faster than usual.'
     """
-    indicators = (why or {}).get("indicators") or {}
-    chosen: list[tuple[float, str]] = []
-    for key, z in indicators.items():
+    indicators = {}
+    for key, z in ((why or {}).get("indicators") or {}).items():
         try:
-            z = float(z)
+            indicators[str(key)] = float(z)
         except (TypeError, ValueError):
             continue
-        known = _PHRASES.get(str(key))
-        if known is None or not math.isfinite(z) or z * known[0] <= 0:
-            continue
-        chosen.append((abs(z), known[1]))
-    chosen.sort(key=lambda item: -item[0])
-    phrases: list[str] = []
-    systems: set[str] = set()
-    for _, phrase in chosen:
-        system = _SYSTEM.get(phrase, phrase)
-        if system not in systems:
-            systems.add(system)
-            phrases.append(phrase)
-    phrases = phrases[:max_items]
-    if not phrases:
-        return GENERIC_WHY
-    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    return f"Compared with your own calm level, {text}."
+    told = explain(indicators, min_sd=0.0, max_items=max_items, known_only=True)
+    return told.sentence if told.indicators else GENERIC_WHY
 
 
 def label_text(label: str) -> str:

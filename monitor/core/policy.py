@@ -390,43 +390,48 @@ class PolicyState:
     answers: list[AnswerResult] = field(default_factory=list)  # bounded by answer_history
 
 
-# Known indicator keys: (stress direction, phrase when higher, phrase when lower).
+# Known indicator keys: (body system, stress direction, phrase when higher, phrase when lower),
+# in plain words (the wearer reads them: the check-in's "why", the app, push, Home Assistant).
 # HRV falls and skin cools (peripheral vasoconstriction) under acute stress.
 _HEART_FAST = "your heart is beating faster than usual"
 _HEART_SLOW = "your heart is beating slower than usual"
-_HRV_UP = "your heart rhythm is more variable than usual"
-_HRV_DOWN = "your heart rhythm is less variable than usual"
-_SCL_UP = "your skin conductance is up"
-_SCL_DOWN = "your skin conductance is down"
-_SCR_UP = "your skin shows more small sweat responses than usual"
-_SCR_DOWN = "your skin shows fewer small sweat responses than usual"
-_INDICATORS: dict[str, tuple[int, str, str]] = {
-    "HR_Mean": (+1, _HEART_FAST, _HEART_SLOW),
-    "HR": (+1, _HEART_FAST, _HEART_SLOW),
-    "ECG_Rate_Mean": (+1, _HEART_FAST, _HEART_SLOW),
-    "PPG_Rate_Mean": (+1, _HEART_FAST, _HEART_SLOW),
-    "HRV_MeanNN": (-1, _HEART_SLOW, _HEART_FAST),
-    "HRV_RMSSD": (-1, _HRV_UP, _HRV_DOWN),
-    "HRV_SDNN": (-1, _HRV_UP, _HRV_DOWN),
-    "HRV_SDSD": (-1, _HRV_UP, _HRV_DOWN),
-    "HRV_pNN50": (-1, _HRV_UP, _HRV_DOWN),
-    "HRV_HF": (-1, _HRV_UP, _HRV_DOWN),
-    "EDA_Tonic_Mean": (+1, _SCL_UP, _SCL_DOWN),
-    "EDA_Tonic": (+1, _SCL_UP, _SCL_DOWN),
-    "EDA_Mean": (+1, _SCL_UP, _SCL_DOWN),
-    "EDA_Tonic_Slope": (+1, "your skin conductance is rising", "your skin conductance is falling"),
-    "SCR_Rate": (+1, _SCR_UP, _SCR_DOWN),
-    "SCR_Peaks_N": (+1, _SCR_UP, _SCR_DOWN),
-    "SCR_Peaks_Amplitude_Mean": (+1, "your sweat responses are stronger than usual",
-                                 "your sweat responses are weaker than usual"),
-    "TEMP_Mean": (-1, "your skin is warmer than usual", "your skin is cooler than usual"),
-    "RSP_Rate": (+1, "you're breathing faster than usual", "you're breathing slower than usual"),
-    "RSP_Rate_Mean": (+1, "you're breathing faster than usual", "you're breathing slower than usual"),
-    "ACC_Restlessness": (+1, "you seem more restless than usual", "you seem stiller than usual"),
+_HRV_UP = "your heart rhythm is more relaxed than usual"
+_HRV_DOWN = "your heart rhythm is less relaxed than usual"
+_SCL_UP = "your skin shows more sweat activity than usual"
+_SCL_DOWN = "your skin shows less sweat activity than usual"
+_SCR_UP = "your skin shows more small bursts of sweat than usual"
+_SCR_DOWN = "your skin shows fewer small bursts of sweat than usual"
+_BREATH_FAST = "you're breathing faster than usual"
+_BREATH_SLOW = "you're breathing slower than usual"
+INDICATOR_WORDS: dict[str, tuple[str, int, str, str]] = {
+    "HR_Mean": ("heart", +1, _HEART_FAST, _HEART_SLOW),
+    "HR": ("heart", +1, _HEART_FAST, _HEART_SLOW),
+    "ECG_Rate_Mean": ("heart", +1, _HEART_FAST, _HEART_SLOW),
+    "PPG_Rate_Mean": ("heart", +1, _HEART_FAST, _HEART_SLOW),
+    "HRV_MeanNN": ("heart", -1, _HEART_SLOW, _HEART_FAST),
+    "HRV_RMSSD": ("heart", -1, _HRV_UP, _HRV_DOWN),
+    "HRV_SDNN": ("heart", -1, _HRV_UP, _HRV_DOWN),
+    "HRV_SDSD": ("heart", -1, _HRV_UP, _HRV_DOWN),
+    "HRV_pNN50": ("heart", -1, _HRV_UP, _HRV_DOWN),
+    "HRV_HF": ("heart", -1, _HRV_UP, _HRV_DOWN),
+    "EDA_Tonic_Mean": ("skin", +1, _SCL_UP, _SCL_DOWN),
+    "EDA_Tonic": ("skin", +1, _SCL_UP, _SCL_DOWN),
+    "EDA_Mean": ("skin", +1, _SCL_UP, _SCL_DOWN),
+    "EDA_Tonic_Slope": ("skin", +1, "your skin's sweat activity is rising", "your skin's sweat activity is falling"),
+    "SCR_Rate": ("skin", +1, _SCR_UP, _SCR_DOWN),
+    "SCR_Peaks_N": ("skin", +1, _SCR_UP, _SCR_DOWN),
+    "SCR_Peaks_Amplitude_Mean": ("skin", +1, "your skin's bursts of sweat are stronger than usual",
+                                 "your skin's bursts of sweat are weaker than usual"),
+    "TEMP_Mean": ("temperature", -1, "your skin is warmer than usual", "your skin is cooler than usual"),
+    "RSP_Rate": ("breathing", +1, _BREATH_FAST, _BREATH_SLOW),
+    "RSP_Rate_Mean": ("breathing", +1, _BREATH_FAST, _BREATH_SLOW),
+    "ACC_Restlessness": ("movement", +1, "you seem more restless than usual", "you seem stiller than usual"),
 }
+GENERIC_WHY = "Your body signals differ from your usual pattern."
 
 
-def explain(explanation: Mapping[str, float], min_sd: float = 0.5, max_items: int = 3) -> Why:
+def explain(explanation: Mapping[str, float], min_sd: float = 0.5, max_items: int = 3,
+            known_only: bool = False) -> Why:
     """The "why" of a prompt from the score's explanation.
 
     Parameters
@@ -437,39 +442,48 @@ def explain(explanation: Mapping[str, float], min_sd: float = 0.5, max_items: in
     min_sd : float
         Smallest |deviation| named.
     max_items : int
-        Most indicators named.
+        Most body systems named (heart, skin, temperature, breathing, movement): each system
+        once, by its largest deviation, so two skin measures never crowd out the heart.
+    known_only : bool
+        Leave out keys without plain words (else they are named generically).
 
-    Known keys (``HR_Mean``, ``HRV_RMSSD``, ``EDA_Tonic_Mean``, ``SCR_Rate``, ``TEMP_Mean`` ...)
-    are named only when they moved in the stress direction (a *drop* of HRV or skin temperature);
-    unknown keys are named generically whenever they moved by ``min_sd`` or more.
+    Known keys (``INDICATOR_WORDS``: ``HR_Mean``, ``HRV_RMSSD``, ``EDA_Tonic_Mean``, ``SCR_Rate``,
+    ``TEMP_Mean`` ...) are named only when they moved in the stress direction (a *drop* of HRV
+    or skin temperature); unknown keys are named generically whenever they moved by ``min_sd``.
 
     Example
     -------
     >>> explain({"HR_Mean": 2.1, "HRV_RMSSD": -0.2, "EDA_Tonic_Mean": 1.4}).sentence
-    'Your heart is beating faster than usual and your skin conductance is up.'
+    'Your heart is beating faster than usual and your skin shows more sweat activity than usual.'
+    >>> explain({"EDA_Tonic_Mean": 4.0, "SCR_Rate": 3.8, "HR_Mean": 3.5}).sentence
+    'Your skin shows more sweat activity than usual and your heart is beating faster than usual.'
     """
     chosen: list[tuple[float, str, str, float]] = []
+    systems: set[str] = set()
+    candidates = []
     for key in sorted(explanation):  # sorted: deterministic ties
         z = float(explanation[key])
         if not math.isfinite(z) or abs(z) < min_sd or z == 0:
             continue
-        known = _INDICATORS.get(key)
+        known = INDICATOR_WORDS.get(key)
         if known is None:
-            phrase = f"your {key} signal is {'higher' if z > 0 else 'lower'} than usual"
-        elif z * known[0] > 0:
-            phrase = known[1] if z > 0 else known[2]
+            if known_only:
+                continue
+            system, phrase = key, f"your {key} signal is {'higher' if z > 0 else 'lower'} than usual"
+        elif z * known[1] > 0:
+            system, phrase = known[0], known[2] if z > 0 else known[3]
         else:
             continue  # moved in the calm direction: not a reason to ask
-        chosen.append((abs(z), key, phrase, z))
-    chosen.sort(key=lambda item: -item[0])  # stable: equal sizes keep key order
-    chosen = chosen[:max_items]
-    phrases: list[str] = []
-    for _, _, phrase, _ in chosen:
-        if phrase not in phrases:
-            phrases.append(phrase)
-    if not phrases:
-        sentence = "Your body signals differ from your usual pattern."
+        candidates.append((abs(z), key, phrase, z, system))
+    candidates.sort(key=lambda item: -item[0])  # stable: equal sizes keep key order
+    for size, key, phrase, z, system in candidates:
+        if system not in systems and len(chosen) < max_items:
+            systems.add(system)
+            chosen.append((size, key, phrase, z))
+    if not chosen:
+        sentence = GENERIC_WHY
     else:
+        phrases = [phrase for _, _, phrase, _ in chosen]
         text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
         sentence = text[0].upper() + text[1:] + "."
     return Why(indicators={key: round(z, 2) for _, key, _, z in chosen}, sentence=sentence)
@@ -498,7 +512,7 @@ class CheckinPolicy(Processor):
     >>> p = CheckinPolicy(PolicyConfig(sustain_s=0.0, quiet_hours=None), wearer_id="w1")
     >>> d = p.update(1.7e9, 2.5, {"EDA_Tonic_Mean": 2.0})[0]
     >>> d.sent, d.prompt.id, d.prompt.why.sentence
-    (True, 'w1-1700000000000', 'Your skin conductance is up.')
+    (True, 'w1-1700000000000', 'Your skin shows more sweat activity than usual.')
     >>> p.answer(1.7e9 + 60, d.prompt.id, rating=1, labels=["fine"]).threshold
     2.1
     """
