@@ -90,6 +90,7 @@ log = logging.getLogger("anxmon.service")
 CHECKPOINT_FILE = "checkpoints.sqlite"
 CHECKPOINT_SCHEMA = 1
 ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
+LONG_DUPLICATE_RUN = 120  # duplicates in a row of one stream after which the service warns
 PRUNE_EVERY_S = 3600.0  # how often the retention period is applied
 READ_BURST = 100  # messages read before they are processed, acknowledged and answered in one go
 IDLE_WAIT_S = 0.02  # the worker's longest wait for network traffic (calls wait at most this long)
@@ -708,6 +709,14 @@ class MonitorService:
         if not verdict.accept:
             if verdict.duplicate:
                 self.stats.duplicates += 1
+                if tracker.stats.duplicate_run in (LONG_DUPLICATE_RUN, 20 * LONG_DUPLICATE_RUN):
+                    # redeliveries come in tens; this many in a row is a device that counts again
+                    # from an old seq with times behind what was received: its data is dropped
+                    log.warning("wearer %s: %d %s batches in a row from device %s dropped as duplicates: an old "
+                                "seq with times before what was received. Did the device restart its count "
+                                "(a new outbox, a second simulation)? Its data is not used until its seq and "
+                                "times move past the stream's", topic.wearer, tracker.stats.duplicate_run,
+                                topic.signal, topic.device)
             return
         live.sources[topic.signal] = topic.device
         live.source_seen_wall_s[topic.signal] = arrived

@@ -368,6 +368,7 @@ class StreamStats:
     duplicates: int = 0
     missing_batches: int = 0  # batches lost in sequence gaps
     restarts: int = 0  # the device started counting again from a lower seq, later in time
+    duplicate_run: int = 0  # duplicates since the last accepted batch (a long run: see the service)
     last_seq: int | None = None
     last_t_s: float | None = None
 
@@ -421,11 +422,13 @@ class StreamTracker:
                     s.restarts += 1
                 else:
                     s.duplicates += 1
+                    s.duplicate_run += 1
                     return Verdict(accept=False, duplicate=True)
             elif batch.seq > s.last_seq + 1:
                 gap = batch.seq - s.last_seq - 1
                 s.missing_batches += gap
         s.accepted += 1
+        s.duplicate_run = 0
         s.last_seq = batch.seq
         s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
         return Verdict(accept=True, gap_batches=gap, restart=restart)

@@ -400,6 +400,27 @@ def test_a_late_answer_after_the_data_stopped_is_refused_as_expired(broker, tmp_
     assert svc.stats.answers == 0 and svc.wearer_state("s02")["policy"].offset == 0.0
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent: one kind
+def test_a_device_that_counts_again_from_an_old_seq_is_warned_about(broker, tmp_path, services, caplog):
+    """A second simulation (or a device with a new outbox) starts its seq at 0 with times before
+    the stream's newest: every batch is a duplicate by seq and is dropped. Redeliveries come in
+    tens; after LONG_DUPLICATE_RUN in a row the service says so, once, without values."""
+    from monitor.service import LONG_DUPLICATE_RUN
+
+    caplog.set_level(logging.INFO, logger="anxmon")
+    eda = data_topic("s02", DEVICE, "eda")
+    items = [(t, p) for t, p in messages("s02", s02_batches()[:2400]) if t == eda]
+    assert len(items) > LONG_DUPLICATE_RUN + 20
+    probe = Probe(broker, [])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    probe.publish_many(items)
+    probe.publish_many(items[:LONG_DUPLICATE_RUN + 10])  # the same device counting from 0 again
+    assert wait_until(lambda: svc.stats.duplicates == LONG_DUPLICATE_RUN + 10, 20), svc.stats
+    warned = [r.getMessage() for r in caplog.records if "dropped as duplicates" in r.getMessage()]
+    assert len(warned) == 1 and f"{LONG_DUPLICATE_RUN} eda batches in a row from device {DEVICE}" in warned[0]
+    probe.close()
+
+
 @pytest.mark.parametrize("user, password", [("*", "long-enough-password"), ("alice.phone", "long-enough-password"),
                                             ("#", "long-enough-password"), ("bob", 'a"quote"in-it'),
                                             ("bob", "short")])
