@@ -294,7 +294,8 @@ class Relay:
         c = v.checkin
         if c is None or v.event_t is None:
             return False
-        now_t = v.event_t + max(0.0, time.time() - (v.event_wall_s or time.time()))
+        wall_s = time.time()
+        now_t = v.event_t + max(0.0, wall_s - (v.event_wall_s or wall_s))
         if now_t >= float(c.get("expires_at") or float("inf")):
             v.checkin = None
             return True

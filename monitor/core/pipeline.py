@@ -12,8 +12,10 @@ Heart activity can come from several signals; the best one the wearer sends is u
 ``hr`` (device heart rate). A better source takes over as soon as it sends; a lesser one takes
 over again once the one in use has been silent for ``max_lag_s`` (a wristband whose PPG stops
 while its beat intervals go on keeps its heart rate). Every heart source's chain runs (the
-device's own ones cost little), so the one that takes over has its window ready. Its beats give HRV and a breathing rate; a respiration signal
-(``rsp``), when sent, gives the breathing rate instead. The accelerometer gives motion and
+device's own ones cost little), so the one that takes over has its window ready, and the best
+other one with a heart rate stands in for a tick the one in use has none for. Its beats give
+HRV and a breathing rate; a respiration signal (``rsp``), when sent, gives the breathing rate
+instead. The accelerometer gives motion and
 restlessness.
 
 Example

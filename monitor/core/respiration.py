@@ -18,8 +18,8 @@ Method, the same for every source:
    of its own) and, for ``ppg``/``ecg``, from the samples around each beat: pulse amplitude
    (highest band-passed sample from 0.1 s before the beat to 0.4 s after it, since the beat
    is timed on the pulse's upslope, minus the lowest over the beat), baseline (mean raw sample
-   over the beat; a beat's samples run from the previous pulse's peak to this one's), R amplitude (peak-to-peak of the 0.5-40 Hz
-   ECG within 0.08 s of the R peak), interval. The samples are kept as 0.05 s blocks (maximum,
+   over the beat; a beat's samples run from the previous pulse's peak to this one's), R
+   amplitude (peak-to-peak of the 0.5-40 Hz ECG within 0.08 s of the R peak), interval. The samples are kept as 0.05 s blocks (maximum,
    minimum, mean) until no beat still to come can need them (the beats lag the samples by the
    corrector's look-ahead, a few seconds), so the result does not depend on how the two
    streams interleave. ``rsp``: the belt low-passed at 1 Hz, a value per sample (per

@@ -45,8 +45,8 @@ class Folder:
         by_dir: dict[str, dict[str, Path | str]] = {}
         if path.is_dir():
             self.zip = None
-            for p in sorted(path.rglob("*")):
-                if p.is_file():
+            for p in sorted((*path.iterdir(), *(q for d in path.iterdir() if d.is_dir() for q in d.iterdir()))):
+                if p.is_file():  # the top and one level of sub-folders (not a whole tree)
                     by_dir.setdefault(p.parent.relative_to(path).as_posix(), {})[p.name] = p
         elif zipfile.is_zipfile(path):
             try:
