@@ -95,6 +95,77 @@ def _kind_colors(markers: list[Marker]) -> dict[str, str]:
     return {k: MARKER_COLORS[i % len(MARKER_COLORS)] for i, k in enumerate(kinds)}
 
 
+LONG_GAP_S = 3600.0  # a pause in the ticks longer than this is drawn narrow (a broken axis)
+GAP_WIDTH = 0.03  # share of the drawn axis one long pause takes
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Unix seconds to plot x, with pauses longer than ``LONG_GAP_S`` drawn narrow.
+
+    x is in ``unit`` (minutes, or hours beyond 3 h) since ``t0_s``; within data it advances one
+    unit per unit of time, across a long pause by ``GAP_WIDTH`` of the drawn axis, so 4 h of data
+    and a 42 h pause do not squeeze the data into a tenth of the width.
+
+    >>> ax = TimeAxis.of(np.array([0.0, 60.0, 7260.0, 7320.0]))
+    >>> ax.unit, ax.gaps_s
+    ('minutes', [(60.0, 7260.0)])
+    >>> float(ax.x(30.0)), float(ax.x(7290.0)) < 100
+    (0.5, True)
+    """
+    t0_s: float
+    unit_s: float
+    unit: str
+    knots_t_s: np.ndarray  # increasing real times ...
+    knots_x: np.ndarray  # ... and their x
+    gaps_s: list[tuple[float, float]]
+
+    @classmethod
+    def of(cls, t: np.ndarray, long_gap_s: float = LONG_GAP_S) -> "TimeAxis":
+        t = np.asarray(t, dtype=float)
+        t0, span = float(t[0]), float(t[-1] - t[0])
+        unit_s, unit = (60.0, "minutes") if span <= 3 * 3600 else (3600.0, "hours")
+        i_gap = np.flatnonzero(np.diff(t) > long_gap_s)
+        gaps = [(float(t[i]), float(t[i + 1])) for i in i_gap]
+        kept_s = span - sum(b - a for a, b in gaps)
+        width_s = GAP_WIDTH * max(kept_s, 1.0) / max(1.0 - GAP_WIDTH * len(gaps), 0.5)
+        knots_t, knots_x, x = [t0], [0.0], 0.0
+        for a, b in gaps:
+            x += (a - knots_t[-1]) / unit_s
+            knots_t += [a, b]
+            knots_x += [x, x + width_s / unit_s]
+            x += width_s / unit_s
+        knots_t.append(float(t[-1]))
+        knots_x.append(x + (float(t[-1]) - knots_t[-2]) / unit_s)
+        return cls(t0, unit_s, unit, np.array(knots_t), np.array(knots_x), gaps)
+
+    def x(self, t_s):
+        """Plot x of unix seconds (outside the data: one unit per unit of time)."""
+        t_s = np.asarray(t_s, dtype=float)
+        lo, hi = self.knots_t_s[0], self.knots_t_s[-1]
+        inside = np.interp(t_s, self.knots_t_s, self.knots_x)
+        return np.where(t_s < lo, (t_s - lo) / self.unit_s,
+                        np.where(t_s > hi, self.knots_x[-1] + (t_s - hi) / self.unit_s, inside))
+
+    def ticks(self, n_total: int = 10) -> tuple[list[float], list[str]]:
+        """Tick positions (x) and labels (real time since t0 in ``unit``), round numbers per data block."""
+        from matplotlib.ticker import MaxNLocator
+
+        bounds = [self.knots_t_s[0]] + [v for gap in self.gaps_s for v in gap] + [self.knots_t_s[-1]]
+        blocks = list(zip(bounds[0::2], bounds[1::2]))
+        total = sum(b - a for a, b in blocks) or 1.0
+        xs, labels = [], []
+        for a, b in blocks:
+            lo, hi = (a - self.t0_s) / self.unit_s, (b - self.t0_s) / self.unit_s
+            n = max(1, round(n_total * (b - a) / total))
+            for v in MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi):
+                if lo - 1e-9 <= v <= hi + 1e-9 and not any(abs(float(self.x(self.t0_s + v * self.unit_s)) - x0)
+                                                           < 0.04 * self.knots_x[-1] for x0 in xs):
+                    xs.append(float(self.x(self.t0_s + v * self.unit_s)))
+                    labels.append(f"{v:g}")
+        return xs, labels
+
+
 def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
                  threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
                  markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "",
@@ -104,15 +175,15 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
     The score panel shows the threshold, check-ins (green: sent, grey: suppressed) and answers
     (triangles, labelled with the rating); every panel shows markers (dotted, one color per
     kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h;
-    lines break where ticks pause for more than 3 tick intervals.
+    lines break where ticks pause for more than 3 tick intervals, and a pause longer than
+    ``LONG_GAP_S`` is drawn narrow and hatched, labelled with its length (``TimeAxis``).
     """
     plt = _pyplot()
-    t0 = float(t[0])
-    span = float(t[-1] - t0)
-    unit_s, unit = (60.0, "minutes") if span <= 3 * 3600 else (3600.0, "hours")
+    axis = TimeAxis.of(t)
+    t0, unit = axis.t0_s, axis.unit
     dt = np.diff(t)
     breaks = np.flatnonzero(dt > 3 * np.median(dt)) + 1 if len(t) > 2 else np.array([], int)
-    x = np.insert((t - t0) / unit_s, breaks, np.nan)
+    x = np.insert(axis.x(t), breaks, np.nan)
     gap = lambda y: np.insert(np.asarray(y, dtype=float), breaks, np.nan)  # noqa: E731
     score = gap(score)
     panels = [(label, gap(y), None if baseline is None else gap(baseline)) for label, y, baseline in panels]
@@ -130,11 +201,11 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
     if threshold is not None:
         ax.axhline(threshold, ls="--", lw=0.8, color="#a33", label=f"threshold {threshold:g}")
     for ts, sent in decisions:
-        ax.axvline((ts - t0) / unit_s, color="#2a7" if sent else "#bbb", lw=1.2)
+        ax.axvline(axis.x(ts), color="#2a7" if sent else "#bbb", lw=1.2)
     if len(answers):
         top = np.nanmax(score) if np.isfinite(score).any() else 1.0
         for ts, rating in answers:
-            xa = (ts - t0) / unit_s
+            xa = float(axis.x(ts))
             ax.plot([xa], [top], marker="v", color="#2a7", ms=7)
             if rating is not None:
                 ax.annotate(str(rating), (xa, top), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
@@ -143,9 +214,17 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
     colors = _kind_colors(markers)
     for a in axes:
         for onset, end in stress:
-            a.axvspan((onset - t0) / unit_s, (end - t0) / unit_s, color="#fc9", alpha=0.35, lw=0)
+            a.axvspan(axis.x(onset), axis.x(end), color="#fc9", alpha=0.35, lw=0)
         for m in markers:
-            a.axvline((m.t_s - t0) / unit_s, color=colors[m.kind], lw=0.8, ls=":")
+            a.axvline(axis.x(m.t_s), color=colors[m.kind], lw=0.8, ls=":")
+        for g0, g1 in axis.gaps_s:
+            a.axvspan(axis.x(g0), axis.x(g1), facecolor="none", edgecolor="#999", hatch="//", lw=0)
+    for g0, g1 in axis.gaps_s:
+        axes[0].annotate(f"{_duration(g1 - g0)} without data", (float(axis.x((g0 + g1) / 2)), 1.0),
+                         xycoords=("data", "axes fraction"), xytext=(0, 2), textcoords="offset points",
+                         fontsize=7, ha="center", va="bottom", color="#666")
+    if axis.gaps_s:
+        axes[-1].set_xticks(*axis.ticks())
     for kind, color in colors.items():
         ax.plot([], [], color=color, ls=":", label=f"marker: {kind}")
     ax.legend(fontsize=7, loc="upper right", ncol=2)

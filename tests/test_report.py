@@ -26,7 +26,7 @@ import pytest
 
 from monitor.errors import AnxmonError
 from monitor.markers import Marker, read_markers
-from monitor.report import before_after, daily_summary, default_window_s, read_analysis_folder, write_report
+from monitor.report import TimeAxis, before_after, daily_summary, default_window_s, read_analysis_folder, write_report
 from tests.conftest import data_path
 
 ANXMON = [sys.executable, "-m", "monitor.cli"]
@@ -399,3 +399,24 @@ def test_report_on_a_folder_warns_that_config_is_not_applied(s02_folder, tmp_pat
     assert main(["report", str(s02_folder), "--out", str(tmp_path / "p.html"), "--bootstrap", "10",
                  "--set", "policy.threshold=1.5"]) == 0
     assert any("do not change an existing analysis" in r.getMessage() for r in caplog.records)
+
+
+def test_time_axis_draws_a_long_pause_narrow():
+    """Garmin's export (``flirt-e4-garmin/garmin``) has 4 h of data, a 42 h pause and 5 min more:
+    on a plain axis the 4 h sat in the first tenth of the width. The pause is drawn narrow, the data
+    keep one unit per unit of time, and the tick labels still name real hours."""
+    t = np.concatenate([np.arange(0.0, 4 * 3600, 5.0), 46 * 3600 + np.arange(0.0, 300.0, 5.0)])
+    axis = TimeAxis.of(t)
+    assert axis.unit == "hours" and axis.gaps_s == [(t[2879], t[2880])]
+    x = axis.x(t)
+    assert np.all(np.diff(x) > 0)
+    assert x[2879] == pytest.approx((4 * 3600 - 5) / 3600)  # data before the pause: real hours
+    assert x[-1] - x[2880] == pytest.approx(295 / 3600)  # and after it
+    assert x[2879] / x[-1] > 0.9  # the first 4 h fill most of the width (on a plain axis: 0.087)
+    xs, labels = axis.ticks()
+    assert "0" in labels and "46" in labels  # real hours on both sides of the pause
+    assert all(0 <= v <= x[-1] for v in xs)
+    # an even recording keeps a plain axis
+    plain = TimeAxis.of(np.arange(0.0, 3000.0, 5.0))
+    assert plain.gaps_s == [] and plain.unit == "minutes"
+    assert plain.x(600.0) == pytest.approx(10.0) and plain.x(-60.0) == pytest.approx(-1.0)
