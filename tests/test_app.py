@@ -608,3 +608,47 @@ def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_ope
     finally:
         probe.close()
         relay.stop()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(broker, tmp_path):
+    """The wearer's band goes quiet (off the wrist, out of reach) with a check-in open: its
+    expiry still passes on the wall clock, and the open page gets ``closed`` on time, without
+    waiting for indicators or a reload."""
+    import http.client
+    import urllib.parse
+
+    from monitor.wire import encode_indicators
+
+    app = start_app(broker.url, tmp_path, accounts={"carol": "carol-long-password"}, recording=None)
+    probe = Probe(broker, [])
+    try:
+        assert app.relay.wait_connected(10)
+        client = Client(app.url)
+        assert client.login("carol", "carol-long-password") == 200
+        t = time.time()
+        probe.publish(wearer_topic("carol", "indicators"), encode_indicators(t, 1.0, None, {}, {}))
+        probe.publish(wearer_topic("carol", "checkin"), encode_checkin(
+            {"id": "carol-1", "t": t, "message": "How are you feeling?", "why": {},
+             "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 3.0}))
+        assert wait_until(lambda: (app.relay.view("carol").checkin or {}).get("id") == "carol-1", 10)
+        url = urllib.parse.urlsplit(app.url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in client.jar)
+        conn.request("GET", "/api/w/carol/events", headers={"Cookie": cookie})
+        res = conn.getresponse()
+        assert res.status == 200
+        events = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e == "closed" for e, _ in events):
+            line = res.fp.readline().decode().strip()
+            if line.startswith("event: "):
+                events.append((line[7:], json.loads(res.fp.readline().decode()[6:])))
+        conn.close()
+        assert events[0][0] == "state" and events[0][1]["checkin"]["id"] == "carol-1"
+        assert ("closed", {"reason": "expired"}) in events  # no indicators came after the first
+        assert time.time() >= t + 3.0
+        assert app.relay.view("carol").checkin is None
+    finally:
+        probe.close()
+        app.stop()

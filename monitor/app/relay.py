@@ -185,9 +185,21 @@ class Relay:
         """A snapshot of what is known of ``wearer`` (an expired check-in is dropped here)."""
         with self._lock:
             v = self._views.get(wearer) or WearerView()
-            self._expire(v)
+            if self._expire(v):
+                self._send(wearer, "closed", {"reason": "expired"})
             return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, v.event_wall_s,
                               checkins=collections.deque(v.checkins))
+
+    def expire_due(self, wearer: str) -> bool:
+        """Close ``wearer``'s open check-in if its expiry has passed (event time going on with the
+        wall clock) and tell their pages (``closed``). The page feed calls this while it idles, so
+        a check-in closes on time even when no indicators arrive. Returns whether it closed one."""
+        with self._lock:
+            v = self._views.get(wearer)
+            if v is None or not self._expire(v):
+                return False
+            self._send(wearer, "closed", {"reason": "expired"})
+            return True
 
     def score_history(self, wearer: str, since_s: float) -> list[tuple[float, float]]:
         """Per-minute mean scores of ``wearer`` since ``since_s`` (event time) from memory."""

@@ -691,6 +691,7 @@ class _Handler(BaseHTTPRequestHandler):
             while not app._closing.is_set() and not sub.closed:
                 item = sub.get(1.0)
                 if item is None:
+                    app.relay.expire_due(wearer)  # delivered on the next turn
                     idle_s += 1.0
                     if idle_s >= 15.0:
                         self.wfile.write(b": still here\n\n")
