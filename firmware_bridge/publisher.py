@@ -26,6 +26,9 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import socket
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,6 +55,27 @@ class BrokerAddress:
     def __str__(self) -> str:  # never shows the password
         user = f"{self.username}@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def connect_failure(exc: BaseException | None) -> str:
+    """Why a connection attempt failed, in a few words (for the log).
+
+    >>> connect_failure(ConnectionRefusedError(111, "Connection refused"))
+    'connection refused: nothing listens on that port'
+    >>> connect_failure(None)
+    'no reason given'
+    """
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host: {exc.strerror or exc}"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "no answer (timed out)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if exc is None:
+        return "no reason given"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
@@ -213,10 +237,15 @@ class Publisher:
         log.info("connected to %s as %s; %d batch(es) in the outbox", self.address, self.client_id, len(self.outbox))
 
     def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its ``except OSError``: the exception says why
+        self._connect_failed(connect_failure(sys.exc_info()[1]))
+
+    def _connect_failed(self, why: str) -> None:
         now = time.monotonic()
         if self._fail_logged_at is None or now - self._fail_logged_at > 60.0:
             self._fail_logged_at = now
-            log.warning("cannot reach broker %s; retrying, batches wait in the outbox (%d)", self.address, len(self.outbox))
+            log.warning("cannot reach broker %s (%s); retrying, batches wait in the outbox (%d)", self.address, why,
+                        len(self.outbox))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
@@ -224,6 +253,8 @@ class Publisher:
         if was and not self._stop.is_set():
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting, batches wait in the outbox", self.address, reason_code)
+        elif not was and not self._stop.is_set():
+            self._connect_failed(f"it closed the connection before accepting it: {reason_code}; is it an MQTT broker?")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._events.put(("ack", mid))

@@ -54,6 +54,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from firmware_bridge.publisher import connect_failure, parse_broker_url
+
 from monitor import __version__
 from monitor.config import Config
 from monitor.core.policy import AnswerError, ControlError, Expired
@@ -287,8 +289,6 @@ class MonitorService:
         options: ServiceOptions | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        from firmware_bridge.publisher import parse_broker_url
-
         self.address = parse_broker_url(broker)
         self.data_dir = Path(data_dir)
         self.config = config or Config()
@@ -308,6 +308,10 @@ class MonitorService:
         self._early_call = None  # a request taken off the queue while waiting, run first by _calls
         self._reconnect_at = 0.0  # monotonic time of the next connection attempt
         self._reconnect_delay_s: float | None = None
+        self._fail_logged_at: float | None = None  # monotonic time of the last "cannot reach" warning
+        self._subscribe_mid: int | None = None
+        # the checkpoint store's note that the broker's session for us holds our subscriptions
+        self._subscribed_key = f"subscribed {self.address.host}:{self.address.port} {self.client_id}"
         self._generation = 0  # connection count: a message is acked only on the connection it came by
         self._connected = threading.Event()
         self._closing = threading.Event()
@@ -416,9 +420,9 @@ class MonitorService:
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(o.max_queued_out)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         # the worker writes what is queued once per pass of its loop (one select), instead of
         # paho trying a write after every publish and acknowledgement
         client.on_socket_register_write = lambda client, userdata, sock: None
@@ -431,16 +435,22 @@ class MonitorService:
             return
         self._refused = None
         self._reconnect_delay_s = None
+        self._fail_logged_at = None
         self._generation += 1
         self.stats.connects += 1
         # Subscribing here restores the subscriptions whenever the broker has no session for us
-        # (first start, expired or lost session). With a session present the broker kept them,
-        # and we do not subscribe again: a repeated SUBSCRIBE makes the broker resend retained
-        # messages, and nats-server 2.x then loses a message of the queued backlog (measured:
-        # 1 of 5,000 per retained message; redelivered only after its 30 s ack wait, too late).
+        # (first start, expired or lost session). With a session present that we subscribed in
+        # (the broker acknowledged it; remembered in the checkpoint store across restarts) the
+        # broker kept them, and we do not subscribe again: a repeated SUBSCRIBE makes the broker
+        # resend retained messages, and nats-server 2.x then loses a message of the queued
+        # backlog (measured: 1 of 5,000 per retained message; redelivered only after its 30 s
+        # ack wait, too late). A session can be present without our subscriptions: a CONNECT
+        # the broker took while hung, whose CONNACK we gave up waiting for.
         # The data wildcard also covers availability, battery, contact and checkin/response.
         if not flags.session_present:
-            client.subscribe([(DATA_SUBSCRIPTION, 1), (CONTROL_SUBSCRIPTION, 1)])
+            self._store.set_meta(self._subscribed_key, None)
+        if not flags.session_present or self._store.meta(self._subscribed_key) is None:
+            _, self._subscribe_mid = client.subscribe([(DATA_SUBSCRIPTION, 1), (CONTROL_SUBSCRIPTION, 1)])
         client.publish(
             self.state_topic, encode_monitor_state("online", self.options.instance, __version__, self.clock()),
             qos=1, retain=True,
@@ -448,8 +458,20 @@ class MonitorService:
         self._connected.set()
         log.info("connected to %s as %s (session present: %s)", self.address, self.client_id, flags.session_present)
 
-    def _on_connect_fail(self, client, userdata) -> None:
-        log.warning("cannot reach broker %s; retrying", self.address)
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker %s refused the subscriptions of %s: %s", self.address, self.client_id, ", ".join(failed))
+        else:
+            self._store.set_meta(self._subscribed_key, "1")
+
+    def _connect_failed(self, why: str) -> None:
+        now = time.monotonic()
+        if self._fail_logged_at is None or now - self._fail_logged_at > 60.0:  # once a minute
+            self._fail_logged_at = now
+            log.warning("cannot reach broker %s (%s); retrying", self.address, why)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
@@ -457,6 +479,8 @@ class MonitorService:
         if was and not self._closing.is_set():
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting", self.address, reason_code)
+        elif not was and not self._closing.is_set() and self._refused is None:
+            self._connect_failed(f"it closed the connection before accepting it: {reason_code}; is it an MQTT broker?")
 
     def _on_message(self, client, userdata, msg) -> None:
         if self._closing.is_set():
@@ -524,9 +548,11 @@ class MonitorService:
             rc = client.loop(wait_s)
             # read on while data is waiting (paho reads one packet per select): the pass then
             # processes a burst and sends its acknowledgements and indicators together
-            while rc == mqtt.MQTT_ERR_SUCCESS and len(self._inbox) < READ_BURST and select.select([sock], [], [], 0)[0]:
+            # (paho may close the socket inside a pass with success: a keepalive timeout)
+            while (rc == mqtt.MQTT_ERR_SUCCESS and len(self._inbox) < READ_BURST and client.socket() is sock
+                   and select.select([sock], [], [], 0)[0]):
                 rc = client.loop_read()
-            if rc != mqtt.MQTT_ERR_SUCCESS and client.socket() is None:
+            if client.socket() is None:
                 self._schedule_reconnect()  # paho called on_disconnect
             return
         now = time.monotonic()
@@ -536,8 +562,7 @@ class MonitorService:
         try:
             client.reconnect()  # the first connection too (connect_async stored the address)
         except OSError as exc:
-            log.debug("connecting to %s failed: %s", self.address, exc)
-            self._on_connect_fail(client, None)
+            self._connect_failed(connect_failure(exc))
             self._schedule_reconnect()
 
     def _write(self) -> None:

@@ -93,6 +93,18 @@ class CheckpointStore:
                 ) from exc
         return out
 
+    def meta(self, key: str) -> str | None:
+        """A small named value kept with the checkpoints (None when absent)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Keep ``value`` under ``key``; None removes it."""
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def info(self) -> dict[str, tuple[float | None, float | None]]:
         """Wearer -> (event time covered, wall-clock time written) of each checkpoint."""
         return {w: (e, s) for w, e, s in self._db.execute("SELECT wearer, event_t, saved_at FROM wearers")}

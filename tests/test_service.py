@@ -520,6 +520,36 @@ def test_the_service_reconnects_after_a_broker_outage(broker, tmp_path, services
     assert_same_baseline(baseline(svc.wearer_state("s02")), baseline(want.get_state()))
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own loop: one kind
+def test_the_service_survives_a_broker_that_accepts_but_never_answers(broker, tmp_path, services):
+    """A hung broker (SIGSTOP: a frozen host; the kernel still accepts the TCP connection) or a
+    port that is not MQTT never answers the CONNECT. paho gives up after the keepalive and closes
+    the socket inside a pass that reports success; the worker went on reading the closed socket
+    and died ("file descriptor cannot be a negative integer"). Now it says why it cannot connect,
+    retries, and works once the broker answers."""
+    import signal as _signal
+
+    batches = s02_batches()[:50]
+    broker.process.send_signal(_signal.SIGSTOP)
+    try:
+        svc = MonitorService(broker.url, tmp_path / "svc", None,
+                             ServiceOptions(instance="test", indicator_interval_s=0.0, keepalive_s=1,
+                                            reconnect_min_s=1, reconnect_max_s=1)).start()
+        services.append(svc)
+        time.sleep(4.0)  # two keepalives and more: paho has closed the first attempt
+        assert svc.failed is None, svc.failed
+        assert not svc.connected
+    finally:
+        broker.process.send_signal(_signal.SIGCONT)
+    assert svc.wait_connected(15), "the service did not connect once the broker answered"
+    time.sleep(0.2)
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", batches))
+    probe.close()
+    assert wait_until(lambda: svc.stats.batches == len(batches), 30), svc.stats
+    assert svc.failed is None
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
 def test_no_checkin_from_stale_data(broker, tmp_path, services):
     """Live data, then an hour-long outage after which the device's backlog arrives: the service
