@@ -47,8 +47,10 @@ def as_tuples(rows):
     return [(r.t, tuple(sorted(r.values.items())), tuple(sorted(r.quality.items()))) for r in rows]
 
 
-@pytest.mark.parametrize("batch_s", [0.25, 7.0])
+@pytest.mark.parametrize("batch_s", [0.25, 7.0, 30.0, 120.0])
 def test_batch_size_does_not_change_any_indicator(s02, batch_s):
+    """Up to the wire's limit (120 s of 64 Hz BVP is 7,680 samples of 10,000). Batches longer
+    than ~25 s made the EDA (20.5 s behind) miss its ticks: they were released without it."""
     reference = as_tuples(run(s02, 1.0))
     assert len(reference) > 100
     assert as_tuples(run(s02, batch_s)) == reference
@@ -247,3 +249,24 @@ def test_no_breathing_rate_from_a_strap_whose_rhythm_is_irregular():
     irregular = [r for r in rows if r.quality.get("hrv") in ("irregular", "artifacts")]
     assert p.state.heart_source == "ecg" and len(irregular) > 100
     assert all("RSP_Rate" not in r.values and r.quality["rsp"] == "irregular" for r in irregular)
+
+
+def test_a_sample_rate_change_keeps_what_the_old_chain_held_back(s02):
+    """A device switching its EDA from 4 to 8 Hz mid-stream: the ticks the 4 Hz chain still held
+    back (its 20.5 s output delay) come out with their values, not as ``missing``."""
+    from dataclasses import replace as _replace
+
+    switch_s = s02.start_s + 600.0
+    p = WearerPipeline()
+    rows = []
+    for b in s02.batches(1.0):
+        if b.signal not in ("eda", "temp"):
+            continue
+        if b.signal == "eda" and b.t0 >= switch_s:  # the same conductance, sampled twice as often
+            b = _replace(b, fs=8.0, values=np.repeat(b.values, 2))
+        rows.extend(p.update(b))
+    rows += p.flush()
+    before = [r for r in rows if switch_s - 30 <= r.t < switch_s]
+    assert len(before) == 6
+    assert all(r.quality["eda"] != "missing" and "EDA_Tonic_Mean" in r.values for r in before), \
+        [(r.t - switch_s, r.quality["eda"]) for r in before]

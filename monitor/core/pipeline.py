@@ -5,7 +5,10 @@ finished; the pipeline joins them per tick into one ``Features`` row (values of 
 modalities, quality per modality). A tick is released once every modality the wearer sends has
 reported it, or once another modality is ``max_lag_s`` ahead (a stalled stream never holds the
 others back; its quality for that tick is ``"missing"``). Nothing is released in the wearer's
-first ``max_lag_s``, so signals that start a little later still join the first ticks.
+first ``max_lag_s``, so signals that start a little later still join the first ticks. Both
+waits grow by the longest latest batch: a signal sent in 60 s batches reports its ticks up to
+60 s late, and the same samples give the same rows whatever the batching. A sample-rate change
+starts a new chain for that signal, after releasing what the old one held back.
 
 Heart activity can come from several signals; the best one the wearer sends is used:
 ``ecg`` (R-peak detection) > ``bvp`` (pulse detection) > ``ibi`` (device beat intervals) >
@@ -195,6 +198,7 @@ class PipelineState:
     late_dropped: int = 0  # Features that arrived for an already released tick
     heart_seen_until_s: dict = field(default_factory=dict)  # heart source -> its latest sample time
     heart_switches: int = 0  # times the heart source in use changed after the first
+    batch_span_s: dict = field(default_factory=dict)  # signal -> time its latest batch covered (s)
     # ticks at k * tick_s + tick_phase_s: the processors run tick_phase_s behind real time
     tick_phase_s: float = 0.0
 
@@ -203,6 +207,7 @@ class PipelineState:
             saved = {**saved, "heart_switches": 0, "heart_seen_until_s": (
                 {saved["heart_source"]: saved["seen_until_s"]} if saved.get("heart_source") else {})}
             saved.pop("ignored_batches", None)
+        saved.setdefault("batch_span_s", {})  # checkpoints before 0.2: 1 s batches assumed
         self.__dict__.update(saved)
 
 
@@ -257,9 +262,12 @@ class WearerPipeline(Processor):
         if s.start_s is None:
             s.start_s = batch.start_s
         s.seen_until_s = max(s.seen_until_s, batch.end_s)
+        s.batch_span_s[signal] = batch.end_s - batch.start_s
         chain = s.chains.get(signal)
         new_chain = chain is None or (batch.fs is not None and batch.fs != chain.fs)
         if new_chain:
+            if chain is not None:  # the device changed its sample rate: what the old chain holds back counts
+                self._collect(signal, chain.flush())
             chain = s.chains[signal] = _Chain(signal, batch.fs, self.config)
         rows = chain.update(batch)
         if rows:
@@ -274,7 +282,13 @@ class WearerPipeline(Processor):
         """In the first max_lag_s every signal the wearer sends has had time to show up; until
         then "every modality reported" may not mean every modality there is."""
         s = self.state
-        return s.seen_until_s - s.start_s >= self.config.max_lag_s
+        return s.seen_until_s - s.start_s >= self._lag_s()
+
+    def _lag_s(self) -> float:
+        """How far another modality must be ahead before a tick goes without a silent one (s):
+        ``max_lag_s``, plus the longest latest batch (a signal sent in long batches reports its
+        ticks up to a batch late)."""
+        return self.config.max_lag_s + max(self.state.batch_span_s.values(), default=0.0)
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""
@@ -324,7 +338,7 @@ class WearerPipeline(Processor):
             return []
         modalities, active = self._active_modalities()
         lead = max(s.latest_tick.values(), default=-np.inf)
-        max_lag_s = self.config.max_lag_s
+        max_lag_s = self._lag_s()
         settled = self._settled()
         first = min(s.pending)  # usually still incomplete: nothing to sort then
         if not (everything or (settled and active <= s.pending[first].keys())
