@@ -378,6 +378,30 @@ def test_ecg_delay_holds_at_other_sampling_rates(fs):
     assert abs(np.median(err)) <= 0.01
 
 
+@pytest.mark.parametrize("heart_rate", [60, 120, 180, 200, 220])
+def test_ecg_beats_at_high_heart_rates(heart_rate):
+    """Ground truth from ``nk.ecg_simulate`` (130 Hz, a Polar H10's rate; HR sd 2 bpm): the ECG
+    chain reads the rate within 1 bpm. With the PPG detector's 0.3 s refractory period a true
+    200 bpm read 148 bpm, 220 bpm read 110 (every other beat), with quality ``ok``."""
+    import neurokit2 as nk
+
+    from monitor.core.beats import BeatCorrector
+    from monitor.core.hrv import HrvProcessor
+
+    fs = 130
+    ecg = nk.ecg_simulate(duration=200, sampling_rate=fs, heart_rate=heart_rate, heart_rate_std=2, random_state=2)
+    detector, corrector, hrv = EcgBeatDetector(fs), BeatCorrector(), HrvProcessor()
+    rows = []
+    for i in range(0, len(ecg), fs):
+        rows += hrv.update(corrector.update_times(detector.update(T0 + i / fs, ecg[i:i + fs])))
+    rows += hrv.update(corrector.update_times(detector.flush())) + hrv.update(corrector.flush())
+    full = [r for r in rows if r.t - T0 >= 70]  # windows past the simulator's first seconds
+    assert len(full) >= 30 and all(r.quality["hrv"] in ("ok", "insufficient", "missing") for r in full)
+    rates = [r.values["HR_Mean"] for r in full if "HR_Mean" in r.values]
+    assert len(rates) >= 30
+    assert abs(np.median(rates) - heart_rate) <= 1.0
+
+
 def test_ecg_beats_of_a_polar_h10_match_the_straps_own_rr_intervals():
     """Chest strap with frequent premature beats and tall T waves. The strap's RR intervals
     give its beat times up to an unknown offset (searched for, in 5 ms steps over +-3 s).
