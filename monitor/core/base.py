@@ -324,7 +324,10 @@ class SampleClock(Processor):
     Sample ``n`` of a segment is at ``t_first + n / fs``; a batch whose ``t0`` lies within
     ``tolerance_samples`` of the expected next time continues the segment (so chunking never
     changes timestamps), a later one starts a new segment (a gap), an earlier one has its
-    overlapping samples dropped.
+    overlapping samples dropped. The tolerance is what lets device clocks that correct
+    themselves by a sample or so continue a stream; its price: a batch that re-sends only the
+    last sample already seen (a new ``seq``: a repeated one is dropped before this) is taken as
+    the next sample, and the stream runs one sample late until its next gap.
 
     Example
     -------

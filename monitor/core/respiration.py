@@ -244,7 +244,9 @@ class RespirationProcessor(Processor):
         A longer pause between beats (or samples) breaks the series (s).
     max_tail_s : float
         Most seconds of sample blocks kept for beats still to come (``ppg``, ``ecg``); normally
-        only the few seconds the beat stream lags the samples are kept.
+        only the few seconds the beat stream lags the samples are kept. Beats that come more
+        than this after their samples find them gone (no waveform rates for them): hand beats
+        over within 600 s of their samples.
     hysteresis : float
         Breath-counting threshold ``h`` as a share of the window's SD.
 
