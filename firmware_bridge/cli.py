@@ -173,6 +173,10 @@ def _run(args: argparse.Namespace) -> int:
                         left, outbox.path)
         else:
             log.info("bridge stopped; the broker acknowledged every batch")
+    if publisher.refused is not None:  # a configuration error, for scripts too
+        log.error("the broker refused the bridge's connection (%s): check the user and password in --broker",
+                  publisher.refused)
+        return 2
     return 0
 
 

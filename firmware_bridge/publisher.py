@@ -173,6 +173,7 @@ class Publisher:
         self._last_handed = 0
         self._resend_status = False
         self._fail_logged_at: float | None = None
+        self.refused: str | None = None  # why the broker refused the last connection (None: it did not)
         self._thread: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------
@@ -227,8 +228,10 @@ class Publisher:
     # -- paho callbacks (network thread: never block here) ---------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            self.refused = str(reason_code)
             log.error("broker %s refused the connection: %s", self.address, reason_code)
             return
+        self.refused = None
         self.stats.connects += 1
         self._fail_logged_at = None
         self._connected.set()

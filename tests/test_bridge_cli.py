@@ -135,3 +135,26 @@ def test_a_broker_user_of_another_wearer_is_warned_about(tmp_path):
     assert "WARNING firmware_bridge: the broker user 'alice' is not wearer 'bob'" in run.stderr, run.stderr
     assert "alice-password" not in run.stderr
 
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "nats"])
+def test_a_refused_login_is_an_error_exit(tmp_path, kind):
+    """A wrong password: the broker refuses every connection. The bridge keeps the batches in its
+    outbox and says so, and exits 2 (a configuration error, as other commands), not 0."""
+    import subprocess
+
+    from monitor.broker import available_kinds, start_broker
+
+    if kind not in available_kinds():
+        pytest.skip(f"{kind} broker not installed")
+    broker = start_broker(kind, tmp_path / kind, users={"alice": "alice-long-password"})
+    try:
+        url = f"mqtt://alice:wrong-password@{broker.host}:{broker.port}"
+        run = subprocess.run([sys.executable, "-m", "monitor.cli", "bridge", "lines", "--wearer", "alice", "--broker",
+                              url, "--outbox", str(tmp_path / "o"), "--drain-s", "3"],
+                             input="hr - 72\nhr - 73\n", capture_output=True, text=True, timeout=60)
+    finally:
+        broker.stop()
+    assert run.returncode == 2, run.stderr
+    assert "refused the bridge's connection" in run.stderr and "wrong-password" not in run.stderr
+    assert "not acknowledged by the broker stay in" in run.stderr  # kept for the next start
