@@ -292,8 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="evaluate the score on the labelled Stress-Predict subjects")
-    e.add_argument("subjects", nargs="*", default=["S02", "S05"])
-    e.add_argument("--json", action="store_true")
+    e.add_argument("subjects", nargs="*", default=["S02", "S05"],
+                   help="Stress-Predict subjects in ../shared/data/stress-predict, or session folders with a "
+                        "labels.csv (default: S02 S05)")
+    e.add_argument("--json", action="store_true", help="one JSON line with every number instead of the tables")
     config_options(e)
     e.set_defaults(func=cmd_eval)
 

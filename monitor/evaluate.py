@@ -121,7 +121,8 @@ def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys
     print(format_table(rows), file=out)
     print(f"\nAt other check-in thresholds (only policy.threshold changes; default {config.policy.threshold:g}):\n", file=out)
     print(format_sweep(rows), file=out)
-    print("\nTwo subjects are a smoke test, not a validation.", file=out)
+    n = len(rows)
+    print(f"\n{'One subject is' if n == 1 else f'{n} subjects are'} a smoke test, not a validation.", file=out)
     return 0
 
 
