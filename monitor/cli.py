@@ -92,11 +92,11 @@ def cmd_analyze(args) -> int:
 
 
 def _timezone(name: str):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from monitor.core.policy import ControlError, check_timezone
 
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return check_timezone(name)
+    except ControlError:
         raise argparse.ArgumentTypeError(f"unknown time zone {name!r}: expected an IANA name such as Europe/Berlin") from None
 
 

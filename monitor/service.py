@@ -520,7 +520,10 @@ class MonitorService:
             self._say_goodbye()
         except BaseException as exc:
             self.failed = exc
-            log.critical("the worker stopped on an unexpected error; state since the last checkpoint is lost", exc_info=True)
+            # the stack without the exception's text, which may quote a wearer's values (DEBUG only)
+            log.critical("the worker stopped on an unexpected error (%s); state since the last checkpoint is lost\n%s",
+                         type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            log.debug("the failure in full", exc_info=True)
             raise
 
     def _calls(self) -> bool:

@@ -456,6 +456,7 @@ REJECT_REASONS = (
     "unsupported",  # a contract signal the monitor has no processing for (e.g. ecg)
     "answer",  # an answer the check-in policy refuses (unknown/expired prompt, bad rating...)
     "control",  # an unknown control action or a bad duration
+    "internal",  # processing failed (a bug); the message is dropped, every other wearer goes on
 )
 
 CONTROL_SUBSCRIPTION = f"{PREFIX}/+/control"

@@ -431,6 +431,8 @@ def test_pause_and_quiet_hours_reach_the_service(stack):
     control = json.loads(stack.probe.on(wearer_topic("alice", "control"))[-1])
     assert control == {"v": 1, "action": "quiet_hours", "quiet_hours": ["23:00", "06:30"], "timezone": "Europe/Berlin"}
     assert client.request("/api/w/alice/quiet-hours", {"start": "25:00", "end": "06:30"})[0] == 400
+    for zone in ("Europe", "Mars/Olympus", "A" * 65):  # "Europe" is a folder of the zone database
+        assert client.request("/api/w/alice/quiet-hours", {"start": "23:00", "end": "06:30", "timezone": zone})[0] == 400
     if "quiet_hours" not in CONTROL_ACTIONS:
         pytest.skip("the policy has no per-wearer quiet hours yet (control action 'quiet_hours')")
     assert wait_until(lambda: stack.service.wearer_state("alice")["policy"].quiet_hours == ("23:00", "06:30"), 5)

@@ -335,6 +335,40 @@ def test_answer_and_controls_are_applied(broker, tmp_path, services, caplog):
     assert loud and not any(word in m for m in loud for word in ("anxious", "fine", "rating=", "explode"))
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
+def test_one_wearers_bad_message_never_stops_the_service(broker, tmp_path, services, caplog):
+    """A time zone that is a folder of the zone database ("Europe": IsADirectoryError) or 300
+    characters long (OSError) is refused as ``control``; before, it escaped as an unexpected
+    error, and the catch-all's own ``internal`` rejection was not a reason the wire knew: the
+    worker died for every wearer, and again after each restart (the message is redelivered).
+    Any other failure in processing one message is refused as ``internal``, with neither the
+    message's nor the exception's text in the log above DEBUG."""
+    from monitor.wire import encode_marker, marker_topic
+
+    caplog.set_level(logging.DEBUG, logger="anxmon")
+    rejected = wearer_topic("s02", "rejected")
+    probe = Probe(broker, [rejected])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    control = wearer_topic("s02", "control")
+    probe.publish(control, encode_control("quiet_hours", quiet_hours=["22:00", "07:00"], timezone="Europe"))
+    probe.publish(control, encode_control("quiet_hours", quiet_hours=["22:00", "07:00"], timezone="A" * 300))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret value 42.5")
+
+    svc._on_marker = broken  # a bug in one handler
+    probe.publish(marker_topic("s02", "phone"), encode_marker(None, "session 3", "therapy session"))
+    assert wait_until(lambda: len(probe.on(rejected)) >= 3, 10)
+    reasons = [r["reason"] for r in map(decode_rejected, probe.on(rejected))]
+    assert reasons == ["control", "control", "internal"]
+    probe.publish_many(messages("s02", s02_batches()[:20]))
+    assert wait_until(lambda: svc.stats.batches == 20, 10), svc.stats  # still working
+    assert svc.failed is None and svc.wearer_state("s02")["policy"].timezone is None
+    loud = [r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG]
+    assert any("RuntimeError" in m for m in loud)
+    assert not any("42.5" in m or "AAAA" in m for m in loud)
+
+
 def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
     """With our broker configuration, a wearer's credentials read and write only
     ``anxmon/v1/{wearer}/...``: alice cannot feed, pause or read bob, while both are served.

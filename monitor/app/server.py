@@ -43,6 +43,7 @@ from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import body_status, checkin_view
+from monitor.core.policy import ControlError, check_timezone
 from monitor.errors import AnxmonError, ConfigError
 from monitor.wire import ID_PATTERN
 
@@ -450,8 +451,11 @@ class CheckinApp:
             quiet = [start, end]
         else:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Quiet hours need a start and an end time (HH:MM), or off.")
-        if tz is not None and not (isinstance(tz, str) and re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", tz)):
-            raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown time zone.")
+        if tz is not None:
+            try:
+                check_timezone(tz)
+            except ControlError:
+                raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown time zone.") from None
         self._relay_call(lambda: self.relay.control(wearer, "quiet_hours", quiet_hours=quiet or [], timezone=tz))
         self._save_setting(wearer, quiet_hours=quiet, timezone=tz)
         log.info("app: %s set quiet hours", wearer)

@@ -224,9 +224,9 @@ class PolicyConfig:
         if not isinstance(self.timezone, str):
             raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'")
         try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'") from exc
+            check_timezone(self.timezone)
+        except ControlError:
+            raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'") from None
         for key in ("raise_labels", "lower_labels", "labels", "rating_labels"):
             value = getattr(self, key)
             if isinstance(value, str) or not all(isinstance(s, str) for s in value):
@@ -487,6 +487,27 @@ def explain(explanation: Mapping[str, float], min_sd: float = 0.5, max_items: in
         text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
         sentence = text[0].upper() + text[1:] + "."
     return Why(indicators={key: round(z, 2) for _, key, _, z in chosen}, sentence=sentence)
+
+
+def check_timezone(name: object) -> ZoneInfo:
+    """The ``ZoneInfo`` of an IANA time zone name; ``ControlError`` for anything else.
+
+    >>> check_timezone("Europe/Berlin").key
+    'Europe/Berlin'
+    >>> try:
+    ...     check_timezone("Europe")  # a folder of the zone database, not a zone
+    ... except ControlError as exc:
+    ...     print(exc)
+    unknown time zone: expected an IANA name such as Europe/Berlin
+    """
+    # the name is not quoted back: it is the wearer's own text
+    unknown = ControlError("unknown time zone: expected an IANA name such as Europe/Berlin")
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise unknown
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: IsADirectoryError
+        raise unknown from None
 
 
 def _minutes(hhmm: str) -> int:
@@ -797,10 +818,7 @@ class CheckinPolicy(Processor):
             if q and (len(q) != 2 or not all(isinstance(x, str) and _HHMM.fullmatch(x) for x in q) or q[0] == q[1]):
                 raise ControlError(f'quiet_hours must be two different "HH:MM" times or empty, got {list(q)!r}')
             if timezone is not None:
-                try:
-                    ZoneInfo(timezone)
-                except (ZoneInfoNotFoundError, ValueError, TypeError):
-                    raise ControlError(f"unknown time zone {timezone!r}: expected an IANA name such as Europe/Berlin") from None
+                check_timezone(timezone)
                 s.timezone = timezone
             s.quiet_hours = q
             return ControlResult(action, t_s, None)
