@@ -298,6 +298,7 @@ class MonitorService:
         self.client_id = f"anxmon-monitor-{self.options.instance}"
         self.state_topic = monitor_state_topic(self.options.instance)
         self.failed: BaseException | None = None  # set when the worker died of an unexpected error
+        self.resumed_wearers = 0  # wearers restored from their checkpoints at start
 
         self._wearers: dict[str, _Wearer] = {}
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
@@ -951,6 +952,7 @@ class MonitorService:
             wearer = _Wearer(wearer_id, monitor, blob["live"], now, 0.0)
             wearer.checkpoint_due = due
             self._wearers[wearer_id] = wearer
+        self.resumed_wearers = len(rows)
         if rows:
             log.info("resumed %d wearer(s) from %s", len(rows), self._store.path)
 
@@ -1025,7 +1027,7 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
     import json
 
-    from monitor.broker import BrokerError, check_account, free_port, start_broker
+    from monitor.broker import BrokerError, check_account, free_port, start_broker, stop_orphaned_broker
 
     creds = data_dir / CREDENTIALS_FILE
     users, port = None, None
@@ -1040,6 +1042,10 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
                 check_account(user, password)
             except BrokerError as exc:
                 raise ServiceError(f"{creds}: {exc}") from None
+        # a run killed with SIGKILL leaves its broker running on that port: stop it first, so that
+        # the port is kept (bridges, simulators and phones reconnect to it)
+        if stop_orphaned_broker(kind, data_dir / "broker"):
+            log.info("stopped the embedded broker a killed run left behind")
         if not _port_free(port):
             log.warning("port %d of the last run is taken; the embedded broker gets a new one", port)
             port = free_port()
@@ -1109,7 +1115,7 @@ def run_service(args) -> int:
         service = MonitorService(url, data_dir, config, options).start()
         if not service.wait_connected(10.0):
             print(f"anxmon: broker {service.address} not reachable yet; retrying in the background", flush=True)
-        resumed = service.call(lambda s: len(s._wearers))
+        resumed = service.resumed_wearers
         print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
               f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
         if options.record:

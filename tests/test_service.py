@@ -790,6 +790,49 @@ def test_embedded_broker_by_default(tmp_path):
     assert wait_until(lambda: not _listening(address.port), 10)  # the broker stopped with it
 
 
+def test_a_run_killed_with_sigkill_keeps_its_port_on_restart(tmp_path):
+    """SIGKILL leaves the embedded broker running (it has its own session). The next run stops
+    it and keeps the port, so bridges, simulators and phones reconnect; before, it found the
+    port taken by that broker and moved to a new one."""
+    from firmware_bridge.publisher import parse_broker_url
+    from monitor.broker import available_kinds
+
+    if "nats" not in available_kinds():
+        if os.environ.get("CI"):
+            pytest.fail("nats broker is missing in CI")
+        pytest.skip("nats broker not installed")
+    data_dir = tmp_path / "data"
+    creds = data_dir / "broker-credentials.json"
+
+    def launch(log: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--data-dir", str(data_dir), "--instance", "emb"],
+            stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+        assert wait_until(lambda: "running" in log.read_text() or proc.poll() is not None, 30), log.read_text()
+        return proc
+
+    first = launch(tmp_path / "run1.log")
+    second = None
+    try:
+        port = parse_broker_url(json.loads(creds.read_text())["url"]).port
+        first.kill()
+        first.wait(10)
+        assert _listening(port)  # the killed run's broker lives on
+        second = launch(tmp_path / "run2.log")
+        text = (tmp_path / "run2.log").read_text()
+        assert second.poll() is None, text
+        assert parse_broker_url(json.loads(creds.read_text())["url"]).port == port, text
+        assert f"127.0.0.1:{port}" in text and "is taken" not in text
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert wait_until(lambda: not _listening(port), 10)
+
+
 def _listening(port: int) -> bool:
     import socket
 
