@@ -299,6 +299,7 @@ class MonitorService:
         self.state_topic = monitor_state_topic(self.options.instance)
         self.failed: BaseException | None = None  # set when the worker died of an unexpected error
         self.resumed_wearers = 0  # wearers restored from their checkpoints at start
+        self._urgent_checkpoint = False  # a wearer's policy changed: checkpoint it in this pass
 
         self._wearers: dict[str, _Wearer] = {}
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
@@ -509,6 +510,9 @@ class MonitorService:
                         self._commit_records()
                 if self._unacked:
                     self._commit_records()
+                if self._urgent_checkpoint:  # before the acknowledgements go out (_write)
+                    self._urgent_checkpoint = False
+                    self._checkpoint()
                 self._write()
                 if self._calls():
                     break
@@ -813,6 +817,7 @@ class MonitorService:
                 log.info("wearer %s: check-in %s expired unanswered", wearer.id, d.prompt_id)
             elif d.sent:
                 self.stats.checkins += 1
+                self._checkpoint_soon(wearer)
                 self._publish(wearer_topic(wearer.id, "checkin"), encode_checkin(d.prompt.to_dict()))
                 log.info("wearer %s: check-in %s sent", wearer.id, d.prompt.id)
             else:
@@ -858,7 +863,7 @@ class MonitorService:
             raise AnswerError(f"unknown prompt id {answer.prompt_id!r}: no check-in was sent to {wearer_id!r}")
         t_s = answer.t_s if answer.t_s is not None else self._event_now(wearer, self.clock())
         result = wearer.monitor.answer(t_s, answer.prompt_id, answer.rating, list(answer.labels))
-        wearer.dirty = True
+        self._checkpoint_soon(wearer)
         self.stats.answers += 1
         if self._recorder is not None:
             self._recorder.answer(wearer_id, result, self.clock())
@@ -883,7 +888,7 @@ class MonitorService:
         t_s = control.t_s if control.t_s is not None else self._event_now(wearer, arrived)
         settings = {k: v for k, v in (("quiet_hours", control.quiet_hours), ("timezone", control.timezone)) if v is not None}
         result = wearer.monitor.control(t_s, control.action, control.duration_s, **settings)
-        wearer.dirty = True
+        self._checkpoint_soon(wearer)
         self.stats.controls += 1
         log.info("wearer %s: %s%s", wearer_id, result.action, "" if result.until_s is None else f" (until {result.until_s})")
 
@@ -955,6 +960,15 @@ class MonitorService:
         self.resumed_wearers = len(rows)
         if rows:
             log.info("resumed %d wearer(s) from %s", len(rows), self._store.path)
+
+    def _checkpoint_soon(self, wearer: _Wearer) -> None:
+        """The wearer's check-in policy changed (a check-in sent, an answer, a pause...): checkpoint
+        the wearer in this pass, before its acknowledgements and check-in go out. A crash then
+        cannot forget an answer or a pause, nor send a check-in twice (it could, up to
+        ``checkpoint_s`` after the change). Rare, so each costs one wearer's checkpoint."""
+        wearer.dirty = True
+        wearer.checkpoint_due = -math.inf
+        self._urgent_checkpoint = True
 
     def _checkpoint(self, everything: bool = False, budget: int = 64) -> int:
         """Write dirty wearers whose checkpoint is due (all dirty ones with ``everything``)."""

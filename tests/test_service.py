@@ -650,6 +650,31 @@ def _covers(saved: dict | None, batches) -> bool:
                for sig, seq in last.items())
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's checkpointing: one kind
+def test_a_pause_survives_a_crash_right_after_it(broker, tmp_path, services):
+    """A pause (like an answer or a sent check-in) is checkpointed before its acknowledgement
+    goes out. Before, it waited for the wearer's next checkpoint (``--checkpoint-s``, here an
+    hour): SIGKILL a moment after the pause, and the restarted service had forgotten it (and
+    would send check-ins during it) though the broker had been told the message was done."""
+    batches = s02_batches()[:50]
+    data_dir, log = tmp_path / "svc", tmp_path / "service.log"
+    first = _launch(broker, data_dir, log, "--checkpoint-s", "3600")
+    try:
+        probe = Probe(broker)
+        assert wait_until(lambda: "running" in log.read_text(), 30), log.read_text()
+        time.sleep(0.3)
+        probe.publish_many(messages("s02", batches))
+        probe.publish(wearer_topic("s02", "control"), encode_control("pause"))
+        probe.close()
+        assert wait_until(lambda: "s02: pause" in log.read_text(), 20), log.read_text()
+        time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    services.append(svc := start_service(broker, data_dir, instance="crash"))
+    assert svc.wearer_state("s02")["policy"].paused_until_s == math.inf
+
+
 def test_sigkill_resumes_from_checkpoint_and_sigterm_stops_cleanly(broker, tmp_path):
     """``anxmon run`` as its own process: SIGKILL mid-stream, restart, and the wearer resumes from
     the checkpoint with the same baseline (the end state equals the uninterrupted reference);
