@@ -65,6 +65,7 @@ from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeErro
 from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
+    AHEAD_RUN,
     CONTROL_SUBSCRIPTION,
     DATA_SUBSCRIPTION,
     ID_PATTERN,
@@ -751,6 +752,10 @@ class MonitorService:
                                 "times move past the stream's", topic.wearer, tracker.stats.duplicate_run,
                                 topic.signal, topic.device)
             return
+        if verdict.jump_s:
+            log.warning("wearer %s: %s of device %s taken up again %.0f s ahead of its last sample (and of the "
+                        "clock), after %d batches in a row that stayed there", topic.wearer, topic.signal,
+                        topic.device, verdict.jump_s, AHEAD_RUN)
         live.sources[topic.signal] = topic.device
         live.source_seen_wall_s[topic.signal] = arrived
         status.last_event_s = batch.end_s if status.last_event_s is None else max(status.last_event_s, batch.end_s)

@@ -369,6 +369,30 @@ def test_one_wearers_bad_message_never_stops_the_service(broker, tmp_path, servi
     assert not any("42.5" in m or "AAAA" in m for m in loud)
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
+def test_a_service_that_joins_an_accelerated_simulation_late_takes_it_up(broker, tmp_path, services, caplog):
+    """``anxmon simulate --speed 60`` started before the service (or running on through a
+    service crash): its data is more than 5 min ahead of the wall clock, and the service has no
+    last sample of the stream. Every batch was refused as ``future``, for good; now each stream
+    is taken up after AHEAD_RUN consistent batches (the first ones are refused), with a warning."""
+    from dataclasses import replace as _replace
+
+    from monitor.wire import AHEAD_RUN
+
+    caplog.set_level(logging.INFO, logger="anxmon")
+    batches = [b for b in s02_batches()[:600] if b.signal in ("eda", "temp")]  # 2 streams
+    shift = time.time() + 3600.0 - batches[0].start_s  # an hour ahead of the clock
+    ahead = [_replace(b, t0=b.t0 + shift) for b in batches]
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", ahead))
+    probe.close()
+    n = len(ahead)
+    assert wait_until(lambda: svc.stats.batches + sum(svc.stats.rejected.values()) == n, 30), svc.stats
+    assert svc.stats.rejected == {"future": 2 * (AHEAD_RUN - 1)} and svc.stats.batches == n - 2 * (AHEAD_RUN - 1)
+    assert sum("taken up again" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 2
+
+
 def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
     """With our broker configuration, a wearer's credentials read and write only
     ``anxmon/v1/{wearer}/...``: alice cannot feed, pause or read bob, while both are served.

@@ -190,3 +190,30 @@ def test_timestamps_more_than_five_minutes_ahead_of_the_stream_are_refused():
         tr.check(ibi_batch(2, T0 + 299 + 301))
     # a live service passes its wall clock: a device back from a long pause is fine then
     assert tr.check(ibi_batch(3, T0 + 3600), now_s=T0 + 3590).accept
+
+
+def test_a_stream_that_stays_far_ahead_is_taken_up_again():
+    """A single wrong time stamp is refused; a simulation at 60x that the service joins late (or
+    after a crash) runs more than 5 min ahead of the wall clock and of the stream's last sample
+    for good. It was refused forever; after AHEAD_RUN consistent batches it is taken up."""
+    from monitor.wire import AHEAD_RUN
+
+    tr = StreamTracker()
+    assert tr.check(ibi_batch(0, T0), now_s=T0).accept
+    with pytest.raises(ValueRangeError):  # one wrong stamp...
+        tr.check(ibi_batch(1, T0 + 9000), now_s=T0 + 1)
+    assert tr.check(ibi_batch(2, T0 + 2), now_s=T0 + 2).accept  # ...and the stream goes on
+    ahead = T0 + 3600.0
+    for i in range(AHEAD_RUN - 1):  # 60 s of simulated time per wall second
+        with pytest.raises(ValueRangeError, match="in a row that stay ahead"):
+            tr.check(ibi_batch(3 + i, ahead + 60 * i), now_s=T0 + 3 + i)
+    v = tr.check(ibi_batch(3 + AHEAD_RUN - 1, ahead + 60 * (AHEAD_RUN - 1)), now_s=T0 + 3 + AHEAD_RUN)
+    assert v.accept and v.jump_s > 3000 and tr.stats.jumps == 1
+    assert tr.check(ibi_batch(3 + AHEAD_RUN, ahead + 60 * AHEAD_RUN), now_s=T0 + 4 + AHEAD_RUN).accept
+    # batches that do not continue each other (scattered wrong stamps) never add up
+    tr2 = StreamTracker()
+    tr2.check(ibi_batch(0, T0), now_s=T0)
+    for i in range(3 * AHEAD_RUN):
+        with pytest.raises(ValueRangeError):
+            tr2.check(ibi_batch(1 + 2 * i, T0 + 9000 + 5000 * (i % 2)), now_s=T0 + 1)
+    assert tr2.stats.jumps == 0
