@@ -94,6 +94,7 @@ CHECKPOINT_FILE = "checkpoints.sqlite"
 CHECKPOINT_SCHEMA = 1
 ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
 LONG_DUPLICATE_RUN = 120  # duplicates in a row of one stream after which the service warns
+MAX_DEVICES_PER_WEARER = 16  # device statuses kept per wearer (the longest silent one goes first)
 PRUNE_EVERY_S = 3600.0  # how often the retention period is applied
 READ_BURST = 100  # messages read before they are processed, acknowledged and answered in one go
 IDLE_WAIT_S = 0.02  # the worker's longest wait for network traffic (calls wait at most this long)
@@ -304,6 +305,7 @@ class MonitorService:
 
         self._wearers: dict[str, _Wearer] = {}
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
+        self._device_count: dict[str, int] = {}  # wearer -> devices in _devices
         self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
         self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # call() requests and _STOP, for the worker
@@ -666,8 +668,8 @@ class MonitorService:
             elif topic.kind == "availability":
                 self._on_availability(topic, msg.payload, arrived)
             elif topic.kind in ("battery", "contact"):
-                status = self._device(topic.wearer, topic.device, arrived)
                 value = decode_status(msg.payload, topic.kind)
+                status = self._device(topic.wearer, topic.device, arrived)
                 if topic.kind == "battery":
                     status.battery_percent = value
                 else:
@@ -752,6 +754,10 @@ class MonitorService:
                                 "times move past the stream's", topic.wearer, tracker.stats.duplicate_run,
                                 topic.signal, topic.device)
             return
+        if verdict.behind_s > 1.0 and self._should_warn(topic.wearer, "behind"):
+            log.warning("wearer %s: %s of device %s went back %.0f s in time with a higher seq (a clock set back?); "
+                        "the monitor skips its samples until they pass the newest it had", topic.wearer,
+                        topic.signal, topic.device, verdict.behind_s)
         if verdict.jump_s:
             log.warning("wearer %s: %s of device %s taken up again %.0f s ahead of its last sample (and of the "
                         "clock), after %d batches in a row that stayed there", topic.wearer, topic.signal,
@@ -911,17 +917,35 @@ class MonitorService:
     def _device(self, wearer_id: str, device: str, arrived: float) -> DeviceStatus:
         status = self._devices.get((wearer_id, device))
         if status is None:
+            n = self._device_count[wearer_id] = self._device_count.get(wearer_id, 0) + 1
+            if n > MAX_DEVICES_PER_WEARER:  # forget the one heard from longest ago (bounded memory)
+                oldest = min((k for k in self._devices if k[0] == wearer_id),
+                             key=lambda k: self._devices[k].last_seen_wall_s or -math.inf)
+                del self._devices[oldest]
+                self._device_count[wearer_id] -= 1
+                wearer = self._wearers.get(wearer_id)
+                if wearer is not None and oldest[1] not in wearer.live.sources.values():
+                    for key in [k for k in wearer.live.trackers if k[0] == oldest[1]]:
+                        del wearer.live.trackers[key]
+                if self._should_warn(wearer_id, "devices"):
+                    log.warning("wearer %s: more than %d devices; the one heard from longest ago is forgotten",
+                                wearer_id, MAX_DEVICES_PER_WEARER)
             status = self._devices[(wearer_id, device)] = DeviceStatus()
         status.last_seen_wall_s = arrived
         return status
 
+    def _should_warn(self, wearer: str, what: str) -> bool:
+        """At most one warning a minute per wearer and kind (a flood must not flood the log)."""
+        now = self.clock()
+        if now - self._warned.get((wearer, what), -math.inf) < 60.0:
+            return False
+        self._warned[(wearer, what)] = now
+        return True
+
     def _count_reject(self, wearer: str | None, reason: str, error: str) -> None:
         self.stats.rejected[reason] += 1
-        now = self.clock()
-        key = (wearer or "?", reason)
         log.debug("rejected input of wearer %s (%s): %s", wearer or "?", reason, error)
-        if now - self._warned.get(key, -math.inf) >= 60.0:  # at most once a minute per wearer and reason
-            self._warned[key] = now
+        if self._should_warn(wearer or "?", reason):
             # the text of a refused answer or control may quote it: only the reason above DEBUG
             detail = "" if reason in ("answer", "control") else f": {error}"
             log.warning("rejected input of wearer %s (%s)%s", wearer or "?", reason, detail)

@@ -387,6 +387,7 @@ class Verdict:
     gap_batches: int = 0  # batches missing before this one (0 when none)
     restart: bool = False
     jump_s: float = 0.0  # the stream was taken up again this far ahead of its reference (s)
+    behind_s: float = 0.0  # the batch ends this far before the stream's newest sample (time went back)
 
 
 @dataclass
@@ -447,11 +448,12 @@ class StreamTracker:
             elif batch.seq > s.last_seq + 1:
                 gap = batch.seq - s.last_seq - 1
                 s.missing_batches += gap
+        behind_s = 0.0 if s.last_t_s is None or restart else max(0.0, s.last_t_s - batch.end_s)
         s.accepted += 1
         s.duplicate_run = 0
         s.last_seq = batch.seq
         s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
-        return Verdict(accept=True, gap_batches=gap, restart=restart, jump_s=jump_s)
+        return Verdict(accept=True, gap_batches=gap, restart=restart, jump_s=jump_s, behind_s=behind_s)
 
 
 # --------------------------------------------------------------------------------------------

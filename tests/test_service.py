@@ -393,6 +393,25 @@ def test_a_service_that_joins_an_accelerated_simulation_late_takes_it_up(broker,
     assert sum("taken up again" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 2
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
+def test_a_flood_of_device_ids_keeps_memory_bounded(broker, tmp_path, services):
+    """A wearer's own account publishing battery levels for ever new device ids grew the service's
+    device table without end (200,000 ids: +86 MB). It keeps the 16 heard from most recently."""
+    from monitor.service import MAX_DEVICES_PER_WEARER
+    from monitor.wire import status_payload, status_topic
+
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    probe = Probe(broker)
+    n = 3 * MAX_DEVICES_PER_WEARER
+    probe.publish_many([(status_topic("s02", f"d{i}", "battery"), status_payload("battery", 50, time.time()))
+                        for i in range(n)])
+    probe.publish(status_topic("s02", "bad", "battery"), b'{"v":1,"percent":500}')  # refused: never a device
+    probe.close()
+    assert wait_until(lambda: sum(svc.stats.rejected.values()) == 1, 10)
+    kept = sorted(int(d[1:]) for w, d in svc.devices() if w == "s02")
+    assert kept == list(range(n - MAX_DEVICES_PER_WEARER, n))
+
+
 def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
     """With our broker configuration, a wearer's credentials read and write only
     ``anxmon/v1/{wearer}/...``: alice cannot feed, pause or read bob, while both are served.

@@ -217,3 +217,14 @@ def test_a_stream_that_stays_far_ahead_is_taken_up_again():
         with pytest.raises(ValueRangeError):
             tr2.check(ibi_batch(1 + 2 * i, T0 + 9000 + 5000 * (i % 2)), now_s=T0 + 1)
     assert tr2.stats.jumps == 0
+
+
+def test_a_stream_that_goes_back_in_time_says_so():
+    """A higher seq with earlier times (a device clock set back an hour): accepted, as the seq
+    says it is new, but the verdict says how far back, so the service can warn that the core
+    skips those samples (they were dropped without a word)."""
+    tr = StreamTracker()
+    tr.check(ibi_batch(0, T0))
+    v = tr.check(ibi_batch(1, T0 - 3600))
+    assert v.accept and v.behind_s == pytest.approx(3600)
+    assert tr.check(ibi_batch(2, T0 + 1)).behind_s == 0.0
