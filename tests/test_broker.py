@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import BrokerError, _running, available_kinds, start_broker
+from monitor.broker import BrokerError, _running, start_broker
+from tests.conftest import need_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,10 +33,7 @@ time.sleep(600)
 
 
 def test_a_broker_orphaned_by_sigkill_is_stopped_by_the_next_start(tmp_path):
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats broker is missing in CI")
-        pytest.skip("nats broker not installed")
+    need_broker("nats")
     data_dir = tmp_path / "broker"
     owner = subprocess.Popen([sys.executable, "-c", OWNER, str(data_dir)], stdout=subprocess.PIPE,
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -60,8 +58,7 @@ def test_a_broker_orphaned_by_sigkill_is_stopped_by_the_next_start(tmp_path):
 
 def test_a_stale_pid_file_of_another_process_is_left_alone(tmp_path):
     """A pid file whose process is not this directory's broker (the pid was reused): untouched."""
-    if "nats" not in available_kinds():
-        pytest.skip("nats broker not installed")
+    need_broker("nats")
     data_dir = tmp_path / "broker"
     data_dir.mkdir()
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -85,10 +82,7 @@ def test_a_second_run_on_the_same_data_directory_is_refused_however_it_is_writte
     """``anxmon run --data-dir /abs/data`` and ``--data-dir data`` (from its parent) are one
     directory: the second is refused before it touches the broker or the checkpoints; after a
     SIGKILL of the first, the next run (by the relative name) stops the orphaned broker."""
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats broker is missing in CI")
-        pytest.skip("nats broker not installed")
+    need_broker("nats")
     first = _anxmon_run(str(tmp_path / "data"), ROOT)
     procs = [first]
     try:

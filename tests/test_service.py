@@ -43,7 +43,7 @@ from monitor.wire import (
     monitor_state_topic,
     wearer_topic,
 )
-from tests.conftest import data_path
+from tests.conftest import data_path, need_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -819,12 +819,8 @@ def test_embedded_broker_by_default(tmp_path):
     from types import SimpleNamespace
 
     from firmware_bridge.publisher import parse_broker_url
-    from monitor.broker import available_kinds
 
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats broker is missing in CI")
-        pytest.skip("nats broker not installed")
+    need_broker("nats")
     batches = s02_batches()[:300]
     data_dir, log = tmp_path / "data", tmp_path / "run.log"
     proc = subprocess.Popen(
@@ -863,12 +859,8 @@ def test_a_run_killed_with_sigkill_keeps_its_port_on_restart(tmp_path):
     it and keeps the port, so bridges, simulators and phones reconnect; before, it found the
     port taken by that broker and moved to a new one."""
     from firmware_bridge.publisher import parse_broker_url
-    from monitor.broker import available_kinds
 
-    if "nats" not in available_kinds():
-        if os.environ.get("CI"):
-            pytest.fail("nats broker is missing in CI")
-        pytest.skip("nats broker not installed")
+    need_broker("nats")
     data_dir = tmp_path / "data"
     creds = data_dir / "broker-credentials.json"
 
