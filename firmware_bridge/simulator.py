@@ -467,7 +467,10 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0,
                    help="event seconds per wall second, e.g. 60 (default 1; 'inf': as fast as possible)")
     p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL"),
-                   help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL; required)")
+                   help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL, else the embedded broker "
+                        "of `anxmon run` in --data-dir)")
+    p.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials "
+                                                             "(default: ./anxmon-data)")
     p.add_argument("--seconds", type=float, default=None,
                    help="simulated seconds to publish (default: the scenario's duration_s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same wearers")
@@ -481,11 +484,13 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
 def run_simulate(args: argparse.Namespace, out=None) -> int:
     """Run a parsed ``simulate`` command; returns the exit code."""
     out = out or sys.stdout
-    if not args.broker:
-        raise SimulationError(
-            "anxmon simulate needs a broker: pass --broker mqtt://user:password@host:port or set "
-            "ANXMON_BROKER_URL (the URL 'anxmon run' prints for its embedded broker); "
-            "'anxmon demo' runs broker, service and simulated wearers together")
+    from monitor.broker import BrokerError, broker_url
+
+    try:
+        args.broker = broker_url(args.broker, args.data_dir)
+    except BrokerError as exc:
+        raise SimulationError(f"anxmon simulate needs a broker: {exc}; or set ANXMON_BROKER_URL. "
+                              "'anxmon demo' runs broker, service and simulated wearers together") from None
     scenario = load_scenario(args.scenario)
     seconds = int(args.seconds if args.seconds is not None else scenario.duration_s)
     if seconds < 1:

@@ -51,7 +51,7 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
 def run_annotate(args) -> int:
     """``anxmon annotate``."""
     from monitor.export import parse_time
-    from monitor.replay import broker_url
+    from monitor.broker import broker_url
 
     t_s = parse_time(args.t) if args.t is not None else None
     marker = annotate(broker_url(args.broker, args.data_dir), args.wearer, args.label, args.kind or "", t_s,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import secrets
 import shutil
@@ -36,6 +37,7 @@ from urllib.parse import quote
 from monitor.errors import AnxmonError
 
 MONITOR_USER = "monitor"
+CREDENTIALS_FILE = "broker-credentials.json"  # what ``anxmon run`` writes for its embedded broker
 
 
 STARTED_KINDS: set[str] = set()  # kinds of broker this process has started (test runs report them)
@@ -313,3 +315,22 @@ def start_broker(
     for user, password in all_users.items():
         check_account(user, password)
     return Broker(kind, port or free_port(), directory, all_users).start()
+
+
+def broker_url(url: str | None, data_dir: str | Path = "anxmon-data") -> str:
+    """``url``, or the one ``anxmon run`` wrote for its embedded broker in ``data_dir``
+    (``CREDENTIALS_FILE``: the ``monitor`` user's URL, password included; a 0600 file).
+
+    >>> broker_url("mqtt://alice:pw@127.0.0.1:1883")
+    'mqtt://alice:pw@127.0.0.1:1883'
+    """
+    if url:
+        return url
+    creds = Path(data_dir) / CREDENTIALS_FILE
+    if not creds.is_file():
+        raise BrokerError(f"no --broker given and no {creds}: pass --broker mqtt://user:password@host:port, "
+                          "or --data-dir of a running `anxmon run` with its embedded broker")
+    try:
+        return str(json.loads(creds.read_text())["url"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrokerError(f"{creds} is not a credentials file anxmon wrote ({exc})") from None

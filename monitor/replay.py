@@ -25,7 +25,6 @@ ReplayStats(batches=18137, markers=7, ...)
 from __future__ import annotations
 
 import collections
-import json
 import math
 import re
 import sys
@@ -51,7 +50,6 @@ from monitor.wire import (
 )
 
 DEFAULT_DEVICE = "replay"
-CREDENTIALS_FILE = "broker-credentials.json"  # written by ``anxmon run``'s embedded broker
 
 
 class ReplayError(AnxmonError):
@@ -72,20 +70,6 @@ def wearer_id_for(recording: Recording) -> str:
         return check_id("wearer", recording.wearer)
     name = re.sub(r"[^a-z0-9_-]+", "-", Path(str(recording.source)).stem.lower()).strip("-")[:64]
     return name or "replay"
-
-
-def broker_url(url: str | None, data_dir: str | Path = "anxmon-data") -> str:
-    """``url``, or the one ``anxmon run`` wrote for its embedded broker in ``data_dir``."""
-    if url:
-        return url
-    creds = Path(data_dir) / CREDENTIALS_FILE
-    if not creds.is_file():
-        raise ReplayError(f"no --broker given and no {creds}: pass --broker mqtt://user:password@host:port, "
-                          "or --data-dir of a running `anxmon run` with its embedded broker")
-    try:
-        return str(json.loads(creds.read_text())["url"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ReplayError(f"{creds} is not a credentials file anxmon wrote ({exc})") from None
 
 
 def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
@@ -251,6 +235,8 @@ def run_replay(args) -> int:
     recording = read_recording(args.path)
     if getattr(args, "markers", None):
         recording.markers = merge_markers(recording.markers, read_markers(args.markers))
+    from monitor.broker import broker_url
+
     url = broker_url(args.broker, args.data_dir)
     wearer = args.wearer or wearer_id_for(recording)
     stats = replay(recording, url, wearer, args.device, args.speed, args.rebase_time)

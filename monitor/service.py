@@ -1036,8 +1036,6 @@ def _wearer_of(topic: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # `anxmon run`
 
-CREDENTIALS_FILE = "broker-credentials.json"
-
 
 LOCK_FILE = "anxmon-run.lock"
 
@@ -1070,7 +1068,8 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
     import json
 
-    from monitor.broker import BrokerError, check_account, free_port, start_broker, stop_orphaned_broker
+    from monitor.broker import (CREDENTIALS_FILE, BrokerError, check_account, free_port, start_broker,
+                                stop_orphaned_broker)
 
     creds = data_dir / CREDENTIALS_FILE
     users, port = None, None

@@ -475,7 +475,7 @@ REJECT_REASONS = (
     "future",  # the batch ends > 5 min after the stream's last sample and the wall clock
     "identity",  # the payload names another wearer / device / signal / prompt than its topic
     "conflict",  # another device of the wearer already sends this signal
-    "unsupported",  # a contract signal the monitor has no processing for (e.g. ecg)
+    "unsupported",  # the core could not process the batch (e.g. a sample rate its filters cannot take)
     "answer",  # an answer the check-in policy refuses (unknown/expired prompt, bad rating...)
     "control",  # an unknown control action or a bad duration
     "internal",  # processing failed (a bug); the message is dropped, every other wearer goes on

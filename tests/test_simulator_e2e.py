@@ -137,3 +137,34 @@ def test_wrong_password_is_a_clear_error(broker):
     sim = Simulation(make_wearers(load_scenario("demo"), 1, seed=1, start_unix=T0), url, connect_timeout_s=2.0)
     with pytest.raises(SimulationError, match="refused"):
         sim.run(5)
+
+
+def test_simulate_finds_the_embedded_broker_of_anxmon_run(tmp_path):
+    """The developer recipe of docs/demo.md: ``anxmon run --data-dir D``, then ``anxmon simulate
+    --data-dir D`` (the credentials from D/broker-credentials.json, as replay and annotate do).
+    The URL ``run`` prints has no password, so "simulate --broker URL" was refused."""
+    from tests.conftest import need_broker
+
+    need_broker("nats")
+    data_dir, log = tmp_path / "data", tmp_path / "run.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ANXMON_BROKER_URL", None)
+    run = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--data-dir", str(data_dir)],
+                           stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                           env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "running" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "running" in log.read_text(), log.read_text()
+        sim = subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", "--data-dir", str(data_dir),
+                              "--wearers", "1", "--seconds", "20", "--speed", "inf"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        import json
+
+        secret = json.loads((data_dir / "broker-credentials.json").read_text())["users"]["monitor"]
+        assert "20 s of event time" in sim.stdout and secret not in sim.stdout + sim.stderr
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(30)

@@ -63,7 +63,7 @@ def start_app(broker: str, data_dir: str | Path, accounts: Accounts | dict | Non
         True: ``data_dir/recordings.sqlite``; None/False: no recording (in-memory history).
     """
     from monitor.recorder import RECORDING_FILE
-    from monitor.service import CREDENTIALS_FILE
+    from monitor.broker import CREDENTIALS_FILE
 
     data_dir = Path(data_dir)
     if accounts is None:
@@ -104,7 +104,7 @@ def run_app(args) -> int:
     import json
 
     from monitor.recorder import RECORDING_FILE
-    from monitor.service import CREDENTIALS_FILE
+    from monitor.broker import CREDENTIALS_FILE
 
     if args.hash_password:
         try:
