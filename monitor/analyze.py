@@ -159,8 +159,10 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
 
     Only the label rows within ``span_s`` (the recording's start and end, unix s) count, and
     only check-ins within the labelled time: rest the recording does not cover is no rest of
-    the wearer's. ``score`` has NaN where withheld; it counts as 0 (no alarm) for the ROC AUC,
-    so gating that hides a real stress episode costs the pipeline, as it would cost a wearer.
+    the wearer's. ``score`` has NaN where withheld; it counts as 0 (no alarm) for ``roc_auc``,
+    so gating that hides a real stress episode costs the pipeline, as it would cost a wearer
+    (and withheld rest ticks count as perfect negatives). ``roc_auc_scored`` counts only the
+    ticks with a score.
     """
     label_t, label_y = labels
     keep = (label_t >= span_s[0]) & (label_t < span_s[1])
@@ -171,6 +173,7 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     inside = (t >= label_t[0]) & (t <= label_t[-1] + 1)
     truth = label_y[idx][inside]
     scored = np.nan_to_num(score[inside], nan=0.0)
+    has_score = np.isfinite(score[inside])
     periods = stress_periods(label_t, label_y)
     trigger_t = np.array([d.t_s for d in decisions])
     sent_t = np.array([d.t_s for d in decisions if d.sent and label_t[0] <= d.t_s <= label_t[-1] + 1])
@@ -190,6 +193,7 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     false_sent = int(np.sum(in_rest))
     return {
         "roc_auc": roc_auc(scored, truth),
+        "roc_auc_scored": roc_auc(scored[has_score], truth[has_score]),
         "stress_periods": len(periods),
         "stress_periods_detected": detected,
         "detected_share": detected / len(periods) if periods else None,
