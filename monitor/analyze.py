@@ -14,6 +14,7 @@ Example
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monitor import __version__
 from monitor.config import Config
 from monitor.core.policy import Decision
 from monitor.core.wearer import Tick, WearerMonitor
@@ -231,6 +233,8 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
         "speed_x_realtime": recording.duration_s / elapsed_s if elapsed_s > 0 else None,
         "reader_notes": list(recording.notes),  # what the reader estimated, sorted out or left out
         "note": "Descriptive signals of one person; anxmon is not a medical device.",
+        "anxmon_version": __version__,
+        "config": dataclasses.asdict(monitor.config),  # what the run used (--config, --set)
     }
     if labels is not None and ticks:
         t = np.array([tick.t for tick in ticks])

@@ -265,7 +265,7 @@ def write_analysis_report(path: Path, result, recording) -> None:
     summary = result.summary
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-        for k, v in summary.items() if k != "labels"
+        for k, v in summary.items() if k not in ("labels", "config", "speed_x_realtime")  # (the page is reproducible)
     )
     label_rows = ""
     if "labels" in summary:

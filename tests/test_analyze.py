@@ -67,6 +67,9 @@ def test_analyzing_twice_gives_identical_files(s02_out, tmp_path):
     b = json.loads((s02_out / "summary.json").read_text())
     a.pop("speed_x_realtime"), b.pop("speed_x_realtime")  # the only field that depends on the machine
     assert a == b
+    assert a["config"]["policy"]["threshold"] == 2.0 and a["anxmon_version"]  # the run can be traced
+    # the page leaves the machine's speed out: it is byte-identical too
+    assert (tmp_path / "report.html").read_bytes() == (s02_out / "report.html").read_bytes()
 
 
 def test_a_zip_export_is_detected_and_gives_the_same_indicators(s02_out, tmp_path):
