@@ -25,6 +25,7 @@ ReplayStats(batches=18137, markers=7, ...)
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import re
 import sys
@@ -196,6 +197,10 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
             while inflight:
                 _settle(stats, inflight.popleft(), ack_timeout_s)
         _wait(client.publish(avail, b"offline", qos=1, retain=True), ack_timeout_s, "the availability")
+    except BaseException:  # Ctrl-C, a broker that went away: a clean disconnect drops the last will
+        with contextlib.suppress(Exception):
+            _wait(client.publish(avail, b"offline", qos=1, retain=True), 2.0, "the availability")
+        raise
     finally:
         client.disconnect()
         client.loop_stop()

@@ -39,6 +39,7 @@ from monitor.wire import encode_batch, monitor_state_topic
 from tests.conftest import data_path
 from tests.test_service import Probe, _launch, _state_after, messages, s02_batches, wait_until
 
+ROOT = Path(__file__).resolve().parents[1]
 S02 = ("stress-predict", "S02")
 
 
@@ -162,6 +163,39 @@ def test_paced_replay_follows_the_timestamps(broker, tmp_path):
     assert waits and max(waits) == pytest.approx(span, abs=0.5)
     assert stats.shift_s == pytest.approx(now - part.start_s)
     assert newest == pytest.approx(part.end_s + stats.shift_s, abs=0.1)  # the data arrived shifted to now
+
+
+def test_a_replay_stopped_by_ctrl_c_leaves_its_device_offline(broker):
+    """Ctrl-C midway (``anxmon replay`` as its own process): the clean disconnect drops the last
+    will, so the retained availability stayed ``online`` for good; the replay now says
+    ``offline`` before it disconnects."""
+    if broker.kind != "mosquitto":
+        pytest.skip("broker-independent: one kind")
+    import subprocess
+    import sys
+
+    from monitor.wire import availability_topic
+
+    topic = availability_topic("ctrlc", "replay")
+    watch = Probe(broker, [topic])
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", str(data_path(*S02)), "--speed", "10",
+                             "--wearer", "ctrlc", "--broker", broker.url], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: b"online" in watch.on(topic), 20), "the replay did not start"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130, proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        watch.close()
+    probe = Probe(broker, [topic])  # a later subscriber: the retained state
+    try:
+        assert wait_until(lambda: probe.on(topic), 5)
+        assert probe.on(topic)[-1] == b"offline"
+    finally:
+        probe.close()
 
 
 def raw_count(path: Path) -> int:
