@@ -735,7 +735,9 @@ class MonitorService:
                      topic.wearer, topic.signal, topic.device, owner)
         tracker = live.trackers.setdefault((topic.device, topic.signal), StreamTracker())
         try:
-            verdict = tracker.check(batch, now_s=arrived)
+            # "now" for a stream: the wall clock, or the wearer's newest sample when that is later
+            # (a replay faster than real time whose IBI starts 10 min into the session)
+            verdict = tracker.check(batch, now_s=max(arrived, live.newest_event_s or arrived))
         except ValueRangeError as exc:
             raise _Reject("future", str(exc)) from exc
         status = self._device(topic.wearer, topic.device, arrived)

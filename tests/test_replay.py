@@ -198,6 +198,24 @@ def test_a_replay_stopped_by_ctrl_c_leaves_its_device_offline(broker):
         probe.close()
 
 
+def test_a_rebased_replay_faster_than_real_time_loses_no_late_starting_stream(broker, tmp_path):
+    """``--rebase-time --speed max``: S02's beat intervals start 604 s into the session, so their
+    first batches lie 10 min ahead of the wall clock. They were refused as ``future`` (the stream
+    had no last sample): "now" for a stream is now the wearer's newest sample when later."""
+    if broker.kind != "mosquitto":
+        pytest.skip("broker-independent: one kind")
+    rec = read_recording(data_path(*S02))
+    part = rec.between(rec.start_s, rec.start_s + 900)
+    assert min(part.streams["ibi"].t) > part.start_s + 600
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        stats = replay(part, broker.url, "s02", speed=math.inf, rebase_time=True, progress=False)
+        assert wait_until(lambda: svc.stats.batches + sum(svc.stats.rejected.values()) >= stats.batches, 30)
+        assert svc.stats.batches == stats.batches and not svc.stats.rejected, svc.stats
+    finally:
+        svc.stop()
+
+
 def raw_count(path: Path) -> int:
     if not path.exists():
         return 0
