@@ -105,6 +105,11 @@ def read_table(db: sqlite3.Connection, what: str, wearer: str | None = None, fro
                         "threshold": r["threshold"],
                         "quality": ";".join(f"{k}={v}" for k, v in sorted(quality.items())),
                         "contributions": r["contributions"], "deviations": r["deviations"]})
+        # every indicator the wearer's whole recording has, whatever the time range: exports made
+        # in pieces (a day each) have the same columns and concatenate
+        sql = "SELECT DISTINCT j.key FROM indicators, json_each(indicators.indicator_values) j"
+        names.update(k for (k,) in (db.execute(sql + " WHERE wearer = ?", (wearer,)) if wearer is not None
+                                     else db.execute(sql)))
         indicator_cols = sorted(names)
         frame = _frame(out, ["wearer", "t", "stress_score", "gate", "threshold", "quality", *indicator_cols,
                              "contributions", "deviations"])
@@ -229,9 +234,15 @@ def export(data_dir: str | Path, what: str, out: str | Path, fmt: str | None = N
         raise ExportError("an analysis export is a folder of CSV and JSON lines; drop --format")
     if what not in ("raw", "analysis") and fmt == "jsonl":
         raise ExportError(f"--what {what} exports a table: --format csv or parquet")
+    if from_s is not None and to_s is not None and from_s >= to_s:
+        raise ExportError(f"--from ({from_s:.0f}) must be before --to ({to_s:.0f})")
     db = open_recording(data_dir)
     source = f"anxmon service recording {Path(data_dir)}"
     try:
+        if wearer is not None and wearer not in (known := wearers(db)):
+            # (a typo, another case: an empty file would look like a wearer without data)
+            raise ExportError(f"no wearer {wearer!r} in the recording; it has "
+                              f"{', '.join(known) if known else 'no wearer yet'}")
         if what == "raw":
             n_batches, n_markers = export_raw(db, out, wearer, from_s, to_s, source)
             return f"wrote {out}: {n_batches} batches and {n_markers} markers (an anxmon recording)"
@@ -240,7 +251,8 @@ def export(data_dir: str | Path, what: str, out: str | Path, fmt: str | None = N
             return f"wrote {out}/: {n} ticks with decisions, answers and markers (read it with anxmon report)"
         frame = read_table(db, what, wearer, from_s, to_s)
         write_frame(frame, out, fmt or "csv")
-        return f"wrote {out}: {len(frame)} {what} row(s)"
+        empty = "" if len(frame) or (from_s is None and to_s is None) else " (nothing in that time range)"
+        return f"wrote {out}: {len(frame)} {what} row(s){empty}"
     finally:
         db.close()
 

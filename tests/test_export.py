@@ -115,6 +115,27 @@ def test_time_range_in_unix_seconds_or_iso(recorded, tmp_path):
     assert anxmon(["export", "--data-dir", str(data_dir), "--from", "yesterday", "--out", str(out)]) == 2
 
 
+def test_a_wearer_not_in_the_recording_or_an_inverted_range_is_an_error(recorded, tmp_path, capsys):
+    """``--wearer S02`` (another case), ``s2`` or ``bad/id`` wrote a header-only file and exit 0,
+    which looks like a wearer without data; an empty time range is said."""
+    data_dir, _, ticks, _ = recorded
+    out = tmp_path / "x.csv"
+    for wearer in ("S02", "s2", "bad/id"):
+        assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", wearer, "--out", str(out)]) == 2
+        assert "it has bob, s02" in capsys.readouterr().err
+    assert not out.exists()
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", str(ticks[20].t), "--to", str(ticks[10].t),
+                   "--out", str(out)]) == 2
+    assert "must be before --to" in capsys.readouterr().err
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", "2000-01-01", "--to", "2000-01-02",
+                   "--out", str(out)]) == 0
+    assert "0 indicators row(s) (nothing in that time range)" in capsys.readouterr().out
+    # the columns do not depend on the range: exports in pieces concatenate
+    full = tmp_path / "full.csv"
+    assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", "s02", "--out", str(full)]) == 0
+    assert list(pd.read_csv(out).columns) == list(pd.read_csv(full).columns)
+
+
 def test_raw_export_round_trip(recorded, tmp_path):
     """export raw -> read_recording -> analyze: the indicators and decisions of the original."""
     from monitor.analyze import analyze_recording
