@@ -7,9 +7,7 @@ Decoders hand over ``Chunk`` objects: a regular chunk has the unix time of its f
   ``monitor.wire.SIGNALS``) and counts them, so one bad sample never costs a whole batch;
 * stamps regular streams by **sample counting** at the declared rate: a chunk that starts
   within ``tolerance_s`` of where the count expects continues the segment, so network jitter
-  never bends the time axis; a later start opens a new segment (a gap); an earlier one (a
-  device clock estimate that improved) goes on from the samples already stamped, so batches
-  never overlap;
+  never bends the time axis; a later or earlier start opens a new segment (a gap);
 * measures the real rate from the chunks' own times and warns when it differs from the
   declared one by more than 10 %;
 * cuts batches of ``round(batch_s * rate)`` values, and hands out what is pending once it
@@ -119,12 +117,7 @@ class _Regular:
 
     def _append(self, t_run: float, values: np.ndarray, now_s: float, out: list[SampleBatch], new_segment: bool) -> None:
         expected = self.next_t
-        if expected is not None and t_run < expected:
-            # stamped before samples already stamped: the device clock's estimate improved (a
-            # packet with less transit delay; the first lines read late at start-up). The samples
-            # come after those, so time goes on from them: batches never overlap
-            t_run = expected
-        if expected is None or new_segment or t_run - expected > self.tolerance_s:
+        if expected is None or new_segment or abs(t_run - expected) > self.tolerance_s:
             if self.n_pending:
                 self._emit(self.n_pending, out)
             if expected is not None:

@@ -195,19 +195,3 @@ def test_bridge_reports_a_full_outbox_loudly_without_values(tmp_path, caplog):
     assert errors and "NEW DATA IS BEING LOST" in errors[0].getMessage()
     assert "7.123456" not in caplog.text  # no sample values in logs above DEBUG
     assert [decode_batch(r.payload, "eda").seq for r in br.outbox.peek()] == [0, 1]
-
-
-def test_an_earlier_stamp_never_makes_batches_overlap():
-    """``+MILLIS`` stamps map through a clock offset that drops when a faster packet arrives (the
-    first lines are read late at start-up): the next chunk looks 0.75 s earlier than the count
-    expects. It made a new segment that overlapped the last one by 3 samples, which the monitor
-    drops; now time goes on from the samples already stamped."""
-    b = Batcher(SIGNALS)
-    b.add(Chunk("eda", np.full(4, 5.0), t0=100.0 + 1e9), now_s=0)
-    b.add(Chunk("eda", np.full(4, 5.1), t0=100.25 + 1e9), now_s=0)  # expected at 101.0
-    b.add(Chunk("eda", np.full(4, 5.2), t0=101.0 + 1e9), now_s=0)  # expected at 102.0
-    out = b.take(now_s=0, force=True)
-    starts = [x.t0 - 1e9 for x in out]
-    ends = [x.t0 - 1e9 + (len(x) - 1) / x.fs for x in out]
-    assert starts[0] == 100.0 and all(s > e for s, e in zip(starts[1:], ends[:-1]))  # no overlap
-    assert sum(len(x) for x in out) == 12 and b.stats()["eda"].segments == 0
