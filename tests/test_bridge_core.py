@@ -195,3 +195,20 @@ def test_bridge_reports_a_full_outbox_loudly_without_values(tmp_path, caplog):
     assert errors and "NEW DATA IS BEING LOST" in errors[0].getMessage()
     assert "7.123456" not in caplog.text  # no sample values in logs above DEBUG
     assert [decode_batch(r.payload, "eda").seq for r in br.outbox.peek()] == [0, 1]
+
+
+def test_a_device_a_little_faster_than_declared_keeps_its_own_time():
+    """A device 2 % faster than its rate_hz (4.08 Hz declared 4): its chunks come earlier and
+    earlier than the count. Re-anchoring when one is more than 0.5 s early keeps the stamps on
+    the device's clock; continuing the count instead ran 432 s ahead in 6 h (a review caught it)."""
+    b = Batcher(SIGNALS)
+    fs_true, t0 = 4.08, 1e9
+    n = 0
+    for second in range(3600):  # an hour, one chunk of ~4 samples a second, stamped by the device
+        k = int(round((second + 1) * fs_true)) - n
+        b.add(Chunk("eda", np.full(k, 5.0), t0=t0 + n / fs_true), now_s=0)
+        n += k
+    out = b.take(now_s=0, force=True)
+    last = out[-1]
+    true_end = t0 + (n - 1) / fs_true
+    assert abs(last.t0 + (len(last) - 1) / last.fs - true_end) < 1.0
