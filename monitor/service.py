@@ -65,7 +65,7 @@ from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeErro
 from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
-    AHEAD_RUN,
+    AHEAD_SPAN_S,
     CONTROL_SUBSCRIPTION,
     DATA_SUBSCRIPTION,
     ID_PATTERN,
@@ -762,8 +762,8 @@ class MonitorService:
                         topic.signal, topic.device, verdict.behind_s)
         if verdict.jump_s:
             log.warning("wearer %s: %s of device %s taken up again %.0f s ahead of its last sample (and of the "
-                        "clock), after %d batches in a row that stayed there", topic.wearer, topic.signal,
-                        topic.device, verdict.jump_s, AHEAD_RUN)
+                        "clock), after %.0f s of its data stayed there", topic.wearer, topic.signal,
+                        topic.device, verdict.jump_s, AHEAD_SPAN_S)
         live.sources[topic.signal] = topic.device
         live.source_seen_wall_s[topic.signal] = arrived
         status.last_event_s = batch.end_s if status.last_event_s is None else max(status.last_event_s, batch.end_s)

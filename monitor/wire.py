@@ -52,7 +52,7 @@ MAX_NESTING = 1024  # JSON nesting depth orjson reads; deeper payloads are refus
 MAX_SAMPLING_RATE_HZ = 1000.0
 EARLIEST_T_S = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_FUTURE_S = 300.0  # a batch may not run more than 5 min ahead of its stream's last sample
-AHEAD_RUN = 10  # ... unless this many batches in a row, each continuing the last, stay that far ahead
+AHEAD_SPAN_S = 300.0  # ... unless it stays that far ahead for this long of its own data, batch after batch
 
 
 @dataclass(frozen=True)
@@ -372,8 +372,8 @@ class StreamStats:
     duplicate_run: int = 0  # duplicates since the last accepted batch (a long run: see the service)
     last_seq: int | None = None
     last_t_s: float | None = None
-    jumps: int = 0  # times the stream was taken up again far ahead (after AHEAD_RUN consistent batches)
-    ahead_run: int = 0  # consecutive batches refused as too far ahead, each continuing the one before
+    jumps: int = 0  # times the stream was taken up again far ahead (after AHEAD_SPAN_S of data there)
+    ahead_from_s: float | None = None  # start of the batches refused as too far ahead, each continuing the last
     ahead_seq: int | None = None  # seq and end of the last of them
     ahead_end_s: float | None = None
 
@@ -397,11 +397,11 @@ class StreamTracker:
     A batch whose ``seq`` is not above the last one is a duplicate (dropped, counted), unless it
     starts after the stream's last sample, which means the device restarted its counter.
     "Future" is relative to the stream's last sample and, when the caller passes one, to the
-    wall clock: a batch ending more than 5 min beyond both is refused, a single wrong time stamp
-    cannot drag the stream into the future. A stream that stays there (``AHEAD_RUN`` batches in
-    a row, each the next ``seq`` and continuing the one before) is taken up again from there: a
-    simulation running faster than real time after the service missed some of it (a crash, a
-    late start), a device clock that was corrected forward.
+    wall clock: a batch ending more than 5 min beyond both is refused, so wrong time stamps (a
+    clock glitch) cannot drag the stream into the future. A stream that stays there for
+    ``AHEAD_SPAN_S`` (5 min) of its own data, each batch the next ``seq`` and continuing the one
+    before, is taken up again from there: a simulation running faster than real time after the
+    service missed some of it (a crash, a late start), a device clock corrected forward.
 
     Example
     -------
@@ -423,17 +423,18 @@ class StreamTracker:
         if reference is not None and batch.end_s > reference + MAX_FUTURE_S:
             continues = (s.ahead_seq is not None and batch.seq == s.ahead_seq + 1
                          and s.ahead_end_s <= batch.start_s + 1.0 <= s.ahead_end_s + MAX_FUTURE_S + 1.0)
-            s.ahead_run = s.ahead_run + 1 if continues else 1
+            if not continues:
+                s.ahead_from_s = batch.start_s
             s.ahead_seq, s.ahead_end_s = batch.seq, batch.end_s
-            if s.ahead_run < AHEAD_RUN:
+            if batch.end_s - s.ahead_from_s < AHEAD_SPAN_S:
                 raise ValueRangeError(
                     f"batch ends {batch.end_s - reference:.0f} s after the stream's last sample; "
                     f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?); "
-                    f"{AHEAD_RUN} batches in a row that stay ahead are taken up from there"
+                    f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data is taken up from there"
                 )
             jump_s = batch.end_s - reference
             s.jumps += 1
-        s.ahead_run, s.ahead_seq, s.ahead_end_s = 0, None, None
+        s.ahead_from_s, s.ahead_seq, s.ahead_end_s = None, None, None
         restart = False
         gap = 0
         if s.last_seq is not None:

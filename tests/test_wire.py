@@ -193,29 +193,36 @@ def test_timestamps_more_than_five_minutes_ahead_of_the_stream_are_refused():
 
 
 def test_a_stream_that_stays_far_ahead_is_taken_up_again():
-    """A single wrong time stamp is refused; a simulation at 60x that the service joins late (or
-    after a crash) runs more than 5 min ahead of the wall clock and of the stream's last sample
-    for good. It was refused forever; after AHEAD_RUN consistent batches it is taken up."""
-    from monitor.wire import AHEAD_RUN
+    """A 60x simulation the service joins late (or after a crash) runs more than 5 min ahead of the
+    wall clock and of the stream's last sample for good. It was refused forever; once 5 min of its
+    own data (AHEAD_SPAN_S), batch after batch, lie there it is taken up. A clock glitch of a few
+    seconds, or scattered wrong stamps, never add up to that (a review: with a count of 10
+    batches, a 10 s glitch moved a wearer a day ahead for good)."""
+    from monitor.wire import AHEAD_SPAN_S
+
+    def sec(seq, t_s):  # one second of 4 Hz EDA
+        return SampleBatch("eda", seq=seq, values=np.full(4, 5.0), t0=t_s, fs=4.0)
 
     tr = StreamTracker()
-    assert tr.check(ibi_batch(0, T0), now_s=T0).accept
-    with pytest.raises(ValueRangeError):  # one wrong stamp...
-        tr.check(ibi_batch(1, T0 + 9000), now_s=T0 + 1)
-    assert tr.check(ibi_batch(2, T0 + 2), now_s=T0 + 2).accept  # ...and the stream goes on
-    ahead = T0 + 3600.0
-    for i in range(AHEAD_RUN - 1):  # 60 s of simulated time per wall second
-        with pytest.raises(ValueRangeError, match="in a row that stay ahead"):
-            tr.check(ibi_batch(3 + i, ahead + 60 * i), now_s=T0 + 3 + i)
-    v = tr.check(ibi_batch(3 + AHEAD_RUN - 1, ahead + 60 * (AHEAD_RUN - 1)), now_s=T0 + 3 + AHEAD_RUN)
+    assert tr.check(sec(0, T0), now_s=T0).accept
+    for i in range(20):  # a 20 s glitch a day ahead, then the clock is right again
+        with pytest.raises(ValueRangeError, match="stays ahead for 300 s"):
+            tr.check(sec(1 + i, T0 + 86400 + i), now_s=T0 + 1 + i)
+    assert tr.check(sec(21, T0 + 21), now_s=T0 + 21).accept and tr.stats.jumps == 0
+    ahead = T0 + 3600.0  # a simulation at 60x: 60 batches a wall second
+    n = int(AHEAD_SPAN_S)  # batches refused: the next one ends 300.75 s after the first began
+    for i in range(n):
+        with pytest.raises(ValueRangeError):
+            tr.check(sec(22 + i, ahead + i), now_s=T0 + 22 + i / 60)
+    v = tr.check(sec(22 + n, ahead + n), now_s=T0 + 22 + n / 60)
     assert v.accept and v.jump_s > 3000 and tr.stats.jumps == 1
-    assert tr.check(ibi_batch(3 + AHEAD_RUN, ahead + 60 * AHEAD_RUN), now_s=T0 + 4 + AHEAD_RUN).accept
+    assert tr.check(sec(23 + n, ahead + n + 1), now_s=T0 + 23 + n / 60).accept
     # batches that do not continue each other (scattered wrong stamps) never add up
     tr2 = StreamTracker()
-    tr2.check(ibi_batch(0, T0), now_s=T0)
-    for i in range(3 * AHEAD_RUN):
+    tr2.check(sec(0, T0), now_s=T0)
+    for i in range(1000):
         with pytest.raises(ValueRangeError):
-            tr2.check(ibi_batch(1 + 2 * i, T0 + 9000 + 5000 * (i % 2)), now_s=T0 + 1)
+            tr2.check(sec(1 + 2 * i, T0 + 9000 + i), now_s=T0 + 1)  # seq jumps by 2: no run
     assert tr2.stats.jumps == 0
 
 
