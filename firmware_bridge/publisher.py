@@ -256,8 +256,9 @@ class Publisher:
         if was and not self._stop.is_set():
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting, batches wait in the outbox", self.address, reason_code)
-        elif not was and not self._stop.is_set():
-            self._connect_failed(f"it closed the connection before accepting it: {reason_code}; is it an MQTT broker?")
+        elif not was and not self._stop.is_set() and self.refused is None:
+            self._connect_failed(f"no MQTT answer to the connection ({reason_code}): a hung broker, or a port "
+                                 "that is not MQTT?")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._events.put(("ack", mid))

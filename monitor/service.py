@@ -485,7 +485,11 @@ class MonitorService:
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting", self.address, reason_code)
         elif not was and not self._closing.is_set() and self._refused is None:
-            self._connect_failed(f"it closed the connection before accepting it: {reason_code}; is it an MQTT broker?")
+            # the broker may still take this CONNECT late and make an empty session for us: the
+            # next session present must not be trusted to hold our subscriptions
+            self._store.set_meta(self._subscribed_key, None)
+            self._connect_failed(f"no MQTT answer to the connection ({reason_code}): a hung broker, or a port "
+                                 "that is not MQTT?")
 
     def _on_message(self, client, userdata, msg) -> None:
         if self._closing.is_set():

@@ -630,6 +630,60 @@ def test_the_service_survives_a_broker_that_accepts_but_never_answers(broker, tm
     assert svc.failed is None
 
 
+def test_a_broker_restarted_without_its_sessions_and_hung_gets_our_subscriptions_again(tmp_path):
+    """mosquitto restarted without persistence, and hung when the service comes back: paho gives
+    up on the CONNECT, the broker takes it late and makes an empty session. The next connect
+    reports a session present; the service trusted its note that the session held its
+    subscriptions and stayed connected but deaf (a review found it). The note is dropped when a
+    CONNECT goes unanswered."""
+    import signal as _signal
+    import socket
+
+    from monitor.broker import find_executable
+
+    need_broker("mosquitto")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+
+    def mosquitto() -> subprocess.Popen:
+        proc = subprocess.Popen([find_executable("mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: _listening(port), 10)
+        return proc
+
+    first = mosquitto()
+    second = None
+    svc = MonitorService(f"mqtt://127.0.0.1:{port}", tmp_path / "svc", None,
+                         ServiceOptions(instance="t", keepalive_s=1, reconnect_min_s=1, reconnect_max_s=1)).start()
+    try:
+        assert svc.wait_connected(10)
+        assert wait_until(lambda: svc.call(lambda s: s._store.meta(s._subscribed_key)) == "1", 5)
+        first.terminate()
+        first.wait(10)
+        second = mosquitto()
+        second.send_signal(_signal.SIGSTOP)
+        time.sleep(4.0)  # paho gives up on the CONNACK (keepalive 1 s), more than once
+        second.send_signal(_signal.SIGCONT)
+        assert wait_until(lambda: svc.stats.connects == 2, 15), "no reconnect"
+        time.sleep(1.0)
+        fake = type("B", (), {"host": "127.0.0.1", "port": port, "users": {"monitor": "any"}})()
+        probe = Probe(fake)
+        batches = s02_batches()[:30]
+        probe.publish_many(messages("s02", batches))
+        probe.close()
+        assert wait_until(lambda: svc.stats.batches == len(batches), 10), svc.stats
+    finally:
+        svc.stop()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(_signal.SIGCONT)
+                proc.terminate()
+                proc.wait(10)
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
 def test_no_checkin_from_stale_data(broker, tmp_path, services):
     """Live data, then an hour-long outage after which the device's backlog arrives: the service
