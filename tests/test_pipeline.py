@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from monitor.core.motion import AccProcessor
-from monitor.core.pipeline import WearerPipeline
+from monitor.core.pipeline import CoreConfig, WearerPipeline
 from monitor.core.temp import TempProcessor
 from monitor.core.wearer import WearerMonitor
 from monitor.recordings import Recording, read_recording
 from tests.conftest import data_path
 
 MINUTES = 12
+T0 = 1_700_000_000.0
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +271,45 @@ def test_a_sample_rate_change_keeps_what_the_old_chain_held_back(s02):
     assert len(before) == 6
     assert all(r.quality["eda"] != "missing" and "EDA_Tonic_Mean" in r.values for r in before), \
         [(r.t - switch_s, r.quality["eda"]) for r in before]
+
+
+def test_a_refused_sample_rate_changes_nothing(s02):
+    """An EDA batch at 0.01 Hz (the filters cannot take it: ValueError) flushed and dropped the
+    running chain before it was refused, and its span still lengthened the release waits."""
+    from monitor.wire import SampleBatch
+
+    reference = as_tuples(run(s02, 1.0, signals=("eda", "temp")))
+    p, rows = WearerPipeline(), []
+    for i, b in enumerate(b for b in s02.batches(1.0) if b.signal in ("eda", "temp")):
+        if i == 400:
+            lag_s = p._lag_s()
+            with pytest.raises(ValueError):
+                p.update(SampleBatch("eda", 10_000, np.full(2, 2.0), t0=b.t0, fs=0.01))
+            assert p._lag_s() == lag_s
+        rows.extend(p.update(b))
+    assert as_tuples(rows + p.flush()) == reference
+
+
+def test_one_batch_with_a_long_gap_inside_does_not_stall_the_wearer():
+    """An hr batch of two readings a day apart (a band syncing its memory): its span added a day
+    to the release waits, and the wearer counted as unsettled again, so nothing came out. The
+    span counts at most MAX_BATCH_WAIT_S, and a settled wearer stays settled."""
+    from monitor.core.pipeline import EDA_DELAY_S, MAX_BATCH_WAIT_S
+    from monitor.wire import SampleBatch
+
+    p, rows, seq = WearerPipeline(), [], {"eda": 0, "hr": 0}
+    rng = np.random.default_rng(0)
+    for k in range(2400):
+        t = T0 + k
+        seq["eda"] += 1
+        rows += p.update(SampleBatch("eda", seq["eda"], 2.0 + 0.01 * rng.standard_normal(4), t0=t, fs=4.0))
+        if k < 600:
+            seq["hr"] += 1
+            times = np.array([t - 86400.0, t]) if k == 599 else np.array([t])
+            rows += p.update(SampleBatch("hr", seq["hr"], np.full(len(times), 70.0), t=times))
+    assert p._lag_s() <= CoreConfig().max_lag_s + MAX_BATCH_WAIT_S
+    after = [r for r in rows if r.t > T0 + 600]
+    # the hr device fell silent at 600 s: ticks go without it once the EDA (20.5 s behind) is
+    # 45 + 600 s ahead (before: none in these 30 min)
+    assert len(after) >= (2400 - 600 - EDA_DELAY_S - 45 - MAX_BATCH_WAIT_S) / 5 - 2
+    assert all(r.quality["hr"] == "missing" for r in after if r.t > T0 + 700)

@@ -6,9 +6,10 @@ modalities, quality per modality). A tick is released once every modality the we
 reported it, or once another modality is ``max_lag_s`` ahead (a stalled stream never holds the
 others back; its quality for that tick is ``"missing"``). Nothing is released in the wearer's
 first ``max_lag_s``, so signals that start a little later still join the first ticks. Both
-waits grow by the longest latest batch: a signal sent in 60 s batches reports its ticks up to
-60 s late, and the same samples give the same rows whatever the batching. A sample-rate change
-starts a new chain for that signal, after releasing what the old one held back.
+waits grow by the longest latest batch (at most ``MAX_BATCH_WAIT_S``, 10 min): a signal sent
+in 60 s batches reports its ticks up to 60 s late, and the same samples give the same rows
+whatever the batching. A sample-rate change starts a new chain for that signal, after
+releasing what the old one held back; a rate the filters cannot take changes nothing.
 
 Heart activity can come from several signals; the best one the wearer sends is used:
 ``ecg`` (R-peak detection) > ``bvp`` (pulse detection) > ``ibi`` (device beat intervals) >
@@ -62,6 +63,7 @@ STANDBY = "standby"  # pending[tick][STANDBY, source]: a heart source's row kept
 QUALITY_KEY = {"heart": "hrv", "restlessness": "restlessness"}  # where it differs from the modality
 EDA_DELAY_S = 20.5  # output delay of the EDA chain at the E4's 4 Hz (``EdaProcessor(4.0).latency_s``)
 MAX_SPAN_S = 3600.0  # longest window and lag accepted (s)
+MAX_BATCH_WAIT_S = 600.0  # a batch's span adds at most this to the release waits (s)
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class PipelineState:
     heart_seen_until_s: dict = field(default_factory=dict)  # heart source -> its latest sample time
     heart_switches: int = 0  # times the heart source in use changed after the first
     batch_span_s: dict = field(default_factory=dict)  # signal -> time its latest batch covered (s)
+    settled: bool = False  # every signal has had time to show up (see WearerPipeline._settled)
     # ticks at k * tick_s + tick_phase_s: the processors run tick_phase_s behind real time
     tick_phase_s: float = 0.0
 
@@ -208,6 +211,7 @@ class PipelineState:
                 {saved["heart_source"]: saved["seen_until_s"]} if saved.get("heart_source") else {})}
             saved.pop("ignored_batches", None)
         saved.setdefault("batch_span_s", {})  # checkpoints before 0.2: 1 s batches assumed
+        saved.setdefault("settled", False)  # (worked out again at the next batch)
         self.__dict__.update(saved)
 
 
@@ -254,7 +258,7 @@ class WearerPipeline(Processor):
             current = s.heart_source
             if current != signal and (
                     current is None or HEART_SOURCES.index(signal) < HEART_SOURCES.index(current)
-                    or batch.start_s > s.heart_seen_until_s[current] + self.config.max_lag_s):
+                    or batch.start_s > s.heart_seen_until_s[current] + self._lag_s()):
                 s.heart_switches += current is not None  # a better one sends, or the one in use went silent
                 s.heart_source = signal
             s.heart_seen_until_s[signal] = max(s.heart_seen_until_s.get(signal, -np.inf), batch.end_s)
@@ -262,14 +266,16 @@ class WearerPipeline(Processor):
         if s.start_s is None:
             s.start_s = batch.start_s
         s.seen_until_s = max(s.seen_until_s, batch.end_s)
-        s.batch_span_s[signal] = batch.end_s - batch.start_s
         chain = s.chains.get(signal)
         new_chain = chain is None or (batch.fs is not None and batch.fs != chain.fs)
         if new_chain:
+            fresh = _Chain(signal, batch.fs, self.config)  # a rate the filters cannot take: ValueError, nothing changed
             if chain is not None:  # the device changed its sample rate: what the old chain holds back counts
                 self._collect(signal, chain.flush())
-            chain = s.chains[signal] = _Chain(signal, batch.fs, self.config)
+            chain = s.chains[signal] = fresh
         rows = chain.update(batch)
+        # (a long gap inside one irregular batch is no batch length: MAX_BATCH_WAIT_S at most)
+        s.batch_span_s[signal] = min(batch.end_s - batch.start_s, MAX_BATCH_WAIT_S)
         if rows:
             self._collect(signal, rows)
         elif not new_chain and was_settled == self._settled():
@@ -280,14 +286,17 @@ class WearerPipeline(Processor):
 
     def _settled(self) -> bool:
         """In the first max_lag_s every signal the wearer sends has had time to show up; until
-        then "every modality reported" may not mean every modality there is."""
+        then "every modality reported" may not mean every modality there is. Once settled, a
+        wearer stays settled (a long batch later must not hold back complete ticks)."""
         s = self.state
-        return s.seen_until_s - s.start_s >= self._lag_s()
+        if not s.settled:
+            s.settled = s.seen_until_s - s.start_s >= self._lag_s()
+        return s.settled
 
     def _lag_s(self) -> float:
         """How far another modality must be ahead before a tick goes without a silent one (s):
-        ``max_lag_s``, plus the longest latest batch (a signal sent in long batches reports its
-        ticks up to a batch late)."""
+        ``max_lag_s``, plus the longest latest batch, up to ``MAX_BATCH_WAIT_S`` (a signal sent
+        in long batches reports its ticks up to a batch late)."""
         return self.config.max_lag_s + max(self.state.batch_span_s.values(), default=0.0)
 
     def flush(self) -> list[Features]:
