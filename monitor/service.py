@@ -305,7 +305,7 @@ class MonitorService:
 
         self._wearers: dict[str, _Wearer] = {}
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
-        self._device_count: dict[str, int] = {}  # wearer -> devices in _devices
+        self._devices_of: dict[str, set[str]] = {}  # wearer -> its devices in _devices
         self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
         self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # call() requests and _STOP, for the worker
@@ -519,7 +519,8 @@ class MonitorService:
                     self._commit_records()
                 if self._urgent_checkpoint:  # before the acknowledgements go out (_write)
                     self._urgent_checkpoint = False
-                    self._checkpoint()
+                    urgent = sum(w.checkpoint_due == -math.inf for w in self._wearers.values())
+                    self._checkpoint(budget=max(64, urgent))  # every urgent one (they sort first)
                 self._write()
                 if self._calls():
                     break
@@ -737,6 +738,7 @@ class MonitorService:
                 )
             log.info("wearer %s: %s now comes from device %s (device %s fell silent)",
                      topic.wearer, topic.signal, topic.device, owner)
+        status = self._device(topic.wearer, topic.device, arrived)  # (counts the device: at most 16 kept)
         tracker = live.trackers.setdefault((topic.device, topic.signal), StreamTracker())
         try:
             # "now" for a stream: the wall clock, or the wearer's newest sample when that is later
@@ -744,7 +746,6 @@ class MonitorService:
             verdict = tracker.check(batch, now_s=max(arrived, live.newest_event_s or arrived))
         except ValueRangeError as exc:
             raise _Reject("future", str(exc)) from exc
-        status = self._device(topic.wearer, topic.device, arrived)
         if self._recorder is not None and (verdict.accept or verdict.duplicate):
             # a redelivered batch too: its row may have been lost in a crash (kept once if not)
             self._recorder.batch(topic.wearer, topic.device, batch, payload, arrived)
@@ -923,20 +924,20 @@ class MonitorService:
     def _device(self, wearer_id: str, device: str, arrived: float) -> DeviceStatus:
         status = self._devices.get((wearer_id, device))
         if status is None:
-            n = self._device_count[wearer_id] = self._device_count.get(wearer_id, 0) + 1
-            if n > MAX_DEVICES_PER_WEARER:  # forget the one heard from longest ago (bounded memory)
-                oldest = min((k for k in self._devices if k[0] == wearer_id),
-                             key=lambda k: self._devices[k].last_seen_wall_s or -math.inf)
-                del self._devices[oldest]
-                self._device_count[wearer_id] -= 1
+            mine = self._devices_of.setdefault(wearer_id, set())
+            if len(mine) >= MAX_DEVICES_PER_WEARER:  # forget the one heard from longest ago (bounded memory)
+                oldest = min(mine, key=lambda d: self._devices[(wearer_id, d)].last_seen_wall_s or -math.inf)
+                del self._devices[(wearer_id, oldest)]
+                mine.discard(oldest)
                 wearer = self._wearers.get(wearer_id)
-                if wearer is not None and oldest[1] not in wearer.live.sources.values():
-                    for key in [k for k in wearer.live.trackers if k[0] == oldest[1]]:
+                if wearer is not None and oldest not in wearer.live.sources.values():
+                    for key in [k for k in wearer.live.trackers if k[0] == oldest]:
                         del wearer.live.trackers[key]
                 if self._should_warn(wearer_id, "devices"):
                     log.warning("wearer %s: more than %d devices; the one heard from longest ago is forgotten",
                                 wearer_id, MAX_DEVICES_PER_WEARER)
             status = self._devices[(wearer_id, device)] = DeviceStatus()
+            mine.add(device)
         status.last_seen_wall_s = arrived
         return status
 

@@ -22,6 +22,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -413,6 +414,17 @@ def test_a_flood_of_device_ids_keeps_memory_bounded(broker, tmp_path, services):
     assert wait_until(lambda: sum(svc.stats.rejected.values()) == 1, 10)
     kept = sorted(int(d[1:]) for w, d in svc.devices() if w == "s02")
     assert kept == list(range(n - MAX_DEVICES_PER_WEARER, n))
+    # data from ever new device ids, refused as too far ahead: their stream trackers (kept in the
+    # wearer's checkpoint) are bounded too (a review: 20,000 ids made a 1.7 MB checkpoint)
+    probe = Probe(broker)
+    ahead = time.time() + 3600.0
+    probe.publish_many([(data_topic("s02", f"f{i}", "hr"), encode_batch(SampleBatch("hr", 0, np.array([70.0]),
+                                                                                  t=np.array([ahead]))))
+                        for i in range(n)])
+    probe.close()
+    assert wait_until(lambda: svc.stats.rejected["future"] == n, 10), svc.stats
+    trackers = svc.call(lambda s: len(s._wearers["s02"].live.trackers))
+    assert trackers <= MAX_DEVICES_PER_WEARER
 
 
 def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
