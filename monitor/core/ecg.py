@@ -90,9 +90,16 @@ class EcgBeatDetector(Processor):
         self.b_energy = np.full(n, 1.0 / n)
         self._bandpass = CausalSOS.butter(2, list(band_hz), "bandpass", fs)
         self._clock = SampleClock(fs)
+        self.min_delay_s = float(min_delay_s)
         self._detector = PpgBeatDetector(fs, max_delay_s=max_delay_s, beat_offset=beat_offset, fiducial="peak",
                                          min_delay_s=min_delay_s)
         self.reset()
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        if "min_delay_s" not in saved:  # a checkpoint from before the ECG's own refractory period
+            self.min_delay_s = 0.2
+            self._detector.min_delay = self.min_delay_s * self.sampling_rate
 
     def reset(self) -> None:
         """Forget everything (a new wearer or a new recording)."""
