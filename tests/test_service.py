@@ -45,6 +45,7 @@ from monitor.wire import (
     wearer_topic,
 )
 from tests.conftest import data_path, need_broker
+from tests.test_demo import processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -959,6 +960,10 @@ def test_a_run_killed_with_sigkill_keeps_its_port_on_restart(tmp_path):
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
                 proc.kill()
+        left = processes_mentioning(str(data_dir))  # a broker left behind by a failed run: not ours to keep
+        for line in left:
+            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+    assert not left, left
     assert wait_until(lambda: not _listening(port), 10)
 
 
