@@ -105,11 +105,12 @@ def read_table(db: sqlite3.Connection, what: str, wearer: str | None = None, fro
                         "threshold": r["threshold"],
                         "quality": ";".join(f"{k}={v}" for k, v in sorted(quality.items())),
                         "contributions": r["contributions"], "deviations": r["deviations"]})
-        # every indicator the wearer's whole recording has, whatever the time range: exports made
-        # in pieces (a day each) have the same columns and concatenate
-        sql = "SELECT DISTINCT j.key FROM indicators, json_each(indicators.indicator_values) j"
-        names.update(k for (k,) in (db.execute(sql + " WHERE wearer = ?", (wearer,)) if wearer is not None
-                                     else db.execute(sql)))
+        if from_s is not None or to_s is not None:
+            # every indicator the wearer's whole recording has, whatever the time range: exports
+            # made in pieces (a day each) have the same columns and concatenate
+            sql = "SELECT DISTINCT j.key FROM indicators, json_each(indicators.indicator_values) j"
+            names.update(k for (k,) in (db.execute(sql + " WHERE wearer = ?", (wearer,)) if wearer is not None
+                                         else db.execute(sql)))
         indicator_cols = sorted(names)
         frame = _frame(out, ["wearer", "t", "stress_score", "gate", "threshold", "quality", *indicator_cols,
                              "contributions", "deviations"])

@@ -301,7 +301,7 @@ class MonitorService:
         self.state_topic = monitor_state_topic(self.options.instance)
         self.failed: BaseException | None = None  # set when the worker died of an unexpected error
         self.resumed_wearers = 0  # wearers restored from their checkpoints at start
-        self._urgent_checkpoint = False  # a wearer's policy changed: checkpoint it in this pass
+        self._urgent_checkpoints = 0  # wearers whose policy changed in this pass (at most): checkpoint them now
 
         self._wearers: dict[str, _Wearer] = {}
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
@@ -517,10 +517,9 @@ class MonitorService:
                         self._commit_records()
                 if self._unacked:
                     self._commit_records()
-                if self._urgent_checkpoint:  # before the acknowledgements go out (_write)
-                    self._urgent_checkpoint = False
-                    urgent = sum(w.checkpoint_due == -math.inf for w in self._wearers.values())
-                    self._checkpoint(budget=max(64, urgent))  # every urgent one (they sort first)
+                if self._urgent_checkpoints:  # before the acknowledgements go out (_write)
+                    self._checkpoint(budget=max(64, self._urgent_checkpoints))  # every urgent one (they sort first)
+                    self._urgent_checkpoints = 0
                 self._write()
                 if self._calls():
                     break
@@ -1004,7 +1003,7 @@ class MonitorService:
         ``checkpoint_s`` after the change). Rare, so each costs one wearer's checkpoint."""
         wearer.dirty = True
         wearer.checkpoint_due = -math.inf
-        self._urgent_checkpoint = True
+        self._urgent_checkpoints += 1
 
     def _checkpoint(self, everything: bool = False, budget: int = 64) -> int:
         """Write dirty wearers whose checkpoint is due (all dirty ones with ``everything``)."""
