@@ -49,7 +49,7 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None = None
-    password: str | None = field(default=None, repr=True)
+    password: str | None = field(default=None, repr=False)  # never in a repr or a log
     tls: bool = False
 
     def __str__(self) -> str:  # never shows the password

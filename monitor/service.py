@@ -20,7 +20,8 @@ Staleness: a wearer's *time base* is the smallest ``arrival wall clock - batch e
 network delay plus any device clock offset or replay shift). A tick more than ``stale_after_s``
 behind the wall clock *relative to that time base* is stale: its indicators say
 ``gate="stale"`` and the policy never prompts from it (a backlog drained after an outage, or the
-service catching up after a restart). Replays with original timestamps, at any speed, keep a
+service catching up after a restart). A wearer sending long batches gets two batch spans more
+(``WearerPipeline.longest_batch_s``): its on-time ticks come out that much later. Replays with original timestamps, at any speed, keep a
 consistent time base and are not stale. A new time base that persists for ``refloor_after_s``
 (a corrected device clock, a new replay) is adopted.
 
@@ -118,7 +119,8 @@ class ServiceOptions:
         Each wearer's state is written at most this many seconds after it changed. Default 30.
     stale_after_s : float
         A tick further behind the wall clock than this (s, relative to the wearer's time base)
-        is stale: no check-in from it. Default 120 (the core releases a tick ~20-45 s after it).
+        is stale: no check-in from it. Default 120 (the core releases a tick ~20-45 s after it
+        with 1 s batches; long batches add two batch spans).
     refloor_after_s : float
         A new time base that persists this long (s, wall clock) is adopted. Default 600.
     indicator_interval_s : float
@@ -729,7 +731,8 @@ class MonitorService:
         owner = live.sources.get(topic.signal)
         if owner is not None and owner != topic.device:
             silent_s = arrived - live.source_seen_wall_s.get(topic.signal, -math.inf)
-            if silent_s <= self.options.stale_after_s:
+            # (a device sending long batches is silent between them)
+            if silent_s <= self.options.stale_after_s + wearer.monitor.pipeline.state.batch_span_s.get(topic.signal, 0.0):
                 raise _Reject(
                     "conflict",
                     f"wearer {topic.wearer!r} already receives {topic.signal} from device {owner!r}; "
@@ -776,7 +779,7 @@ class MonitorService:
         self.stats.batches += 1
         wearer.dirty = True
         monitor = wearer.monitor
-        monitor.gate_for = lambda t: self._stale_gate(live, t, arrived)
+        monitor.gate_for = lambda t: self._stale_gate(wearer, t, arrived)
         try:
             ticks = monitor.update(batch)
         except ValueError as exc:  # the core refused this batch (its state is unchanged or advanced)
@@ -785,7 +788,7 @@ class MonitorService:
         finally:
             monitor.gate_for = None
         for tick in ticks:
-            self._publish_tick(wearer, tick, self._stale_gate(live, tick.t, arrived), arrived)
+            self._publish_tick(wearer, tick, self._stale_gate(wearer, tick.t, arrived), arrived)
 
     def _update_time_base(self, wearer: _Wearer, batch: SampleBatch, arrived: float) -> None:
         live = wearer.live
@@ -804,10 +807,13 @@ class MonitorService:
         else:
             live.lag_high_since_wall_s = None
 
-    def _stale_gate(self, live: LiveState, t_s: float, now: float) -> str | None:
-        if live.lag_floor_s is None:
+    def _stale_gate(self, wearer: _Wearer, t_s: float, now: float) -> str | None:
+        """``"stale"`` for a tick further behind than an on-time one can be (see Staleness)."""
+        floor = wearer.live.lag_floor_s
+        if floor is None:
             return None
-        behind = (now - t_s) - live.lag_floor_s
+        # long batches delay on-time ticks by up to two batch spans (the pipeline's release wait)
+        behind = (now - t_s) - floor - 2 * wearer.monitor.pipeline.longest_batch_s()
         return "stale" if behind > self.options.stale_after_s else None
 
     def _publish_tick(self, wearer: _Wearer, tick: Tick, service_gate: str | None, now: float) -> None:
@@ -973,6 +979,7 @@ class MonitorService:
     def _restore(self) -> None:
         rows = self._store.load_all()
         now = self.clock()
+        rebuilt = 0
         for i, (wearer_id, blob) in enumerate(sorted(rows.items())):
             if not isinstance(blob, dict) or blob.get("schema") != CHECKPOINT_SCHEMA:
                 raise ServiceError(
@@ -987,6 +994,7 @@ class MonitorService:
                     f"checkpoint of wearer {wearer_id!r} does not fit this configuration ({exc}); "
                     f"move {self._store.path} away to start every wearer afresh"
                 ) from exc
+            rebuilt += monitor.pipeline.rebuilt_chains
             # spread the next checkpoints of restored wearers over one interval
             due = now + self.options.checkpoint_s * (1 + i / max(1, len(rows)))
             wearer = _Wearer(wearer_id, monitor, blob["live"], now, 0.0)
@@ -995,6 +1003,10 @@ class MonitorService:
         self.resumed_wearers = len(rows)
         if rows:
             log.info("resumed %d wearer(s) from %s", len(rows), self._store.path)
+        if rebuilt:
+            log.warning("%d wearer(s) were checkpointed under another (or an unrecorded) [core] configuration: their "
+                        "signal processors start afresh (a gap in their indicators; baselines are kept)",
+                        rebuilt)
 
     def _checkpoint_soon(self, wearer: _Wearer) -> None:
         """The wearer's check-in policy changed (a check-in sent, an answer, a pause...): checkpoint

@@ -56,6 +56,7 @@ def test_broker_urls():
     assert parse_broker_url("mqtts://u:p%2Fq@h:8884") == BrokerAddress("h", 8884, "u", "p/q", True)
     assert parse_broker_url("mqtts://h").port == 8883
     assert str(parse_broker_url("mqtt://u:secret@h:1")) == "mqtt://u@h:1"  # the password is never shown
+    assert "secret" not in repr(parse_broker_url("mqtt://u:secret@h:1"))  # nor in a repr (%r, tracebacks)
     for bad in ("tcp://h:1", "mqtt://", "mqtt://h:99999"):
         with pytest.raises(ConfigError):
             parse_broker_url(bad)

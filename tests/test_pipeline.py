@@ -70,6 +70,40 @@ def test_save_and_restore_mid_stream_gives_the_same_rows(s02):
     assert as_tuples(rows_split) == as_tuples(rows_one)
 
 
+
+def test_a_checkpoint_of_another_core_config_resumes_under_the_new_one(s02):
+    """A restart with a changed ``[core]`` used to keep the checkpoint's processors (their
+    tick_s and window_s pickled with them) while the scorer took the new tick_s. Now every
+    chain is rebuilt under the new configuration: ticks on the new grid, nothing lost that the
+    old chains held back, and the same configuration resumes exactly (no rebuild)."""
+    batches = list(s02.batches(1.0))
+    half = len(batches) // 2
+    old = WearerPipeline(CoreConfig(tick_s=5.0, window_s=60.0))
+    rows_old = [r for b in batches[:half] for r in old.update(b)]
+    state = pickle.loads(pickle.dumps(old.get_state()))
+
+    same = WearerPipeline(CoreConfig(tick_s=5.0, window_s=60.0))
+    same.set_state(pickle.loads(pickle.dumps(state)))
+    assert not same.rebuilt_chains
+
+    new_cfg = CoreConfig(tick_s=10.0, window_s=30.0)
+    new = WearerPipeline(new_cfg)
+    new.set_state(state)
+    assert new.rebuilt_chains and new.state.core == new_cfg
+    for chain in new.state.chains.values():
+        for proc in (chain.__dict__.get("main"), chain.__dict__.get("restless"), chain.hrv, chain.resp):
+            if proc is not None and hasattr(proc, "tick_s"):
+                assert (proc.tick_s, proc.window_s) == (10.0, 30.0), proc
+    rows_new = [r for b in batches[half:] for r in new.update(b)] + new.flush()
+    # what the old chains held back is released on the old grid, then the new grid takes over
+    held_back = [r.t for r in rows_new if r.t % 10 != 0]
+    assert held_back and all(t % 5 == 0 for t in held_back)
+    seen_until_s = max(b.end_s for b in batches[:half])
+    assert rows_old[-1].t < min(held_back) and max(held_back) <= seen_until_s  # the data they had
+    later = [r for r in rows_new if r.t > max(held_back)]
+    assert len(later) > 20 and all(r.t % 10 == 0 for r in later)
+    assert sum("EDA_Tonic_Mean" in r.values and "HR_Mean" in r.values for r in later) > len(later) // 2
+
 @pytest.mark.parametrize(
     "signals, expected, absent",
     [

@@ -729,6 +729,30 @@ def test_no_checkin_from_stale_data(broker, tmp_path, services):
     assert svc.stats.checkins == 0 and not svc.stats.suppressed
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
+def test_long_batches_on_time_are_not_stale(broker, tmp_path, services):
+    """A device that sends 120 s batches (7,680 BVP samples: within the wire's 10,000), each
+    arriving a second after its last sample: its ticks come out up to two batches after their
+    time, which is on time for it. Before, the fixed 120 s gate marked ~20 % of them stale, so
+    no check-in could come from them."""
+    data_path("stress-predict", "S02")
+    from monitor.recordings import read_recording
+
+    rec = read_recording(DATA / "stress-predict" / "S02")
+    batches = [b for b in rec.batches(120.0) if b.start_s < rec.start_s + 1800]
+    clock = FakeClock(batches[0].end_s + 1.0)
+    probe = Probe(broker, [wearer_topic("s02", "indicators")])
+    services.append(svc := start_service(broker, tmp_path / "svc", clock=clock))
+    for i, b in enumerate(batches):  # in time order, each when its last sample is a second old
+        clock.now = max(clock.now, b.end_s + 1.0)
+        probe.publish_many(messages("s02", [b]))
+        assert wait_until(lambda: svc.stats.batches == i + 1, 10), svc.stats
+    time.sleep(0.3)
+    gates = [g["gate"] for g in probe.json_on(wearer_topic("s02", "indicators"))]
+    assert len(gates) > 200  # 30 min of 5 s ticks, less the last held back
+    assert "stale" not in gates, gates.count("stale")
+
+
 def _launch(broker, data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", "-v", "run", "--broker", broker.url, "--data-dir", str(data_dir),

@@ -191,6 +191,7 @@ def tick_phase(wearer_id: str, tick_s: float) -> float:
 @dataclass
 class PipelineState:
     chains: dict = field(default_factory=dict)  # signal -> _Chain
+    core: CoreConfig | None = None  # the configuration the chains were built with
     heart_source: str | None = None
     pending: dict = field(default_factory=dict)  # tick -> {modality: Features}
     latest_tick: dict = field(default_factory=dict)  # modality -> latest tick reported
@@ -212,6 +213,7 @@ class PipelineState:
             saved.pop("ignored_batches", None)
         saved.setdefault("batch_span_s", {})  # checkpoints before 0.2: 1 s batches assumed
         saved.setdefault("settled", False)  # (worked out again at the next batch)
+        saved.setdefault("core", None)  # older checkpoints did not record it: the chains are rebuilt
         self.__dict__.update(saved)
 
 
@@ -228,8 +230,25 @@ class WearerPipeline(Processor):
 
     def __init__(self, config: CoreConfig | None = None, tick_phase_s: float = 0.0):
         self.config = config or CoreConfig()
-        self.state = PipelineState(tick_phase_s=float(tick_phase_s))
+        self.state = PipelineState(core=self.config, tick_phase_s=float(tick_phase_s))
         self._active = ((), (), frozenset())  # signals -> modalities (sorted and as a set)
+        self.rebuilt_chains = False  # the last set_state met chains of another [core]
+
+    def set_state(self, state) -> None:
+        """Resume from ``get_state``. Chains built under another ``[core]`` configuration (a
+        changed ``tick_s``, ``window_s``...) release what they hold back and start afresh under
+        this one, as on a sample-rate change: the indicators see a gap, the baseline is kept."""
+        super().set_state(state)
+        s = self.state
+        self.rebuilt_chains = s.core != self.config
+        if self.rebuilt_chains:
+            for signal, chain in list(s.chains.items()):  # (ticks up to the data they had)
+                self._collect(signal, [(m, f) for m, f in chain.flush() if f.t <= s.seen_until_s])
+                try:
+                    s.chains[signal] = _Chain(signal, chain.fs, self.config)
+                except ValueError:  # this configuration cannot take the signal: built at its next batch
+                    del s.chains[signal]
+            s.core = self.config
 
     def _active_modalities(self) -> tuple[tuple[str, ...], frozenset]:
         """The modalities of the signals the wearer sends, sorted and as a set (cached: the
@@ -295,9 +314,19 @@ class WearerPipeline(Processor):
 
     def _lag_s(self) -> float:
         """How far another modality must be ahead before a tick goes without a silent one (s):
-        ``max_lag_s``, plus the longest latest batch, up to ``MAX_BATCH_WAIT_S`` (a signal sent
-        in long batches reports its ticks up to a batch late)."""
-        return self.config.max_lag_s + max(self.state.batch_span_s.values(), default=0.0)
+        ``max_lag_s``, plus the longest latest batch (a signal sent in long batches reports its
+        ticks up to a batch late)."""
+        return self.config.max_lag_s + self.longest_batch_s()
+
+    def longest_batch_s(self) -> float:
+        """Time covered by the longest latest batch of the wearer's signals (s, at most
+        ``MAX_BATCH_WAIT_S``): on-time ticks come out up to twice this later than with 1 s
+        batches (the tick's data arrives a batch late, and the release waits a batch more).
+
+        >>> WearerPipeline().longest_batch_s()
+        0.0
+        """
+        return max(self.state.batch_span_s.values(), default=0.0)
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""
