@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import ConfigError
-from monitor.wire import ID_PATTERN, SIGNALS
+from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 
 DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
 TRANSPORTS = ("ble", "emotibit", "lines", "none")
@@ -193,8 +193,8 @@ def _parse_signal(name: str, table, decoder: str, fail, where: str) -> SignalDef
     if rate is None:
         if spec.regular:
             raise ConfigError(f"{where}: missing required key '{key}.rate_hz': {name} is a regular signal")
-    elif type(rate) not in (int, float) or not (0 < rate <= 1000) or not math.isfinite(rate):
-        raise fail(f"{key}.rate_hz", "a number > 0 and <= 1000 (Hz)", rate)
+    elif type(rate) not in (int, float) or not (0 < rate <= MAX_SAMPLING_RATE_HZ) or not math.isfinite(rate):
+        raise fail(f"{key}.rate_hz", f"a number > 0 and <= {MAX_SAMPLING_RATE_HZ:g} (Hz)", rate)
     scale = table.get("scale", 1.0)
     if type(scale) not in (int, float) or scale == 0 or not math.isfinite(scale):
         raise fail(f"{key}.scale", "a non-zero number", scale)

@@ -66,7 +66,6 @@ NUMERIC_TAGS = frozenset(
         "SA", "SR", "SF", BATTERY_PERCENT, BATTERY_VOLTAGE,
     }
 )
-APERIODIC_TAGS = frozenset({HEART_RATE, INTER_BEAT_INTERVAL, "SA", "SR"})
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from monitor.recordings import Recording, read_recording
 REFERENCE_SIGNALS = ("eda", "hr")  # what the reference needs
 REFERENCE_BASELINE_S = 300.0
 REFERENCE_LOWPASS_HZ = 0.5
-METRICS = ("roc_auc", "detected_share", "false_checkins_per_rest_hour", "median_delay_s")
 SWEEP_THRESHOLDS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)  # policy.threshold values of the operating table
 
 

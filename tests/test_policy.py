@@ -300,7 +300,7 @@ def test_prompt_content_is_warm_explained_and_serialisable():
 def test_explain_directions_unknown_keys_and_fallback():
     # A rise of RMSSD and of skin temperature is the calm direction: not named.
     assert explain({"HRV_RMSSD": 2.0, "TEMP_Mean": 1.0}).indicators == {}
-    assert explain({}).sentence == "Your body signals differ from your usual pattern."
+    assert explain({}).sentence == "Your body signals have moved away from your own calm level for a little while."
     why = explain({"TEMP_Mean": -0.9, "Foo_Index": 3.0, "SCR_Rate": 1.0, "HR_Mean": math.nan})
     assert list(why.indicators) == ["Foo_Index", "SCR_Rate", "TEMP_Mean"]
     assert why.sentence == (

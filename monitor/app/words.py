@@ -19,9 +19,7 @@ import math
 import re
 from typing import Any, Mapping
 
-from monitor.core.policy import explain
-
-GENERIC_WHY = "Your body signals have moved away from your own calm level for a little while."
+from monitor.core.policy import GENERIC_WHY, explain
 
 LABELS = {
     "anxious": "Anxious",

@@ -341,11 +341,6 @@ class SampleClock(Processor):
         self.tolerance_samples = tolerance_samples
         self.state = SampleClockState()
 
-    @property
-    def next_t(self) -> float | None:
-        s = self.state
-        return None if s.t_first is None else s.t_first + s.n_seen / self.sampling_rate
-
     def align(self, t0: float, n: int) -> Alignment:
         s = self.state
         fs = self.sampling_rate

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.core.base import Processor
+from monitor.wire import SIGNALS
 
 FLAG_OK, FLAG_ECTOPIC, FLAG_MISSED, FLAG_EXTRA, FLAG_LONGSHORT = 0, 1, 2, 3, 4
 FLAG_NAMES = ("ok", "ectopic", "missed", "extra", "longshort")
@@ -213,7 +214,7 @@ class BeatCorrector(Processor):
 
     def __init__(self, lookahead: int = 3, window_beats: int = 91, median_beats: int = 11,
                  min_history: int = 16, max_interval_ms: float = 3000.0,
-                 ibi_range_ms: tuple[float, float] = (250.0, 2000.0),
+                 ibi_range_ms: tuple[float, float] = (SIGNALS["ibi"].low, SIGNALS["ibi"].high),
                  consecutive_tol_s: float = 0.05, min_threshold_ms: float = 20.0):
         if not 1 <= lookahead <= 3:
             raise ValueError(f"lookahead must be 1, 2 or 3 beats, got {lookahead}")

@@ -36,18 +36,21 @@ from scipy import signal as sps
 from monitor.core.base import (
     QUALITY_INSUFFICIENT,
     QUALITY_OK,
+    FIR_A,
     CausalSOS,
     Features,
     Processor,
     SampleClock,
     TickGrid,
     TimeRing,
+    hold_last_finite,
     lfilter_zi,
     mean_of,
     read_only,
     slope_of,
     steady_state_zi,
 )
+from monitor.wire import SIGNALS
 
 QUALITY_OUT_OF_RANGE = "out_of_range"  # outside 0-100 µS, or below the contact floor (lost contact)
 QUALITY_JUMP = "jump"  # changed faster than physiology allows (electrode movement, glitch)
@@ -195,7 +198,7 @@ class EdaProcessor(Processor):
         max_internal_rate_hz: float = 8.0,
         min_coverage: float = 0.8,
         contact_floor_us: float = 0.05,
-        max_eda_us: float = 100.0,
+        max_eda_us: float = SIGNALS["eda"].high,
         max_rate_us_per_s: float = 10.0,
         flat_s: float = 10.0,
         flat_range_us: float = 0.001,
@@ -224,8 +227,7 @@ class EdaProcessor(Processor):
         self.use_lowpass = self.lowpass_hz <= 0.4 * self.sampling_rate
         self.delay_n = max(1, round(self.phasic_delay_s * self.internal_rate))
         self.fir = _phasic_fir(self.highpass_hz, self.internal_rate, self.delay_n)
-        self._fir_a = np.array([1.0, 0.0])  # (a 2-tap denominator takes lfilter's fast C path)
-        self.fir_zi_unit = steady_state_zi(self.fir, self._fir_a)  # steady state for input 1
+        self.fir_zi_unit = steady_state_zi(self.fir, FIR_A)  # steady state for input 1
         self.flat_bins = max(1, math.ceil(self.flat_s / BIN_S))
         self._piece = max(1, int(self.tick_s * self.sampling_rate))  # raw samples per step
         self.reset()
@@ -316,10 +318,7 @@ class EdaProcessor(Processor):
         # raw quality flags: 1 = out of range (or not a number), 2 = jump
         finite = np.isfinite(x)
         if not finite.all():  # replace by the last finite value (flagged out of range)
-            idx = np.where(finite, np.arange(len(x)), -1)
-            np.maximum.accumulate(idx, out=idx)
-            fill = s.last_raw if s.last_raw is not None else 0.0
-            x = np.where(idx >= 0, x[np.maximum(idx, 0)], fill)
+            x = hold_last_finite(x, s.last_raw if s.last_raw is not None else 0.0)
         bad = (x < self.contact_floor_us) | (x > self.max_eda_us) | ~finite
         # np.diff(x, prepend=previous sample), without its overhead
         step = np.empty(len(x))
@@ -394,7 +393,7 @@ class EdaProcessor(Processor):
         s = self.state
         if s.fir_zi is None:
             s.fir_zi = self.fir_zi_unit * x[0]
-        y, s.fir_zi = lfilter_zi(self.fir, self._fir_a, x, s.fir_zi)  # (lfilter without its checks)
+        y, s.fir_zi = lfilter_zi(self.fir, FIR_A, x, s.fir_zi)  # (lfilter without its checks)
         n_before = s.n_fed
         s.n_fed += len(x)
         if t is not None:

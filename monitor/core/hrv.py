@@ -44,10 +44,11 @@ from monitor.core.base import (
     std_of,
 )
 from monitor.core.beats import FLAG_OK, IntervalBatch
+from monitor.wire import SIGNALS
 
 QUALITY_ARTIFACTS = "artifacts"  # too many corrected beats for variability measures
 QUALITY_IRREGULAR = "irregular"  # too many large beat-to-beat jumps (e.g. frequent ectopy)
-HR_RANGE_BPM = (25.0, 240.0)  # outside: not a heart rate
+HR_RANGE_BPM = (SIGNALS["hr"].low, SIGNALS["hr"].high)  # the wire contract's: outside, not a heart rate
 
 
 def _due_ticks(next_k: int | None, watermark_s: float, step_s: float, t_data: np.ndarray,
@@ -197,7 +198,7 @@ class HrState:
 class HrProcessor(Processor):
     """``HR_Mean`` (bpm) per window from a heart-rate-only device (wire signal ``hr``).
 
-    At each tick: the mean of the readings in ``(T - window_s, T]`` within 25-240 bpm, emitted
+    At each tick: the mean of the readings in ``(T - window_s, T]`` within 25-250 bpm (``HR_RANGE_BPM``), emitted
     when there are at least ``min_samples`` of them spanning at least ``min_coverage`` of the
     window; ``quality["hr"]`` is ``"ok"``, ``"insufficient"`` or ``"missing"``.
 

@@ -73,7 +73,7 @@ class CoreConfig:
     tick_s: how often indicators are emitted (s, 1 <= tick_s <= window_s).
     window_s: window of every windowed feature (s, at most 3600).
     max_lag_s: how far one stream may run ahead before a silent one is reported missing (s,
-    above the EDA chain's 20.5 s output delay, at most 3600).
+    above the EDA chain's output delay: 20.5 s at 4 Hz, 24 s at 0.5 Hz; at most 3600).
     scr_min_amplitude_us: SCR amplitude threshold (µS, > 0). moving_sd_g: motion threshold (g, > 0).
     A value out of range is a ``ConfigError``.
     """
@@ -120,6 +120,9 @@ class _Chain:
         self.detector = self.corrector = self.hrv = self.resp = None
         if signal == "eda":
             self.main = EdaProcessor(fs, **w, scr_min_amplitude_us=cfg.scr_min_amplitude_us)
+            if self.main.latency_s >= cfg.max_lag_s:  # (20.5 s at 4 Hz, more at lower rates)
+                raise ValueError(f"EDA at {fs:g} Hz is {self.main.latency_s:.1f} s behind: "
+                                 f"it needs core.max_lag_s above that, not {cfg.max_lag_s:g}")
         elif signal == "temp":
             self.main = TempProcessor(fs, **w)
         elif signal == "acc":
@@ -258,10 +261,6 @@ class WearerPipeline(Processor):
             mods = sorted({m for signal in signals for m in MODALITIES[signal]})
             self._active = (signals, tuple(mods), frozenset(mods))
         return self._active[1], self._active[2]
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self._active_modalities()[0])
 
     def update(self, batch: SampleBatch) -> list[Features]:
         s = self.state

@@ -52,7 +52,8 @@ REASON_QUIET_HOURS = "quiet_hours"
 REASON_DAILY_CAP = "daily_cap"
 REASON_COOLDOWN = "cooldown"
 
-# Gate reasons the pipeline passes when it has no usable score (any other string works too).
+# Gates: why a tick has no usable score (the scorer's motion, poor_quality, warmup; the live
+# service's stale). Any other string works too.
 GATES = ("motion", "poor_quality", "warmup", "stale")
 MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by default); this bounds typos
 
@@ -427,7 +428,7 @@ INDICATOR_WORDS: dict[str, tuple[str, int, str, str]] = {
     "RSP_Rate_Mean": ("breathing", +1, _BREATH_FAST, _BREATH_SLOW),
     "ACC_Restlessness": ("movement", +1, "you seem more restless than usual", "you seem stiller than usual"),
 }
-GENERIC_WHY = "Your body signals differ from your usual pattern."
+GENERIC_WHY = "Your body signals have moved away from your own calm level for a little while."  # (the app shows it too)
 
 
 def explain(explanation: Mapping[str, float], min_sd: float = 0.5, max_items: int = 3,

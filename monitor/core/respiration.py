@@ -151,20 +151,6 @@ def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
     return rates
 
 
-def count_rate_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
-                   min_breaths: int = 3) -> float:
-    """``count_rates_bpm`` of a single series.
-
-    Example
-    -------
-    >>> t = np.arange(240) / FR_HZ
-    >>> round(count_rate_bpm(np.sin(2 * np.pi * 0.25 * t), np.ones(240, bool)), 2)
-    15.0
-    """
-    return float(count_rates_bpm(np.asarray(z, float)[:, None], valid, hysteresis,
-                                 min_breaths)[0])
-
-
 def fuse_rates(rates: np.ndarray, max_spread_bpm: float = 4.0) -> tuple[float | None, str]:
     """One breathing rate from the rates of several modulations (NaN: not countable).
 
