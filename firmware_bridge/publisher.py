@@ -17,8 +17,10 @@ for TLS).
 
 Example
 -------
->>> parse_broker_url("mqtt://alice:s%40cret@127.0.0.1:1884")
-BrokerAddress(host='127.0.0.1', port=1884, username='alice', password='s@cret', tls=False)
+>>> parse_broker_url("mqtt://alice:s%40cret@127.0.0.1:1884")      # (the password is never shown)
+BrokerAddress(host='127.0.0.1', port=1884, username='alice', tls=False)
+>>> parse_broker_url("mqtt://alice:s%40cret@127.0.0.1:1884").password
+'s@cret'
 """
 
 from __future__ import annotations
