@@ -43,7 +43,7 @@ from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import body_status, checkin_view
-from monitor.core.policy import ControlError, check_timezone
+from monitor.core.policy import ControlError, check_quiet_hours, check_timezone
 from monitor.errors import AnxmonError, ConfigError
 from monitor.wire import ID_PATTERN
 
@@ -52,7 +52,6 @@ log = logging.getLogger("anxmon.app")
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "anxmon_session"
 MAX_BODY = 16 * 1024
-_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 DEFAULT_CRISIS_TEXT = (
     "anxmon is not a medical device and gives no medical advice. If you are in crisis or thinking "
@@ -125,11 +124,10 @@ class AppOptions:
             raise ConfigError(f"app: history_days must be an integer in 1..90, got {self.history_days!r}")
         if self.public_url is not None and not re.match(r"https?://[^/]+", str(self.public_url)):
             raise ConfigError(f"app: public_url must start with http:// or https://, got {self.public_url!r}")
-        q = self.quiet_hours
-        if q is not None and (len(q) != 2 or not all(isinstance(s, str) and _HHMM.fullmatch(s) for s in q)):
-            raise ConfigError(f"app: quiet_hours must be two \"HH:MM\" times or none, got {q!r}")
-        if q is not None:
-            object.__setattr__(self, "quiet_hours", (q[0], q[1]))
+        try:
+            object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
+        except ControlError as exc:
+            raise ConfigError(f"app: {exc}") from None
 
     @classmethod
     def from_mapping(cls, values: dict, source: str = "app") -> "AppOptions":
@@ -138,9 +136,6 @@ class AppOptions:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        values = dict(values)
-        if values.get("quiet_hours") in ([], False):
-            values["quiet_hours"] = None
         return cls(**values)
 
 
@@ -444,13 +439,12 @@ class CheckinApp:
         return {"ok": True, "settings": self.settings(wearer)}
 
     def quiet_hours(self, wearer: str, body: dict) -> dict:
-        start, end, tz = body.get("start"), body.get("end"), body.get("timezone")
-        if body.get("off") is True:
-            quiet = None
-        elif isinstance(start, str) and isinstance(end, str) and _HHMM.fullmatch(start) and _HHMM.fullmatch(end) and start != end:
-            quiet = [start, end]
-        else:
-            raise _HttpError(HTTPStatus.BAD_REQUEST, "Quiet hours need a start and an end time (HH:MM), or off.")
+        tz = body.get("timezone")
+        try:
+            quiet = None if body.get("off") is True else check_quiet_hours([body.get("start"), body.get("end")])
+        except ControlError:
+            raise _HttpError(HTTPStatus.BAD_REQUEST,
+                             "Quiet hours need two different times (HH:MM), a start and an end, or off.") from None
         if tz is not None:
             try:
                 check_timezone(tz)

@@ -206,22 +206,10 @@ class PolicyConfig:
             raise bad("offset_min", "<= 0 <= offset_max")
         if self.threshold + self.offset_min <= 0:
             raise bad("offset_min", f"> -threshold ({-self.threshold}) so the threshold stays > 0")
-        q = self.quiet_hours
-        if isinstance(q, Mapping) and set(q) == {"start", "end"}:  # TOML: {start=..., end=...}
-            q = (q["start"], q["end"])
-        if q is False or (isinstance(q, (tuple, list)) and len(q) == 0):  # TOML has no None
-            q = None
-        object.__setattr__(self, "quiet_hours", q)
-        if q is not None:
-            if (
-                not isinstance(q, (tuple, list))
-                or len(q) != 2
-                or not all(isinstance(s, str) and _HHMM.fullmatch(s) for s in q)
-            ):
-                raise bad("quiet_hours", 'None or two "HH:MM" times (start, end)')
-            if q[0] == q[1]:
-                raise bad("quiet_hours", "two different times (use None for no quiet hours)")
-            object.__setattr__(self, "quiet_hours", (q[0], q[1]))
+        try:
+            object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
+        except ControlError:
+            raise bad("quiet_hours", 'None or two different "HH:MM" times (start, end)') from None
         if not isinstance(self.timezone, str):
             raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'")
         try:
@@ -509,6 +497,30 @@ def check_timezone(name: object) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: IsADirectoryError
         raise unknown from None
+
+
+def check_quiet_hours(value: object) -> tuple[str, str] | None:
+    """Quiet hours as ``(start, end)`` "HH:MM" times (local; crossing midnight when start > end),
+    or None for none (also from ``[]``, ``false`` or ``{}``: TOML and JSON have no None);
+    ``ControlError`` for anything else, equal times included. TOML's ``{start=..., end=...}``
+    works too. The one check for the policy's config, its control message and the app.
+
+    >>> check_quiet_hours(["22:00", "07:00"])
+    ('22:00', '07:00')
+    >>> check_quiet_hours([]) is None
+    True
+    """
+    q = value
+    if isinstance(q, Mapping) and set(q) == {"start", "end"}:
+        q = (q["start"], q["end"])
+    if q is None or q is False or (isinstance(q, (tuple, list, Mapping)) and len(q) == 0):
+        return None
+    if not (isinstance(q, (tuple, list)) and len(q) == 2
+            and all(isinstance(x, str) and _HHMM.fullmatch(x) for x in q)):
+        raise ControlError(f'quiet hours must be two "HH:MM" times (start, end) or none, got {q!r}')
+    if q[0] == q[1]:
+        raise ControlError(f"quiet hours must be two different times (or none), got {list(q)!r}")
+    return (q[0], q[1])
 
 
 def _minutes(hhmm: str) -> int:
@@ -815,9 +827,7 @@ class CheckinPolicy(Processor):
         if action == "quiet_hours":
             if duration_s is not None:
                 raise ControlError("'quiet_hours' takes no duration")
-            q = tuple(quiet_hours or ())
-            if q and (len(q) != 2 or not all(isinstance(x, str) and _HHMM.fullmatch(x) for x in q) or q[0] == q[1]):
-                raise ControlError(f'quiet_hours must be two different "HH:MM" times or empty, got {list(q)!r}')
+            q = check_quiet_hours(quiet_hours) or ()
             if timezone is not None:
                 check_timezone(timezone)
                 s.timezone = timezone
