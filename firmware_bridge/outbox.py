@@ -27,6 +27,8 @@ Example
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -75,8 +77,14 @@ class Outbox:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
         self.path = str(path)
         self.max_batches = int(max_batches)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path != ":memory:":  # raw samples: only the bridge's user may read them
+            folder = Path(self.path).parent
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True)
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # (-wal, -shm: the same)
+            except OSError as exc:
+                raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -86,6 +94,7 @@ class Outbox:
                 " topic TEXT NOT NULL, payload BLOB NOT NULL)"
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS seq (stream TEXT PRIMARY KEY, next_seq INTEGER NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             (self._count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
@@ -93,6 +102,16 @@ class Outbox:
         self._warned = self._count >= WARN_FRACTION * self.max_batches
         if self._count:
             log.info("outbox %s holds %d batch(es) from before; they are sent first", self.path, self._count)
+
+    def client_secret(self) -> str:
+        """A random secret made once per outbox file (16 hex digits): the unguessable, stable part
+        of the bridge's MQTT client id."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'client_secret'").fetchone()
+            if row is None:
+                row = (secrets.token_hex(8),)
+                self._db.execute("INSERT INTO meta VALUES ('client_secret', ?)", row)
+        return row[0]
 
     def __len__(self) -> int:
         return self._count

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import secrets
 import socket
 import ssl
 import sys
@@ -57,6 +58,19 @@ class BrokerAddress:
     def __str__(self) -> str:  # never shows the password
         user = f"{self.username}@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def private_client_id(prefix: str, secret: str | None = None) -> str:
+    """An MQTT client id no other broker user can guess: ``prefix`` plus a secret suffix (a new
+    random one when ``secret`` is None). Any user of a broker may connect with any client id;
+    one who knew ours could take our session over, kick us off, or wipe what is queued for us.
+
+    >>> private_client_id("anxmon-app-main").startswith("anxmon-app-main-")
+    True
+    >>> private_client_id("anxmon-bridge-alice-h10", "6f3b")
+    'anxmon-bridge-alice-h10-6f3b'
+    """
+    return f"{prefix}-{secret if secret is not None else secrets.token_hex(8)}"
 
 
 def connect_failure(exc: BaseException | None) -> str:
@@ -121,7 +135,8 @@ class Publisher:
     outbox : Outbox
         Where batches wait for their PUBACK.
     client_id : str, optional
-        Stable MQTT client id; defaults to ``anxmon-bridge-{wearer}-{device}``.
+        MQTT client id; defaults to ``anxmon-bridge-{wearer}-{device}-{secret}``, the secret kept
+        in the outbox (stable across restarts, unguessable: ``private_client_id``).
     window : int
         Batches handed to paho and not yet acknowledged, at most.
     """
@@ -142,7 +157,7 @@ class Publisher:
         self.wearer = check_id("wearer", wearer)
         self.device = check_id("device", device)
         self.outbox = outbox
-        self.client_id = client_id or f"anxmon-bridge-{wearer}-{device}"
+        self.client_id = client_id or private_client_id(f"anxmon-bridge-{wearer}-{device}", outbox.client_secret())
         self.window = int(window)
         self.keepalive_s = int(keepalive_s)
         self.stats = PublisherStats()

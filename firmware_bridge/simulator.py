@@ -56,7 +56,7 @@ from monitor.errors import AnxmonError, ConfigError
 from monitor.recordings import Recording, Stream
 from monitor.wire import availability_topic, check_id, data_topic, encode_batch
 
-from firmware_bridge.publisher import BrokerAddress, parse_broker_url
+from firmware_bridge.publisher import BrokerAddress, parse_broker_url, private_client_id
 from firmware_bridge.sim_physiology import Latent, SimSecond, SimulatedWearer
 from firmware_bridge.sim_scenario import Scenario, load_scenario
 
@@ -235,7 +235,7 @@ class WearerLink:
         self._configured = False
         self.last_error: str | None = None  # why the last connection attempt failed
         self._availability_mid: int | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"anxmon-sim-{wearer}-{device}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or private_client_id(f"anxmon-sim-{wearer}-{device}"),
                                   clean_session=True, protocol=mqtt.MQTTv311)
         if address.username is not None:
             self.client.username_pw_set(address.username, address.password)

@@ -17,6 +17,9 @@ import csv
 import dataclasses
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 class AnalysisResult:
     ticks: list[Tick]
     summary: dict
-    rejected: dict = field(default_factory=dict)  # reason -> count
+    rejected: dict = field(default_factory=dict)  # "signal: error kind" -> count
 
 
 def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str = "wearer",
@@ -59,12 +62,16 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     monitor = monitor or WearerMonitor(wearer_id, config)
     trackers: dict[str, StreamTracker] = {}
     rejected: dict[str, int] = {}
+    first_refusal: dict[str, str] = {}  # "signal: error kind" -> the first such message (no values)
+    batches_per_signal: dict[str, int] = {}
     ticks: list[Tick] = []
     started = time.perf_counter()
     batches = list(recording.batches())
     with tqdm(total=len(batches), unit="batch", disable=(None if progress is None else not progress),
               desc=f"analyze {Path(recording.source).name}", leave=False) as bar:
         for batch in batches:
+            bar.update(1)
+            batches_per_signal[batch.signal] = batches_per_signal.get(batch.signal, 0) + 1
             try:
                 validate_batch(batch)
                 # a recording's own time is its clock: a device that paused for an hour is fine
@@ -73,16 +80,18 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
             except WireError as exc:
                 key = f"{batch.signal}: {type(exc).__name__}"
                 rejected[key] = rejected.get(key, 0) + 1
+                first_refusal.setdefault(key, str(exc))
                 continue
             if verdict.accept:
                 ticks.extend(monitor.update(batch))
-            bar.update(1)
     # the ticks held back at the end, up to the last sample: a later tick's window reaches past
     # the data, and whatever modality has a little left would speak alone for the wearer
     ticks.extend(tick for tick in monitor.flush() if tick.t <= recording.end_s)
     elapsed = time.perf_counter() - started
     labels = labels if labels is not None else recording.labels
     summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
+    summary["batches_per_signal"] = batches_per_signal
+    summary["first_refusal"] = first_refusal
     return AnalysisResult(ticks, summary, rejected)
 
 
@@ -110,6 +119,10 @@ def check_labels(labels: tuple[np.ndarray, np.ndarray], recording: Recording, wh
     backwards = np.flatnonzero(np.diff(t) < 0)
     if len(backwards):
         raise InputFormatError(f"{where}, line {backwards[0] + 3}: unix_s goes backwards (rows out of order?)")
+    repeated = np.flatnonzero(np.diff(t) == 0)
+    if len(repeated):
+        raise InputFormatError(f"{where}, line {repeated[0] + 3}: unix_s repeats the previous row's "
+                               "(a row given twice?): each row labels the time until the next")
     bad = np.flatnonzero((y != 0) & (y != 1))
     if len(bad):
         raise InputFormatError(f"{where}, line {bad[0] + 2}: stress {y[bad[0]]:g} is not 0 or 1")
@@ -142,14 +155,29 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return rankdata(x)
 
 
+def label_row_s(label_t: np.ndarray) -> np.ndarray:
+    """Seconds each label row stands for: until the next row, at most the labels' median spacing
+    (a gap between rows is unlabelled time). Per-second labels give 1 s each.
+
+    >>> label_row_s(np.array([0.0, 5.0, 10.0, 60.0])).tolist()
+    [5.0, 5.0, 5.0, 5.0]
+    """
+    if len(label_t) < 2:
+        return np.ones(len(label_t))
+    gaps = np.diff(label_t)
+    step = float(np.median(gaps))
+    return np.minimum(np.r_[gaps, step], step)
+
+
 def stress_periods(label_t: np.ndarray, label_y: np.ndarray, min_s: float = MIN_STRESS_PERIOD_S):
     """(onset, end) of every run of stress labels lasting at least ``min_s``."""
     y = (label_y > 0.5).astype(int)
+    row_s = label_row_s(label_t)
     edges = np.diff(np.r_[0, y, 0])
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     out = []
     for i0, i1 in zip(starts, ends):
-        onset, end = float(label_t[i0]), float(label_t[i1]) + 1.0
+        onset, end = float(label_t[i0]), float(label_t[i1] + row_s[i1])
         if end - onset >= min_s:
             out.append((onset, end))
     return out
@@ -171,21 +199,23 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     if not keep.any():
         raise InputFormatError("the labels do not overlap the recording")
     label_t, label_y = label_t[keep], label_y[keep]
+    row_s = label_row_s(label_t)
+    labelled_until_s = label_t[-1] + row_s[-1]
     idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
-    inside = (t >= label_t[0]) & (t <= label_t[-1] + 1)
+    inside = (t >= label_t[0]) & (t <= labelled_until_s)
     truth = label_y[idx][inside]
     scored = np.nan_to_num(score[inside], nan=0.0)
     has_score = np.isfinite(score[inside])
     periods = stress_periods(label_t, label_y)
     trigger_t = np.array([d.t_s for d in decisions])
-    sent_t = np.array([d.t_s for d in decisions if d.sent and label_t[0] <= d.t_s <= label_t[-1] + 1])
+    sent_t = np.array([d.t_s for d in decisions if d.sent and label_t[0] <= d.t_s <= labelled_until_s])
     detected, delays = 0, []
     for onset, end in periods:
         hits = trigger_t[(trigger_t >= onset) & (trigger_t <= end + TRIGGER_GRACE_S)]
         if len(hits):
             detected += 1
             delays.append(float(hits.min() - onset))
-    rest_hours = float(np.sum(label_y <= 0.5)) / 3600.0
+    rest_hours = float(np.sum(row_s[label_y <= 0.5])) / 3600.0
     sent_idx = np.clip(np.searchsorted(label_t, sent_t, side="right") - 1, 0, len(label_t) - 1)
     in_rest = (label_y[sent_idx] <= 0.5) if len(sent_t) else np.array([], bool)
     # a check-in within the grace period after a stress period answers that period, not rest
@@ -250,11 +280,27 @@ def indicator_columns(ticks: list[Tick]) -> list[str]:
     return sorted({name for tick in ticks for name in tick.indicators.values})
 
 
+OUTPUT_FILES = ("indicators.csv", "checkins.jsonl", "summary.json", "markers.csv", "report.html")
+
+
 def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
+    """Write the output folder: all files or none. They are written in a temporary folder beside
+    it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis whole
+    instead of mixing two."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # a recording analysed offline has no answers: an exported live session's must not stay
-    # beside this analysis (the report would count them)
-    (out_dir / "answers.jsonl").unlink(missing_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir))
+    try:
+        _write_files(result, staging, recording)
+        # a recording analysed offline has no answers: an exported live session's must not stay
+        # beside this analysis (the report would count them)
+        (out_dir / "answers.jsonl").unlink(missing_ok=True)
+        for name in OUTPUT_FILES:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
     columns = indicator_columns(result.ticks)
     with open(out_dir / "indicators.csv", "w", newline="") as f:
         w = csv.writer(f)

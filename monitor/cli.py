@@ -73,11 +73,21 @@ def cmd_analyze(args) -> int:
     # without --labels, a labels.csv in the session folder is picked up by the reader
     result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers)
     s = result.summary
-    print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(s['signals'])} "
+    refused = {}  # signal -> batches refused
+    for key, n in s["rejected_batches"].items():
+        refused[key.split(":")[0]] = refused.get(key.split(":")[0], 0) + n
+    lost = [sig for sig in s["signals"] if refused.get(sig, 0) >= s["batches_per_signal"].get(sig, 0) > 0]
+    used = [sig for sig in s["signals"] if sig not in lost]
+    print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
           f"({s['speed_x_realtime']:.0f}x real time): {s['ticks']} ticks, "
           f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed")
     for note in s["reader_notes"]:
         print(f"  reading: {note}")
+    for key, n in sorted(s["rejected_batches"].items()):
+        sig = key.split(":")[0]
+        print(f"  refused: {n} of {s['batches_per_signal'][sig]} {sig} batches"
+              f"{' (all: not analysed)' if sig in lost else ''}, the first because {s['first_refusal'][key]}",
+              file=sys.stderr)
     if not s["tick_states"].get("scored"):
         states = ", ".join(f"{n} {state}" for state, n in sorted(s["tick_states"].items()))
         print(f"no tick was scored ({states or 'no ticks'}): too short for the warm-up "

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from firmware_bridge.publisher import private_client_id
 from monitor.core.policy import Decision
 from monitor.core.wearer import WearerMonitor
 from monitor.errors import AnxmonError, InputFormatError, PayloadError
@@ -109,7 +110,7 @@ class Phone:
         self.events = events
         self.subscribed = threading.Event()
         self.refused: str | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"anxmon-demo-phone-{wearer}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=private_client_id(f"anxmon-demo-phone-{wearer}"),
                                   clean_session=True, protocol=mqtt.MQTTv311)
         self.client.username_pw_set(wearer, broker.users[wearer])
         self.client.on_connect = self._on_connect

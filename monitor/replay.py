@@ -169,7 +169,9 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     stats = ReplayStats(shift_s=(clock() - recording.start_s) if rebase_time else 0.0)
     avail = availability_topic(wearer, device)
     markers_to = marker_topic(wearer, device)
-    client = connect(broker, f"anxmon-replay-{wearer}-{device}", will=(avail, b"offline"), window=window)
+    from firmware_bridge.publisher import private_client_id
+
+    client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"), window=window)
     started = time.monotonic()
     try:
         _wait(client.publish(avail, b"online", qos=1, retain=True), ack_timeout_s, "the availability")

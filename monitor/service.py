@@ -40,6 +40,8 @@ import math
 import os
 import queue
 import random
+import re
+import secrets
 import select
 import socket
 import signal
@@ -92,6 +94,7 @@ from monitor.wire import (
 log = logging.getLogger("anxmon.service")
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
+CLIENT_SECRET_FILE = "client-id-secret"  # the unguessable part of the service's MQTT client id
 CHECKPOINT_SCHEMA = 1
 ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
 LONG_DUPLICATE_RUN = 120  # duplicates in a row of one stream after which the service warns
@@ -269,6 +272,25 @@ def _safe_error(exc: Exception) -> str:
     return text if cut < 0 else text[:cut] + " (a malformed row)"
 
 
+def _client_secret(data_dir: Path) -> str:
+    """The service's secret client-id suffix (32 hex digits), made once and kept in the data
+    directory (0600): stable across restarts, so the broker keeps the service's session."""
+    path = data_dir / CLIENT_SECRET_FILE
+    try:
+        secret = path.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{32}", secret):
+            return secret
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    secret = secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
+
+
 class MonitorService:
     """The live monitor on one MQTT broker (see the module docstring).
 
@@ -299,7 +321,9 @@ class MonitorService:
         self.options = options or ServiceOptions()
         self.clock = clock
         self.stats = ServiceStats()
-        self.client_id = f"anxmon-monitor-{self.options.instance}"
+        # unguessable and stable: a wearer who could connect with the service's client id could
+        # take its session (and unsubscribe it, or wipe its backlog); the broker keeps the session
+        self.client_id = f"anxmon-monitor-{self.options.instance}-{_client_secret(self.data_dir)}"
         self.state_topic = monitor_state_topic(self.options.instance)
         self.failed: BaseException | None = None  # set when the worker died of an unexpected error
         self.resumed_wearers = 0  # wearers restored from their checkpoints at start

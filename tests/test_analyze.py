@@ -262,3 +262,67 @@ def test_analyze_tells_what_it_read_and_what_it_could_not_use(tmp_path):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert any(n.startswith("ibi: beat times chained from 798 RR intervals") for n in summary["reader_notes"])
     assert "coffee" in (tmp_path / "o" / "markers.csv").read_text()
+
+
+def test_labels_at_another_spacing_give_the_same_rest_time_and_a_repeated_row_is_refused(tmp_path):
+    """The metrics once counted label *rows* as seconds: labels every 5 s gave a fifth of the rest
+    time (5x the false check-ins per rest hour), each row given twice double. Now a row stands for
+    the time until the next one (at most the median spacing), and a repeated time is refused."""
+    from monitor.analyze import label_metrics
+    from monitor.core.policy import Decision
+
+    t0 = 1_700_000_000.0
+    label_t = t0 + np.arange(1000.0)
+    label_y = ((label_t >= t0 + 200) & (label_t < t0 + 400)).astype(float)
+    ticks = t0 + np.arange(5.0, 1000.0, 5.0)
+    score = np.where((ticks >= t0 + 200) & (ticks < t0 + 400), 3.0, 0.5)
+    decisions = [Decision(t0 + 260, True, "sent", None, {}, 3.0, 2.0), Decision(t0 + 700, True, "sent", None, {}, 3.0, 2.0)]
+    every_s = label_metrics(ticks, score, decisions, (label_t, label_y), (t0, t0 + 1000))
+    every_5s = label_metrics(ticks, score, decisions, (label_t[::5], label_y[::5]), (t0, t0 + 1000))
+    assert every_s["rest_hours"] == pytest.approx(800 / 3600)
+    for key in ("rest_hours", "false_checkins", "false_checkins_per_rest_hour", "stress_periods_detected"):
+        assert every_5s[key] == pytest.approx(every_s[key]), key
+    s02 = data_path("stress-predict", "S02")
+    rows = (s02 / "labels.csv").read_text().splitlines()
+    (tmp_path / "twice.csv").write_text("\n".join([rows[0], *(r for row in rows[1:] for r in (row, row))]) + "\n")
+    run = anxmon("analyze", s02, "--out", tmp_path / "o", "--labels", tmp_path / "twice.csv", check=False)
+    assert run.returncode == 2 and "twice.csv, line 3: unix_s repeats the previous row's" in run.stderr, run.stderr
+
+
+def test_refused_batches_are_printed_with_the_first_reason(tmp_path):
+    """A few EDA samples out of the contract's range: their batches are refused, which analyze
+    says on the console (how many of how many, and why) instead of only in summary.json."""
+    session = short_session(tmp_path / "s02")
+    lines = (session / "EDA.csv").read_text().splitlines()
+    for i in (500, 900):  # two samples, minutes apart: two 1 s batches
+        lines[i] = "250.0"
+    (session / "EDA.csv").write_text("\n".join(lines) + "\n")
+    run = anxmon("analyze", session, "--out", tmp_path / "o", check=False)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    n = summary["batches_per_signal"]["eda"]
+    assert summary["rejected_batches"] == {"eda: ValueRangeError": 2}
+    assert re.search(rf"refused: 2 of {n} eda batches, the first because eda sample \d+ is outside the "
+                     r"physiological range 0-100 uS", run.stderr), run.stderr
+    assert "analysed" in run.stdout and "eda" in run.stdout.split(":")[0]  # still analysed
+
+
+def test_a_failed_analysis_leaves_the_previous_output_folder_whole(tmp_path, monkeypatch):
+    """The files are written in a staging folder and moved in at the end: a failure while
+    writing (here the report) leaves the previous analysis as it was, not a mix of two."""
+    import monitor.analyze as analyze
+    import monitor.report as report
+
+    polar = data_path("polar-h10", "polar_h10.csv")
+    out = tmp_path / "o"
+    analyze.run_analyze(polar, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == set(analyze.OUTPUT_FILES)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "write_analysis_report", fail)
+    with pytest.raises(OSError, match="disk full"):
+        analyze.run_analyze(polar, out, load_config(None, ["policy.cooldown_s=60"]))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # and no staging folder left

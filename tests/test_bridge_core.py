@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import logging
 from pathlib import Path
 
@@ -110,6 +112,30 @@ def test_outbox_keeps_order_and_sequence_numbers_across_restarts(tmp_path):
     assert again.enqueue_many([("d/eda", "t/eda", lambda s: b"eda%d" % s)]) == [2]
     assert again.next_seq("d/hr") == 1 and again.next_seq("d/new") == 0
     assert [r.payload for r in again.peek(after_id=again.peek()[0].id)] == [b"eda1", b"eda2"]
+
+
+def test_outbox_is_private_and_keeps_the_bridges_secret_client_id(tmp_path):
+    """The outbox holds raw samples: its folder is 0700 and its files 0600 whatever the umask
+    (other local users once could read a wearer's heart rates from it). It keeps the secret
+    part of the bridge's MQTT client id, so the id is stable across restarts and unguessable."""
+    from firmware_bridge.publisher import Publisher
+
+    path = tmp_path / "home" / "anxmon" / "outbox.sqlite"
+    old = os.umask(0o022)
+    try:
+        ob = Outbox(path)
+        ob.enqueue_many([("d/hr", "t/hr", lambda s: b"hr%d" % s)])
+    finally:
+        os.umask(old)
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    for f in path.parent.iterdir():
+        assert oct(f.stat().st_mode & 0o777) == "0o600", f
+    secret = ob.client_secret()
+    assert len(secret) == 16 and ob.client_secret() == secret
+    client_id = Publisher("mqtt://127.0.0.1:1", "alice", "h10", ob).client_id
+    assert client_id == f"anxmon-bridge-alice-h10-{secret}"
+    ob.close()
+    assert Outbox(path).client_secret() == secret  # a restarted bridge: the same client id
 
 
 def test_outbox_refuses_when_full_and_says_so(tmp_path, caplog):

@@ -753,6 +753,39 @@ def test_long_batches_on_time_are_not_stale(broker, tmp_path, services):
     assert "stale" not in gates, gates.count("stale")
 
 
+def test_a_wearer_cannot_take_over_the_services_session(broker, tmp_path, services):
+    """Any broker user may connect with any client id. A wearer who connected as the service
+    (once ``anxmon-monitor-{instance}``, documented and guessable), clean session off, took its
+    session, unsubscribed it and left: the service reconnected to a session without
+    subscriptions, trusted its note that it had subscribed, and received nothing from anyone,
+    silently, even after a restart. Now its client id ends in a secret kept in the data
+    directory (0600, stable across restarts): the wearer's connection is another client."""
+    broker.add_user("mallory")
+    broker.stop()
+    broker.start()
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    secret = (tmp_path / "svc" / "client-id-secret")
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert svc.client_id == f"anxmon-monitor-test-{secret.read_text().strip()}" and len(secret.read_text().strip()) == 32
+    attacker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anxmon-monitor-test", clean_session=False)
+    attacker.username_pw_set("mallory", broker.users["mallory"])
+    attacker.connect(broker.host, broker.port, keepalive=10)
+    attacker.loop_start()
+    assert wait_until(attacker.is_connected, 10)
+    attacker.unsubscribe(["anxmon/v1/+/+/+", "anxmon/v1/+/control"])
+    time.sleep(0.5)
+    attacker.disconnect()
+    attacker.loop_stop()
+    batches = s02_batches()[:20]
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", batches))
+    assert wait_until(lambda: svc.stats.batches == len(batches), 10), svc.stats
+    assert svc.stats.connects == 1  # never kicked off
+    svc.stop()
+    again = MonitorService(broker.url, tmp_path / "svc", None, ServiceOptions(instance="test"))
+    assert again.client_id == svc.client_id  # the broker keeps its session across restarts
+
+
 def _launch(broker, data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", "-v", "run", "--broker", broker.url, "--data-dir", str(data_dir),

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from firmware_bridge.publisher import private_client_id
 from monitor.app.accounts import Accounts
 from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
@@ -208,7 +209,7 @@ class CheckinApp:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.data_dir, 0o700)
         self.clock = clock
-        self.relay = Relay(broker, client_id=f"anxmon-app-{self.options.instance}",
+        self.relay = Relay(broker, client_id=private_client_id(f"anxmon-app-{self.options.instance}"),
                            history_s=self.options.history_days * 86400.0)
         self.history_source = RecordingHistory(recording) if recording is not None else None
         self._sessions = JsonStore(self._file("app-sessions.json"))
