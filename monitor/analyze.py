@@ -280,9 +280,6 @@ def indicator_columns(ticks: list[Tick]) -> list[str]:
     return sorted({name for tick in ticks for name in tick.indicators.values})
 
 
-OUTPUT_FILES = ("indicators.csv", "checkins.jsonl", "summary.json", "markers.csv", "report.html")
-
-
 def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
     """Write the output folder: all files or none. They are written in a temporary folder beside
     it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis whole
@@ -294,7 +291,9 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
         # a recording analysed offline has no answers: an exported live session's must not stay
         # beside this analysis (the report would count them)
         (out_dir / "answers.jsonl").unlink(missing_ok=True)
-        for name in OUTPUT_FILES:
+        from monitor.report import ANALYSIS_FILES
+
+        for name in ANALYSIS_FILES:
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -307,10 +306,10 @@ def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) ->
         w.writerow(["t", "stress_score", "quality", "gate", *columns])
         for tick in result.ticks:
             quality = ";".join(f"{k}={v}" for k, v in sorted(tick.indicators.quality.items()))
-            score = "" if tick.score.value is None else repr(round(tick.score.value, 6))
+            score = "" if tick.score.value is None else repr(float(tick.score.value))
             values = tick.indicators.values
             w.writerow([repr(tick.t), score, quality, tick.score.gate or "",
-                        *("" if values.get(c) is None else repr(round(values[c], 6)) for c in columns)])
+                        *("" if values.get(c) is None else repr(float(values[c])) for c in columns)])
     with open(out_dir / "checkins.jsonl", "w") as f:  # one object per trigger decision
         for tick in result.ticks:
             for d in tick.decisions:
@@ -327,9 +326,10 @@ def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) ->
 
 def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = None,
                 labels_path: str | None = None, wearer_id: str = "wearer",
-                markers_path: str | None = None) -> tuple[AnalysisResult, Recording]:
+                markers_path: str | None = None, use_labels: bool = True) -> tuple[AnalysisResult, Recording]:
     """``anxmon analyze``: read a recording (format detected), add markers from a CSV, analyse,
-    and write the output folder. Returns the result and the recording."""
+    and write the output folder. Returns the result and the recording. ``use_labels=False``
+    ignores any labels (``anxmon report`` needs none: a damaged labels.csv must not stop it)."""
     from monitor.markers import merge_markers, read_markers
 
     recording = read_recording(path)
@@ -340,6 +340,8 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
         log.warning("%d of %d markers lie outside the recording (%s to %s), e.g. %s at %s: no window around "
                     "them holds data", len(outside), len(recording.markers), utc_text(recording.start_s),
                     utc_text(recording.end_s), outside[0].kind, utc_text(outside[0].t_s))
+    if not use_labels:
+        recording.labels = None
     labels = read_label_file(labels_path) if labels_path else recording.labels
     if labels is not None:
         check_labels(labels, recording, labels_path or f"labels of {recording.source}")

@@ -169,9 +169,11 @@ def _cut(stream: Stream, batch_s: float) -> Iterator[tuple[float, SampleBatch]]:
 
 
 def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a labels CSV: header ``unix_s,stress`` then one row per second (stress 0 or 1)."""
+    """Parse a labels CSV: header ``unix_s,stress`` then one row per second (stress 0 or 1).
+    Spaces around the header's names and the values are allowed."""
     try:
-        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")))
+        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+        frame.columns = [str(c).strip() for c in frame.columns]
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress: {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("unix_s", "stress") if c not in frame.columns]
@@ -186,8 +188,10 @@ def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    from monitor.readers.common import decode
+
     path = Path(path)
-    return read_labels_text(path.read_text(), str(path))
+    return read_labels_text(decode(path.read_bytes()), str(path))
 
 
 # ------------------------------------------------------------------------------ entry point

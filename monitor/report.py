@@ -45,7 +45,7 @@ import pandas as pd
 from monitor.config import Config
 from monitor.core.policy import MAX_THRESHOLD
 from monitor.errors import AnxmonError, InputFormatError
-from monitor.markers import Marker, merge_markers, read_markers, write_markers
+from monitor.markers import Marker, merge_markers, read_markers, utc_text, write_markers
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +345,10 @@ def is_analysis_folder(path: Path) -> bool:
     return path.is_dir() and (path / "indicators.csv").is_file()
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _json_object(path: Path) -> dict:
     try:
         value = json.loads(path.read_text())
@@ -375,8 +379,21 @@ def read_analysis_folder(path: str | Path) -> AnalysisFolder:
                                    f"column {column!r} is not a number")
     ticks = ticks.astype({"t": float, "stress_score": float})
     ticks = ticks.sort_values("t", kind="stable").reset_index(drop=True)
+    repeated = ticks["t"].duplicated(keep="first")
+    if repeated.any():  # overlapping pieces concatenated: the same tick twice
+        if ticks.duplicated(keep="first").sum() < repeated.sum():
+            raise InputFormatError(f"{path}/indicators.csv: {int(repeated.sum())} tick(s) appear twice with "
+                                   "different values (two analyses concatenated?)")
+        log.warning("%s/indicators.csv: %d repeated row(s) dropped", path, int(repeated.sum()))
+        ticks = ticks[~repeated].reset_index(drop=True)
     checkins = [d for d in _jsonl(path / "checkins.jsonl") if "sent" in d]
+    for n, d in enumerate(checkins, start=1):
+        if not (_is_number(d.get("t")) and isinstance(d["sent"], bool)):
+            raise InputFormatError(f"{path}/checkins.jsonl: trigger decision {n} needs a number 't' and a "
+                                   "true/false 'sent', as anxmon analyze writes")
     summary = _json_object(path / "summary.json") if (path / "summary.json").is_file() else {}
+    if summary.get("threshold_final") is not None and not _is_number(summary["threshold_final"]):
+        raise InputFormatError(f"{path}/summary.json: threshold_final must be a number")
     markers = read_markers(path / "markers.csv") if (path / "markers.csv").is_file() else []
     return AnalysisFolder(path, ticks, checkins, _jsonl(path / "answers.jsonl"), markers, summary)
 
@@ -632,7 +649,11 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     if threshold is None:
         threshold = folder.summary.get("threshold_final") or PolicyConfig().threshold
     adaptive = before_s is None and after_s is None
-    w = default_window_s(markers, float(t[0]), float(t[-1]))
+    inside = [m for m in markers if t[0] <= m.t_s <= t[-1]]
+    if len(inside) < len(markers):
+        log.warning("%d of %d markers lie outside the data (%s to %s): no window around them holds data",
+                    len(markers) - len(inside), len(markers), utc_text(float(t[0])), utc_text(float(t[-1])))
+    w = default_window_s(inside, float(t[0]), float(t[-1]))
     before_s = float(before_s if before_s is not None else (after_s if after_s is not None else w))
     after_s = float(after_s if after_s is not None else before_s)
     if not (before_s > 0 and after_s > 0):
@@ -775,6 +796,6 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
     from monitor.analyze import run_analyze
 
     with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
-        run_analyze(path, tmp, config, None, wearer_id, markers_path)
+        run_analyze(path, tmp, config, None, wearer_id, markers_path, use_labels=False)
         folder = read_analysis_folder(tmp)
         return write_report(out, folder, None, before_s, after_s, n_boot, seed, threshold, tz)

@@ -784,7 +784,8 @@ class MonitorService:
                     log.warning("wearer %s: %d %s batches in a row from device %s dropped as duplicates: an old "
                                 "seq with times before what was received. Did the device restart its count "
                                 "(a new outbox, a second simulation)? Its data is not used until its seq and "
-                                "times move past the stream's", topic.wearer, tracker.stats.duplicate_run,
+                                "times move past the newest batch received (a second simulation: give it other "
+                                "wearer ids)", topic.wearer, tracker.stats.duplicate_run,
                                 topic.signal, topic.device)
             return
         if verdict.behind_s > 1.0 and self._should_warn(topic.wearer, "behind"):

@@ -317,7 +317,7 @@ def test_a_failed_analysis_leaves_the_previous_output_folder_whole(tmp_path, mon
     out = tmp_path / "o"
     analyze.run_analyze(polar, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(before) == set(analyze.OUTPUT_FILES)
+    assert set(before) == set(report.ANALYSIS_FILES)
 
     def fail(*args, **kwargs):
         raise OSError("disk full")

@@ -30,7 +30,7 @@ from monitor.readers.anxmon import RecordingWriter, read_anxmon, write_recording
 from monitor.readers.common import regular_stream
 from monitor.readers.e4 import FILES as E4_FILES
 from monitor.readers.emotibit import _read_tag as read_parsed_file
-from monitor.recordings import Recording, Stream, read_recording
+from monitor.recordings import Recording, Stream, read_labels_text, read_recording
 from monitor.wire import SampleBatch, validate_batch
 from tests.conftest import data_path
 
@@ -102,7 +102,7 @@ def test_e4_mixed_up_or_truncated_files_get_clear_errors(tmp_path, caplog):
     (e4 / "EDA.csv").write_text("1644227574\n4\n0.1\n0.2\n")
     acc = (e4 / "ACC.csv").read_text().splitlines()
     (e4 / "ACC.csv").write_text("\n".join(acc[:99] + ["2,10,x"] + acc[100:]))  # a damaged row in the middle
-    with pytest.raises(InputFormatError, match=r"ACC.csv: 1 row\(s\) are not numbers, the first at line 100 "):
+    with pytest.raises(InputFormatError, match=r"ACC.csv: 1 row\(s\) are empty or not numbers, the first at line 100 "):
         read_recording(e4)
     (e4 / "ACC.csv").write_text("\n".join(acc[:99] + ["2,10,63", "2,1"]))  # cut mid-number: x,y without z
     with caplog.at_level(logging.WARNING):
@@ -189,6 +189,111 @@ def test_e4_ibi_damaged_row_names_its_line_and_a_cut_last_line_is_left_out(tmp_p
     assert "IBI.csv: the last line (11) is incomplete" in caplog.text
 
 
+def rewrite(path: Path, change) -> None:
+    """Rewrite a file's lines: ``change(number, line)`` (1-based) returns the new line."""
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(change(n, line) for n, line in enumerate(lines, start=1)) + "\n")
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("EDA.csv", lambda x: x * 1000, r"EDA.csv: 14239 of 14262 eda values are outside 0-100 uS \(e.g. 622.764\): not eda in "
+                                    r"uS \(in nS instead of uS, or another file\?\)"),
+    ("TEMP.csv", lambda x: x * 1.8 + 32, r"TEMP.csv: 14264 of 14264 temp values are outside 15-45 degC .*in degF"),
+    ("HR.csv", lambda x: x * 60, r"HR.csv: 3555 of 3555 hr values are outside 25-250 bpm .*another file"),
+])
+def test_e4_signal_in_the_wrong_unit_is_refused(tmp_path, name, change, message):
+    e4 = copy_e4(tmp_path)
+    rewrite(e4 / name, lambda n, line: line if n <= 2 else f"{change(float(line)):.6f}")
+    with pytest.raises(InputFormatError, match=message):
+        read_recording(e4)
+
+
+def test_e4_ibi_in_ms_is_refused_and_a_few_values_out_of_range_are_noted(tmp_path):
+    e4 = head_e4(tmp_path / "e4")
+    ibi = e4 / "IBI.csv"
+    text = ibi.read_text()
+    rewrite(ibi, lambda n, line: line if n == 1 else f"{line.split(',')[0]},{float(line.split(',')[1]) * 1000:.1f}")
+    with pytest.raises(InputFormatError, match=r"IBI.csv: 360 of 360 IBI.csv interval values are outside 250-2000 ms "
+                                               r"\(e.g. 687500\): not ibi in ms \(intervals in ms instead of s"):
+        read_recording(e4)
+    ibi.write_text(text)
+    rewrite(e4 / "EDA.csv", lambda n, line: "1e30" if n == 100 else line)  # one absurd value is kept and noted
+    rewrite(e4 / "HR.csv", lambda n, line: "400" if n == 100 else line)  # one reading is dropped and noted
+    rec = read_recording(e4)
+    assert "eda: kept 1 of 398 values outside 0-100 uS (the monitor refuses their batches)" in rec.notes
+    assert "hr: dropped 1 of 398 values outside 25-250 bpm" in rec.notes and len(rec.streams["hr"].values) == 397
+
+
+def test_e4_blank_row_inside_a_signal_file_is_refused_with_its_line(tmp_path):
+    e4 = head_e4(tmp_path / "e4")
+    eda = (e4 / "EDA.csv").read_text()
+    for blank in ("", "   "):  # skipped, it would place every later sample 0.25 s early
+        (e4 / "EDA.csv").write_text(eda)
+        rewrite(e4 / "EDA.csv", lambda n, line: blank if n == 50 else line)
+        with pytest.raises(InputFormatError, match=r"EDA.csv: 1 row\(s\) are empty or not numbers, the first at line 50 "):
+            read_recording(e4)
+    (e4 / "EDA.csv").write_text(eda + "\n\n  \n")  # blank lines at the end are fine
+    assert np.array_equal(read_recording(e4).streams["eda"].values, np.loadtxt(e4 / "EDA.csv", skiprows=2))
+
+
+def test_e4_ibi_rows_out_of_order_are_sorted_with_a_note(tmp_path):
+    e4 = head_e4(tmp_path / "e4")
+    ibi = (e4 / "IBI.csv").read_text().splitlines()
+    (e4 / "IBI.csv").write_text("\n".join([ibi[0], *sorted(ibi[1:], key=lambda row: float(row.split(",")[1]))]))
+    rec = read_recording(e4)
+    raw = np.loadtxt(data_path("stress-predict", "S02", "IBI.csv"), delimiter=",", skiprows=1)
+    assert np.array_equal(rec.streams["ibi"].t, S02_START + raw[:, 0]) and np.array_equal(rec.streams["ibi"].values,
+                                                                                        raw[:, 1] * 1000)
+    assert "ibi: readings sorted by time" in rec.notes
+
+
+def test_e4_file_with_only_its_start_time_holds_no_samples(tmp_path, caplog):
+    e4 = head_e4(tmp_path / "e4")
+    (e4 / "TEMP.csv").write_text("1644227574.000000\n")
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    assert "temp" not in rec.streams and "TEMP.csv holds no samples" in caplog.text
+
+
+def test_e4_files_with_a_byte_order_mark_read_like_without(tmp_path):
+    e4 = head_e4(tmp_path / "e4", names=(*E4_FILES, "IBI.csv", "labels.csv", "tags_S02.csv"))
+    plain = read_recording(e4)
+    for name in ("IBI.csv", "tags_S02.csv", "labels.csv", "EDA.csv"):
+        (e4 / name).write_bytes(b"\xef\xbb\xbf" + (e4 / name).read_bytes())
+    rec = read_recording(e4)
+    assert rec.markers == plain.markers and len(rec.markers) == 9 and np.array_equal(rec.labels[0], plain.labels[0])
+    assert all(np.array_equal(rec.streams[k].values, s.values) for k, s in plain.streams.items())
+
+
+def test_e4_malformed_labels_leave_the_session_readable_but_not_usable_as_labels(tmp_path, caplog):
+    """A researcher's own labels.csv in another layout: the session is read (labels without rows, a
+    warning and a note why); analyze refuses to compare with them, and takes ``--labels FILE``."""
+    from monitor.analyze import run_analyze
+
+    e4 = head_e4(tmp_path / "e4")
+    good = (e4 / "labels.csv").read_text()
+    (e4 / "labels.csv").write_text(good.replace("unix_s,stress", "time,label", 1))
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    assert len(rec.labels[0]) == 0 and sorted(rec.streams) == ["acc", "bvp", "eda", "hr", "ibi", "temp"]
+    assert any(n.startswith("labels.csv not read: ") and "found the header 'time,label'" in n for n in rec.notes)
+    assert "labels.csv: expected a CSV with columns unix_s,stress" in caplog.text and "--labels FILE" in caplog.text
+    with pytest.raises(InputFormatError, match=r"no label rows"):
+        run_analyze(e4, tmp_path / "out")
+    (tmp_path / "labels.csv").write_text(good)
+    result, _ = run_analyze(e4, tmp_path / "out", labels_path=str(tmp_path / "labels.csv"))
+    assert "labels" in result.summary
+    from monitor.report import run_report  # a report needs no labels: it is made
+
+    run_report(e4, tmp_path / "page.html", n_boot=10)
+    assert (tmp_path / "page.html").stat().st_size > 10_000
+
+
+def test_labels_header_with_spaces_is_read():
+    t, y = read_labels_text("unix_s, stress\n1644227583, 0\n1644227584, 1\n", "labels.csv")
+    assert t.tolist() == [1644227583.0, 1644227584.0] and y.tolist() == [0.0, 1.0]
+
+
 # ----------------------------------------------------------------------------- Polar H10
 
 
@@ -240,8 +345,22 @@ def test_polar_swapped_or_cut_columns_get_clear_errors(tmp_path):
         read_recording(swapped)
     cut = tmp_path / "cut.csv"
     cut.write_text("\n".join(lines[:5000]) + "\n" + lines[5000][:9])  # cut inside time_ns
-    with pytest.raises(InputFormatError, match=r"cut.csv: (time_ns is not unix time|time goes backwards)"):
+    with pytest.raises(InputFormatError, match=r"cut.csv, line 5001: time_ns 171492063 is not unix time in "
+                                               r"nanoseconds \(is before the year 2000\)$"):
         read_recording(cut)
+
+
+def test_polar_time_in_ms_and_rows_out_of_order_name_the_line(tmp_path):
+    lines = data_path("polar-h10", "polar_h10.csv").read_text().splitlines()[:3000]
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join([lines[0]] + [f"{int(row.split(',')[0]) // 10**6},{row.split(',', 1)[1]}"
+                                            for row in lines[1:]]))  # time_ns in ms
+    with pytest.raises(InputFormatError, match=r"p.csv, line 2: time_ns 1714920600006 is not unix time in "
+                                               r"nanoseconds \(looks like milliseconds\)$"):
+        read_recording(path)
+    path.write_text("\n".join(lines[:1000] + [lines[1001], lines[1000]] + lines[1002:]))  # rows 1001 and 1002 swapped
+    with pytest.raises(InputFormatError, match=r"p.csv: time_ns: time goes backwards at line 1002 "):
+        read_recording(path)
 
 
 def test_polar_analyze_takes_heart_rate_from_the_ecg(polar):
@@ -313,6 +432,24 @@ def test_garmin_cut_mid_line_gets_a_clear_error(tmp_path):
         read_recording(cut)
 
 
+def test_garmin_repeated_lines_are_dropped_with_a_note(garmin, tmp_path):
+    text = data_path("flirt-e4-garmin", "garmin", "data.csv").read_text()
+    path = tmp_path / "twice.csv"  # two overlapping exports merged
+    path.write_text(text + text)
+    rec = read_recording(path)
+    assert "dropped 25573 repeated lines (the same time, type and value again: exports merged?)" in rec.notes
+    assert same_streams(rec, garmin)
+
+
+def test_garmin_times_without_offset_are_noted_as_utc(tmp_path):
+    lines = data_path("flirt-e4-garmin", "garmin", "data.csv").read_text().splitlines()[:3000]
+    path = tmp_path / "naive.csv"
+    path.write_text("\n".join(line.replace("+02:00;", ";") for line in lines))
+    rec = read_recording(path)
+    assert "3000 times without a UTC offset (e.g. line 1: '2019-10-16T12:08:58.041') read as UTC" in rec.notes
+    assert rec.streams["hr"].t[0] == pytest.approx(pd.Timestamp("2019-10-16T12:09:00.511Z").timestamp())
+
+
 # ----------------------------------------------------------------------------- anxmon's own format
 
 
@@ -366,6 +503,60 @@ def test_anxmon_recording_damaged_files_get_clear_errors(tmp_path):
     path.write_text(text.replace('"values":[71.0]', '"values":[7100.0]'))
     with pytest.raises(InputFormatError, match=r"line 3: hr batch refused: hr sample 0 is outside"):
         read_recording(path)
+
+
+@pytest.fixture(scope="module")
+def s02_jsonl(s02, tmp_path_factory) -> Path:
+    """The first 2 minutes of S02 as an anxmon recording, as ``write_recording`` writes it."""
+    path = tmp_path_factory.mktemp("jsonl") / "base.jsonl"
+    write_recording(path, s02.between(s02.start_s, s02.start_s + 120), wearer="s02")
+    return path
+
+
+def same_streams(a: Recording, b: Recording) -> bool:
+    return sorted(a.streams) == sorted(b.streams) and all(
+        np.array_equal(a.streams[k].values, s.values) and np.array_equal(a.streams[k].times_s(), s.times_s())
+        for k, s in b.streams.items())
+
+
+def test_anxmon_batches_out_of_order_are_sorted_and_only_true_duplicates_dropped(s02_jsonl, tmp_path):
+    base = read_anxmon(s02_jsonl)
+    lines = s02_jsonl.read_text().splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if '"type":"batch"' in line)
+    head, body = lines[:k], lines[k:]
+    halves = tmp_path / "halves.jsonl"  # the two halves of the file in the wrong order, and a batch given twice
+    halves.write_text("".join(head + body[len(body) // 2:] + body[:len(body) // 2] + body[5:6]))
+    rec = read_anxmon(halves)
+    assert same_streams(rec, base)
+    assert "skipped 1 duplicate batches" in rec.notes and "eda: batches out of time order at 1 place(s) in the file; sorted" in rec.notes
+
+
+def test_anxmon_batches_contradicting_their_rate_are_refused(s02_jsonl, tmp_path):
+    path = tmp_path / "bvp32.jsonl"  # 64 samples a batch declared at 32 Hz: each overlaps the next by 1 s
+    path.write_text(s02_jsonl.read_text().replace('"fs":64.0', '"fs":32.0'))
+    lines = path.read_text().splitlines()
+    first, second = [n for n, line in enumerate(lines, start=1) if '"signal":"bvp"' in line][:2]
+    with pytest.raises(InputFormatError, match=rf"bvp32.jsonl, line {second}: bvp batch starts 1 s before the one of "
+                                               rf"line {first} ends \(declared fs 32 Hz, but 64 samples every 1 s is 64 Hz\)$"):
+        read_anxmon(path)
+
+
+def test_anxmon_times_in_milliseconds_are_refused(s02_jsonl, tmp_path):
+    lines = s02_jsonl.read_text().splitlines()
+    n = next(n for n, line in enumerate(lines, start=1) if '"type":"batch"' in line)
+    record = json.loads(lines[n - 1])
+    record["batch"]["t0"] *= 1000
+    path = tmp_path / "ms.jsonl"
+    path.write_text("\n".join(lines[:n - 1] + [json.dumps(record)] + lines[n:]))
+    with pytest.raises(InputFormatError, match=rf"ms.jsonl, line {n}: {record['signal']} batch t0 1644227574000 "
+                                               r"looks like milliseconds; give unix seconds$"):
+        read_anxmon(path)
+
+
+def test_anxmon_recording_with_a_byte_order_mark_reads_like_without(s02_jsonl, tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + s02_jsonl.read_bytes())
+    assert detect(path)[0] == "anxmon" and same_streams(read_recording(path), read_anxmon(s02_jsonl))
 
 
 # ----------------------------------------------------------------------------- EmotiBit
@@ -511,6 +702,23 @@ def test_emotibit_raw_alone_mixed_up_or_two_sessions_get_clear_errors(emotibit_s
         read_recording(mixed)
 
 
+def test_emotibit_file_without_samples_or_a_missing_axis_is_noted(emotibit_session, tmp_path, caplog):
+    folder, _ = emotibit_session
+    copy = tmp_path / "session"
+    copy.mkdir()
+    for p in folder.glob(f"{BASE}_*.csv"):
+        (copy / p.name).write_bytes(p.read_bytes())
+    (copy / f"{BASE}_EA.csv").write_text(f"{HEADER},EA\n")  # its header only
+    (copy / f"{BASE}_HR.csv").write_text("")  # 0 bytes
+    (copy / f"{BASE}_AY.csv").unlink()
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(copy)
+    assert sorted(rec.streams) == ["bvp", "ibi", "temp"]
+    assert f"{copy / BASE}_EA.csv: no samples" in rec.notes and f"{BASE}_EA.csv holds no samples" in caplog.text
+    assert "acc: no AY file, so AX/AZ left out" in rec.notes
+    assert f"{copy / BASE}_HR.csv: empty or not a DataParser file; left out" in rec.notes
+
+
 # ----------------------------------------------------------------------------- detection, streams, markers
 
 
@@ -561,13 +769,14 @@ def test_markers_csv(tmp_path):
         read_markers_text("time,what\n1700000000,a\n", "m.csv")
 
 
-def test_e4_empty_file_is_left_out_and_labels_of_another_shape_are_named(tmp_path, caplog):
+def test_e4_empty_file_is_left_out_and_labels_of_another_shape_are_named_in_a_warning(tmp_path, caplog):
     e4 = head_e4(tmp_path / "e4")
     (e4 / "EDA.csv").write_text("")  # 0 bytes: pandas said "No columns to parse from file"
     with caplog.at_level(logging.WARNING):
         rec = read_recording(e4)
     assert "eda" not in rec.streams and "EDA.csv holds no samples (it is empty" in caplog.text
     (e4 / "labels.csv").write_text((data_path("stress-predict", "S02") / "tags_S02.csv").read_text())
-    with pytest.raises(InputFormatError, match=r"labels.csv: expected a CSV with columns unix_s,stress, found the "
-                                               r"header '1644228196' \(no unix_s and no stress column\)"):
-        read_recording(e4)
+    with caplog.at_level(logging.WARNING):
+        assert len(read_recording(e4).labels[0]) == 0
+    assert ("labels.csv: expected a CSV with columns unix_s,stress, found the header '1644228196' (no unix_s and no "
+            "stress column): not read") in caplog.text

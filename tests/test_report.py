@@ -420,3 +420,49 @@ def test_time_axis_draws_a_long_pause_narrow():
     plain = TimeAxis.of(np.arange(0.0, 3000.0, 5.0))
     assert plain.gaps_s == [] and plain.unit == "minutes"
     assert plain.x(600.0) == pytest.approx(10.0) and plain.x(-60.0) == pytest.approx(-1.0)
+
+
+def test_a_damaged_analysis_folder_gets_a_clear_error_or_a_warning(s02_folder, tmp_path, caplog):
+    """Hand-edited or concatenated folders: a tick given twice (identical rows are dropped with a
+    warning; conflicting ones refused: before, the median tick length was 0 and the page said 0 h
+    of data), trigger decisions without a numeric time, a threshold that is not a number (both
+    crashed with a traceback)."""
+    from monitor.errors import InputFormatError
+
+    def copy(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(s02_folder, folder)
+        return folder
+
+    twice = copy("twice")
+    rows = (s02_folder / "indicators.csv").read_text().splitlines(keepends=True)
+    (twice / "indicators.csv").write_text("".join(rows + rows[1:]))
+    folder = read_analysis_folder(twice)
+    assert "repeated row(s) dropped" in caplog.text
+    assert folder.tick_s == read_analysis_folder(s02_folder).tick_s == 5.0 and len(folder.t) == len(rows) - 1
+    conflict = copy("conflict")
+    changed = rows[10].split(",")
+    changed[1] = "3.5"
+    (conflict / "indicators.csv").write_text("".join(rows + [",".join(changed)]))
+    with pytest.raises(InputFormatError, match="1 tick\\(s\\) appear twice with different values"):
+        read_analysis_folder(conflict)
+    for name, line in (("t_text", '{"t": "x", "sent": true}\n'), ("no_t", '{"sent": true}\n')):
+        folder = copy(name)
+        with open(folder / "checkins.jsonl", "a") as f:
+            f.write(line)
+        with pytest.raises(InputFormatError, match="checkins.jsonl: trigger decision \\d+ needs a number 't'"):
+            read_analysis_folder(folder)
+    bad_threshold = copy("threshold")
+    summary = json.loads((s02_folder / "summary.json").read_text())
+    (bad_threshold / "summary.json").write_text(json.dumps({**summary, "threshold_final": "high"}))
+    with pytest.raises(InputFormatError, match="threshold_final must be a number"):
+        read_analysis_folder(bad_threshold)
+
+
+def test_markers_outside_the_data_are_warned_about_and_leave_the_windows_alone(s02_folder, tmp_path, caplog):
+    folder = read_analysis_folder(s02_folder)
+    alone = write_report(tmp_path / "a.html", folder, n_boot=10)
+    far = folder.markers + [Marker(float(folder.t[-1]) + 3 * 365 * 86400.0, "a", "later")]
+    with_far = write_report(tmp_path / "b.html", folder, far, n_boot=10)
+    assert "1 of 10 markers lie outside the data" in caplog.text
+    assert (with_far["before_s"], with_far["after_s"]) == (alone["before_s"], alone["after_s"])

@@ -8,11 +8,13 @@ The first line is a header, every other line one record::
 
 ``batch`` is exactly the MQTT payload of the wire contract v1 (``monitor.wire.encode_batch``),
 so a recorder can write what it received without re-encoding it, and the reader checks every
-batch with ``decode_batch`` as the live service does. Batches of one (device, signal) are
-checked for duplicates with ``StreamTracker`` (a redelivered batch is kept once; the recording's
-own time is its clock, so a pause in it is not "future"). Record types
-this version does not know are skipped and counted in the notes, so later versions can add some.
-One signal from two devices is refused (the monitor takes each signal from one device).
+batch with ``decode_batch`` as the live service does, and its times with ``unix_s_problem``
+(times in ms are refused). A duplicate (the same device, signal, seq and start time: a redelivered
+batch) is kept once and counted; batches out of time order (merged files, redelivery order) are
+sorted. A batch that starts before the previous one of its signal ends is refused (a declared
+``fs`` that contradicts the batches' spacing, or two recordings merged). Empty batches and record
+types this version does not know are skipped and counted in the notes, so later versions can add
+some. One signal from two devices is refused (the monitor takes each signal from one device).
 
 ``RecordingWriter`` writes the format (``write_recording`` writes a whole ``Recording``);
 ``read_anxmon`` reads it back into a ``Recording`` with the same streams.
@@ -38,8 +40,9 @@ import numpy as np
 
 from monitor.errors import InputFormatError, WireError
 from monitor.markers import Marker, make_marker, unix_s_problem
+from monitor.readers.common import irregular_stream, open_text
 from monitor.recordings import Recording, Stream
-from monitor.wire import SIGNALS, SampleBatch, StreamTracker, decode_batch, encode_batch
+from monitor.wire import SIGNALS, SampleBatch, decode_batch, encode_batch
 
 VERSION = 1
 HEADER_KEY = "anxmon_recording"
@@ -109,12 +112,12 @@ def read_anxmon(path: str | Path) -> Recording:
     where = str(path)
     notes: list[str] = []
     markers: list[Marker] = []
-    parts: dict[str, list[SampleBatch]] = {}
+    parts: dict[str, list[tuple[int, SampleBatch]]] = {}  # signal -> (line, batch)
     device_of: dict[str, str] = {}
-    trackers: dict[tuple[str, str], StreamTracker] = {}
+    seen: set[tuple[str, str, int, float]] = set()
     skipped: dict[str, int] = {}
     header = None
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -135,16 +138,24 @@ def read_anxmon(path: str | Path) -> Recording:
                                            f"{', '.join(SIGNALS)} and a batch object")
                 try:
                     batch = decode_batch(json.dumps(record["batch"]), signal)
-                    verdict = trackers.setdefault((device, signal), StreamTracker()).check(batch, now_s=batch.end_s)
                 except WireError as exc:
                     raise InputFormatError(f"{where}, line {n}: {signal} batch refused: {exc}") from None
                 if device_of.setdefault(signal, device) != device:
                     raise InputFormatError(f"{where}, line {n}: {signal} from two devices ({device_of[signal]} and "
                                            f"{device}); the monitor takes each signal from one device")
-                if verdict.accept:
-                    parts.setdefault(signal, []).append(batch)
-                else:
+                if not len(batch):
+                    skipped["empty batches"] = skipped.get("empty batches", 0) + 1
+                    continue
+                for t in (batch.start_s, batch.end_s):
+                    if problem := unix_s_problem(t):
+                        raise InputFormatError(f"{where}, line {n}: {signal} batch {'t0' if batch.regular else 't'} "
+                                               f"{t:.15g} {problem}")
+                key = (device, signal, batch.seq, batch.start_s)
+                if key in seen:
                     skipped["duplicate batches"] = skipped.get("duplicate batches", 0) + 1
+                    continue
+                seen.add(key)
+                parts.setdefault(signal, []).append((n, batch))
             elif kind == "marker":
                 t = record.get("t")
                 if type(t) not in (int, float):
@@ -158,7 +169,7 @@ def read_anxmon(path: str | Path) -> Recording:
     if header is None:
         raise InputFormatError(f"{where}: empty file (expected an anxmon recording header line)")
     notes += [f"skipped {count} {what}" for what, count in sorted(skipped.items())]
-    streams = {signal: _join(signal, batches, where) for signal, batches in parts.items()}
+    streams = {signal: _join(signal, batches, where, notes) for signal, batches in sorted(parts.items())}
     if not streams:
         raise InputFormatError(f"{where}: an anxmon recording without any sample batch")
     return Recording(str(header.get("source") or path), "anxmon", streams, sorted(markers), notes=notes,
@@ -175,23 +186,37 @@ def _check_header(record: dict, where: str) -> dict:
     return record
 
 
-def _join(signal: str, batches: list[SampleBatch], where: str) -> Stream:
-    """One stream from a signal's batches: runs of regular batches that continue each other."""
+def _join(signal: str, batches: list[tuple[int, SampleBatch]], where: str, notes: list[str]) -> Stream:
+    """One stream from a signal's (file line, batch) pairs, in time order whatever the file's order.
+
+    Readings (``hr``, ``ibi``) are merged by time. Regular batches make runs of batches that
+    continue each other; one that starts before the previous one ends is refused.
+    """
+    back = sum(b.start_s < a.start_s for (_, a), (_, b) in zip(batches, batches[1:]))
+    if back:
+        notes.append(f"{signal}: batches out of time order at {back} place(s) in the file; sorted")
+    batches = sorted(batches, key=lambda item: item[1].start_s)
     if not SIGNALS[signal].regular:
-        batches = sorted(batches, key=lambda b: b.start_s)
-        return Stream(signal, np.concatenate([b.values for b in batches]),
-                      t=np.concatenate([b.t for b in batches]))
-    batches = sorted(batches, key=lambda b: b.t0)
-    fs = batches[0].fs
-    segments, count = [], 0
-    expected = None
-    for b in batches:
+        return irregular_stream(signal, np.concatenate([b.t for _, b in batches]),
+                                np.concatenate([b.values for _, b in batches]), where, notes)
+    fs = batches[0][1].fs
+    segments, count, expected, last = [], 0, None, None
+    for n, b in batches:
         if b.fs != fs:
-            raise InputFormatError(f"{where}: {signal} changes its sample rate from {fs:g} to {b.fs:g} Hz; "
+            raise InputFormatError(f"{where}, line {n}: {signal} changes its sample rate from {fs:g} to {b.fs:g} Hz; "
                                    "a recording keeps one rate per signal")
+        if expected is not None and b.t0 < expected - 0.5 / fs:
+            line, previous = last
+            spacing = b.t0 - previous.t0
+            cause = (f"declared fs {fs:g} Hz, but {len(previous)} samples every {spacing:.3g} s is "
+                     f"{len(previous) / spacing:.3g} Hz" if spacing > 0 else "two recordings merged?")
+            raise InputFormatError(f"{where}, line {n}: {signal} batch starts {expected - b.t0:.3g} s before the one "
+                                   f"of line {line} ends ({cause})")
         if expected is None or abs(b.t0 - expected) > 0.5 / fs:
             segments.append((count, float(b.t0)))
-        count += len(b.values)
-        expected = b.t0 + len(b.values) / fs
-    values = np.concatenate([b.values for b in batches])
-    return Stream(signal, values, t0=segments[0][1], fs=fs, segments=segments if len(segments) > 1 else None)
+        count += len(b)
+        expected, last = b.t0 + len(b) / fs, (n, b)
+    if len(segments) > 1:
+        notes.append(f"{signal}: {len(segments)} runs of batches (gaps between them)")
+    return Stream(signal, np.concatenate([b.values for _, b in batches]), t0=segments[0][1], fs=fs,
+                  segments=segments if len(segments) > 1 else None)

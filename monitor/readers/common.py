@@ -6,6 +6,10 @@
   (the samples are not resampled); a jump longer than ``gap_s`` starts a new run.
 * ``irregular_stream``: ``hr``/``ibi`` readings, sorted, with values the wire contract would
   refuse dropped one by one (and counted in the recording's notes), as the bridge does.
+* ``check_range``: the one rule for a column against the contract's range: mostly outside it
+  is not that signal in that unit (refused), a few outside are counted in the notes.
+* ``decode``/``open_text``: the text of a file (a byte-order mark dropped); ``no_samples``: the
+  warning and note for a signal file without samples.
 * ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, the
   way ``firmware_bridge.ble_hrs.HrsConverter`` does it live.
 
@@ -19,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import logging
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -30,6 +35,65 @@ from monitor.recordings import Stream
 from monitor.wire import SIGNALS
 
 MOSTLY_OUT_OF_RANGE = 0.5  # above this share of refused values a column is not that signal at all
+OTHER_FILE = "columns swapped or another file?"  # check_range's default hint
+ENCODING = "utf-8-sig"  # UTF-8, without the byte-order mark a spreadsheet may write first
+
+log = logging.getLogger(__name__)
+
+
+def decode(data: bytes) -> str:
+    """The text of a file's bytes (``ENCODING``; undecodable bytes replaced, so parsers name the line).
+
+    >>> decode(b"\\xef\\xbb\\xbf1644227574.0\\n")
+    '1644227574.0\\n'
+    """
+    return data.decode(ENCODING, errors="replace")
+
+
+def open_text(path: Path):
+    """A file opened to read its text line by line, decoded as ``decode`` does."""
+    return open(path, encoding=ENCODING, errors="replace")
+
+
+def no_samples(where: str, signal: str, notes: list[str], count: int = 0) -> None:
+    """A signal file without samples (empty, or its header only), or with too few to tell their rate
+    (``count``): left out, with a warning and a note."""
+    what = f"{count} sample(s), too few to tell their rate" if count else "no samples"
+    why = "" if count else " (it is empty, or has only its header rows)"
+    log.warning("%s holds %s%s: no %s", where, what, why, signal)
+    notes.append(f"{where}: {what}")
+
+
+def check_range(signal: str, values: np.ndarray, where: str, notes: list[str], what: str = "",
+                hint: str = OTHER_FILE, drop: bool = False) -> np.ndarray:
+    """Which ``values`` lie inside the contract's range of ``signal`` (all, for signals without one).
+
+    More than ``MOSTLY_OUT_OF_RANGE`` of them outside is not this signal in the contract's unit
+    (a wrong unit, columns swapped, another file): an ``InputFormatError`` giving the share and
+    ``hint``. A few outside are counted in ``notes``: ``drop`` says the caller drops them (readings),
+    otherwise they are kept (a regular stream keeps its samples; the monitor refuses their batches).
+
+    >>> check_range("eda", np.array([1.0, 2.0, 3000.0, 4000.0, 5000.0]), "EDA.csv", [], hint="in nS?")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.InputFormatError: EDA.csv: 3 of 5 eda values are outside 0-100 uS (e.g. 3000): not eda in uS (in nS?)
+    """
+    spec = SIGNALS[signal]
+    values = np.asarray(values, dtype=float)
+    if spec.low == -np.inf and spec.high == np.inf:
+        return np.ones(len(values), dtype=bool)
+    ok = np.isfinite(values) & (values >= spec.low) & (values <= spec.high)
+    bad = int(np.sum(~ok))
+    if len(values) and bad / len(values) > MOSTLY_OUT_OF_RANGE:
+        raise InputFormatError(
+            f"{where}: {bad} of {len(values)} {what or signal} values are outside {spec.low:g}-{spec.high:g} "
+            f"{spec.unit} (e.g. {values[~ok][0]:g}): not {signal} in {spec.unit} ({hint})"
+        )
+    if bad:
+        fate = "dropped" if drop else "kept"
+        notes.append(f"{signal}: {fate} {bad} of {len(values)} values outside {spec.low:g}-{spec.high:g} {spec.unit}"
+                     + ("" if drop else " (the monitor refuses their batches)"))
+    return ok
 
 
 class Folder:
@@ -73,27 +137,31 @@ class Folder:
     def text(self, name: str) -> str:
         if self.zip is not None:
             try:
-                return self.zip.read(self.names[name]).decode("utf-8", errors="replace")
+                return decode(self.zip.read(self.names[name]))
             except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
                 raise InputFormatError(f"{self.path}: cannot read {name} from the zip (damaged or cut short?): {exc}") from None
-        return self.names[name].read_text(encoding="utf-8", errors="replace")
+        return decode(self.names[name].read_bytes())
 
 
 def regular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str, notes: list[str],
-                   gap_s: float | None = None) -> Stream:
+                   gap_s: float | None = None, first_line: int | None = None) -> Stream:
     """A regular stream from samples stamped ``t`` (unix s, not decreasing).
 
     The rate is one least-squares fit over all runs (so the stream keeps one ``fs``, as the
     monitor's processors need), each run's ``t0`` the mean of its samples' time minus their
     offset at that rate. ``gap_s`` defaults to 5 median sample intervals, at least 1 s.
+    ``first_line``: the file line of the first sample, so errors name lines (else sample numbers).
+    The values are checked with ``check_range``.
     """
-    t = np.asarray(t, dtype=float)
+    t, values = np.asarray(t, dtype=float), np.asarray(values, dtype=float)
     if len(t) < 2:
         raise InputFormatError(f"{where}: {len(t)} sample(s) of {signal}: too few to tell the sample rate")
+    check_range(signal, values, where, notes)
     dt = np.diff(t)
     if np.any(dt < 0):
         row = int(np.argmax(dt < 0)) + 1
-        raise InputFormatError(f"{where}: time goes backwards at sample {row} (rows out of order or files mixed up)")
+        at = f"sample {row}" if first_line is None else f"line {first_line + row}"
+        raise InputFormatError(f"{where}: time goes backwards at {at} (rows out of order or files mixed up)")
     positive = dt[dt > 0]
     if not len(positive):
         raise InputFormatError(f"{where}: every sample of {signal} has the same time stamp")
@@ -127,29 +195,19 @@ def regular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str, n
 
 
 def irregular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str, notes: list[str],
-                     what: str = "") -> Stream:
+                     what: str = "", hint: str = OTHER_FILE) -> Stream:
     """An ``hr``/``ibi`` stream: sorted by time; values outside the contract's range dropped.
 
     A column where most values are outside the range is not this signal (columns swapped, or
     another file): that is an ``InputFormatError``.
     """
-    spec = SIGNALS[signal]
     t = np.asarray(t, dtype=float)
     values = np.asarray(values, dtype=float)
     order = np.argsort(t, kind="stable")
     if np.any(order != np.arange(len(t))):
         notes.append(f"{signal}: readings sorted by time")
         t, values = t[order], values[order]
-    ok = np.isfinite(t) & np.isfinite(values) & (values >= spec.low) & (values <= spec.high)
-    bad = int(np.sum(~ok))
-    if len(t) and bad / len(t) > MOSTLY_OUT_OF_RANGE:
-        example = values[~ok][0]
-        raise InputFormatError(
-            f"{where}: {bad} of {len(t)} {what or signal} values are outside {spec.low:g}-{spec.high:g} "
-            f"{spec.unit} (e.g. {example:g}): not {signal} in {spec.unit} (columns swapped or another file?)"
-        )
-    if bad:
-        notes.append(f"{signal}: dropped {bad} of {len(t)} values outside {spec.low:g}-{spec.high:g} {spec.unit}")
+    ok = check_range(signal, np.where(np.isfinite(t), values, np.nan), where, notes, what, hint, drop=True)
     return Stream(signal, values[ok], t=t[ok])
 
 

@@ -5,9 +5,17 @@ Each signal file's first row is the session start (unix s, UTC), the second the 
 (Hz), then one sample per row. The E4's rates are fixed (EDA 4 Hz, BVP 64, TEMP 4, ACC 32,
 HR 1), so a file that declares another rate, or has the wrong number of columns, is refused
 (it is usually another file renamed). ``ACC.csv`` is in 1/64 g and becomes g. ``IBI.csv``
-rows are (s since start, interval in s) and become beat times and intervals in ms. ``HR.csv``
-is regular at 1 Hz in the file but ``hr`` is irregular on the wire. A ``tags*.csv`` holds one
-unix time per line (the wearer pressed the button): markers of kind ``tag``.
+rows are (s since start, interval in s) and become beat times and intervals in ms (sorted by
+time, with a note, when rows are out of order). ``HR.csv`` is regular at 1 Hz in the file but
+``hr`` is irregular on the wire. A ``tags*.csv`` holds one unix time per line (the wearer pressed
+the button): markers of kind ``tag``.
+
+Values are checked against the wire contract's ranges (``common.check_range``): a file mostly
+outside is refused (EDA in nS, TEMP in degF, IBI in ms), a few outside are noted (``hr``/``ibi``
+readings dropped). An empty or blank row among the samples is refused with its line, like a
+non-numeric one (skipping it would move every later sample one sample period earlier); blank lines
+at the end are fine. A ``labels.csv`` that cannot be read does not block the session: its labels
+are left empty with a warning and a note, so whatever needs them refuses "no label rows".
 
 Example
 -------
@@ -28,7 +36,7 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import Marker, unix_s_problem, utc_text
-from monitor.readers.common import Folder
+from monitor.readers.common import Folder, check_range, irregular_stream, no_samples
 from monitor.recordings import Recording, Stream, read_labels_text
 
 FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
@@ -38,6 +46,12 @@ ACC_UNITS_PER_G = 64.0
 TAG_KIND = "tag"
 PARTIAL_ROW = re.compile(r"[0-9.,+-]*")  # what a row cut short while being written can look like
 SESSION_GAP_S = 60.0  # files of one session overlap in time, or (one cut short) lie at most this far apart
+UNIT_HINTS = {  # why a file's values are mostly outside the contract's range
+    "eda": "in nS instead of uS, or another file?",
+    "temp": "in degF instead of degC, or another file?",
+    "hr": "another file?",
+    "ibi": "intervals in ms instead of s, or another file?",
+}
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +88,24 @@ def _cut_last_line(where: str, text: str, line: int, notes: list[str]) -> bool:
 
 def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream | None:
     where = folder.where(name)
-    text = folder.text(name)
-    if not text.strip():
+    text = folder.text(name).rstrip()  # blank lines at the end are fine; inside, they are refused below
+    if not text:
         return None  # an empty file: no samples
     try:
-        frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True, low_memory=False)
-        t0_text, fs = str(frame.iloc[0, 0]), float(frame.iloc[1, 0])
-    except (ValueError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True, skip_blank_lines=False,
+                            low_memory=False)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(
             f"{where}: not an Empatica E4 file (expected a start time row, a sample rate row, then "
             f"one sample per row): {str(exc).splitlines()[0]}"
         ) from None
-    t0 = _start_time(where, t0_text)
+    t0 = _start_time(where, str(frame.iloc[0, 0]))
+    if len(frame) < 3:
+        return None  # its header rows only
+    try:
+        fs = float(frame.iloc[1, 0])
+    except ValueError:
+        raise InputFormatError(f"{where}, line 2: {str(frame.iloc[1, 0])[:30]!r} is not a sample rate in Hz") from None
     if fs != RATES_HZ[name]:
         raise InputFormatError(
             f"{where}: declares {fs:g} Hz but the E4 writes {name} at {RATES_HZ[name]:g} Hz "
@@ -96,22 +116,25 @@ def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream
         raise InputFormatError(f"{where}: expected {columns} column(s) per row, found {frame.shape[1]}")
     values = frame.iloc[2:].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     rows = np.flatnonzero(np.isnan(values).any(axis=1))
-    if len(rows) == 1 and rows[0] == len(values) - 1 and _cut_last_line(where, text.strip().splitlines()[-1],
+    if len(rows) == 1 and rows[0] == len(values) - 1 and _cut_last_line(where, text.splitlines()[-1],
                                                                           len(values) + 2, notes):
         values, rows = values[:-1], rows[:0]
     if len(rows):
         raise InputFormatError(
-            f"{where}: {len(rows)} row(s) are not numbers, the first at line {int(rows[0]) + 3} "
+            f"{where}: {len(rows)} row(s) are empty or not numbers, the first at line {int(rows[0]) + 3} "
             "(file mixed up or damaged?)"
         )
-    values = values / ACC_UNITS_PER_G if signal == "acc" else values[:, 0]
-    return Stream(signal, values, t0=t0, fs=fs)
+    if signal == "acc":
+        return Stream(signal, values / ACC_UNITS_PER_G, t0=t0, fs=fs)
+    if signal != "hr":  # hr becomes readings, checked as such in read_e4
+        check_range(signal, values[:, 0], where, notes, hint=UNIT_HINTS.get(signal, "another file?"))
+    return Stream(signal, values[:, 0], t0=t0, fs=fs)
 
 
 def _ibi(folder: Folder, notes: list[str]) -> tuple[Stream, float]:
     """The beats of ``IBI.csv`` and the file's start time (its first row)."""
     where = folder.where("IBI.csv")
-    lines = folder.text("IBI.csv").strip().splitlines()
+    lines = folder.text("IBI.csv").rstrip().splitlines()
     if not lines:
         return Stream("ibi", np.empty(0), t=np.empty(0)), np.nan
     t0 = _start_time(where, lines[0].split(",")[0])
@@ -126,14 +149,17 @@ def _ibi(folder: Folder, notes: list[str]) -> tuple[Stream, float]:
                                    "(file mixed up or damaged?)") from None
         rows.append((seconds, interval))
     rows = np.array(rows).reshape(-1, 2)
-    return Stream("ibi", rows[:, 1] * 1000.0, t=t0 + rows[:, 0]), t0
+    return irregular_stream("ibi", t0 + rows[:, 0], rows[:, 1] * 1000.0, where, notes, what="IBI.csv interval",
+                            hint=UNIT_HINTS["ibi"]), t0
 
 
 def _tags(folder: Folder) -> list[Marker]:
     markers = []
     for name in sorted(folder.names):
         if name.startswith("tags") and name.endswith(".csv"):
-            for n, line in enumerate(folder.text(name).split(), start=1):
+            for n, line in enumerate(folder.text(name).splitlines(), start=1):
+                if not line.strip():
+                    continue
                 try:
                     t = float(line.split(",")[0])
                 except ValueError:
@@ -172,15 +198,25 @@ def read_e4(path: str | Path) -> Recording:
             if stream is not None and len(stream.values):
                 streams[signal], spans[name] = stream, (t0, stream.end_s)
             else:
-                log.warning("%s holds no samples (it is empty, or has only its header rows): no %s",
-                            folder.where(name), signal)
-                notes.append(f"{folder.where(name)}: no samples")
+                no_samples(folder.where(name), signal, notes)
     if not streams:
         raise InputFormatError(f"{path}: no E4 signal files with samples (EDA.csv, BVP.csv, ...) found")
     _check_one_session(folder, spans)
     if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
-        streams["hr"] = Stream("hr", streams["hr"].values, t=streams["hr"].times_s())
-    labels = None
-    if "labels.csv" in folder.names:
-        labels = read_labels_text(folder.text("labels.csv"), folder.where("labels.csv"))
-    return Recording(str(path), "e4", streams, _tags(folder), labels, notes=notes)
+        streams["hr"] = irregular_stream("hr", streams["hr"].times_s(), streams["hr"].values,
+                                         folder.where("HR.csv"), notes, hint=UNIT_HINTS["hr"])
+    return Recording(str(path), "e4", streams, _tags(folder), _labels(folder, notes), notes=notes)
+
+
+def _labels(folder: Folder, notes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The session's ``labels.csv``, if any. One that cannot be read gives labels without rows and a
+    warning: the session stays readable for whatever does not need them (``--labels FILE``,
+    replay, report), and whatever uses them refuses "no label rows" after that warning."""
+    if "labels.csv" not in folder.names:
+        return None
+    try:
+        return read_labels_text(folder.text("labels.csv"), folder.where("labels.csv"))
+    except InputFormatError as exc:
+        log.warning("%s: not read; to compare with labels, give analyze --labels FILE", exc)
+        notes.append(f"labels.csv not read: {exc}")
+        return np.empty(0), np.empty(0)

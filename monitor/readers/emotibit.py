@@ -39,7 +39,7 @@ import pandas as pd
 from firmware_bridge import emotibit as eb
 from monitor.errors import InputFormatError
 from monitor.markers import make_marker, unix_s_problem
-from monitor.readers.common import first_line, irregular_stream, regular_stream
+from monitor.readers.common import first_line, irregular_stream, no_samples, regular_stream
 from monitor.recordings import Recording
 
 HEADER = ("LocalTimestamp", "EmotiBitTimestamp", "PacketNumber", "DataLength", "TypeTag",
@@ -150,13 +150,19 @@ def read_emotibit(path: str | Path) -> Recording:
             continue
         t, x = _read_tag(files[tag], tag)
         if len(t) >= 2:
-            streams[signal] = regular_stream(signal, t, x, str(files[tag]), notes)
+            streams[signal] = regular_stream(signal, t, x, str(files[tag]), notes, first_line=2)
             notes[-1] = f"{notes[-1]} (type tag {tag})"
-    if all(tag in files for tag in ACC):
+        else:
+            no_samples(str(files[tag]), signal, notes, len(t))
+    missing = [tag for tag in ACC if tag not in files]
+    if missing and len(missing) < len(ACC):
+        notes.append(f"acc: no {'/'.join(missing)} file, so {'/'.join(tag for tag in ACC if tag in files)} left out")
+    if not missing:
         axes = [_read_tag(files[tag], tag) for tag in ACC]
-        n = min(len(a[0]) for a in axes)
-        if any(len(a[0]) != n for a in axes):
-            notes.append(f"acc: axes have {', '.join(str(len(a[0])) for a in axes)} samples; kept the first {n}")
+        counts = [len(a[0]) for a in axes]
+        n = min(counts)
+        if any(c != n for c in counts):
+            notes.append(f"acc: axes have {', '.join(map(str, counts))} samples; kept the first {n}")
         t = axes[0][0][:n]
         for tag, (ta, _) in zip(ACC[1:], axes[1:]):
             if n and np.max(np.abs(ta[:n] - t)) > 0.5:
@@ -164,12 +170,20 @@ def read_emotibit(path: str | Path) -> Recording:
                                        "(the three accelerometer axes come from different sessions?)")
         if n >= 2:
             xyz = np.column_stack([a[1][:n] for a in axes])
-            streams["acc"] = regular_stream("acc", t, xyz, str(files[ACC[0]]), notes)
+            streams["acc"] = regular_stream("acc", t, xyz, str(files[ACC[0]]), notes, first_line=2)
+        else:
+            no_samples(str(files[ACC[counts.index(n)]]), "acc", notes, n)
     for signal, tag in IRREGULAR.items():
         if tag in files:
             t, x = _read_tag(files[tag], tag)
             if len(t):
                 streams[signal] = irregular_stream(signal, t, x, str(files[tag]), notes, what=f"{tag}")
+            else:
+                no_samples(str(files[tag]), signal, notes)
+    folder = path if path.is_dir() else path.parent
+    for p in sorted(folder.iterdir()):
+        if (m := PARSED_NAME.match(p.name)) and m["base"] == base and p not in files.values():
+            notes.append(f"{p}: empty or not a DataParser file; left out")
     if not streams:
         raise InputFormatError(
             f"{path}: EmotiBit session {base} has no files the monitor reads "

@@ -11,7 +11,8 @@ Types read: ``HEART_RATE_VARIABILITY`` (a beat-to-beat interval, ms) becomes ``i
 score; negative values are its "not measurable" codes and are dropped) is kept as the reference
 series ``garmin_stress`` (never played, never used by the monitor). Other types (steps,
 calories...) are counted in the notes and ignored. Times carry their UTC offset and become unix
-seconds.
+seconds; times without one are read as UTC, with a note. Lines repeated exactly (overlapping
+exports merged) are kept once, with a note.
 
 The intervals' time stamps jitter by about +-0.1 s around the beats (they are stamped when
 logged), more than the 50 ms the beat corrector allows between consecutive beats, so beat times
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.readers.common import chain_beats, irregular_stream
+from monitor.readers.common import chain_beats, decode, irregular_stream
 from monitor.recordings import Recording, Stream
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
@@ -46,6 +47,7 @@ IBI_TYPES = ("HEART_RATE_VARIABILITY",)
 HR_TYPES = ("HEART_RATE",)
 STRESS_TYPES = ("STRESS", "STRESS_LEVEL_VALUE")
 MAX_DRIFT_S = 0.3
+UTC_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 def looks_like_garmin(line: str) -> bool:
@@ -56,7 +58,7 @@ def read_garmin(path: str | Path) -> Recording:
     """Read a Garmin ``ISO-time;TYPE;value`` export into ``ibi`` and ``hr`` streams."""
     path = Path(path)
     where = str(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = decode(path.read_bytes())
     try:
         frame = pd.read_csv(io.StringIO(text), sep=";", header=None, names=["time", "type", "value"],
                             dtype=str, skip_blank_lines=True, keep_default_na=False)
@@ -81,10 +83,19 @@ def read_garmin(path: str | Path) -> Recording:
                 f"{where}, line {line_no[row]}: {what} {frame[what].iloc[row][:40]!r} is not "
                 f"{'an ISO 8601 time' if what == 'time' else 'a number'} (expected ISO-time;TYPE;value)"
             )
-    t = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    v = values.to_numpy(dtype=float)
-    kind = frame["type"].to_numpy()
     notes: list[str] = []
+    naive = ~frame["time"].str.strip().str.contains(UTC_OFFSET).to_numpy()
+    if naive.any():
+        row = int(np.flatnonzero(naive)[0])
+        notes.append(f"{int(naive.sum())} times without a UTC offset (e.g. line {line_no[row]}: "
+                     f"{frame['time'].iloc[row][:30]!r}) read as UTC")
+    repeated = frame.duplicated().to_numpy()
+    if repeated.any():
+        notes.append(f"dropped {int(repeated.sum())} repeated lines (the same time, type and value again: "
+                     "exports merged?)")
+    t = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()[~repeated]
+    v = values.to_numpy(dtype=float)[~repeated]
+    kind = frame["type"].to_numpy()[~repeated]
     streams, reference = {}, {}
     ibi = np.isin(kind, IBI_TYPES)
     if ibi.any():

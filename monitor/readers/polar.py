@@ -76,8 +76,11 @@ def read_polar(path: str | Path) -> Recording:
     if np.isnan(t).any():
         row = int(np.flatnonzero(np.isnan(t))[0])
         raise InputFormatError(f"{where}, line {row + 2}: time_ns is empty (file cut short or mixed up?)")
-    if unix_s_problem(t.min()) or unix_s_problem(t.max()):
-        raise InputFormatError(f"{where}: time_ns is not unix time in nanoseconds (e.g. {frame['time_ns'].iloc[0]!r:.30})")
+    for row in (int(np.argmin(t)), int(np.argmax(t))):
+        if unix_s_problem(t[row]):
+            raw = numeric["time_ns"][row]
+            why = (unix_s_problem(raw) or "looks like seconds").split(";")[0]  # the unit the value is in
+            raise InputFormatError(f"{where}, line {row + 2}: time_ns {raw:.0f} is not unix time in nanoseconds ({why})")
     ecg = numeric["ecg"]
     if np.isnan(ecg).any():
         row = int(np.flatnonzero(np.isnan(ecg))[0])
@@ -87,7 +90,7 @@ def read_polar(path: str | Path) -> Recording:
         raise InputFormatError(f"{where}: ecg values reach {np.abs(ecg).max():g}: expected mV (|ecg| < {MAX_ECG_MV:g}); "
                                "is it in uV, or are the columns swapped?")
     notes: list[str] = []
-    streams = {"ecg": regular_stream("ecg", t, ecg, f"{where}: time_ns", notes)}
+    streams = {"ecg": regular_stream("ecg", t, ecg, f"{where}: time_ns", notes, first_line=2)}
     hr = numeric.get("hr", np.full(len(t), np.nan))
     rr = numeric.get("rr", np.full(len(t), np.nan))
     has_hr, has_rr = ~np.isnan(hr), ~np.isnan(rr)
