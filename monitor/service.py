@@ -230,18 +230,12 @@ class ServiceStats:
     disconnects: int = 0
 
 
-class LiveWearerMonitor(WearerMonitor):
-    """``WearerMonitor`` whose ``gate_for`` the service sets before each update (``"stale"``)."""
-
-    gate_for: Callable[[float], str | None] | None = None
-
-
 class _Wearer:
     """A wearer in the worker: monitor, bookkeeping, and publishing/checkpoint timers."""
 
     __slots__ = ("id", "monitor", "live", "dirty", "checkpoint_due", "pending", "last_indicator_wall")
 
-    def __init__(self, wearer_id: str, monitor: LiveWearerMonitor, live: LiveState, now: float, every_s: float):
+    def __init__(self, wearer_id: str, monitor: WearerMonitor, live: LiveState, now: float, every_s: float):
         self.id = wearer_id
         self.monitor = monitor
         self.live = live
@@ -804,14 +798,11 @@ class MonitorService:
         self.stats.batches += 1
         wearer.dirty = True
         monitor = wearer.monitor
-        monitor.gate_for = lambda t: self._stale_gate(wearer, t, arrived)
         try:
-            ticks = monitor.update(batch)
+            ticks = monitor.update(batch, lambda t: self._stale_gate(wearer, t, arrived))
         except ValueError as exc:  # the core refused this batch (its state is unchanged or advanced)
             log.warning("wearer %s: the core refused a %s batch: %s", topic.wearer, topic.signal, exc)
             raise _Reject("unsupported", f"the monitor could not process this {topic.signal} batch: {exc}") from exc
-        finally:
-            monitor.gate_for = None
         for tick in ticks:
             self._publish_tick(wearer, tick, self._stale_gate(wearer, tick.t, arrived), arrived)
 
@@ -945,7 +936,7 @@ class MonitorService:
         wearer = self._wearers.get(wearer_id)
         if wearer is None:
             phase_s = tick_phase(wearer_id, self.config.core.tick_s) if self.options.spread_ticks else 0.0
-            monitor = LiveWearerMonitor(wearer_id, self.config, phase_s)
+            monitor = WearerMonitor(wearer_id, self.config, phase_s)
             wearer = _Wearer(wearer_id, monitor, LiveState(), now, self.options.checkpoint_s)
             self._wearers[wearer_id] = wearer
             log.info("new wearer %s", wearer_id)
@@ -1011,7 +1002,7 @@ class MonitorService:
                     f"checkpoint of wearer {wearer_id!r} in {self._store.path} is not one this version "
                     "reads; move the file away to start every wearer afresh"
                 )
-            monitor = LiveWearerMonitor(wearer_id, self.config)
+            monitor = WearerMonitor(wearer_id, self.config)
             try:
                 monitor.set_state(blob["monitor"])  # (with the tick phase the wearer started with)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -169,3 +169,14 @@ def test_baseline_running_mean_matches_numpy_during_warmup():
         b.learn({"HR_Mean": float(v)}, seconds=5.0)
     assert b.mean("HR_Mean") == pytest.approx(x.mean())
     assert b.spread("HR_Mean") == pytest.approx(x.std(), rel=1e-9)
+
+
+def test_the_words_of_the_why_agree_with_the_score_on_each_indicators_stress_direction():
+    """Two tables name an indicator's stress direction: the score's (what counts as elevated)
+    and the words' (what is named as a reason). They must never disagree."""
+    from monitor.core.policy import INDICATOR_WORDS
+    from monitor.core.score import INDICATORS
+
+    for name, (_, direction, _, _) in INDICATORS.items():
+        assert name in INDICATOR_WORDS, name  # every scored indicator can be named in plain words
+        assert INDICATOR_WORDS[name][1] == direction, name

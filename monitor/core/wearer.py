@@ -14,6 +14,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from monitor.core.base import Features
 from monitor.core.pipeline import WearerPipeline
@@ -35,10 +36,6 @@ class Tick:
 class WearerMonitor:
     """Pipeline -> scorer -> policy for one wearer; ``get_state``/``set_state`` cover all three."""
 
-    #: Optional hook of the caller (the live service): a gate (e.g. ``"stale"``) for a tick at
-    #: ``t_s`` whose own score is usable, or None. Not part of the state.
-    gate_for = None
-
     def __init__(self, wearer_id: str, config=None, tick_phase_s: float = 0.0):
         from monitor.config import Config
 
@@ -49,21 +46,25 @@ class WearerMonitor:
         self.scorer = StressScorer(self.config.score, tick_s=self.config.core.tick_s)
         self.policy = CheckinPolicy(self.config.policy, wearer_id=wearer_id)
 
-    def update(self, batch: SampleBatch) -> list[Tick]:
-        """Feed one validated batch; returns the ticks it completed."""
-        return self._score(self.pipeline.update(batch))
+    def update(self, batch: SampleBatch, gate_for: Callable[[float], str | None] | None = None) -> list[Tick]:
+        """Feed one validated batch; returns the ticks it completed.
+
+        ``gate_for(t_s)``: the caller's own gate for a tick at ``t_s`` whose score is usable, or
+        None (the live service's ``"stale"``: the policy then treats the tick as withheld).
+        """
+        return self._score(self.pipeline.update(batch), gate_for)
 
     def flush(self) -> list[Tick]:
         """End of a recording: score the ticks the pipeline still held back."""
         return self._score(self.pipeline.flush())
 
-    def _score(self, rows) -> list[Tick]:
+    def _score(self, rows, gate_for: Callable[[float], str | None] | None = None) -> list[Tick]:
         out = []
         for row in rows:
             score = self.scorer.update(row)
             gate = score.gate
-            if gate is None and self.gate_for is not None:
-                gate = self.gate_for(row.t)
+            if gate is None and gate_for is not None:
+                gate = gate_for(row.t)
             explanation = {name: dev[2] for name, dev in score.deviations.items()}
             decisions = self.policy.update(row.t, score.value, explanation, gate=gate)
             out.append(Tick(row.t, row, score, tuple(decisions)))
