@@ -60,10 +60,14 @@ class Stream:
 
     @property
     def start_s(self) -> float:
+        """Time of the first sample (unix s)."""
         return float(self.t[0]) if self.t is not None else float(self.t0)
 
     @property
     def end_s(self) -> float:
+        """Time the stream covers up to (unix s): one sample period after the last sample of a
+        regular stream (its last sample stands for that long), the last reading of an irregular
+        one. (A ``SampleBatch.end_s`` is its last sample's time.)"""
         if self.t is not None:
             return float(self.t[-1])
         i0, i1, t0 = self.runs()[-1]

@@ -591,7 +591,7 @@ def encode_indicators(
     of the score; ``deviations`` each indicator's distance from the wearer's baseline in baseline
     SDs; ``threshold`` the wearer's effective check-in threshold. Non-finite numbers become null.
 
-    >>> json.loads(encode_indicators(1.7e9, 1.25, None, {"HR_Mean": 71.0}, {"heart": "ok"}))["score"]
+    >>> json.loads(encode_indicators(1.7e9, 1.25, None, {"HR_Mean": 71.0}, {"hrv": "ok"}))["score"]
     1.25
     """
     clean = lambda d: {str(k): _finite_or_none(v) for k, v in (d or {}).items()}  # noqa: E731

@@ -263,6 +263,9 @@ class WearerPipeline(Processor):
         return self._active[1], self._active[2]
 
     def update(self, batch: SampleBatch) -> list[Features]:
+        """Feed one validated batch of any signal; returns the rows of the ticks now complete
+        (oldest first). A sample rate its filters cannot take is a ``ValueError``, with nothing
+        changed."""
         s = self.state
         signal = batch.signal
         if signal not in MODALITIES:

@@ -115,6 +115,9 @@ class Baseline(Processor):
         self.state = BaselineState()
 
     def learn(self, values: dict[str, float], seconds: float) -> None:
+        """Learn one tick's ``values`` (indicator -> value in its own unit) standing for
+        ``seconds`` of data: a running mean and variance during warm-up, then an exponential
+        one with time constant ``adapt_tau_s``."""
         for name, x in values.items():
             st = self.state.stats.setdefault(name, _Stat())
             if st.n_s < self.config.warmup_s:
@@ -131,9 +134,11 @@ class Baseline(Processor):
         return st is not None and st.n_s >= self.config.warmup_s
 
     def mean(self, name: str) -> float:
+        """The wearer's calm level of an indicator (its own unit)."""
         return self.state.stats[name].mean
 
     def spread(self, name: str) -> float:
+        """The calm spread (SD, the indicator's unit), at least the indicator's floor."""
         st = self.state.stats[name]
         return max(math.sqrt(st.var), self.config.floors.get(name, 0.0))
 
@@ -167,9 +172,9 @@ class StressScorer(Processor):
     Example
     -------
     >>> s = StressScorer(ScoreConfig(warmup_s=10.0))
-    >>> calm = Features(0.0, {"HR_Mean": 60.0}, {"heart": "ok"})
+    >>> calm = Features(0.0, {"HR_Mean": 60.0}, {"hrv": "ok"})
     >>> _ = [s.update(Features(t, calm.values, calm.quality)) for t in (5.0, 10.0, 15.0)]
-    >>> s.update(Features(20.0, {"HR_Mean": 75.0}, {"heart": "ok"})).value
+    >>> s.update(Features(20.0, {"HR_Mean": 75.0}, {"hrv": "ok"})).value
     4.0
     """
 
@@ -191,6 +196,10 @@ class StressScorer(Processor):
         return super().state_nbytes() + self.baseline.state_nbytes()
 
     def update(self, row: Features) -> Score:
+        """Score one tick's indicator row against the baseline, then let the baseline learn from
+        it when it is still and calm. The score is withheld (``gate``) while moving or recovering
+        from movement (``motion``), without a usable indicator (``poor_quality``), or before any
+        indicator finished its warm-up (``warmup``)."""
         cfg = self.config
         # processors emit a value only when its window passed their validity rules (a poor
         # window has its values withheld), so every value present is usable

@@ -61,6 +61,8 @@ class TempProcessor(Processor):
         )
 
     def update(self, t0_s: float, temp_c: np.ndarray) -> list[Features]:
+        """Samples of skin temperature (°C) from ``t0_s`` (unix s) at the sampling rate; returns
+        the ticks now complete (``TEMP_Mean`` °C, ``TEMP_Slope`` °C/min)."""
         s = self.state
         a = s.clock.align(t0_s, len(temp_c))
         x = np.asarray(temp_c, dtype=float)
