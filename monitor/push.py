@@ -9,8 +9,9 @@ Delivery never blocks anything else: ``PushNotifier.submit`` only puts the check
 schedule; worker threads send it. A failed attempt is retried with exponential backoff
 (``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made or the
 check-in expired; every delivery, its attempts, its outcome and the last error are recorded in
-SQLite (``deliveries``). URLs carry secrets (tokens, passwords): only apprise's privacy form of
-a URL (secrets masked) is ever logged or recorded.
+SQLite (``deliveries``). URLs carry secrets (an ntfy topic, tokens, phone numbers, passwords):
+logs and the record show only ``push_label(url)``, scheme, server and a short hash; apprise's
+own log lines (they name topics, numbers and URLs) are switched off.
 
 Example
 -------
@@ -23,10 +24,12 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import logging
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -122,21 +125,44 @@ def _apprise():
         import apprise
     except ImportError:
         raise ConfigError("push notifications need apprise: pip install 'anxmon[push]'") from None
+    # apprise logs ntfy topics, Signal numbers and URLs with tokens (INFO, WARNING) and the
+    # notification's text (DEBUG); urllib3, which it sends through, the URL's path (DEBUG):
+    # above every level, they log nothing
+    for name in ("apprise", "urllib3"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     return apprise
 
 
-def private_url(url: str) -> str:
-    """The URL with its secrets masked (apprise's privacy form), for logs and the record.
+def push_label(url: str) -> str:
+    """What logs and the delivery record show of a push URL: scheme, server and a short hash.
 
-    >>> private_url("json://user:hunter2@127.0.0.1:8000/hook")          # doctest: +SKIP
-    'json://user:****@127.0.0.1:8000/hook'
+    The rest of an apprise URL may be the secret: the ntfy topic (whoever knows it can
+    subscribe), a token in the path, Signal numbers, a password. The server is shown only where
+    apprise's own privacy form shows it (a bot token or API key in the host's place is not). The
+    hash, 6 hex digits of the SHA-256 of the whole URL, tells a wearer's URLs apart, stays the
+    same across restarts, and is too short to confirm a guessed URL.
+
+    >>> push_label("ntfys://ntfy.example.org/anxmon-alice-6f3b9c")
+    'ntfys://ntfy.example.org/… #7721db'
+    >>> push_label("tgram://123456789:AAbot-token/987654321")       # a token where a server would be
+    'tgram://… #6c3427'
     """
-    apprise = _apprise()
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if plugin is None:
-        scheme = url.split("://", 1)[0]
-        return f"{scheme}://(an URL apprise does not read)"
-    return plugin.url(privacy=True).split("?", 1)[0]  # options after ? are apprise's defaults
+    found = re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,31}(?=://)", url)
+    scheme = found[0].lower() if found else "?"
+    server = _server(url)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:6]
+    return f"{scheme}://{server}/… #{digest}" if server else f"{scheme}://… #{digest}"
+
+
+def _server(url: str) -> str | None:
+    """The host of ``url`` when apprise shows it unmasked in its privacy form (a server), else None."""
+    try:
+        plugin = _apprise().Apprise.instantiate(url, suppress_exceptions=True)
+        host = getattr(plugin, "host", None)
+        shown = plugin.url(privacy=True) if host else ""
+    except Exception:  # apprise missing (a test's own sender), or a plugin that cannot print itself
+        return None
+    return host if host and re.search(rf"[/@]{re.escape(host)}(?=[:/?]|$)", shown) else None
 
 
 @dataclass(order=True)
@@ -146,7 +172,7 @@ class _Job:
     wearer: str = field(compare=False)
     prompt_id: str = field(compare=False)
     url: str = field(compare=False, repr=False)  # secret: never logged
-    target: str = field(compare=False)  # the privacy form of url
+    target: str = field(compare=False)  # push_label(url): what logs and the record show
     title: str = field(compare=False)
     body: str = field(compare=False)
     give_up_at: float = field(compare=False)
@@ -299,14 +325,9 @@ class PushNotifier:
 
     # -- workers --------------------------------------------------------------------------
     def _target(self, url: str) -> str:
-        target = self._targets.get(url)
-        if target is None:
-            try:
-                target = private_url(url)
-            except ConfigError:  # apprise missing (a test's own sender): the scheme only
-                target = url.split("://", 1)[0] + "://..."
-            self._targets[url] = target
-        return target
+        if url not in self._targets:
+            self._targets[url] = push_label(url)
+        return self._targets[url]
 
     def _next_job(self) -> _Job | None:
         with self._cond:
@@ -335,7 +356,7 @@ class PushNotifier:
         try:
             ok, error = self._send(job.url, job.title, job.body)
         except Exception as exc:  # a plugin's bug must not kill the worker: record it as a failed try
-            ok, error = False, f"{type(exc).__name__}: {exc}"
+            ok, error = False, f"{type(exc).__name__} in the sender"  # not its text: it may quote the URL
         now = self.clock()
         if ok:
             self.record.update(job.row, SENT, job.attempts, now, None)

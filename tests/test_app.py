@@ -524,6 +524,105 @@ def test_accounts():
         Accounts({"Alice!": "pw"})
 
 
+def test_a_known_and_an_unknown_name_cost_the_same(monkeypatch):
+    """Sign-in time must not tell which names exist. Once an unknown name ran a dummy scrypt and a
+    known plain password a fast comparison: the slow answer meant "no such wearer". Now an unknown
+    name is checked like the accounts' own: hashed accounts -> one scrypt with their parameters,
+    known or not; plain ones (the broker's credentials file) -> no scrypt for either, and reading
+    them costs nothing (hashing 1,000 of them at start would take ~40 s)."""
+    import hashlib
+
+    from monitor.app.accounts import hash_password
+
+    real_scrypt = hashlib.scrypt
+    calls: list[dict] = []
+    monkeypatch.setattr(hashlib, "scrypt", lambda password, **kw: calls.append(kw) or real_scrypt(password, **kw))
+    hashed = Accounts({"alice": hash_password("alice-long-password", n=2**11)})
+    plain = Accounts({"alice": "alice-long-password"})
+    cases = [("alice", "wrong", False), ("alice", "alice-long-password", True),
+             ("eve", "wrong", False), ("eve", "alice-long-password", False)]
+    costs = []
+    for wearer, password, expected in cases:
+        calls.clear()
+        assert hashed.verify(wearer, password) is expected
+        assert len(calls) == 1, (wearer, password)
+        costs.append({k: v for k, v in calls[0].items() if k != "salt"})
+    assert all(c == costs[0] for c in costs) and costs[0]["n"] == 2**11, costs
+    calls.clear()
+    assert [plain.verify(w, p) for w, p, _ in cases] == [e for _, _, e in cases] and not calls
+
+
+def test_failed_sign_ins_lock_out_one_name_per_address_not_every_wearer():
+    """Behind a reverse proxy every wearer has the proxy's address: bob's 10 wrong passwords
+    lock out bob (his right password too) from that address, not alice. Trying many names from
+    one address locks out that address after 100 failures. Both end after ten minutes."""
+    from monitor.app.server import (FAILURE_WINDOW_S, MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_NAME, AppOptions,
+                                    CheckinApp, _HttpError)
+
+    now = [1_700_000_000.0]
+    app = CheckinApp("mqtt://127.0.0.1:1", Accounts(dict(PASSWORDS), scrypt_n=2**10), options=AppOptions(port=0),
+                     clock=lambda: now[0])
+
+    def sign_in(wearer: str, password: str, address: str = "10.0.0.1"):
+        try:
+            return "ok" if app.sign_in(wearer, password, address) else "wrong"
+        except _HttpError as exc:
+            return int(exc.status)
+
+    for _ in range(MAX_FAILURES_PER_NAME):
+        assert sign_in("bob", "a guess") == "wrong"
+    assert sign_in("bob", PASSWORDS["bob"]) == 429  # locked out: the right password too
+    assert sign_in("alice", PASSWORDS["alice"]) == "ok"  # another wearer behind the same address
+    assert sign_in("alice", "a typo") == "wrong"
+    assert sign_in("bob", PASSWORDS["bob"], "10.0.0.2") == "ok"  # bob from another address
+    # one try for each of many names from one address: the per-address cap
+    assert all(sign_in(f"name-{i}", "a guess", "10.0.0.3") == "wrong" for i in range(MAX_FAILURES_PER_ADDRESS))
+    assert sign_in("alice", PASSWORDS["alice"], "10.0.0.3") == 429
+    assert sign_in("alice", PASSWORDS["alice"], "10.0.0.4") == "ok"
+    now[0] += FAILURE_WINDOW_S
+    assert sign_in("bob", PASSWORDS["bob"]) == "ok" and sign_in("alice", PASSWORDS["alice"], "10.0.0.3") == "ok"
+    assert not app._failures  # old failures are forgotten, not kept forever
+
+
+def raw_status(url: str, request: bytes) -> bytes:
+    """Send ``request`` byte for byte (http.client refuses non-ASCII) and return the status line."""
+    import socket
+    import urllib.parse
+
+    address = urllib.parse.urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_a_non_ascii_wearer_or_csrf_token_is_refused_not_a_crash():
+    """A path wearer that is not a wearer id (non-ASCII bytes, percent-encoded, upper case) is
+    404 and a non-ASCII X-CSRF-Token is 403; before, comparing them raised in the handler and
+    the client got no answer at all."""
+    from monitor.app.server import AppOptions, CheckinApp
+
+    app = CheckinApp("mqtt://127.0.0.1:1", Accounts({"carol": "carol-long-password"}, scrypt_n=2**10),
+                     options=AppOptions(port=0)).start(connect_timeout_s=0.1)
+    try:
+        client = Client(app.url)
+        assert client.login("carol", "carol-long-password") == 200
+        cookie = "; ".join(f"{c.name}={c.value}" for c in client.jar)
+        headers = f"Host: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n".encode()
+        for path in (b"/api/w/s\xc3\xa9/state", b"/api/w/s%C3%A9/state", b"/api/w/CAROL/state"):
+            request = b"GET " + path + b" HTTP/1.1\r\n" + headers + b"\r\n"
+            assert raw_status(app.url, request) == b"HTTP/1.1 404 Not Found", path
+        body = b'{"action": "resume"}'
+        post = (b"POST /api/w/carol/control HTTP/1.1\r\n" + headers + b"Content-Type: application/json\r\n"
+                b"X-CSRF-Token: \xc3\xa9\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        assert raw_status(app.url, post) == b"HTTP/1.1 403 Forbidden"
+        assert client.request("/api/w/carol/state")[0] == 200  # still serving
+    finally:
+        app.stop()
+
+
 def test_app_config_file_loads():
     """``configs/app.toml`` (the documented example) is valid."""
     from monitor.app import load_app_config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.push import FAILED, SENT, PushConfig, PushNotifier
+from monitor.push import FAILED, SENT, PushConfig, PushNotifier, push_label
 from tests.test_app import Hook, closed_port
 from tests.test_service import wait_until
 
@@ -80,6 +81,41 @@ def test_a_checkin_reaches_a_loopback_webhook_with_message_and_link(hook, tmp_pa
     from monitor.push import DeliveryLog
 
     assert DeliveryLog(tmp_path / "push.sqlite").rows("alice")[0]["status"] == SENT
+
+
+def secret_urls(port: int) -> list[str]:
+    """An ntfy topic, a json:// token in the path (and a password), Signal numbers: all secrets."""
+    return [f"ntfy://127.0.0.1:{port}/anxmon-alice-s3cr3t-topic",
+            f"json://user:hunter2-secret@127.0.0.1:{port}/hook/SECRETPATHTOKEN",
+            f"signal://127.0.0.1:{port}/+15551234567/+15559876543"]
+
+
+SECRETS = ["anxmon-alice-s3cr3t-topic", "SECRETPATHTOKEN", "hunter2-secret", "15551234567", "15559876543"]
+
+
+def test_push_targets_show_no_topic_token_or_number_in_logs_or_record(hook, tmp_path, notifiers, caplog):
+    """The ntfy topic, a token in a json:// path, Signal numbers and a password appear in no log
+    line (at DEBUG, apprise's own lines included) and nowhere in ``push.sqlite``: neither when
+    delivered nor when retried and given up. Logs and record show ``push_label`` only: scheme,
+    server and a short hash, one label per URL."""
+    caplog.set_level(logging.DEBUG)
+    down = closed_port()
+    config = PushConfig(wearers={"alice": secret_urls(hook.port), "bob": secret_urls(down)}, attempts=2, backoff_s=0.05)
+    notifiers.append(n := PushNotifier(config, link, log_path=tmp_path / "push.sqlite").start())
+    assert n.submit("alice", CHECKIN) == 3 and n.submit("bob", checkin("bob")) == 3
+    assert wait_until(lambda: [d["status"] for d in n.deliveries()] == [SENT] * 3 + [FAILED] * 3, 20), n.deliveries()
+    assert len(hook.received) == 3  # ntfy, json and signal all delivered through apprise
+    labels = [d["target"] for d in n.deliveries()]
+    assert labels == [push_label(url) for url in secret_urls(hook.port) + secret_urls(down)] and len(set(labels)) == 6
+    assert all(re.fullmatch(r"(ntfy|json|signal)://127\.0\.0\.1/… #[0-9a-f]{6}", x) for x in labels), labels
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "pushed to alice" in logged and "retrying" in logged and "could not be pushed" in logged
+    n.stop()
+    notifiers.clear()
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("push.sqlite*"))
+    assert b"#" in stored  # the labels are there
+    for secret in SECRETS:
+        assert secret not in logged and secret.encode() not in stored, secret
 
 
 def test_include_message_false_sends_a_neutral_text(hook, notifiers):

@@ -7,7 +7,10 @@ broker keeps that table in ``DATA/broker-credentials.json`` (``anxmon run``). A 
 file ``{"users": {"alice": "password or scrypt hash"}}`` works too; ``hash_password`` makes the
 hash (``scrypt$n$r$p$salt$hash``), so that file need not hold plain passwords.
 
-Passwords are compared in constant time and never logged.
+How long a sign-in takes does not tell which names exist: an unknown name is checked against a
+random dummy of the accounts' own kind, a plain password (a constant-time comparison) when they
+hold plain passwords, else an scrypt hash with the parameters of theirs. (In a file mixing both kinds,
+the hashed names answer more slowly than unknown ones: do not mix them.) Passwords are never logged.
 
 Example
 -------
@@ -52,9 +55,13 @@ def _check_hash(stored: str, password: str) -> bool:
 
 
 class Accounts:
-    """Wearer id -> password (plain or an scrypt hash)."""
+    """Wearer id -> password (plain or an scrypt hash).
 
-    def __init__(self, users: Mapping[str, str]):
+    ``scrypt_n``: the cost of the dummy hash unknown names are checked against when the accounts
+    are all hashes without one shared cost (else it is theirs).
+    """
+
+    def __init__(self, users: Mapping[str, str], scrypt_n: int = 2**14):
         self._users: dict[str, str] = {}
         for user, secret in users.items():
             if user == SERVICE_USER:
@@ -64,7 +71,16 @@ class Accounts:
             if not isinstance(secret, str) or not secret:
                 raise ConfigError(f"account {user!r} has no password")
             self._users[str(user)] = secret
-        self._dummy = hash_password(secrets.token_urlsafe(8), n=2**10)
+        hashed = [s for s in self._users.values() if s.startswith("scrypt$")]
+        if len(hashed) < len(self._users) or not hashed:  # plain passwords: a plain dummy
+            self._dummy = secrets.token_urlsafe(24)
+        else:  # the cost of theirs (the most common, when they differ)
+            costs = [tuple(h.split("$")[1:4]) for h in hashed]
+            n, r, p = max(set(costs), key=costs.count)
+            try:
+                self._dummy = hash_password(secrets.token_urlsafe(16), n=int(n), r=int(r), p=int(p))
+            except (ValueError, MemoryError):  # a malformed hash: it never matches anyway
+                self._dummy = hash_password(secrets.token_urlsafe(16), n=scrypt_n)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Accounts":
@@ -85,13 +101,13 @@ class Accounts:
         return sorted(self._users)
 
     def verify(self, wearer: str, password: str) -> bool:
-        """True when ``password`` is ``wearer``'s (constant time; unknown wearers cost the same)."""
-        stored = self._users.get(wearer) if isinstance(wearer, str) else None
+        """True when ``password`` is ``wearer``'s; an unknown name costs what a known one does."""
         if not isinstance(password, str):
             return False
-        if stored is None:
-            _check_hash(self._dummy, password)  # an unknown name costs a hash too (no cheap name probing)
-            return False
-        if stored.startswith("scrypt$"):
-            return _check_hash(stored, password)
-        return hmac.compare_digest(stored.encode(), password.encode())
+        stored = self._users.get(wearer) if isinstance(wearer, str) else None
+        reference = stored if stored is not None else self._dummy
+        if reference.startswith("scrypt$"):
+            matches = _check_hash(reference, password)
+        else:
+            matches = hmac.compare_digest(reference.encode(), password.encode())
+        return matches and stored is not None

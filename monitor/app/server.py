@@ -15,7 +15,8 @@ Security, in short (``docs/app.md`` has the details):
   the session's own wearer; events are relayed only to that wearer's pages;
 * every POST needs a JSON body, the session's CSRF token in ``X-CSRF-Token`` and, when the
   browser sends one, an ``Origin`` equal to the app's own;
-* passwords, answers and health data are never logged; failed sign-ins are rate-limited.
+* passwords, answers and health data are never logged; failed sign-ins are rate-limited per
+  address and wearer name, and per address.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ STATIC_FILES = {
     "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
     "/icon.svg": ("icon.svg", "image/svg+xml"),
 }
+
+# failed sign-ins, counted over FAILURE_WINDOW_S: per address and wearer name (one wearer's
+# typos lock out nobody else, also behind a reverse proxy where every wearer has its address),
+# and per address over all names (against trying many names)
+FAILURE_WINDOW_S = 600.0
+MAX_FAILURES_PER_NAME = 10
+MAX_FAILURES_PER_ADDRESS = 100
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "manifest-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -214,7 +222,7 @@ class CheckinApp:
         self.history_source = RecordingHistory(recording) if recording is not None else None
         self._sessions = JsonStore(self._file("app-sessions.json"))
         self._settings = JsonStore(self._file("app-settings.json"))
-        self._failures: dict[str, list[float]] = {}
+        self._failures: dict[tuple[str, str], list[float]] = {}  # (address, wearer name) -> times (s)
         self._closing = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -324,16 +332,23 @@ class CheckinApp:
         return hashlib.sha256(token.encode()).hexdigest()
 
     def sign_in(self, wearer: str, password: str, client: str) -> tuple[str, Session] | None:
-        """A new session for ``wearer`` when the password is right (None otherwise)."""
+        """A new session for ``wearer`` when the password is right (None otherwise).
+
+        Refused (429) after ``MAX_FAILURES_PER_NAME`` failures for this name from this address
+        ``client``, or ``MAX_FAILURES_PER_ADDRESS`` for any names, within ``FAILURE_WINDOW_S``.
+        """
         now = self.clock()
         with self._sessions.lock:
-            recent = [t for t in self._failures.get(client, []) if now - t < 600.0]
-            self._failures[client] = recent
-            if len(recent) >= 10:
+            recent = {key: kept for key, times in self._failures.items()
+                      if (kept := [t for t in times if now - t < FAILURE_WINDOW_S])}
+            self._failures = recent
+            for_name = len(recent.get((client, wearer), []))
+            from_address = sum(len(times) for (address, _), times in recent.items() if address == client)
+            if for_name >= MAX_FAILURES_PER_NAME or from_address >= MAX_FAILURES_PER_ADDRESS:
                 raise _HttpError(HTTPStatus.TOO_MANY_REQUESTS, "Too many attempts. Please wait a few minutes.")
         if not self.accounts.verify(wearer, password):
             with self._sessions.lock:
-                self._failures.setdefault(client, []).append(now)
+                self._failures.setdefault((client, wearer), []).append(now)
             log.info("app: a sign-in failed")
             return None
         token = secrets.token_urlsafe(32)
@@ -506,7 +521,8 @@ class _HttpError(Exception):
         self.message = message
 
 
-_WEARER_PATH = re.compile(r"/api/w/([^/]+)/(state|events|answer|control|quiet-hours|history)")
+# a wearer in the path that is not a wearer id (non-ASCII, percent-encoded, upper case) is 404
+_WEARER_PATH = re.compile(rf"/api/w/({ID_PATTERN.pattern})/(state|events|answer|control|quiet-hours|history)")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -580,10 +596,11 @@ class _Handler(BaseHTTPRequestHandler):
         session = self.app.session(self._token())
         if session is None:
             raise _HttpError(HTTPStatus.UNAUTHORIZED, "Please sign in.")
-        if wearer is not None and not hmac.compare_digest(session.wearer, wearer):
+        # bytes: compare_digest refuses str with non-ASCII characters (TypeError)
+        if wearer is not None and not hmac.compare_digest(session.wearer.encode(), wearer.encode()):
             log.warning("app: %s asked for another wearer's data; refused", session.wearer)
             raise _HttpError(HTTPStatus.FORBIDDEN, "This is not your data.")
-        if csrf and not hmac.compare_digest(self.headers.get("X-CSRF-Token") or "", session.csrf):
+        if csrf and not hmac.compare_digest((self.headers.get("X-CSRF-Token") or "").encode(), session.csrf.encode()):
             raise _HttpError(HTTPStatus.FORBIDDEN, "Please reload the page and try again.")
         return session
 
