@@ -10,7 +10,9 @@ exit code). ``python -m firmware_bridge ...`` runs the same commands without ``a
     anxmon bridge lines --wearer alice [--serial /dev/ttyUSB0] [--model diy-lines]
 
 The broker comes from ``--broker`` or ``$ANXMON_BROKER_URL`` (``mqtt://user:password@host:port``;
-the environment keeps the password out of the process list). SIGINT/SIGTERM and the end of
+the environment keeps the password out of the process list), else from ``--data-dir`` (the
+embedded broker of ``anxmon run --data-dir DIR``, as ``simulate``, ``replay`` and ``annotate``
+find it), else ``mqtt://localhost:1883``. SIGINT/SIGTERM and the end of
 the input (``lines`` on stdin) stop the same way: pending samples go into the outbox, the
 broker gets up to ``--drain-s`` seconds to acknowledge them, ``offline`` is published, and
 whatever is unacknowledged stays in the outbox for the next start (the last message says how
@@ -30,10 +32,29 @@ import threading
 from pathlib import Path
 
 from monitor.errors import AnxmonError
+from monitor.wire import check_id
 
 log = logging.getLogger("firmware_bridge")
 
 DEFAULT_BROKER = "mqtt://localhost:1883"
+
+
+def broker_user_warning(username: str | None, wearer: str) -> str | None:
+    """The warning for a broker user that may not publish ``wearer``'s topics, else None.
+
+    MQTT 3.1.1 cannot tell a publisher that its message was refused: the broker acknowledges it
+    and drops it. With anxmon's broker configuration a wearer's user may only publish its own
+    topics (``monitor`` all of them). The bridge and ``anxmon annotate`` log this warning.
+
+    >>> broker_user_warning("alice", "alice") is None and broker_user_warning("monitor", "bob") is None
+    True
+    >>> broker_user_warning("alice", "bob")[:45]
+    "the broker user 'alice' is not wearer 'bob': "
+    """
+    if username in (None, wearer, "monitor"):
+        return None
+    return (f"the broker user {username!r} is not wearer {wearer!r}: with anxmon's broker configuration a "
+            "wearer's user may only publish its own topics, and the broker drops the rest without saying so")
 
 
 def default_outbox_path(wearer: str, device: str) -> Path:
@@ -60,8 +81,10 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--wearer", help="wearer id ([a-z0-9_-], up to 64 characters)")
     p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
     p.add_argument("--device-id", help="device id in the topics (default: the model name)")
-    p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL", DEFAULT_BROKER),
-                   help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL or %(default)s)")
+    p.add_argument("--broker", help="mqtt://user:password@host:port (default: $ANXMON_BROKER_URL, else the embedded "
+                                     f"broker of `anxmon run` in --data-dir if given, else {DEFAULT_BROKER})")
+    p.add_argument("--data-dir", metavar="DIR", help="the data directory of a running `anxmon run`: use its embedded "
+                                                     "broker (user monitor, from its broker-credentials.json)")
     p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
     p.add_argument("--outbox-max-batches", type=_positive(int), default=250_000, help="outbox capacity in batches (default %(default)s)")
     p.add_argument("--batch-s", type=_positive(float), default=1.0, help="batch length in seconds (default %(default)s)")
@@ -123,20 +146,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.wearer:
         raise AnxmonError("--wearer is required")
+    check_id("wearer", args.wearer)  # before anything is created under its name (the outbox)
     if args.transport == "ble" and not args.address:
         raise AnxmonError("--address is required (find it with: anxmon bridge ble --scan)")
     definition = load_device(args.model, args.devices_dir)
     expected = {"ble": "ble", "emotibit": "emotibit", "lines": "lines"}[args.transport]
     if definition.transport != expected:
         raise AnxmonError(f"model {definition.model} uses transport {definition.transport!r}, not {expected!r}")
-    device_id = args.device_id or definition.model
-    broker = parse_broker_url(args.broker)
-    if broker.username not in (None, args.wearer, "monitor"):
-        # MQTT 3.1.1 cannot tell a publisher that its message was refused: the broker acknowledges
-        # it and drops it, and the outbox would let it go
-        log.warning("the broker user %r is not wearer %r: with anxmon's broker configuration a wearer's user may "
-                    "only publish its own topics, and the broker drops the rest without saying so", broker.username,
-                    args.wearer)
+    device_id = check_id("device", args.device_id or definition.model)
+    broker = parse_broker_url(broker_url_of(args))
+    if warning := broker_user_warning(broker.username, args.wearer):
+        log.warning("%s", warning)  # (the outbox would let the dropped batches go)
     stop = threading.Event()
     if args.transport == "lines":  # before connecting: a missing pyserial is a plain error
         from firmware_bridge.transports import fd_lines, run_lines, serial_lines
@@ -178,6 +198,17 @@ def _run(args: argparse.Namespace) -> int:
                   publisher.refused)
         return 2
     return 0
+
+
+def broker_url_of(args: argparse.Namespace) -> str:
+    """``--broker``, else ``$ANXMON_BROKER_URL``, else the embedded broker in ``--data-dir``, else
+    ``DEFAULT_BROKER``."""
+    from monitor.broker import broker_url
+
+    url = args.broker or os.environ.get("ANXMON_BROKER_URL")
+    if url is None and args.data_dir is not None:
+        return broker_url(None, args.data_dir)
+    return url or DEFAULT_BROKER
 
 
 async def _run_ble(bridge, address: str, stop: threading.Event) -> None:

@@ -234,6 +234,7 @@ class WearerLink:
         self._backoff_s = 1.0
         self._configured = False
         self.last_error: str | None = None  # why the last connection attempt failed
+        self.refused = False  # the broker answered and refused the login (not: nothing answered)
         self._availability_mid: int | None = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or private_client_id(f"anxmon-sim-{wearer}-{device}"),
                                   clean_session=True, protocol=mqtt.MQTTv311)
@@ -276,6 +277,7 @@ class WearerLink:
             if error != self.last_error:  # once, not at every retry
                 log.error("%s/%s: %s", self.wearer, self.device, error)
             self.last_error = error
+            self.refused = True
             return
         self._backoff_s = 1.0
         self._availability_mid = client.publish(self.availability_topic, b"online", qos=1, retain=True).mid
@@ -327,6 +329,8 @@ class Simulation:
         Event seconds per wall second (``math.inf``: as fast as possible).
     device : str
         Device id in the topics.
+    unreachable_hint : str
+        Added to the error when nothing answers at the broker's address.
 
     ``run(seconds, stop=None, on_second=None)`` blocks until done or until ``stop`` (a
     ``threading.Event``) is set; ``on_second(k, [SimSecond per wearer])`` sees each second's
@@ -335,7 +339,8 @@ class Simulation:
     """
 
     def __init__(self, wearers: list[SimulatedWearer], broker: str | BrokerAddress, speed: float = 1.0,
-                 device: str = DEFAULT_DEVICE, connect_timeout_s: float = 10.0, drain_timeout_s: float = 30.0):
+                 device: str = DEFAULT_DEVICE, connect_timeout_s: float = 10.0, drain_timeout_s: float = 30.0,
+                 unreachable_hint: str = ""):
         if not speed > 0:
             raise SimulationError(f"--speed must be > 0 (event seconds per wall second), got {speed}")
         self.wearers = wearers
@@ -344,6 +349,7 @@ class Simulation:
         self.device = check_id("device", device)
         self.connect_timeout_s = connect_timeout_s
         self.drain_timeout_s = drain_timeout_s
+        self.unreachable_hint = unreachable_hint
         self.links: list[WearerLink] = []
         self._selector: selectors.BaseSelector | None = None
         self._registered: dict[WearerLink, object] = {}
@@ -427,7 +433,8 @@ class Simulation:
                 why = next((link.last_error for link in down if link.last_error), None)
                 raise SimulationError(f"cannot reach broker {self.address}: {len(down)} of {len(self.links)} "
                                       f"wearer connection(s) not up after {self.connect_timeout_s:g} s"
-                                      + (f" ({why})" if why else ""))
+                                      + (f" ({why})" if why else "")
+                                      + ("" if any(link.refused for link in down) else self.unreachable_hint))
             self._pump(0.02)
 
     def _drain(self, deadline: float) -> None:
@@ -455,12 +462,21 @@ class Simulation:
 # ------------------------------------------------------------------------------ command line
 
 
+DESCRIPTION = ("Publish simulated wristband wearers to an MQTT broker as devices. Event time runs --speed times "
+               "faster than the wall clock, starting now.")
+
+
 def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``simulate`` on ``subparsers`` (from ``add_subparsers()``); sets ``func``."""
     p = subparsers.add_parser(
         "simulate", help="publish simulated wearers (with anxiety episodes, exercise, faults) to a broker",
-        description="Publish simulated wristband wearers to an MQTT broker as devices. Event time runs "
-                    "--speed times faster than the wall clock, starting now.")
+        description=DESCRIPTION)
+    add_simulate_arguments(p)
+    return p
+
+
+def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``simulate`` (``anxmon simulate`` and ``python -m firmware_bridge.simulator``)."""
     p.add_argument("--wearers", type=int, default=None,
                    help="number of wearers sim-01, sim-02, ... (default: one per kind in the scenario's list)")
     p.add_argument("--scenario", default="demo", help="scenario name in configs/scenarios or a .toml path (default demo)")
@@ -478,14 +494,18 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, default=None, help="event time of the first sample, unix s (default: now)")
     p.add_argument("--device-id", default=DEFAULT_DEVICE, help="device id in the topics (default %(default)s)")
     p.set_defaults(func=run_simulate)
-    return p
 
 
-def run_simulate(args: argparse.Namespace, out=None) -> int:
-    """Run a parsed ``simulate`` command; returns the exit code."""
-    out = out or sys.stdout
+def run_simulate(args: argparse.Namespace, out=None, err=None) -> int:
+    """Run a parsed ``simulate`` command; returns the exit code. A progress bar (simulated
+    seconds, batches acknowledged) goes to ``err`` (default stderr) when it is a terminal."""
+    from tqdm import tqdm
+
     from monitor.broker import BrokerError, broker_url
+    from monitor.replay import embedded_broker_hint
 
+    out = out or sys.stdout
+    hint = embedded_broker_hint(args.broker, args.data_dir)
     try:
         args.broker = broker_url(args.broker, args.data_dir)
     except BrokerError as exc:
@@ -496,7 +516,7 @@ def run_simulate(args: argparse.Namespace, out=None) -> int:
     if seconds < 1:
         raise SimulationError(f"--seconds must be >= 1, got {args.seconds}")
     wearers = make_wearers(scenario, args.wearers, seed=args.seed, start_unix=args.start)
-    sim = Simulation(wearers, args.broker, speed=args.speed, device=args.device_id)
+    sim = Simulation(wearers, args.broker, speed=args.speed, device=args.device_id, unreachable_hint=hint)
     if args.truth:
         write_truth(args.truth, ground_truth(scenario, wearers, seconds, args.seed))
     start = datetime.fromtimestamp(wearers[0].start_unix, timezone.utc).isoformat(timespec="seconds")
@@ -511,7 +531,12 @@ def run_simulate(args: argparse.Namespace, out=None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        stats = sim.run(seconds, stop=stop)
+        with tqdm(total=seconds, unit="s", desc="simulated", file=err or sys.stderr, disable=None, leave=False) as bar:
+            def on_second(k: int, _) -> None:
+                bar.set_postfix_str(f"{sum(link.acked for link in sim.links)} batches acknowledged", refresh=False)
+                bar.update(1)
+
+            stats = sim.run(seconds, stop=stop, on_second=None if bar.disable else on_second)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -523,10 +548,9 @@ def run_simulate(args: argparse.Namespace, out=None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m firmware_bridge.simulator --wearers 3 --broker URL ...`` without ``anxmon``."""
-    parser = argparse.ArgumentParser(prog="python -m firmware_bridge.simulator")
-    sub = parser.add_subparsers(dest="command")
-    add_simulate_parser(sub)
-    args = parser.parse_args(["simulate", *(argv if argv is not None else sys.argv[1:])])
+    parser = argparse.ArgumentParser(prog="python -m firmware_bridge.simulator", description=DESCRIPTION)
+    add_simulate_arguments(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

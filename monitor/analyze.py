@@ -32,7 +32,7 @@ from monitor.core.policy import Decision
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import InputFormatError, WireError
 from monitor.markers import unix_s_problem, utc_text
-from monitor.recordings import Recording, read_labels, read_recording
+from monitor.recordings import Recording, read_labels, read_recording, wearer_id_for
 from monitor.wire import StreamTracker, validate_batch
 
 MIN_STRESS_PERIOD_S = 60.0
@@ -48,7 +48,7 @@ class AnalysisResult:
     rejected: dict = field(default_factory=dict)  # "signal: error kind" -> count
 
 
-def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str = "wearer",
+def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str | None = None,
                       labels: tuple[np.ndarray, np.ndarray] | None = None, progress: bool | None = None,
                       monitor: WearerMonitor | None = None) -> AnalysisResult:
     """Run every batch of ``recording`` through a ``WearerMonitor`` (the live service's object).
@@ -59,7 +59,7 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     from tqdm import tqdm
 
     config = config or Config()
-    monitor = monitor or WearerMonitor(wearer_id, config)
+    monitor = monitor or WearerMonitor(wearer_id or wearer_id_for(recording), config)
     trackers: dict[str, StreamTracker] = {}
     rejected: dict[str, int] = {}
     first_refusal: dict[str, str] = {}  # "signal: error kind" -> the first such message (no values)
@@ -325,11 +325,12 @@ def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) ->
 
 
 def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = None,
-                labels_path: str | None = None, wearer_id: str = "wearer",
+                labels_path: str | None = None, wearer_id: str | None = None,
                 markers_path: str | None = None, use_labels: bool = True) -> tuple[AnalysisResult, Recording]:
     """``anxmon analyze``: read a recording (format detected), add markers from a CSV, analyse,
     and write the output folder. Returns the result and the recording. ``use_labels=False``
-    ignores any labels (``anxmon report`` needs none: a damaged labels.csv must not stop it)."""
+    ignores any labels (``anxmon report`` needs none: a damaged labels.csv must not stop it).
+    ``wearer_id`` defaults to the recording's (``wearer_id_for``: ``S02`` -> ``s02``)."""
     from monitor.markers import merge_markers, read_markers
 
     recording = read_recording(path)
@@ -345,6 +346,6 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     labels = read_label_file(labels_path) if labels_path else recording.labels
     if labels is not None:
         check_labels(labels, recording, labels_path or f"labels of {recording.source}")
-    result = analyze_recording(recording, config, wearer_id, labels)
+    result = analyze_recording(recording, config, wearer_id or wearer_id_for(recording), labels)
     write_outputs(result, Path(out_dir), recording)
     return result, recording

@@ -846,5 +846,6 @@ def _print_live(result: dict, out) -> None:
         print(f"service CPU per wearer-second at {prof['at_wearers']} wearers: {prof['service_measured']:.0f} us = "
               f"core {prof['core']:.0f} + JSON decode {prof['json_decode']:.0f} + the rest (MQTT, paho, queue, "
               f"acknowledgements, recorder, checkpoints) {prof['rest']:.0f}", file=out)
+    print("steps of the ramp (as shown while they ran):", file=out)  # (the ramp printed them to stderr)
     for r in result["steps"]:
         print(_live_line(r), file=out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def cmd_analyze(args) -> int:
     from monitor.wire import check_id
 
     _output_folder(args.out)
-    check_id("wearer", args.wearer)
+    if args.wearer is not None:
+        check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
     result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers)
     s = result.summary
@@ -101,6 +103,43 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def _window(unit_s: float):
+    """An argparse ``type`` of a window length in units of ``unit_s`` seconds: finite and > 0
+    (also in seconds).
+
+    >>> _window(3600.0)("1.5")
+    1.5
+    >>> _window(1.0)("inf")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a finite number > 0, got 'inf'
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value * unit_s) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+MAX_BOOTSTRAP = 1_000_000  # resamples: more changes no interval and would need gigabytes
+
+
+def _bootstrap(text: str) -> int:
+    """``--bootstrap``: 0 (no intervals) to ``MAX_BOOTSTRAP`` resamples."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of resamples, got {text!r}") from None
+    if not 0 <= value <= MAX_BOOTSTRAP:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_BOOTSTRAP:,} resamples, got {text}")
+    return value
+
+
 def _timezone(name: str):
     from monitor.core.policy import ControlError, check_timezone
 
@@ -114,7 +153,10 @@ def cmd_report(args) -> int:
     from monitor.report import run_report
     from monitor.wire import check_id
 
-    check_id("wearer", args.wearer)
+    if args.wearer is not None:
+        check_id("wearer", args.wearer)
+    if not args.out.strip():
+        raise AnxmonError("--out must name the HTML file to write, e.g. report.html; got an empty path")
     if Path(args.out).is_dir():
         raise AnxmonError(f"--out {args.out} is a folder; give the HTML file to write, e.g. {Path(args.out) / 'report.html'}")
     hours = lambda x: None if x is None else x * 3600.0  # noqa: E731
@@ -138,6 +180,9 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     from monitor.service import run_service
 
+    if args.mqtt_version == "5" and not args.broker:
+        raise AnxmonError("--mqtt-version 5 needs --broker: the embedded nats-server speaks MQTT 3.1.1 only; "
+                          "use an MQTT 5 broker such as mosquitto (--broker mqtt://user:password@host:port)")
     return run_service(args)
 
 
@@ -237,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--labels", help="CSV unix_s,stress (default: labels.csv in the session folder)")
     a.add_argument("--markers", metavar="CSV", help="event markers to add: CSV unix_s[,label][,kind] (written to markers.csv)")
-    a.add_argument("--wearer", default="wearer", help="wearer id used in prompt ids")
+    a.add_argument("--wearer", help="wearer id used in prompt ids (default: the recording's, else its file or "
+                                    "folder name: S02 -> s02)")
     config_options(a)
     a.set_defaults(func=cmd_analyze)
 
@@ -254,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recording", nargs="?", const="default", metavar="PATH",
                    help="instead, play a real E4 recording through the monitor minute by minute "
                         "(no PATH: ../shared/data/stress-predict/S02)")
-    d.add_argument("--minutes", type=float, default=None, help="with --recording: how much of it to play (default: 20)")
+    d.add_argument("--minutes", type=float, default=None,
+                   help="with --recording: how much of it to play (default: 30; S02's check-in comes at minute 26)")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
@@ -271,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--indicator-interval-s", type=float, default=1.0,
                    help="at most one indicators message per wearer per this many seconds; 0: every tick (default: 1)")
     r.add_argument("--mqtt-version", choices=["3.1.1", "5"], default="3.1.1",
-                   help="3.1.1: clean session off; 5: clean start off with a 7-day session expiry (default: 3.1.1)")
+                   help="3.1.1: clean session off; 5: clean start off with a 7-day session expiry, needs --broker "
+                        "(the embedded nats-server speaks 3.1.1 only; e.g. mosquitto) (default: 3.1.1)")
     r.add_argument("--no-record", action="store_true",
                    help="do not record indicators, decisions, check-ins, answers and markers to DATA/recordings.sqlite")
     r.add_argument("--record-raw", action="store_true",
@@ -314,17 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
     rp.add_argument("--markers", metavar="CSV", help="event markers to add: CSV unix_s[,label][,kind]")
     before = rp.add_mutually_exclusive_group()
-    before.add_argument("--before-h", type=float, help="window before each marker, hours")
-    before.add_argument("--before-s", type=float, help="window before each marker, seconds")
+    before.add_argument("--before-h", type=_window(3600.0), help="window before each marker, hours")
+    before.add_argument("--before-s", type=_window(1.0), help="window before each marker, seconds")
     after = rp.add_mutually_exclusive_group()
-    after.add_argument("--after-h", type=float, help="window after each marker, hours")
-    after.add_argument("--after-s", type=float, help="window after each marker, seconds (one side given alone is "
+    after.add_argument("--after-h", type=_window(3600.0), help="window after each marker, hours")
+    after.add_argument("--after-s", type=_window(1.0), help="window after each marker, seconds (one side given alone is "
                        "used for both; default: 24 h, shortened to half the median time between markers)")
-    rp.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default: 2000)")
+    rp.add_argument("--bootstrap", type=_bootstrap, default=2000, metavar="N",
+                    help=f"bootstrap resamples, 0 to {MAX_BOOTSTRAP:,} (default: 2000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     rp.add_argument("--threshold", type=float, help="score threshold of 'time stressed' (default: the analysis's)")
     rp.add_argument("--tz", type=_timezone, help="time zone of the daily summary (default: this computer's)")
-    rp.add_argument("--wearer", default="wearer", help="wearer id, when a recording is analysed first")
+    rp.add_argument("--wearer", help="wearer id, when a recording is analysed first (default: the recording's, "
+                                     "else its file or folder name)")
     config_options(rp)
     rp.set_defaults(func=cmd_report)
 

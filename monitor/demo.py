@@ -168,6 +168,18 @@ def _clock(t_s: float | None) -> str:
     return "--:--" if t_s is None else datetime.fromtimestamp(t_s, timezone.utc).strftime("%H:%M")
 
 
+def title_line(start_s: float, k: int, sim_seconds: float, speed: float) -> str:
+    """The live view's title after simulated second ``k`` (0-based): the clock and the minute
+    agree, both floored (59 s in is minute 0 at 09:00, not minute 1).
+
+    >>> title_line(9 * 3600.0, 1018, 1500, 60.0)
+    'simulated 09:16 UTC (minute 16 of 25, 60x) - not a medical device'
+    """
+    now_s = start_s + k + 1
+    return (f"simulated {_clock(now_s)} UTC (minute {(k + 1) // 60} of {sim_seconds / 60:.0f}, "
+            f"{speed:g}x) - not a medical device")
+
+
 def _num(values: dict, key: str, spec: str) -> str:
     v = values.get(key)
     return "-" if v is None else format(v, spec)
@@ -391,10 +403,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
                 screen.event(f"          {wearer}'s phone answers: {', '.join(labels)}, {rating}/5")
 
         def title() -> str:
-            k = max(progress["k"], 0)
-            now_s = wearers[0].start_unix + k + 1
-            return (f"simulated {_clock(now_s)} UTC (minute {(k + 1) / 60:.0f} of {sim_seconds / 60:.0f}, "
-                    f"{speed:g}x) - not a medical device")
+            return title_line(wearers[0].start_unix, max(progress["k"], 0), sim_seconds, speed)
 
         next_draw = 0.0
         while sim_thread.is_alive():
@@ -519,7 +528,10 @@ def _fmt(value, spec, width):
     return " " * (width - 1) + "-" if value is None else spec.format(value)
 
 
-def run_core_demo(recording_path: str | None = None, minutes: float = 20.0, out=None) -> int:
+RECORDING_MINUTES = 30.0  # demo --recording: S02's first check-in comes at minute ~26 (the interview)
+
+
+def run_core_demo(recording_path: str | None = None, minutes: float = RECORDING_MINUTES, out=None) -> int:
     """``anxmon demo --recording PATH``: a real recording through the monitor, minute by minute.
 
     Plays the first ``minutes`` of an Empatica E4 session (``../shared/data/stress-predict/S02``
@@ -600,7 +612,7 @@ def _clean_up_killed_demos() -> None:
 def run_demo(args) -> int:
     """``anxmon demo``: the live demo, or ``--recording PATH`` for a real recording."""
     if args.recording is not None:
-        minutes = 20.0 if args.minutes is None else args.minutes
+        minutes = RECORDING_MINUTES if args.minutes is None else args.minutes
         if not minutes > 0:
             raise DemoError(f"--minutes must be > 0, got {minutes}")
         return run_core_demo(args.recording, minutes)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import signal as sps
@@ -49,7 +50,7 @@ def reference_decisions(t: np.ndarray, score: np.ndarray, config: Config) -> lis
             if isinstance(d, Decision)]
 
 
-NEW_IN_ISSUE_8 = ("RSP_Rate", "ACC_Restlessness")  # breathing rate and restlessness
+BREATHING_AND_RESTLESSNESS = ("RSP_Rate", "ACC_Restlessness")  # breathing rate and restlessness
 METHODS = ("pipeline", "pipeline without breathing/restlessness", "reference")
 
 
@@ -67,14 +68,21 @@ def with_threshold(config: Config, threshold: float) -> Config:
     return dataclasses.replace(config, policy=dataclasses.replace(policy, threshold=threshold, rearm_below=rearm))
 
 
-def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np.ndarray, config: Config) -> list[dict]:
+def _done(what: str) -> None:
+    """The default ``done`` callback of ``evaluate_subject``: no progress shown."""
+
+
+def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np.ndarray, config: Config,
+                    done: Callable[[str], None] = _done) -> list[dict]:
     """Stress periods with a trigger and false check-ins per rest hour of the pipeline and of the
     reference at each of ``SWEEP_THRESHOLDS`` (only ``policy.threshold`` changes): how rarity
-    trades against sensitivity, beyond the one default operating point."""
+    trades against sensitivity, beyond the one default operating point. ``done(what)`` is
+    called after each analysis."""
     rows, span = [], (rec.start_s, rec.end_s)
     for threshold in SWEEP_THRESHOLDS:
         cfg = with_threshold(config, threshold)
         ours = analyze_recording(rec, cfg, wearer_id=wearer_id, progress=False).summary["labels"]
+        done(f"threshold {threshold:g}")
         ref = label_metrics(t, ref_score, reference_decisions(t, ref_score, cfg), rec.labels, span)
         rows.append({"threshold": threshold, **{
             method: {key: m[key] for key in ("stress_periods", "stress_periods_detected", "false_checkins_per_rest_hour")}
@@ -82,9 +90,13 @@ def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np
     return rows
 
 
-def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
-    """Metrics of the pipeline, of the pipeline without the issue-8 indicators, and of the
-    reference; with ``sweep``, also the operating table over ``SWEEP_THRESHOLDS``."""
+RUNS_PER_SUBJECT = 2 + len(SWEEP_THRESHOLDS)  # analyses of one subject (with the sweep)
+
+
+def evaluate_subject(path: Path, config: Config, sweep: bool = True, done: Callable[[str], None] = _done) -> dict:
+    """Metrics of the pipeline, of the pipeline without breathing rate and restlessness, and of the
+    reference; with ``sweep``, also the operating table over ``SWEEP_THRESHOLDS``.
+    ``done(what)`` is called after each of the ``RUNS_PER_SUBJECT`` analyses (progress)."""
     rec = read_recording(path)
     if rec.labels is None:
         raise InputFormatError(f"{path}: no labels.csv, nothing to evaluate against")
@@ -94,7 +106,9 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
                                f"{' and '.join(REFERENCE_SIGNALS)} (the reference is computed from them)")
     check_labels(rec.labels, rec, f"{path}/labels.csv")
     result = analyze_recording(rec, config, wearer_id=path.name.lower(), progress=False)
-    reduced = analyze_recording(rec, without(config, NEW_IN_ISSUE_8), wearer_id=path.name.lower(), progress=False)
+    done("pipeline")
+    reduced = analyze_recording(rec, without(config, BREATHING_AND_RESTLESSNESS), wearer_id=path.name.lower(), progress=False)
+    done("without breathing/restlessness")
     t = np.array([tk.t for tk in result.ticks])
     ref_score = reference_scores(rec, t)
     span = (rec.start_s, rec.end_s)
@@ -107,21 +121,35 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True) -> dict:
     return {"subject": path.name, "pipeline": result.summary["labels"],
             "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
             "indicators_used": result.summary["indicators_used"],
-            "sweep": threshold_sweep(rec, path.name.lower(), t, ref_score, config) if sweep else None}
+            "sweep": threshold_sweep(rec, path.name.lower(), t, ref_score, config, done) if sweep else None}
 
 
-def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys.stdout) -> int:
+def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys.stdout,
+             progress: bool | None = None, err=None) -> int:
+    """``anxmon eval``. ``progress=None`` shows a progress bar over every analysis on ``err``
+    (default stderr) only when it is a terminal, as ``analyze`` does."""
+    from tqdm import tqdm
+
     from monitor.cli import shared_data_dir
 
     data = shared_data_dir()
-    rows = []
+    paths = []
     for name in subjects:
         path = Path(name)
         if not path.exists():
             if data is None:
                 raise InputFormatError(f"{name}: not found, and ../shared/data is not beside the project")
             path = data / "stress-predict" / name
-        rows.append(evaluate_subject(path, config))
+        paths.append(path)
+    rows = []
+    with tqdm(total=len(paths) * RUNS_PER_SUBJECT, unit="analysis", desc="eval", file=err or sys.stderr,
+              disable=None if progress is None else not progress, leave=False, mininterval=0) as bar:
+        for path in paths:
+            def done(what: str, name: str = path.name) -> None:
+                bar.set_postfix_str(f"{name}: {what} done", refresh=False)
+                bar.update(1)
+
+            rows.append(evaluate_subject(path, config, done=done))
     if as_json:
         print(json.dumps(rows), file=out)
         return 0

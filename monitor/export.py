@@ -23,6 +23,7 @@ analysis       not a table: a folder like ``anxmon analyze`` writes (``indicator
                one wearer, which ``anxmon report`` reads
 =============  ===========================================================================
 
+The format is ``--format``, else the one the suffix of ``--out`` names (``output_format``).
 Parquet needs pyarrow (``pip install 'anxmon[parquet]'``).
 
 Example
@@ -48,6 +49,7 @@ from monitor.recorder import RECORDING_FILE, TABLES, connect, query, wearers
 
 WHAT = ("indicators", "decisions", "checkins", "answers", "markers", "raw", "analysis")
 FORMATS = ("csv", "parquet", "jsonl")
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl"}  # --out's suffix names the format
 
 
 class ExportError(AnxmonError):
@@ -142,8 +144,45 @@ def _shortest(x: float) -> str:
     return repr(float(x))
 
 
+def make_folder(path: Path) -> None:
+    """Create the folder ``path`` with its parents; a file in the way is said plainly (mkdir
+    would say "File exists")."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ExportError(f"{p} is a file, not a folder")
+            break
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def output_format(what: str, out: Path, fmt: str | None) -> str:
+    """The format to write: ``--format``, else the one ``--out``'s suffix names (``.csv``,
+    ``.parquet``, ``.jsonl``), else csv (jsonl for raw). A suffix naming another format than
+    ``--format`` is refused, and so is a format ``what`` cannot be written in.
+
+    >>> output_format("indicators", Path("s02.parquet"), None)
+    'parquet'
+    >>> output_format("indicators", Path("s02.csv"), "parquet")
+    Traceback (most recent call last):
+    monitor.export.ExportError: --out s02.csv names csv, but --format is parquet: make them agree
+    """
+    named = None if what == "analysis" else SUFFIXES.get(out.suffix.lower())  # analysis: a folder
+    if fmt and named and fmt != named:
+        raise ExportError(f"--out {out} names {named}, but --format is {fmt}: make them agree")
+    fmt = fmt or named
+    if what == "raw" and fmt not in (None, "jsonl"):
+        raise ExportError(f"a raw export is an anxmon recording (.jsonl), which analyze, replay and report read, "
+                          f"not {fmt}: give --out a .jsonl name (or --format jsonl)")
+    if what == "analysis" and fmt not in (None, "csv"):
+        raise ExportError("an analysis export is a folder of CSV and JSON lines; drop --format")
+    if what not in ("raw", "analysis") and fmt == "jsonl":
+        raise ExportError(f"--what {what} exports a table: CSV or Parquet (--format csv or parquet, or an --out "
+                          "ending in .csv or .parquet), not jsonl")
+    return fmt or ("jsonl" if what == "raw" else "csv")
+
+
 def write_frame(frame: pd.DataFrame, out: Path, fmt: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     if fmt == "csv":
         frame.to_csv(out, index=False, float_format=_shortest)
         return
@@ -175,7 +214,7 @@ def export_raw(db: sqlite3.Connection, out: Path, wearer: str | None = None, fro
     if not n_raw:
         raise ExportError(f"no raw batches of wearer {wearer!r} in the recording (the service records them "
                           "with --record-raw)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     n_batches = n_markers = 0
     with RecordingWriter(out, wearer=wearer, source=source, created_s=time.time()) as w:
         for r in query(db, "markers", wearer, from_s, to_s):
@@ -187,16 +226,55 @@ def export_raw(db: sqlite3.Connection, out: Path, wearer: str | None = None, fro
     return n_batches, n_markers
 
 
+ANALYSIS_EXPORT_FILES = ("indicators.csv", "checkins.jsonl", "answers.jsonl", "markers.csv", "summary.json")
+
+
+def analysis_summary(db: sqlite3.Connection, wearer: str, ticks: pd.DataFrame, from_s: float | None,
+                     to_s: float | None, source: str) -> dict:
+    """``summary.json`` of an exported analysis folder: the fields of ``anxmon analyze``'s summary
+    that the recorded tables hold (see docs/research.md for those they cannot)."""
+    from monitor import __version__
+
+    decisions = list(query(db, "decisions", wearer, from_s, to_s))
+    held = [r["reason"] for r in decisions if not r["sent"]]
+    used = set()  # analyze: every indicator that entered a score; the service records their deviations
+    for text in ticks["deviations"].dropna():
+        used.update(_loads(text))
+    expired = [r for r in query(db, "checkins", wearer, from_s, to_s)
+               if r["closed"] == "expired" and (to_s is None or r["closed_t"] < to_s)]
+    threshold = ticks["threshold"].dropna()
+    signals = sorted(s for (s,) in db.execute("SELECT DISTINCT signal FROM raw WHERE wearer = ?", (wearer,)))
+    return {
+        "source": source, "format": "anxmon service", "wearer": wearer, "start_s": float(ticks["t"].iloc[0]),
+        "duration_s": float(ticks["t"].iloc[-1] - ticks["t"].iloc[0]), "signals": signals,
+        "ticks": int(len(ticks)),
+        "tick_states": {str(k): int(n) for k, n in ticks["gate"].fillna("scored").value_counts().sort_index().items()},
+        "indicators_used": sorted(used),
+        "trigger_decisions": len(decisions),
+        "checkins_sent": sum(1 for r in decisions if r["sent"]),
+        "suppressed": {reason: held.count(reason) for reason in sorted(set(held))},
+        "prompts_expired": len(expired),
+        "threshold_final": float(threshold.iloc[-1]) if len(threshold) else None,
+        "note": "Descriptive signals of one person; anxmon is not a medical device.",
+        "anxmon_version": __version__,  # of the export: the recording does not keep the service's
+    }
+
+
 def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = None, from_s: float | None = None,
                     to_s: float | None = None, source: str = "anxmon service recording") -> int:
-    """One wearer's recording as an analyze output folder that ``anxmon report`` reads; returns ticks."""
+    """One wearer's recording as an analyze output folder that ``anxmon report`` reads; returns
+    ticks. Files of an earlier analysis this export does not write (``report.html``) are removed:
+    they would belong to another session."""
     from monitor.markers import Marker, write_markers
+    from monitor.report import ANALYSIS_FILES
 
     wearer = _one_wearer(db, wearer, "indicators")
     ticks = read_table(db, "indicators", wearer, from_s, to_s)
     if ticks.empty:
         raise ExportError(f"no indicators of wearer {wearer!r} in that time range")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
+    for name in set(ANALYSIS_FILES) - set(ANALYSIS_EXPORT_FILES):
+        (out_dir / name).unlink(missing_ok=True)
     fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
     columns = [c for c in ticks.columns if c not in fixed]
     layout = ticks[["t", "stress_score", "quality", "gate", *columns]]  # as anxmon analyze writes it
@@ -212,12 +290,7 @@ def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = 
                                 "labels": json.loads(r["labels"])}, sort_keys=True) + "\n")
     write_markers(out_dir / "markers.csv",
                   [Marker(r["t"], r["kind"], r["label"]) for r in query(db, "markers", wearer, from_s, to_s)])
-    signals = sorted(s for (s,) in db.execute("SELECT DISTINCT signal FROM raw WHERE wearer = ?", (wearer,)))
-    threshold = ticks["threshold"].dropna()
-    summary = {"source": source, "format": "anxmon service", "wearer": wearer, "start_s": float(ticks["t"].iloc[0]),
-               "duration_s": float(ticks["t"].iloc[-1] - ticks["t"].iloc[0]), "signals": signals,
-               "ticks": int(len(ticks)), "threshold_final": float(threshold.iloc[-1]) if len(threshold) else None,
-               "note": "Descriptive signals of one person; anxmon is not a medical device."}
+    summary = analysis_summary(db, wearer, ticks, from_s, to_s, source)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return int(len(ticks))
 
@@ -228,13 +301,7 @@ def export(data_dir: str | Path, what: str, out: str | Path, fmt: str | None = N
     if what not in WHAT:
         raise ExportError(f"--what {what!r}: expected one of {', '.join(WHAT)}")
     out = Path(out)
-    if what == "raw" and fmt not in (None, "jsonl"):
-        raise ExportError("a raw export is an anxmon recording (.jsonl), which analyze, replay and report read; "
-                          "drop --format or use --format jsonl")
-    if what == "analysis" and fmt not in (None, "csv"):
-        raise ExportError("an analysis export is a folder of CSV and JSON lines; drop --format")
-    if what not in ("raw", "analysis") and fmt == "jsonl":
-        raise ExportError(f"--what {what} exports a table: --format csv or parquet")
+    fmt = output_format(what, out, fmt)
     if from_s is not None and to_s is not None and from_s >= to_s:
         raise ExportError(f"--from ({from_s:.0f}) must be before --to ({to_s:.0f})")
     db = open_recording(data_dir)
@@ -254,7 +321,7 @@ def export(data_dir: str | Path, what: str, out: str | Path, fmt: str | None = N
             n = export_analysis(db, out, wearer, from_s, to_s, source)
             return f"wrote {out}/: {n} ticks with decisions, answers and markers (read it with anxmon report)"
         frame = read_table(db, what, wearer, from_s, to_s)
-        write_frame(frame, out, fmt or "csv")
+        write_frame(frame, out, fmt)
         empty = "" if len(frame) or (from_s is None and to_s is None) else " (nothing in that time range)"
         return f"wrote {out}: {len(frame)} {what} row(s){empty}"
     finally:

@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,7 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import Marker
-from monitor.wire import SampleBatch
+from monitor.wire import SampleBatch, check_id
 
 
 @dataclass
@@ -199,6 +200,15 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------ entry point
+
+
+def wearer_id_for(recording: Recording) -> str:
+    """The recording's wearer, else its source's name made into a valid id (``S02`` -> ``s02``):
+    the default wearer of ``analyze``, ``report`` and ``replay``."""
+    if recording.wearer:
+        return check_id("wearer", recording.wearer)
+    name = re.sub(r"[^a-z0-9_-]+", "-", Path(str(recording.source)).stem.lower()).strip("-")[:64]
+    return name or "replay"
 
 
 def read_recording(path: str | Path) -> Recording:

@@ -39,7 +39,7 @@ import paho.mqtt.client as mqtt
 
 from monitor.errors import AnxmonError
 from monitor.markers import Marker
-from monitor.recordings import Recording
+from monitor.recordings import Recording, wearer_id_for
 from monitor.wire import (
     SampleBatch,
     availability_topic,
@@ -65,17 +65,24 @@ class ReplayStats:
     elapsed_s: float = 0.0  # wall clock
 
 
-def wearer_id_for(recording: Recording) -> str:
-    """The recording's wearer, else its source's name made into a valid id (``S02`` -> ``s02``)."""
-    if recording.wearer:
-        return check_id("wearer", recording.wearer)
-    name = re.sub(r"[^a-z0-9_-]+", "-", Path(str(recording.source)).stem.lower()).strip("-")[:64]
-    return name or "replay"
+def embedded_broker_hint(broker: str | None, data_dir: str | Path) -> str:
+    """What to add to "cannot reach broker" when the URL came from ``data_dir``'s credentials
+    file (no ``--broker``): that broker lives only as long as ``anxmon run`` does.
+
+    >>> embedded_broker_hint("mqtt://h", "study")
+    ''
+    >>> embedded_broker_hint(None, "study")
+    ' (the embedded broker runs only while `anxmon run --data-dir study` runs: is it running?)'
+    """
+    if broker:
+        return ""
+    return f" (the embedded broker runs only while `anxmon run --data-dir {data_dir}` runs: is it running?)"
 
 
 def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
-            timeout_s: float = 10.0) -> mqtt.Client:
-    """A connected paho client (network loop running), clean session, QoS 1 window ``window``."""
+            timeout_s: float = 10.0, unreachable_hint: str = "") -> mqtt.Client:
+    """A connected paho client (network loop running), clean session, QoS 1 window ``window``.
+    ``unreachable_hint`` is added to the error when nothing answers at the address."""
     from firmware_bridge.publisher import parse_broker_url
 
     address = parse_broker_url(url)
@@ -100,7 +107,7 @@ def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, win
     try:
         client.connect(address.host, address.port, keepalive=30)
     except OSError as exc:
-        raise ReplayError(f"cannot reach broker {address}: {exc}") from None
+        raise ReplayError(f"cannot reach broker {address}: {exc}{unreachable_hint}") from None
     client.loop_start()
     if not connected.wait(timeout_s) or refused:
         client.loop_stop()
@@ -153,10 +160,11 @@ def schedule(recording: Recording, batch_s: float = 1.0) -> list[tuple[float, Sa
 def replay(recording: Recording, broker: str, wearer: str | None = None, device: str = DEFAULT_DEVICE,
            speed: float = 1.0, rebase_time: bool = False, window: int = 100, progress: bool | None = None,
            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-           ack_timeout_s: float = 30.0) -> ReplayStats:
+           ack_timeout_s: float = 30.0, unreachable_hint: str = "") -> ReplayStats:
     """Publish ``recording`` to ``broker`` as wearer ``wearer``'s device ``device`` (see the module
     docstring). ``speed`` is a multiple of real time (``math.inf``: as fast as acknowledged);
-    ``progress=None`` shows a progress bar on stderr only when it is a terminal."""
+    ``progress=None`` shows a progress bar on stderr only when it is a terminal;
+    ``unreachable_hint`` is added to the error when nothing answers at the broker's address."""
     from tqdm import tqdm
 
     if not speed > 0:
@@ -171,7 +179,8 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     markers_to = marker_topic(wearer, device)
     from firmware_bridge.publisher import private_client_id
 
-    client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"), window=window)
+    client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"), window=window,
+                     unreachable_hint=unreachable_hint)
     started = time.monotonic()
     try:
         _wait(client.publish(avail, b"online", qos=1, retain=True), ack_timeout_s, "the availability")
@@ -246,7 +255,8 @@ def run_replay(args) -> int:
 
     url = broker_url(args.broker, args.data_dir)
     wearer = args.wearer or wearer_id_for(recording)
-    stats = replay(recording, url, wearer, args.device, args.speed, args.rebase_time)
+    stats = replay(recording, url, wearer, args.device, args.speed, args.rebase_time,
+                   unreachable_hint=embedded_broker_hint(args.broker, args.data_dir))
     shift = f", times shifted by {stats.shift_s:+.0f} s" if args.rebase_time else ""
     print(f"replayed {stats.batches} batches and {stats.markers} markers of {recording.source} as "
           f"{wearer}/{args.device} in {stats.elapsed_s:.1f} s{shift}")

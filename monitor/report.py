@@ -774,7 +774,7 @@ def _tz_name(tz: tzinfo | None) -> str:
 
 def run_report(path: str | Path, out: str | Path, markers_path: str | None = None, before_s: float | None = None,
                after_s: float | None = None, n_boot: int = 2000, seed: int = 0, threshold: float | None = None,
-               tz: tzinfo | None = None, config=None, wearer_id: str = "wearer") -> dict:
+               tz: tzinfo | None = None, config=None, wearer_id: str | None = None) -> dict:
     """``anxmon report``: ``path`` is an analyze output folder or a recording (analysed first, in a
     temporary folder). Markers of ``markers_path`` are added to the folder's or recording's."""
     path = Path(path)

@@ -159,3 +159,39 @@ def test_a_refused_login_is_an_error_exit(tmp_path, kind):
     assert run.returncode == 2, run.stderr
     assert "refused the bridge's connection" in run.stderr and "wrong-password" not in run.stderr
     assert "not acknowledged by the broker stay in" in run.stderr  # kept for the next start
+
+
+def test_an_invalid_wearer_is_refused_before_the_outbox_is_made(monkeypatch, caplog, tmp_path):
+    """``--wearer Alice`` was refused only after ``outbox-Alice-diy-lines.sqlite`` had been created."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert main(["lines", "--wearer", "Alice"]) == 2
+    assert "wearer id 'Alice' is not valid" in caplog.text
+    assert main(["lines", "--wearer", "alice", "--device-id", "My Band"]) == 2
+    assert "device id 'My Band' is not valid" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_dir_gives_the_embedded_broker_of_anxmon_run(tmp_path):
+    """``--data-dir`` reads the broker URL ``anxmon run`` wrote for its embedded broker, as
+    ``simulate``, ``replay`` and ``annotate`` do; without the file it is a one-line error."""
+    import json
+    import os
+    import subprocess
+
+    (tmp_path / "broker-credentials.json").write_text(json.dumps({"url": "mqtt://monitor:secret-pw@127.0.0.1:9"}))
+    env = {k: v for k, v in os.environ.items() if k != "ANXMON_BROKER_URL"}
+    common = ["bridge", "lines", "--wearer", "alice", "--outbox", str(tmp_path / "o"), "--drain-s", "0"]
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", *common, "--data-dir", str(tmp_path)],
+                         input="", capture_output=True, text=True, timeout=60, env=env)
+    assert "-> mqtt://monitor@127.0.0.1:9, outbox" in run.stderr, run.stderr
+    assert "secret-pw" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", *common, "--data-dir", str(tmp_path / "none")],
+                         input="", capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2 and "broker-credentials.json" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_broker_user_warning_is_shared_with_annotate():
+    """One check for the bridge and ``anxmon annotate``: a wearer's user, ``monitor`` or none pass."""
+    from firmware_bridge.cli import broker_user_warning
+
+    assert [broker_user_warning(u, "bob") is None for u in (None, "bob", "monitor", "alice")] == [True, True, True, False]

@@ -69,3 +69,90 @@ def test_hash_password_without_a_terminal_or_input_is_an_error():
 def test_os_error_text_names_both_paths():
     assert os_error_text(FileExistsError(17, "File exists", "a", None, "b")) == "cannot use 'a' -> 'b': File exists"
     assert os_error_text(OSError(28, "No space left on device")) == "No space left on device"
+
+
+def test_mqtt_version_5_needs_an_external_broker(capsys, tmp_path):
+    """The embedded nats-server speaks MQTT 3.1.1 only: refused up front, before the data
+    directory or a broker is made, saying what to use instead."""
+    status, err = run(capsys, "run", "--mqtt-version", "5", "--data-dir", str(tmp_path / "data"))
+    assert status == 2 and "the embedded nats-server speaks MQTT 3.1.1 only" in err and "--broker" in err
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--before-h", "inf", "argument --before-h: must be a finite number > 0, got 'inf'"),
+    ("--after-s", "0", "argument --after-s: must be a finite number > 0, got '0'"),
+    ("--before-s", "nan", "argument --before-s: must be a finite number > 0, got 'nan'"),
+    ("--after-h", "1e306", "argument --after-h: must be a finite number > 0, got '1e306'"),  # inf seconds
+    ("--bootstrap", "2000000000", "argument --bootstrap: must be 0 to 1,000,000 resamples, got 2000000000"),
+    ("--bootstrap", "-1", "argument --bootstrap: must be 0 to 1,000,000 resamples, got -1"),
+])
+def test_report_numbers_out_of_range_are_one_line_errors(capsys, tmp_path, option, value, message):
+    """``--before-h inf`` ended in an OverflowError, ``--bootstrap 2000000000`` in a 104 GiB
+    allocation: argparse refuses them with one line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path), "--out", str(tmp_path / "r.html"), option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"error: {message}" in err and "Traceback" not in err
+
+
+def test_report_out_empty_is_named_as_such(capsys, tmp_path):
+    status, err = run(capsys, "report", str(tmp_path), "--out", "")
+    assert status == 2 and "--out must name the HTML file to write" in err and "is a folder" not in err
+
+
+def test_bench_live_gives_its_step_table_a_heading(capsys):
+    """The ramp prints each step line on stderr while it runs; the summary on stdout repeats them
+    under a heading instead of as unexplained duplicates."""
+    from monitor.bench import _live_line, _print_live
+
+    step = {"wearers": 50, "latency_ms": {"p50": 3.0, "p99": 9.0}, "indicators": 500, "late_or_missing": 0,
+            "cpu_cores": {"service": 0.1, "broker": 0.1, "generator": 0.1}, "ok": True}
+    result = {"p99_limit_ms": 250.0, "max_wearers_realtime": 50, "cpus": 2, "ticks": "spread",
+              "core_wearer_s_per_cpu_s": 300.0, "core_wearers_per_core": 300, "core_s02_wearer_s_per_cpu_s": 260.0,
+              "data_core": "S02", "profile_us_per_wearer_s": {"service_measured": None}, "steps": [step]}
+    _print_live(result, sys.stdout)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == ["steps of the ramp (as shown while they ran):", _live_line(step)]
+
+
+class _Terminal:
+    """A stream that says it is a terminal, as stderr in a shell is."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_eval_shows_progress_on_a_terminal(tmp_path):
+    """``anxmon eval`` runs 8 analyses per subject (about a minute for S02 and S05) and printed
+    nothing meanwhile: on a terminal a bar over every analysis says which one is done. The
+    subject here is S02's first 15 minutes (EDA, HR, labels) to keep it short."""
+    import io
+
+    from monitor.config import Config
+    from monitor.evaluate import RUNS_PER_SUBJECT, run_eval
+
+    s02 = data_path("stress-predict", "S02")
+    subject = tmp_path / "s02part"
+    subject.mkdir()
+    for name, lines in (("EDA.csv", 2 + 4 * 900), ("HR.csv", 2 + 900), ("labels.csv", 1 + 900)):
+        with open(s02 / name) as f:
+            (subject / name).write_text("".join(line for _, line in zip(range(lines), f)))
+    terminal, out = _Terminal(), io.StringIO()
+    assert run_eval([str(subject)], Config(), out=out, err=terminal) == 0
+    assert RUNS_PER_SUBJECT == 8 and f"0/{RUNS_PER_SUBJECT}" in terminal.text
+    for what in ("pipeline", "without breathing/restlessness", "threshold 1", "threshold 2.5"):
+        assert f"s02part: {what} done" in terminal.text, terminal.text
+    assert "| s02part | pipeline |" in out.getvalue()  # the tables on stdout, the bar apart
+    quiet = io.StringIO()  # not a terminal: nothing (a log or a pipe gets no bar)
+    assert run_eval([str(subject)], Config(), out=io.StringIO(), err=quiet) == 0
+    assert quiet.getvalue() == ""

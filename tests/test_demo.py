@@ -108,3 +108,28 @@ def test_recording_demo_prints_minutes(capsys):
     assert run_core_demo(str(path), minutes=1) == 0
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines() if line[:5].strip().isdigit()] == ["1"], out
+
+
+def test_recording_demo_by_default_reaches_s02_s_check_in(capsys):
+    """``anxmon demo --recording`` played 20 minutes of S02 by default, which hold no check-in
+    (the first comes at minute ~26, in the interview): the default is 30 minutes."""
+    from argparse import Namespace
+
+    from monitor.demo import run_demo
+    from tests.conftest import data_path
+
+    path = data_path("stress-predict", "S02")
+    assert run_demo(Namespace(recording=str(path), minutes=None)) == 0
+    out = capsys.readouterr().out
+    assert "first 30 min of" in out and out.count("check-in sent") == 1, out
+
+
+def test_live_title_minute_agrees_with_the_clock():
+    """The title showed "09:16 UTC (minute 17 of 25" 59 s into minute 16: the minute was
+    rounded, the clock floored."""
+    from monitor.demo import title_line
+
+    start = 9 * 3600.0  # 09:00 UTC
+    assert title_line(start, 1018, 1500, 60.0).startswith("simulated 09:16 UTC (minute 16 of 25, 60x)")
+    assert title_line(start, 1019, 1500, 60.0).startswith("simulated 09:17 UTC (minute 17 of 25, 60x)")
+    assert title_line(start, 0, 5400, 60.0).startswith("simulated 09:00 UTC (minute 0 of 90, 60x)")

@@ -180,3 +180,69 @@ def test_analysis_folder_feeds_the_report(recorded, tmp_path):
                    "--bootstrap", "200"]) == 0
     text = page.read_text()
     assert "data:image/png;base64," in text and "tag" in text
+
+
+def test_format_follows_the_suffix_of_out(recorded, tmp_path, capsys):
+    """``--out ind.parquet`` without ``--format`` wrote CSV text into a .parquet file (and ``--what
+    raw --out raw.csv`` JSON lines into a .csv): the suffix names the format, and a suffix that
+    contradicts ``--format`` is refused."""
+    data_dir = str(recorded[0])
+    out = tmp_path / "ind.parquet"
+    assert anxmon(["export", "--data-dir", data_dir, "--wearer", "s02", "--out", str(out)]) == 0
+    assert len(pd.read_parquet(out)) == len(recorded[2])  # a Parquet file, not CSV text
+    assert anxmon(["export", "--data-dir", data_dir, "--wearer", "s02", "--format", "parquet",
+                   "--out", str(tmp_path / "ind.csv")]) == 2
+    assert "--out " + str(tmp_path / "ind.csv") + " names csv, but --format is parquet" in capsys.readouterr().err
+    assert anxmon(["export", "--data-dir", data_dir, "--wearer", "s02", "--what", "raw",
+                   "--out", str(tmp_path / "raw.csv")]) == 2
+    assert "give --out a .jsonl name" in capsys.readouterr().err
+    assert anxmon(["export", "--data-dir", data_dir, "--wearer", "s02", "--out", str(tmp_path / "ind.jsonl")]) == 2
+    assert "exports a table: CSV or Parquet" in capsys.readouterr().err
+    assert not any(tmp_path.glob("*.csv")) and not any(tmp_path.glob("*.jsonl"))
+    assert anxmon(["export", "--data-dir", data_dir, "--wearer", "s02", "--out", str(tmp_path / "ind.txt")]) == 0
+    assert len(pd.read_csv(tmp_path / "ind.txt")) == len(recorded[2])  # another suffix: CSV, as before
+
+
+def test_a_file_where_the_folder_should_be_is_named(recorded, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for what, out in (("indicators", "afile/x.csv"), ("raw", "afile/x.jsonl"), ("analysis", "afile")):
+        assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", what,
+                       "--out", str(tmp_path / out)]) == 2
+        assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err, what
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_analysis_summary_has_analyze_s_fields(recorded, tmp_path):
+    """The exported ``summary.json`` had only source, format, wearer, times, signals, ticks and
+    threshold: a script reading analyze's ``tick_states`` or ``checkins_sent`` got a KeyError.
+    The fields the tables hold are computed as ``monitor.analyze.summarize`` does from the ticks."""
+    from monitor import __version__
+
+    data_dir, _, ticks, _ = recorded
+    folder = tmp_path / "live"
+    assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", "s02", "--what", "analysis",
+                   "--out", str(folder)]) == 0
+    summary = json.loads((folder / "summary.json").read_text())
+    decisions = [d for t in ticks for d in t.decisions if isinstance(d, Decision)]
+    states = {}
+    for t in ticks:
+        states[t.score.gate or "scored"] = states.get(t.score.gate or "scored", 0) + 1
+    assert summary["tick_states"] == states and summary["ticks"] == len(ticks)
+    assert summary["indicators_used"] == sorted({n for t in ticks for n in t.score.used})
+    assert summary["trigger_decisions"] == len(decisions) == 1 and summary["checkins_sent"] == 1
+    assert summary["suppressed"] == {} and summary["prompts_expired"] == 0  # the one check-in was answered
+    assert summary["anxmon_version"] == __version__ and summary["wearer"] == "s02"
+    assert sorted(summary["signals"]) == ["acc", "bvp", "eda", "hr", "ibi", "temp"]
+
+
+def test_analysis_export_removes_another_session_s_report(recorded, tmp_path):
+    """Exported into a folder where ``anxmon analyze`` had written another session, the old
+    ``report.html`` stayed beside the new files (the export writes none)."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "report.html").write_text("<td>polar_h10.csv</td>")
+    (folder / "notes.txt").write_text("mine")  # not an analyze file: left alone
+    assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
+                   "--out", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["answers.jsonl", "checkins.jsonl", "indicators.csv",
+                                                        "markers.csv", "notes.txt", "summary.json"]

@@ -97,8 +97,8 @@ def test_replay_at_max_speed_equals_analyze(broker, tmp_path, s02_analysis):
     assert got["quality"].tolist() == want["quality"].tolist()[:n]
     indicator_columns = [c for c in want.columns if c not in ("t", "stress_score", "quality", "gate")]
     assert indicator_columns and set(indicator_columns) <= set(got.columns)
-    for col in ["stress_score", *indicator_columns]:  # analyze writes 6 decimals
-        same = _same(got[col].round(6).to_numpy(), want[col].to_numpy(dtype=float)[:n])
+    for col in ["stress_score", *indicator_columns]:  # analyze writes full (shortest exact) precision
+        same = _same(got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float)[:n])
         assert same.all(), (col, np.flatnonzero(~same)[:5])
     for tick, (_, row) in zip(live_ticks, got.iterrows()):  # and at full precision
         assert row["stress_score"] == tick.score.value or (tick.score.value is None and math.isnan(row["stress_score"]))
@@ -134,7 +134,7 @@ def test_replay_at_max_speed_equals_analyze(broker, tmp_path, s02_analysis):
     for tick, (_, row) in zip(result.ticks, want.iterrows()):
         for name in indicator_columns:
             value = tick.indicators.values.get(name)
-            assert (value is None and math.isnan(row[name])) or round(value, 6) == row[name] or (
+            assert (value is None and math.isnan(row[name])) or value == row[name] or (
                 math.isnan(value) and math.isnan(row[name])), name
     db.close()
 
@@ -343,3 +343,52 @@ def test_replay_command(broker, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: "speed must be a positive number or 'max'"
         anxmon(["replay", str(path), "--speed", "0", "--broker", broker.url])
     assert anxmon(["replay", str(path), "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def _stopped_service_dir(tmp_path: Path) -> Path:
+    """A data directory whose ``anxmon run`` has stopped: its credentials name a port nobody
+    listens on."""
+    from monitor.broker import free_port
+
+    data_dir = tmp_path / "study"
+    data_dir.mkdir()
+    (data_dir / "broker-credentials.json").write_text(
+        json.dumps({"url": f"mqtt://monitor:pw@127.0.0.1:{free_port()}"}))
+    return data_dir
+
+
+def test_a_stopped_embedded_broker_is_named_as_the_likely_cause(tmp_path, capsys):
+    """With the broker from ``--data-dir``, "Connection refused" alone did not say that the
+    embedded broker lives only while ``anxmon run`` does; with ``--broker`` the hint would be wrong."""
+    from monitor.readers.anxmon import write_recording
+    from monitor.recordings import Recording, Stream
+
+    data_dir = _stopped_service_dir(tmp_path)
+    path = tmp_path / "tiny.jsonl"
+    write_recording(path, Recording("tiny", "anxmon", {"eda": Stream("eda", np.full(8, 0.5), t0=1.7e9, fs=4.0)}),
+                    wearer="carol")
+    hint = f"(the embedded broker runs only while `anxmon run --data-dir {data_dir}` runs: is it running?)"
+    for argv in (["replay", str(path)], ["annotate", "--wearer", "carol", "--label", "exam"]):
+        assert anxmon([*argv, "--data-dir", str(data_dir)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot reach broker" in err and hint in err, err
+        url = json.loads((data_dir / "broker-credentials.json").read_text())["url"]
+        assert anxmon([*argv, "--broker", url]) == 2
+        err = capsys.readouterr().err
+        assert "cannot reach broker" in err and "embedded broker" not in err, err
+
+
+def test_annotate_warns_when_the_broker_user_is_another_wearer(tmp_path, caplog):
+    """s02's login publishing alice's marker: the broker acknowledges and drops it (MQTT 3.1.1),
+    so annotate warns as the bridge does, before it connects."""
+    from monitor.broker import free_port
+
+    url = f"mqtt://s02:s02-password@127.0.0.1:{free_port()}"
+    assert anxmon(["annotate", "--wearer", "alice", "--label", "exam", "--broker", url]) == 2  # nobody listens
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("the broker user 's02' is not wearer 'alice'") for w in warnings), warnings
+    caplog.clear()
+    for user in ("alice", "monitor"):
+        assert anxmon(["annotate", "--wearer", "alice", "--label", "exam", "--broker",
+                       f"mqtt://{user}:pw@127.0.0.1:{free_port()}"]) == 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

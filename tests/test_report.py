@@ -382,7 +382,7 @@ def _garble_line(text: str, line: int) -> str:
     (["--threshold", "nan"], "--threshold must be a score > 0 and <= 100"),
     (["--threshold", "1e308"], "--threshold must be a score > 0 and <= 100"),  # overflowed the plot
     (["--threshold", "-1"], "--threshold must be a score > 0"),
-    (["--bootstrap", "-5"], "--bootstrap must be >= 0"),
+    (["--bootstrap", "-5"], "argument --bootstrap: must be 0 to 1,000,000 resamples"),
     (["--seed", "-1"], "--seed must be >= 0"),  # numpy's traceback before
 ])
 def test_report_refuses_meaningless_options(s02_folder, tmp_path, capsys, args, expected):

@@ -13,8 +13,10 @@ Margins in the assertions are about half of those effects.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -500,3 +502,68 @@ def test_walking_is_not_restlessness_fidgeting_is_and_exercise_quickens_breathin
         assert mean(anx_ticks, "ACC_Restlessness", 660, 900) > mean(anx_ticks, "ACC_Restlessness", 300, 600) + 0.02
         # during the run, PPG motion artifacts withhold most breathing-rate windows: a few suffice
         assert mean(run_ticks, "RSP_Rate", 900, 1440, min_n=3) > mean(run_ticks, "RSP_Rate", 300, 600) + 8.0
+
+
+def test_module_command_line_has_no_subcommand(capsys):
+    """``python -m firmware_bridge.simulator --help`` showed ``... simulator simulate [-h]``, and
+    following it was refused ("unrecognized arguments: simulate")."""
+    from firmware_bridge.simulator import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m firmware_bridge.simulator [-h] [--wearers WEARERS]")
+    with pytest.raises(SystemExit) as exit_:
+        main(["simulate", "--wearers", "1"])
+    assert exit_.value.code == 2
+
+
+def test_a_stopped_embedded_broker_is_named_as_the_likely_cause(tmp_path, monkeypatch):
+    """``--data-dir`` of an ``anxmon run`` that has stopped: "Connection refused" says which broker."""
+    import argparse
+    import functools
+
+    from firmware_bridge import simulator
+    from monitor.broker import free_port
+
+    monkeypatch.delenv("ANXMON_BROKER_URL", raising=False)
+    monkeypatch.setattr(simulator, "Simulation", functools.partial(simulator.Simulation, connect_timeout_s=1.0))
+    (tmp_path / "broker-credentials.json").write_text(json.dumps({"url": f"mqtt://monitor:pw@127.0.0.1:{free_port()}"}))
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["simulate", "--wearers", "1", "--seconds", "5", "--data-dir", str(tmp_path)])
+    with pytest.raises(SimulationError, match=r"Connection refused\) \(the embedded broker runs only while "
+                                              r"`anxmon run --data-dir .*` runs: is it running\?\)"):
+        run_simulate(args, out=io.StringIO())
+    args = parser.parse_args(["simulate", "--wearers", "1", "--seconds", "5", "--broker",
+                              f"mqtt://u:p@127.0.0.1:{free_port()}"])
+    with pytest.raises(SimulationError) as error:
+        run_simulate(args, out=io.StringIO())
+    assert "embedded broker" not in str(error.value)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_simulate_shows_progress_on_a_terminal(tmp_path):
+    """``anxmon simulate`` printed one line at the start and nothing until the end (90 minutes at
+    the default speed): on a terminal a bar counts the simulated seconds and acknowledged batches."""
+    import argparse
+
+    from monitor.broker import start_broker
+    from tests.conftest import need_broker
+
+    need_broker("nats")
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    with start_broker("nats", data_dir=tmp_path / "nats") as broker:
+        argv = ["simulate", "--wearers", "1", "--seconds", "5", "--speed", "5", "--broker", broker.url]
+        terminal, out = _Terminal(), io.StringIO()
+        assert run_simulate(parser.parse_args(argv), out=out, err=terminal) == 0  # a second of wall time
+        assert re.search(r"simulated: .* [1-5]/5 .*\d+ batches acknowledged", terminal.getvalue()), terminal.getvalue()
+        assert "published 5 s of 1 wearer(s)" in out.getvalue()
+        quiet = io.StringIO()  # not a terminal (a log file, a pipe): no bar
+        assert run_simulate(parser.parse_args(argv), out=io.StringIO(), err=quiet) == 0
+        assert quiet.getvalue() == ""
