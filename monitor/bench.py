@@ -690,9 +690,10 @@ class _LiveSystem:
 
         with open(self.work / "service.log", "wb") as log_file:
             self.service = subprocess.Popen(
-                [sys.executable, "-m", "monitor.cli", "run", "--broker", self.broker.url,
+                [sys.executable, "-m", "monitor.cli", "run",  # (the password in the environment, not in ps)
                  "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0", *extra_args],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "ANXMON_BROKER_URL": self.broker.url})
         _wait_service_online(self.broker, self.service)
 
     def __exit__(self, *exc) -> None:

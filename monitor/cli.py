@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -127,6 +128,14 @@ def _window(unit_s: float):
 
 
 MAX_BOOTSTRAP = 1_000_000  # resamples: more changes no interval and would need gigabytes
+
+
+def broker_option(parser, otherwise: str) -> None:
+    """``--broker URL``, defaulting to ``$ANXMON_BROKER_URL``: a password in the environment is not
+    in the command line, which every local user can read (``ps``)."""
+    parser.add_argument("--broker", metavar="URL", default=os.environ.get("ANXMON_BROKER_URL") or None,
+                        help=f"mqtt://user:password@host:port (default: $ANXMON_BROKER_URL, which keeps the "
+                             f"password out of `ps`; else {otherwise})")
 
 
 def _bootstrap(text: str) -> int:
@@ -248,8 +257,7 @@ def add_research_parsers(sub) -> None:
     rp.add_argument("--wearer", help="wearer id (default: the recording's, else its file or folder name)")
     rp.add_argument("--device", default=DEFAULT_DEVICE, help=f"device id in the topics (default: {DEFAULT_DEVICE})")
     rp.add_argument("--markers", metavar="CSV", help="more markers to publish: CSV unix_s[,label][,kind]")
-    rp.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker "
-                                                     "of `anxmon run` in --data-dir)")
+    broker_option(rp, "the embedded broker of `anxmon run` in --data-dir")
     rp.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
     rp.set_defaults(func=cmd_replay)
 
@@ -259,8 +267,7 @@ def add_research_parsers(sub) -> None:
     an.add_argument("--kind", help="what groups markers in a report (default: the label)")
     an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 (default: now)")
     an.add_argument("--source", default="annotate", help="who marks it: the id in the topic (default: annotate)")
-    an.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker "
-                                                     "of `anxmon run` in --data-dir)")
+    broker_option(an, "the embedded broker of `anxmon run` in --data-dir")
     an.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
     an.set_defaults(func=cmd_annotate)
 
@@ -305,8 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
-    r.add_argument("--broker", metavar="URL",
-                   help="mqtt://user:password@host:port (default: start an embedded nats-server in the data dir)")
+    broker_option(r, "start an embedded nats-server in the data dir")
     r.add_argument("--data-dir", default="anxmon-data",
                    help="checkpoints, embedded broker and its credentials (default: ./anxmon-data)")
     r.add_argument("--instance", default="main",

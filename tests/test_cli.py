@@ -156,3 +156,15 @@ def test_eval_shows_progress_on_a_terminal(tmp_path):
     quiet = io.StringIO()  # not a terminal: nothing (a log or a pipe gets no bar)
     assert run_eval([str(subject)], Config(), out=io.StringIO(), err=quiet) == 0
     assert quiet.getvalue() == ""
+
+
+def test_the_broker_url_can_come_from_the_environment(monkeypatch):
+    """A password on the command line is visible to every local user (ps): run, app, replay and
+    annotate take $ANXMON_BROKER_URL as --broker's default, as bridges and simulate do."""
+    from monitor.cli import build_parser
+
+    monkeypatch.setenv("ANXMON_BROKER_URL", "mqtt://monitor:secret@broker.example:1883")
+    parser = build_parser()
+    for argv in (["run"], ["app"], ["replay", "x.csv"], ["annotate", "--wearer", "a", "--label", "l"]):
+        assert parser.parse_args(argv).broker == "mqtt://monitor:secret@broker.example:1883", argv
+    assert parser.parse_args(["run", "--broker", "mqtt://other:1"]).broker == "mqtt://other:1"

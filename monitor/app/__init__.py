@@ -82,8 +82,9 @@ def add_app_parser(sub) -> None:
     a = sub.add_parser("app", help="the web check-in app for wearers' phones (plus push and Home Assistant)")
     a.add_argument("--data-dir", default="anxmon-data",
                    help="the service's data directory: broker credentials, recording (default: ./anxmon-data)")
-    a.add_argument("--broker", metavar="URL",
-                   help="mqtt://monitor:password@host:port (default: the URL in DATA/broker-credentials.json)")
+    from monitor.cli import broker_option
+
+    broker_option(a, "the URL in DATA/broker-credentials.json")
     a.add_argument("--accounts", metavar="FILE",
                    help='who may sign in: {"users": {"alice": "password or scrypt hash"}} '
                         "(default: the broker's users in DATA/broker-credentials.json)")
