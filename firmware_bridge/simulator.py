@@ -52,6 +52,7 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from monitor.broker import DEFAULT_DATA_DIR
 from monitor.errors import AnxmonError, ConfigError
 from monitor.recordings import Recording, Stream
 from monitor.wire import availability_topic, check_id, data_topic, encode_batch
@@ -485,7 +486,7 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL"),
                    help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL, else the embedded broker "
                         "of `anxmon run` in --data-dir)")
-    p.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials "
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials "
                                                              "(default: ./anxmon-data)")
     p.add_argument("--seconds", type=float, default=None,
                    help="simulated seconds to publish (default: the scenario's duration_s)")

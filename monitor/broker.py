@@ -38,6 +38,7 @@ from monitor.errors import AnxmonError
 
 MONITOR_USER = "monitor"
 CREDENTIALS_FILE = "broker-credentials.json"  # what ``anxmon run`` writes for its embedded broker
+DEFAULT_DATA_DIR = "anxmon-data"  # ``--data-dir``'s default: the service's data, its embedded broker
 
 
 STARTED_KINDS: set[str] = set()  # kinds of broker this process has started (test runs report them)
@@ -317,7 +318,7 @@ def start_broker(
     return Broker(kind, port or free_port(), directory, all_users).start()
 
 
-def broker_url(url: str | None, data_dir: str | Path = "anxmon-data") -> str:
+def broker_url(url: str | None, data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
     """``url``, or the one ``anxmon run`` wrote for its embedded broker in ``data_dir``
     (``CREDENTIALS_FILE``: the ``monitor`` user's URL, password included; a 0600 file).
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from monitor import __version__
+from monitor.broker import DEFAULT_DATA_DIR
 from monitor.errors import AnxmonError
 
 log = logging.getLogger("anxmon")
@@ -237,7 +238,7 @@ def add_research_parsers(sub) -> None:
 
     x = sub.add_parser("export", help="the service's recording (indicators, decisions, check-ins, answers, markers, "
                                       "raw batches) to CSV, Parquet or an anxmon recording")
-    x.add_argument("--data-dir", default="anxmon-data", help="the service's data directory (default: ./anxmon-data)")
+    x.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the service's data directory (default: ./anxmon-data)")
     x.add_argument("--wearer", help="only this wearer (raw and analysis exports: required when there are several)")
     x.add_argument("--from", dest="from_t", metavar="T", help="from this event time on: unix seconds or ISO 8601 (UTC "
                                                                "unless it names a zone)")
@@ -258,7 +259,7 @@ def add_research_parsers(sub) -> None:
     rp.add_argument("--device", default=DEFAULT_DEVICE, help=f"device id in the topics (default: {DEFAULT_DEVICE})")
     rp.add_argument("--markers", metavar="CSV", help="more markers to publish: CSV unix_s[,label][,kind]")
     broker_option(rp, "the embedded broker of `anxmon run` in --data-dir")
-    rp.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
+    rp.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials")
     rp.set_defaults(func=cmd_replay)
 
     an = sub.add_parser("annotate", help="publish an event marker for a wearer (the service records it)")
@@ -268,7 +269,7 @@ def add_research_parsers(sub) -> None:
     an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 (default: now)")
     an.add_argument("--source", default="annotate", help="who marks it: the id in the topic (default: annotate)")
     broker_option(an, "the embedded broker of `anxmon run` in --data-dir")
-    an.add_argument("--data-dir", default="anxmon-data", help="where `anxmon run` keeps its broker credentials")
+    an.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials")
     an.set_defaults(func=cmd_annotate)
 
 
@@ -313,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
     broker_option(r, "start an embedded nats-server in the data dir")
-    r.add_argument("--data-dir", default="anxmon-data",
+    r.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                    help="checkpoints, embedded broker and its credentials (default: ./anxmon-data)")
     r.add_argument("--instance", default="main",
                    help="id of this service: MQTT client id anxmon-monitor-ID and its state topic (default: main)")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from monitor.app.accounts import Accounts, hash_password
 from monitor.app.server import AppError, AppOptions, CheckinApp
+from monitor.broker import DEFAULT_DATA_DIR
 from monitor.errors import ConfigError
 
 __all__ = ["AppError", "AppOptions", "CheckinApp", "load_app_config", "start_app", "run_app"]
@@ -80,7 +81,7 @@ def start_app(broker: str, data_dir: str | Path, accounts: Accounts | dict | Non
 def add_app_parser(sub) -> None:
     """Register ``anxmon app`` on the CLI's subparsers."""
     a = sub.add_parser("app", help="the web check-in app for wearers' phones (plus push and Home Assistant)")
-    a.add_argument("--data-dir", default="anxmon-data",
+    a.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                    help="the service's data directory: broker credentials, recording (default: ./anxmon-data)")
     from monitor.cli import broker_option
 
