@@ -9,10 +9,10 @@ exit code). ``python -m firmware_bridge ...`` runs the same commands without ``a
     anxmon bridge emotibit --wearer alice [--ip 192.168.1.42]
     anxmon bridge lines --wearer alice [--serial /dev/ttyUSB0] [--model diy-lines]
 
-The broker comes from ``--broker`` or ``$ANXMON_BROKER_URL`` (``mqtt://user:password@host:port``;
-the environment keeps the password out of the process list), else from ``--data-dir`` (the
-embedded broker of ``anxmon run --data-dir DIR``, as ``simulate``, ``replay`` and ``annotate``
-find it), else ``mqtt://localhost:1883``. SIGINT/SIGTERM and the end of
+The broker comes from ``--broker``, else from ``--data-dir`` (the embedded broker of ``anxmon run
+--data-dir DIR``, as ``simulate``, ``replay`` and ``annotate`` find it), else from
+``$ANXMON_BROKER_URL`` (``mqtt://user:password@host:port``; the environment keeps the password out
+of the process list), else ``mqtt://localhost:1883``. SIGINT/SIGTERM and the end of
 the input (``lines`` on stdin) stop the same way: pending samples go into the outbox, the
 broker gets up to ``--drain-s`` seconds to acknowledge them, ``offline`` is published, and
 whatever is unacknowledged stays in the outbox for the next start (the last message says how
@@ -81,8 +81,8 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--wearer", help="wearer id ([a-z0-9_-], up to 64 characters)")
     p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
     p.add_argument("--device-id", help="device id in the topics (default: the model name)")
-    p.add_argument("--broker", help="mqtt://user:password@host:port (default: $ANXMON_BROKER_URL, else the embedded "
-                                     f"broker of `anxmon run` in --data-dir if given, else {DEFAULT_BROKER})")
+    p.add_argument("--broker", help="mqtt://user:password@host:port (default: the embedded broker of `anxmon run` in "
+                                     f"--data-dir if given, else $ANXMON_BROKER_URL, else {DEFAULT_BROKER})")
     p.add_argument("--data-dir", metavar="DIR", help="the data directory of a running `anxmon run`: use its embedded "
                                                      "broker (user monitor, from its broker-credentials.json)")
     p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
@@ -201,14 +201,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def broker_url_of(args: argparse.Namespace) -> str:
-    """``--broker``, else ``$ANXMON_BROKER_URL``, else the embedded broker in ``--data-dir``, else
-    ``DEFAULT_BROKER``."""
-    from monitor.broker import broker_url
+    """``--broker``, else the embedded broker in ``--data-dir`` if given, else
+    ``$ANXMON_BROKER_URL``, else ``DEFAULT_BROKER`` (as ``monitor.broker.resolve_broker_url``,
+    with a bridge's usual broker last: bridges mostly run on another machine)."""
+    from monitor.broker import BROKER_URL_VARIABLE, resolve_broker_url
 
-    url = args.broker or os.environ.get("ANXMON_BROKER_URL")
-    if url is None and args.data_dir is not None:
-        return broker_url(None, args.data_dir)
-    return url or DEFAULT_BROKER
+    if args.broker or args.data_dir is not None or os.environ.get(BROKER_URL_VARIABLE):
+        return resolve_broker_url(args.broker, args.data_dir)
+    return DEFAULT_BROKER
 
 
 async def _run_ble(bridge, address: str, stop: threading.Event) -> None:

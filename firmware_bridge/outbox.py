@@ -78,11 +78,12 @@ class Outbox:
         self.path = str(path)
         self.max_batches = int(max_batches)
         if self.path != ":memory:":  # raw samples: only the bridge's user may read them
-            folder = Path(self.path).parent
-            if not folder.exists():
-                folder.mkdir(mode=0o700, parents=True)
             try:
+                Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # (-wal, -shm: the same)
+                for suffix in ("", "-wal", "-shm"):  # an outbox of an earlier version: 0644
+                    if os.path.exists(self.path + suffix) and os.stat(self.path + suffix).st_uid == os.getuid():
+                        os.chmod(self.path + suffix, 0o600)
             except OSError as exc:
                 raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
         try:

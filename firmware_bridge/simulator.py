@@ -52,7 +52,7 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from monitor.broker import DEFAULT_DATA_DIR
+from monitor.broker import publisher_broker_options
 from monitor.errors import AnxmonError, ConfigError
 from monitor.recordings import Recording, Stream
 from monitor.wire import availability_topic, check_id, data_topic, encode_batch
@@ -483,11 +483,7 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="demo", help="scenario name in configs/scenarios or a .toml path (default demo)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="event seconds per wall second, e.g. 60 (default 1; 'inf': as fast as possible)")
-    p.add_argument("--broker", default=os.environ.get("ANXMON_BROKER_URL"),
-                   help="mqtt://user:password@host:port (default $ANXMON_BROKER_URL, else the embedded broker "
-                        "of `anxmon run` in --data-dir)")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials "
-                                                             "(default: ./anxmon-data)")
+    publisher_broker_options(p)
     p.add_argument("--seconds", type=float, default=None,
                    help="simulated seconds to publish (default: the scenario's duration_s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same wearers")
@@ -502,13 +498,13 @@ def run_simulate(args: argparse.Namespace, out=None, err=None) -> int:
     seconds, batches acknowledged) goes to ``err`` (default stderr) when it is a terminal."""
     from tqdm import tqdm
 
-    from monitor.broker import BrokerError, broker_url
+    from monitor.broker import BrokerError, resolve_broker_url
     from monitor.replay import embedded_broker_hint
 
     out = out or sys.stdout
     hint = embedded_broker_hint(args.broker, args.data_dir)
     try:
-        args.broker = broker_url(args.broker, args.data_dir)
+        args.broker = resolve_broker_url(args.broker, args.data_dir)
     except BrokerError as exc:
         raise SimulationError(f"anxmon simulate needs a broker: {exc}; or set ANXMON_BROKER_URL. "
                               "'anxmon demo' runs broker, service and simulated wearers together") from None

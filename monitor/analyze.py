@@ -202,7 +202,7 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     row_s = label_row_s(label_t)
     labelled_until_s = label_t[-1] + row_s[-1]
     idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
-    inside = (t >= label_t[0]) & (t <= labelled_until_s)
+    inside = (t >= label_t[0]) & (t <= label_t[idx] + row_s[idx])  # (a gap between rows is unlabelled)
     truth = label_y[idx][inside]
     scored = np.nan_to_num(score[inside], nan=0.0)
     has_score = np.isfinite(score[inside])
@@ -217,7 +217,8 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
             delays.append(float(hits.min() - onset))
     rest_hours = float(np.sum(row_s[label_y <= 0.5])) / 3600.0
     sent_idx = np.clip(np.searchsorted(label_t, sent_t, side="right") - 1, 0, len(label_t) - 1)
-    in_rest = (label_y[sent_idx] <= 0.5) if len(sent_t) else np.array([], bool)
+    in_rest = ((label_y[sent_idx] <= 0.5) & (sent_t <= label_t[sent_idx] + row_s[sent_idx])  # (not in a gap)
+               if len(sent_t) else np.array([], bool))
     # a check-in within the grace period after a stress period answers that period, not rest
     for k, ts in enumerate(sent_t):
         if any(onset <= ts <= end + TRIGGER_GRACE_S for onset, end in periods):
@@ -281,9 +282,9 @@ def indicator_columns(ticks: list[Tick]) -> list[str]:
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
-    """Write the output folder: all files or none. They are written in a temporary folder beside
-    it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis whole
-    instead of mixing two."""
+    """Write the output folder: all files or none. They are written in a hidden temporary folder
+    inside it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis
+    whole instead of mixing two."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir))
     try:

@@ -16,7 +16,6 @@ Marker(t_s=1700000000.0, kind='therapy session', label='therapy session')
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Callable
 
@@ -35,7 +34,7 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
     broker's acknowledgement. Returns the marker as the service records it. ``unreachable_hint``
     is added to the error when nothing answers at the broker's address."""
     from firmware_bridge.cli import broker_user_warning
-    from firmware_bridge.publisher import parse_broker_url
+    from firmware_bridge.publisher import parse_broker_url, private_client_id
     from monitor.errors import ValueRangeError
     from monitor.replay import _wait, connect
 
@@ -47,7 +46,7 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
     marker = make_marker(clock() if t_s is None else t_s, label, kind)
     if warning := broker_user_warning(parse_broker_url(broker).username, wearer):
         log.warning("%s", warning)
-    client = connect(broker, f"anxmon-annotate-{wearer}-{secrets.token_hex(3)}", unreachable_hint=unreachable_hint)
+    client = connect(broker, private_client_id(f"anxmon-annotate-{wearer}"), unreachable_hint=unreachable_hint)
     try:
         info = client.publish(marker_topic(wearer, source), encode_marker(marker.t_s, marker.label, marker.kind),
                               qos=1)
@@ -60,12 +59,12 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
 
 def run_annotate(args) -> int:
     """``anxmon annotate``."""
-    from monitor.broker import broker_url
+    from monitor.broker import resolve_broker_url
     from monitor.export import parse_time
     from monitor.replay import embedded_broker_hint
 
     t_s = parse_time(args.t) if args.t is not None else None
-    marker = annotate(broker_url(args.broker, args.data_dir), args.wearer, args.label, args.kind or "", t_s,
+    marker = annotate(resolve_broker_url(args.broker, args.data_dir), args.wearer, args.label, args.kind or "", t_s,
                       args.source, unreachable_hint=embedded_broker_hint(args.broker, args.data_dir))
     print(f"marker of kind {marker.kind!r} for {args.wearer} at {marker.t_s:.3f} published")
     return 0

@@ -318,6 +318,36 @@ def start_broker(
     return Broker(kind, port or free_port(), directory, all_users).start()
 
 
+BROKER_URL_VARIABLE = "ANXMON_BROKER_URL"  # devices, simulations, replays, markers: any user
+MONITOR_BROKER_URL_VARIABLE = "ANXMON_MONITOR_BROKER_URL"  # the service and the app: the monitor user
+
+
+def resolve_broker_url(url: str | None, data_dir: str | Path | None) -> str:
+    """Where a publisher (``replay``, ``annotate``, ``simulate``) connects: ``--broker``, else
+    the embedded broker of a ``--data-dir`` given, else ``$ANXMON_BROKER_URL`` (a password there
+    is not on the command line, which every local user can read), else the embedded broker of
+    ``./anxmon-data``.
+
+    >>> resolve_broker_url("mqtt://alice:pw@127.0.0.1:1883", "study")
+    'mqtt://alice:pw@127.0.0.1:1883'
+    """
+    if url:
+        return url
+    if data_dir is None and os.environ.get(BROKER_URL_VARIABLE):
+        return os.environ[BROKER_URL_VARIABLE]
+    return broker_url(None, data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+
+
+def publisher_broker_options(parser) -> None:
+    """``--broker`` and ``--data-dir`` of the commands that publish (``replay``, ``annotate``,
+    ``simulate``), resolved by ``resolve_broker_url``."""
+    parser.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded "
+                        f"broker of `anxmon run` in --data-dir if given, else ${BROKER_URL_VARIABLE}, which keeps "
+                        f"the password out of `ps`, else the embedded broker in ./{DEFAULT_DATA_DIR})")
+    parser.add_argument("--data-dir", help=f"where `anxmon run` keeps its broker credentials (default: "
+                                           f"./{DEFAULT_DATA_DIR})")
+
+
 def broker_url(url: str | None, data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
     """``url``, or the one ``anxmon run`` wrote for its embedded broker in ``data_dir``
     (``CREDENTIALS_FILE``: the ``monitor`` user's URL, password included; a 0600 file).

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from monitor import __version__
-from monitor.broker import DEFAULT_DATA_DIR
+from monitor.broker import DEFAULT_DATA_DIR, publisher_broker_options
 from monitor.errors import AnxmonError
 
 log = logging.getLogger("anxmon")
@@ -132,11 +132,15 @@ MAX_BOOTSTRAP = 1_000_000  # resamples: more changes no interval and would need 
 
 
 def broker_option(parser, otherwise: str) -> None:
-    """``--broker URL``, defaulting to ``$ANXMON_BROKER_URL``: a password in the environment is not
-    in the command line, which every local user can read (``ps``)."""
-    parser.add_argument("--broker", metavar="URL", default=os.environ.get("ANXMON_BROKER_URL") or None,
-                        help=f"mqtt://user:password@host:port (default: $ANXMON_BROKER_URL, which keeps the "
-                             f"password out of `ps`; else {otherwise})")
+    """``--broker URL`` of the service and the app, defaulting to ``$ANXMON_MONITOR_BROKER_URL``:
+    a password in the environment is not on the command line, which every local user can read
+    (``ps``). (A variable of its own: ``$ANXMON_BROKER_URL`` often holds a wearer's login.)"""
+    from monitor.broker import MONITOR_BROKER_URL_VARIABLE
+
+    parser.add_argument("--broker", metavar="URL", default=os.environ.get(MONITOR_BROKER_URL_VARIABLE) or None,
+                        help=f"mqtt://monitor:password@host:port (default: ${MONITOR_BROKER_URL_VARIABLE}, which "
+                             f"keeps the password out of `ps`; else {otherwise})")
+
 
 
 def _bootstrap(text: str) -> int:
@@ -258,8 +262,7 @@ def add_research_parsers(sub) -> None:
     rp.add_argument("--wearer", help="wearer id (default: the recording's, else its file or folder name)")
     rp.add_argument("--device", default=DEFAULT_DEVICE, help=f"device id in the topics (default: {DEFAULT_DEVICE})")
     rp.add_argument("--markers", metavar="CSV", help="more markers to publish: CSV unix_s[,label][,kind]")
-    broker_option(rp, "the embedded broker of `anxmon run` in --data-dir")
-    rp.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials")
+    publisher_broker_options(rp)
     rp.set_defaults(func=cmd_replay)
 
     an = sub.add_parser("annotate", help="publish an event marker for a wearer (the service records it)")
@@ -268,8 +271,7 @@ def add_research_parsers(sub) -> None:
     an.add_argument("--kind", help="what groups markers in a report (default: the label)")
     an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 (default: now)")
     an.add_argument("--source", default="annotate", help="who marks it: the id in the topic (default: annotate)")
-    broker_option(an, "the embedded broker of `anxmon run` in --data-dir")
-    an.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `anxmon run` keeps its broker credentials")
+    publisher_broker_options(an)
     an.set_defaults(func=cmd_annotate)
 
 
@@ -317,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                    help="checkpoints, embedded broker and its credentials (default: ./anxmon-data)")
     r.add_argument("--instance", default="main",
-                   help="id of this service: MQTT client id anxmon-monitor-ID and its state topic (default: main)")
+                   help="id of this service: its state topic and MQTT client id anxmon-monitor-ID-SECRET (default: main)")
     r.add_argument("--checkpoint-s", type=float, default=30.0,
                    help="write each wearer's state at most this many seconds after it changed (default: 30)")
     r.add_argument("--stale-after-s", type=float, default=120.0,

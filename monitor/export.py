@@ -263,18 +263,19 @@ def analysis_summary(db: sqlite3.Connection, wearer: str, ticks: pd.DataFrame, f
 def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = None, from_s: float | None = None,
                     to_s: float | None = None, source: str = "anxmon service recording") -> int:
     """One wearer's recording as an analyze output folder that ``anxmon report`` reads; returns
-    ticks. Files of an earlier analysis this export does not write (``report.html``) are removed:
-    they would belong to another session."""
+    ticks. In a folder that holds an earlier analysis, its files this export does not write
+    (``report.html``) are removed: they would belong to another session."""
     from monitor.markers import Marker, write_markers
-    from monitor.report import ANALYSIS_FILES
+    from monitor.report import ANALYSIS_FILES, is_analysis_folder
 
     wearer = _one_wearer(db, wearer, "indicators")
     ticks = read_table(db, "indicators", wearer, from_s, to_s)
     if ticks.empty:
         raise ExportError(f"no indicators of wearer {wearer!r} in that time range")
     make_folder(out_dir)
-    for name in set(ANALYSIS_FILES) - set(ANALYSIS_EXPORT_FILES):
-        (out_dir / name).unlink(missing_ok=True)
+    if is_analysis_folder(out_dir):  # (another folder's report.html is the user's own)
+        for name in set(ANALYSIS_FILES) - set(ANALYSIS_EXPORT_FILES):
+            (out_dir / name).unlink(missing_ok=True)
     fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
     columns = [c for c in ticks.columns if c not in fixed]
     layout = ticks[["t", "stress_score", "quality", "gate", *columns]]  # as anxmon analyze writes it

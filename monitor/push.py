@@ -10,7 +10,7 @@ schedule; worker threads send it. A failed attempt is retried with exponential b
 (``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made or the
 check-in expired; every delivery, its attempts, its outcome and the last error are recorded in
 SQLite (``deliveries``). URLs carry secrets (an ntfy topic, tokens, phone numbers, passwords):
-logs and the record show only ``push_label(url)``, scheme, server and a short hash; apprise's
+logs and the record show only ``push_label``: scheme, server and the URL's number; apprise's
 own log lines (they name topics, numbers and URLs) are switched off.
 
 Example
@@ -24,7 +24,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
 import logging
@@ -133,25 +132,25 @@ def _apprise():
     return apprise
 
 
-def push_label(url: str) -> str:
-    """What logs and the delivery record show of a push URL: scheme, server and a short hash.
+def push_label(url: str, number: int = 1) -> str:
+    """What logs and the delivery record show of a wearer's ``number``-th push URL (as
+    configured): its scheme, its server, and the number.
 
     The rest of an apprise URL may be the secret: the ntfy topic (whoever knows it can
     subscribe), a token in the path, Signal numbers, a password. The server is shown only where
-    apprise's own privacy form shows it (a bot token or API key in the host's place is not). The
-    hash, 6 hex digits of the SHA-256 of the whole URL, tells a wearer's URLs apart, stays the
-    same across restarts, and is too short to confirm a guessed URL.
+    apprise's own privacy form shows it (a bot token or API key in the host's place is not).
+    Nothing derived from the secret parts is shown: a hash of them would let whoever reads the
+    logs confirm a guessed topic or number.
 
     >>> push_label("ntfys://ntfy.example.org/anxmon-alice-6f3b9c")
-    'ntfys://ntfy.example.org/… #7721db'
-    >>> push_label("tgram://123456789:AAbot-token/987654321")       # a token where a server would be
-    'tgram://… #6c3427'
+    'ntfys://ntfy.example.org/… (URL 1)'
+    >>> push_label("tgram://123456789:AAbot-token/987654321", 2)       # a token where a server would be
+    'tgram://… (URL 2)'
     """
     found = re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,31}(?=://)", url)
     scheme = found[0].lower() if found else "?"
     server = _server(url)
-    digest = hashlib.sha256(url.encode()).hexdigest()[:6]
-    return f"{scheme}://{server}/… #{digest}" if server else f"{scheme}://… #{digest}"
+    return f"{scheme}://{server}/… (URL {number})" if server else f"{scheme}://… (URL {number})"
 
 
 def _server(url: str) -> str | None:
@@ -172,7 +171,7 @@ class _Job:
     wearer: str = field(compare=False)
     prompt_id: str = field(compare=False)
     url: str = field(compare=False, repr=False)  # secret: never logged
-    target: str = field(compare=False)  # push_label(url): what logs and the record show
+    target: str = field(compare=False)  # push_label: what logs and the record show
     title: str = field(compare=False)
     body: str = field(compare=False)
     give_up_at: float = field(compare=False)
@@ -203,6 +202,13 @@ class DeliveryLog:
             "prompt_id TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, "
             "created_s REAL NOT NULL, updated_s REAL NOT NULL, error TEXT)"
         )
+        # earlier versions stored apprise's privacy form, which keeps ntfy topics and numbers:
+        # overwritten, with the freed bytes zeroed (secure_delete) and the journal emptied
+        self._db.execute("PRAGMA secure_delete=ON")
+        cur = self._db.execute("UPDATE deliveries SET target = '(a URL, not kept)' "
+                               "WHERE target NOT LIKE '%(URL %)' AND target != '(a URL, not kept)'")
+        if cur.rowcount > 0 and path is not None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def add(self, job: _Job, now: float) -> int:
         with self._lock:
@@ -296,8 +302,8 @@ class PushNotifier:
             open_s = DEFAULT_OPEN_S  # a check-in without a usable expiry: the policy's default
         now = self.clock()
         jobs = []
-        for url in urls:
-            job = _Job(now, next(self._seq), wearer, prompt_id, url, self._target(url), self.config.title, body,
+        for number, url in enumerate(urls, start=1):
+            job = _Job(now, next(self._seq), wearer, prompt_id, url, self._target(url, number), self.config.title, body,
                        give_up_at=now + open_s)
             job.row = self.record.add(job, now)
             jobs.append(job)
@@ -324,10 +330,10 @@ class PushNotifier:
         self.record.close()
 
     # -- workers --------------------------------------------------------------------------
-    def _target(self, url: str) -> str:
-        if url not in self._targets:
-            self._targets[url] = push_label(url)
-        return self._targets[url]
+    def _target(self, url: str, number: int) -> str:
+        if (url, number) not in self._targets:
+            self._targets[url, number] = push_label(url, number)
+        return self._targets[url, number]
 
     def _next_job(self) -> _Job | None:
         with self._cond:

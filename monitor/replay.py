@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import os
 import re
 import sys
 import threading
@@ -37,6 +38,7 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
+from monitor.broker import BROKER_URL_VARIABLE, DEFAULT_DATA_DIR
 from monitor.errors import AnxmonError
 from monitor.markers import Marker
 from monitor.recordings import Recording, wearer_id_for
@@ -65,18 +67,19 @@ class ReplayStats:
     elapsed_s: float = 0.0  # wall clock
 
 
-def embedded_broker_hint(broker: str | None, data_dir: str | Path) -> str:
-    """What to add to "cannot reach broker" when the URL came from ``data_dir``'s credentials
-    file (no ``--broker``): that broker lives only as long as ``anxmon run`` does.
+def embedded_broker_hint(broker: str | None, data_dir: str | Path | None) -> str:
+    """What to add to "cannot reach broker" when the URL came from a data directory's credentials
+    file (``resolve_broker_url``): that broker lives only as long as ``anxmon run`` does.
 
     >>> embedded_broker_hint("mqtt://h", "study")
     ''
     >>> embedded_broker_hint(None, "study")
     ' (the embedded broker runs only while `anxmon run --data-dir study` runs: is it running?)'
     """
-    if broker:
+    if broker or (data_dir is None and os.environ.get(BROKER_URL_VARIABLE)):
         return ""
-    return f" (the embedded broker runs only while `anxmon run --data-dir {data_dir}` runs: is it running?)"
+    return (f" (the embedded broker runs only while `anxmon run --data-dir {data_dir or DEFAULT_DATA_DIR}` runs: "
+            "is it running?)")
 
 
 def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
@@ -251,9 +254,9 @@ def run_replay(args) -> int:
     recording = read_recording(args.path)
     if getattr(args, "markers", None):
         recording.markers = merge_markers(recording.markers, read_markers(args.markers))
-    from monitor.broker import broker_url
+    from monitor.broker import resolve_broker_url
 
-    url = broker_url(args.broker, args.data_dir)
+    url = resolve_broker_url(args.broker, args.data_dir)
     wearer = args.wearer or wearer_id_for(recording)
     stats = replay(recording, url, wearer, args.device, args.speed, args.rebase_time,
                    unreachable_hint=embedded_broker_hint(args.broker, args.data_dir))

@@ -649,10 +649,13 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     if threshold is None:
         threshold = folder.summary.get("threshold_final") or PolicyConfig().threshold
     adaptive = before_s is None and after_s is None
-    inside = [m for m in markers if t[0] <= m.t_s <= t[-1]]
+    s = folder.summary  # the recording's span when known (its first ticks come a window after its start)
+    first = s["start_s"] if _is_number(s.get("start_s")) else float(t[0])
+    last = first + s["duration_s"] if _is_number(s.get("duration_s")) else float(t[-1])
+    inside = [m for m in markers if min(first, t[0]) <= m.t_s <= max(last, t[-1])]
     if len(inside) < len(markers):
         log.warning("%d of %d markers lie outside the data (%s to %s): no window around them holds data",
-                    len(markers) - len(inside), len(markers), utc_text(float(t[0])), utc_text(float(t[-1])))
+                    len(markers) - len(inside), len(markers), utc_text(first), utc_text(last))
     w = default_window_s(inside, float(t[0]), float(t[-1]))
     before_s = float(before_s if before_s is not None else (after_s if after_s is not None else w))
     after_s = float(after_s if after_s is not None else before_s)

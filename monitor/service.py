@@ -363,6 +363,7 @@ class MonitorService:
         except BaseException:
             self._store.close()
             raise
+        self._move_from_legacy_session()
         props = None
         if self.options.mqtt_version == "5":
             props = Properties(PacketTypes.CONNECT)
@@ -424,6 +425,103 @@ class MonitorService:
         )
 
     # -- MQTT (paho callbacks: they run on the worker, inside Client.loop) -----------------
+    def _plain_client(self, client_id: str, clean: bool) -> mqtt.Client:
+        """A client of this service's broker, user and MQTT version, with no callbacks."""
+        if self.options.mqtt_version == "5":
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                 manual_ack=True)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
+                                 protocol=mqtt.MQTTv311, manual_ack=True)
+        if self.address.username is not None:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        return client
+
+    def _connect_plain(self, client: mqtt.Client, clean: bool, timeout_s: float = 10.0) -> bool:
+        """Connect ``client`` and run its loop in a thread; False when no CONNACK came."""
+        kwargs = {}
+        if self.options.mqtt_version == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0 if clean else int(self.options.session_expiry_s)
+            kwargs = {"clean_start": clean, "properties": props}
+        connected = threading.Event()
+        client.on_connect = lambda c, u, flags, rc, p: rc.is_failure or connected.set()
+        try:
+            client.connect(self.address.host, self.address.port, keepalive=self.options.keepalive_s, **kwargs)
+        except OSError:
+            return False
+        client.loop_start()
+        if not connected.wait(timeout_s):
+            client.loop_stop()
+            return False
+        return True
+
+    def _move_from_legacy_session(self, drain_timeout_s: float = 600.0) -> None:
+        """Earlier versions used the guessable client id ``anxmon-monitor-{instance}``. Its
+        session on the broker holds what arrived while the service was stopped, and it stays
+        subscribed to every wearer's data (the broker would keep storing it for no one). Once:
+        the new session subscribes first (from now on the broker queues for it), the old one hands
+        over what it held (up to a marker this service publishes after subscribing the new one;
+        taken into the inbox, processed before anything of the new session, duplicates dropped
+        by seq), and is then deleted. If the broker cannot be reached now, the next start tries
+        again."""
+        legacy_id = f"anxmon-monitor-{self.options.instance}"
+        legacy_key = f"subscribed {self.address.host}:{self.address.port} {legacy_id}"
+        if self._store.meta(legacy_key) is None:
+            return
+        log.info("moving from the old MQTT session %s to this service's private client id", legacy_id)
+        fresh = self._plain_client(self.client_id, clean=False)
+        subscribed = threading.Event()
+        fresh.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+        if not self._connect_plain(fresh, clean=False):
+            log.warning("could not reach broker %s to move from the old session %s; the next start tries again",
+                        self.address, legacy_id)
+            return
+        try:
+            fresh.subscribe([(DATA_SUBSCRIPTION, 1), (CONTROL_SUBSCRIPTION, 1)])
+            if not subscribed.wait(10.0):
+                log.warning("broker %s did not acknowledge the new session's subscriptions; the next start tries "
+                            "again to move from the old session %s", self.address, legacy_id)
+                return
+            self._store.set_meta(self._subscribed_key, "1")
+        finally:
+            fresh.disconnect()
+            fresh.loop_stop()
+        # what the old session holds up to the marker; the marker travels on our own state topic
+        marker = encode_monitor_state("online", self.options.instance, __version__, self.clock())
+        done = threading.Event()
+        old = self._plain_client(legacy_id, clean=False)
+        taken = [0]
+
+        def take(client, userdata, msg) -> None:  # (never acknowledged: the session is deleted after)
+            if msg.topic == self.state_topic and msg.payload == marker:
+                done.set()
+            elif not done.is_set():
+                self._inbox.append((-1, self.clock(), msg))
+                taken[0] += 1
+
+        old.on_message = take
+        if not self._connect_plain(old, clean=False):
+            log.warning("could not reach broker %s again to move from the old session %s; the next start tries "
+                        "again", self.address, legacy_id)
+            return
+        old.publish(self.state_topic, marker, qos=1)
+        drained = done.wait(drain_timeout_s)
+        old.disconnect()
+        old.loop_stop()
+        if not drained:
+            log.warning("the old session %s did not hand over everything in %.0f s (%d messages taken); the next "
+                        "start goes on", legacy_id, drain_timeout_s, taken[0])
+            return
+        delete = self._plain_client(legacy_id, clean=True)
+        if self._connect_plain(delete, clean=True):  # a clean session replaces (deletes) the old one
+            delete.disconnect()
+            delete.loop_stop()
+            self._store.set_meta(legacy_key, None)
+            log.info("moved from the old session %s: %d message(s) it held are processed first", legacy_id, taken[0])
+
     def _make_client(self) -> mqtt.Client:
         o = self.options
         if o.mqtt_version == "5":

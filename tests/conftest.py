@@ -14,6 +14,14 @@ DATA = ROOT.parent / "shared" / "data"
 BROKER_KINDS = ("nats", "mosquitto")
 
 
+@pytest.fixture(autouse=True)
+def _no_broker_url_from_the_environment(monkeypatch):
+    """The tests say which broker to use: a developer's $ANXMON_BROKER_URL or
+    $ANXMON_MONITOR_BROKER_URL must not redirect them (a test sets them itself when it wants)."""
+    monkeypatch.delenv("ANXMON_BROKER_URL", raising=False)
+    monkeypatch.delenv("ANXMON_MONITOR_BROKER_URL", raising=False)
+
+
 def data_path(*parts: str) -> Path:
     """Path of a real recording in ../shared/data; skips the test when it is absent."""
     path = DATA.joinpath(*parts)

@@ -282,6 +282,10 @@ def test_labels_at_another_spacing_give_the_same_rest_time_and_a_repeated_row_is
     assert every_s["rest_hours"] == pytest.approx(800 / 3600)
     for key in ("rest_hours", "false_checkins", "false_checkins_per_rest_hour", "stress_periods_detected"):
         assert every_5s[key] == pytest.approx(every_s[key]), key
+    gap = (label_t < t0 + 600) | (label_t >= t0 + 800)  # 200 s without labels, at rest
+    with_gap = label_metrics(ticks, score, decisions, (label_t[gap], label_y[gap]), (t0, t0 + 1000))
+    assert with_gap["rest_hours"] == pytest.approx(600 / 3600)
+    assert with_gap["false_checkins"] == 0  # the check-in at 700 s falls in the gap: not at rest
     s02 = data_path("stress-predict", "S02")
     rows = (s02 / "labels.csv").read_text().splitlines()
     (tmp_path / "twice.csv").write_text("\n".join([rows[0], *(r for row in rows[1:] for r in (row, row))]) + "\n")

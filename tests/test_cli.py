@@ -158,13 +158,27 @@ def test_eval_shows_progress_on_a_terminal(tmp_path):
     assert quiet.getvalue() == ""
 
 
-def test_the_broker_url_can_come_from_the_environment(monkeypatch):
-    """A password on the command line is visible to every local user (ps): run, app, replay and
-    annotate take $ANXMON_BROKER_URL as --broker's default, as bridges and simulate do."""
+def test_the_broker_url_can_come_from_the_environment(monkeypatch, tmp_path):
+    """A password on the command line is visible to every local user (ps). run and app take
+    $ANXMON_MONITOR_BROKER_URL (not $ANXMON_BROKER_URL, which often holds a wearer's login for
+    a bridge: the service must not connect as a wearer); replay, annotate and simulate take
+    $ANXMON_BROKER_URL, after an explicit --data-dir's embedded broker."""
+    import json as json_
+
+    from monitor.broker import resolve_broker_url
     from monitor.cli import build_parser
 
-    monkeypatch.setenv("ANXMON_BROKER_URL", "mqtt://monitor:secret@broker.example:1883")
+    monkeypatch.setenv("ANXMON_BROKER_URL", "mqtt://alice:pw@broker.example:1883")
+    monkeypatch.setenv("ANXMON_MONITOR_BROKER_URL", "mqtt://monitor:secret@broker.example:1883")
     parser = build_parser()
-    for argv in (["run"], ["app"], ["replay", "x.csv"], ["annotate", "--wearer", "a", "--label", "l"]):
+    for argv in (["run"], ["app"]):
         assert parser.parse_args(argv).broker == "mqtt://monitor:secret@broker.example:1883", argv
     assert parser.parse_args(["run", "--broker", "mqtt://other:1"]).broker == "mqtt://other:1"
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "broker-credentials.json").write_text(json_.dumps({"url": "mqtt://monitor:x@127.0.0.1:4242"}))
+    for argv in (["replay", "x.csv"], ["annotate", "--wearer", "a", "--label", "l"]):
+        args = parser.parse_args(argv)
+        assert resolve_broker_url(args.broker, args.data_dir) == "mqtt://alice:pw@broker.example:1883", argv
+        args = parser.parse_args([*argv, "--data-dir", str(study)])
+        assert resolve_broker_url(args.broker, args.data_dir) == "mqtt://monitor:x@127.0.0.1:4242", argv

@@ -85,6 +85,14 @@ def test_a_checkpoint_of_another_core_config_resumes_under_the_new_one(s02):
     same = WearerPipeline(CoreConfig(tick_s=5.0, window_s=60.0))
     same.set_state(pickle.loads(pickle.dumps(state)))
     assert not same.rebuilt_chains
+    unrecorded = pickle.loads(pickle.dumps(state))  # a checkpoint from before the config was recorded
+    unrecorded.core = None
+    same.set_state(unrecorded)
+    assert not same.rebuilt_chains  # its processors fit: nothing to rebuild
+    unrecorded.core = None
+    other = WearerPipeline(CoreConfig(tick_s=10.0, window_s=30.0))
+    other.set_state(unrecorded)
+    assert other.rebuilt_chains
 
     new_cfg = CoreConfig(tick_s=10.0, window_s=30.0)
     new = WearerPipeline(new_cfg)

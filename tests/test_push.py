@@ -97,7 +97,7 @@ def test_push_targets_show_no_topic_token_or_number_in_logs_or_record(hook, tmp_
     """The ntfy topic, a token in a json:// path, Signal numbers and a password appear in no log
     line (at DEBUG, apprise's own lines included) and nowhere in ``push.sqlite``: neither when
     delivered nor when retried and given up. Logs and record show ``push_label`` only: scheme,
-    server and a short hash, one label per URL."""
+    server and the URL's number (nothing derived from the secret parts)."""
     caplog.set_level(logging.DEBUG)
     down = closed_port()
     config = PushConfig(wearers={"alice": secret_urls(hook.port), "bob": secret_urls(down)}, attempts=2, backoff_s=0.05)
@@ -106,14 +106,15 @@ def test_push_targets_show_no_topic_token_or_number_in_logs_or_record(hook, tmp_
     assert wait_until(lambda: [d["status"] for d in n.deliveries()] == [SENT] * 3 + [FAILED] * 3, 20), n.deliveries()
     assert len(hook.received) == 3  # ntfy, json and signal all delivered through apprise
     labels = [d["target"] for d in n.deliveries()]
-    assert labels == [push_label(url) for url in secret_urls(hook.port) + secret_urls(down)] and len(set(labels)) == 6
-    assert all(re.fullmatch(r"(ntfy|json|signal)://127\.0\.0\.1/… #[0-9a-f]{6}", x) for x in labels), labels
+    assert labels == [push_label(url, i) for urls in (secret_urls(hook.port), secret_urls(down))
+                      for i, url in enumerate(urls, start=1)]
+    assert all(re.fullmatch(r"(ntfy|json|signal)://127\.0\.0\.1/… \(URL [123]\)", x) for x in labels), labels
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "pushed to alice" in logged and "retrying" in logged and "could not be pushed" in logged
     n.stop()
     notifiers.clear()
     stored = b"".join(f.read_bytes() for f in tmp_path.glob("push.sqlite*"))
-    assert b"#" in stored  # the labels are there
+    assert "(URL 1)".encode() in stored  # the labels are there
     for secret in SECRETS:
         assert secret not in logged and secret.encode() not in stored, secret
 
@@ -222,3 +223,21 @@ def test_push_config_is_checked():
                        ({"colour": "red"}, "unknown key")]:
         with pytest.raises(ConfigError, match=match):
             PushConfig.from_mapping(bad)
+
+
+def test_targets_an_earlier_version_stored_are_overwritten(tmp_path):
+    """push.sqlite of an earlier version holds apprise's privacy form of each URL, which keeps
+    the ntfy topic: opening it overwrites them, leaving no trace in the file."""
+    import sqlite3
+
+    from monitor.push import DeliveryLog
+
+    path = tmp_path / "push.sqlite"
+    DeliveryLog(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO deliveries (wearer, prompt_id, target, status, attempts, created_s, updated_s) "
+                   "VALUES ('alice', 'p1', 'ntfys://ntfy.example.org/anxmon-alice-6f3b9c', 'sent', 1, 0, 0)")
+    log = DeliveryLog(path)
+    log.close()
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("push.sqlite*"))
+    assert b"anxmon-alice-6f3b9c" not in stored and b"(a URL, not kept)" in stored

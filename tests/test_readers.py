@@ -537,8 +537,29 @@ def test_anxmon_batches_contradicting_their_rate_are_refused(s02_jsonl, tmp_path
     lines = path.read_text().splitlines()
     first, second = [n for n, line in enumerate(lines, start=1) if '"signal":"bvp"' in line][:2]
     with pytest.raises(InputFormatError, match=rf"bvp32.jsonl, line {second}: bvp batch starts 1 s before the one of "
-                                               rf"line {first} ends \(declared fs 32 Hz, but 64 samples every 1 s is 64 Hz\)$"):
+                                               rf"line {first} ends, and so do \d+ more \(declared fs 32 Hz, but 64 "
+                                               r"samples every 1 s is 64 Hz\)$"):
         read_anxmon(path)
+
+
+def test_anxmon_batches_after_a_clock_step_back_lose_only_their_overlap(s02_jsonl, tmp_path):
+    """A device clock set back 3 s: the live service accepts its later batches (dropping the
+    overlapping samples) and the recorder keeps them as they came, so a raw export holds
+    overlapping batches. The reader takes them as the service did, with a note, instead of
+    refusing the whole recording."""
+    lines = s02_jsonl.read_text().splitlines()
+    eda = [n for n, line in enumerate(lines) if '"signal":"eda"' in line]
+    for n in eda[100:]:  # from the 101st EDA batch on, 3 s earlier
+        record = json.loads(lines[n])
+        record["batch"]["t0"] -= 3.0
+        lines[n] = json.dumps(record)
+    path = tmp_path / "step.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rec = read_anxmon(path)
+    whole = read_anxmon(s02_jsonl).streams["eda"]
+    stepped = rec.streams["eda"]
+    assert any(n.startswith("eda: 3 batch(es) overlapped the one before") for n in rec.notes), rec.notes
+    assert len(stepped.values) == len(whole.values) - 3 * 4  # 3 s of 4 Hz samples dropped, nothing else
 
 
 def test_anxmon_times_in_milliseconds_are_refused(s02_jsonl, tmp_path):

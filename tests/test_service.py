@@ -786,6 +786,49 @@ def test_a_wearer_cannot_take_over_the_services_session(broker, tmp_path, servic
     assert again.client_id == svc.client_id  # the broker keeps its session across restarts
 
 
+def test_an_upgrade_moves_from_the_old_guessable_session_and_loses_nothing(broker, tmp_path, services):
+    """Earlier versions' session (client id ``anxmon-monitor-{instance}``, subscribed to every
+    wearer) holds what the devices sent while the service was stopped for the upgrade. The new
+    version takes it over first, then deletes that session, which would otherwise be stored for
+    no one (and stay open to a wearer who guesses its id)."""
+    legacy_id = "anxmon-monitor-test"
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=legacy_id, clean_session=False)
+    old.username_pw_set("monitor", broker.users["monitor"])
+    subscribed = threading.Event()
+    old.on_subscribe = lambda *a: subscribed.set()
+    old.connect(broker.host, broker.port, keepalive=10)
+    old.loop_start()
+    old.subscribe([("anxmon/v1/+/+/+", 1), ("anxmon/v1/+/control", 1)])
+    assert subscribed.wait(10)
+    old.disconnect()
+    old.loop_stop()
+    data_dir = tmp_path / "svc"
+    data_dir.mkdir()
+    with CheckpointStore(data_dir / "checkpoints.sqlite") as store:  # the old version's note
+        store.set_meta(f"subscribed {broker.host}:{broker.port} {legacy_id}", "1")
+    batches = s02_batches()[:40]
+    probe = Probe(broker)
+    probe.publish_many(messages("s02", batches[:30]))  # while the service is stopped: queued for the old session
+    services.append(svc := start_service(broker, data_dir))
+    assert wait_until(lambda: svc.stats.batches == 30, 15), svc.stats
+    probe.publish_many(messages("s02", batches[30:]))  # and afterwards, on the new session
+    assert wait_until(lambda: svc.stats.batches == 40, 10), svc.stats
+    time.sleep(0.5)
+    assert svc.stats.batches == 40 and svc.stats.duplicates == 0  # each once
+    with CheckpointStore(data_dir / "checkpoints.sqlite") as store:
+        assert store.meta(f"subscribed {broker.host}:{broker.port} {legacy_id}") is None
+    present = []
+    check = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=legacy_id, clean_session=False)
+    check.username_pw_set("monitor", broker.users["monitor"])
+    check.on_connect = lambda c, u, flags, rc, p: present.append(flags.session_present)
+    check.connect(broker.host, broker.port, keepalive=10)
+    check.loop_start()
+    assert wait_until(lambda: present, 10)
+    check.disconnect()
+    check.loop_stop()
+    assert present == [False]  # the old session is gone
+
+
 def _launch(broker, data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", "-v", "run", "--broker", broker.url, "--data-dir", str(data_dir),

@@ -338,17 +338,19 @@ class CheckinApp:
         ``client``, or ``MAX_FAILURES_PER_ADDRESS`` for any names, within ``FAILURE_WINDOW_S``.
         """
         now = self.clock()
+        # the name is the caller's text: only a valid wearer id gets a count of its own
+        name = wearer if isinstance(wearer, str) and ID_PATTERN.fullmatch(wearer) else ""
         with self._sessions.lock:
             recent = {key: kept for key, times in self._failures.items()
                       if (kept := [t for t in times if now - t < FAILURE_WINDOW_S])}
             self._failures = recent
-            for_name = len(recent.get((client, wearer), []))
+            for_name = len(recent.get((client, name), []))
             from_address = sum(len(times) for (address, _), times in recent.items() if address == client)
             if for_name >= MAX_FAILURES_PER_NAME or from_address >= MAX_FAILURES_PER_ADDRESS:
                 raise _HttpError(HTTPStatus.TOO_MANY_REQUESTS, "Too many attempts. Please wait a few minutes.")
         if not self.accounts.verify(wearer, password):
             with self._sessions.lock:
-                self._failures.setdefault((client, wearer), []).append(now)
+                self._failures.setdefault((client, name), []).append(now)
             log.info("app: a sign-in failed")
             return None
         token = secrets.token_urlsafe(32)

@@ -141,6 +141,17 @@ class _Chain:
         else:
             raise ValueError(f"no processor chain for signal {signal!r}")
 
+    def built_with(self, cfg: CoreConfig) -> bool:
+        """Whether this chain's processors have ``cfg``'s parameters (``max_lag_s`` is the
+        pipeline's own)."""
+        wanted = {"tick_s": cfg.tick_s, "window_s": cfg.window_s,
+                  "scr_min_amplitude_us": cfg.scr_min_amplitude_us, "moving_sd_g": cfg.moving_sd_g}
+        for part in (self.__dict__.get("main"), self.__dict__.get("restless"), self.hrv, self.resp):
+            for key, value in wanted.items():
+                if part is not None and hasattr(part, key) and float(getattr(part, key)) != value:
+                    return False
+        return True
+
     def update(self, batch: SampleBatch) -> list[tuple[str, Features]]:
         sig = self.signal
         if sig in ("eda", "temp"):
@@ -243,6 +254,8 @@ class WearerPipeline(Processor):
         this one, as on a sample-rate change: the indicators see a gap, the baseline is kept."""
         super().set_state(state)
         s = self.state
+        if s.core is None and all(chain.built_with(self.config) for chain in s.chains.values()):
+            s.core = self.config  # a checkpoint from before the configuration was recorded, and it fits
         self.rebuilt_chains = s.core != self.config
         if self.rebuilt_chains:
             for signal, chain in list(s.chains.items()):  # (ticks up to the data they had)

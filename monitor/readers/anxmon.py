@@ -190,7 +190,10 @@ def _join(signal: str, batches: list[tuple[int, SampleBatch]], where: str, notes
     """One stream from a signal's (file line, batch) pairs, in time order whatever the file's order.
 
     Readings (``hr``, ``ibi``) are merged by time. Regular batches make runs of batches that
-    continue each other; one that starts before the previous one ends is refused.
+    continue each other. A batch that starts before the previous one ends loses its overlapping
+    samples, as it does live (a device clock set back: the service accepts such batches and the
+    recorder keeps them), with a note; most batches overlapping is a declared rate that does not
+    fit the batches, refused.
     """
     back = sum(b.start_s < a.start_s for (_, a), (_, b) in zip(batches, batches[1:]))
     if back:
@@ -200,23 +203,35 @@ def _join(signal: str, batches: list[tuple[int, SampleBatch]], where: str, notes
         return irregular_stream(signal, np.concatenate([b.t for _, b in batches]),
                                 np.concatenate([b.values for _, b in batches]), where, notes)
     fs = batches[0][1].fs
-    segments, count, expected, last = [], 0, None, None
+    segments, pieces, count, expected, last = [], [], 0, None, None
+    overlaps, dropped = [], 0  # (line, batch, the previous (line, batch)); samples dropped
     for n, b in batches:
         if b.fs != fs:
             raise InputFormatError(f"{where}, line {n}: {signal} changes its sample rate from {fs:g} to {b.fs:g} Hz; "
                                    "a recording keeps one rate per signal")
-        if expected is not None and b.t0 < expected - 0.5 / fs:
-            line, previous = last
-            spacing = b.t0 - previous.t0
-            cause = (f"declared fs {fs:g} Hz, but {len(previous)} samples every {spacing:.3g} s is "
-                     f"{len(previous) / spacing:.3g} Hz" if spacing > 0 else "two recordings merged?")
-            raise InputFormatError(f"{where}, line {n}: {signal} batch starts {expected - b.t0:.3g} s before the one "
-                                   f"of line {line} ends ({cause})")
-        if expected is None or abs(b.t0 - expected) > 0.5 / fs:
-            segments.append((count, float(b.t0)))
-        count += len(b)
-        expected, last = b.t0 + len(b) / fs, (n, b)
+        values, t0 = b.values, float(b.t0)
+        if expected is not None and t0 < expected - 0.5 / fs:
+            overlaps.append((n, b, last))
+            skip = min(len(values), int(round((expected - t0) * fs)))
+            values, t0, dropped = values[skip:], t0 + skip / fs, dropped + skip
+            if not len(values):
+                continue
+        if expected is None or abs(t0 - expected) > 0.5 / fs:
+            segments.append((count, t0))
+        pieces.append(values)
+        count += len(values)
+        expected, last = t0 + len(values) / fs, (n, b)
+    if overlaps and len(overlaps) > max(2, len(batches) // 2):  # not a clock step: the rate is wrong
+        n, b, (line, previous) = overlaps[0]
+        spacing = b.t0 - previous.t0
+        cause = (f"declared fs {fs:g} Hz, but {len(previous)} samples every {spacing:.3g} s is "
+                 f"{len(previous) / spacing:.3g} Hz" if spacing > 0 else "two recordings merged?")
+        raise InputFormatError(f"{where}, line {n}: {signal} batch starts {previous.t0 + len(previous) / fs - b.t0:.3g} s "
+                               f"before the one of line {line} ends, and so do {len(overlaps) - 1} more ({cause})")
+    if overlaps:
+        notes.append(f"{signal}: {len(overlaps)} batch(es) overlapped the one before (a device clock set back?): "
+                     f"their {dropped} overlapping sample(s) dropped, as live")
     if len(segments) > 1:
         notes.append(f"{signal}: {len(segments)} runs of batches (gaps between them)")
-    return Stream(signal, np.concatenate([b.values for _, b in batches]), t0=segments[0][1], fs=fs,
+    return Stream(signal, np.concatenate(pieces), t0=segments[0][1], fs=fs,
                   segments=segments if len(segments) > 1 else None)
