@@ -688,12 +688,14 @@ class _LiveSystem:
     def start_service_process(self, extra_args: list[str] = ()) -> None:
         import subprocess
 
+        from monitor.broker import MONITOR_BROKER_URL_VARIABLE
+
         with open(self.work / "service.log", "wb") as log_file:
             self.service = subprocess.Popen(
                 [sys.executable, "-m", "monitor.cli", "run",  # (the password in the environment, not in ps)
                  "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0", *extra_args],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "ANXMON_BROKER_URL": self.broker.url})
+                env={**os.environ, MONITOR_BROKER_URL_VARIABLE: self.broker.url})
         _wait_service_online(self.broker, self.service)
 
     def __exit__(self, *exc) -> None:

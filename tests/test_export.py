@@ -240,9 +240,16 @@ def test_analysis_export_removes_another_session_s_report(recorded, tmp_path):
     ``report.html`` stayed beside the new files (the export writes none)."""
     folder = tmp_path / "mixed"
     folder.mkdir()
+    (folder / "indicators.csv").write_text("t,stress_score\n1.0,\n")  # another session's analysis
     (folder / "report.html").write_text("<td>polar_h10.csv</td>")
     (folder / "notes.txt").write_text("mine")  # not an analyze file: left alone
     assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
                    "--out", str(folder)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["answers.jsonl", "checkins.jsonl", "indicators.csv",
                                                         "markers.csv", "notes.txt", "summary.json"]
+    own = tmp_path / "own"  # not an analysis folder: a report.html there is the user's own
+    own.mkdir()
+    (own / "report.html").write_text("my page")
+    assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
+                   "--out", str(own)]) == 0
+    assert (own / "report.html").read_text() == "my page"
