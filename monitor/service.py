@@ -327,6 +327,7 @@ class MonitorService:
         self._devices: dict[tuple[str, str], DeviceStatus] = {}
         self._devices_of: dict[str, set[str]] = {}  # wearer -> its devices in _devices
         self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
+        self._handed_over: set = set()  # answers/controls the old session handed over (_move_from_legacy_session)
         self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # call() requests and _STOP, for the worker
         self._inbox: collections.deque = collections.deque()  # (generation, arrival, message) read by paho
@@ -501,6 +502,8 @@ class MonitorService:
             elif not done.is_set():
                 self._inbox.append((-1, self.clock(), msg))
                 taken[0] += 1
+                if msg.topic.endswith(("/control", "/checkin/response")):  # the new session may have it too
+                    self._handed_over.add((msg.topic, bytes(msg.payload)))
 
         old.on_message = take
         if not self._connect_plain(old, clean=False):
@@ -827,7 +830,8 @@ class MonitorService:
         """Apply an answer/control once: a broker redelivery (DUP flag) of one already applied
         is skipped, so it is not refused as "already answered"."""
         key = (topic, bytes(msg.payload))
-        if msg.dup and key in self._recent_requests:
+        if (msg.dup or key in self._handed_over) and key in self._recent_requests:
+            self._handed_over.discard(key)  # (the new session's copy of one the old session handed over)
             return
         apply()
         self._recent_requests[key] = True
