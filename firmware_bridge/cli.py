@@ -204,11 +204,9 @@ def broker_url_of(args: argparse.Namespace) -> str:
     """``--broker``, else the embedded broker in ``--data-dir`` if given, else
     ``$ANXMON_BROKER_URL``, else ``DEFAULT_BROKER`` (as ``monitor.broker.resolve_broker_url``,
     with a bridge's usual broker last: bridges mostly run on another machine)."""
-    from monitor.broker import BROKER_URL_VARIABLE, resolve_broker_url
+    from monitor.broker import resolve_broker_url
 
-    if args.broker or args.data_dir is not None or os.environ.get(BROKER_URL_VARIABLE):
-        return resolve_broker_url(args.broker, args.data_dir)
-    return DEFAULT_BROKER
+    return resolve_broker_url(args.broker, args.data_dir, fallback=DEFAULT_BROKER)
 
 
 async def _run_ble(bridge, address: str, stop: threading.Event) -> None:

@@ -38,7 +38,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import selectors
 import signal
 import sys
@@ -498,8 +497,7 @@ def run_simulate(args: argparse.Namespace, out=None, err=None) -> int:
     seconds, batches acknowledged) goes to ``err`` (default stderr) when it is a terminal."""
     from tqdm import tqdm
 
-    from monitor.broker import BrokerError, resolve_broker_url
-    from monitor.replay import embedded_broker_hint
+    from monitor.broker import BrokerError, embedded_broker_hint, resolve_broker_url
 
     out = out or sys.stdout
     hint = embedded_broker_hint(args.broker, args.data_dir)

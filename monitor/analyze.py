@@ -347,6 +347,6 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     labels = read_label_file(labels_path) if labels_path else recording.labels
     if labels is not None:
         check_labels(labels, recording, labels_path or f"labels of {recording.source}")
-    result = analyze_recording(recording, config, wearer_id or wearer_id_for(recording), labels)
+    result = analyze_recording(recording, config, wearer_id, labels)
     write_outputs(result, Path(out_dir), recording)
     return result, recording

@@ -59,9 +59,8 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
 
 def run_annotate(args) -> int:
     """``anxmon annotate``."""
-    from monitor.broker import resolve_broker_url
+    from monitor.broker import embedded_broker_hint, resolve_broker_url
     from monitor.export import parse_time
-    from monitor.replay import embedded_broker_hint
 
     t_s = parse_time(args.t) if args.t is not None else None
     marker = annotate(resolve_broker_url(args.broker, args.data_dir), args.wearer, args.label, args.kind or "", t_s,

@@ -322,20 +322,37 @@ BROKER_URL_VARIABLE = "ANXMON_BROKER_URL"  # devices, simulations, replays, mark
 MONITOR_BROKER_URL_VARIABLE = "ANXMON_MONITOR_BROKER_URL"  # the service and the app: the monitor user
 
 
-def resolve_broker_url(url: str | None, data_dir: str | Path | None) -> str:
-    """Where a publisher (``replay``, ``annotate``, ``simulate``) connects: ``--broker``, else
-    the embedded broker of a ``--data-dir`` given, else ``$ANXMON_BROKER_URL`` (a password there
-    is not on the command line, which every local user can read), else the embedded broker of
-    ``./anxmon-data``.
+def resolve_broker_url(url: str | None, data_dir: str | Path | None, fallback: str | None = None) -> str:
+    """Where a publisher (``replay``, ``annotate``, ``simulate``, a bridge) connects: ``--broker``,
+    else the embedded broker of a ``--data-dir`` given, else ``$ANXMON_BROKER_URL`` (a password
+    there is not on the command line, which every local user can read), else ``fallback`` (a
+    bridge's ``mqtt://localhost:1883``), else the embedded broker of ``./anxmon-data``.
 
     >>> resolve_broker_url("mqtt://alice:pw@127.0.0.1:1883", "study")
     'mqtt://alice:pw@127.0.0.1:1883'
     """
     if url:
         return url
-    if data_dir is None and os.environ.get(BROKER_URL_VARIABLE):
-        return os.environ[BROKER_URL_VARIABLE]
+    if data_dir is None:
+        url = os.environ.get(BROKER_URL_VARIABLE) or fallback
+        if url:
+            return url
     return broker_url(None, data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+
+
+def embedded_broker_hint(url: str | None, data_dir: str | Path | None) -> str:
+    """What to add to "cannot reach broker" when ``resolve_broker_url(url, data_dir)`` took the
+    URL from a data directory's credentials file: that broker lives only as long as ``anxmon run``.
+
+    >>> embedded_broker_hint("mqtt://h", "study")
+    ''
+    >>> embedded_broker_hint(None, "study")
+    ' (the embedded broker runs only while `anxmon run --data-dir study` runs: is it running?)'
+    """
+    if url or (data_dir is None and os.environ.get(BROKER_URL_VARIABLE)):
+        return ""
+    return (f" (the embedded broker runs only while `anxmon run --data-dir {data_dir or DEFAULT_DATA_DIR}` runs: "
+            "is it running?)")
 
 
 def publisher_broker_options(parser) -> None:

@@ -15,7 +15,6 @@ Example
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os

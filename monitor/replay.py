@@ -27,8 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import os
-import re
 import sys
 import threading
 import time
@@ -38,7 +36,6 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from monitor.broker import BROKER_URL_VARIABLE, DEFAULT_DATA_DIR
 from monitor.errors import AnxmonError
 from monitor.markers import Marker
 from monitor.recordings import Recording, wearer_id_for
@@ -65,21 +62,6 @@ class ReplayStats:
     markers: int = 0  # markers published and acknowledged
     shift_s: float = 0.0  # added to every timestamp (``rebase_time``)
     elapsed_s: float = 0.0  # wall clock
-
-
-def embedded_broker_hint(broker: str | None, data_dir: str | Path | None) -> str:
-    """What to add to "cannot reach broker" when the URL came from a data directory's credentials
-    file (``resolve_broker_url``): that broker lives only as long as ``anxmon run`` does.
-
-    >>> embedded_broker_hint("mqtt://h", "study")
-    ''
-    >>> embedded_broker_hint(None, "study")
-    ' (the embedded broker runs only while `anxmon run --data-dir study` runs: is it running?)'
-    """
-    if broker or (data_dir is None and os.environ.get(BROKER_URL_VARIABLE)):
-        return ""
-    return (f" (the embedded broker runs only while `anxmon run --data-dir {data_dir or DEFAULT_DATA_DIR}` runs: "
-            "is it running?)")
 
 
 def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
@@ -170,6 +152,8 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     ``unreachable_hint`` is added to the error when nothing answers at the broker's address."""
     from tqdm import tqdm
 
+    from firmware_bridge.publisher import private_client_id
+
     if not speed > 0:
         raise ReplayError(f"speed must be > 0 (or max), got {speed!r}")
     wearer = check_id("wearer", wearer or wearer_id_for(recording))
@@ -180,10 +164,8 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     stats = ReplayStats(shift_s=(clock() - recording.start_s) if rebase_time else 0.0)
     avail = availability_topic(wearer, device)
     markers_to = marker_topic(wearer, device)
-    from firmware_bridge.publisher import private_client_id
-
-    client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"), window=window,
-                     unreachable_hint=unreachable_hint)
+    client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"),
+                     window=window, unreachable_hint=unreachable_hint)
     started = time.monotonic()
     try:
         _wait(client.publish(avail, b"online", qos=1, retain=True), ack_timeout_s, "the availability")
@@ -254,7 +236,7 @@ def run_replay(args) -> int:
     recording = read_recording(args.path)
     if getattr(args, "markers", None):
         recording.markers = merge_markers(recording.markers, read_markers(args.markers))
-    from monitor.broker import resolve_broker_url
+    from monitor.broker import embedded_broker_hint, resolve_broker_url
 
     url = resolve_broker_url(args.broker, args.data_dir)
     wearer = args.wearer or wearer_id_for(recording)

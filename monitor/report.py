@@ -45,7 +45,7 @@ import pandas as pd
 from monitor.config import Config
 from monitor.core.policy import MAX_THRESHOLD
 from monitor.errors import AnxmonError, InputFormatError
-from monitor.markers import Marker, merge_markers, read_markers, utc_text, write_markers
+from monitor.markers import Marker, merge_markers, read_markers, utc_text
 
 log = logging.getLogger(__name__)
 

@@ -270,12 +270,11 @@ def _client_secret(data_dir: Path) -> str:
     """The service's secret client-id suffix (32 hex digits), made once and kept in the data
     directory (0600): stable across restarts, so the broker keeps the service's session."""
     path = data_dir / CLIENT_SECRET_FILE
-    try:
+    if path.is_file():
         secret = path.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{32}", secret):
             return secret
-    except FileNotFoundError:
-        pass
+        log.warning("%s is damaged: a new client id, so the broker's session for the old one is not used", path)
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     secret = secrets.token_hex(16)
@@ -527,19 +526,7 @@ class MonitorService:
 
     def _make_client(self) -> mqtt.Client:
         o = self.options
-        if o.mqtt_version == "5":
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-            )
-        else:
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
-                protocol=mqtt.MQTTv311, manual_ack=True,
-            )
-        if self.address.username is not None:
-            client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set()
+        client = self._plain_client(self.client_id, clean=False)
         client.will_set(
             self.state_topic, encode_monitor_state("offline", o.instance, __version__), qos=1, retain=True
         )
