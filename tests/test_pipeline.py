@@ -355,3 +355,47 @@ def test_one_batch_with_a_long_gap_inside_does_not_stall_the_wearer():
     # 45 + 600 s ahead (before: none in these 30 min)
     assert len(after) >= (2400 - 600 - EDA_DELAY_S - 45 - MAX_BATCH_WAIT_S) / 5 - 2
     assert all(r.quality["hr"] == "missing" for r in after if r.t > T0 + 700)
+
+
+def test_a_device_with_long_batches_that_went_away_stops_delaying_the_others():
+    """A strap sending hr in 60 s batches delays every tick by up to a batch (the release waits
+    for it). Once it has been silent longer than its batch plus max_lag_s, the wearer's EDA-only
+    ticks come out with the 1 s batches' delay again (before, the 60 s stayed for good)."""
+    from monitor.core.pipeline import EDA_DELAY_S
+    from monitor.wire import SampleBatch
+
+    max_lag_s = CoreConfig().max_lag_s
+    p, seq = WearerPipeline(), {"eda": 0, "hr": 0}
+    rng = np.random.default_rng(1)
+    delays_s = []  # (batch end - released tick) per row, after the strap stopped
+    for k in range(1800):
+        t = T0 + k
+        if k < 600 and k % 60 == 59:  # the strap: one batch a minute, then gone
+            seq["hr"] += 1
+            rows = p.update(SampleBatch("hr", seq["hr"], np.full(60, 70.0), t=t - 59.0 + np.arange(60.0)))
+        seq["eda"] += 1
+        rows = p.update(SampleBatch("eda", seq["eda"], 2.0 + 0.01 * rng.standard_normal(4), t0=t, fs=4.0))
+        if k == 590:
+            assert p.longest_batch_s() == pytest.approx(59.0)  # the strap counts while it sends
+        delays_s += [t + 1.0 - r.t for r in rows if k > 1200]
+    assert p.longest_batch_s() == pytest.approx(0.75)  # only the EDA's own 1 s batches count now
+    assert p._lag_s() == pytest.approx(max_lag_s + 0.75)
+    # the EDA reports a tick EDA_DELAY_S late (its filter's delay) and up to a tick (5 s) and a
+    # batch later, then the tick waits until the EDA is max_lag_s (+ its batch) ahead of the
+    # silent heart: no 59 s more (before: 130 s)
+    assert delays_s and max(delays_s) <= EDA_DELAY_S + 5.0 + 1.0 + max_lag_s + 0.75
+
+
+def test_a_checkpoint_that_kept_only_heart_times_resumes():
+    """Checkpoints written before every signal's latest time was kept (``heart_seen_until_s``)
+    resume with those times, and a silent long-batch signal without a time still counts."""
+    p = WearerPipeline()
+    saved = dict(p.get_state().__dict__)
+    saved.pop("signal_seen_until_s")
+    saved["heart_seen_until_s"] = {"hr": T0}
+    saved.update(heart_source="hr", seen_until_s=T0, batch_span_s={"hr": 30.0})
+    state = object.__new__(type(p.get_state()))
+    state.__setstate__(saved)
+    p.set_state(state)
+    assert p.state.signal_seen_until_s == {"hr": T0}
+    assert p.longest_batch_s() == 30.0

@@ -6,9 +6,9 @@ modalities, quality per modality). A tick is released once every modality the we
 reported it, or once another modality is ``max_lag_s`` ahead (a stalled stream never holds the
 others back; its quality for that tick is ``"missing"``). Nothing is released in the wearer's
 first ``max_lag_s``, so signals that start a little later still join the first ticks. Both
-waits grow by the longest latest batch (at most ``MAX_BATCH_WAIT_S``, 10 min): a signal sent
-in 60 s batches reports its ticks up to 60 s late, and the same samples give the same rows
-whatever the batching. A sample-rate change starts a new chain for that signal, after
+waits grow by the longest latest batch (at most ``MAX_BATCH_WAIT_S``, 10 min) of the signals
+still sending: a signal sent in 60 s batches reports its ticks up to 60 s late, and the same
+samples give the same rows whatever the batching. A sample-rate change starts a new chain for that signal, after
 releasing what the old one held back; a rate the filters cannot take changes nothing.
 
 Heart activity can come from several signals; the best one the wearer sends is used:
@@ -213,7 +213,7 @@ class PipelineState:
     start_s: float | None = None  # time of the wearer's first sample: no tick before it
     seen_until_s: float = -np.inf  # latest sample time of any signal
     late_dropped: int = 0  # Features that arrived for an already released tick
-    heart_seen_until_s: dict = field(default_factory=dict)  # heart source -> its latest sample time
+    signal_seen_until_s: dict = field(default_factory=dict)  # signal -> its latest sample time
     heart_switches: int = 0  # times the heart source in use changed after the first
     batch_span_s: dict = field(default_factory=dict)  # signal -> time its latest batch covered (s)
     settled: bool = False  # every signal has had time to show up (see WearerPipeline._settled)
@@ -221,10 +221,14 @@ class PipelineState:
     tick_phase_s: float = 0.0
 
     def __setstate__(self, saved: dict) -> None:
-        if "heart_seen_until_s" not in saved:  # a checkpoint of 0.1.0: one heart chain, no times
-            saved = {**saved, "heart_switches": 0, "heart_seen_until_s": (
-                {saved["heart_source"]: saved["seen_until_s"]} if saved.get("heart_source") else {})}
-            saved.pop("ignored_batches", None)
+        if "signal_seen_until_s" not in saved:  # older checkpoints kept the heart sources' times only
+            saved = dict(saved)
+            seen = saved.pop("heart_seen_until_s", None)
+            if seen is None:  # a checkpoint of 0.1.0: one heart chain, no times
+                seen = {saved["heart_source"]: saved["seen_until_s"]} if saved.get("heart_source") else {}
+                saved["heart_switches"] = 0
+                saved.pop("ignored_batches", None)
+            saved["signal_seen_until_s"] = seen
         saved.setdefault("batch_span_s", {})  # checkpoints before 0.2: 1 s batches assumed
         saved.setdefault("settled", False)  # (worked out again at the next batch)
         saved.setdefault("core", None)  # older checkpoints did not record it: the chains are rebuilt
@@ -292,10 +296,10 @@ class WearerPipeline(Processor):
             current = s.heart_source
             if current != signal and (
                     current is None or HEART_SOURCES.index(signal) < HEART_SOURCES.index(current)
-                    or batch.start_s > s.heart_seen_until_s[current] + self._lag_s()):
+                    or batch.start_s > s.signal_seen_until_s[current] + self._lag_s()):
                 s.heart_switches += current is not None  # a better one sends, or the one in use went silent
                 s.heart_source = signal
-            s.heart_seen_until_s[signal] = max(s.heart_seen_until_s.get(signal, -np.inf), batch.end_s)
+        s.signal_seen_until_s[signal] = max(s.signal_seen_until_s.get(signal, -np.inf), batch.end_s)
         was_settled = None if s.start_s is None else self._settled()
         if s.start_s is None:
             s.start_s = batch.start_s
@@ -337,11 +341,16 @@ class WearerPipeline(Processor):
         """Time covered by the longest latest batch of the wearer's signals (s, at most
         ``MAX_BATCH_WAIT_S``): on-time ticks come out up to twice this later than with 1 s
         batches (the tick's data arrives a batch late, and the release waits a batch more).
+        A signal silent for longer than its batch plus ``max_lag_s`` no longer counts (a
+        device sending long batches that went away stops delaying the others).
 
         >>> WearerPipeline().longest_batch_s()
         0.0
         """
-        return max(self.state.batch_span_s.values(), default=0.0)
+        s = self.state
+        horizon_s = s.seen_until_s - self.config.max_lag_s
+        return max((span_s for signal, span_s in s.batch_span_s.items()
+                    if s.signal_seen_until_s.get(signal, np.inf) + span_s >= horizon_s), default=0.0)
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""
