@@ -25,9 +25,9 @@ def rows(n, values, start=0, quality=OK, rng=None):
     for i in range(n):
         v = dict(values)
         if rng is not None:  # small natural variation around the calm values
-            v["HR_Mean"] += rng.normal(0, 1.0)
-            v["HRV_RMSSD"] += rng.normal(0, 3.0)
-            v["EDA_Tonic_Mean"] += rng.normal(0, 0.03)
+            for name, sd in (("HR_Mean", 1.0), ("HRV_RMSSD", 3.0), ("EDA_Tonic_Mean", 0.03)):
+                if name in v:
+                    v[name] += rng.normal(0, sd)
         out.append(Features(T0 + 5.0 * (start + i), v, dict(quality)))
     return out
 
@@ -151,6 +151,55 @@ def test_calm_periods_keep_adapting_slowly():
     m1 = s.baseline.mean("HR_Mean")
     # exponential forgetting with tau = 1 h: after one hour about 63 % of the step is learned
     assert (m1 - m0) == pytest.approx((68.0 - m0) * (1 - np.exp(-1)), rel=0.05)
+
+
+def test_a_lasting_change_becomes_the_new_normal_after_settle_s():
+    """A heart rate 7 bpm higher for good (a new medication, a warmer flat): before, a tick
+    scoring >= learn_below was never learned, so the score stayed ~2.3 for days and the policy
+    never re-armed (the science review's HR-only case). Now the mean moves once the recent level
+    has been more than a spread away for settle_s (6 h), and not before."""
+    strap = {"HR_Mean": 65.0, "ACC_Moving": 0.0}  # an HR-only strap: heart rate is the whole score
+    s = StressScorer(ScoreConfig(warmup_s=300.0))
+    rng = np.random.default_rng(7)
+    for row in rows(120, strap, rng=rng):
+        s.update(row)
+    m0 = s.baseline.mean("HR_Mean")
+    hours = 8
+    later = rows(hours * 720, dict(strap, HR_Mean=72.0), start=200, rng=rng)
+    scores = [s.update(r).value for r in later]
+    at_5h = np.mean(scores[4 * 720:5 * 720])
+    last_hour = np.mean(scores[-720:])
+    assert at_5h > 1.5  # 5 h in: still scored as elevated (not absorbed before settle_s)
+    assert last_hour < 1.0  # after it, the new level is the wearer's normal
+    assert s.baseline.mean("HR_Mean") == pytest.approx(72.0, abs=1.0)
+    assert m0 == pytest.approx(65.0, abs=0.5)
+
+
+def test_one_stuck_indicator_no_longer_freezes_the_others_for_good():
+    """Skin conductance level up for good holds the composite score above learn_below, which
+    kept every other indicator from learning (S02's baseline stopped at minute 14). After
+    settle_s the level is the new normal and heart rate learns again."""
+    s = warmed()
+    for r in rows(7 * 720, dict(CALM, EDA_Tonic_Mean=3.0, HR_Mean=67.0), start=200):
+        s.update(r)
+    hr_mean = s.baseline.mean("HR_Mean")
+    assert s.baseline.mean("EDA_Tonic_Mean") == pytest.approx(3.0, abs=0.05)
+    # HR's calm +2 bpm (under a spread) is learned once the score is calm again: more than half of it
+    assert hr_mean - 65.0 > 1.0
+
+
+def test_a_stressful_afternoon_shorter_than_settle_s_is_not_learned():
+    s = warmed(ScoreConfig(warmup_s=300.0, recovery_ratio=0.0))
+    before = s.baseline.mean("HR_Mean"), s.baseline.mean("EDA_Tonic_Mean")
+    for r in rows(5 * 720, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200):  # 5 h
+        s.update(r)
+    assert (s.baseline.mean("HR_Mean"), s.baseline.mean("EDA_Tonic_Mean")) == before
+    # back to calm: the change timer starts again, so a second 5 h does not add up to 6 h
+    for r in rows(720, CALM, start=200 + 5 * 720):
+        s.update(r)
+    for r in rows(5 * 720, dict(CALM, HR_Mean=95.0, EDA_Tonic_Mean=4.0), start=200 + 6 * 720):
+        s.update(r)
+    assert s.baseline.mean("EDA_Tonic_Mean") == pytest.approx(before[1], abs=0.01)
 
 
 def test_restore_gives_the_same_scores():

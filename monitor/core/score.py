@@ -3,7 +3,9 @@
 ``Baseline`` learns, per indicator, a mean and a spread from calm, still, good-quality ticks
 only (an anomaly filter that does not learn from what it flags: stressed, moving or poor time
 never becomes the wearer's new normal). During warm-up it averages every calm tick equally;
-afterwards it adapts slowly (exponential forgetting with time constant ``adapt_tau_s``).
+afterwards it adapts slowly (exponential forgetting with time constant ``adapt_tau_s``). A
+change that lasts (an indicator's recent level more than one spread away for ``settle_s`` of
+still time, 6 h) is taken as the new normal: an anxious hour is not, a new medication is.
 
 ``StressScorer`` turns each indicator row into one score: the weighted mean of the indicators'
 deviations in their stress direction (heart rate up, RMSSD down, skin conductance level and
@@ -45,6 +47,9 @@ class ScoreConfig:
     recovery_ratio: after a bout of movement, the hold-off grows by this many seconds per second
     of movement in the bout (>= 0; heart rate and sweating take longer to settle after a run than
     after a walk to the kitchen). max_holdoff_s: the longest hold-off (s, >= motion_holdoff_s).
+    settle_s: an indicator whose recent level (a 10 min average of still, good-quality ticks,
+    whatever their score) stays more than one baseline spread away from its mean for this long
+    moves its mean there: a lasting change becomes the new normal (s, > 0).
     A value out of range is a ``ConfigError``.
     """
 
@@ -57,6 +62,7 @@ class ScoreConfig:
     motion_holdoff_s: float = 120.0
     recovery_ratio: float = 1.5
     max_holdoff_s: float = 2700.0
+    settle_s: float = 21600.0
 
     def __post_init__(self) -> None:
         def check(key: str, value, positive: bool, unit: str) -> None:
@@ -79,11 +85,15 @@ class ScoreConfig:
         for key, positive, unit in (("warmup_s", False, "s"), ("adapt_tau_s", True, "s"),
                                     ("learn_below", True, "score units"), ("z_cap", True, "baseline spreads"),
                                     ("motion_holdoff_s", False, "s"), ("recovery_ratio", False, "s per s moving"),
-                                    ("max_holdoff_s", False, "s")):
+                                    ("max_holdoff_s", False, "s"), ("settle_s", True, "s")):
             check(key, getattr(self, key), positive, unit)
         if self.max_holdoff_s < self.motion_holdoff_s:
             raise ConfigError(f"score: 'max_holdoff_s' must be >= motion_holdoff_s ({self.motion_holdoff_s!r}), "
                               f"got {self.max_holdoff_s!r}")
+
+
+RECENT_TAU_S = 600.0  # time constant of an indicator's recent level (s)
+SHIFT_Z = 1.0  # a recent level this many spreads from the mean is a change (baseline spreads)
 
 
 @dataclass
@@ -91,6 +101,9 @@ class _Stat:
     n_s: float = 0.0  # calm seconds learned
     mean: float = 0.0
     var: float = 0.0
+    recent: float | None = None  # exponential average of every still, good-quality value (RECENT_TAU_S)
+    shift_side: float = 0.0  # +1 / -1 while ``recent`` is a change above / below the mean, else 0
+    shifted_since_t: float | None = None  # event time since when it has been (s)
 
 
 @dataclass
@@ -128,6 +141,35 @@ class Baseline(Processor):
             st.mean += weight * delta
             st.var = (1.0 - weight) * (st.var + weight * delta * delta)
             st.n_s += seconds
+
+    def watch(self, values: dict[str, float], t: float, seconds: float) -> list[str]:
+        """Follow the recent level of each ready indicator over still, good-quality ticks,
+        stressed or not, and move the mean of those whose recent level has stayed on one side,
+        more than ``SHIFT_Z`` spreads away, for ``settle_s`` of event time. Returns the names
+        moved. An indicator's timer starts again when its recent level comes back or crosses.
+
+        >>> b = Baseline(ScoreConfig(warmup_s=5.0, settle_s=3600.0))
+        >>> b.learn({"HR_Mean": 60.0}, seconds=5.0)
+        >>> moved = [b.watch({"HR_Mean": 70.0}, t=5.0 * k, seconds=5.0) for k in range(1200)]
+        >>> [k for k, names in enumerate(moved) if names], round(b.mean("HR_Mean"), 1)
+        ([762], 70.0)
+        """
+        moved = []
+        weight = 1.0 - math.exp(-seconds / RECENT_TAU_S)
+        for name, x in values.items():
+            st = self.state.stats.get(name)
+            if st is None or st.n_s < self.config.warmup_s:
+                continue
+            recent = st.mean if st.recent is None else st.recent  # (starts from the baseline)
+            st.recent = recent + weight * (x - recent)
+            z = (st.recent - st.mean) / self.spread(name)
+            side = 0.0 if abs(z) <= SHIFT_Z else math.copysign(1.0, z)
+            if side != st.shift_side:  # back within the spread, or a change to the other side
+                st.shift_side, st.shifted_since_t = side, (t if side else None)
+            elif side and t - st.shifted_since_t >= self.config.settle_s:
+                st.mean, st.shift_side, st.shifted_since_t = st.recent, 0.0, None
+                moved.append(name)
+        return moved
 
     def ready(self, name: str) -> bool:
         st = self.state.stats.get(name)
@@ -197,7 +239,7 @@ class StressScorer(Processor):
 
     def update(self, row: Features) -> Score:
         """Score one tick's indicator row against the baseline, then let the baseline learn from
-        it when it is still and calm. The score is withheld (``gate``) while moving or recovering
+        it when it is still and calm (and follow a lasting change, ``Baseline.watch``). The score is withheld (``gate``) while moving or recovering
         from movement (``motion``), without a usable indicator (``poor_quality``), or before any
         indicator finished its warm-up (``warmup``)."""
         cfg = self.config
@@ -227,6 +269,7 @@ class StressScorer(Processor):
             calm = value is None or value < cfg.learn_below
             learn = {n: x for n, x in usable.items() if calm or n not in ready}
             self.baseline.learn(learn, self.tick_s)
+            self.baseline.watch(usable, row.t, self.tick_s)  # a change that lasts becomes normal
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))
