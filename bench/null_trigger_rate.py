@@ -1,0 +1,88 @@
+"""False-trigger rate of the score with no stress at all, per device: ``python bench/null_trigger_rate.py``.
+
+A cleaned copy of the null simulation of the science review (audit 15, ``sim_null.py``), quoted in
+docs/scoring.md ("The score's spread differs by device"). Stationary, stress-free indicators (each
+an AR(1) process with a 5 min time constant and a true SD above the score's floor, 8 h per wearer,
+seeds 0-9) go through the real ``StressScorer`` with the default ``[score]`` configuration and the
+real ``CheckinPolicy`` with no cooldown, no daily cap and no quiet hours, so every trigger
+decision counts. No movement is simulated, so the motion gate never closes.
+
+Deterministic (fixed seeds); about 5 s. Re-run it after any change to the baseline or the score.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from monitor.core.base import Features
+from monitor.core.policy import CheckinPolicy, Decision, PolicyConfig
+from monitor.core.score import INDICATORS, ScoreConfig, StressScorer
+
+TICK_S = 5.0
+HOURS = 8.0
+SEEDS = range(10)
+TAU_TICKS = 60  # 5 min
+MEAN = {"HR_Mean": 70.0, "HRV_RMSSD": 40.0, "EDA_Tonic_Mean": 2.0, "SCR_Rate": 2.0,
+        "TEMP_Mean": 33.0, "RSP_Rate": 15.0, "ACC_Restlessness": 0.2}
+TRUE_SD = {"HR_Mean": 4.0, "HRV_RMSSD": 10.0, "EDA_Tonic_Mean": 0.3, "SCR_Rate": 1.5,
+           "TEMP_Mean": 0.3, "RSP_Rate": 2.0, "ACC_Restlessness": 0.12}
+DEVICES = {
+    "HR only": ["HR_Mean"],
+    "HR + RMSSD": ["HR_Mean", "HRV_RMSSD"],
+    "EDA band (tonic + SCR)": ["EDA_Tonic_Mean", "SCR_Rate"],
+    "full wristband (7)": list(INDICATORS),
+}
+
+
+def ar1(rng: np.random.Generator, n: int, tau_ticks: float = TAU_TICKS) -> np.ndarray:
+    """Unit-variance AR(1) noise with time constant ``tau_ticks``."""
+    a = np.exp(-1.0 / tau_ticks)
+    e = rng.standard_normal(n) * np.sqrt(1.0 - a * a)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = a * x[i - 1] + e[i]
+    return x
+
+
+def run_device(keys: list[str], seed: int) -> tuple[float, list[float]]:
+    """Trigger decisions per hour and the scored values of one simulated wearer."""
+    n = int(HOURS * 3600 / TICK_S)
+    rng = np.random.default_rng(seed)
+    noise = {k: ar1(rng, n) for k in keys}
+    scorer = StressScorer(ScoreConfig(), tick_s=TICK_S)
+    policy = CheckinPolicy(PolicyConfig(quiet_hours=None, cooldown_s=0.0, daily_cap=10**6),
+                           wearer_id="null")
+    t0 = 1.7e9
+    triggers = 0
+    scores = []
+    for i in range(n):
+        t = t0 + i * TICK_S
+        score = scorer.update(Features(t, {k: MEAN[k] + TRUE_SD[k] * noise[k][i] for k in keys}, {}))
+        if score.value is not None:
+            scores.append(score.value)
+        triggers += sum(isinstance(ev, Decision) for ev in policy.update(t, score.value, {}))
+    return triggers / HOURS, scores
+
+
+def main() -> int:
+    print(f"null: stationary indicators, AR(1) tau 5 min, {HOURS:g} h x {len(SEEDS)} seeds, "
+          "default [score], policy without cooldown/cap/quiet hours")
+    print("| device | trigger decisions / h with no stress (mean, range over seeds) "
+          "| SD of score | P(score >= 2) |")
+    print("|---|---|---|---|")
+    for name, keys in DEVICES.items():
+        rates, pooled = [], []
+        for seed in SEEDS:
+            rate, scores = run_device(keys, seed)
+            rates.append(rate)
+            pooled.extend(scores)
+        s = np.asarray(pooled)
+        print(f"| {name} | {np.mean(rates):.2f} ({min(rates):.2f}-{max(rates):.2f}) "
+              f"| {s.std():.2f} | {np.mean(s >= 2.0):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
