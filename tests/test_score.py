@@ -226,6 +226,24 @@ def test_the_words_of_the_why_agree_with_the_score_on_each_indicators_stress_dir
     from monitor.core.policy import INDICATOR_WORDS
     from monitor.core.score import INDICATORS
 
-    for name, (_, direction, _, _) in INDICATORS.items():
+    for name, (_, direction, *_) in INDICATORS.items():
         assert name in INDICATOR_WORDS, name  # every scored indicator can be named in plain words
         assert INDICATOR_WORDS[name][1] == direction, name
+
+
+def test_skin_conductance_spread_is_at_least_5_percent_of_its_level():
+    """A calm wearer at ~4.4 µS learns a spread of ~0.03 µS from overlapping minutes; a +0.15 µS
+    (3 %) drift read as 3.7+ spreads and gave about one false check-in a day in a simulated
+    soak. The relative floor (5 % of the level: 0.22 µS) reads it as under one spread."""
+    s = StressScorer(ScoreConfig(warmup_s=300.0))
+    rng = np.random.default_rng(2)
+    for row in rows(120, {"EDA_Tonic_Mean": 4.42, "ACC_Moving": 0.0}, rng=rng):
+        s.update(row)
+    assert s.baseline.spread("EDA_Tonic_Mean") == pytest.approx(0.05 * s.baseline.mean("EDA_Tonic_Mean"))
+    z = s.update(rows(1, {"EDA_Tonic_Mean": 4.57, "ACC_Moving": 0.0}, start=200)[0]).deviations["EDA_Tonic_Mean"][2]
+    assert 0.5 < z < 0.8
+    # a low level keeps the absolute floor (0.05 µS), as on S02 (~0.3 µS)
+    low = StressScorer(ScoreConfig(warmup_s=300.0))
+    for row in rows(120, {"EDA_Tonic_Mean": 0.3, "ACC_Moving": 0.0}):
+        low.update(row)
+    assert low.baseline.spread("EDA_Tonic_Mean") == pytest.approx(0.05)

@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from monitor.core.base import Features, Processor
 from monitor.errors import ConfigError
 
-# indicator -> (modality, stress direction, default weight, spread floor in the indicator's unit)
-INDICATORS: dict[str, tuple[str, float, float, float]] = {
-    "HR_Mean": ("heart", +1.0, 1.0, 3.0),  # bpm
-    "HRV_RMSSD": ("heart", -1.0, 0.7, 5.0),  # ms
-    "EDA_Tonic_Mean": ("eda", +1.0, 1.0, 0.05),  # µS
-    "SCR_Rate": ("eda", +1.0, 0.8, 1.0),  # per minute
-    "TEMP_Mean": ("temp", -1.0, 0.3, 0.2),  # °C
-    "RSP_Rate": ("rsp", +1.0, 0.5, 2.0),  # breaths/min
-    "ACC_Restlessness": ("restlessness", +1.0, 0.3, 0.1),  # share of restless seconds
+# indicator -> (modality, stress direction, default weight, spread floor in the indicator's unit,
+# spread floor as a share of the baseline mean)
+INDICATORS: dict[str, tuple[str, float, float, float, float]] = {
+    "HR_Mean": ("heart", +1.0, 1.0, 3.0, 0.0),  # bpm
+    "HRV_RMSSD": ("heart", -1.0, 0.7, 5.0, 0.0),  # ms
+    "EDA_Tonic_Mean": ("eda", +1.0, 1.0, 0.05, 0.05),  # µS; its spread grows with its level
+    "SCR_Rate": ("eda", +1.0, 0.8, 1.0, 0.0),  # per minute
+    "TEMP_Mean": ("temp", -1.0, 0.3, 0.2, 0.0),  # °C
+    "RSP_Rate": ("rsp", +1.0, 0.5, 2.0, 0.0),  # breaths/min
+    "ACC_Restlessness": ("restlessness", +1.0, 0.3, 0.1, 0.0),  # share of restless seconds
 }
 
 
@@ -39,7 +40,9 @@ class ScoreConfig:
     """Parameters of baseline and score (``[score]`` in the config file; see docs/scoring.md).
 
     weights: indicator -> weight (>= 0, 0 removes it; at least one > 0). floors: indicator ->
-    smallest baseline spread (> 0, the indicator's unit). warmup_s: calm data each indicator
+    smallest baseline spread (> 0, the indicator's unit). relative_floors: indicator -> smallest
+    baseline spread as a share of the baseline mean (>= 0; skin conductance level: 0.05, a
+    level of 4 µS has a spread of at least 0.2 µS). warmup_s: calm data each indicator
     needs before it enters the score (s, >= 0). adapt_tau_s: time constant of the slow baseline
     adaptation after warm-up (s, > 0). learn_below: ticks scoring at or above this are not
     learned (> 0). z_cap: largest deviation one indicator may contribute (baseline spreads, > 0).
@@ -55,6 +58,7 @@ class ScoreConfig:
 
     weights: dict = field(default_factory=lambda: {k: v[2] for k, v in INDICATORS.items()})
     floors: dict = field(default_factory=lambda: {k: v[3] for k, v in INDICATORS.items()})
+    relative_floors: dict = field(default_factory=lambda: {k: v[4] for k, v in INDICATORS.items()})
     warmup_s: float = 300.0
     adapt_tau_s: float = 3600.0
     learn_below: float = 1.0
@@ -75,7 +79,8 @@ class ScoreConfig:
             raise ConfigError(f"score: '{key}' must be {expected}, got {value!r}")
 
         for table, positive, unit in (("weights", False, "0 leaves the indicator out"),
-                                      ("floors", True, "in the indicator's unit")):
+                                      ("floors", True, "in the indicator's unit"),
+                                      ("relative_floors", False, "a share of the baseline mean")):
             if not isinstance(getattr(self, table), dict):
                 raise ConfigError(f"score: '{table}' must be a table of indicator = number")
             for name, value in getattr(self, table).items():
@@ -180,9 +185,11 @@ class Baseline(Processor):
         return self.state.stats[name].mean
 
     def spread(self, name: str) -> float:
-        """The calm spread (SD, the indicator's unit), at least the indicator's floor."""
+        """The calm spread (SD, the indicator's unit), at least the indicator's floor and its
+        relative floor times the mean."""
         st = self.state.stats[name]
-        return max(math.sqrt(st.var), self.config.floors.get(name, 0.0))
+        cfg = self.config
+        return max(math.sqrt(st.var), cfg.floors.get(name, 0.0), cfg.relative_floors.get(name, 0.0) * abs(st.mean))
 
 
 @dataclass(frozen=True)
