@@ -51,8 +51,10 @@ MAX_SAMPLES_PER_BATCH = 10_000
 MAX_NESTING = 1024  # JSON nesting depth orjson reads; deeper payloads are refused
 MAX_SAMPLING_RATE_HZ = 1000.0
 EARLIEST_T_S = 946_684_800.0  # 2000-01-01T00:00:00Z
+LATEST_T_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z (as ``monitor.markers``): later is ms, us or garbage
 MAX_FUTURE_S = 300.0  # a batch may not run more than 5 min ahead of its stream's last sample
 AHEAD_SPAN_S = 300.0  # ... unless it stays that far ahead for this long of its own data, batch after batch
+AHEAD_MIN_BATCHES = 3  # ... in at least this many batches (the first one's own span never counts)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,8 @@ def validate_batch(batch: SampleBatch) -> SampleBatch:
                 f"sample rate fs={batch.fs:g} Hz is outside 0 < fs <= {MAX_SAMPLING_RATE_HZ:g} Hz"
             )
         _check_times(batch.t0, "t0")
+        if n > 1 and batch.end_s >= LATEST_T_S:  # (a tiny fs stretches a few samples over centuries)
+            raise ValueRangeError("the batch's last sample (t0 + (n - 1) / fs) is after the year 2100")
     else:
         if batch.t is None:
             raise PayloadError(f"a {batch.signal} batch needs t")
@@ -327,17 +331,21 @@ def validate_batch(batch: SampleBatch) -> SampleBatch:
 
 
 def _check_times(t: np.ndarray | float, key: str) -> None:
-    """Every time (an array, or one number: no array made for it) finite and after 2000."""
+    """Every time (an array, or one number: no array made for it) finite, after 2000 and
+    before 2100 (how far ahead of the stream a batch may be is ``StreamTracker``'s business)."""
     if isinstance(t, np.ndarray):
-        finite, earliest = bool(np.all(np.isfinite(t))), (float(t.min()) if t.size else math.inf)
+        finite = bool(np.all(np.isfinite(t)))
+        earliest, latest = (float(t.min()), float(t.max())) if t.size else (math.inf, -math.inf)
     else:
-        finite, earliest = math.isfinite(t), t
+        finite, earliest, latest = math.isfinite(t), t, t
     if not finite:
         raise ValueRangeError(f"timestamp field {key!r} is not finite")
     if earliest < EARLIEST_T_S:
         raise ValueRangeError(
             f"timestamp {earliest:.3f} in {key!r} is before the year 2000: expected unix seconds"
         )
+    if latest >= LATEST_T_S:
+        raise ValueRangeError(f"a timestamp in {key!r} is after the year 2100: expected unix seconds")
 
 
 def _check_values(batch: SampleBatch, spec: SignalSpec) -> None:
@@ -361,6 +369,16 @@ def _check_values(batch: SampleBatch, spec: SignalSpec) -> None:
 # Per-stream sequence and time tracking
 
 
+class FutureError(ValueRangeError):
+    """A batch too far ahead of its stream's last sample and of the clock (reason ``future``)."""
+
+
+class FutureGapError(FutureError):
+    """A batch that jumps into the future by itself: a sample more than ``MAX_FUTURE_S`` after
+    the one before it in the batch and after the stream's clock (one batch spanning now .. a day
+    from now: a device clock gone wrong, or a forged batch). The whole batch is refused."""
+
+
 @dataclass
 class StreamStats:
     """Counters of one (wearer, device, signal) stream."""
@@ -373,9 +391,12 @@ class StreamStats:
     last_seq: int | None = None
     last_t_s: float | None = None
     jumps: int = 0  # times the stream was taken up again far ahead (after AHEAD_SPAN_S of data there)
-    ahead_from_s: float | None = None  # start of the batches refused as too far ahead, each continuing the last
-    ahead_seq: int | None = None  # seq and end of the last of them
+    # the run of batches refused as too far ahead, each the next seq and continuing the one before:
+    ahead_from_s: float | None = None  # start of its first batch
+    ahead_seq: int | None = None  # seq and end of its last batch
     ahead_end_s: float | None = None
+    ahead_first_end_s: float | None = None  # end of its first batch: the time confirmed starts there
+    ahead_batches: int = 0  # batches in it
 
 
 @dataclass(frozen=True)
@@ -388,6 +409,8 @@ class Verdict:
     restart: bool = False
     jump_s: float = 0.0  # the stream was taken up again this far ahead of its reference (s)
     behind_s: float = 0.0  # the batch ends this far before the stream's newest sample (time went back)
+    ahead_batches: int = 0  # with jump_s: the batches of the run that took it up (this one included)
+    ahead_confirmed_s: float = 0.0  # ... and the data time they confirmed (s, after the first's end)
 
 
 @dataclass
@@ -397,11 +420,19 @@ class StreamTracker:
     A batch whose ``seq`` is not above the last one is a duplicate (dropped, counted), unless it
     starts after the stream's last sample, which means the device restarted its counter.
     "Future" is relative to the stream's last sample and, when the caller passes one, to the
-    wall clock: a batch ending more than 5 min beyond both is refused, so wrong time stamps (a
-    clock glitch) cannot drag the stream into the future. A stream that stays there for
-    ``AHEAD_SPAN_S`` (5 min) of its own data, each batch the next ``seq`` and continuing the one
-    before, is taken up again from there: a simulation running faster than real time after the
-    service missed some of it (a crash, a late start), a device clock corrected forward.
+    wall clock: a batch ending more than 5 min beyond both is refused (``FutureError``), so
+    wrong time stamps (a clock glitch) cannot drag the stream into the future.
+
+    A stream that stays there is taken up again from there: a simulation running faster than
+    real time after the service missed some of it (a crash, a late start), a device clock
+    corrected forward. Only time confirmed by several batches counts: a run of refused batches,
+    each the next ``seq``, starting where the one before ended (or up to 5 min later) and reaching
+    at most 5 min beyond it, is taken up once ``AHEAD_SPAN_S`` (5 min) of data lie after the end
+    of its first batch, in at least ``AHEAD_MIN_BATCHES`` batches. One batch's own span never
+    counts: a single batch spanning now .. a day from now moved a wearer a day ahead. A batch that
+    jumps into the future by itself (a sample more than 5 min after the one before it and after
+    the stream's clock) is refused as a whole (``FutureGapError``) and breaks the run; a band
+    syncing its memory (readings a day old, then now) does not: its gap lies in the past.
 
     Example
     -------
@@ -419,22 +450,29 @@ class StreamTracker:
             return Verdict(accept=False)
         references = [x for x in (s.last_t_s, now_s) if x is not None]
         reference = max(references) if references else None
-        jump_s = 0.0
+        jump_s, run_batches, confirmed_s = 0.0, 0, 0.0
         if reference is not None and batch.end_s > reference + MAX_FUTURE_S:
-            continues = (s.ahead_seq is not None and batch.seq == s.ahead_seq + 1
-                         and s.ahead_end_s <= batch.start_s + 1.0 <= s.ahead_end_s + MAX_FUTURE_S + 1.0)
-            if not continues:
-                s.ahead_from_s = batch.start_s
+            self._check_future_gaps(batch, reference)
+            continues = (s.ahead_seq is not None and s.ahead_first_end_s is not None
+                         and batch.seq == s.ahead_seq + 1
+                         and s.ahead_end_s <= batch.start_s + 1.0 <= s.ahead_end_s + MAX_FUTURE_S + 1.0
+                         and batch.end_s <= s.ahead_end_s + MAX_FUTURE_S)
+            if continues:
+                s.ahead_batches += 1
+            else:
+                s.ahead_from_s, s.ahead_first_end_s, s.ahead_batches = batch.start_s, batch.end_s, 1
             s.ahead_seq, s.ahead_end_s = batch.seq, batch.end_s
-            if batch.end_s - s.ahead_from_s < AHEAD_SPAN_S:
-                raise ValueRangeError(
+            run_batches, confirmed_s = s.ahead_batches, batch.end_s - s.ahead_first_end_s
+            if confirmed_s < AHEAD_SPAN_S or run_batches < AHEAD_MIN_BATCHES:
+                raise FutureError(
                     f"batch ends {batch.end_s - reference:.0f} s after the stream's last sample; "
                     f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?); "
-                    f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data is taken up from there"
+                    f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data, batch after batch, "
+                    f"is taken up from there ({confirmed_s:.0f} s in {run_batches} batch(es) so far)"
                 )
             jump_s = batch.end_s - reference
             s.jumps += 1
-        s.ahead_from_s, s.ahead_seq, s.ahead_end_s = None, None, None
+        self._end_run()
         restart = False
         gap = 0
         if s.last_seq is not None:
@@ -454,7 +492,40 @@ class StreamTracker:
         s.duplicate_run = 0
         s.last_seq = batch.seq
         s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
-        return Verdict(accept=True, gap_batches=gap, restart=restart, jump_s=jump_s, behind_s=behind_s)
+        return Verdict(accept=True, gap_batches=gap, restart=restart, jump_s=jump_s, behind_s=behind_s,
+                       ahead_batches=run_batches, ahead_confirmed_s=confirmed_s)
+
+    def _end_run(self) -> None:
+        s = self.stats
+        s.ahead_from_s, s.ahead_seq, s.ahead_end_s, s.ahead_first_end_s, s.ahead_batches = None, None, None, None, 0
+
+    def _check_future_gaps(self, batch: SampleBatch, reference: float) -> None:
+        """Refuse (and end the run) a batch with a sample more than ``MAX_FUTURE_S`` after the
+        one before it, where that sample also lies more than ``MAX_FUTURE_S`` beyond
+        ``reference`` (the stream's clock): the batch jumps into the future by itself."""
+        n = len(batch)
+        if n < 2:
+            return
+        if batch.t is None:  # regular: every step is 1 / fs
+            if 1.0 / batch.fs <= MAX_FUTURE_S:
+                return
+            step = 1.0 / batch.fs  # (the first sample beyond reference + MAX_FUTURE_S, not sample 0)
+            i = min(n - 1, max(1, math.floor((reference + MAX_FUTURE_S - batch.t0) * batch.fs) + 1))
+            at = batch.t0 + i * step
+        else:
+            t = batch.t
+            steps = np.diff(t)
+            bad = np.flatnonzero((steps > MAX_FUTURE_S) & (t[1:] > reference + MAX_FUTURE_S))
+            if not bad.size:
+                return
+            i = int(bad[0]) + 1
+            step, at = float(steps[i - 1]), float(t[i])
+        self._end_run()
+        raise FutureGapError(
+            f"sample {i} of the batch is {step:.0f} s after the one before it and {at - reference:.0f} s "
+            f"after the stream's last sample (and the clock): a batch may not reach more than "
+            f"{MAX_FUTURE_S:.0f} s into the future by itself (is the device clock right?); the whole batch is refused"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,8 +600,8 @@ def _optional_time(body: dict, key: str = "t") -> float | None:
     if body.get(key) is None:
         return None
     t = _number(body, key)
-    if not math.isfinite(t) or t < EARLIEST_T_S:
-        raise ValueRangeError(f"field {key!r} must be unix seconds after the year 2000")
+    if not (math.isfinite(t) and EARLIEST_T_S <= t < LATEST_T_S):
+        raise ValueRangeError(f"field {key!r} must be unix seconds between the years 2000 and 2100")
     return t
 
 

@@ -226,6 +226,87 @@ def test_a_stream_that_stays_far_ahead_is_taken_up_again():
     assert tr2.stats.jumps == 0
 
 
+def test_one_batch_spanning_a_day_into_the_future_is_refused_as_a_whole():
+    """Finding #1 of the failure audit: one hr/ibi batch with t = [now, now + 1 day] was taken up
+    at once (its own span passed "stayed ahead for 300 s"), and moved the wearer a day ahead. A
+    sample more than 5 min after the one before it and after the stream's clock is a jump into the
+    future by itself: the whole batch is refused (``FutureGapError``, reason ``future``)."""
+    from monitor.wire import FutureError, FutureGapError
+
+    tr = StreamTracker()
+    assert tr.check(ibi_batch(0, T0), now_s=T0).accept
+    evil = SampleBatch("ibi", seq=1, values=np.array([800.0, 800.0]), t=np.array([T0 + 1, T0 + 86400.0]))
+    with pytest.raises(FutureGapError, match=r"sample 1 of the batch is 86399 s after the one before it"):
+        tr.check(evil, now_s=T0 + 1)
+    assert issubclass(FutureGapError, FutureError) and issubclass(FutureError, ValueRangeError)
+    assert tr.stats.last_t_s == T0 and tr.stats.jumps == 0 and tr.stats.ahead_batches == 0
+    # a regular stream stretched the same way (fs = 1 / day) is the same jump
+    with pytest.raises(FutureGapError, match="sample 1 "):
+        tr.check(SampleBatch("eda", seq=2, values=np.full(2, 5.0), t0=T0 + 1, fs=1 / 86400), now_s=T0 + 1)
+    # the legitimate long gap lies in the past: a band syncing its memory (a day old, then now)
+    sync = SampleBatch("ibi", seq=3, values=np.array([800.0, 800.0]), t=np.array([T0 - 86400.0, T0 + 2]))
+    assert tr.check(sync, now_s=T0 + 2).accept
+    # and stamps after 2100 never pass decoding (a marker's t of 1e308 was logged as 300 digits)
+    with pytest.raises(ValueRangeError, match="after the year 2100"):
+        decode_batch(irregular(t=[T0, 1e308]), "ibi")
+    with pytest.raises(ValueRangeError, match="between the years 2000 and 2100"):
+        wire.decode_marker(b'{"v":1,"t":1e308,"label":"x"}', "alice")
+
+
+def test_one_batch_never_takes_a_stream_up_far_ahead_however_it_is_spread():
+    """The "stays ahead" rule counts only data time confirmed by later batches (after the end of
+    the run's first one), each reaching at most 5 min beyond the one before, in at least
+    AHEAD_MIN_BATCHES batches. Before: 289 readings 299 s apart in one batch (no gap > 5 min)
+    were taken up a day ahead, as was a 1 s batch followed by one such long batch."""
+    from monitor.wire import AHEAD_MIN_BATCHES, AHEAD_SPAN_S, FutureError
+
+    def hr(seq, times):
+        times = np.asarray(times, dtype=float)
+        return SampleBatch("hr", seq=seq, values=np.full(len(times), 70.0), t=times)
+
+    spread = T0 + 1 + 299.0 * np.arange(290)  # now .. a day ahead, no step above 5 min
+    tr = StreamTracker()
+    assert tr.check(hr(0, [T0]), now_s=T0).accept
+    with pytest.raises(FutureError, match=r"0 s in 1 batch\(es\) so far"):
+        tr.check(hr(1, spread), now_s=T0 + 1)
+    for seq in range(2, 5):  # the run goes on from the day-ahead end: only what follows counts
+        with pytest.raises(FutureError):
+            tr.check(hr(seq, [spread[-1] + seq - 1]), now_s=T0 + 1)
+    assert tr.stats.last_t_s == T0 and tr.stats.jumps == 0
+    # a 1 s batch, then the long one: the long one reaches past the first by more than 5 min, so it
+    # starts a run of its own instead of confirming a day at once
+    tr = StreamTracker()
+    assert tr.check(hr(0, [T0]), now_s=T0).accept
+    with pytest.raises(FutureError):
+        tr.check(hr(1, [T0 + 400, T0 + 401]), now_s=T0 + 1)
+    with pytest.raises(FutureError, match=r"0 s in 1 batch"):
+        tr.check(hr(2, T0 + 401 + 299.0 * np.arange(1, 290)), now_s=T0 + 1)
+    assert tr.stats.jumps == 0
+    # two batches of 5 min confirm 5 min, but are not several: the third takes the stream up
+    tr = StreamTracker()
+    assert tr.check(hr(0, [T0]), now_s=T0).accept
+    minutes = [T0 + 3600 + 300.0 * k + np.arange(300.0) for k in range(AHEAD_MIN_BATCHES)]
+    for seq, times in enumerate(minutes[:-1], start=1):
+        with pytest.raises(FutureError):
+            tr.check(hr(seq, times), now_s=T0 + 1)
+    v = tr.check(hr(AHEAD_MIN_BATCHES, minutes[-1]), now_s=T0 + 2)
+    assert v.accept and v.ahead_batches == AHEAD_MIN_BATCHES and v.ahead_confirmed_s >= AHEAD_SPAN_S
+    assert tr.stats.jumps == 1 and tr.stats.last_t_s == minutes[-1][-1]
+
+
+def test_a_device_ten_minutes_fast_sending_minute_batches_is_taken_up():
+    """A device clock 10 min fast with 60 s batches: its first batch places the run, the next five
+    confirm 5 min of data, and the sixth is taken up (the rest follow)."""
+    tr = StreamTracker()
+    start = T0 + 600.0
+    for k in range(5):
+        with pytest.raises(ValueRangeError):
+            tr.check(SampleBatch("eda", seq=k, values=np.full(240, 5.0), t0=start + 60 * k, fs=4.0), now_s=T0 + 60 * k)
+    v = tr.check(SampleBatch("eda", seq=5, values=np.full(240, 5.0), t0=start + 300, fs=4.0), now_s=T0 + 300)
+    assert v.accept and v.jump_s > 300 and v.ahead_batches == 6 and v.ahead_confirmed_s == pytest.approx(300.0)
+    assert tr.check(SampleBatch("eda", seq=6, values=np.full(240, 5.0), t0=start + 360, fs=4.0), now_s=T0 + 360).accept
+
+
 def test_a_stream_that_goes_back_in_time_says_so():
     """A higher seq with earlier times (a device clock set back an hour): accepted, as the seq
     says it is new, but the verdict says how far back, so the service can warn that the core
