@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -39,6 +40,19 @@ from monitor.errors import AnxmonError
 MONITOR_USER = "monitor"
 CREDENTIALS_FILE = "broker-credentials.json"  # what ``anxmon run`` writes for its embedded broker
 DEFAULT_DATA_DIR = "anxmon-data"  # ``--data-dir``'s default: the service's data, its embedded broker
+# The most the nats-server broker keeps on disk for clients that are away (the service's backlog
+# while it is stopped or behind: ~10 MB per wearer-hour of an E4's six signals, so 10 GB is about
+# 1,000 wearer-hours, e.g. 10 wearers for 4 days). At the limit the broker stores (and
+# acknowledges) no more, so bridges keep their batches in their outboxes; it refuses new
+# connections too (it cannot store their sessions), the service's among them, which would leave
+# a full backlog with nobody to drain it: a start that finds the store at its limit gives it
+# STORE_HEADROOM_BYTES more (at most a tenth of the limit), with a WARNING.
+# $ANXMON_BROKER_MAX_STORE_GB changes the limit.
+MAX_STORE_GB_VARIABLE = "ANXMON_BROKER_MAX_STORE_GB"
+DEFAULT_MAX_STORE_GB = 10.0
+STORE_HEADROOM_BYTES = 64 * 1024 * 1024
+
+log = logging.getLogger("anxmon.broker")
 
 
 STARTED_KINDS: set[str] = set()  # kinds of broker this process has started (test runs report them)
@@ -46,6 +60,30 @@ STARTED_KINDS: set[str] = set()  # kinds of broker this process has started (tes
 
 class BrokerError(AnxmonError):
     """The broker could not be found or started."""
+
+
+def max_store_bytes() -> int:
+    """The broker's store limit: ``$ANXMON_BROKER_MAX_STORE_GB`` (GB, 10^9 bytes), else 10 GB."""
+    text = os.environ.get(MAX_STORE_GB_VARIABLE, "").strip()
+    if not text:
+        return int(DEFAULT_MAX_STORE_GB * 1e9)
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not 0.01 <= gb <= 1e6:
+        raise BrokerError(f"${MAX_STORE_GB_VARIABLE} must be a number of GB between 0.01 and 1000000, got {text!r}")
+    return int(gb * 1e9)
+
+
+def exit_status(returncode: int) -> str:
+    """``status 1``, ``killed by SIGKILL``: how a process ended, for a log line."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"status {returncode}"
 
 
 def free_port() -> int:
@@ -124,6 +162,7 @@ class Broker:
     users: dict[str, str]
     host: str = "127.0.0.1"
     process: subprocess.Popen | None = field(default=None, repr=False)
+    max_store_bytes: int = field(default_factory=max_store_bytes)  # nats-server's JetStream file store
 
     @property
     def password(self) -> str:
@@ -188,6 +227,13 @@ class Broker:
                 p.wait()
         self._pid_file.unlink(missing_ok=True)
 
+    def exited(self) -> str | None:
+        """How the process we started ended (``exit_status``), or None while it runs (or was
+        never started, or was stopped by ``stop``)."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        return exit_status(self.process.returncode)
+
     @property
     def _pid_file(self) -> Path:
         return self.data_dir / f"{self.kind}.pid"
@@ -213,13 +259,24 @@ class Broker:
                 subjects = f'["anxmon.v1.{user}", "anxmon.v1.{user}.>"]'
                 entry += f", permissions: {{publish: {subjects}, subscribe: {subjects}}}"
             users.append(entry + "}")
+        store = self.data_dir / "jetstream"
+        limit = int(self.max_store_bytes)  # see DEFAULT_MAX_STORE_GB
+        used = _size_of(store)
+        headroom = min(STORE_HEADROOM_BYTES, limit // 10)
+        if used + headroom > limit:
+            log.warning("the broker's store %s holds %.0f MB, at its limit of %.0f MB (the backlog of a service that "
+                        "was stopped or behind): it gets %.0f MB more this time, so that the service can connect "
+                        "and take the backlog; $%s sets the limit", store, used / 1e6, limit / 1e6,
+                        (used + headroom - limit) / 1e6, MAX_STORE_GB_VARIABLE)
+            limit = used + headroom
         conf = self.data_dir / "nats.conf"
         conf.write_text(
             "\n".join(
                 [
                     f"listen: 127.0.0.1:{free_port()}",
                     "server_name: anxmon",
-                    f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}',
+                    # bounded: a backlog must not fill the disk that holds the recording too
+                    f'jetstream {{ store_dir: "{store}", max_file_store: {limit} }}',
                     f"mqtt {{ listen: {self.host}:{self.port} }}",
                     "authorization {",
                     "  users = [",
@@ -269,6 +326,16 @@ class Broker:
             )
         )
         return conf
+
+
+def _size_of(directory: Path) -> int:
+    """Bytes in the files under ``directory`` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def check_account(user: str, password: str) -> str:

@@ -31,6 +31,18 @@ table          columns                                                          
 ``raw``'s key holds ``t_start`` besides the sequence number because a device that restarts
 counts again from 0 (later in time); a redelivered batch has the same number *and* start.
 
+The recording is optional; monitoring is not. When the file cannot be written (a full disk, a
+read-only or failing file system) ``commit`` logs one ERROR naming the file, drops what it held
+and *pauses* the recording: rows recorded meanwhile are dropped too (the service goes on
+acknowledging messages, so they are lost from the recording, not from the monitoring), and a
+write is tried again every ``RETRY_S`` seconds; the first one that works resumes the recording
+with a WARNING saying how many rows were not recorded. The file is created 0600.
+
+Retention (``prune``) deletes in short transactions of an adaptive number of rows (aiming at
+``PRUNE_STEP_S`` each), one per ``commit`` until nothing is older than the retention period, so
+the service's worker, which commits between its passes, is never blocked for long. Deleting does
+not shrink the file: SQLite reuses the freed pages.
+
 Example
 -------
 >>> import tempfile, pathlib, numpy as np
@@ -52,16 +64,20 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterable
 
 from monitor.errors import AnxmonError
+from monitor.store import create_private, free_space, is_write_failure
 
 log = logging.getLogger("anxmon.recorder")
 
 RECORDING_FILE = "recordings.sqlite"
 SCHEMA = 1
 TABLES = ("indicators", "decisions", "checkins", "answers", "markers", "raw")
+RETRY_S = 10.0  # how often a paused recording (a full disk...) tries to write again
+PRUNE_STEP_S = 0.02  # the time one retention step aims at (its row count adapts to it)
 
 _DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -123,6 +139,11 @@ def connect(path: str | Path, create: bool = True) -> sqlite3.Connection:
     if not create and not path.is_file():
         raise RecorderError(f"no recording database at {path} (the service writes {RECORDING_FILE} "
                             "in its data directory)")
+    if create:
+        try:
+            create_private(path)  # health data: 0600, and so its -wal and -shm files
+        except OSError as exc:
+            raise RecorderError(f"cannot create {path}: {exc.strerror or exc}") from None
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -136,6 +157,9 @@ def connect(path: str | Path, create: bool = True) -> sqlite3.Connection:
             raise RecorderError(f"{path} is a recording of schema {row[0]}; this anxmon reads schema {SCHEMA}")
     except sqlite3.DatabaseError as exc:
         db.close()
+        if is_write_failure(exc):
+            raise RecorderError(f"cannot write {path} ({exc}; {free_space(path)}): free space on that disk, or "
+                                "start with --no-record") from None
         raise RecorderError(f"{path} cannot be opened as a recording database: {exc}") from exc
     except RecorderError:
         db.close()
@@ -165,6 +189,14 @@ class Recorder:
         self._db = connect(self.path)
         self._ops: list[tuple[str, tuple]] = []  # (statement key, parameters) in call order
         self.rows_written = 0  # statements executed by commits (inserts that were ignored count too)
+        self.rows_dropped = 0  # statements dropped while the recording was paused (a full disk...)
+        self.paused_since: float | None = None  # wall clock of the write failure that paused recording
+        self._dropped_in_pause = 0
+        self._retry_at = 0.0  # monotonic time of the next write attempt while paused
+        self._prune_cutoff: float | None = None  # a retention run in progress: rows older than this go
+        self._prune_tables: list[str] = []  # the tables it has still to go through
+        self._prune_deleted = 0
+        self._prune_chunk = 1000  # rows per step, adapted to take about PRUNE_STEP_S
 
     # -- what the service records ---------------------------------------------------------
     def batch(self, wearer: str, device: str, batch, payload: bytes | str, now_s: float) -> None:
@@ -215,33 +247,106 @@ class Recorder:
     def pending(self) -> int:
         return len(self._ops)
 
+    @property
+    def paused(self) -> bool:
+        """The file could not be written: rows are dropped until a retry works (see the module docstring)."""
+        return self.paused_since is not None
+
     def commit(self) -> None:
-        """Write everything recorded since the last commit in one transaction."""
+        """Write everything recorded since the last commit in one transaction (dropped while the
+        recording is paused), and take one step of a retention run in progress."""
+        if self._prune_cutoff is not None and not self.paused:
+            self._prune_step()
         if not self._ops:
             return
         ops, self._ops = self._ops, []
-        with self._db:
-            self._db.execute("BEGIN")
-            start = 0
-            for i in range(1, len(ops) + 1):  # consecutive statements of one kind: one executemany
-                if i == len(ops) or ops[i][0] != ops[start][0]:
-                    self._db.executemany(_SQL[ops[start][0]], [params for _, params in ops[start:i]])
-                    start = i
+        if self.paused and time.monotonic() < self._retry_at:
+            self._drop(len(ops))
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                start = 0
+                for i in range(1, len(ops) + 1):  # consecutive statements of one kind: one executemany
+                    if i == len(ops) or ops[i][0] != ops[start][0]:
+                        self._db.executemany(_SQL[ops[start][0]], [params for _, params in ops[start:i]])
+                        start = i
+        except sqlite3.DatabaseError as exc:
+            if not is_write_failure(exc):
+                raise
+            self._pause(exc)
+            self._drop(len(ops))
+            return
+        if self.paused:
+            log.warning("recording to %s resumed: %d row(s) of the last %.0f s were not recorded", self.path,
+                        self._dropped_in_pause, max(0.0, time.time() - self.paused_since))
+            self.paused_since, self._dropped_in_pause = None, 0
         self.rows_written += len(ops)
 
+    def _drop(self, n: int) -> None:
+        self.rows_dropped += n
+        self._dropped_in_pause += n
+
+    def _pause(self, exc: BaseException) -> None:
+        self._retry_at = time.monotonic() + RETRY_S
+        if self.paused:
+            return  # said once, when the recording paused
+        self.paused_since = time.time()
+        log.error("cannot write the recording %s (%s; %s): recording is PAUSED, monitoring and check-ins go on. "
+                  "Free space on that disk, keep the recording bounded with --retention-days DAYS, or start "
+                  "with --no-record; it resumes by itself once a write works (tried every %.0f s)",
+                  self.path, exc, free_space(self.path), RETRY_S)
+
     def prune(self, now_s: float) -> int:
-        """Delete rows recorded more than ``retention_days`` before ``now_s``; returns how many."""
+        """Start deleting rows recorded more than ``retention_days`` before ``now_s`` and take
+        the first step; the next ``commit``s take the others (``pruning`` is True until done).
+        Returns the rows this step deleted."""
         if self.retention_days is None:
             return 0
         self.commit()
-        cutoff = now_s - self.retention_days * 86400.0
-        deleted = 0
-        with self._db:
-            self._db.execute("BEGIN")
-            for table in TABLES:
-                deleted += self._db.execute(f"DELETE FROM {table} WHERE recorded_at < ?", (cutoff,)).rowcount
-        if deleted:
-            log.info("retention: deleted %d recorded row(s) older than %g days", deleted, self.retention_days)
+        if self._prune_cutoff is None:
+            self._prune_deleted = 0
+        self._prune_cutoff = now_s - self.retention_days * 86400.0
+        self._prune_tables = list(TABLES)
+        return self._prune_step()
+
+    @property
+    def pruning(self) -> bool:
+        """A retention run has rows left to delete."""
+        return self._prune_cutoff is not None
+
+    def _prune_step(self) -> int:
+        """Delete up to ``_prune_chunk`` old rows in one short transaction."""
+        budget, deleted = self._prune_chunk, 0
+        started = time.perf_counter()
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                while self._prune_tables and deleted < budget:
+                    table = self._prune_tables[0]
+                    n = self._db.execute(
+                        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE recorded_at < ? "
+                        "LIMIT ?)", (self._prune_cutoff, budget - deleted)).rowcount
+                    deleted += n
+                    if deleted < budget:  # this table has no more old rows
+                        self._prune_tables.pop(0)
+        except sqlite3.DatabaseError as exc:
+            if not is_write_failure(exc):
+                raise
+            log.error("retention: cannot delete from %s (%s); tried again in an hour", self.path, exc)
+            self._prune_cutoff = None
+            return 0
+        elapsed = time.perf_counter() - started
+        if elapsed < PRUNE_STEP_S / 2:
+            self._prune_chunk = min(self._prune_chunk * 2, 100_000)
+        elif elapsed > PRUNE_STEP_S * 2:
+            self._prune_chunk = max(self._prune_chunk // 2, 100)
+        self._prune_deleted += deleted
+        if not self._prune_tables:
+            self._prune_cutoff = None
+            if self._prune_deleted:
+                log.info("retention: deleted %d recorded row(s) older than %g days", self._prune_deleted,
+                         self.retention_days)
         return deleted
 
     def count(self, table: str, wearer: str | None = None) -> int:

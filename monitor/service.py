@@ -22,8 +22,9 @@ behind the wall clock *relative to that time base* is stale: its indicators say
 ``gate="stale"`` and the policy never prompts from it (a backlog drained after an outage, or the
 service catching up after a restart). A wearer sending long batches gets two batch spans more
 (``WearerPipeline.longest_batch_s``): its on-time ticks come out that much later. Replays with original timestamps, at any speed, keep a
-consistent time base and are not stale. A new time base that persists for ``refloor_after_s``
-(a corrected device clock, a new replay) is adopted.
+consistent time base and are not stale. A new time base, later by more than half of
+``stale_after_s``, that persists for ``refloor_after_s`` (a corrected device clock, a new
+replay) is adopted.
 
 Example
 -------
@@ -125,7 +126,8 @@ class ServiceOptions:
         is stale: no check-in from it. Default 120 (the core releases a tick ~20-45 s after it
         with 1 s batches; long batches add two batch spans).
     refloor_after_s : float
-        A new time base that persists this long (s, wall clock) is adopted. Default 600.
+        A new time base (later by more than ``stale_after_s / 2``) that persists this long (s,
+        wall clock) is adopted. Default 600.
     indicator_interval_s : float
         At most one indicators message per wearer per this many wall-clock seconds (the latest
         tick wins; one held back is sent when the interval ends). 0 = every tick. Default 1.
@@ -877,8 +879,9 @@ class MonitorService:
                         topic.signal, topic.device, verdict.behind_s)
         if verdict.jump_s:
             log.warning("wearer %s: %s of device %s taken up again %.0f s ahead of its last sample (and of the "
-                        "clock), after %.0f s of its data stayed there", topic.wearer, topic.signal,
-                        topic.device, verdict.jump_s, AHEAD_SPAN_S)
+                        "clock): %d batches in a row confirmed %.0f s of its data there (%.0f s needed)",
+                        topic.wearer, topic.signal, topic.device, verdict.jump_s, verdict.ahead_batches,
+                        verdict.ahead_confirmed_s, AHEAD_SPAN_S)
         live.sources[topic.signal] = topic.device
         live.source_seen_wall_s[topic.signal] = arrived
         status.last_event_s = batch.end_s if status.last_event_s is None else max(status.last_event_s, batch.end_s)
@@ -901,7 +904,10 @@ class MonitorService:
         if live.lag_floor_s is None or lag < live.lag_floor_s:
             live.lag_floor_s = lag
             live.lag_high_since_wall_s = None
-        elif lag - live.lag_floor_s > self.options.stale_after_s:
+        elif lag - live.lag_floor_s > self.options.stale_after_s / 2:
+            # (not stale_after_s: on top of the core's 20-45 s release delay, a base 75-120 s
+            # too early, e.g. one batch from a clock then corrected back, made every tick stale
+            # for good without ever being replaced)
             if live.lag_high_since_wall_s is None:
                 live.lag_high_since_wall_s = arrived
             elif arrived - live.lag_high_since_wall_s >= self.options.refloor_after_s:
@@ -942,15 +948,16 @@ class MonitorService:
         for d in tick.decisions:
             if isinstance(d, Expired):
                 self.stats.expired += 1
-                log.info("wearer %s: check-in %s expired unanswered", wearer.id, d.prompt_id)
+                # when a wearer's body was judged stressed is health data: DEBUG (counts: the stop line)
+                log.debug("wearer %s: check-in %s expired unanswered", wearer.id, d.prompt_id)
             elif d.sent:
                 self.stats.checkins += 1
                 self._checkpoint_soon(wearer)
                 self._publish(wearer_topic(wearer.id, "checkin"), encode_checkin(d.prompt.to_dict()))
-                log.info("wearer %s: check-in %s sent", wearer.id, d.prompt.id)
+                log.debug("wearer %s: check-in %s sent", wearer.id, d.prompt.id)
             else:
                 self.stats.suppressed[d.reason] += 1
-                log.info("wearer %s: check-in not sent (%s)", wearer.id, d.reason)
+                log.debug("wearer %s: check-in not sent (%s)", wearer.id, d.reason)
 
     def _send_indicators(self, wearer: _Wearer, now: float) -> None:
         if self._publish(wearer_topic(wearer.id, "indicators"), wearer.pending):
@@ -995,25 +1002,44 @@ class MonitorService:
         self.stats.answers += 1
         if self._recorder is not None:
             self._recorder.answer(wearer_id, result, self.clock())
-        log.info("wearer %s: answer to check-in %s stored", wearer_id, answer.prompt_id)
+        log.debug("wearer %s: answer to check-in %s stored", wearer_id, answer.prompt_id)  # a timeline: DEBUG
         log.debug("wearer %s: answer %s -> learned %s, threshold %.2f", wearer_id, answer, result.learned, result.threshold)
 
     def _on_marker(self, wearer_id: str, source: str, payload: bytes, arrived: float) -> None:
         from monitor.markers import make_marker
 
+        from monitor.wire import MAX_FUTURE_S
+
         message = decode_marker(payload, wearer_id)
-        t_s = message.t_s if message.t_s is not None else self._event_now(self._wearers.get(wearer_id), arrived)
+        now = self._event_now(self._wearers.get(wearer_id), arrived)
+        if message.t_s is not None and message.t_s > max(now, arrived) + MAX_FUTURE_S:
+            # as for a sample batch: not more than MAX_FUTURE_S beyond the wearer's data and the clock
+            raise _Reject("future", f"marker time {message.t_s:.0f} is {message.t_s - max(now, arrived):.0f} s "
+                                    f"ahead of the wearer's data and of the clock; at most {MAX_FUTURE_S:.0f} s "
+                                    "is accepted (is the device clock right?)")
+        t_s = message.t_s if message.t_s is not None else now
         marker = make_marker(t_s, message.label, message.kind)
         self.stats.markers += 1
         if self._recorder is not None:
             self._recorder.marker(wearer_id, marker.t_s, marker.kind, marker.label, arrived, source)
-        log.info("wearer %s: marker at %.3f recorded", wearer_id, marker.t_s)
+        log.debug("wearer %s: marker at %.3f recorded", wearer_id, marker.t_s)  # a wearer's timeline: DEBUG
         log.debug("wearer %s: marker %r", wearer_id, marker)
 
     def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
+        from monitor.wire import MAX_FUTURE_S
+
+        max_duration_s = 30 * 86400.0  # a snooze or pause of at most 30 days (the app offers up to 7)
         control = decode_control(payload, wearer_id)
+        if control.duration_s is not None and control.duration_s > max_duration_s:
+            raise ControlError(f"duration_s must be at most {max_duration_s:.0f} s (30 days); for longer, "
+                               "pause without a duration and resume later")
+        known = self._wearers.get(wearer_id)
+        now = self._event_now(known, arrived)
+        if control.t_s is not None and control.t_s > max(now, arrived) + MAX_FUTURE_S:
+            raise ControlError(f"field 't' is {control.t_s - max(now, arrived):.0f} s ahead of the wearer's data "
+                               f"and of the clock; at most {MAX_FUTURE_S:.0f} s is accepted")
         wearer = self._wearer(wearer_id, arrived)  # a pause may come before any data
-        t_s = control.t_s if control.t_s is not None else self._event_now(wearer, arrived)
+        t_s = control.t_s if control.t_s is not None else now
         settings = {k: v for k, v in (("quiet_hours", control.quiet_hours), ("timezone", control.timezone)) if v is not None}
         result = wearer.monitor.control(t_s, control.action, control.duration_s, **settings)
         self._checkpoint_soon(wearer)
@@ -1171,7 +1197,10 @@ def lock_data_dir(data_dir: Path):
     import fcntl
 
     path = data_dir / LOCK_FILE
-    f = open(path, "a+")
+    try:
+        f = open(path, "a+")
+    except OSError as exc:
+        raise ServiceError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -1180,9 +1209,16 @@ def lock_data_dir(data_dir: Path):
         f.close()
         raise ServiceError(f"{data_dir} is in use by another anxmon run (pid {holder}); stop it, or give "
                            "this one another --data-dir") from None
-    f.truncate(0)
-    f.write(str(os.getpid()))
-    f.flush()
+    try:
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+    except OSError as exc:  # a full disk: say which file
+        try:
+            f.close()  # (flushes again, and fails again: the file is closed all the same)
+        except OSError:
+            pass
+        raise ServiceError(f"cannot write {path}: {exc.strerror or exc} (is the disk full?)") from None
     return f
 
 
@@ -1224,10 +1260,14 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
         "note": "the monitor user is the service; add a wearer as \"name\": \"password\" under users "
                 "and restart: that user may only read and write anxmon/v1/name/#",
     }
-    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=2)
-    os.chmod(creds, 0o600)
+    try:
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=2)
+        os.chmod(creds, 0o600)
+    except OSError as exc:  # a full disk at the first start: say which file
+        broker.stop()
+        raise ServiceError(f"cannot write {creds}: {exc.strerror or exc}") from None
     return broker, creds
 
 
@@ -1243,8 +1283,51 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _watch(service: "MonitorService", broker, stop: threading.Event, max_restarts: int = 5,
+           window_s: float = 600.0) -> str | None:
+    """Wait for ``stop`` or the worker's failure, watching the embedded ``broker`` (None: an
+    external one): when its process dies, restart it on the same port and store (a WARNING), at
+    most ``max_restarts`` times in ``window_s``. Returns why it could not be kept running (the
+    caller exits non-zero, so that systemd or Docker restarts everything), else None."""
+    from monitor.broker import BrokerError
+
+    restarts: list[float] = []
+    while not stop.wait(0.5):
+        if service.failed is not None:
+            return None
+        how = broker.exited() if broker is not None else None
+        if how is None:
+            continue
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < window_s]
+        if len(restarts) >= max_restarts:
+            return (f"the embedded broker exited ({how}), the {len(restarts) + 1}th time in {window_s / 60:.0f} min; "
+                    f"giving up (see {broker.data_dir / (broker.kind + '.log')})")
+        log.warning("the embedded broker (pid %d) exited (%s); restarting it on port %d (see %s)",
+                    broker.process.pid, how, broker.port, broker.data_dir / f"{broker.kind}.log")
+        try:
+            broker.start()
+        except BrokerError as exc:
+            return f"the embedded broker exited ({how}) and could not be restarted: {exc}"
+        restarts.append(now)
+        log.warning("the embedded broker runs again on port %d; the service reconnects", broker.port)
+
+        def reconnect_now(s: "MonitorService") -> None:  # not after the backoff of the outage (up to 30 s)
+            s._reconnect_delay_s = None
+            s._reconnect_at = 0.0
+
+        try:
+            service.call(reconnect_now, timeout_s=5.0)
+        except concurrent.futures.TimeoutError:
+            pass  # the worker is busy: it reconnects after its backoff
+    return None
+
+
 def run_service(args) -> int:
-    """``anxmon run``: the service until SIGTERM/SIGINT. Returns the exit status."""
+    """``anxmon run``: the service until SIGTERM/SIGINT (or until its embedded broker cannot be
+    kept running). Returns the exit status."""
+    import sys
+
     from monitor.config import load_config
 
     config = load_config(args.config, args.set or [])
@@ -1266,6 +1349,16 @@ def run_service(args) -> int:
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)
     stop = threading.Event()
+    default_hook = threading.excepthook
+
+    def excepthook(hook_args) -> None:
+        # the worker logs its failure (with the stack) itself, and run_service reports it: not twice
+        if hook_args.thread is not None and hook_args.thread.name == "anxmon-worker":
+            return
+        default_hook(hook_args)
+
+    threading.excepthook = excepthook
+    broker_failed = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     broker = None
@@ -1284,18 +1377,25 @@ def run_service(args) -> int:
         print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
               f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
         if options.record:
-            keep = "kept" if options.retention_days is None else f"kept {options.retention_days:g} days"
+            keep = ("kept forever: see --retention-days" if options.retention_days is None
+                    else f"kept {options.retention_days:g} days")
+            size = "about 21.5 MB per wearer per day" + (", plus about 9 MB per hour of raw E4 data"
+                                                         if options.record_raw else "")
             print(f"anxmon: recording to {data_dir / RECORDING_FILE} (raw batches {'on' if options.record_raw else 'off'}; "
-                  f"{keep})", flush=True)
-        while not stop.wait(0.5):
-            if service.failed is not None:
-                break
+                  f"{size}; {keep})", flush=True)
+        broker_failed = _watch(service, broker, stop)
     finally:
         if service is not None:
             service.stop()
         if broker is not None:
             broker.stop()
+    if broker_failed is not None:
+        print(f"anxmon: error: {broker_failed}", file=sys.stderr, flush=True)
+        return 1
     if service is not None and service.failed is not None:
+        if isinstance(service.failed, AnxmonError):  # e.g. a checkpoint that cannot be written: it says why
+            print(f"anxmon: error: {service.failed}", file=sys.stderr, flush=True)
+            return 2
         print(f"anxmon: the service failed: {service.failed!r}", flush=True)
         return 1
     s = service.stats

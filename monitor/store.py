@@ -10,7 +10,12 @@ per wearer, and the service writes a thousand wearers' checkpoints every 30 s on
 that processes their data. Rows written compressed by earlier versions are still read.
 
 The file is private health data and trusted input (pickle): it lives in the service's data
-directory, which the service creates with mode 0700.
+directory, which the service creates with mode 0700, and is itself created 0600 (SQLite gives
+its ``-wal`` and ``-shm`` files the same mode).
+
+A file that is not an SQLite database, or a damaged one, is a ``CheckpointError`` naming the file
+(``anxmon run`` prints it on one line and exits 2), as is a checkpoint that cannot be written
+(a full disk, a read-only or failing file system).
 
 Example
 -------
@@ -23,7 +28,9 @@ Example
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import sqlite3
 import zlib
 from pathlib import Path
@@ -35,7 +42,43 @@ SCHEMA = 1
 
 
 class CheckpointError(AnxmonError):
-    """A checkpoint file that cannot be read back (damaged, or written by an incompatible version)."""
+    """A checkpoint file that cannot be read back (damaged, or written by an incompatible version)
+    or written (a full disk...)."""
+
+
+# SQLite's result codes (``sqlite3.Error.sqlite_errorname``) of a file that cannot be written:
+# the file system, not the data, is at fault
+_WRITE_FAILURES = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """True for an error of writing a file: disk full, I/O error, read-only file system."""
+    if isinstance(exc, OSError):
+        return True
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return isinstance(exc, sqlite3.Error) and name.startswith(_WRITE_FAILURES)
+
+
+def free_space(path: str | Path) -> str:
+    """The free space of the file system holding ``path``, for error messages ("1.2 MB free")."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return "free space unknown"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if free < 1000 or unit == "TB":
+            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
+        free /= 1000.0
+    return ""  # (not reached)
+
+
+def create_private(path: str | Path) -> None:
+    """Create ``path`` empty with mode 0600 when it does not exist (an SQLite file holding health
+    data; SQLite would create it with the umask's mode, typically 0644)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 class CheckpointStore:
@@ -49,22 +92,46 @@ class CheckpointStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            create_private(self.path)
+        except OSError as exc:
+            raise CheckpointError(f"cannot create {self.path}: {exc.strerror or exc}") from None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS wearers ("
-            " wearer TEXT PRIMARY KEY, event_t REAL, saved_at REAL, state BLOB NOT NULL)"
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
-        elif row[0] != str(SCHEMA):
-            raise CheckpointError(
-                f"{self.path} holds checkpoints of schema {row[0]}, this anxmon writes schema {SCHEMA}; "
-                "move the file away to start every wearer afresh"
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS wearers ("
+                " wearer TEXT PRIMARY KEY, event_t REAL, saved_at REAL, state BLOB NOT NULL)"
             )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+            elif row[0] != str(SCHEMA):
+                raise CheckpointError(
+                    f"{self.path} holds checkpoints of schema {row[0]}, this anxmon writes schema {SCHEMA}; "
+                    "move the file away to start every wearer afresh"
+                )
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise self._error(exc) from None
+        except CheckpointError:
+            self._db.close()
+            raise
+
+    def _error(self, exc: sqlite3.Error) -> CheckpointError:
+        """A one-line ``CheckpointError`` for an SQLite error on the file."""
+        if is_write_failure(exc):
+            return CheckpointError(
+                f"cannot write checkpoints to {self.path} ({exc}; {free_space(self.path)}): free space on "
+                "that disk (`--retention-days DAYS` keeps the recording beside it bounded, `--no-record` "
+                "stops it), then start again"
+            )
+        return CheckpointError(
+            f"{self.path} is damaged ({exc}); move it (and its -wal and -shm files) away to start every "
+            "wearer afresh"
+        )
 
     def save(self, rows: Iterable[tuple[str, Any, float | None]], saved_at_s: float) -> int:
         """Write ``(wearer, state, event_t)`` rows in one transaction; returns how many."""
@@ -74,15 +141,22 @@ class CheckpointStore:
         ]
         if not blobs:
             return 0
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO wearers VALUES (?, ?, ?, ?)", blobs)
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO wearers VALUES (?, ?, ?, ?)", blobs)
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
         return len(blobs)
 
     def load_all(self) -> dict[str, Any]:
         """Every wearer's checkpointed state, by wearer id."""
         out = {}
-        for wearer, blob in self._db.execute("SELECT wearer, state FROM wearers ORDER BY wearer"):
+        try:
+            rows = self._db.execute("SELECT wearer, state FROM wearers ORDER BY wearer").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+        for wearer, blob in rows:
             try:
                 # a pickle starts with its PROTO opcode 0x80; older rows are zlib streams (0x78)
                 out[wearer] = pickle.loads(blob if blob[:1] == b"\x80" else zlib.decompress(blob))
@@ -100,10 +174,13 @@ class CheckpointStore:
 
     def set_meta(self, key: str, value: str | None) -> None:
         """Keep ``value`` under ``key``; None removes it."""
-        if value is None:
-            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
-        else:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        try:
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
 
     def info(self) -> dict[str, tuple[float | None, float | None]]:
         """Wearer -> (event time covered, wall-clock time written) of each checkpoint."""

@@ -9,6 +9,7 @@ data directory must stop it first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,3 +107,97 @@ def test_a_second_run_on_the_same_data_directory_is_refused_however_it_is_writte
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
+
+
+def test_the_nats_store_is_bounded_and_the_bound_can_be_set(tmp_path, monkeypatch):
+    """A backlog (the service stopped or behind) must not fill the data directory's disk: the
+    broker's JetStream store has a limit, 10 GB unless $ANXMON_BROKER_MAX_STORE_GB says otherwise."""
+    from monitor.broker import MAX_STORE_GB_VARIABLE, max_store_bytes
+
+    need_broker("nats")
+    assert max_store_bytes() == 10 * 10**9
+    monkeypatch.setenv(MAX_STORE_GB_VARIABLE, "2.5")
+    with start_broker("nats", data_dir=tmp_path / "b") as b:
+        assert f"max_file_store: {int(2.5e9)}" in (tmp_path / "b" / "nats.conf").read_text()
+
+        def reported() -> str:
+            lines = [x for x in (tmp_path / "b" / "nats.log").read_text().splitlines() if "Max Storage" in x]
+            return lines[-1] if lines else ""
+
+        deadline = time.monotonic() + 10
+        while not reported() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reported().endswith("2.33 GB"), reported()  # 2.5e9 bytes in GiB, as nats-server prints it
+        assert b.exited() is None
+        b.process.kill()
+        b.process.wait(10)
+        assert b.exited() == "killed by SIGKILL"
+    monkeypatch.setenv(MAX_STORE_GB_VARIABLE, "lots")
+    with pytest.raises(BrokerError, match=MAX_STORE_GB_VARIABLE):
+        start_broker("nats", data_dir=tmp_path / "c")
+
+
+def test_a_store_at_its_limit_refuses_more_and_a_restart_lets_the_service_drain_it(tmp_path, monkeypatch, caplog):
+    """What the documented bound does: at its limit nats-server acknowledges no more publications
+    (bridges keep them in their outboxes) and refuses new connections (it cannot store their
+    sessions), the service's too. A start that finds the store full (every ``anxmon run`` starts
+    its broker) gives it room, with a WARNING, and the service's session gets its backlog."""
+    import paho.mqtt.client as mqtt
+
+    from monitor.broker import MAX_STORE_GB_VARIABLE
+
+    need_broker("nats")
+    monkeypatch.setenv(MAX_STORE_GB_VARIABLE, "0.01")  # 10 MB
+    b = start_broker("nats", data_dir=tmp_path / "b")
+
+    def client(client_id: str, clean: bool) -> tuple[mqtt.Client, list]:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        c.username_pw_set("monitor", b.password)
+        connected: list = []
+        c.on_connect = lambda cl, u, f, rc, p: connected.append(str(rc))
+        c.connect(b.host, b.port)
+        c.loop_start()
+        return c, connected
+
+    def wait(predicate, timeout_s=10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return predicate()
+
+    try:
+        svc, connected = client("svc", clean=False)  # the service's persistent session
+        assert wait(lambda: connected)
+        svc.subscribe("anxmon/v1/#", 1)
+        time.sleep(0.5)
+        svc.disconnect()
+        svc.loop_stop()
+        pub, _ = client("pub", clean=True)
+        acked = 0
+        for _ in range(200):  # 20 MB for the stopped service: the store fills at 10 MB
+            info = pub.publish("anxmon/v1/alice/e4/eda", b"x" * 100_000, qos=1)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(3)
+            if not info.is_published():
+                break
+            acked += 1
+        pub.loop_stop()
+        assert 50 < acked < 200
+        late, late_connected = client("late", clean=False)
+        time.sleep(2)
+        assert not late_connected  # full: nobody gets in
+        late.loop_stop()
+
+        b.stop()
+        with caplog.at_level("WARNING", logger="anxmon.broker"):
+            b.start()
+        assert any("at its limit" in r.getMessage() for r in caplog.records)
+        got: list = []
+        svc, connected = client("svc", clean=False)
+        svc.on_message = lambda c, u, m: got.append(m.mid)
+        assert wait(lambda: connected == ["Success"]), connected
+        assert wait(lambda: len(got) >= acked, 30), (len(got), acked)
+        svc.disconnect()
+        svc.loop_stop()
+    finally:
+        b.stop()

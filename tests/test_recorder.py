@@ -10,8 +10,10 @@ Stress-Predict S02 (``../shared/data/stress-predict/S02``), which sends one chec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import subprocess
 from functools import lru_cache
 
 import numpy as np
@@ -148,3 +150,100 @@ def test_another_schema_is_refused(tmp_path):
         Recorder(tmp_path / "junk.sqlite")
     with pytest.raises(RecorderError, match="no recording database"):
         connect(tmp_path / "absent.sqlite", create=False)
+
+
+def _fill_until_full(rec: Recorder, start_seq: int = 0) -> int:
+    """Record raw batches with the file limited to a few pages (SQLite's own "database or disk is
+    full", SQLITE_FULL) until a commit fails to write; returns the next seq."""
+    seq = start_seq
+    while not rec.paused and seq < start_seq + 10_000:
+        b = eda(seq, T0 + seq)
+        rec.batch("alice", "e4", b, encode_batch(b) + b" " * 2000, now_s=T0)
+        rec.commit()
+        seq += 1
+    return seq
+
+
+def test_a_full_disk_pauses_the_recording_once_and_it_resumes(tmp_path, caplog, monkeypatch):
+    """A write failure is no crash: one ERROR naming the file and what to do, the rows dropped
+    while paused are counted, and the first write that works again resumes the recording."""
+    import monitor.recorder as recorder_module
+
+    path = tmp_path / "r.sqlite"
+    rec = Recorder(path, record_raw=True)
+    pages = rec._db.execute("PRAGMA page_count").fetchone()[0]
+    rec._db.execute(f"PRAGMA max_page_count = {pages + 8}")
+    with caplog.at_level("WARNING", logger="anxmon.recorder"):
+        seq = _fill_until_full(rec)
+        assert rec.paused and rec.rows_dropped == 1
+        recorded = rec.count("raw")
+        assert 0 < recorded < seq
+        for i in range(5):  # paused: dropped without a write attempt (nor another ERROR)
+            b = eda(seq + i, T0 + seq + i)
+            rec.batch("alice", "e4", b, encode_batch(b), now_s=T0)
+            rec.commit()
+        assert rec.rows_dropped == 6 and rec.count("raw") == recorded
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, errors
+        text = errors[0].getMessage()
+        assert str(path) in text and "--retention-days" in text and "--no-record" in text and "PAUSED" in text
+        assert not caplog.records[0].exc_info
+
+        rec._db.execute("PRAGMA max_page_count = 1000000")  # space freed
+        monkeypatch.setattr(recorder_module, "RETRY_S", 0.0)
+        b = eda(seq + 5, T0 + seq + 5)
+        rec.batch("alice", "e4", b, encode_batch(b), now_s=T0)
+        rec.commit()  # still within the retry wait of the last failure: dropped
+        rec._retry_at = 0.0
+        rec.batch("alice", "e4", b, encode_batch(b), now_s=T0)
+        rec.commit()
+    assert not rec.paused and rec.count("raw") == recorded + 1
+    resumed = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(resumed) == 1 and "resumed" in resumed[0] and "7 row(s)" in resumed[0], resumed
+    rec.close()
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+@contextlib.contextmanager
+def small_file_system(tmp_path, size: str = "64k"):
+    """A real, tiny file system (tmpfs) at ``tmp_path/small``; skips where mounting is not allowed."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_at_start_names_the_file(tmp_path):
+    with small_file_system(tmp_path) as mnt:
+        (mnt / "filler").write_bytes(b"x" * 60_000)  # what is left is too little for the tables
+        with pytest.raises(RecorderError, match=f"cannot write {mnt / 'r.sqlite'} .*free.*--no-record"):
+            Recorder(mnt / "r.sqlite")
+
+
+def test_retention_deletes_in_short_steps_between_commits(tmp_path, monkeypatch):
+    """Retention never holds the writer for one long transaction: ``prune`` takes a first step,
+    each later ``commit`` (the worker's passes) one more, until no old row is left."""
+    import monitor.recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "PRUNE_STEP_S", 0.0)  # every step is "too long": steps stay small
+    day, now = 86400.0, 1_800_000_000.0
+    with Recorder(tmp_path / "r.sqlite", record_raw=True, retention_days=30) as rec:
+        for i in range(5000):
+            b = eda(i, T0 + i)
+            rec.batch("alice", "e4", b, encode_batch(b), now_s=now - (40 if i < 4000 else 1) * day)
+            rec.marker("alice", T0 + i, "tag", "", now_s=now - (40 if i % 2 else 1) * day)
+        rec.commit()
+        first = rec.prune(now)
+        assert 0 < first <= 1000 and rec.pruning
+        steps = [first]
+        while rec.pruning:
+            rec.commit()  # (nothing recorded: the step is taken all the same)
+            steps.append(rec._prune_deleted - sum(steps))
+        assert sum(steps) == 4000 + 2500 and len(steps) > 10 and max(steps) <= 1000
+        assert rec.count("raw") == 1000 and rec.count("markers") == 2500
+        assert rec.prune(now) == 0 and not rec.pruning

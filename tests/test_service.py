@@ -1021,6 +1021,8 @@ def test_embedded_broker_by_default(tmp_path):
             proc.kill()
     text = log.read_text()
     assert saved["users"]["monitor"] not in text  # the password is only in the 0600 file
+    # the start line says what the recording costs and how long it is kept
+    assert "about 21.5 MB per wearer per day; kept forever: see --retention-days" in text, text
     assert wait_until(lambda: not _listening(address.port), 10)  # the broker stopped with it
 
 
@@ -1086,3 +1088,197 @@ def test_an_unreadable_checkpoint_stops_the_start(tmp_path):
         service.start()
     with pytest.raises(AnxmonError, match="instance id"):
         ServiceOptions(instance="Not Valid")
+
+
+def test_a_dead_embedded_broker_is_restarted_and_one_that_cannot_be_ends_the_run(tmp_path):
+    """``anxmon run`` owns its broker: when nats-server dies (OOM killer, a crash) it is started
+    again on the same port and store, with a WARNING, and the service takes the data up again;
+    when it cannot be started again, the run exits 1 with a one-line error, so that systemd or
+    Docker restarts everything (before: no wearer was served until someone noticed)."""
+    from types import SimpleNamespace
+
+    from firmware_bridge.publisher import parse_broker_url
+
+    need_broker("nats")
+    batches = s02_batches()[:300]
+    data_dir, log = tmp_path / "data", tmp_path / "run.log"
+    err = tmp_path / "run.err"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "run", "--data-dir", str(data_dir), "--instance", "emb",
+         "--indicator-interval-s", "0", "--no-record"],
+        stdout=open(log, "wb"), stderr=open(err, "wb"), stdin=subprocess.DEVNULL, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+    )
+    pid_file = data_dir / "broker" / "nats.pid"
+    probe = None
+    try:
+        assert wait_until(lambda: "running" in log.read_text(), 30), log.read_text() + err.read_text()
+        saved = json.loads((data_dir / "broker-credentials.json").read_text())
+        port = parse_broker_url(saved["url"]).port
+        first = int(pid_file.read_text().split()[0])
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: "restarting it on port" in err.read_text(), 10), err.read_text()
+        assert wait_until(lambda: pid_file.exists() and int(pid_file.read_text().split()[0]) != first, 10)
+        assert wait_until(lambda: _listening(port), 10)
+        text = err.read_text()
+        assert "WARNING" in text and "killed by SIGKILL" in text and f"port {port}" in text, text
+        # the service is back on it: a wearer's data gives indicators again
+        probe = Probe(SimpleNamespace(host="127.0.0.1", port=port, users=saved["users"]),
+                      [wearer_topic("s02", "indicators")])
+        probe.publish_many(messages("s02", batches))
+        assert wait_until(lambda: probe.on(wearer_topic("s02", "indicators")), 30), err.read_text()
+        probe.close()
+        probe = None
+        assert proc.poll() is None
+
+        # now its store is unusable (a file where its directory was): it cannot come back
+        second = int(pid_file.read_text().split()[0])
+        store = data_dir / "broker" / "jetstream"
+        store.rename(tmp_path / "jetstream-moved")
+        store.write_text("not a directory")
+        os.kill(second, signal.SIGKILL)
+        assert proc.wait(60) == 1, err.read_text()
+    finally:
+        if probe is not None:
+            probe.close()
+        if proc.poll() is None:
+            proc.kill()
+    last = err.read_text().strip().splitlines()[-1]
+    assert last.startswith("anxmon: error: the embedded broker exited (killed by SIGKILL) and could not be "
+                           "restarted"), err.read_text()
+    assert "Traceback" not in err.read_text()
+    assert not processes_mentioning(str(data_dir))  # no broker left behind
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the service's own handling: one kind
+def test_a_recording_that_cannot_be_written_pauses_and_check_ins_go_on(broker, tmp_path, services, caplog):
+    """A full disk under the recording (SQLite's own SQLITE_FULL: the file may not grow) is no
+    crash: one ERROR naming the file and what to do, the recording pauses, the data is still
+    processed and acknowledged and the wearer's check-in is sent; the check-in timeline is logged
+    at DEBUG only."""
+    caplog.set_level(logging.INFO, logger="anxmon")
+    i_sent = first_checkin_index()
+    batches = s02_batches()[CHECKIN_FROM: CHECKIN_FROM + i_sent + 1]
+    checkin = wearer_topic("s02", "checkin")
+    probe = Probe(broker, [checkin])
+    services.append(svc := start_service(broker, tmp_path / "svc", record_raw=True))
+
+    def full(s: MonitorService) -> None:
+        pages = s._recorder._db.execute("PRAGMA page_count").fetchone()[0]
+        s._recorder._db.execute(f"PRAGMA max_page_count = {pages + 4}")
+
+    svc.call(full)
+    probe.publish_many(messages("s02", batches))
+    assert wait_until(lambda: probe.on(checkin), 60), "no check-in arrived"
+    assert wait_until(lambda: svc.stats.batches == len(batches), 30)
+    assert svc.failed is None and svc.call(lambda s: s._recorder.paused)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert str(tmp_path / "svc" / "recordings.sqlite") in errors[0] and "--retention-days" in errors[0]
+    assert not any("wearer s02: check-in" in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert svc.stats.checkins == 1
+    assert (tmp_path / "svc" / "recordings.sqlite").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "svc" / "checkpoints.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)
+def test_a_snooze_and_a_marker_far_ahead_are_refused(broker, tmp_path, services):
+    """A snooze of 1e308 s is no "snooze" (at most 30 days; a pause has no end anyway), and a
+    marker (or control) dated far beyond the wearer's data and the clock is refused like a batch."""
+    from monitor.wire import encode_marker, marker_topic
+
+    rejected = wearer_topic("alice", "rejected")
+    probe = Probe(broker, [rejected])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    control, marker = wearer_topic("alice", "control"), marker_topic("alice", "phone")
+    now = time.time()
+    probe.publish(control, encode_control("snooze", duration_s=1e308))
+    probe.publish(control, encode_control("snooze", duration_s=31 * 86400))
+    probe.publish(control, encode_control("snooze", duration_s=600, t_s=now + 86400))
+    probe.publish(marker, encode_marker(now + 86400, "x", "tag"))
+    probe.publish(control, encode_control("snooze", duration_s=30 * 86400))  # the longest: accepted
+    probe.publish(marker, encode_marker(now + 60, "x", "tag"))  # a phone's clock a minute ahead: fine
+    assert wait_until(lambda: svc.stats.controls == 1 and svc.stats.markers == 1, 10)
+    assert wait_until(lambda: len(probe.on(rejected)) == 4, 10)
+    reasons = [(r["reason"], r["error"]) for r in map(decode_rejected, probe.on(rejected))]
+    assert [r for r, _ in reasons] == ["control", "control", "control", "future"], reasons
+    assert "at most 2592000 s" in reasons[0][1] and "ahead" in reasons[3][1]
+    assert svc.wearer_state("alice")["policy"].snoozed_until_s == pytest.approx(now + 30 * 86400, abs=30)
+
+
+def _fill(directory: Path) -> None:
+    """Write a file in ``directory`` until its file system is full."""
+    with open(directory / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)
+def test_a_full_disk_is_a_one_line_error_naming_the_file(broker, tmp_path):
+    """On a really full file system (a small tmpfs): a first start names the file it could not
+    write; a checkpoint that cannot be written ends the run with exit 2 and one line saying which
+    file and what to do, the worker's stack logged once (not a second time by threading)."""
+    from tests.test_recorder import small_file_system
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ANXMON_MONITOR_BROKER_URL": broker.url}
+    with small_file_system(tmp_path, "1m") as mnt:
+        _fill(mnt)
+        first = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--data-dir", str(mnt / "new"),
+                                "--no-record"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 2 and first.stderr.strip() == (
+            f"anxmon: error: cannot write {mnt / 'new' / 'anxmon-run.lock'}: No space left on device "
+            "(is the disk full?)"), first.stderr
+        (mnt / "filler").unlink()
+
+        err = tmp_path / "run.err"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--data-dir", str(mnt / "d"), "--no-record",
+             "--checkpoint-s", "1", "--instance", "full"],
+            stdout=subprocess.DEVNULL, stderr=open(err, "wb"), stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+        probe = None
+        try:
+            assert wait_until(lambda: (mnt / "d" / "checkpoints.sqlite").exists() and proc.poll() is None, 30)
+            time.sleep(1.0)
+            _fill(mnt)
+            probe = Probe(broker, [])
+            probe.publish_many(messages("s02", s02_batches()[:300]))
+            assert proc.wait(60) == 2, err.read_text()
+        finally:
+            if probe is not None:
+                probe.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    text = err.read_text()
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"anxmon: error: cannot write checkpoints to {mnt / 'd' / 'checkpoints.sqlite'} "
+                           "(database or disk is full;"), text
+    assert "free space on that disk" in last and "Exception in thread" not in text, text
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
+def test_a_device_clock_set_back_100_s_does_not_make_the_wearer_stale_for_good(broker, tmp_path, services):
+    """The device's clock ran 100 s fast for its first minute, then was corrected. The time base
+    (the smallest arrival - batch end) took the fast minute's -100 s, and every later on-time
+    tick was 101 s + the core's release delay behind it: stale (no check-in) for good, because
+    a new base was adopted only when more than stale_after_s (120 s) later. Now one later by
+    more than half of it is adopted after refloor_after_s."""
+    every = s02_batches()
+    batches = [b for b in every if b.end_s < every[0].start_s + 1800]  # 30 min of 1 s batches
+    clock = FakeClock(batches[0].end_s - 100.0)
+    probe = Probe(broker, [wearer_topic("s02", "indicators")])
+    services.append(svc := start_service(broker, tmp_path / "svc", clock=clock))
+    for i in range(0, len(batches), 300):  # about a minute at a time
+        chunk = batches[i:i + 300]
+        clock.now = chunk[-1].end_s + (-100.0 if i == 0 else 1.0)  # the first minute: 100 s fast
+        probe.publish_many(messages("s02", chunk))
+        assert wait_until(lambda: svc.stats.batches == i + len(chunk), 10), svc.stats
+    time.sleep(0.3)
+    ticks = probe.json_on(wearer_topic("s02", "indicators"))
+    late = [g["gate"] for g in ticks if g["t"] > batches[0].end_s + 15 * 60]  # after the 10 min
+    assert len(late) > 100
+    assert "stale" not in late, late.count("stale")

@@ -40,3 +40,41 @@ def test_a_damaged_row_names_the_wearer(tmp_path):
         db.execute("INSERT INTO wearers VALUES ('carol', 1.7e9, 1.7e9, ?)", (b"\x80\x05garbage",))
     with CheckpointStore(path) as store, pytest.raises(CheckpointError, match="carol"):
         store.load_all()
+
+
+def _damaged(tmp_path, how: str):
+    path = tmp_path / how / "checkpoints.sqlite"
+    path.parent.mkdir()
+    with CheckpointStore(path) as store:
+        store.save([(f"w{i:03d}", {"pad": bytes(range(256)) * 40}, 1.7e9) for i in range(40)], saved_at_s=1.7e9)
+    raw = path.read_bytes()
+    if how == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # pages 5 to 7 overwritten
+        page = 4096
+        path.write_bytes(raw[: 4 * page] + b"\xa5" * 3 * page + raw[7 * page:])
+    return path
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "pages"])
+def test_a_damaged_file_is_a_one_line_error_naming_it(tmp_path, how):
+    """Not a raw ``sqlite3.DatabaseError``: ``anxmon run`` prints a ``CheckpointError`` on one line
+    and exits 2, as for a damaged recording."""
+    path = _damaged(tmp_path, how)
+    with pytest.raises(CheckpointError, match="is damaged .*move it .*-wal") as info:
+        with CheckpointStore(path) as store:
+            store.load_all()
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error_and_the_file_is_private(tmp_path):
+    path = tmp_path / "checkpoints.sqlite"
+    with CheckpointStore(path) as store:
+        assert (path.stat().st_mode & 0o777) == 0o600
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's own "disk is full"
+        with pytest.raises(CheckpointError, match=f"cannot write checkpoints to {path} .*free space") as info:
+            store.save([("alice", {"pad": b"x" * 100_000}, 1.7e9)], saved_at_s=1.7e9)
+        assert "\n" not in str(info.value)
