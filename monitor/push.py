@@ -292,9 +292,9 @@ class PushNotifier:
         prompt_id = str(checkin.get("id"))
         link = self.link_for(wearer, prompt_id)
         if self.config.include_message and isinstance(checkin.get("message"), str):
-            body = f"{checkin['message']}\nAnswer in one tap: {link}"
+            body = f"{checkin['message']}\nAnswer here: {link}"
         else:
-            body = f"You have a new check-in.\nAnswer in one tap: {link}"
+            body = f"You have a new check-in.\nAnswer here: {link}"
         # retry no longer than the check-in is open (its expiry, in its own event time)
         try:
             open_s = max(0.0, float(checkin["expires_at"]) - float(checkin["t"]))

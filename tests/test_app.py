@@ -31,6 +31,7 @@ import pytest
 
 from monitor.app import start_app
 from monitor.app.accounts import Accounts, hash_password
+from monitor.app.server import AppOptions
 from monitor.app.words import LABELS, body_status, checkin_view, why_now
 from monitor.broker import start_broker
 from monitor.config import Config
@@ -207,7 +208,9 @@ def stack(tmp_path_factory):
     probe = None
     try:
         assert service.wait_connected(10)
-        app = start_app(broker.url, data_dir, accounts=dict(PASSWORDS), push=push)
+        # no quiet hours in the app either: it sends its shown quiet hours with the browser's zone
+        app = start_app(broker.url, data_dir, accounts=dict(PASSWORDS), push=push,
+                        options=AppOptions(port=0, quiet_hours=None))
         probe = Probe(broker, ["anxmon/v1/+/checkin", "anxmon/v1/+/checkin/response", "anxmon/v1/+/control"])
         yield Stack(broker, service, app, probe, hook, data_dir)
     finally:
@@ -331,7 +334,8 @@ def test_checkin_appears_live_is_answered_in_taps_and_recorded(stack, browser, t
     assert (row["prompt_id"], row["rating"], json.loads(row["labels"])) == (checkin["id"], 4, ["anxious"])
     assert wait_until(lambda: any(r["closed"] == "answered" for r in stack.recorded("checkins", "alice")), 5)
     # the history view shows it, in plain words
-    alice.wait_for_selector("#history-list li:has-text('You answered: tension 4 of 5; anxious.')", timeout=5_000)
+    alice.wait_for_selector("#history-list li:has-text('You said: 4 of 5')", timeout=5_000)
+    assert "Anxious." in alice.text_content("#history-list")
     assert not JARGON.search(alice.text_content("#home"))
 
     # the breathing guide runs and can be stopped
@@ -340,6 +344,26 @@ def test_checkin_appears_live_is_answered_in_taps_and_recorded(stack, browser, t
     assert alice.text_content("#breath-text") == "Breathe in…"
     alice.tap("#breathe-stop")
     assert not alice.is_visible("#breathing")
+
+
+def test_a_repeated_answer_is_recognised_from_the_recording_too(stack):
+    """The same answer sent again (its response was lost) is 200 "already", also when the app
+    no longer remembers it (after a restart) and only the recording knows it; no second answer
+    is published. Another answer to the same check-in is 409."""
+    checkin = stack.wait_checkin("alice")
+    assert wait_until(lambda: stack.recorded("answers", "alice"), 30), "alice's answer is not recorded"
+    row = stack.recorded("answers", "alice")[0]
+    client = Client(stack.app.url)
+    assert client.login("alice", PASSWORDS["alice"]) == 200
+    with stack.app.relay._lock:  # as after a restart of the app: only the recording knows the answer
+        stack.app.relay._views["alice"].answered.clear()
+    sent = len(stack.probe.on(wearer_topic("alice", "checkin/response")))
+    same = {"prompt_id": row["prompt_id"], "rating": row["rating"], "labels": json.loads(row["labels"])}
+    status, body = client.request("/api/w/alice/answer", same)
+    assert status == 200 and body["already"] is True, body
+    assert client.request("/api/w/alice/answer", {**same, "rating": 1 if row["rating"] != 1 else 2})[0] == 409
+    assert len(stack.probe.on(wearer_topic("alice", "checkin/response"))) == sent
+    assert row["prompt_id"] == checkin["id"]
 
 
 def test_a_wearer_never_sees_another_wearers_checkins(stack, browser):
@@ -370,6 +394,9 @@ def test_the_api_serves_only_the_signed_in_wearer(stack):
     or another site's Origin are refused too. The session cookie is HttpOnly and SameSite."""
     stack.wait_checkin("bob")
     stack.wait_checkin("alice")
+    if "bob" in stack.pages:  # bob's own page saved his zone when he signed in
+        assert wait_until(lambda: stack.app.settings("bob")["timezone"] is not None, 10)
+    bob_controls = len(stack.probe.on(wearer_topic("bob", "control")))
     client = Client(stack.app.url)
     assert Client(stack.app.url).login("alice", "wrong password") == 401
     assert client.request("/api/w/alice/history")[0] == 401  # not signed in
@@ -400,7 +427,7 @@ def test_the_api_serves_only_the_signed_in_wearer(stack):
     time.sleep(0.5)
     # none of it reached bob: no answer, no control on bob's topics
     assert not stack.probe.on(wearer_topic("bob", "checkin/response"))
-    assert not stack.probe.on(wearer_topic("bob", "control"))
+    assert len(stack.probe.on(wearer_topic("bob", "control"))) == bob_controls
     assert stack.service.wearer_state("bob")["policy"].paused_until_s is None
     # sign out ends the session
     assert client.request("/api/logout", {})[0] == 200
@@ -432,8 +459,8 @@ def test_pause_and_quiet_hours_reach_the_service(stack):
     status, body = client.request("/api/w/alice/quiet-hours", {"start": "23:00", "end": "06:30",
                                                                "timezone": "Europe/Berlin"})
     assert status == 200 and body["settings"]["quiet_hours"] == ["23:00", "06:30"]
-    control = json.loads(stack.probe.on(wearer_topic("alice", "control"))[-1])
-    assert control == {"v": 1, "action": "quiet_hours", "quiet_hours": ["23:00", "06:30"], "timezone": "Europe/Berlin"}
+    expected = {"v": 1, "action": "quiet_hours", "quiet_hours": ["23:00", "06:30"], "timezone": "Europe/Berlin"}
+    assert wait_until(lambda: json.loads(stack.probe.on(wearer_topic("alice", "control"))[-1]) == expected, 5)
     assert client.request("/api/w/alice/quiet-hours", {"start": "25:00", "end": "06:30"})[0] == 400
     for zone in ("Europe", "Mars/Olympus", "A" * 65):  # "Europe" is a folder of the zone database
         assert client.request("/api/w/alice/quiet-hours", {"start": "23:00", "end": "06:30", "timezone": zone})[0] == 400

@@ -1,5 +1,5 @@
 """The web check-in app (``anxmon app``): check-ins reach the wearer's phone and are answered in
-one tap; plus push notifications (``monitor.push``) and Home Assistant discovery
+a few taps; plus push notifications (``monitor.push``) and Home Assistant discovery
 (``monitor.homeassistant``). See ``docs/app.md``.
 
 In Python (``anxmon demo`` does this next to its service)::

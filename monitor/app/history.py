@@ -84,6 +84,16 @@ class RecordingHistory:
                                  "prompt": prompt, "closed": r["closed"], "answer": answer})
         return {"scores": scores, "threshold": None if row is None else row[0], "checkins": checkins, "start": start}
 
+    def answer(self, wearer: str, prompt_id: str) -> dict | None:
+        """The recorded answer to one check-in (``{"rating", "labels"}``), or None."""
+        with self._lock:
+            db = self._conn()
+            if db is None:
+                return None
+            row = db.execute("SELECT rating, labels FROM answers WHERE wearer = ? AND prompt_id = ? LIMIT 1",
+                             (wearer, prompt_id)).fetchone()
+        return None if row is None else {"rating": row["rating"], "labels": json.loads(row["labels"] or "[]")}
+
     def open_checkin(self, wearer: str) -> dict | None:
         """The wearer's newest check-in that is neither answered nor expired (``Prompt.to_dict()``)."""
         with self._lock:

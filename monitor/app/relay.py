@@ -181,6 +181,11 @@ class Relay:
             if sub in self._subs.get(sub.wearer, []):
                 self._subs[sub.wearer].remove(sub)
 
+    def notify(self, wearer: str, event: str, data: Any) -> None:
+        """Send an event of the app's own (``settings``) to every open page of ``wearer``."""
+        with self._lock:
+            self._send(wearer, event, data)
+
     def view(self, wearer: str) -> WearerView:
         """A snapshot of what is known of ``wearer`` (an expired check-in is dropped here)."""
         with self._lock:
@@ -223,6 +228,9 @@ class Relay:
         """Publish the wearer's answer on ``anxmon/v1/{wearer}/checkin/response`` (QoS 1, waits for
         the broker's acknowledgement) and close the check-in on the wearer's pages."""
         self._publish(wearer_topic(wearer, "checkin/response"), encode_answer(prompt_id, rating, labels))
+        # the broker has it: count it now, so a retry after a lost response is recognised even
+        # before the answer comes back on the subscription
+        self._answered(wearer, Answer(prompt_id, rating, tuple(labels)))
 
     def control(self, wearer: str, action: str, duration_s: float | None = None, **extra: Any) -> None:
         """Publish a pause / resume / snooze (or another control the service reads) for ``wearer``."""
@@ -362,5 +370,7 @@ class Relay:
 
     def _rejected(self, wearer: str, body: dict) -> None:
         kind = str(body.get("topic", "")).rsplit("/", 2)
-        if body.get("reason") in ("answer", "control") or kind[-2:] == ["checkin", "response"]:
+        if kind[-2:] == ["checkin", "response"]:
+            self._send(wearer, "notice", {"reason": "answer"})
+        elif body.get("reason") in ("answer", "control"):
             self._send(wearer, "notice", {"reason": body.get("reason")})

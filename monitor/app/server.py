@@ -44,7 +44,7 @@ from monitor.app.accounts import Accounts
 from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
-from monitor.app.words import body_status, checkin_view
+from monitor.app.words import answer_words, checkin_view, live_status
 from monitor.core.policy import ControlError, check_quiet_hours, check_timezone
 from monitor.errors import AnxmonError, ConfigError
 from monitor.wire import ID_PATTERN
@@ -405,13 +405,24 @@ class CheckinApp:
                 return c
         return None
 
+    def reachable(self) -> bool:
+        """Whether the monitor can hear the wearer's answers: the relay is connected to the
+        broker and the service has not said it went offline."""
+        return self.relay.connected and self.relay.monitor_online.get(self.options.instance) is not False
+
+    def status(self, wearer: str, view=None) -> dict:
+        """The wearer's status line: never "calm" from old news (``words.live_status``)."""
+        view = view or self.relay.view(wearer)
+        age_s = None if view.event_wall_s is None else max(0.0, time.time() - view.event_wall_s)
+        return live_status(view.indicators, age_s, self.reachable())
+
     def state(self, wearer: str) -> dict:
         view = self.relay.view(wearer)
         checkin = self.open_checkin(wearer)
         return {
             "wearer": wearer,
             "checkin": None if checkin is None else checkin_view(checkin),
-            "status": body_status(view.indicators),
+            "status": self.status(wearer, view),
             "settings": self.settings(wearer),
             "connected": self.relay.connected,
             "monitor_online": self.relay.monitor_online.get(self.options.instance),
@@ -425,9 +436,18 @@ class CheckinApp:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "The rating must be a whole number.")
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Labels must be a list of words.")
+        breathing = any(x in ("anxious", "stressed") for x in labels)
+        seen = self.relay.view(wearer).answered.get(prompt_id)
+        if seen is None and self.history_source is not None:  # answered before a restart of the app
+            seen = self.history_source.answer(wearer, prompt_id)
+        if seen is not None:  # a retry after a lost response: the answer already counts
+            if seen.get("rating") == rating and sorted(seen.get("labels") or []) == sorted(labels):
+                return {"ok": True, "breathing": breathing, "already": True}
+            raise _HttpError(HTTPStatus.CONFLICT, "This check-in already has an answer. Thank you.")
         checkin = self.open_checkin(wearer)
         if checkin is None or checkin.get("id") != prompt_id:
-            raise _HttpError(HTTPStatus.CONFLICT, "This check-in has already closed. Thank you anyway.")
+            raise _HttpError(HTTPStatus.CONFLICT,
+                             "This check-in has closed, so there's nothing to answer. Thank you anyway.")
         options = checkin.get("options") or {}
         r = options.get("rating") or {}
         if rating is not None and not int(r.get("min", 1)) <= rating <= int(r.get("max", 5)):
@@ -437,8 +457,8 @@ class CheckinApp:
         if rating is None and not labels:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Pick a rating or a word (or both).")
         self._relay_call(lambda: self.relay.answer(wearer, prompt_id, rating, labels))
-        log.info("app: %s answered check-in %s", wearer, prompt_id)
-        return {"ok": True, "breathing": any(x in ("anxious", "stressed") for x in labels)}
+        log.debug("app: %s answered check-in %s", wearer, prompt_id)  # a health timeline: DEBUG
+        return {"ok": True, "breathing": breathing}
 
     def control(self, wearer: str, body: dict) -> dict:
         action = body.get("action")
@@ -454,7 +474,7 @@ class CheckinApp:
         else:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown request.")
         log.info("app: %s asked to %s check-ins", wearer, action)
-        return {"ok": True, "settings": self.settings(wearer)}
+        return {"ok": True, "settings": self._share_settings(wearer)}
 
     def quiet_hours(self, wearer: str, body: dict) -> dict:
         tz = body.get("timezone")
@@ -468,10 +488,18 @@ class CheckinApp:
                 check_timezone(tz)
             except ControlError:
                 raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown time zone.") from None
+        if tz is None:  # quiet hours off (or no zone sent): the zone still applies to the daily cap
+            tz = self.settings(wearer)["timezone"]
         self._relay_call(lambda: self.relay.control(wearer, "quiet_hours", quiet_hours=quiet or [], timezone=tz))
         self._save_setting(wearer, quiet_hours=quiet, timezone=tz)
         log.info("app: %s set quiet hours", wearer)
-        return {"ok": True, "settings": self.settings(wearer)}
+        return {"ok": True, "settings": self._share_settings(wearer)}
+
+    def _share_settings(self, wearer: str) -> dict:
+        """The wearer's settings, also sent to their other open pages (a second tab, a phone)."""
+        settings = self.settings(wearer)
+        self.relay.notify(wearer, "settings", settings)
+        return settings
 
     def _relay_call(self, fn: Callable[[], None]) -> None:
         try:
@@ -505,7 +533,9 @@ class CheckinApp:
         else:
             found["source"] = "recording"
         for c in found["checkins"]:
-            c["why"] = checkin_view(c.pop("prompt"))["why"]
+            prompt = c.pop("prompt")
+            c["why"] = checkin_view(prompt)["why"]
+            c["said"] = answer_words(c.get("answer"), prompt)
         found.update({"from": from_s, "to": to_s, "days": days})
         return found
 
@@ -531,6 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "anxmon"
     sys_version = ""
+    _raw: bytes | None = b""  # the POST body (None: too large, not read)
 
     @property
     def app(self) -> CheckinApp:
@@ -571,14 +602,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> dict:
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             raise _HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Expected JSON.")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
+        if self._raw is None:
             raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request too large.")
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(self._raw or b"{}")
         except ValueError:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Expected JSON.") from None
         if not isinstance(body, dict):
@@ -617,6 +644,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("GET")
 
     def do_POST(self) -> None:
+        # read the whole body first, whatever the answer: a body left unread on a kept-alive
+        # connection would be taken for the start of the next request ("{}GET / ...": 501)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= MAX_BODY:
+            self._raw = self.rfile.read(length)
+        else:
+            self._raw = None
+            self.close_connection = True
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
@@ -703,13 +741,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            self._event("state", app.state(wearer), retry=True)
-            last_status = None
+            first = app.state(wearer)
+            self._event("state", first, retry=True)
+            last_status = first["status"]
             idle_s = 0.0
             while not app._closing.is_set() and not sub.closed:
                 item = sub.get(1.0)
                 if item is None:
                     app.relay.expire_due(wearer)  # delivered on the next turn
+                    status = app.status(wearer)  # the wearable gone quiet, the monitor gone away
+                    if status != last_status:
+                        self._event("status", status)
+                        last_status = status
                     idle_s += 1.0
                     if idle_s >= 15.0:
                         self.wfile.write(b": still here\n\n")
@@ -723,11 +766,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if event == "checkin":
                     self._event("checkin", checkin_view(data))
                 elif event == "indicators":
-                    status = body_status(data)
+                    status = app.status(wearer)
                     if status != last_status:
                         self._event("status", status)
                         last_status = status
-                elif event in ("closed", "notice"):
+                elif event in ("closed", "notice", "settings"):
                     self._event(event, data)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             pass  # the page went away
@@ -735,7 +778,7 @@ class _Handler(BaseHTTPRequestHandler):
             app.relay.unlisten(sub)
 
     def _event(self, name: str, data: Any, retry: bool = False) -> None:
-        text = (f"retry: 3000\n" if retry else "") + f"event: {name}\ndata: {json.dumps(data)}\n\n"
+        text = ("retry: 3000\n" if retry else "") + f"event: {name}\ndata: {json.dumps(data)}\n\n"
         self.wfile.write(text.encode())
         self.wfile.flush()
 

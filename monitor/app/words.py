@@ -66,7 +66,8 @@ def body_status(indicators: Mapping[str, Any] | None) -> dict:
     """A gentle one-line status of the latest indicators: ``{"level": ..., "text": ...}``.
 
     ``level`` is ``waiting``, ``learning``, ``moving``, ``unclear``, ``calm``, ``raised`` or
-    ``high`` (the page colours it softly); ``text`` is what the wearer reads.
+    ``high`` (the page colours it softly); ``text`` is what the wearer reads. It does not know
+    how old the indicators are: the app uses ``live_status``.
     """
     if not indicators:
         return {"level": "waiting", "text": "Waiting for your wearable."}
@@ -86,6 +87,56 @@ def body_status(indicators: Mapping[str, Any] | None) -> dict:
     if score < threshold:
         return {"level": "raised", "text": "Your body signals are a little above your calm level."}
     return {"level": "high", "text": "Your body signals are above your calm level."}
+
+
+# indicators older than this (wall seconds since they last advanced) no longer describe the body
+STALE_AFTER_S = 120.0
+
+UNREACHABLE_TEXT = "anxmon can't reach the monitor right now, so check-ins are paused until it's back."
+SILENT_TEXT = ("We haven't heard from your wearable for a while. Is it on and nearby? "
+               "No check-ins until it's back.")
+
+
+def live_status(indicators: Mapping[str, Any] | None, age_s: float | None = None,
+                reachable: bool = True) -> dict:
+    """``body_status`` that never reassures about old news: when the monitor cannot be reached
+    (``reachable`` False) or the latest indicators are older than ``STALE_AFTER_S`` (``age_s``),
+    the status says so plainly (levels ``offline`` and ``silent``) instead of a calm level.
+
+    >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=5)["level"]
+    'calm'
+    >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=600)["level"]
+    'silent'
+    >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=5, reachable=False)["level"]
+    'offline'
+    """
+    if not reachable:
+        return {"level": "offline", "text": UNREACHABLE_TEXT}
+    if indicators and age_s is not None and age_s > STALE_AFTER_S:
+        return {"level": "silent", "text": SILENT_TEXT}
+    return body_status(indicators)
+
+
+def answer_words(answer: Mapping[str, Any] | None, checkin: Mapping[str, Any] | None = None) -> str:
+    """What the history says of a check-in's answer, in the words of the buttons.
+
+    >>> c = {"options": {"rating": {"min": 1, "max": 5, "labels": {"2": "A little"}}}}
+    >>> answer_words({"rating": 2, "labels": ["fine"]}, c)
+    "You said: 2 of 5 (A little) · I'm fine."
+    >>> answer_words(None)
+    "No answer, and that's fine."
+    """
+    if not answer:
+        return "No answer, and that's fine."
+    rating = (((checkin or {}).get("options") or {}).get("rating") or {})
+    parts = []
+    if isinstance(answer.get("rating"), int):
+        caption = plain((rating.get("labels") or {}).get(str(answer["rating"]), ""), "")
+        parts.append(f"{answer['rating']} of {int(rating.get('max', 5))}" + (f" ({caption})" if caption else ""))
+    labels = [label_text(x) for x in answer.get("labels") or [] if isinstance(x, str)]
+    if labels:
+        parts.append(", ".join(labels))
+    return f"You said: {' · '.join(parts)}." if parts else "You answered."
 
 
 def checkin_view(checkin: Mapping[str, Any]) -> dict:

@@ -4,7 +4,13 @@
 
 const $ = (id) => document.getElementById(id);
 const app = { wearer: null, csrf: null, checkin: null, rating: null, labels: new Set(), events: null,
-              days: 3, answered: new Set(), breathTimer: null };
+              days: 3, answered: new Set(), breathTimer: null, status: null, settings: null,
+              sending: null, pauseTimer: null, goneTimer: null, tzSaving: false, tzRefused: null,
+              justSignedIn: false };
+
+const OFFLINE = "You seem to be offline. Please try again when you have a connection.";
+const PAGE_OFFLINE = { level: "offline",
+  text: "You seem to be offline, so this page can't show check-ins right now. It will catch up once you're connected." };
 
 // ------------------------------------------------------------------ helpers
 async function api(path, body) {
@@ -13,12 +19,20 @@ async function api(path, body) {
     headers: { "Content-Type": "application/json", "X-CSRF-Token": app.csrf || "" },
     body: JSON.stringify(body),
   };
-  const res = await fetch(path, init);
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {  // the request never got an answer: no raw "Failed to fetch"
+    const err = new Error(OFFLINE);
+    err.status = 0;
+    throw err;
+  }
   let data = {};
   try { data = await res.json(); } catch (e) { data = {}; }
   if (!res.ok) {
     const err = new Error(data.error || "Something went wrong. Please try again.");
     err.status = res.status;
+    if (res.status === 401 && path.startsWith("/api/w/") && app.wearer) signedOut();  // the sign-in ran out
     throw err;
   }
   return data;
@@ -31,7 +45,16 @@ function el(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
-const fmtTime = (t) => new Date(t * 1000).toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" });
+const fmtTime = (t) => new Date(t * 1000).toLocaleString([], { weekday: "short", hour: "numeric", minute: "2-digit" });
+const fmtClock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+// "HH:MM" of a time picker in the wearer's own clock style (11:30 PM or 23:30)
+const fmtHM = (hm) => { const [h, m] = hm.split(":").map(Number); const d = new Date(); d.setHours(h, m, 0, 0);
+                        return fmtClock(d.getTime() / 1000); };
+function browserZone() {
+  try { return Intl.DateTimeFormat().resolvedOptions().timeZone || null; } catch (e) { return null; }
+}
+// "Asia/Tokyo" -> "Tokyo time"; "UTC" -> "UTC"
+const zoneName = (tz) => tz.includes("/") ? `${tz.split("/").pop().replace(/_/g, " ")} time` : tz;
 const fmtDay = (t) => new Date(t * 1000).toLocaleDateString([], { weekday: "short", day: "numeric" });
 
 // ------------------------------------------------------------------ start
@@ -41,8 +64,8 @@ async function start() {
   }
   try {
     const cfg = await api("/api/config");
-    $("crisis").textContent = cfg.crisis_text;
-  } catch (e) { /* the text stays empty: the server is not reachable */ }
+    if (cfg.crisis_text) $("crisis").textContent = cfg.crisis_text;
+  } catch (e) { /* index.html's own crisis text stays */ }
   try {
     const s = await api("/api/session");
     signedIn(s);
@@ -54,6 +77,14 @@ async function start() {
 function showLogin() {
   show("login", true); show("home", false); show("signout", false); show("who", false);
   $("login-wearer").focus();
+}
+
+function signedOut() {
+  if (app.events) app.events.close();
+  app.events = null;
+  app.wearer = app.csrf = app.checkin = null;
+  $("page-msg").textContent = "";
+  showLogin();
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
@@ -69,10 +100,18 @@ $("login-form").addEventListener("submit", async (ev) => {
 });
 
 $("signout").addEventListener("click", async () => {
-  try { await api("/api/logout", {}); } catch (e) { /* signed out anyway */ }
-  if (app.events) app.events.close();
-  app.wearer = app.csrf = null;
-  showLogin();
+  $("page-msg").textContent = "";
+  try {
+    await api("/api/logout", {});
+  } catch (e) {
+    if (e.status !== 401) {  // not signed out (offline): a shared phone must not stay signed in unnoticed
+      $("page-msg").textContent = e.status === 0
+        ? "We couldn't sign you out because you seem to be offline. Please try again when you have a connection."
+        : "We couldn't sign you out just now. Please try again.";
+      return;
+    }
+  }
+  signedOut();
 });
 
 function signedIn(s) {
@@ -80,6 +119,8 @@ function signedIn(s) {
   app.csrf = s.csrf;
   show("login", false); show("home", true); show("signout", true);
   $("who").textContent = s.wearer; show("who", true);
+  app.justSignedIn = true;
+  window.scrollTo(0, 0);
   listen();
   loadHistory();
 }
@@ -92,25 +133,40 @@ function listen() {
   es.addEventListener("state", (ev) => renderState(JSON.parse(ev.data)));
   es.addEventListener("checkin", (ev) => { renderCheckin(JSON.parse(ev.data)); loadHistory(); });
   es.addEventListener("status", (ev) => renderStatus(JSON.parse(ev.data)));
+  es.addEventListener("settings", (ev) => renderSettings(JSON.parse(ev.data)));
   es.addEventListener("closed", (ev) => {
     const d = JSON.parse(ev.data);
+    const s = app.sending;
+    if (s && d.reason === "answered" && d.prompt_id === s.id) {  // our answer arrived (its response may be lost)
+      showThanks(s.breathing);
+      return;
+    }
     if (app.checkin && (!d.prompt_id || d.prompt_id === app.checkin.id) && !app.answered.has(app.checkin.id)) {
+      const shown = !$("checkin").hidden;
       renderCheckin(null);
+      if (shown && d.reason === "expired") showGone("This check-in has closed. No need to answer it. Thank you.");
       loadHistory();
     }
   });
-  es.addEventListener("notice", () => {
-    const refused = "The monitor could not take that answer; the check-in may have closed.";
+  es.addEventListener("notice", (ev) => {
+    const d = JSON.parse(ev.data);
+    if (d.reason !== "answer") {
+      $("settings-msg").textContent = "The monitor could not apply that change. Please try again.";
+      return;
+    }
+    const refused = "Sorry, this check-in had already closed, so your answer wasn't saved. There's nothing you need to do.";
     if (!$("thanks").hidden) {  // the answer just sent was refused: do not say it was noted
       $("thanks-text").textContent = refused;
       show("offer-breathing", false);
+      show("thanks-ok", true);
     } else {
       $("checkin-error").textContent = refused;
     }
   });
   es.onerror = async () => {
-    // the browser retries by itself; a lost session needs a new sign-in
-    try { await api("/api/session"); } catch (e) { if (e.status === 401) { es.close(); showLogin(); } }
+    // the browser retries by itself; meanwhile say plainly that this page is not up to date
+    renderStatus(PAGE_OFFLINE);
+    try { await api("/api/session"); } catch (e) { if (e.status === 401) signedOut(); }
   };
 }
 
@@ -118,29 +174,75 @@ function renderState(st) {
   renderStatus(st.status);
   renderSettings(st.settings);
   renderCheckin(st.checkin);
+  app.justSignedIn = false;  // a later check-in is announced, not focused
+  const m = location.hash.match(/^#\/checkin\/(.+)$/);
+  if (m && !(st.checkin && st.checkin.id === decodeURIComponent(m[1]))) {  // a link to a closed check-in
+    if (!app.answered.has(decodeURIComponent(m[1]))) showGone("That check-in has already closed. There's nothing to answer.");
+    history.replaceState(null, "", "/");
+  }
 }
 
+// offline: the monitor can't be reached; silent: no news from the wearable. Never "all is calm" then.
+const cutOff = () => app.status && (app.status.level === "offline" || app.status.level === "silent");
+
 function renderStatus(status) {
+  app.status = status;
   $("status").textContent = status.text;
   $("status").dataset.level = status.level;
+  show("status", !app.checkin || cutOff());
+  refreshNothing();
 }
+
+// "Nothing to answer right now" only when it is true and nothing else is on the screen
+function refreshNothing() {
+  show("nothing", !app.checkin && $("thanks").hidden && $("breathing").hidden && $("gone").hidden && !cutOff());
+}
+
+function showGone(text) {
+  clearTimeout(app.goneTimer);
+  $("gone-text").textContent = text;
+  show("gone", true);
+  refreshNothing();
+  app.goneTimer = setTimeout(hideGone, 12000);
+}
+function hideGone() { clearTimeout(app.goneTimer); show("gone", false); refreshNothing(); }
+$("gone-ok").addEventListener("click", hideGone);
+
+function showThanks(breathing) {
+  const c = app.sending || app.checkin;
+  if (c) app.answered.add(c.id);
+  app.checkin = null;
+  show("checkin", false); show("gone", false);
+  $("thanks-text").textContent = "Thank you. Your answer is noted.";
+  document.title = "anxmon check-in";
+  show("thanks-ok", false);
+  show("thanks", true);
+  show("offer-breathing", breathing);
+  show("status", true);
+  refreshNothing();
+  $("thanks-text").focus();
+}
+$("thanks-ok").addEventListener("click", () => { show("thanks", false); refreshNothing(); });
 
 // ------------------------------------------------------------------ the check-in
 function renderCheckin(c) {
   if (c && app.answered.has(c.id)) c = null;
   const fresh = c && (!app.checkin || app.checkin.id !== c.id);
   app.checkin = c;
-  show("status", !c);  // while a check-in is open, it speaks for itself
+  show("status", !c || cutOff());  // while a check-in is open, it speaks for itself
   if (!c) {
     show("checkin", false);
-    show("nothing", $("thanks").hidden && $("breathing").hidden);
+    document.title = "anxmon check-in";
+    refreshNothing();
     return;
   }
-  show("nothing", false); show("thanks", false); show("breathing", false);
+  if (app.breathTimer) stopBreathing();
+  show("nothing", false); show("thanks", false); show("breathing", false); show("gone", false);
   if (!fresh && !$("checkin").hidden) return;
   app.rating = null;
   app.labels = new Set();
   $("checkin-message").textContent = c.message;
+  $("checkin-sent").textContent = c.t ? `Sent at ${fmtClock(c.t)}` : "";
   $("checkin-why").textContent = c.why;
   $("checkin-question").textContent = c.question;
   $("checkin-error").textContent = "";
@@ -148,7 +250,7 @@ function renderCheckin(c) {
   ratings.replaceChildren();
   for (const r of c.ratings) {
     const b = el("button", { type: "button", "aria-pressed": "false", "data-rating": String(r.value),
-                             "aria-label": `${r.value}: ${r.caption}` }, String(r.value));
+                             "aria-label": r.caption ? `${r.value}, ${r.caption}` : String(r.value) }, String(r.value));
     b.addEventListener("click", () => {
       app.rating = app.rating === r.value ? null : r.value;
       for (const x of ratings.children) x.setAttribute("aria-pressed", String(Number(x.dataset.rating) === app.rating));
@@ -171,31 +273,42 @@ function renderCheckin(c) {
   }
   updateSend();
   show("checkin", true);
-  if (location.hash.startsWith("#/checkin/")) $("checkin").scrollIntoView({ block: "start" });
+  document.title = "• Check-in: anxmon";
+  $("announce").textContent = `A new check-in: ${c.message}`;
+  if (location.hash.startsWith("#/checkin/")) {
+    $("checkin").scrollIntoView({ block: "start" });
+    $("checkin-message").focus();
+  } else if (app.justSignedIn) {
+    $("checkin-message").focus({ preventScroll: true });  // the status line above it stays in view
+  }
+  app.justSignedIn = false;
 }
 
 function updateSend() {
-  $("send").disabled = app.rating === null && app.labels.size === 0;
+  $("send").disabled = app.sending !== null || (app.rating === null && app.labels.size === 0);
 }
 
 $("send").addEventListener("click", async () => {
   const c = app.checkin;
-  if (!c) return;
-  $("send").disabled = true;
+  if (!c || app.sending) return;
+  const labels = [...app.labels];
+  app.sending = { id: c.id, breathing: labels.includes("anxious") || labels.includes("stressed") };
+  updateSend();
+  $("send").textContent = "Sending…";
   $("checkin-error").textContent = "";
   try {
-    const res = await api(wpath("answer"), { prompt_id: c.id, rating: app.rating, labels: [...app.labels] });
-    app.answered.add(c.id);
-    app.checkin = null;
-    show("checkin", false); show("nothing", false);
-    $("thanks-text").textContent = "Thank you. Your answer is noted.";
-    show("thanks", true);
-    show("offer-breathing", res.breathing);
+    const res = await api(wpath("answer"), { prompt_id: c.id, rating: app.rating, labels });
+    showThanks(res.breathing);
     if (location.hash) history.replaceState(null, "", "/");
     setTimeout(loadHistory, 1500);
   } catch (e) {
-    $("checkin-error").textContent = e.message;
-    if (e.status === 409) setTimeout(() => renderCheckin(null), 3000);
+    if (!app.answered.has(c.id)) {  // (when the answer's own "closed" came, it counted: thanks is shown)
+      $("checkin-error").textContent = e.message;
+      if (e.status === 409) setTimeout(() => renderCheckin(null), 4000);
+    }
+  } finally {
+    app.sending = null;
+    $("send").textContent = "Send";
     updateSend();
   }
 });
@@ -205,10 +318,10 @@ function stopBreathing() {
   clearInterval(app.breathTimer);
   app.breathTimer = null;
   show("breathing", false);
-  show("nothing", !app.checkin);
+  refreshNothing();
 }
 
-$("breathe-skip").addEventListener("click", () => { show("thanks", false); show("nothing", !app.checkin); });
+$("breathe-skip").addEventListener("click", () => { show("thanks", false); refreshNothing(); });
 $("breathe-stop").addEventListener("click", stopBreathing);
 $("breathe-start").addEventListener("click", () => {
   show("thanks", false); show("breathing", true);
@@ -233,19 +346,62 @@ $("breathe-start").addEventListener("click", () => {
 
 // ------------------------------------------------------------------ pause and quiet hours
 function renderSettings(s) {
+  app.settings = s;
   const paused = s.paused_until && s.paused_until * 1000 > Date.now();
   $("pause-state").textContent = paused
     ? `Check-ins are paused until ${fmtTime(s.paused_until)}.`
     : "Check-ins are on.";
   show("resume", paused);
-  if (s.quiet_hours) {
+  clearTimeout(app.pauseTimer);
+  if (paused) app.pauseTimer = setTimeout(() => renderSettings(app.settings), s.paused_until * 1000 - Date.now() + 500);
+  const editing = [$("quiet-start"), $("quiet-end")].includes(document.activeElement);
+  if (editing) {
+    // the wearer is choosing a time: leave it (they save it themselves)
+  } else if (s.quiet_hours) {
     $("quiet-start").value = s.quiet_hours[0];
     $("quiet-end").value = s.quiet_hours[1];
   } else {
     $("quiet-start").value = ""; $("quiet-end").value = "";
   }
   $("quiet-off").hidden = !s.quiet_hours;
+  // the time zone the monitor applies: shown, and the phone's own from the first sign-in
+  const here = browserZone();
+  const zone = s.timezone || here;
+  $("quiet-tz").textContent = zone ? `Times are in ${zoneName(zone)}.` : "";
+  const moved = Boolean(s.timezone && here && s.timezone !== here);
+  show("tz-change", moved);
+  if (moved) {
+    $("tz-change-text").textContent =
+      `Your phone is on ${zoneName(here)} now, but quiet hours still follow ${zoneName(s.timezone)}.`;
+    $("tz-use").textContent = `Use ${zoneName(here)}`;
+  }
+  if (!s.timezone && here && !app.tzSaving && app.tzRefused !== here) saveZone(s, here);
 }
+
+// the same quiet hours (or none) in the zone ``tz``
+const zoneBody = (s, tz) => s.quiet_hours ? { start: s.quiet_hours[0], end: s.quiet_hours[1], timezone: tz }
+                                          : { off: true, timezone: tz };
+
+async function saveZone(s, tz) {
+  app.tzSaving = true;
+  try {
+    renderSettings((await api(wpath("quiet-hours"), zoneBody(s, tz))).settings);
+  } catch (e) {
+    if (e.status === 400) {  // a zone this server does not know: do not ask again on every update
+      app.tzRefused = tz;
+      $("quiet-tz").textContent = "anxmon doesn't know your phone's time zone, so these times may not be your local time.";
+    } else {
+      $("quiet-tz").textContent = `These times will follow ${zoneName(tz)} once anxmon can reach the monitor.`;
+    }
+  } finally {
+    app.tzSaving = false;
+  }
+}
+
+$("tz-use").addEventListener("click", () => {
+  const tz = browserZone();
+  if (tz && app.settings) setting("quiet-hours", zoneBody(app.settings, tz), `Quiet hours now follow ${zoneName(tz)}.`);
+});
 
 async function setting(path, body, done) {
   $("settings-msg").textContent = "";
@@ -260,19 +416,24 @@ async function setting(path, body, done) {
 
 $("pause-hour").addEventListener("click", () => setting("control", { action: "pause", duration_s: 3600 },
   "Paused for an hour. Take care."));
-$("pause-tomorrow").addEventListener("click", () => {
-  const t = new Date();
-  t.setDate(t.getDate() + 1);
+// the next 08:00: this morning's when it is not yet 8 (a pause at 02:45 means "until this morning")
+function nextMorning(now) {
+  const t = new Date(now);
+  if (t.getHours() >= 8) t.setDate(t.getDate() + 1);
   t.setHours(8, 0, 0, 0);
-  setting("control", { action: "pause", duration_s: Math.round((t - Date.now()) / 1000) },
-    "Paused until tomorrow morning.");
+  return t;
+}
+$("pause-tomorrow").addEventListener("click", () => {
+  const t = nextMorning(Date.now());
+  setting("control", { action: "pause", duration_s: Math.max(60, Math.round((t - Date.now()) / 1000)) },
+    `Paused until ${fmtClock(t.getTime() / 1000)}. Rest well.`);
 });
 $("resume").addEventListener("click", () => setting("control", { action: "resume" }, "Check-ins are on again."));
 $("quiet-save").addEventListener("click", () => {
   const start = $("quiet-start").value, end = $("quiet-end").value;
   if (!start || !end || start === end) { $("settings-msg").textContent = "Please pick two different times."; return; }
-  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  setting("quiet-hours", { start, end, timezone: tz }, `Quiet from ${start} to ${end}.`);
+  const tz = browserZone() || (app.settings && app.settings.timezone) || undefined;
+  setting("quiet-hours", { start, end, timezone: tz }, `Quiet from ${fmtHM(start)} to ${fmtHM(end)}.`);
 });
 $("quiet-off").addEventListener("click", () => setting("quiet-hours", { off: true }, "No quiet hours."));
 
@@ -304,7 +465,11 @@ function svg(tag, attrs) {
 }
 
 function drawChart(h) {
-  const W = 340, H = 150, L = 6, R = 6, T = 10, B = 24;
+  const css = getComputedStyle(document.documentElement);
+  const v = (name, fallback) => (css.getPropertyValue(name) || "").trim() || fallback;
+  const col = { card: v("--card", "#fffdf9"), soft: v("--soft", "#5b6770"), grid: v("--divider", "#e6dfd2"),
+                accent: v("--accent", "#2f6f73"), warm: v("--warm", "#c0793b") };
+  const W = 340, H = 150, L = 6, R = 6, T = 10, B = 26;
   const chart = $("chart");
   chart.replaceChildren();
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, "aria-hidden": "true" });
@@ -313,43 +478,50 @@ function drawChart(h) {
   const x = (t) => L + ((t - from) / span) * (W - L - R);
   const top = Math.max(3, (h.threshold || 2) * 1.5, ...h.scores.map((p) => p[1]));
   const y = (v) => T + (1 - Math.max(0, Math.min(v, top)) / top) * (H - T - B);
-  s.append(svg("rect", { x: 0, y: 0, width: W, height: H, fill: "#fffdf9" }));
+  s.append(svg("rect", { x: 0, y: 0, width: W, height: H, fill: col.card }));
   // day boundaries
   const first = new Date(from * 1000); first.setHours(24, 0, 0, 0);
   for (let d = first.getTime() / 1000; span >= 86400 && d < h.to; d += 86400) {
-    s.append(svg("line", { x1: x(d), x2: x(d), y1: T, y2: H - B, stroke: "#e6dfd2", "stroke-width": 1 }));
-    const label = svg("text", { x: x(d) + 3, y: H - 8, "font-size": 11, fill: "#5b6770" });
+    s.append(svg("line", { x1: x(d), x2: x(d), y1: T, y2: H - B, stroke: col.grid, "stroke-width": 1 }));
+    const label = svg("text", { x: x(d) + 3, y: H - 8, "font-size": 13, fill: col.soft });
     label.textContent = fmtDay(d);
     s.append(label);
   }
   if (span < 86400) {  // less than a day: the clock times at both ends
-    const fmt = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const fmt = fmtClock;
     for (const [t, anchor] of [[from, "start"], [from + span, "end"]]) {
-      const label = svg("text", { x: x(t), y: H - 8, "font-size": 11, fill: "#5b6770", "text-anchor": anchor });
+      const label = svg("text", { x: x(t), y: H - 8, "font-size": 13, fill: col.soft, "text-anchor": anchor });
       label.textContent = fmt(t);
       s.append(label);
     }
   }
-  s.append(svg("line", { x1: L, x2: W - R, y1: y(0), y2: y(0), stroke: "#d9d2c5", "stroke-width": 1 }));
+  s.append(svg("line", { x1: L, x2: W - R, y1: y(0), y2: y(0), stroke: col.grid, "stroke-width": 1 }));
   if (h.threshold) {
-    s.append(svg("line", { x1: L, x2: W - R, y1: y(h.threshold), y2: y(h.threshold), stroke: "#c0793b",
+    s.append(svg("line", { x1: L, x2: W - R, y1: y(h.threshold), y2: y(h.threshold), stroke: col.warm,
                            "stroke-width": 1.5, "stroke-dasharray": "5 4" }));
   }
   if (h.scores.length) {
     const pts = h.scores.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
-    s.append(svg("polyline", { points: pts, fill: "none", stroke: "#2f6f73", "stroke-width": 2,
+    s.append(svg("polyline", { points: pts, fill: "none", stroke: col.accent, "stroke-width": 2,
                                "stroke-linejoin": "round", "stroke-linecap": "round" }));
   }
   for (const c of h.checkins) {
-    s.append(svg("circle", { cx: x(c.t), cy: T + 4, r: 5, fill: c.answer ? "#c0793b" : "#fffdf9",
-                             stroke: "#c0793b", "stroke-width": 2 }));
+    s.append(svg("circle", { cx: x(c.t), cy: T + 4, r: 5, fill: c.answer ? col.warm : col.card,
+                             stroke: col.warm, "stroke-width": 2 }));
   }
   if (!h.scores.length) {
-    const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", "font-size": 13, fill: "#5b6770" });
+    const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", "font-size": 13, fill: col.soft });
     t.textContent = "No readings in these days yet.";
     s.append(t);
   }
   chart.append(s);
+  const answered = h.checkins.filter((c) => c.answer).length;
+  const calm = h.threshold && h.scores.length
+    ? h.scores.filter((p) => p[1] < 0.5 * h.threshold).length / h.scores.length : null;
+  const mostly = calm === null ? "" : calm >= 0.5 ? "your body was mostly near your calm level; "
+                                                  : "your body was often above your calm level; ";
+  $("chart").setAttribute("aria-label", `Over the last ${h.days === 1 ? "day" : `${h.days} days`} ${mostly}`
+    + `${h.checkins.length} check-in${h.checkins.length === 1 ? "" : "s"}, ${answered} answered.`);
 }
 
 function listCheckins(h) {
@@ -363,15 +535,8 @@ function listCheckins(h) {
     const li = el("li");
     li.append(el("div", { class: "when" }, fmtTime(c.t)));
     li.append(el("div", { class: "soft" }, c.why));
-    let said = "Not answered.";
-    if (c.answer) {
-      const parts = [];
-      if (c.answer.rating !== null && c.answer.rating !== undefined) parts.push(`tension ${c.answer.rating} of 5`);
-      if (c.answer.labels.length) parts.push(c.answer.labels.join(", "));
-      said = `You answered: ${parts.join("; ")}.`;
-    } else if (app.checkin && app.checkin.id === c.id) {
-      said = "Open now.";
-    }
+    let said = c.said || (c.answer ? "You answered." : "No answer, and that's fine.");
+    if (!c.answer && app.checkin && app.checkin.id === c.id) said = "Open now.";
     li.append(el("div", {}, said));
     list.append(li);
   }

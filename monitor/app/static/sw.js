@@ -1,6 +1,6 @@
 // anxmon service worker: the app shell works offline (and makes the app installable);
 // everything under /api always goes to the network and is never cached.
-const CACHE = "anxmon-shell-v1";
+const CACHE = "anxmon-shell-v2";
 const SHELL = ["/", "/app.js", "/app.css", "/manifest.webmanifest", "/icon.svg", "/icon-192.png", "/icon-512.png"];
 
 self.addEventListener("install", (event) => {

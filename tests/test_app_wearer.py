@@ -1,0 +1,513 @@
+"""The check-in app from the wearer's side (findings of the wearer audit, 2026-12): the quiet
+hours shown are the ones applied (time zone), no false reassurance, crisis text offline,
+flaky networks, closed check-ins, pause until morning, sign-out offline, wording, reflow,
+forced colours, dark mode.
+
+A real broker (mosquitto), the real app (no service: the tests publish check-ins, indicators
+and the monitor's state the way the service does, as its MQTT user) and headless Chromium
+(Debian's ``chromium`` driven by Playwright; never a downloaded browser).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from monitor.app import start_app
+from monitor.app.server import DEFAULT_CRISIS_TEXT, AppOptions, CheckinApp
+from monitor.app import words
+from monitor.app.words import answer_words, live_status
+from monitor.broker import start_broker
+from monitor.wire import encode_checkin, encode_indicators, encode_monitor_state, encode_rejected, wearer_topic
+from tests.conftest import need_broker
+from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
+from tests.test_service import Probe, wait_until
+
+WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone"]
+PASSWORD = "a-long-wearer-password"
+CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
+OFFLINE = "You seem to be offline. Please try again when you have a connection."
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    need_broker("mosquitto")
+    root = tmp_path_factory.mktemp("wearer")
+    broker = start_broker("mosquitto", root / "broker")
+    app = probe = None
+    try:
+        app = start_app(broker.url, root / "data", accounts={w: PASSWORD for w in WEARERS}, recording=None)
+        assert app.relay.wait_connected(10)
+        probe = Probe(broker, ["anxmon/v1/+/control", "anxmon/v1/+/checkin/response"])
+        probe.publish("anxmon/v1/monitor/main/state", encode_monitor_state("online", "main", "test", time.time()))
+        assert wait_until(lambda: app.relay.monitor_online.get("main") is True, 10)
+        yield app, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        if app is not None:
+            app.stop()
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright", False, "pip install playwright; the browser is Debian's chromium")
+    _need("chromium", Path(CHROMIUM).exists(), "apt-get install chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_page(env, chromium):
+    """open_page(wearer, **context options) -> a signed-in page of the wearer."""
+    app, _ = env
+    contexts = []
+
+    def opener(wearer: str, viewport=PHONE, sign_in: bool = True, **options):
+        ctx = chromium.new_context(viewport=viewport, **options)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.goto(app.url)
+        if sign_in:
+            page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+            page.fill("#login-wearer", wearer)
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button")
+            page.wait_for_selector("#home:not([hidden])", timeout=10_000)
+        return page
+
+    yield opener
+    for ctx in contexts:
+        ctx.close()
+
+
+def client(app, wearer: str) -> Client:
+    c = Client(app.url)
+    assert c.login(wearer, PASSWORD) == 200
+    return c
+
+
+def checkin(probe, app, wearer: str, n: int = 1, expires_in_s: float = 900.0) -> dict:
+    """Publish fresh indicators and a check-in for ``wearer`` (as the service does)."""
+    t = time.time()
+    body = {"id": f"{wearer}-{int(t * 1000)}-{n}", "t": t, "message": "How are you feeling right now?",
+            "why": {"indicators": {"HR_Mean": 2.5}},
+            "options": {"rating": {"min": 1, "max": 5, "question": "How tense do you feel right now?",
+                                   "labels": CAPTIONS},
+                        "labels": ["anxious", "stressed", "fine"]},
+            "expires_at": t + expires_in_s}
+    probe.publish(wearer_topic(wearer, "indicators"), encode_indicators(t, 0.2, None, {}, {}, threshold=2.0))
+    probe.publish(wearer_topic(wearer, "checkin"), encode_checkin(body))
+    assert wait_until(lambda: (app.relay.view(wearer).checkin or {}).get("id") == body["id"], 10)
+    return body
+
+
+def controls(probe, wearer: str) -> list[dict]:
+    return probe.json_on(wearer_topic(wearer, "control"))
+
+
+# ------------------------------------------------------------------ 1, 2: time zones
+
+
+def test_quiet_hours_shown_are_applied_in_the_browsers_zone_from_the_first_sign_in(env, open_page):
+    """A wearer who never pressed Save: the shown 22:00-07:00 is sent once with the browser's
+    zone, so the monitor applies what the page shows; the page says which zone. Switching quiet
+    hours off keeps the zone (the daily cap still uses it)."""
+    app, probe = env
+    assert app.settings("tokyo")["timezone"] is None
+    page = open_page("tokyo", timezone_id="Asia/Tokyo")
+    assert wait_until(lambda: app.settings("tokyo")["timezone"] == "Asia/Tokyo", 10)
+    assert wait_until(lambda: controls(probe, "tokyo"), 5)
+    assert controls(probe, "tokyo")[-1] == {"v": 1, "action": "quiet_hours", "quiet_hours": ["22:00", "07:00"],
+                                            "timezone": "Asia/Tokyo"}
+    page.wait_for_selector("#quiet-tz:has-text('Times are in Tokyo time.')", timeout=5_000)
+    assert page.input_value("#quiet-start") == "22:00" and page.input_value("#quiet-end") == "07:00"
+    assert not page.is_visible("#tz-change")
+
+    c = client(app, "tokyo")
+    status, body = c.request("/api/w/tokyo/quiet-hours", {"off": True})
+    assert status == 200 and body["settings"]["quiet_hours"] is None and body["settings"]["timezone"] == "Asia/Tokyo"
+    off = {"v": 1, "action": "quiet_hours", "quiet_hours": [], "timezone": "Asia/Tokyo"}
+    assert wait_until(lambda: controls(probe, "tokyo")[-1] == off, 5), controls(probe, "tokyo")
+
+
+def test_a_zone_that_cannot_be_saved_yet_is_said_so_and_saved_later(env, open_page):
+    """The first save of the zone fails (the monitor cannot be reached): the page does not claim
+    the times are Tokyo's yet; the next update saves it. A zone the server refuses is said so
+    once, not asked again on every update."""
+    app, _ = env
+    answers = []
+
+    def refuse(route):
+        answers.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json", body='{"error": "The monitor cannot be reached."}')
+
+    chromium_page = open_page("zone", timezone_id="Asia/Tokyo", sign_in=False)
+    chromium_page.route("**/quiet-hours", refuse)
+    chromium_page.fill("#login-wearer", "zone")
+    chromium_page.fill("#login-password", PASSWORD)
+    chromium_page.click("#login-form button")
+    chromium_page.wait_for_selector("#quiet-tz:has-text('once anxmon can reach the monitor')", timeout=5_000)
+    assert chromium_page.text_content("#quiet-tz") == "These times will follow Tokyo time once anxmon can reach the monitor."
+    assert app.settings("zone")["timezone"] is None
+    chromium_page.unroute("**/quiet-hours")
+    chromium_page.evaluate("() => renderSettings(app.settings)")  # the next state or settings event
+    assert wait_until(lambda: app.settings("zone")["timezone"] == "Asia/Tokyo", 5)
+    chromium_page.wait_for_selector("#quiet-tz:has-text('Times are in Tokyo time.')", timeout=5_000)
+
+    answers.clear()
+    chromium_page.route("**/quiet-hours", lambda route: (answers.append(1), route.fulfill(
+        status=400, content_type="application/json", body='{"error": "Unknown time zone."}')))
+    chromium_page.evaluate("() => renderSettings({...app.settings, timezone: null})")
+    chromium_page.wait_for_selector("#quiet-tz:has-text(\"doesn't know your phone's time zone\")", timeout=5_000)
+    chromium_page.evaluate("() => renderSettings({...app.settings, timezone: null})")
+    time.sleep(0.5)
+    assert len(answers) == 1
+
+
+def test_a_travelling_wearer_sees_the_saved_zone_and_is_offered_the_new_one(env, open_page):
+    """Quiet hours saved in Tokyo, the phone now in London: the page says the hours follow Tokyo
+    time and offers London; the button re-sends the same hours with London's zone, and the
+    wearer's other open page follows without a reload."""
+    app, probe = env
+    assert client(app, "travel").request("/api/w/travel/quiet-hours",
+                                         {"start": "23:00", "end": "06:30", "timezone": "Asia/Tokyo"})[0] == 200
+    page = open_page("travel", timezone_id="Europe/London")
+    other = open_page("travel", timezone_id="Europe/London")
+    page.wait_for_selector("#tz-change:not([hidden])", timeout=5_000)
+    assert page.text_content("#tz-change-text") == \
+        "Your phone is on London time now, but quiet hours still follow Tokyo time."
+    assert page.text_content("#quiet-tz") == "Times are in Tokyo time."
+    assert page.text_content("#tz-use") == "Use London time"
+    time.sleep(0.5)
+    assert app.settings("travel")["timezone"] == "Asia/Tokyo"  # nothing changes by itself
+    page.click("#tz-use")
+    assert wait_until(lambda: app.settings("travel")["timezone"] == "Europe/London", 5)
+    assert list(app.settings("travel")["quiet_hours"]) == ["23:00", "06:30"]
+    assert wait_until(lambda: controls(probe, "travel")[-1]["timezone"] == "Europe/London", 5)
+    page.wait_for_selector("#tz-change", state="hidden", timeout=5_000)
+    assert page.text_content("#quiet-tz") == "Times are in London time."
+    other.wait_for_selector("#tz-change", state="hidden", timeout=5_000)  # the settings event reached it
+    assert other.text_content("#quiet-tz") == "Times are in London time."
+
+
+# ------------------------------------------------------------------ 3: no false reassurance
+
+
+def test_live_status_never_reassures_from_old_news():
+    calm = {"score": 0.1, "threshold": 2.0}
+    assert live_status(calm, age_s=10)["level"] == "calm"
+    assert live_status(calm, age_s=words.STALE_AFTER_S + 1)["text"] == words.SILENT_TEXT
+    assert live_status(calm, age_s=1, reachable=False)["text"] == words.UNREACHABLE_TEXT
+    assert live_status(None, age_s=None)["level"] == "waiting"
+    for text in (words.SILENT_TEXT, words.UNREACHABLE_TEXT):
+        assert "calm" not in text
+    # an app that is not connected to the broker says so
+    app = CheckinApp("mqtt://monitor:pw@127.0.0.1:1", {"zed": "pw"}, options=AppOptions(port=0))
+    assert app.status("zed")["level"] == "offline"
+
+
+def test_the_page_says_plainly_when_the_monitor_or_the_wearable_is_gone(env, open_page, monkeypatch):
+    """Calm indicators, then the monitor goes offline: the open page says check-ins are paused
+    until it is back, without a reload, and "Nothing to answer" is gone. Back online, calm again.
+    Then the wearable goes quiet (indicators too old): the page says so."""
+    app, probe = env
+    t = time.time()
+    probe.publish(wearer_topic("calm", "indicators"), encode_indicators(t, 0.2, None, {}, {}, threshold=2.0))
+    assert wait_until(lambda: app.relay.view("calm").indicators is not None, 5)
+    page = open_page("calm")
+    page.wait_for_selector("#status[data-level='calm']", timeout=5_000)
+    assert page.is_visible("#nothing")
+    try:
+        probe.publish("anxmon/v1/monitor/main/state", encode_monitor_state("offline", "main", "test"))
+        page.wait_for_selector("#status[data-level='offline']", timeout=5_000)
+        assert page.text_content("#status") == words.UNREACHABLE_TEXT
+        assert not page.is_visible("#nothing")
+        assert client(app, "calm").request("/api/w/calm/state")[1]["status"]["level"] == "offline"
+    finally:
+        probe.publish("anxmon/v1/monitor/main/state", encode_monitor_state("online", "main", "test", time.time()))
+    page.wait_for_selector("#status[data-level='calm']", timeout=5_000)
+    monkeypatch.setattr(words, "STALE_AFTER_S", 2.0)
+    page.wait_for_selector("#status[data-level='silent']", timeout=6_000)
+    assert page.text_content("#status") == words.SILENT_TEXT
+    assert not page.is_visible("#nothing")
+    # a page that loses the app itself says it is offline (not the last status it had)
+    page.route("**/api/**", lambda route: route.abort())
+    page.evaluate("() => app.events.onerror()")
+    page.wait_for_selector("#status[data-level='offline']", timeout=5_000)
+    assert "offline" in page.text_content("#status")
+
+
+# ------------------------------------------------------------------ 4: crisis text offline
+
+
+def test_crisis_text_is_in_the_page_itself_and_shows_when_the_api_is_down(env, open_page):
+    app, _ = env
+    with urllib.request.urlopen(app.url + "/", timeout=5) as res:
+        assert DEFAULT_CRISIS_TEXT in res.read().decode()
+    page = open_page("net", sign_in=False)
+    page.route("**/api/**", lambda route: route.abort())
+    page.reload()
+    page.wait_for_selector("#login:not([hidden])", timeout=5_000)
+    assert page.text_content("#crisis") == DEFAULT_CRISIS_TEXT
+    # signing in without a connection says so in plain words
+    page.fill("#login-wearer", "net")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button")
+    page.wait_for_selector(f"#login-error:has-text('{OFFLINE}')", timeout=5_000)
+
+
+# ------------------------------------------------------------------ 5: flaky network
+
+
+def test_a_repeated_answer_succeeds_and_a_closed_checkin_is_worded_kindly(env):
+    app, probe = env
+    c = checkin(probe, app, "retry")
+    wearer = client(app, "retry")
+    answer = {"prompt_id": c["id"], "rating": 4, "labels": ["anxious"]}
+    status, first = wearer.request("/api/w/retry/answer", answer)
+    assert status == 200 and first["breathing"] is True
+    status, again = wearer.request("/api/w/retry/answer", {**answer, "labels": ["anxious"]})
+    assert status == 200 and again == {"ok": True, "breathing": True, "already": True}
+    assert len(probe.on(wearer_topic("retry", "checkin/response"))) == 1  # not sent twice
+    assert wearer.request("/api/w/retry/answer", {**answer, "rating": 2})[0] == 409  # another answer
+    status, body = wearer.request("/api/w/retry/answer", {"prompt_id": "retry-1", "rating": 2})
+    assert status == 409 and body["error"] == "This check-in has closed, so there's nothing to answer. Thank you anyway."
+
+
+def test_a_flaky_network_gets_plain_words_and_a_lost_response_still_says_thank_you(env, open_page):
+    app, probe = env
+    c = checkin(probe, app, "net")
+    page = open_page("net")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.text_content("#checkin-sent").startswith("Sent at ")
+    assert page.get_attribute("#ratings button[data-rating='4']", "aria-label") == "4, Quite"
+    page.click("#ratings button[data-rating='4']")
+    page.click("#labels button[data-label='anxious']")
+    # the request never leaves the phone
+    page.route("**/answer", lambda route: route.abort())
+    page.click("#send")
+    page.wait_for_selector(f"#checkin-error:has-text('{OFFLINE}')", timeout=5_000)
+    assert "fetch" not in page.text_content("#home").lower()
+    assert page.is_visible("#checkin") and page.is_enabled("#send")
+    page.unroute("**/answer")
+    # the answer reaches the server, the response is lost: thanks all the same
+    held = []
+    page.route("**/answer", lambda route: held.append(route))
+    page.click("#send")
+    assert wait_until(lambda: (page.evaluate("() => 0"), held)[1], 5)
+    assert page.text_content("#send") == "Sending…" and not page.is_enabled("#send")
+    route = held[0]
+    route.fetch()  # the server takes it ...
+    route.abort()  # ... and the response never arrives
+    page.wait_for_selector("#thanks:not([hidden])", timeout=5_000)
+    assert page.is_visible("#breathe-start")
+    assert page.evaluate("() => document.title") == "anxmon check-in"
+    assert page.evaluate("() => document.activeElement.id") == "thanks-text"
+    assert wait_until(lambda: probe.on(wearer_topic("net", "checkin/response")), 5)
+    assert json.loads(probe.on(wearer_topic("net", "checkin/response"))[0])["prompt_id"] == c["id"]
+
+
+def test_a_refused_answer_is_worded_as_such_and_a_refused_control_is_not(env, open_page):
+    app, probe = env
+    c = checkin(probe, app, "lost")
+    page = open_page("lost")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "control"), "control",
+                                                                    "bad", time.time()))
+    page.wait_for_selector("#settings-msg:has-text('could not apply that change')", timeout=5_000)
+    assert page.text_content("#checkin-error") == ""
+    probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "checkin/response"),
+                                                                    "answer", "expired", time.time()))
+    page.wait_for_selector("#checkin-error:has-text(\"your answer wasn't saved\")", timeout=5_000)
+    assert c["id"]
+
+
+# ------------------------------------------------------------------ 9: closed check-ins
+
+
+def test_a_checkin_that_closes_or_a_link_to_a_closed_one_says_so(env, open_page):
+    app, probe = env
+    checkin(probe, app, "gone", expires_in_s=3.0)
+    page = open_page("gone")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.evaluate("() => document.title").startswith("•")
+    page.click("#ratings button[data-rating='2']")
+    page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
+    assert page.text_content("#gone-text") == "This check-in has closed. No need to answer it. Thank you."
+    assert not page.is_visible("#checkin") and not page.is_visible("#nothing")
+    page.click("#gone-ok")
+    assert page.is_visible("#nothing")
+    link = open_page("gone", sign_in=False)
+    link.goto(app.url + "/#/checkin/gone-123")
+    link.wait_for_selector("#login:not([hidden])", timeout=5_000)
+    link.fill("#login-wearer", "gone")
+    link.fill("#login-password", PASSWORD)
+    link.click("#login-form button")
+    link.wait_for_selector("#gone:not([hidden])", timeout=5_000)
+    assert link.text_content("#gone-text") == "That check-in has already closed. There's nothing to answer."
+
+
+# ------------------------------------------------------------------ 10: pause until morning
+
+
+def test_pause_until_morning_after_midnight_means_this_morning_and_a_pause_ends_on_screen(env, open_page):
+    app, _ = env
+    page = open_page("night", timezone_id="Pacific/Auckland")
+    assert wait_until(lambda: app.settings("night")["timezone"] == "Pacific/Auckland", 5)
+    time.sleep(0.3)
+    assert page.text_content("#pause-tomorrow") == "Pause until morning"
+    hours = page.evaluate("""() => {
+        const at = (d, h, m) => new Date(2026, 11, d, h, m).getTime();
+        const f = (t) => { const r = nextMorning(t); return [r.getDate(), r.getHours(), r.getMinutes()]; };
+        return [f(at(3, 2, 45)), f(at(3, 8, 0)), f(at(3, 23, 10))];
+    }""")
+    assert hours == [[3, 8, 0], [4, 8, 0], [4, 8, 0]]
+    page.evaluate("() => renderSettings({...app.settings, paused_until: Date.now() / 1000 + 2})")
+    assert page.text_content("#pause-state").startswith("Check-ins are paused until")
+    page.wait_for_selector("#pause-state:has-text('Check-ins are on.')", timeout=5_000)
+    assert not page.is_visible("#resume")
+
+
+# ------------------------------------------------------------------ 14: sign-out
+
+
+def test_sign_out_offline_keeps_the_wearer_informed_and_an_expired_sign_in_asks_again(env, open_page):
+    app, _ = env
+    page = open_page("out")
+    page.route("**/api/logout", lambda route: route.abort())  # the request never gets through
+    page.click("#signout")
+    page.wait_for_selector("#page-msg:has-text(\"couldn't sign you out\")", timeout=5_000)
+    assert page.is_visible("#home") and not page.is_visible("#login")
+    page.unroute("**/api/logout")
+    page.click("#signout")
+    page.wait_for_selector("#login:not([hidden])", timeout=5_000)
+    page.reload()
+    page.wait_for_selector("#login:not([hidden])", timeout=5_000)  # really signed out
+    # a sign-in that runs out mid-session brings the sign-in form back
+    page.fill("#login-wearer", "out")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button")
+    page.wait_for_selector("#home:not([hidden])", timeout=5_000)
+    with app._sessions.lock:
+        app._sessions.data.clear()
+    page.click("#pause-hour")
+    page.wait_for_selector("#login:not([hidden])", timeout=5_000)
+
+
+def test_a_post_whose_body_is_not_needed_does_not_spoil_the_next_request(env):
+    """Sign-out sent a body ("{}") the server never read; on a kept-alive connection the next
+    request then began with it ("{}GET / ...", 501): a reload after signing out showed an error
+    page. Every POST body is read now, also when the request is refused before looking at it."""
+    import http.client
+    import urllib.parse
+
+    app, _ = env
+    url = urllib.parse.urlsplit(app.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    try:
+        for path in ("/api/logout", "/api/w/out/control"):  # refused (401) before the body is read
+            conn.request("POST", path, body=b'{"action": "resume"}', headers={"Content-Type": "application/json"})
+            res = conn.getresponse()
+            res.read()
+            assert res.status == 401
+            conn.request("GET", "/")
+            res = conn.getresponse()
+            assert res.status == 200 and DEFAULT_CRISIS_TEXT in res.read().decode()
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ 15: wording
+
+
+def test_history_and_messages_use_the_words_of_the_buttons(env, open_page):
+    app, probe = env
+    assert answer_words(None) == "No answer, and that's fine."
+    c = checkin(probe, app, "words")
+    wearer = client(app, "words")
+    assert wearer.request("/api/w/words/answer", {"prompt_id": c["id"], "rating": 2, "labels": ["fine"]})[0] == 200
+    h = wearer.request("/api/w/words/history?days=1")[1]
+    assert [x["said"] for x in h["checkins"]] == ["You said: 2 of 5 (A little) · I'm fine."]
+    page = open_page("words", locale="en-US", timezone_id="America/New_York")
+    page.wait_for_selector("#history-list li:has-text(\"You said: 2 of 5 (A little) · I'm fine.\")", timeout=5_000)
+    assert wait_until(lambda: app.settings("words")["timezone"] == "America/New_York", 5)
+    page.wait_for_selector("#quiet-tz:has-text('New York time')", timeout=5_000)
+    page.fill("#quiet-start", "23:30")
+    page.fill("#quiet-end", "06:15")
+    page.click("#quiet-save")
+    assert wait_until(lambda: page.text_content("#settings-msg").replace("\u202f", " ")
+                      == "Quiet from 11:30 PM to 6:15 AM.", 5), page.text_content("#settings-msg")
+    assert "the level where anxmon checks in" in page.text_content(".legend")
+    assert "check-in" in page.get_attribute("#chart", "aria-label")
+
+
+# ------------------------------------------------------------------ 6, 7, 8, 11, 12, 13: look and feel
+
+
+def test_a_watch_or_200_percent_zoom_needs_no_sideways_scrolling(env, open_page):
+    app, probe = env
+    checkin(probe, app, "small")
+    page = open_page("small", viewport={"width": 200, "height": 320})
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.evaluate("() => document.scrollingElement.scrollWidth") <= 200
+    for b in page.locator("#ratings button, #signout").all():
+        box = b.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 200, (b.text_content(), box)
+    assert page.evaluate("() => window.scrollY") < 400  # not left mid-page after signing in
+    assert page.evaluate("() => document.activeElement.id") == "checkin-message"
+    assert "How are you feeling" in page.text_content("#announce")
+
+
+CONTRAST = """(sel) => {
+    const lum = (c) => { const v = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((x) => x / 255)
+        .map((x) => x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4);
+        return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+    const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+    const card = getComputedStyle(document.querySelector("#pause-card")).backgroundColor;
+    const e = document.querySelector(sel), s = getComputedStyle(e);
+    return {border: ratio(s.borderTopColor, card), text: ratio(s.color, s.backgroundColor === "rgba(0, 0, 0, 0)" ? card : s.backgroundColor),
+            body: getComputedStyle(document.body).backgroundColor};
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_borders_and_text_are_visible_in_light_and_dark(env, open_page, scheme):
+    page = open_page("dark", color_scheme=scheme)
+    for sel in ("#pause-hour", "#quiet-start", "#quiet-save"):
+        got = page.evaluate(CONTRAST, sel)
+        assert got["border"] >= 3.0 and got["text"] >= 4.5, (sel, got)
+    page.wait_for_selector("#chart rect", timeout=5_000)
+    for sel in ("#pause-state", "#quiet-tz", "#pause-card h2"):  # text on the card
+        assert page.evaluate(CONTRAST, sel)["text"] >= 4.5, sel
+    assert page.evaluate("""() => { const e = document.querySelector("#chart rect");
+        return e && e.getAttribute("fill") === getComputedStyle(document.documentElement).getPropertyValue("--card").trim(); }""")
+    body = page.evaluate(CONTRAST, "#pause-hour")["body"]
+    assert (body == "rgb(27, 34, 38)") == (scheme == "dark"), body
+    # the wearer's own text size is followed
+    page.evaluate("() => { document.documentElement.style.fontSize = '32px'; }")
+    assert page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)") == 36
+
+
+def test_the_chosen_rating_shows_in_forced_colours(env, open_page):
+    app, probe = env
+    checkin(probe, app, "dark", n=2)
+    page = open_page("dark", forced_colors="active")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='4']")
+    style = "(e) => { const s = getComputedStyle(e); return [s.backgroundColor, s.color]; }"
+    picked = page.eval_on_selector("#ratings button[data-rating='4']", style)
+    other = page.eval_on_selector("#ratings button[data-rating='3']", style)
+    assert picked != other, (picked, other)
