@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from monitor.errors import InputFormatError
-from monitor.wire import EARLIEST_T_S
+from monitor.wire import EARLIEST_T_S, LATEST_T_S
 
-LATEST_T_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a later "unix time" is in ms, us or ns
 COLUMNS = ("unix_s", "kind", "label")
 DEFAULT_KIND = "marker"
 

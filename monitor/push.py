@@ -367,7 +367,7 @@ class PushNotifier:
         if ok:
             self.record.update(job.row, SENT, job.attempts, now, None)
             self.stats.sent += 1
-            log.info("check-in %s pushed to %s (%s) after %d attempt(s)", job.prompt_id, job.wearer, job.target, job.attempts)
+            log.debug("check-in %s pushed to %s (%s) after %d attempt(s)", job.prompt_id, job.wearer, job.target, job.attempts)
             return
         error = error or "not delivered"
         wait = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (job.attempts - 1))
@@ -379,7 +379,7 @@ class PushNotifier:
             return
         self.record.update(job.row, PENDING, job.attempts, now, error)
         self.stats.retries += 1
-        log.info("push of check-in %s to %s failed (%s); retrying in %.0f s", job.prompt_id, job.target, error, wait)
+        log.debug("push of check-in %s to %s failed (%s); retrying in %.0f s", job.prompt_id, job.target, error, wait)
         job.due = now + wait
         with self._cond:
             heapq.heappush(self._heap, job)

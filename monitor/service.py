@@ -73,6 +73,7 @@ from monitor.wire import (
     CONTROL_SUBSCRIPTION,
     DATA_SUBSCRIPTION,
     ID_PATTERN,
+    MAX_FUTURE_S,
     PREFIX,
     IdentityError,
     SampleBatch,
@@ -1008,16 +1009,8 @@ class MonitorService:
     def _on_marker(self, wearer_id: str, source: str, payload: bytes, arrived: float) -> None:
         from monitor.markers import make_marker
 
-        from monitor.wire import MAX_FUTURE_S
-
         message = decode_marker(payload, wearer_id)
-        now = self._event_now(self._wearers.get(wearer_id), arrived)
-        if message.t_s is not None and message.t_s > max(now, arrived) + MAX_FUTURE_S:
-            # as for a sample batch: not more than MAX_FUTURE_S beyond the wearer's data and the clock
-            raise _Reject("future", f"marker time {message.t_s:.0f} is {message.t_s - max(now, arrived):.0f} s "
-                                    f"ahead of the wearer's data and of the clock; at most {MAX_FUTURE_S:.0f} s "
-                                    "is accepted (is the device clock right?)")
-        t_s = message.t_s if message.t_s is not None else now
+        t_s = self._message_time(wearer_id, message.t_s, arrived, "marker")
         marker = make_marker(t_s, message.label, message.kind)
         self.stats.markers += 1
         if self._recorder is not None:
@@ -1025,21 +1018,27 @@ class MonitorService:
         log.debug("wearer %s: marker at %.3f recorded", wearer_id, marker.t_s)  # a wearer's timeline: DEBUG
         log.debug("wearer %s: marker %r", wearer_id, marker)
 
-    def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
-        from monitor.wire import MAX_FUTURE_S
+    def _message_time(self, wearer_id: str, t_s: float | None, arrived: float, what: str) -> float:
+        """The event time of a marker or control: its own ``t`` (s) when it has one, at most
+        ``MAX_FUTURE_S`` beyond the wearer's data and the clock as for a batch (else rejected as
+        ``future``); without one, the wearer's now (``_event_now``)."""
+        now = self._event_now(self._wearers.get(wearer_id), arrived)
+        if t_s is None:
+            return now
+        ahead_s = t_s - max(now, arrived)
+        if ahead_s > MAX_FUTURE_S:
+            raise _Reject("future", f"{what} time {t_s:.0f} is {ahead_s:.0f} s ahead of the wearer's data and "
+                                    f"of the clock; at most {MAX_FUTURE_S:.0f} s is accepted (is the device clock right?)")
+        return t_s
 
+    def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
         max_duration_s = 30 * 86400.0  # a snooze or pause of at most 30 days (the app offers up to 7)
         control = decode_control(payload, wearer_id)
         if control.duration_s is not None and control.duration_s > max_duration_s:
             raise ControlError(f"duration_s must be at most {max_duration_s:.0f} s (30 days); for longer, "
                                "pause without a duration and resume later")
-        known = self._wearers.get(wearer_id)
-        now = self._event_now(known, arrived)
-        if control.t_s is not None and control.t_s > max(now, arrived) + MAX_FUTURE_S:
-            raise ControlError(f"field 't' is {control.t_s - max(now, arrived):.0f} s ahead of the wearer's data "
-                               f"and of the clock; at most {MAX_FUTURE_S:.0f} s is accepted")
+        t_s = self._message_time(wearer_id, control.t_s, arrived, "control")
         wearer = self._wearer(wearer_id, arrived)  # a pause may come before any data
-        t_s = control.t_s if control.t_s is not None else now
         settings = {k: v for k, v in (("quiet_hours", control.quiet_hours), ("timezone", control.timezone)) if v is not None}
         result = wearer.monitor.control(t_s, control.action, control.duration_s, **settings)
         self._checkpoint_soon(wearer)

@@ -359,7 +359,7 @@ def test_one_batch_with_a_long_gap_inside_does_not_stall_the_wearer():
 
 def test_a_device_with_long_batches_that_went_away_stops_delaying_the_others():
     """A strap sending hr in 60 s batches delays every tick by up to a batch (the release waits
-    for it). Once it has been silent longer than its batch plus max_lag_s, the wearer's EDA-only
+    for it). Once it has been silent longer than two of its batches plus max_lag_s, the wearer's EDA-only
     ticks come out with the 1 s batches' delay again (before, the 60 s stayed for good)."""
     from monitor.core.pipeline import EDA_DELAY_S
     from monitor.wire import SampleBatch
@@ -399,3 +399,28 @@ def test_a_checkpoint_that_kept_only_heart_times_resumes():
     p.set_state(state)
     assert p.state.signal_seen_until_s == {"hr": T0}
     assert p.longest_batch_s() == 30.0
+
+
+@pytest.mark.parametrize("delivered_late_s", [0, 30, 50])
+def test_long_batches_delivered_late_keep_their_ticks(delivered_late_s):
+    """hr in 60 s batches that a phone forwards up to a batch late: the silent-signal rule must
+    not take it for gone between two batches (with "silent for one batch plus max_lag_s", 50 s
+    late cost 431 of 700 ticks their heart rate)."""
+    from monitor.wire import SampleBatch
+
+    p, seq, due, rows = WearerPipeline(), {"eda": 0, "hr": 0}, [], []
+    rng = np.random.default_rng(1)
+    for k in range(3600):
+        t = T0 + k
+        if k % 60 == 59:  # a minute of the strap is complete; it arrives delivered_late_s later
+            due.append((k + delivered_late_s, t))
+        while due and due[0][0] <= k:
+            _, end = due.pop(0)
+            seq["hr"] += 1
+            rows += p.update(SampleBatch("hr", seq["hr"], np.full(60, 70.0), t=end - 59.0 + np.arange(60.0)))
+        seq["eda"] += 1
+        rows += p.update(SampleBatch("eda", seq["eda"], 2.0 + 0.01 * rng.standard_normal(4), t0=t, fs=4.0))
+    after = [r for r in rows if r.t > T0 + 300]
+    assert len(after) > 600
+    assert sum(r.quality.get("hr") == "missing" for r in after) <= 5
+    assert p.state.late_dropped <= 20

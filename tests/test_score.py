@@ -188,6 +188,22 @@ def test_one_stuck_indicator_no_longer_freezes_the_others_for_good():
     assert hr_mean - 65.0 > 1.0
 
 
+def test_time_off_the_wrist_does_not_count_towards_a_lasting_change():
+    """20 tense minutes, then the band is off for 7 h: the 6 h must be of worn, still time, and
+    the recent level is old news after a gap (before: the first morning tick moved the mean to
+    the tense level, 60 -> 70 bpm)."""
+    strap = {"HR_Mean": 60.0, "ACC_Moving": 0.0}
+    s = StressScorer(ScoreConfig(warmup_s=300.0))
+    for row in rows(720, strap, rng=np.random.default_rng(3)):  # an hour of calm
+        s.update(row)
+    for row in rows(240, dict(strap, HR_Mean=72.0), start=720):  # 20 tense minutes
+        s.update(row)
+    morning = rows(120, dict(strap, HR_Mean=72.0), start=960 + 7 * 720)  # 7 h later, tense again
+    scores = [s.update(row).value for row in morning]
+    assert s.baseline.mean("HR_Mean") == pytest.approx(60.0, abs=0.5)
+    assert min(scores) > 3.5  # still four spreads above the calm normal (before the fix: 0.9 after 10 min)
+
+
 def test_a_stressful_afternoon_shorter_than_settle_s_is_not_learned():
     s = warmed(ScoreConfig(warmup_s=300.0, recovery_ratio=0.0))
     before = s.baseline.mean("HR_Mean"), s.baseline.mean("EDA_Tonic_Mean")

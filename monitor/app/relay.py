@@ -327,7 +327,7 @@ class Relay:
             v.checkin = checkin
             v.checkins.append(checkin)
             self._send(wearer, "checkin", checkin)
-        log.info("app: check-in %s for %s", checkin["id"], wearer)
+        log.debug("app: check-in %s for %s", checkin["id"], wearer)  # a health timeline: DEBUG
         for fn in self.on_checkin:
             fn(wearer, checkin)
 

@@ -473,7 +473,7 @@ class CheckinApp:
             self._save_setting(wearer, paused_until=None)
         else:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown request.")
-        log.info("app: %s asked to %s check-ins", wearer, action)
+        log.debug("app: %s asked to %s check-ins", wearer, action)
         return {"ok": True, "settings": self._share_settings(wearer)}
 
     def quiet_hours(self, wearer: str, body: dict) -> dict:

@@ -341,8 +341,9 @@ class WearerPipeline(Processor):
         """Time covered by the longest latest batch of the wearer's signals (s, at most
         ``MAX_BATCH_WAIT_S``): on-time ticks come out up to twice this later than with 1 s
         batches (the tick's data arrives a batch late, and the release waits a batch more).
-        A signal silent for longer than its batch plus ``max_lag_s`` no longer counts (a
-        device sending long batches that went away stops delaying the others).
+        A signal silent for longer than two of its batches plus ``max_lag_s`` no longer counts
+        (a device sending long batches that went away stops delaying the others; one whose
+        batches come up to a batch late, a phone forwarding once a minute, still counts).
 
         >>> WearerPipeline().longest_batch_s()
         0.0
@@ -350,7 +351,7 @@ class WearerPipeline(Processor):
         s = self.state
         horizon_s = s.seen_until_s - self.config.max_lag_s
         return max((span_s for signal, span_s in s.batch_span_s.items()
-                    if s.signal_seen_until_s.get(signal, np.inf) + span_s >= horizon_s), default=0.0)
+                    if s.signal_seen_until_s.get(signal, np.inf) + 2 * span_s >= horizon_s), default=0.0)
 
     def flush(self) -> list[Features]:
         """End of a recording: release every tick still held back (``analyze`` calls it last)."""

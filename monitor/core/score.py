@@ -51,8 +51,8 @@ class ScoreConfig:
     of movement in the bout (>= 0; heart rate and sweating take longer to settle after a run than
     after a walk to the kitchen). max_holdoff_s: the longest hold-off (s, >= motion_holdoff_s).
     settle_s: an indicator whose recent level (a 10 min average of still, good-quality ticks,
-    whatever their score) stays more than one baseline spread away from its mean for this long
-    moves its mean there: a lasting change becomes the new normal (s, > 0).
+    whatever their score) stays more than one baseline spread away from its mean for this many
+    seconds of such ticks moves its mean there: a lasting change becomes the new normal (s, > 0).
     A value out of range is a ``ConfigError``.
     """
 
@@ -108,7 +108,8 @@ class _Stat:
     var: float = 0.0
     recent: float | None = None  # exponential average of every still, good-quality value (RECENT_TAU_S)
     shift_side: float = 0.0  # +1 / -1 while ``recent`` is a change above / below the mean, else 0
-    shifted_since_t: float | None = None  # event time since when it has been (s)
+    shifted_s: float = 0.0  # still, good-quality seconds it has been so
+    watched_t: float | None = None  # event time of the last tick watched (a longer gap: old news)
 
 
 @dataclass
@@ -150,8 +151,10 @@ class Baseline(Processor):
     def watch(self, values: dict[str, float], t: float, seconds: float) -> list[str]:
         """Follow the recent level of each ready indicator over still, good-quality ticks,
         stressed or not, and move the mean of those whose recent level has stayed on one side,
-        more than ``SHIFT_Z`` spreads away, for ``settle_s`` of event time. Returns the names
-        moved. An indicator's timer starts again when its recent level comes back or crosses.
+        more than ``SHIFT_Z`` spreads away, for ``settle_s`` of such ticks (``seconds`` each:
+        time off the wrist or moving does not count). Returns the names moved. An indicator's
+        count starts again when its recent level comes back or crosses, and its recent level
+        after a gap longer than ``RECENT_TAU_S`` (a night off the wrist).
 
         >>> b = Baseline(ScoreConfig(warmup_s=5.0, settle_s=3600.0))
         >>> b.learn({"HR_Mean": 60.0}, seconds=5.0)
@@ -165,15 +168,20 @@ class Baseline(Processor):
             st = self.state.stats.get(name)
             if st is None or st.n_s < self.config.warmup_s:
                 continue
+            if st.watched_t is not None and t - st.watched_t > RECENT_TAU_S:
+                st.recent, st.shift_side, st.shifted_s = None, 0.0, 0.0  # a gap: the level is old news
+            st.watched_t = t
             recent = st.mean if st.recent is None else st.recent  # (starts from the baseline)
             st.recent = recent + weight * (x - recent)
             z = (st.recent - st.mean) / self.spread(name)
             side = 0.0 if abs(z) <= SHIFT_Z else math.copysign(1.0, z)
             if side != st.shift_side:  # back within the spread, or a change to the other side
-                st.shift_side, st.shifted_since_t = side, (t if side else None)
-            elif side and t - st.shifted_since_t >= self.config.settle_s:
-                st.mean, st.shift_side, st.shifted_since_t = st.recent, 0.0, None
-                moved.append(name)
+                st.shift_side, st.shifted_s = side, 0.0
+            elif side:
+                st.shifted_s += seconds
+                if st.shifted_s >= self.config.settle_s:
+                    st.mean, st.shift_side, st.shifted_s = st.recent, 0.0, 0.0
+                    moved.append(name)
         return moved
 
     def ready(self, name: str) -> bool:
