@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.wire import EARLIEST_T_S, SIGNALS
+from monitor.wire import EARLIEST_T_S, SIGNALS, unix_s_problem
 
 from firmware_bridge.batcher import Chunk, Status, valid_mask
 from firmware_bridge.clock import DeviceClock
@@ -87,8 +87,9 @@ def parse_line(text: str | bytes) -> Line | None:
             raise LineError("time is not a finite number")
         if stamp.startswith("+"):
             device_ms = number
-        elif number < EARLIEST_T_S:
-            raise LineError(f"time {number:.0f} is not unix seconds (before 2000); use '+MILLIS' for device uptime")
+        elif problem := unix_s_problem(number):  # (before 2000: most likely an uptime)
+            raise LineError(f"time {stamp[:20]} is not unix seconds ({problem.split(';')[0].removeprefix('is ')})"
+                            + ("; use '+MILLIS' for device uptime" if number < EARLIEST_T_S else ""))
         else:
             t_s = number
     fields = tokens[2:]

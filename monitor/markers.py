@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from monitor.errors import InputFormatError
-from monitor.wire import EARLIEST_T_S, LATEST_T_S
+from monitor.wire import unix_s_problem  # noqa: F401 (its home is the wire contract; imported from here too)
 
 COLUMNS = ("unix_s", "kind", "label")
 DEFAULT_KIND = "marker"
@@ -53,27 +53,6 @@ def make_marker(t_s: float, label: str = "", kind: str = "") -> Marker:
     """A marker whose kind falls back to its label, then to ``marker``."""
     label, kind = label.strip(), kind.strip()
     return Marker(float(t_s), kind or label or DEFAULT_KIND, label)
-
-
-def unix_s_problem(t: float) -> str | None:
-    """Why ``t`` is not a plausible unix time in seconds (2000 to 2100), or None when it is.
-
-    The one definition of the plausible range of every time a user or a file gives anxmon (the
-    wire contract refuses times before 2000 too). Callers put the value and its place first.
-
-    >>> unix_s_problem(1644228000.0) is None, unix_s_problem(1644228000000.0)
-    (True, 'looks like milliseconds; give unix seconds')
-    """
-    if not math.isfinite(t):
-        return "is not a number"
-    if t < EARLIEST_T_S:
-        return "is before the year 2000; give unix seconds"
-    if t < LATEST_T_S:
-        return None
-    for unit, per_s in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
-        if EARLIEST_T_S <= t / per_s < LATEST_T_S:
-            return f"looks like {unit}; give unix seconds"
-    return "is after the year 2100; give unix seconds"
 
 
 def utc_text(t: float) -> str:

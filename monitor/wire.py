@@ -330,22 +330,43 @@ def validate_batch(batch: SampleBatch) -> SampleBatch:
     return batch
 
 
+def unix_s_problem(t: float) -> str | None:
+    """Why ``t`` is not a plausible unix time in seconds (2000 to 2100), or None when it is.
+
+    The one definition of the plausible range of every time a device, a user or a file gives
+    anxmon (batches, answers, controls, markers, recordings). Callers put the value and its
+    place first.
+
+    >>> unix_s_problem(1644228000.0) is None, unix_s_problem(1644228000000.0)
+    (True, 'looks like milliseconds; give unix seconds')
+    """
+    if not math.isfinite(t):
+        return "is not a number"
+    if t < EARLIEST_T_S:
+        return "is before the year 2000; give unix seconds"
+    if t < LATEST_T_S:
+        return None
+    for unit, per_s in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+        if EARLIEST_T_S <= t / per_s < LATEST_T_S:
+            return f"looks like {unit}; give unix seconds"
+    return "is after the year 2100; give unix seconds"
+
+
 def _check_times(t: np.ndarray | float, key: str) -> None:
-    """Every time (an array, or one number: no array made for it) finite, after 2000 and
-    before 2100 (how far ahead of the stream a batch may be is ``StreamTracker``'s business)."""
+    """Every time (an array, or one number: no array made for it) finite and plausible unix
+    seconds (``unix_s_problem``: 2000 to 2100; how far ahead of the stream a batch may be is
+    ``StreamTracker``'s business)."""
     if isinstance(t, np.ndarray):
         finite = bool(np.all(np.isfinite(t)))
-        earliest, latest = (float(t.min()), float(t.max())) if t.size else (math.inf, -math.inf)
+        extremes = (float(t.min()), float(t.max())) if finite and t.size else ()
     else:
-        finite, earliest, latest = math.isfinite(t), t, t
+        finite, extremes = math.isfinite(t), (t,)
     if not finite:
         raise ValueRangeError(f"timestamp field {key!r} is not finite")
-    if earliest < EARLIEST_T_S:
-        raise ValueRangeError(
-            f"timestamp {earliest:.3f} in {key!r} is before the year 2000: expected unix seconds"
-        )
-    if latest >= LATEST_T_S:
-        raise ValueRangeError(f"a timestamp in {key!r} is after the year 2100: expected unix seconds")
+    for value in extremes:
+        if problem := unix_s_problem(value):
+            shown = f"{value:.0f}" if abs(value) < 1e13 else f"{value:.4g}"  # (1e308 has 309 digits)
+            raise ValueRangeError(f"timestamp {shown} in {key!r} {problem}")
 
 
 def _check_values(batch: SampleBatch, spec: SignalSpec) -> None:
@@ -600,8 +621,8 @@ def _optional_time(body: dict, key: str = "t") -> float | None:
     if body.get(key) is None:
         return None
     t = _number(body, key)
-    if not (math.isfinite(t) and EARLIEST_T_S <= t < LATEST_T_S):
-        raise ValueRangeError(f"field {key!r} must be unix seconds between the years 2000 and 2100")
+    if problem := unix_s_problem(t):
+        raise ValueRangeError(f"field {key!r} {problem}")
     return t
 
 

@@ -569,8 +569,8 @@ def test_anxmon_times_in_milliseconds_are_refused(s02_jsonl, tmp_path):
     record["batch"]["t0"] *= 1000
     path = tmp_path / "ms.jsonl"
     path.write_text("\n".join(lines[:n - 1] + [json.dumps(record)] + lines[n:]))
-    with pytest.raises(InputFormatError, match=rf"ms.jsonl, line {n}: {record['signal']} batch t0 1644227574000 "
-                                               r"looks like milliseconds; give unix seconds$"):
+    with pytest.raises(InputFormatError, match=rf"ms.jsonl, line {n}: {record['signal']} batch refused: timestamp "
+                                               r"1644227574000 in 't0' looks like milliseconds; give unix seconds$"):
         read_anxmon(path)
 
 
