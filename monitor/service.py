@@ -647,7 +647,8 @@ class MonitorService:
             log.critical("the worker stopped on an unexpected error (%s); state since the last checkpoint is lost\n%s",
                          type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
             log.debug("the failure in full", exc_info=True)
-            raise
+            # not raised on: the thread's default hook would print it again, text included
+            # (``failed`` tells the owner: ``run_service`` reports it and exits non-zero)
 
     def _calls(self) -> bool:
         """Run the functions ``call`` queued; True when ``stop`` asked the worker to finish."""
@@ -1348,15 +1349,6 @@ def run_service(args) -> int:
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)
     stop = threading.Event()
-    default_hook = threading.excepthook
-
-    def excepthook(hook_args) -> None:
-        # the worker logs its failure (with the stack) itself, and run_service reports it: not twice
-        if hook_args.thread is not None and hook_args.thread.name == "anxmon-worker":
-            return
-        default_hook(hook_args)
-
-    threading.excepthook = excepthook
     broker_failed = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

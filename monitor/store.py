@@ -28,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -65,20 +66,18 @@ def free_space(path: str | Path) -> str:
         free = shutil.disk_usage(Path(path).parent).free
     except OSError:
         return "free space unknown"
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if free < 1000 or unit == "TB":
-            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
-        free /= 1000.0
-    return ""  # (not reached)
+    units = ("bytes", "KB", "MB", "GB", "TB")
+    i = 0
+    while free >= 1000 and i < len(units) - 1:
+        free, i = free / 1000.0, i + 1
+    return f"{free:.0f} bytes free" if i == 0 else f"{free:.1f} {units[i]} free"
 
 
 def create_private(path: str | Path) -> None:
     """Create ``path`` empty with mode 0600 when it does not exist (an SQLite file holding health
     data; SQLite would create it with the umask's mode, typically 0644)."""
-    try:
+    with contextlib.suppress(FileExistsError):  # an existing file keeps its mode
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 class CheckpointStore:

@@ -1116,6 +1116,7 @@ def test_a_dead_embedded_broker_is_restarted_and_one_that_cannot_be_ends_the_run
         saved = json.loads((data_dir / "broker-credentials.json").read_text())
         port = parse_broker_url(saved["url"]).port
         first = int(pid_file.read_text().split()[0])
+        killed_at = time.time()
         os.kill(first, signal.SIGKILL)
         assert wait_until(lambda: "restarting it on port" in err.read_text(), 10), err.read_text()
         assert wait_until(lambda: pid_file.exists() and int(pid_file.read_text().split()[0]) != first, 10)
@@ -1123,8 +1124,13 @@ def test_a_dead_embedded_broker_is_restarted_and_one_that_cannot_be_ends_the_run
         text = err.read_text()
         assert "WARNING" in text and "killed by SIGKILL" in text and f"port {port}" in text, text
         # the service is back on it: a wearer's data gives indicators again
+        state = monitor_state_topic("emb")
         probe = Probe(SimpleNamespace(host="127.0.0.1", port=port, users=saved["users"]),
-                      [wearer_topic("s02", "indicators")])
+                      [wearer_topic("s02", "indicators"), state])
+        # (the killed broker may have lost the service's session: data sent before the service
+        # has reconnected and subscribed again would reach no one)
+        assert wait_until(lambda: any(m["state"] == "online" and m.get("t", 0) > killed_at
+                                      for m in probe.json_on(state)), 30), err.read_text()
         probe.publish_many(messages("s02", batches))
         assert wait_until(lambda: probe.on(wearer_topic("s02", "indicators")), 30), err.read_text()
         probe.close()
