@@ -185,7 +185,7 @@ def _num(values: dict, key: str, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-GATE_TEXT = {"poor_quality": "poor sig", "warmup": "warm-up"}  # a withheld score: why, in 8 characters
+GATE_TEXT = {"poor_quality": "poor sig", "warmup": "warm-up", "motion_unknown": "no acc"}  # a withheld score: why, in 8 characters
 VIEW_HEADER = f"{'wearer':8} {'kind':9} {'doing':8} {'HR bpm':>6} {'RMSSD ms':>8} {'SCL uS':>6} {'score':>8} " \
               f"{'thresh':>6}  check-ins"
 

@@ -75,6 +75,7 @@ SIGNALS: dict[str, SignalSpec] = {
     "temp": SignalSpec("degC", regular=True, low=15.0, high=45.0),
     "acc": SignalSpec("g", regular=True, axes=3),
     "rsp": SignalSpec("a.u.", regular=True),  # respiration belt or a device's breathing channel
+    "cadence": SignalSpec("steps/min", regular=True, low=0.0, high=300.0),  # a device's own step cadence
     "hr": SignalSpec("bpm", regular=False, low=25.0, high=250.0),
     "ibi": SignalSpec("ms", regular=False, low=250.0, high=2000.0),
 }

@@ -78,6 +78,8 @@ def body_status(indicators: Mapping[str, Any] | None) -> dict:
         return {"level": "learning", "text": "Getting to know your calm level (the first minutes)."}
     if gate == "motion":
         return {"level": "moving", "text": "You are moving; check-ins wait until you have settled."}
+    if gate == "motion_unknown":
+        return {"level": "unclear", "text": "Your wearable's movement sensor is quiet right now, so check-ins wait."}
     if gate == "stale":
         return {"level": "waiting", "text": "Catching up with your wearable's data."}
     if gate is not None or not isinstance(score, (int, float)):

@@ -450,3 +450,47 @@ class TimeRing(Processor):
             t, x = s.t[:s.n], s.x[:s.n]
         keep = (t > start_s) & (t <= end_s)
         return t[keep], x[keep]
+
+
+class WindowedSamples(Processor):
+    """A regular stream's samples kept for one window, and a features row per tick.
+
+    Subclasses set ``state_class`` (a dataclass with ``clock``, ``ticks`` and ``ring``) and
+    ``_features(tick_s)``, which reads ``self.state.ring.window(tick_s - window_s, tick_s)``.
+    ``update(t0_s, values)`` takes samples from ``t0_s`` (unix s) at ``sampling_rate`` and
+    returns the ticks now complete, whatever the batching.
+    """
+
+    state_class: type
+
+    def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0):
+        self.sampling_rate = float(sampling_rate)
+        self.tick_s = tick_s
+        self.window_s = window_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.state_class(clock=SampleClock(self.sampling_rate), ticks=TickGrid(self.tick_s),
+                                      ring=TimeRing(int(np.ceil(self.window_s * self.sampling_rate)) + 1))
+
+    def update(self, t0_s: float, values: np.ndarray) -> list[Features]:
+        s = self.state
+        a = s.clock.align(t0_s, len(values))
+        x = np.asarray(values, dtype=float)
+        if a.skip:
+            x = x[a.skip:]
+        if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
+            s.ticks.skip_to(a.times_s[0])
+        if not len(x):
+            return []
+        times, out = a.times_s, []
+        for tick in s.ticks.due(times[-1]):  # the ring holds a window: fill it tick by tick
+            k = int(times.searchsorted(tick, side="right"))
+            s.ring.extend(times[:k], x[:k])
+            times, x = times[k:], x[k:]
+            out.append(self._features(tick))
+        s.ring.extend(times, x)
+        return out
+
+    def _features(self, tick_s: float) -> Features:
+        raise NotImplementedError

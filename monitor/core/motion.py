@@ -21,6 +21,7 @@ from monitor.core.base import (
     Processor,
     SampleClock,
     TickGrid,
+    WindowedSamples,
     mean_of,
     row_norms,
     std_of,
@@ -162,3 +163,51 @@ class AccProcessor(Processor):
              "ACC_Moving": float(fraction >= self.moving_fraction)},
             {"acc": QUALITY_OK},
         )
+
+
+MOVING_CADENCE_STEPS_PER_MIN = 60.0  # slower than the slowest walking (~70-80 steps/min): a walk moves
+
+
+@dataclass
+class CadenceState:
+    clock: object
+    ticks: object
+    ring: object
+
+
+class CadenceProcessor(WindowedSamples):
+    """``CADENCE_Mean`` (steps/min), ``CADENCE_Moving_Fraction`` (0-1) and ``CADENCE_Moving``
+    (0/1) per window, from a device's own step cadence (steps/min, a regular stream: a watch's
+    step counter resampled, ``monitor/readers/garmin.py``, or a Running Speed and Cadence
+    sensor).
+
+    A sample moves at ``moving_steps_per_min`` (60) or more, and the window counts as moving when
+    at least ``moving_fraction`` (half) of its samples move, as for the accelerometer: a walk
+    (100-120 steps/min) moves, a few steps to the kitchen do not.
+
+    Example
+    -------
+    >>> p = CadenceProcessor(sampling_rate=1.0, window_s=60.0)
+    >>> walk = np.r_[np.zeros(60), np.full(60, 110.0)]  # a minute still, then a minute walking
+    >>> [(f.t - 1_700_000_000.0, f.values["CADENCE_Moving"]) for f in p.update(1_700_000_000.0, walk)][-2:]
+    [(115.0, 1.0), (120.0, 1.0)]
+    """
+
+    state_class = CadenceState
+
+    def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
+                 moving_steps_per_min: float = MOVING_CADENCE_STEPS_PER_MIN, moving_fraction: float = 0.5,
+                 min_coverage: float = 0.8):
+        self.moving_steps_per_min = moving_steps_per_min
+        self.moving_fraction = moving_fraction
+        self.min_coverage = min_coverage
+        super().__init__(sampling_rate, tick_s, window_s)
+
+    def _features(self, tick_s: float) -> Features:
+        _, x = self.state.ring.window(tick_s - self.window_s, tick_s)
+        if len(x) < self.min_coverage * self.window_s * self.sampling_rate:
+            return Features(tick_s, {}, {"cadence": QUALITY_INSUFFICIENT})
+        fraction = mean_of(x >= self.moving_steps_per_min)
+        return Features(tick_s, {"CADENCE_Mean": mean_of(x), "CADENCE_Moving_Fraction": fraction,
+                                 "CADENCE_Moving": float(fraction >= self.moving_fraction)},
+                        {"cadence": QUALITY_OK})

@@ -20,7 +20,7 @@ device's own ones cost little), so the one that takes over has its window ready,
 other one with a heart rate stands in for a tick the one in use has none for. Its beats give
 HRV and a breathing rate; a respiration signal (``rsp``), when sent, gives the breathing rate
 instead. The accelerometer gives motion and
-restlessness.
+restlessness; a device's own step cadence (``cadence``) gives motion too.
 
 Example
 -------
@@ -45,7 +45,7 @@ from monitor.core.beats import BeatCorrector
 from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
 from monitor.core.hrv import QUALITY_ARTIFACTS, QUALITY_IRREGULAR, HrProcessor, HrvProcessor
-from monitor.core.motion import AccProcessor
+from monitor.core.motion import AccProcessor, CadenceProcessor
 from monitor.core.ppg import PpgBeatDetector
 from monitor.core.respiration import RespirationProcessor
 from monitor.core.restlessness import RestlessnessProcessor
@@ -56,7 +56,7 @@ from monitor.wire import SampleBatch
 HEART_SOURCES = ("ecg", "bvp", "ibi", "hr")  # best first
 # modalities each signal's chain reports (a modality is joined per tick as one unit)
 MODALITIES = {
-    "eda": ("eda",), "temp": ("temp",), "acc": ("acc", "restlessness"), "rsp": ("rsp",),
+    "eda": ("eda",), "temp": ("temp",), "acc": ("acc", "restlessness"), "rsp": ("rsp",), "cadence": ("cadence",),
     "ecg": ("heart", "rsp"), "bvp": ("heart", "rsp"), "ibi": ("heart", "rsp"), "hr": ("heart",),
 }
 STANDBY = "standby"  # pending[tick][STANDBY, source]: a heart source's row kept aside
@@ -125,6 +125,8 @@ class _Chain:
                                  f"it needs core.max_lag_s above that, not {cfg.max_lag_s:g}")
         elif signal == "temp":
             self.main = TempProcessor(fs, **w)
+        elif signal == "cadence":
+            self.main = CadenceProcessor(fs, **w)
         elif signal == "acc":
             self.main = AccProcessor(fs, **w, moving_sd_g=cfg.moving_sd_g)
             self.restless = RestlessnessProcessor(fs, **w)
@@ -154,7 +156,7 @@ class _Chain:
 
     def update(self, batch: SampleBatch) -> list[tuple[str, Features]]:
         sig = self.signal
-        if sig in ("eda", "temp"):
+        if sig in ("eda", "temp", "cadence"):
             return [(sig, f) for f in self.main.update(batch.t0, batch.values)]
         if sig == "acc":
             return ([("acc", f) for f in self.main.update(batch.t0, batch.values)]
@@ -178,7 +180,7 @@ class _Chain:
     def flush(self) -> list[tuple[str, Features]]:
         """End of stream: the ticks still held back by a processor's output delay."""
         sig = self.signal
-        if sig in ("eda", "temp"):
+        if sig in ("eda", "temp", "cadence"):
             return [(sig, f) for f in self.main.flush()] if hasattr(self.main, "flush") else []
         if sig == "acc":
             return [("restlessness", f) for f in self.restless.flush()]

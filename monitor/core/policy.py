@@ -52,9 +52,9 @@ REASON_QUIET_HOURS = "quiet_hours"
 REASON_DAILY_CAP = "daily_cap"
 REASON_COOLDOWN = "cooldown"
 
-# Gates: why a tick has no usable score (the scorer's motion, poor_quality, warmup; the live
-# service's stale). Any other string works too.
-GATES = ("motion", "poor_quality", "warmup", "stale")
+# Gates: why a tick has no usable score (the scorer's motion, motion_unknown, poor_quality,
+# warmup; the live service's stale). Any other string works too.
+GATES = ("motion", "motion_unknown", "poor_quality", "warmup", "stale")
 MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by default); this bounds typos
 
 CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")

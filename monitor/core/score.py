@@ -2,10 +2,12 @@
 
 ``Baseline`` learns, per indicator, a mean and a spread from calm, still, good-quality ticks
 only (an anomaly filter that does not learn from what it flags: stressed, moving or poor time
-never becomes the wearer's new normal). During warm-up it averages every calm tick equally;
-afterwards it adapts slowly (exponential forgetting with time constant ``adapt_tau_s``). A
-change that lasts (an indicator's recent level more than one spread away for ``settle_s`` of
-still time, 6 h) is taken as the new normal: an anxious hour is not, a new medication is.
+never becomes the wearer's new normal; a calm value, seen only below the cut that made its tick
+calm, is learned as if from the whole distribution, or the mean would ratchet down). During
+warm-up it averages every calm tick equally; afterwards it adapts slowly (exponential forgetting
+with time constant ``adapt_tau_s``). A change that lasts (an indicator's recent level more than
+one spread away for ``settle_s`` of still time, 6 h) is taken as the new normal: an anxious hour
+is not, a new medication is.
 
 ``StressScorer`` turns each indicator row into one score: the weighted mean of the indicators'
 deviations in their stress direction (heart rate up, RMSSD down, skin conductance level and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from monitor.core.base import Features, Processor
 from monitor.errors import ConfigError
@@ -99,6 +102,10 @@ class ScoreConfig:
 
 RECENT_TAU_S = 600.0  # time constant of an indicator's recent level (s)
 SHIFT_Z = 1.0  # a recent level this many spreads from the mean is a change (baseline spreads)
+MOVING_KEYS = ("ACC_Moving", "CADENCE_Moving")  # 0/1: the accelerometer's or the device's step cadence
+MOTION_MEMORY_S = 3600.0  # a wearer whose motion signal has been silent this long has none (s)
+MIN_CUT_SD = 0.5  # a value learned only below a lower cut than this is not learned (learned SDs)
+_NORMAL = NormalDist()
 
 
 @dataclass
@@ -133,12 +140,21 @@ class Baseline(Processor):
         self.config = config
         self.state = BaselineState()
 
-    def learn(self, values: dict[str, float], seconds: float) -> None:
+    def learn(self, values: dict[str, float], seconds: float, cuts: dict[str, float] | None = None) -> None:
         """Learn one tick's ``values`` (indicator -> value in its own unit) standing for
         ``seconds`` of data: a running mean and variance during warm-up, then an exponential
-        one with time constant ``adapt_tau_s``."""
+        one with time constant ``adapt_tau_s``.
+
+        ``cuts`` (indicator -> baseline spreads) says that a value was offered only because its
+        deviation in the stress direction stayed below the cut (a calm tick). Such a value is
+        learned as if from the whole normal distribution, not from its part below the cut
+        (``untruncated``)."""
         for name, x in values.items():
             st = self.state.stats.setdefault(name, _Stat())
+            if cuts and name in cuts and st.n_s >= self.config.warmup_s:
+                x = self.untruncated(name, x, cuts[name])
+                if x is None:
+                    continue
             if st.n_s < self.config.warmup_s:
                 weight = seconds / (st.n_s + seconds)  # plain running mean during warm-up
             else:
@@ -147,6 +163,40 @@ class Baseline(Processor):
             st.mean += weight * delta
             st.var = (1.0 - weight) * (st.var + weight * delta * delta)
             st.n_s += seconds
+
+    def untruncated(self, name: str, x: float, cut: float) -> float | None:
+        """``x`` mapped from the normal distribution (learned mean and SD) cut off above ``cut``
+        spreads in the stress direction, to the whole distribution: the same standardized value,
+        with the cut-off part's mean and variance restored. None when the cut is below
+        ``MIN_CUT_SD`` learned SDs (too little of the distribution is left to stand for it).
+
+        Learning only values below a cut that moves with the learned mean is a ratchet: the top
+        of the distribution is never seen, the mean falls and the spread shrinks, and the cut
+        falls with them. A wearer whose score is one indicator (an HR-only strap) was learned
+        0.8 SD too low, with a spread of 0.6 SD (the floor; ``tests/test_score.py``), and scored
+        2 or more in 22 % of its ticks at rest (11 % with this correction, 2 % against the true
+        baseline: ``bench/null_trigger_rate.py``). The correction is the truncated normal's mean
+        and variance (Johnson, Kotz & Balakrishnan 1994, ch. 13).
+
+        >>> b = Baseline(ScoreConfig(warmup_s=10.0))
+        >>> b.learn({"HR_Mean": 60.0}, 5.0); b.learn({"HR_Mean": 70.0}, 5.0)  # mean 65, SD 5 bpm
+        >>> round(b.untruncated("HR_Mean", 65.0, cut=1.0), 2)  # at the mean, seen below +1 SD
+        66.81
+        """
+        st = self.state.stats[name]
+        sd = math.sqrt(st.var)
+        if sd <= 0.0:
+            return x
+        cut_sd = cut * self.spread(name) / sd  # the cut in learned SDs (the spread may be floored)
+        if cut_sd < MIN_CUT_SD:
+            return None
+        if cut_sd > 8.0:
+            return x  # nothing of the distribution is cut off
+        below = _NORMAL.pdf(cut_sd) / _NORMAL.cdf(cut_sd)  # how far the part below lies under the mean (SDs)
+        scale = 1.0 / math.sqrt(1.0 - cut_sd * below - below * below)  # 1 / its SD (SDs)
+        direction = INDICATORS[name][1] if name in INDICATORS else 1.0
+        z = direction * (x - st.mean) / sd
+        return st.mean + direction * sd * scale * (z + below)
 
     def watch(self, values: dict[str, float], t: float, seconds: float) -> list[str]:
         """Follow the recent level of each ready indicator over still, good-quality ticks,
@@ -221,6 +271,7 @@ class Score:
 class ScorerState:
     last_moving_t: float = -math.inf
     bout_moving_s: float = 0.0  # seconds of movement in the current (or last) bout
+    motion_seen_t: float = -math.inf  # the last tick with a motion value (ACC_Moving or CADENCE_Moving)
 
 
 class StressScorer(Processor):
@@ -254,25 +305,34 @@ class StressScorer(Processor):
 
     def update(self, row: Features) -> Score:
         """Score one tick's indicator row against the baseline, then let the baseline learn from
-        it when it is still and calm (and follow a lasting change, ``Baseline.watch``). The score is withheld (``gate``) while moving or recovering
-        from movement (``motion``), without a usable indicator (``poor_quality``), or before any
-        indicator finished its warm-up (``warmup``)."""
+        it when it is still and calm (and follow a lasting change, ``Baseline.watch``). The
+        score is withheld (``gate``) while moving or recovering from movement (``motion``); when
+        the wearer's motion signal (``MOVING_KEYS``) is missing from the tick but was there
+        within ``MOTION_MEMORY_S`` (``motion_unknown``: moving or not, nobody knows; after an
+        hour the wearer counts as one whose device has none); without a usable indicator
+        (``poor_quality``); or before any indicator finished its warm-up (``warmup``)."""
         cfg = self.config
         # processors emit a value only when its window passed their validity rules (a poor
         # window has its values withheld), so every value present is usable
         usable = {name: x for name, x in row.values.items()
                   if name in INDICATORS and cfg.weights.get(name, 0.0) > 0}
         st = self.state
-        if row.values.get("ACC_Moving", 0.0) >= 0.5:
+        motion = [row.values[k] for k in MOVING_KEYS if k in row.values]
+        motion_known = bool(motion) or row.t - st.motion_seen_t > MOTION_MEMORY_S
+        if motion:
+            st.motion_seen_t = row.t
+        if motion and max(motion) >= 0.5:
             if row.t - st.last_moving_t > self._holdoff_s():
                 st.bout_moving_s = 0.0  # the wearer had recovered: a new bout starts
             st.bout_moving_s += self.tick_s
             st.last_moving_t = row.t
-        still = row.t - st.last_moving_t > self._holdoff_s()
+        still = row.t - st.last_moving_t > self._holdoff_s() and motion_known
         ready = {name: x for name, x in usable.items() if self.baseline.ready(name)}
         value, contributions, deviations = self._score(ready)
         gate = None
-        if not still:
+        if not motion_known:
+            gate = "motion_unknown"
+        elif not still:
             gate = "motion"
         elif not usable:
             gate = "poor_quality"
@@ -283,11 +343,26 @@ class StressScorer(Processor):
             # start calm); a ready one only learns when the tick does not look stressed
             calm = value is None or value < cfg.learn_below
             learn = {n: x for n, x in usable.items() if calm or n not in ready}
-            self.baseline.learn(learn, self.tick_s)
+            self.baseline.learn(learn, self.tick_s, self._learn_cuts(value, contributions))
             self.baseline.watch(usable, row.t, self.tick_s)  # a change that lasts becomes normal
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))
+
+    def _learn_cuts(self, value: float | None, contributions: dict[str, float]) -> dict[str, float]:
+        """Per indicator in the score, the stress-direction deviation (baseline spreads) at which
+        this tick would have scored ``learn_below``, the others unchanged: a calm tick's value is
+        known to lie below it. Indicators whose whole ``z_cap`` fits are not cut."""
+        if value is None:
+            return {}
+        cfg = self.config
+        total_weight = sum(cfg.weights[name] for name in contributions)
+        cuts = {}
+        for name, share in contributions.items():
+            cut = (cfg.learn_below - (value - share)) * total_weight / cfg.weights[name]
+            if cut < cfg.z_cap:
+                cuts[name] = cut
+        return cuts
 
     def _holdoff_s(self) -> float:
         """How long the score stays withheld after the last moving tick (s)."""

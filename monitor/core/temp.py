@@ -10,17 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.core.base import (
-    QUALITY_INSUFFICIENT,
-    QUALITY_OK,
-    Features,
-    Processor,
-    SampleClock,
-    TickGrid,
-    TimeRing,
-    mean_of,
-    slope_of,
-)
+from monitor.core.base import QUALITY_INSUFFICIENT, QUALITY_OK, Features, WindowedSamples, mean_of, slope_of
 
 SKIN_RANGE_C = (25.0, 42.0)  # outside this the sensor is off the skin or the reading is wrong
 
@@ -32,7 +22,7 @@ class TempState:
     ring: object
 
 
-class TempProcessor(Processor):
+class TempProcessor(WindowedSamples):
     """``TEMP_Mean`` (°C) and ``TEMP_Slope`` (°C/min, least squares) over ``window_s`` at each tick.
 
     Quality ``"off_skin"`` when the window's mean is outside 25-42 °C; values are then withheld.
@@ -45,41 +35,17 @@ class TempProcessor(Processor):
     -0.25
     """
 
+    state_class = TempState
+
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
                  min_coverage: float = 0.8):
-        self.sampling_rate = float(sampling_rate)
-        self.tick_s = tick_s
-        self.window_s = window_s
         self.min_coverage = min_coverage
-        self.reset()
-
-    def reset(self) -> None:
-        self.state = TempState(
-            clock=SampleClock(self.sampling_rate),
-            ticks=TickGrid(self.tick_s),
-            ring=TimeRing(int(np.ceil(self.window_s * self.sampling_rate)) + 1),
-        )
+        super().__init__(sampling_rate, tick_s, window_s)
 
     def update(self, t0_s: float, temp_c: np.ndarray) -> list[Features]:
         """Samples of skin temperature (°C) from ``t0_s`` (unix s) at the sampling rate; returns
         the ticks now complete (``TEMP_Mean`` °C, ``TEMP_Slope`` °C/min)."""
-        s = self.state
-        a = s.clock.align(t0_s, len(temp_c))
-        x = np.asarray(temp_c, dtype=float)
-        if a.skip:
-            x = x[a.skip:]
-        if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
-            s.ticks.skip_to(a.times_s[0])
-        if not len(x):
-            return []
-        times, out = a.times_s, []
-        for tick in s.ticks.due(times[-1]):  # the ring holds a window: fill it tick by tick
-            k = int(times.searchsorted(tick, side="right"))
-            s.ring.extend(times[:k], x[:k])
-            times, x = times[k:], x[k:]
-            out.append(self._features(tick))
-        s.ring.extend(times, x)
-        return out
+        return super().update(t0_s, temp_c)
 
     def _features(self, tick_s: float) -> Features:
         t, x = self.state.ring.window(tick_s - self.window_s, tick_s)

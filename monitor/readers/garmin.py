@@ -9,8 +9,11 @@ As in the FLIRT test data (``../shared/data/flirt-e4-garmin/garmin/data.csv``)::
 Types read: ``HEART_RATE_VARIABILITY`` (a beat-to-beat interval, ms) becomes ``ibi``;
 ``HEART_RATE`` (bpm) becomes ``hr``; ``STRESS`` or ``STRESS_LEVEL_VALUE`` (Garmin's own 0-100
 score; negative values are its "not measurable" codes and are dropped) is kept as the reference
-series ``garmin_stress`` (never played, never used by the monitor). Other types (steps,
-calories...) are counted in the notes and ignored. Times carry their UTC offset and become unix
+series ``garmin_stress`` (never played, never used by the monitor). ``STEPS`` (the watch's
+step counter, logged when it changes) becomes ``cadence`` (steps/min at 1 Hz, ``steps_cadence``)
+over the spans the watch logged heart rate: the device's own activity signal, which withholds
+the score while the wearer walks (there is no accelerometer in the export). Other types
+(calories...) are counted in the notes and ignored. Times carry their UTC offset and become unix
 seconds; times without one are read as UTC, with a note. Lines repeated exactly (overlapping
 exports merged) are kept once, with a note.
 
@@ -46,6 +49,11 @@ LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
 IBI_TYPES = ("HEART_RATE_VARIABILITY",)
 HR_TYPES = ("HEART_RATE",)
 STRESS_TYPES = ("STRESS", "STRESS_LEVEL_VALUE")
+STEPS_TYPES = ("STEPS",)
+CADENCE_FS = 1.0  # Hz
+WORN_GAP_S = 300.0  # heart rate lines further apart than this: the watch was off (no cadence there)
+CADENCE_SMOOTH_S = 30.0  # the counter is logged in bursts (14 steps within 1 s): averaged over this (s)
+MAX_CADENCE_STEPS_PER_MIN = 300.0  # the wire contract's upper bound
 MAX_DRIFT_S = 0.3
 UTC_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 
@@ -118,10 +126,51 @@ def read_garmin(path: str | Path) -> Recording:
         reference["garmin_stress"] = Stream("garmin_stress", v[stress][order], t=t[stress][order])
     if not streams:
         raise InputFormatError(f"{where}: no HEART_RATE_VARIABILITY or HEART_RATE lines: nothing the monitor reads")
-    others = sorted(set(kind) - set(IBI_TYPES) - set(HR_TYPES) - set(STRESS_TYPES))
+    steps = np.isin(kind, STEPS_TYPES)
+    if steps.any():
+        heart_t = np.sort(t[ibi | hr])
+        order = np.argsort(t[steps], kind="stable")
+        streams["cadence"] = steps_cadence(t[steps][order], v[steps][order], heart_t)
+        notes.append(f"cadence: steps per minute from {int(steps.sum())} STEPS counter lines, "
+                     f"at {CADENCE_FS:g} Hz where heart rate was logged")
+    others = sorted(set(kind) - set(IBI_TYPES) - set(HR_TYPES) - set(STRESS_TYPES) - set(STEPS_TYPES))
     if others:
         notes.append(f"ignored types: {', '.join(others)}")
     return Recording(str(path), "garmin", streams, reference=reference, notes=notes)
+
+
+def steps_cadence(counter_t: np.ndarray, counter_steps: np.ndarray, worn_t: np.ndarray) -> Stream:
+    """A regular ``cadence`` stream (steps/min at ``CADENCE_FS``) from a step counter read at
+    ``counter_t`` (unix s, increasing), over the runs of ``worn_t`` (times the watch logged
+    anything else; runs split at gaps over ``WORN_GAP_S``).
+
+    The steps between two readings are spread evenly over the time between them; a counter that
+    went down was reset (midnight), so its new value counts as the steps since the last reading.
+    Before the first reading and after the last the cadence is 0. The counter is logged in
+    bursts, so the cadence is then averaged over ``CADENCE_SMOOTH_S`` (centred: a recording is
+    read whole) and kept within the wire contract's 300 steps/min.
+
+    >>> s = steps_cadence(np.array([0.0, 60.0, 120.0]), np.array([500.0, 610.0, 610.0]), np.arange(0.0, 180.0))
+    >>> s.values[[30, 90, 150]].round(1).tolist()
+    [110.0, 0.0, 0.0]
+    """
+    steps = np.diff(counter_steps)
+    steps = np.where(steps < 0, counter_steps[1:], steps)  # a reset counter starts from 0
+    dt_s = np.diff(counter_t)
+    rate = np.r_[0.0, np.divide(60.0 * steps, dt_s, out=np.zeros_like(steps), where=dt_s > 0), 0.0]
+    starts = np.r_[0, np.flatnonzero(np.diff(worn_t) > WORN_GAP_S) + 1]
+    ends = np.r_[starts[1:] - 1, len(worn_t) - 1]
+    segments, values = [], []
+    for i0, i1 in zip(starts, ends):
+        grid = worn_t[i0] + np.arange(int((worn_t[i1] - worn_t[i0]) * CADENCE_FS) + 1) / CADENCE_FS
+        segments.append((sum(len(v) for v in values), float(grid[0])))
+        # reading k covers (t[k-1], t[k]]: the first reading at or after each grid time
+        cadence = rate[np.searchsorted(counter_t, grid, side="left")]
+        n_smooth = max(1, min(len(cadence), int(CADENCE_SMOOTH_S * CADENCE_FS)))
+        cadence = np.convolve(cadence, np.full(n_smooth, 1.0 / n_smooth), mode="same")
+        values.append(np.clip(cadence, 0.0, MAX_CADENCE_STEPS_PER_MIN))
+    return Stream("cadence", np.concatenate(values), t0=segments[0][1], fs=CADENCE_FS,
+                  segments=segments if len(segments) > 1 else None)
 
 
 def _line_numbers(text: str) -> np.ndarray:
