@@ -567,8 +567,10 @@ class MonitorService:
             self._store.set_meta(self._subscribed_key, None)
         if not flags.session_present or self._store.meta(self._subscribed_key) is None:
             _, self._subscribe_mid = client.subscribe([(DATA_SUBSCRIPTION, 1), (CONTROL_SUBSCRIPTION, 1)])
+        policy = self.config.policy
         client.publish(
-            self.state_topic, encode_monitor_state("online", self.options.instance, __version__, self.clock()),
+            self.state_topic, encode_monitor_state("online", self.options.instance, __version__, self.clock(),
+                                                   policy.quiet_hours, policy.timezone),
             qos=1, retain=True,
         )
         self._connected.set()

@@ -915,19 +915,28 @@ def decode_rejected(payload: bytes | str) -> dict:
 MONITOR_STATES = ("online", "offline")
 
 
-def encode_monitor_state(state: str, instance: str, version: str, t_s: float | None = None) -> bytes:
+def encode_monitor_state(state: str, instance: str, version: str, t_s: float | None = None,
+                         quiet_hours: tuple[str, str] | None | bool = False, timezone: str | None = None) -> bytes:
     """JSON of the retained ``anxmon/v1/monitor/{instance}/state``: ``online`` / ``offline``.
 
     ``t`` (wall clock) is absent from the last will, which the broker sends at an unknown time.
+    ``quiet_hours`` (two "HH:MM", or None for none; left out when False) and ``timezone`` are
+    the service's ``[policy]`` defaults, which apply to a wearer who has not set their own: the
+    app shows them, so they are set in one place.
 
-    >>> decode_monitor_state(encode_monitor_state("online", "main", "0.1.0", 1.7e9))["state"]
-    'online'
+    >>> body = decode_monitor_state(encode_monitor_state("online", "main", "0.1.0", 1.7e9, ("22:00", "07:00"), "UTC"))
+    >>> body["state"], body["quiet_hours"], body["timezone"]
+    ('online', ['22:00', '07:00'], 'UTC')
     """
     if state not in MONITOR_STATES:
         raise ValueError(f"monitor state must be one of {MONITOR_STATES}, got {state!r}")
     body = {"v": VERSION, "state": state, "instance": check_id("instance", instance), "version": version}
     if t_s is not None:
         body["t"] = float(t_s)
+    if quiet_hours is not False:
+        body["quiet_hours"] = None if quiet_hours is None else list(quiet_hours)
+    if timezone is not None:
+        body["timezone"] = timezone
     return _dumps(body)
 
 

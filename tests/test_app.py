@@ -470,6 +470,28 @@ def test_pause_and_quiet_hours_reach_the_service(stack):
     assert stack.service.wearer_state("alice")["policy"].timezone == "Europe/Berlin"
 
 
+def test_a_wearer_who_has_not_chosen_sees_the_quiet_hours_the_service_applies(stack, tmp_path):
+    """The service announces its [policy] quiet hours on its retained state topic; an app whose
+    own [app] default differs (here 21:00-06:00 against the service's none) shows the service's,
+    so what a new wearer sees (and saves at first sign-in) is what applies. Before, it showed
+    [app]'s and the two had to be kept equal by hand."""
+    assert stack.service.config.policy.quiet_hours is None
+    app = start_app(stack.broker.url, tmp_path, accounts={"carol": "carol-long-password"}, recording=None,
+                    options=AppOptions(port=0, quiet_hours=("21:00", "06:00"), instance="main"))
+    try:
+        assert app.relay.wait_connected(10)
+        assert wait_until(lambda: "main" in app.relay.monitor_quiet_hours, 10)
+        client = Client(app.url)
+        assert client.login("carol", "carol-long-password") == 200
+        status, body = client.request("/api/w/carol/state")
+        assert status == 200 and body["settings"]["quiet_hours"] is None
+        # a wearer's own choice still wins
+        status, body = client.request("/api/w/carol/quiet-hours", {"start": "23:00", "end": "06:30", "timezone": "UTC"})
+        assert status == 200 and body["settings"]["quiet_hours"] == ["23:00", "06:30"]
+    finally:
+        app.stop()
+
+
 def test_push_carries_message_and_link_and_a_down_endpoint_is_recorded_failed(stack):
     """alice's check-in reached the loopback webhook through apprise with its message and the
     link to it in the app; bob's endpoint is down: retried, then recorded as failed, while

@@ -119,6 +119,7 @@ class Relay:
         self.address = parse_broker_url(broker)
         self.history_s = history_s
         self.monitor_online: dict[str, bool] = {}  # instance -> online
+        self.monitor_quiet_hours: dict[str, dict] = {}  # instance -> its [policy] quiet_hours and timezone
         self.on_checkin: list[Callable[[str, dict], None]] = []
         self.on_connect: list[Callable[[], None]] = []
         self.extra_subscriptions: list[str] = []
@@ -293,7 +294,11 @@ class Relay:
             elif topic.kind == "rejected":
                 self._rejected(topic.wearer, decode_rejected(msg.payload))
             elif topic.kind == "monitor_state":
-                self.monitor_online[topic.instance] = decode_monitor_state(msg.payload)["state"] == "online"
+                state = decode_monitor_state(msg.payload)
+                self.monitor_online[topic.instance] = state["state"] == "online"
+                if "quiet_hours" in state:  # (an older service does not say)
+                    self.monitor_quiet_hours[topic.instance] = {
+                        "quiet_hours": state["quiet_hours"], "timezone": state.get("timezone")}
         except (WireError, ValueError) as exc:
             log.warning("app: ignored a malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
         except Exception as exc:  # a bug must not stop the relay (paho's thread) for every wearer

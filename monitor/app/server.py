@@ -385,8 +385,15 @@ class CheckinApp:
         paused = s.get("paused_until")
         if paused is not None and paused != "resume" and paused <= self.clock():
             paused = None
-        quiet = s["quiet_hours"] if "quiet_hours" in s else self.options.quiet_hours
-        return {"paused_until": paused, "quiet_hours": quiet, "timezone": s.get("timezone")}
+        return {"paused_until": paused, "quiet_hours": self._quiet_hours(s), "timezone": s.get("timezone")}
+
+    def _quiet_hours(self, saved: dict) -> list[str] | tuple[str, str] | None:
+        """The wearer's own quiet hours; before they choose, the ones the monitor service says
+        it applies (its ``[policy]``, on its state topic); before it has said, ``[app]``'s."""
+        if "quiet_hours" in saved:
+            return saved["quiet_hours"]
+        announced = self.relay.monitor_quiet_hours.get(self.options.instance) if self.relay else None
+        return announced["quiet_hours"] if announced else self.options.quiet_hours
 
     def _save_setting(self, wearer: str, **values: Any) -> None:
         with self._settings.lock:
