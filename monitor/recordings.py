@@ -175,9 +175,17 @@ def _cut(stream: Stream, batch_s: float) -> Iterator[tuple[float, SampleBatch]]:
 
 def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse a labels CSV: header ``unix_s,stress`` then one row per second (stress 0 or 1).
-    Spaces around the header's names and the values are allowed."""
+    Spaces around the header's names and the values are allowed; blank lines are skipped. A value
+    that is not a number, or an empty one, is an ``InputFormatError`` naming its line and text.
+
+    >>> read_labels_text("unix_s,stress\\n1644227583,0\\n1644227584,abc\\n", "labels.csv")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.InputFormatError: labels.csv, line 3: stress 'abc' is not a number
+    """
     try:
-        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True, dtype=str,
+                            keep_default_na=False)
         frame.columns = [str(c).strip() for c in frame.columns]
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress: {str(exc).splitlines()[0]}") from None
@@ -186,10 +194,22 @@ def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
         header = ",".join(map(str, frame.columns))[:60]
         raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress, found the header {header!r} "
                                f"(no {' and no '.join(missing)} column)")
-    try:
-        return frame["unix_s"].to_numpy(dtype=float), frame["stress"].to_numpy(dtype=float)
-    except ValueError:
-        raise InputFormatError(f"{where}: unix_s and stress must be numbers on every row") from None
+    raw = {c: frame[c].astype(str).str.strip() for c in ("unix_s", "stress")}
+    numbers = {c: pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=float) for c in raw}
+    bad = {c: np.flatnonzero(np.isnan(numbers[c])) for c in raw}
+    if any(len(rows) for rows in bad.values()):
+        row, column = min((int(rows[0]), c) for c, rows in bad.items() if len(rows))  # unix_s first on a tie
+        text_of = raw[column].iloc[row]
+        problem = f"{text_of!r:.30} is not a number" if text_of else "is empty"
+        raise InputFormatError(f"{where}, line {_line_of_row(text, row)}: {column} {problem}")
+    return numbers["unix_s"], numbers["stress"]
+
+
+def _line_of_row(text: str, row: int) -> int:
+    """The file line (1-based) of data row ``row`` of a CSV read by pandas, which skips blank lines
+    (the first non-blank line is the header)."""
+    lines = [n for n, line in enumerate(io.StringIO(text, newline=None), start=1) if line.strip()]
+    return lines[row + 1] if row + 1 < len(lines) else row + 2
 
 
 def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

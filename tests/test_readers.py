@@ -30,7 +30,7 @@ from monitor.readers.anxmon import RecordingWriter, read_anxmon, write_recording
 from monitor.readers.common import regular_stream
 from monitor.readers.e4 import FILES as E4_FILES
 from monitor.readers.emotibit import _read_tag as read_parsed_file
-from monitor.recordings import Recording, Stream, read_labels_text, read_recording
+from monitor.recordings import Recording, Stream, read_labels, read_labels_text, read_recording
 from monitor.wire import SampleBatch, validate_batch
 from tests.conftest import data_path
 
@@ -189,6 +189,46 @@ def test_e4_ibi_damaged_row_names_its_line_and_a_cut_last_line_is_left_out(tmp_p
     assert "IBI.csv: the last line (11) is incomplete" in caplog.text
 
 
+def test_e4_file_cut_short_is_noted_with_its_coverage_and_its_cut_last_line_left_out(tmp_path, caplog):
+    """S02 with BVP.csv cut at 300,003 bytes (as the audit did): its last line "-31" (of "-31.xx")
+    parses but has no line end, so it is left out; the note says BVP covers 12 of 59 min."""
+    e4 = copy_e4(tmp_path)
+    text = (e4 / "BVP.csv").read_text()
+    cut = text[:300003]
+    fragment = cut[cut.rfind("\n") + 1:]
+    assert float(fragment) != float(text[len(cut) - len(fragment):].split("\n")[0])  # a number, but not the row's
+    (e4 / "BVP.csv").write_text(cut)
+    with caplog.at_level(logging.WARNING):
+        rec = read_recording(e4)
+    whole = np.loadtxt(data_path("stress-predict", "S02", "BVP.csv"), skiprows=2)
+    kept = cut.count("\n") - 2  # the complete sample rows
+    assert np.array_equal(rec.streams["bvp"].values, whole[:kept])
+    assert rec.notes == [f"{e4 / 'BVP.csv'}: the last line ({kept + 3}) is incomplete (no line end after it); left out",
+                         "BVP.csv covers 12.1 of 59.4 min (20%), ends 47.3 min before the session"]
+    assert "BVP.csv covers 12.1 of 59.4 min (20%), ends 47.3 min before the session" in caplog.text
+    assert str(whole[kept]) not in caplog.text  # no sample value in the log
+
+
+def test_e4_missing_standard_file_and_short_files_of_a_real_export_are_noted(tmp_path):
+    e4 = copy_e4(tmp_path, names=("TEMP.csv", "HR.csv", "BVP.csv", "ACC.csv", "IBI.csv"))  # S02 without EDA.csv
+    rec = read_recording(e4)
+    assert "eda" not in rec.streams
+    assert rec.notes == ["EDA.csv is missing: no eda "
+                         "(an E4 export has EDA.csv, BVP.csv, TEMP.csv, ACC.csv, HR.csv, IBI.csv)"]
+    # the FLIRT export, each file cut to ~10,000 lines: the files cover 2.6 to 83 of 149 min
+    flirt = read_recording(data_path("flirt-e4-garmin", "empatica"))
+    assert flirt.notes == [
+        "EDA.csv covers 41.7 of 148.9 min (28%), ends 107.2 min before the session",
+        "BVP.csv covers 2.6 of 148.9 min (2%), ends 146.3 min before the session",
+        "TEMP.csv covers 20.8 of 148.9 min (14%), ends 128.1 min before the session",
+        "ACC.csv covers 5.2 of 148.9 min (3%), ends 143.7 min before the session",
+        "HR.csv covers 83.3 of 148.9 min (56%), ends 65.4 min before the session",
+    ]
+    # whole exports: nothing to note (S05's sparse beats end 2.2 min early: under 5% of the session)
+    assert read_recording(data_path("stress-predict", "S02")).notes == []
+    assert read_recording(data_path("stress-predict", "S05")).notes == []
+
+
 def rewrite(path: Path, change) -> None:
     """Rewrite a file's lines: ``change(number, line)`` (1-based) returns the new line."""
     lines = path.read_text().splitlines()
@@ -239,7 +279,7 @@ def test_e4_blank_row_inside_a_signal_file_is_refused_with_its_line(tmp_path):
 def test_e4_ibi_rows_out_of_order_are_sorted_with_a_note(tmp_path):
     e4 = head_e4(tmp_path / "e4")
     ibi = (e4 / "IBI.csv").read_text().splitlines()
-    (e4 / "IBI.csv").write_text("\n".join([ibi[0], *sorted(ibi[1:], key=lambda row: float(row.split(",")[1]))]))
+    (e4 / "IBI.csv").write_text("\n".join([ibi[0], *sorted(ibi[1:], key=lambda row: float(row.split(",")[1]))]) + "\n")
     rec = read_recording(e4)
     raw = np.loadtxt(data_path("stress-predict", "S02", "IBI.csv"), delimiter=",", skiprows=1)
     assert np.array_equal(rec.streams["ibi"].t, S02_START + raw[:, 0]) and np.array_equal(rec.streams["ibi"].values,
@@ -287,6 +327,21 @@ def test_e4_malformed_labels_leave_the_session_readable_but_not_usable_as_labels
 
     run_report(e4, tmp_path / "page.html", n_boot=10)
     assert (tmp_path / "page.html").stat().st_size > 10_000
+
+
+def test_labels_value_not_a_number_or_empty_names_its_line_and_text(tmp_path):
+    lines = (data_path("stress-predict", "S02") / "labels.csv").read_text().splitlines()
+    path = tmp_path / "labels.csv"
+    for row, message in ((f"{lines[499].split(',')[0]},abc", r"labels.csv, line 500: stress 'abc' is not a number$"),
+                         (f"{lines[499].split(',')[0]},", r"labels.csv, line 500: stress is empty$"),
+                         (lines[499].split(",")[0], r"labels.csv, line 500: stress is empty$"),
+                         (f"x{lines[499]}", r"labels.csv, line 500: unix_s 'x1644228081' is not a number$")):
+        path.write_text("\n".join(lines[:499] + [row] + lines[500:]) + "\n")
+        with pytest.raises(InputFormatError, match=message):
+            read_labels(path)
+    path.write_text("\n".join(lines[:10] + [""] + lines[10:499] + ["1644228081,abc"] + lines[500:]) + "\n")
+    with pytest.raises(InputFormatError, match=r"line 501: stress 'abc'"):  # the line in the file, past a blank one
+        read_labels(path)
 
 
 def test_labels_header_with_spaces_is_read():
@@ -344,10 +399,24 @@ def test_polar_swapped_or_cut_columns_get_clear_errors(tmp_path):
     with pytest.raises(InputFormatError, match=r"line 2: ecg is empty"):
         read_recording(swapped)
     cut = tmp_path / "cut.csv"
-    cut.write_text("\n".join(lines[:5000]) + "\n" + lines[5000][:9])  # cut inside time_ns
+    cut.write_text("\n".join(lines[:5000]) + "\n" + lines[5000][:9] + "\n" + "\n".join(lines[5001:]) + "\n")
     with pytest.raises(InputFormatError, match=r"cut.csv, line 5001: time_ns 171492063 is not unix time in "
                                                r"nanoseconds \(is before the year 2000\)$"):
-        read_recording(cut)
+        read_recording(cut)  # a line cut inside time_ns in the middle: an error naming it
+
+
+def test_polar_cut_last_line_is_left_out_with_a_note(tmp_path):
+    """The export stopped mid-row: the rows before it are read, the cut one is noted (the rule of
+    every reader); before, the file was refused."""
+    lines = data_path("polar-h10", "polar_h10.csv").read_text().splitlines()
+    cut = tmp_path / "cut.csv"
+    row = lines[5000]  # 1714920638410666496,-0.233,,
+    for fragment in (row[:9], row[:row.index(",") + 5]):  # inside time_ns; inside ecg ("-0.2": it parses)
+        cut.write_text("\n".join(lines[:5000]) + "\n" + fragment)
+        rec = read_recording(cut)
+        whole = pd.read_csv(data_path("polar-h10", "polar_h10.csv"), nrows=4999)
+        assert np.array_equal(rec.streams["ecg"].values, whole["ecg"].to_numpy())
+        assert rec.notes[0] == f"{cut}: the last line (5001) is incomplete (no line end after it); left out"
 
 
 def test_polar_time_in_ms_and_rows_out_of_order_name_the_line(tmp_path):
@@ -386,7 +455,7 @@ def garmin() -> Recording:
 def test_garmin_beats_heart_rate_and_stress(garmin):
     raw = pd.read_csv(data_path("flirt-e4-garmin", "garmin", "data.csv"), sep=";", header=None,
                       names=["time", "type", "value"])
-    assert garmin.format == "garmin" and sorted(garmin.streams) == ["hr", "ibi"]
+    assert garmin.format == "garmin" and sorted(garmin.streams) == ["cadence", "hr", "ibi"]  # cadence: test_motion_gate.py
     bbi = raw[raw["type"] == "HEART_RATE_VARIABILITY"]
     ibi = garmin.streams["ibi"]
     # 14316 intervals; 15 dropped where a re-anchored chain would step back in time
@@ -417,16 +486,22 @@ def test_garmin_analyze_the_whole_46_hours(garmin):
     assert abs(median_of(result, "HR_Mean") - float(np.median(garmin.streams["hr"].values))) < 4
     rmssd = [tk.indicators.values.get("HRV_RMSSD") for tk in result.ticks]
     assert sum(v is not None for v in rmssd) > 0.9 * len(rmssd)  # chained beats give RMSSD nearly always
-    assert sum(tk.score.value is not None for tk in result.ticks) > 0.8 * len(result.ticks)
+    # scored, except while the step cadence shows walking (and its hold-off; test_motion_gate.py)
+    assert sum(tk.score.value is not None or tk.score.gate == "motion" for tk in result.ticks) > 0.85 * len(result.ticks)
 
 
 def test_garmin_cut_mid_line_gets_a_clear_error(tmp_path):
     text = data_path("flirt-e4-garmin", "garmin", "data.csv").read_text()
     cut = tmp_path / "data.csv"
-    cut.write_text(text[: len(text) // 2].rsplit(";", 1)[0] + "\n")  # the last line lost its value
-    n = len(cut.read_text().splitlines())
+    head = text[: len(text) // 2].rsplit(";", 1)[0] + "\n"  # a line that lost its value ...
+    cut.write_text(head + text[len(text) // 2:].split("\n", 1)[1])  # ... in the middle of the file
+    n = len(head.splitlines())
     with pytest.raises(InputFormatError, match=rf"line {n}: .* fewer than 3 fields; expected ISO-time;TYPE;value"):
         read_recording(cut)
+    cut.write_text(head)  # at the end (an export interrupted while writing): left out, with a note
+    rec = read_recording(cut)
+    assert any(f"the last line ({n}) is incomplete (not a whole row); left out" in note for note in rec.notes)
+    assert len(rec.streams["hr"].values) > 1000
     cut.write_text("2019-10-16T12:08:58.041+02:00;STEPS;299.0\n2019-10-16T25:61;HEART_RATE;70\n")
     with pytest.raises(InputFormatError, match=r"line 2: time '2019-10-16T25:61' is not an ISO 8601 time"):
         read_recording(cut)
@@ -444,7 +519,7 @@ def test_garmin_repeated_lines_are_dropped_with_a_note(garmin, tmp_path):
 def test_garmin_times_without_offset_are_noted_as_utc(tmp_path):
     lines = data_path("flirt-e4-garmin", "garmin", "data.csv").read_text().splitlines()[:3000]
     path = tmp_path / "naive.csv"
-    path.write_text("\n".join(line.replace("+02:00;", ";") for line in lines))
+    path.write_text("\n".join(line.replace("+02:00;", ";") for line in lines) + "\n")
     rec = read_recording(path)
     assert "3000 times without a UTC offset (e.g. line 1: '2019-10-16T12:08:58.041') read as UTC" in rec.notes
     assert rec.streams["hr"].t[0] == pytest.approx(pd.Timestamp("2019-10-16T12:09:00.511Z").timestamp())
@@ -494,8 +569,9 @@ def test_anxmon_recording_damaged_files_get_clear_errors(tmp_path):
         w.write_batch("e4", SampleBatch("hr", 0, np.array([70.0]), t=np.array([1.7e9])))
         w.write_batch("e4", SampleBatch("hr", 1, np.array([71.0]), t=np.array([1.7e9 + 1])))
     text = path.read_text()
-    path.write_text(text[:-20])  # a crash mid-line
-    with pytest.raises(InputFormatError, match=r"r.jsonl, line 3: not valid JSON .*file cut short"):
+    lines = text.splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:-20] + "\n" + lines[2])  # a damaged line before the last
+    with pytest.raises(InputFormatError, match=r"r.jsonl, line 2: not valid JSON .*file damaged"):
         read_recording(path)
     path.write_text(text.replace('"anxmon_recording": 1', '"anxmon_recording": 2'))
     with pytest.raises(InputFormatError, match=r"version 2; this anxmon reads version 1"):
@@ -517,6 +593,30 @@ def same_streams(a: Recording, b: Recording) -> bool:
     return sorted(a.streams) == sorted(b.streams) and all(
         np.array_equal(a.streams[k].values, s.values) and np.array_equal(a.streams[k].times_s(), s.times_s())
         for k, s in b.streams.items())
+
+
+def test_anxmon_recording_cut_by_a_crash_is_read_without_its_last_line(s02_jsonl, tmp_path, caplog):
+    """The recorder writes whole lines; a crash leaves the last one cut. The lines before it are
+    read, the cut one is left out with a warning and a note; before, the whole file was refused."""
+    text = s02_jsonl.read_text()
+    cut = text[: len(text) * 2 // 3]
+    assert not cut.endswith("\n")
+    whole_lines = tmp_path / "whole_lines.jsonl"
+    whole_lines.write_text(cut[: cut.rfind("\n") + 1])
+    path = tmp_path / "cut.jsonl"
+    path.write_text(cut)
+    with caplog.at_level(logging.WARNING):
+        rec = read_anxmon(path)
+    n = cut.count("\n") + 1
+    assert same_streams(rec, read_anxmon(whole_lines)) and len(rec.streams["bvp"].values) > 64 * 60
+    assert rec.notes[0] == f"{path}: the last line ({n}) is incomplete (no line end after it); left out"
+    assert f"cut.jsonl: the last line ({n}) is incomplete" in caplog.text
+    path.write_text(cut[: cut.rfind("\n") + 1] + "{not json}\n")  # a last line that is not a record: left out too
+    assert same_streams(read_anxmon(path), read_anxmon(whole_lines))
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:10] + [lines[10][:50] + "\n"] + lines[11:]))  # damaged in the middle
+    with pytest.raises(InputFormatError, match=r"cut.jsonl, line 11: not valid JSON"):
+        read_anxmon(path)
 
 
 def test_anxmon_batches_out_of_order_are_sorted_and_only_true_duplicates_dropped(s02_jsonl, tmp_path):
@@ -721,6 +821,36 @@ def test_emotibit_raw_alone_mixed_up_or_two_sessions_get_clear_errors(emotibit_s
     (mixed / "2024-09-19_10-00-00-000000_EA.csv").write_bytes((folder / f"{BASE}_EA.csv").read_bytes())
     with pytest.raises(InputFormatError, match=r"parsed files of 2 EmotiBit sessions .*pass one of their files"):
         read_recording(mixed)
+
+
+def emotibit_from_e4(dst: Path, minutes: int = 10) -> Path:
+    """S02's real EDA and temperature (4 Hz, first ``minutes``) as EmotiBit DataParser files
+    (``EA``, ``T1``) in the documented layout (``parsed_rows``): no parsed EmotiBit recording is in
+    the shared data, so real signals are put in its format."""
+    dst.mkdir()
+    numbers = [17000]
+    for name, tag in (("EDA.csv", "EA"), ("TEMP.csv", "T1")):
+        values = np.loadtxt(data_path("stress-predict", "S02", name), skiprows=2)[: minutes * 60 * 4]
+        rows = parsed_rows(tag, values, 4.0, 2, numbers)
+        (dst / f"{BASE}_{tag}.csv").write_text(f"{HEADER},{tag}\n" + "\n".join(rows) + "\n")
+    return dst
+
+
+def test_emotibit_cut_last_line_is_left_out_and_a_damaged_line_is_named(tmp_path):
+    """The DataParser stopped mid-row: the rows before are read, the cut one noted (the rule of every
+    reader); before, the session stopped with "type tag nan ... (files mixed up?)"."""
+    session = emotibit_from_e4(tmp_path / "session")
+    ea = session / f"{BASE}_EA.csv"
+    text = ea.read_text()
+    whole = read_recording(session).streams["eda"]
+    ea.write_text(text[:-20])  # the last row lost its type tag and value
+    rec = read_recording(session)
+    assert np.array_equal(rec.streams["eda"].values, whole.values[:-1]) and len(whole.values) == 2400
+    assert f"{ea}: the last line (2401) is incomplete (no line end after it); left out" in rec.notes
+    lines = text.splitlines()
+    ea.write_text("\n".join(lines[:100] + [lines[100][:30]] + lines[101:]) + "\n")  # the same cut in the middle
+    with pytest.raises(InputFormatError, match=r"_EA.csv, line 101: a row without its type tag \(file damaged\?\)$"):
+        read_recording(session)
 
 
 def test_emotibit_file_without_samples_or_a_missing_axis_is_noted(emotibit_session, tmp_path, caplog):

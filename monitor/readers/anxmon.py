@@ -15,6 +15,9 @@ sorted. A batch that starts before the previous one of its signal ends is refuse
 ``fs`` that contradicts the batches' spacing, or two recordings merged). Empty batches and record
 types this version does not know are skipped and counted in the notes, so later versions can add
 some. One signal from two devices is refused (the monitor takes each signal from one device).
+A recording cut by a crash is read without its last line when that line is cut short (no line end
+after it, or not a JSON object), with a warning and a note (``common.complete_lines``, the rule
+of every reader); a damaged line before the last is refused, naming the line.
 
 ``RecordingWriter`` writes the format (``write_recording`` writes a whole ``Recording``);
 ``read_anxmon`` reads it back into a ``Recording`` with the same streams.
@@ -40,13 +43,20 @@ import numpy as np
 
 from monitor.errors import InputFormatError, WireError
 from monitor.markers import Marker, make_marker, unix_s_problem
-from monitor.readers.common import irregular_stream, open_text
+from monitor.readers.common import complete_lines, irregular_stream, open_text
 from monitor.recordings import Recording, Stream
 from monitor.wire import SIGNALS, SampleBatch, decode_batch, encode_batch
 
 VERSION = 1
 HEADER_KEY = "anxmon_recording"
 DEFAULT_DEVICE = "recording"
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def looks_like_anxmon(line: str) -> bool:
@@ -118,13 +128,11 @@ def read_anxmon(path: str | Path) -> Recording:
     skipped: dict[str, int] = {}
     header = None
     with open_text(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+        for n, line in complete_lines(f, where, notes, _is_json_object):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputFormatError(f"{where}, line {n}: not valid JSON ({exc.msg}; file cut short?)") from None
+                raise InputFormatError(f"{where}, line {n}: not valid JSON ({exc.msg}; file damaged?)") from None
             if not isinstance(record, dict):
                 raise InputFormatError(f"{where}, line {n}: expected a JSON object")
             if header is None:

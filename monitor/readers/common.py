@@ -10,6 +10,12 @@
   is not that signal in that unit (refused), a few outside are counted in the notes.
 * ``decode``/``open_text``: the text of a file (a byte-order mark dropped); ``no_samples``: the
   warning and note for a signal file without samples.
+* ``without_cut_last_line`` (a whole text) and ``complete_lines`` (a file read line by line): the
+  one rule of every reader for a file cut short. Its last non-blank line is left out, with a
+  warning and a note, when no line end follows it (a row cut mid-number can still parse: ``-31``
+  of ``-31.25``; every row a device or the recorder writes ends with one) or when it does not
+  parse as a row. A damaged line before the last stays an error naming its line (the reader's).
+  A file's first non-blank line (its header) is never left out.
 * ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, the
   way ``firmware_bridge.ble_hrs.HrsConverter`` does it live.
 
@@ -27,6 +33,7 @@ import logging
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -53,6 +60,89 @@ def decode(data: bytes) -> str:
 def open_text(path: Path):
     """A file opened to read its text line by line, decoded as ``decode`` does."""
     return open(path, encoding=ENCODING, errors="replace")
+
+
+def _always(row: str) -> bool:
+    return True
+
+
+def numbers_row(columns: int) -> Callable[[str], bool]:
+    """A test of a row: ``columns`` comma-separated numbers (for ``without_cut_last_line``).
+
+    >>> numbers_row(3)("2, 10, 63"), numbers_row(3)("2,10"), numbers_row(1)("-31")
+    (True, False, True)
+    """
+    def parses(row: str) -> bool:
+        fields = row.split(",")
+        try:
+            [float(f) for f in fields]
+        except ValueError:
+            return False
+        return len(fields) == columns
+    return parses
+
+
+def _cut_short(row: str, has_line_end: bool, parses: Callable[[str], bool]) -> str | None:
+    """Why a file's last line ``row`` (its line end removed) is cut short, or None when it is whole."""
+    if not has_line_end:
+        return "no line end after it"
+    if not parses(row.strip()):
+        return "not a whole row"
+    return None
+
+
+def _leave_out(where: str, line: int, why: str, notes: list[str]) -> None:
+    log.warning("%s: the last line (%d) is incomplete (%s: recording interrupted while writing?); left out",
+                where, line, why)
+    notes.append(f"{where}: the last line ({line}) is incomplete ({why}); left out")
+
+
+def without_cut_last_line(text: str, where: str, notes: list[str],
+                          parses: Callable[[str], bool] = _always) -> str:
+    """``text`` without its last non-blank line when that line is cut short (see the module's
+    docstring; ``parses`` tells a whole row), with a warning and a note naming the line.
+
+    >>> notes = []
+    >>> without_cut_last_line("1644227574.0\\n64.0\\n-31.25\\n-31", "BVP.csv", notes, numbers_row(1))
+    '1644227574.0\\n64.0\\n-31.25\\n'
+    >>> notes
+    ['BVP.csv: the last line (4) is incomplete (no line end after it); left out']
+    """
+    end = len(text.rstrip())
+    start = text.rfind("\n", 0, end) + 1  # where the last non-blank line starts
+    if not text[:start].strip():  # no line, or only the first (a header): read as it is
+        return text
+    why = _cut_short(text[start:end], any(c in "\r\n" for c in text[end:]), parses)
+    if why is None:
+        return text
+    log.debug("%s: the incomplete last line reads %r", where, text[start:end][:80])
+    _leave_out(where, text.count("\n", 0, start) + 1, why, notes)
+    return text[:start]
+
+
+def complete_lines(lines: Iterable[str], where: str, notes: list[str],
+                   parses: Callable[[str], bool] = _always) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of the non-blank lines of a file read line by line (line ends kept),
+    without the last one when it is cut short: ``without_cut_last_line``'s rule, for files too
+    large to hold as one text."""
+    held: tuple[int, str] | None = None
+    first = True
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if held is not None:
+            yield held
+            first = False
+        held = (number, line)
+    if held is None:
+        return
+    number, line = held
+    why = None if first else _cut_short(line.rstrip("\r\n"), line.endswith(("\n", "\r")), parses)
+    if why is None:
+        yield held
+    else:
+        log.debug("%s: the incomplete last line reads %r", where, line[:80])
+        _leave_out(where, number, why, notes)
 
 
 def no_samples(where: str, signal: str, notes: list[str], count: int = 0) -> None:

@@ -14,8 +14,22 @@ Values are checked against the wire contract's ranges (``common.check_range``): 
 outside is refused (EDA in nS, TEMP in degF, IBI in ms), a few outside are noted (``hr``/``ibi``
 readings dropped). An empty or blank row among the samples is refused with its line, like a
 non-numeric one (skipping it would move every later sample one sample period earlier); blank lines
-at the end are fine. A ``labels.csv`` that cannot be read does not block the session: its labels
-are left empty with a warning and a note, so whatever needs them refuses "no label rows".
+at the end are fine. A last line cut short (no line end after it: the E4 ends every row with one,
+and a row cut mid-number such as ``-31`` of ``-31.25`` still parses; or a last line that is not a
+whole row) is left out with a warning and a note, the rule of every reader
+(``common.without_cut_last_line``). A ``labels.csv`` that cannot be read does not block the
+session: its labels are left empty with a warning and a note, so whatever needs them refuses
+"no label rows".
+
+What an export lacks is noted too (``Recording.notes``, with a warning): each of the six standard
+files that is absent, and each signal file that starts more than ``SHORT_GAP_S`` (2 min) after the
+session's start or ends more than that before its end, with how long it covers and its share of
+the session ("BVP.csv covers 2.6 of 148.9 min (2%), ends 146.3 min before the session"). The
+session is the span of all files together. The E4 writes all its files from one start to one stop
+(within seconds: HR.csv starts 10 s late), so a larger difference is a file cut short.
+``IBI.csv`` is sparse (the E4 drops beats it finds noisy: S05's last beat is 2.2 min before the
+end), so its end is noted only when it is also more than ``SHORT_GAP_SHARE`` (5 %) of the
+session; it is taken to start at its first row (the session's start).
 
 Example
 -------
@@ -28,7 +42,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +49,8 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import Marker, unix_s_problem, utc_text
-from monitor.readers.common import Folder, check_range, irregular_stream, no_samples
+from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row,
+                                    without_cut_last_line)
 from monitor.recordings import Recording, Stream, read_labels_text
 
 FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
@@ -44,8 +58,9 @@ SESSION_FILES = (*FILES, "IBI.csv")  # the files that make a folder (or a sub-fo
 RATES_HZ = {"EDA.csv": 4.0, "BVP.csv": 64.0, "TEMP.csv": 4.0, "ACC.csv": 32.0, "HR.csv": 1.0}
 ACC_UNITS_PER_G = 64.0
 TAG_KIND = "tag"
-PARTIAL_ROW = re.compile(r"[0-9.,+-]*")  # what a row cut short while being written can look like
 SESSION_GAP_S = 60.0  # files of one session overlap in time, or (one cut short) lie at most this far apart
+SHORT_GAP_S = 120.0  # a file starting this much after the session or ending this much before it is noted
+SHORT_GAP_SHARE = 0.05  # IBI.csv (sparse beats): its end is noted only when also this share of the session early
 UNIT_HINTS = {  # why a file's values are mostly outside the contract's range
     "eda": "in nS instead of uS, or another file?",
     "temp": "in degF instead of degC, or another file?",
@@ -72,23 +87,11 @@ def _start_time(where: str, text: str) -> float:
     return t0
 
 
-def _cut_last_line(where: str, text: str, line: int, notes: list[str]) -> bool:
-    """Whether the last line ``text``, which did not parse, can be a row cut short (digits, signs, points, commas
-    only: a recording interrupted while writing). Such a line is left out, with a warning.
-
-    >>> _cut_last_line("EDA.csv", "0.1", 9, []), _cut_last_line("EDA.csv", "abc", 9, [])
-    (True, False)
-    """
-    if not PARTIAL_ROW.fullmatch(text.strip()):
-        return False
-    log.warning("%s: the last line (%d) is incomplete (recording interrupted while writing?); left out", where, line)
-    notes.append(f"{where}: incomplete last line {line} left out")
-    return True
-
-
 def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream | None:
     where = folder.where(name)
-    text = folder.text(name).rstrip()  # blank lines at the end are fine; inside, they are refused below
+    columns = 3 if signal == "acc" else 1
+    text = without_cut_last_line(folder.text(name), where, notes, numbers_row(columns))
+    text = text.rstrip()  # blank lines at the end are fine; inside, they are refused below
     if not text:
         return None  # an empty file: no samples
     try:
@@ -111,14 +114,10 @@ def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream
             f"{where}: declares {fs:g} Hz but the E4 writes {name} at {RATES_HZ[name]:g} Hz "
             "(is it another file renamed, or not an E4 export?)"
         )
-    columns = 3 if signal == "acc" else 1
     if frame.shape[1] != columns:
         raise InputFormatError(f"{where}: expected {columns} column(s) per row, found {frame.shape[1]}")
     values = frame.iloc[2:].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     rows = np.flatnonzero(np.isnan(values).any(axis=1))
-    if len(rows) == 1 and rows[0] == len(values) - 1 and _cut_last_line(where, text.splitlines()[-1],
-                                                                          len(values) + 2, notes):
-        values, rows = values[:-1], rows[:0]
     if len(rows):
         raise InputFormatError(
             f"{where}: {len(rows)} row(s) are empty or not numbers, the first at line {int(rows[0]) + 3} "
@@ -131,23 +130,34 @@ def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream
     return Stream(signal, values[:, 0], t0=t0, fs=fs)
 
 
+def _ibi_row(line: str) -> tuple[float, float]:
+    """(seconds since the start, interval in s) of an ``IBI.csv`` row; ValueError when it is not one."""
+    seconds, interval = (float(v) for v in line.split(",")[:2])
+    return seconds, interval
+
+
+def _is_ibi_row(line: str) -> bool:
+    try:
+        _ibi_row(line)
+    except ValueError:
+        return False
+    return True
+
+
 def _ibi(folder: Folder, notes: list[str]) -> tuple[Stream, float]:
     """The beats of ``IBI.csv`` and the file's start time (its first row)."""
     where = folder.where("IBI.csv")
-    lines = folder.text("IBI.csv").rstrip().splitlines()
+    lines = without_cut_last_line(folder.text("IBI.csv"), where, notes, _is_ibi_row).rstrip().splitlines()
     if not lines:
         return Stream("ibi", np.empty(0), t=np.empty(0)), np.nan
     t0 = _start_time(where, lines[0].split(",")[0])
     rows = []
     for n, line in enumerate(lines[1:], start=2):
         try:
-            seconds, interval = (float(v) for v in line.split(",")[:2])
+            rows.append(_ibi_row(line))
         except ValueError:
-            if n == len(lines) and _cut_last_line(where, line, n, notes):
-                break
             raise InputFormatError(f"{where}, line {n}: expected two numbers 'seconds since start,interval in s' "
                                    "(file mixed up or damaged?)") from None
-        rows.append((seconds, interval))
     rows = np.array(rows).reshape(-1, 2)
     return irregular_stream("ibi", t0 + rows[:, 0], rows[:, 1] * 1000.0, where, notes, what="IBI.csv interval",
                             hint=UNIT_HINTS["ibi"]), t0
@@ -179,15 +189,45 @@ def _check_one_session(folder: Folder, spans: dict[str, tuple[float, float]]) ->
                                f"sessions ({starts}): put one session's files together")
 
 
+def _missing_files(folder: Folder, notes: list[str]) -> None:
+    """A warning and a note for each of the E4's six standard files the export lacks."""
+    for name in SESSION_FILES:
+        if name not in folder.names:
+            signal = FILES.get(name, "ibi")
+            note = f"{name} is missing: no {signal} (an E4 export has {', '.join(SESSION_FILES)})"
+            log.warning("%s: %s", folder.path, note)
+            notes.append(note)
+
+
+def _short_spans(spans: dict[str, tuple[float, float]], notes: list[str]) -> None:
+    """A warning and a note for each file that starts ``SHORT_GAP_S`` after the session (all files
+    together) or ends that much before it (``IBI.csv``: and ``SHORT_GAP_SHARE`` of the session)."""
+    start_s = min(t0 for t0, _ in spans.values())
+    end_s = max(end for _, end in spans.values())
+    session_s = end_s - start_s
+    for name, (t0, end) in spans.items():
+        late_s, early_s = t0 - start_s, end_s - end
+        if name == "IBI.csv" and early_s <= SHORT_GAP_SHARE * session_s:
+            early_s = 0.0  # beats are sparse: their end alone says little
+        gaps = [f"{what} {gap_s / 60:.1f} min {side}" for what, gap_s, side in
+                (("starts", late_s, "after"), ("ends", early_s, "before")) if gap_s > SHORT_GAP_S]
+        if gaps:
+            note = (f"{name} covers {(end - t0) / 60:.1f} of {session_s / 60:.1f} min "
+                    f"({(end - t0) / session_s:.0%}), {' and '.join(gaps)} the session")
+            log.warning("%s", note)
+            notes.append(note)
+
+
 def read_e4(path: str | Path) -> Recording:
     """Read an Empatica E4 export (folder or zip, the session's files at the top or in one
-    sub-folder). Missing signal files are simply absent; files without samples are left out
-    with a warning."""
+    sub-folder). Missing signal files are absent, files without samples left out, and files
+    that cover less of the session than the others noted: each with a warning and a note."""
     path = Path(path)
     folder = Folder(path, SESSION_FILES)
     notes: list[str] = [] if folder.session_dir == "." else [f"the session's files are in {folder.session_dir}/"]
     streams: dict[str, Stream] = {}
     spans: dict[str, tuple[float, float]] = {}  # file -> (its start time, its last sample's time)
+    _missing_files(folder, notes)
     for name, signal in (*FILES.items(), ("IBI.csv", "ibi")):
         if name in folder.names:
             if signal == "ibi":
@@ -202,6 +242,7 @@ def read_e4(path: str | Path) -> Recording:
     if not streams:
         raise InputFormatError(f"{path}: no E4 signal files with samples (EDA.csv, BVP.csv, ...) found")
     _check_one_session(folder, spans)
+    _short_spans(spans, notes)
     if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
         streams["hr"] = irregular_stream("hr", streams["hr"].times_s(), streams["hr"].values,
                                          folder.where("HR.csv"), notes, hint=UNIT_HINTS["hr"])

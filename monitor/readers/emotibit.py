@@ -17,6 +17,10 @@ the data point. Type tags read (``firmware_bridge.emotibit``): ``EA`` (EDA, uS) 
 -> ``ibi``; ``UN`` (user notes typed in the Oscilloscope while recording) -> markers. Regular
 streams get a rate fitted to ``LocalTimestamp`` (``regular_stream``).
 
+A parsed file whose last line is cut short (no line end after it, or not a whole row of its type
+tag) is read without it, with a warning and a note (``common.without_cut_last_line``, the rule of
+every reader); a damaged line before the last is refused, naming the line.
+
 ``read_emotibit`` takes the folder, any one parsed file, or the raw file with its parsed files
 beside it. A raw file without parsed files is refused with a hint to run the DataParser: the
 raw file alone has no unix times until the time syncs are resolved, which the DataParser does.
@@ -30,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -39,7 +44,8 @@ import pandas as pd
 from firmware_bridge import emotibit as eb
 from monitor.errors import InputFormatError
 from monitor.markers import make_marker, unix_s_problem
-from monitor.readers.common import first_line, irregular_stream, no_samples, regular_stream
+from monitor.readers.common import (decode, first_line, irregular_stream, no_samples, regular_stream,
+                                    without_cut_last_line)
 from monitor.recordings import Recording
 
 HEADER = ("LocalTimestamp", "EmotiBitTimestamp", "PacketNumber", "DataLength", "TypeTag",
@@ -102,11 +108,30 @@ def _session_files(path: Path) -> tuple[str, dict[str, Path]]:
     return base, sessions[base]
 
 
-def _read_tag(path: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """(LocalTimestamp, value) of one parsed file, checked against its documented layout."""
+def _row_of(tag: str):
+    """A test of a parsed file's row of ``tag``: its fields, the type tag, a number as
+    LocalTimestamp and (except user notes, which are text) as the value."""
+    def parses(row: str) -> bool:
+        fields = [f.strip() for f in row.split(",")]
+        if len(fields) < len(HEADER) + 1 or fields[HEADER.index("TypeTag")] != tag:
+            return False
+        try:
+            float(fields[0])
+            if tag != USER_NOTE:
+                float(fields[-1])
+        except ValueError:
+            return False
+        return tag == USER_NOTE or len(fields) == len(HEADER) + 1
+    return parses
+
+
+def _read_tag(path: Path, tag: str, notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(LocalTimestamp, value) of one parsed file, checked against its documented layout; a last
+    line cut short is left out (with a note in ``notes``)."""
     where = str(path)
+    text = without_cut_last_line(decode(path.read_bytes()), where, [] if notes is None else notes, _row_of(tag))
     try:
-        frame = pd.read_csv(path, dtype={"TypeTag": str})
+        frame = pd.read_csv(io.StringIO(text), dtype={"TypeTag": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFormatError(f"{where}: not an EmotiBit parsed file: {str(exc).splitlines()[0]}") from None
     columns = [str(c).strip() for c in frame.columns]
@@ -120,6 +145,8 @@ def _read_tag(path: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     tags = frame["TypeTag"].astype(str).str.strip()
     if (tags != tag).any():
         row = int(np.flatnonzero((tags != tag).to_numpy())[0])
+        if pd.isna(frame["TypeTag"].iloc[row]):
+            raise InputFormatError(f"{where}, line {row + 2}: a row without its type tag (file damaged?)")
         raise InputFormatError(
             f"{where}, line {row + 2}: type tag {tags.iloc[row]!r:.10} in a file of {tag} (files mixed up?)"
         )
@@ -148,7 +175,7 @@ def read_emotibit(path: str | Path) -> Recording:
         tag = next((t for t in tags if t in files), None)
         if tag is None:
             continue
-        t, x = _read_tag(files[tag], tag)
+        t, x = _read_tag(files[tag], tag, notes)
         if len(t) >= 2:
             streams[signal] = regular_stream(signal, t, x, str(files[tag]), notes, first_line=2)
             notes[-1] = f"{notes[-1]} (type tag {tag})"
@@ -158,7 +185,7 @@ def read_emotibit(path: str | Path) -> Recording:
     if missing and len(missing) < len(ACC):
         notes.append(f"acc: no {'/'.join(missing)} file, so {'/'.join(tag for tag in ACC if tag in files)} left out")
     if not missing:
-        axes = [_read_tag(files[tag], tag) for tag in ACC]
+        axes = [_read_tag(files[tag], tag, notes) for tag in ACC]
         counts = [len(a[0]) for a in axes]
         n = min(counts)
         if any(c != n for c in counts):
@@ -175,7 +202,7 @@ def read_emotibit(path: str | Path) -> Recording:
             no_samples(str(files[ACC[counts.index(n)]]), "acc", notes, n)
     for signal, tag in IRREGULAR.items():
         if tag in files:
-            t, x = _read_tag(files[tag], tag)
+            t, x = _read_tag(files[tag], tag, notes)
             if len(t):
                 streams[signal] = irregular_stream(signal, t, x, str(files[tag]), notes, what=f"{tag}")
             else:
@@ -191,7 +218,7 @@ def read_emotibit(path: str | Path) -> Recording:
         )
     markers = []
     if USER_NOTE in files:
-        t, text = _read_tag(files[USER_NOTE], USER_NOTE)
+        t, text = _read_tag(files[USER_NOTE], USER_NOTE, notes)
         markers = sorted(make_marker(ti, label=str(lab)) for ti, lab in zip(t, text))
     source = files.get(eb.EDA, next(iter(files.values()))).parent / base
     return Recording(str(source), "emotibit", streams, markers, notes=notes)

@@ -22,8 +22,10 @@ logged), more than the 50 ms the beat corrector allows between consecutive beats
 are chained from the intervals (``chain_beats``) and re-anchored on the stamp when the chain
 strays more than 0.3 s from it (a missed beat or a pause in the recording).
 
-A line that does not have three ``;``-separated fields, a time that is not ISO 8601 or a value
-that is not a number is an error naming the line (a file cut mid-line ends like that).
+A last line cut short (no line end after it, or not a whole ``time;TYPE;number`` row: an export
+interrupted while writing) is left out with a warning and a note, as in every reader
+(``common.without_cut_last_line``). Elsewhere, a line that does not have three ``;``-separated
+fields, a time that is not ISO 8601 or a value that is not a number is an error naming the line.
 
 Example
 -------
@@ -42,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.readers.common import chain_beats, decode, irregular_stream
+from monitor.readers.common import chain_beats, decode, irregular_stream, without_cut_last_line
 from monitor.recordings import Recording, Stream
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
@@ -66,7 +68,8 @@ def read_garmin(path: str | Path) -> Recording:
     """Read a Garmin ``ISO-time;TYPE;value`` export into ``ibi`` and ``hr`` streams."""
     path = Path(path)
     where = str(path)
-    text = decode(path.read_bytes())
+    notes: list[str] = []
+    text = without_cut_last_line(decode(path.read_bytes()), where, notes, _whole_row)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=";", header=None, names=["time", "type", "value"],
                             dtype=str, skip_blank_lines=True, keep_default_na=False)
@@ -91,7 +94,6 @@ def read_garmin(path: str | Path) -> Recording:
                 f"{where}, line {line_no[row]}: {what} {frame[what].iloc[row][:40]!r} is not "
                 f"{'an ISO 8601 time' if what == 'time' else 'a number'} (expected ISO-time;TYPE;value)"
             )
-    notes: list[str] = []
     naive = ~frame["time"].str.strip().str.contains(UTC_OFFSET).to_numpy()
     if naive.any():
         row = int(np.flatnonzero(naive)[0])
@@ -171,6 +173,22 @@ def steps_cadence(counter_t: np.ndarray, counter_steps: np.ndarray, worn_t: np.n
         values.append(np.clip(cadence, 0.0, MAX_CADENCE_STEPS_PER_MIN))
     return Stream("cadence", np.concatenate(values), t0=segments[0][1], fs=CADENCE_FS,
                   segments=segments if len(segments) > 1 else None)
+
+
+def _whole_row(row: str) -> bool:
+    """``ISO-time;TYPE;number``.
+
+    >>> _whole_row("2019-10-16T12:09:00.511+02:00;HEART_RATE;79.0"), _whole_row("2019-10-16T12:09:00.511+02:00;HEART_RA")
+    (True, False)
+    """
+    fields = row.split(";")
+    if len(fields) != 3 or not LINE.match(row):
+        return False
+    try:
+        float(fields[2])
+    except ValueError:
+        return False
+    return True
 
 
 def _line_numbers(text: str) -> np.ndarray:

@@ -16,7 +16,9 @@ Canonical streams:
 
 Checks: ``time_ns`` must be unix nanoseconds and increase; ``ecg`` must be present on every row
 and look like mV; ``hr`` and ``rr`` must mostly lie in the contract's ranges (otherwise the
-columns are swapped or the file is another one).
+columns are swapped or the file is another one). A last line cut short (no line end after it, or
+not a whole row) is left out with a warning and a note (``common.without_cut_last_line``, the rule
+of every reader); a damaged line before it is refused, naming the line.
 
 Example
 -------
@@ -27,6 +29,7 @@ Example
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import unix_s_problem
-from monitor.readers.common import chain_beats, irregular_stream, regular_stream
+from monitor.readers.common import chain_beats, decode, irregular_stream, regular_stream, without_cut_last_line
 from monitor.recordings import Recording
 
 COLUMNS = ("time_ns", "ecg", "hr", "rr")
@@ -47,12 +50,31 @@ def looks_like_polar(header_line: str) -> bool:
     return "time_ns" in [c.strip() for c in header_line.split(",")]
 
 
+def _row_of(header: str):
+    """A test of a row under ``header``: its fields, numbers, ``time_ns`` and ``ecg`` never empty."""
+    columns = [c.strip() for c in header.split(",")]
+
+    def parses(row: str) -> bool:
+        fields = [f.strip() for f in row.split(",")]
+        if len(fields) != len(columns):
+            return False
+        try:
+            [float(f) for c, f in zip(columns, fields) if f or c in ("time_ns", "ecg")]
+        except ValueError:
+            return False
+        return True
+    return parses
+
+
 def read_polar(path: str | Path) -> Recording:
     """Read a Polar H10 CSV (``time_ns,ecg,hr,rr``) into ``ecg``, ``hr`` and ``ibi`` streams."""
     path = Path(path)
     where = str(path)
+    notes: list[str] = []
+    text = decode(path.read_bytes())
+    text = without_cut_last_line(text, where, notes, _row_of(text.lstrip().split("\n", 1)[0]))
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFormatError(f"{where}: not a Polar H10 CSV (time_ns,ecg,hr,rr): {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("time_ns", "ecg") if c not in frame.columns]
@@ -89,7 +111,6 @@ def read_polar(path: str | Path) -> Recording:
     if np.percentile(np.abs(ecg), 99) > MAX_ECG_MV:
         raise InputFormatError(f"{where}: ecg values reach {np.abs(ecg).max():g}: expected mV (|ecg| < {MAX_ECG_MV:g}); "
                                "is it in uV, or are the columns swapped?")
-    notes: list[str] = []
     streams = {"ecg": regular_stream("ecg", t, ecg, f"{where}: time_ns", notes, first_line=2)}
     hr = numeric.get("hr", np.full(len(t), np.nan))
     rr = numeric.get("rr", np.full(len(t), np.nan))
