@@ -1,8 +1,11 @@
 """``anxmon analyze``: a recorded session through the live per-wearer monitor, as fast as possible.
 
-Writes ``indicators.csv`` (one row per tick), ``checkins.jsonl`` (one object per trigger
-decision), ``summary.json``, ``markers.csv`` and a self-contained ``report.html``. With stress labels (CSV
-``unix_s,stress``) the summary adds detection metrics (see ``label_metrics``).
+Writes ``indicators.csv`` (one row per tick: score, gate, threshold, every indicator, and per
+indicator in the score its baseline mean, deviation and share of the score), ``checkins.jsonl``
+(one object per trigger decision), ``summary.json`` (with the run's ``provenance``: input files
+and their sha256, command line, code, libraries), ``markers.csv`` and a self-contained
+``report.html``. With stress labels (CSV ``unix_s,stress``) the summary adds detection metrics
+(see ``label_metrics``) and the labelled stress periods.
 
 Example
 -------
@@ -15,10 +18,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,6 +53,7 @@ class AnalysisResult:
     ticks: list[Tick]
     summary: dict
     rejected: dict = field(default_factory=dict)  # "signal: error kind" -> count
+    thresholds: list[float] = field(default_factory=list)  # the wearer's check-in threshold at each tick
 
 
 def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str | None = None,
@@ -65,6 +73,7 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     first_refusal: dict[str, str] = {}  # "signal: error kind" -> the first such message (no values)
     batches_per_signal: dict[str, int] = {}
     ticks: list[Tick] = []
+    thresholds: list[float] = []  # per tick, as the live service records it (after the batch's ticks)
     started = time.perf_counter()
     batches = list(recording.batches())
     with tqdm(total=len(batches), unit="batch", disable=(None if progress is None else not progress),
@@ -83,16 +92,21 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
                 first_refusal.setdefault(key, str(exc))
                 continue
             if verdict.accept:
-                ticks.extend(monitor.update(batch))
+                new = monitor.update(batch)
+                if new:
+                    ticks.extend(new)
+                    thresholds.extend([monitor.policy.effective_threshold()] * len(new))
     # the ticks held back at the end, up to the last sample: a later tick's window reaches past
     # the data, and whatever modality has a little left would speak alone for the wearer
-    ticks.extend(tick for tick in monitor.flush() if tick.t <= recording.end_s)
+    last = [tick for tick in monitor.flush() if tick.t <= recording.end_s]
+    ticks.extend(last)
+    thresholds.extend([monitor.policy.effective_threshold()] * len(last))
     elapsed = time.perf_counter() - started
     labels = labels if labels is not None else recording.labels
     summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
     summary["batches_per_signal"] = batches_per_signal
     summary["first_refusal"] = first_refusal
-    return AnalysisResult(ticks, summary, rejected)
+    return AnalysisResult(ticks, summary, rejected, thresholds)
 
 
 # ------------------------------------------------------------------------------ labels
@@ -183,6 +197,46 @@ def stress_periods(label_t: np.ndarray, label_y: np.ndarray, min_s: float = MIN_
     return out
 
 
+def labels_within(labels: tuple[np.ndarray, np.ndarray], span_s: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The label rows with ``span_s[0] <= unix_s < span_s[1]``; an error when there are none."""
+    label_t, label_y = labels
+    keep = (label_t >= span_s[0]) & (label_t < span_s[1])
+    if not keep.any():
+        raise InputFormatError("the labels do not overlap the recording")
+    return label_t[keep], label_y[keep]
+
+
+def tick_truth(t: np.ndarray, labels: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(inside, truth)``: which ticks ``t`` lie in labelled time (a gap between label rows is
+    unlabelled, ``label_row_s``) and the label (0/1) of each of those ticks."""
+    label_t, label_y = labels
+    row_s = label_row_s(label_t)
+    idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
+    inside = (t >= label_t[0]) & (t <= label_t[idx] + row_s[idx])
+    return inside, label_y[idx][inside]
+
+
+def indicator_aucs(ticks: list[Tick], labels: tuple[np.ndarray, np.ndarray], span_s: tuple[float, float],
+                   scored_only: bool = True) -> dict[str, dict]:
+    """Stress-direction ROC AUC of each score indicator alone (``monitor.core.score.INDICATORS``:
+    RMSSD and skin temperature count lower as stress), over the labelled ticks with a value of
+    it; with ``scored_only``, only the ticks the pipeline scored (the ticks of ``roc_auc_scored``).
+    Returns ``{indicator: {"roc_auc": AUC or None, "ticks": ticks used, "stress_ticks": of them labelled stress}}``."""
+    from monitor.core.score import INDICATORS
+
+    t = np.array([tk.t for tk in ticks])
+    inside, truth = tick_truth(t, labels_within(labels, span_s))
+    keep = np.array([tk.score.value is not None for tk in ticks])[inside] if scored_only else np.ones(len(truth), bool)
+    out = {}
+    for name, (_, direction, *_rest) in INDICATORS.items():
+        x = np.array([tk.indicators.values.get(name, np.nan) for tk in ticks], dtype=float)[inside] * direction
+        has = keep & np.isfinite(x)
+        if has.any():
+            out[name] = {"roc_auc": roc_auc(x[has], truth[has]), "ticks": int(has.sum()),
+                         "stress_ticks": int(np.sum(truth[has] > 0.5))}
+    return out
+
+
 def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
                   labels: tuple[np.ndarray, np.ndarray], span_s: tuple[float, float]) -> dict:
     """Detection metrics of one scored session against per-second stress labels.
@@ -194,16 +248,10 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     (and withheld rest ticks count as perfect negatives). ``roc_auc_scored`` counts only the
     ticks with a score.
     """
-    label_t, label_y = labels
-    keep = (label_t >= span_s[0]) & (label_t < span_s[1])
-    if not keep.any():
-        raise InputFormatError("the labels do not overlap the recording")
-    label_t, label_y = label_t[keep], label_y[keep]
+    label_t, label_y = labels_within(labels, span_s)
     row_s = label_row_s(label_t)
     labelled_until_s = label_t[-1] + row_s[-1]
-    idx = np.clip(np.searchsorted(label_t, t, side="right") - 1, 0, len(label_t) - 1)
-    inside = (t >= label_t[0]) & (t <= label_t[idx] + row_s[idx])  # (a gap between rows is unlabelled)
-    truth = label_y[idx][inside]
+    inside, truth = tick_truth(t, (label_t, label_y))
     scored = np.nan_to_num(score[inside], nan=0.0)
     has_score = np.isfinite(score[inside])
     periods = stress_periods(label_t, label_y)
@@ -237,6 +285,16 @@ def label_metrics(t: np.ndarray, score: np.ndarray, decisions: list[Decision],
     }
 
 
+def motion_gate_for(signals) -> str:
+    """What the score's motion gate runs on: ``accelerometer``, ``steps`` (a device's step
+    cadence) or ``none`` (nothing withholds the score during movement).
+
+    >>> motion_gate_for(["hr", "ibi"]), motion_gate_for(["acc", "bvp"])
+    ('none', 'accelerometer')
+    """
+    return "accelerometer" if "acc" in signals else "steps" if "cadence" in signals else "none"
+
+
 def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, labels, elapsed_s: float,
               rejected: dict) -> dict:
     decisions = [d for tick in ticks for d in tick.decisions if isinstance(d, Decision)]
@@ -251,8 +309,10 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
         "start_s": recording.start_s,
         "duration_s": recording.duration_s,
         "signals": sorted(recording.streams),
+        "motion_gate": motion_gate_for(recording.streams),  # what withholds the score during movement
         "ticks": len(ticks),
         "tick_states": gates,
+        "quality_counts": quality_counts(ticks),
         "indicators_used": sorted({n for tick in ticks for n in tick.score.used}),
         "trigger_decisions": len(decisions),
         "prompts_expired": sum(1 for tick in ticks for d in tick.decisions if not isinstance(d, Decision)),
@@ -270,15 +330,52 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
     if labels is not None and ticks:
         t = np.array([tick.t for tick in ticks])
         score = np.array([np.nan if tick.score.value is None else tick.score.value for tick in ticks])
-        summary["labels"] = label_metrics(t, score, decisions, labels, (recording.start_s, recording.end_s))
+        span = (recording.start_s, recording.end_s)
+        summary["labels"] = label_metrics(t, score, decisions, labels, span)
+        # every run of stress labels within the recording, [onset, end] unix s (what the pages shade)
+        summary["labels"]["periods"] = [[onset, end] for onset, end in
+                                        stress_periods(*labels_within(labels, span), min_s=0.0)]
     return summary
+
+
+def quality_counts(ticks: list[Tick]) -> dict[str, dict[str, int]]:
+    """Per quality key (``eda``, ``hrv``...), how many ticks had each state (``ok``, ``irregular``...)."""
+    counts: dict[str, dict[str, int]] = {}
+    for tick in ticks:
+        for key, state in tick.indicators.quality.items():
+            per = counts.setdefault(key, {})
+            per[state] = per.get(state, 0) + 1
+    return {key: dict(sorted(per.items())) for key, per in sorted(counts.items())}
 
 
 # ------------------------------------------------------------------------------ outputs
 
 
+# per-indicator columns of indicators.csv for the indicators in the score (``<prefix><indicator>``);
+# ``z_`` is the export's ``deviations`` and ``contrib_`` its ``contributions`` (anxmon export --what indicators)
+BASELINE_PREFIX = "baseline_"  # the baseline mean, in the indicator's unit
+Z_PREFIX = "z_"  # deviation from the baseline mean in baseline spreads (positive: higher than usual)
+CONTRIB_PREFIX = "contrib_"  # the indicator's share of the stress score (the shares sum to it)
+SCORE_DETAIL_PREFIXES = (BASELINE_PREFIX, Z_PREFIX, CONTRIB_PREFIX)
+SCORED = "scored"  # the gate of a tick with a score (as in summary.json's tick_states)
+
+
 def indicator_columns(ticks: list[Tick]) -> list[str]:
     return sorted({name for tick in ticks for name in tick.indicators.values})
+
+
+def score_detail_columns(indicators: list[str]) -> list[str]:
+    """``baseline_X``, ``z_X``, ``contrib_X`` for each indicator X in the score, grouped by prefix.
+
+    >>> score_detail_columns(["HR_Mean", "SCR_Rate"])
+    ['baseline_HR_Mean', 'baseline_SCR_Rate', 'z_HR_Mean', 'z_SCR_Rate', 'contrib_HR_Mean', 'contrib_SCR_Rate']
+    """
+    return [prefix + name for prefix in SCORE_DETAIL_PREFIXES for name in indicators]
+
+
+def _number(x: float | None) -> str:
+    """Shortest exact text of a number; empty for None or NaN."""
+    return "" if x is None or x != x else repr(float(x))
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
@@ -302,15 +399,19 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
 
 def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
     columns = indicator_columns(result.ticks)
+    used = sorted({name for tick in result.ticks for name in tick.score.deviations})
+    thresholds = result.thresholds if len(result.thresholds) == len(result.ticks) else [None] * len(result.ticks)
     with open(out_dir / "indicators.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t", "stress_score", "quality", "gate", *columns])
-        for tick in result.ticks:
+        w.writerow(["t", "stress_score", "quality", "gate", "threshold", *columns, *score_detail_columns(used)])
+        for tick, threshold in zip(result.ticks, thresholds):
             quality = ";".join(f"{k}={v}" for k, v in sorted(tick.indicators.quality.items()))
-            score = "" if tick.score.value is None else repr(float(tick.score.value))
-            values = tick.indicators.values
-            w.writerow([repr(tick.t), score, quality, tick.score.gate or "",
-                        *("" if values.get(c) is None else repr(float(values[c])) for c in columns)])
+            values, deviations, shares = tick.indicators.values, tick.score.deviations, tick.score.contributions
+            w.writerow([repr(tick.t), _number(tick.score.value), quality, tick.score.gate or SCORED, _number(threshold),
+                        *(_number(values.get(c)) for c in columns),
+                        *(_number(deviations[n][1]) if n in deviations else "" for n in used),
+                        *(_number(deviations[n][2]) if n in deviations else "" for n in used),
+                        *(_number(shares.get(n)) for n in used)])
     with open(out_dir / "checkins.jsonl", "w") as f:  # one object per trigger decision
         for tick in result.ticks:
             for d in tick.decisions:
@@ -325,13 +426,139 @@ def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) ->
     write_analysis_report(out_dir / "report.html", result, recording)
 
 
+# ------------------------------------------------------------------------------ provenance
+
+HASH_CHUNK_BYTES = 1 << 20  # files are hashed in chunks of this size (never read whole)
+LIBRARIES = ("numpy", "scipy", "pandas", "neurokit2")
+E4_READ = ("labels.csv",)  # besides the signal files and tags*.csv, what the E4 reader reads
+
+
+def file_record(path: str | Path) -> dict:
+    """``{"path": absolute path, "bytes": size, "sha256": hex digest}`` of one file, hashed in chunks."""
+    path = Path(path).resolve()
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest()}
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """The files a recording's reader reads: an E4 folder's signal, tags and labels files, a zip
+    itself, an EmotiBit session's parsed files, else the one file."""
+    from monitor.readers import detect, e4, emotibit
+    from monitor.readers.common import Folder
+
+    fmt, target = detect(path)
+    if fmt == "e4" and target.is_dir():
+        names = Folder(target, e4.SESSION_FILES).names
+        return [p for name, p in sorted(names.items())
+                if name in e4.SESSION_FILES or name in E4_READ or (name.startswith("tags") and name.endswith(".csv"))]
+    if fmt == "emotibit":
+        _, files = emotibit._session_files(target)
+        return sorted(files.values())
+    return [target]
+
+
+def _recording_labels_file(path: str | Path) -> dict | None:
+    """The record of the ``labels.csv`` an E4 export brings (in a zip: ``zip/member`` and the
+    member's bytes), or None."""
+    import zipfile
+
+    from monitor.readers import e4
+    from monitor.readers.common import Folder
+
+    path = Path(path)
+    if not (path.is_dir() or zipfile.is_zipfile(path)):
+        return None
+    folder = Folder(path, e4.SESSION_FILES)
+    if "labels.csv" not in folder.names:
+        return None
+    if folder.zip is None:
+        return file_record(folder.names["labels.csv"])
+    data = folder.zip.read(folder.names["labels.csv"])
+    return {"path": f"{path.resolve()}/{folder.names['labels.csv']}", "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """Output of a read-only git command in ``root`` (no optional locks), or None."""
+    try:
+        run = subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip() if run.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict:
+    """What code ran: ``git_describe`` (``git describe --always``, ``-dirty`` when tracked files
+    differ from the commit; None outside a git checkout) and ``sources_sha256`` (over the
+    relative paths and bytes of every ``.py`` file of ``monitor/`` and ``firmware_bridge/``)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in ("monitor", "firmware_bridge"):
+        for p in sorted((root / package).rglob("*.py")):
+            digest.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    describe = None
+    if (root / ".git").exists():
+        describe = _git(root, "describe", "--always")
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        if describe and status is not None:
+            describe += "-dirty" if status else ""
+    return {"git_describe": describe, "sources_sha256": digest.hexdigest()}
+
+
+def library_versions() -> dict:
+    """Python's and the numeric libraries' versions (installed metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance(path: str | Path, labels_path: str | Path | None = None, markers_path: str | Path | None = None,
+               labels_used: bool = False, argv: list[str] | None = None) -> dict:
+    """What identifies a run: the absolute source path, every input file with its size and sha256,
+    the labels file (``--labels``, else the recording's own ``labels.csv`` when ``labels_used``)
+    and markers file, the command line, anxmon's version, the code and the libraries."""
+    labels = None
+    if labels_path is not None:
+        labels = {**file_record(labels_path), "from": "--labels"}
+    elif labels_used:
+        found = _recording_labels_file(path)
+        labels = None if found is None else {**found, "from": "the recording"}
+    return {
+        "source_path": str(Path(path).resolve()),
+        "inputs": [file_record(p) for p in input_files(path)],
+        "labels_file": labels,
+        "markers_file": None if markers_path is None else file_record(markers_path),
+        "argv": None if argv is None else list(argv),
+        "anxmon_version": __version__,
+        "code": code_identity(),
+        "libraries": library_versions(),
+    }
+
+
 def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = None,
                 labels_path: str | None = None, wearer_id: str | None = None,
-                markers_path: str | None = None, use_labels: bool = True) -> tuple[AnalysisResult, Recording]:
+                markers_path: str | None = None, use_labels: bool = True, labels_if_clean: bool = False,
+                argv: list[str] | None = None) -> tuple[AnalysisResult, Recording]:
     """``anxmon analyze``: read a recording (format detected), add markers from a CSV, analyse,
     and write the output folder. Returns the result and the recording. ``use_labels=False``
-    ignores any labels (``anxmon report`` needs none: a damaged labels.csv must not stop it).
-    ``wearer_id`` defaults to the recording's (``wearer_id_for``: ``S02`` -> ``s02``)."""
+    ignores any labels; ``labels_if_clean`` keeps the recording's labels only when they pass
+    ``check_labels`` and otherwise goes on without them, with a warning (``anxmon report``: a
+    damaged labels.csv must not stop it). ``wearer_id`` defaults to the recording's
+    (``wearer_id_for``: ``S02`` -> ``s02``). ``argv`` (the command line) goes into the summary's
+    ``provenance``."""
     from monitor.markers import merge_markers, read_markers
 
     recording = read_recording(path)
@@ -346,7 +573,14 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
         recording.labels = None
     labels = read_label_file(labels_path) if labels_path else recording.labels
     if labels is not None:
-        check_labels(labels, recording, labels_path or f"labels of {recording.source}")
+        try:
+            check_labels(labels, recording, labels_path or f"labels of {recording.source}")
+        except InputFormatError as exc:
+            if not labels_if_clean or labels_path:
+                raise
+            log.warning("%s: going on without the labels", exc)
+            labels = recording.labels = None
     result = analyze_recording(recording, config, wearer_id, labels)
+    result.summary["provenance"] = provenance(path, labels_path, markers_path, labels is not None, argv)
     write_outputs(result, Path(out_dir), recording)
     return result, recording

@@ -74,7 +74,8 @@ def cmd_analyze(args) -> int:
     if args.wearer is not None:
         check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
-    result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers)
+    result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers,
+                            argv=getattr(args, "argv", None))
     s = result.summary
     refused = {}  # signal -> batches refused
     for key, n in s["rejected_batches"].items():
@@ -404,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # (a Ctrl-C while the parser imports: no traceback either)
+        args.argv = ["anxmon", *(sys.argv[1:] if argv is None else argv)]  # the command line (provenance)
         level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return args.func(args) or 0

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from scipy import signal as sps
 
-from monitor.analyze import analyze_recording, check_labels, label_metrics
+from monitor.analyze import analyze_recording, check_labels, indicator_aucs, label_metrics, provenance
 from monitor.config import Config
 from monitor.core.policy import CheckinPolicy, Decision
 from monitor.errors import InputFormatError
@@ -121,7 +121,13 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True, done: Calla
     return {"subject": path.name, "pipeline": result.summary["labels"],
             "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
             "indicators_used": result.summary["indicators_used"],
-            "sweep": threshold_sweep(rec, path.name.lower(), t, ref_score, config, done) if sweep else None}
+            # each indicator alone, in its stress direction: on the ticks the pipeline scored (the
+            # ticks of roc_auc_scored), and on every labelled tick with a value
+            "indicator_auc_scored": indicator_aucs(result.ticks, rec.labels, span, scored_only=True),
+            "indicator_auc_all": indicator_aucs(result.ticks, rec.labels, span, scored_only=False),
+            "sweep": threshold_sweep(rec, path.name.lower(), t, ref_score, config, done) if sweep else None,
+            "config": dataclasses.asdict(config),
+            "provenance": provenance(path, labels_used=True)}
 
 
 def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys.stdout,
@@ -154,6 +160,10 @@ def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys
         print(json.dumps(rows), file=out)
         return 0
     print(format_table(rows), file=out)
+    print("\nEach indicator alone: ROC AUC in its stress direction (RMSSD and skin temperature lower) on the ticks "
+          "the pipeline scored, those ticks with a value (of them labelled stress), and the AUC on every labelled "
+          "tick with a value:\n", file=out)
+    print(format_indicator_table(rows), file=out)
     print(f"\nAt other check-in thresholds (only policy.threshold changes; this run's: {config.policy.threshold:g}):\n",
           file=out)
     print(format_sweep(rows), file=out)
@@ -176,6 +186,24 @@ def format_table(rows: list[dict]) -> str:
             periods = f"{m['stress_periods_detected']}/{m['stress_periods']}"
             lines.append(f"| {r['subject']} | {method} | {_cell(m['roc_auc'], 3)} | {_cell(m.get('roc_auc_scored'), 3)} "
                          f"| {periods} | {_cell(m['false_checkins_per_rest_hour'])} | {_cell(m['median_delay_s'], 0)} |")
+    return "\n".join(lines)
+
+
+def format_indicator_table(rows: list[dict]) -> str:
+    """Per subject, each indicator's stress-direction ROC AUC on the ticks the pipeline scored,
+    the ticks that used (of them labelled stress), and the AUC on every labelled tick with a value."""
+    from monitor.core.score import INDICATORS
+
+    names = [n for n in INDICATORS if any(n in r["indicator_auc_scored"] or n in r["indicator_auc_all"] for r in rows)]
+    lines = ["| subject | ticks | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for r in rows:
+        scored, every = r["indicator_auc_scored"], r["indicator_auc_all"]
+        for label, cells in (
+                ("scored", [_cell(scored[n]["roc_auc"], 3) if n in scored else "n/a" for n in names]),
+                ("scored: ticks (stress)", [f"{scored[n]['ticks']} ({scored[n]['stress_ticks']})" if n in scored
+                                            else "0" for n in names]),
+                ("all with a value", [_cell(every[n]["roc_auc"], 3) if n in every else "n/a" for n in names])):
+            lines.append(f"| {r['subject']} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -260,6 +260,28 @@ def analysis_summary(db: sqlite3.Connection, wearer: str, ticks: pd.DataFrame, f
     }
 
 
+def analysis_indicators_frame(ticks: pd.DataFrame) -> pd.DataFrame:
+    """The recorded ``indicators`` table in ``anxmon analyze``'s ``indicators.csv`` layout: ``t``,
+    ``stress_score``, ``quality``, ``gate`` (``scored`` for a tick with a score), ``threshold``,
+    the indicators, then ``z_X`` and ``contrib_X`` per indicator X in the score. (The service
+    records each deviation, not the baseline mean: analyze's ``baseline_X`` columns are absent.)"""
+    from monitor.analyze import CONTRIB_PREFIX, SCORED, Z_PREFIX
+
+    fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
+    columns = [c for c in ticks.columns if c not in fixed]
+    deviations = ticks["deviations"].map(_loads)
+    shares = ticks["contributions"].map(_loads)
+    used = sorted({name for d in deviations for name in d})
+    layout = ticks[["t", "stress_score", "quality"]].copy()
+    layout["gate"] = ticks["gate"].fillna(SCORED)
+    layout["threshold"] = ticks["threshold"]
+    layout[columns] = ticks[columns]
+    for prefix, table in ((Z_PREFIX, deviations), (CONTRIB_PREFIX, shares)):
+        for name in used:
+            layout[prefix + name] = table.map(lambda d, name=name: d.get(name, np.nan)).astype(float)
+    return layout
+
+
 def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = None, from_s: float | None = None,
                     to_s: float | None = None, source: str = "anxmon service recording") -> int:
     """One wearer's recording as an analyze output folder that ``anxmon report`` reads; returns
@@ -276,10 +298,7 @@ def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = 
     if is_analysis_folder(out_dir):  # (another folder's report.html is the user's own)
         for name in set(ANALYSIS_FILES) - set(ANALYSIS_EXPORT_FILES):
             (out_dir / name).unlink(missing_ok=True)
-    fixed = ["wearer", "t", "stress_score", "gate", "threshold", "quality", "contributions", "deviations"]
-    columns = [c for c in ticks.columns if c not in fixed]
-    layout = ticks[["t", "stress_score", "quality", "gate", *columns]]  # as anxmon analyze writes it
-    layout.to_csv(out_dir / "indicators.csv", index=False, float_format=_shortest)
+    analysis_indicators_frame(ticks).to_csv(out_dir / "indicators.csv", index=False, float_format=_shortest)
     with open(out_dir / "checkins.jsonl", "w") as f:
         for r in query(db, "decisions", wearer, from_s, to_s):
             f.write(json.dumps({"t": r["t"], "sent": bool(r["sent"]), "reason": r["reason"], "score": r["score"],

@@ -9,7 +9,8 @@ Two pages:
   comparison of the wearer's stress load and check-in rate, with bootstrap intervals.
 
 An analyze output folder holds ``indicators.csv`` (one row per tick: ``t``, ``stress_score``,
-indicators), ``checkins.jsonl`` (one trigger decision per line: ``t``, ``sent``, ``reason``...),
+``quality``, ``gate``, ``threshold``, indicators, and ``baseline_``/``z_``/``contrib_`` per
+indicator in the score; see docs/research.md), ``checkins.jsonl`` (one trigger decision per line: ``t``, ``sent``, ``reason``...),
 ``summary.json``, and optionally ``markers.csv`` (``monitor.markers``) and ``answers.jsonl``
 (one answer per line: ``t``, ``prompt_id``, ``rating`` 1-5 or null, ``labels``).
 
@@ -169,10 +170,11 @@ class TimeAxis:
 def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
                  threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
                  markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "",
-                 tz: tzinfo | None = None) -> str:
+                 tz: tzinfo | None = None, threshold_label: str | None = None) -> str:
     """One PNG (base64): indicator panels (label, values, baseline or None) and the score panel.
 
-    The score panel shows the threshold, check-ins (green: sent, grey: suppressed) and answers
+    The score panel shows the threshold (legend ``threshold_label``, default "check-in
+    threshold X"), check-ins (green: sent, grey: suppressed) and answers
     (triangles, labelled with the rating); every panel shows markers (dotted, one color per
     kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h;
     lines break where ticks pause for more than 3 tick intervals, and a pause longer than
@@ -199,7 +201,7 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
     ax = axes[-1]
     ax.plot(x, score, lw=1.0, color="#a33", label="stress score")
     if threshold is not None:
-        ax.axhline(threshold, ls="--", lw=0.8, color="#a33", label=f"threshold {threshold:g}")
+        ax.axhline(threshold, ls="--", lw=0.8, color="#a33", label=threshold_label or f"check-in threshold {threshold:g}")
     for ts, sent in decisions:
         ax.axvline(axis.x(ts), color="#2a7" if sent else "#bbb", lw=1.2)
     if len(answers):
@@ -250,29 +252,25 @@ def analysis_figure(result, recording) -> str:
             panels.append((label, y, baseline))
     score = np.array([np.nan if tk.score.value is None else tk.score.value for tk in ticks])
     decisions = [(d.t_s, d.sent) for tk in ticks for d in tk.decisions if getattr(d, "sent", None) is not None]
-    stress = []
-    if recording.labels is not None:
-        from monitor.analyze import stress_periods
-
-        stress = stress_periods(*recording.labels, min_s=1.0)
     return timeline_png(t, panels, score, result.summary.get("threshold_final"), decisions, [],
-                        recording.markers, stress,
+                        recording.markers, labelled_stress(result.summary),
                         "Indicators against the personal baseline (dashed), and the stress score "
                         "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)")
 
 
+def labelled_stress(summary: dict) -> list[tuple[float, float]]:
+    """The labelled stress periods of an analysis (``summary["labels"]["periods"]``), or none."""
+    periods = (summary.get("labels") or {}).get("periods") or []
+    return [(float(a), float(b)) for a, b in periods if _is_number(a) and _is_number(b)]
+
+
 def write_analysis_report(path: Path, result, recording) -> None:
     summary = result.summary
-    rows = "".join(
+    shown_elsewhere = ("labels", "config", "speed_x_realtime", "provenance", "quality_counts")
+    rows = "".join(  # (speed_x_realtime and argv left out: the page is reproducible)
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-        for k, v in summary.items() if k not in ("labels", "config", "speed_x_realtime")  # (the page is reproducible)
+        for k, v in summary.items() if k not in shown_elsewhere
     )
-    label_rows = ""
-    if "labels" in summary:
-        label_rows = "<h2>Against the labels</h2><table>" + "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{'' if v is None else (round(v, 3) if isinstance(v, float) else v)}</td></tr>"
-            for k, v in summary["labels"].items()
-        ) + "</table>"
     png = analysis_figure(result, recording) if result.ticks else ""
     img = f'<img alt="indicators and score over time" src="data:image/png;base64,{png}">' if png else "<p>No ticks.</p>"
     path.write_text(f"""<!doctype html>
@@ -282,10 +280,229 @@ def write_analysis_report(path: Path, result, recording) -> None:
 <p class="note">These are descriptive signals of one person's body, computed against their own
 baseline. anxmon is not a medical device: it does not diagnose anything and gives no medical advice.</p>
 {img}
-{label_rows}
+{how_to_read_html(summary, summary.get("quality_counts") or {})}
+{labels_html(summary)}
+{run_html(summary)}
 <h2>Summary</h2><table>{rows}</table>
 </body></html>
 """, encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ explanations
+
+LABEL_METRICS = [  # (summary["labels"] key, what it is, digits)
+    ("roc_auc", "ROC AUC of the score against the labels, per tick (a withheld score counts as 0)", 3),
+    ("roc_auc_scored", "ROC AUC on the ticks with a score only", 3),
+    ("stress_periods", "labelled stress periods of at least 60 s", 0),
+    ("stress_periods_detected", "of them with a trigger decision (sent or suppressed) between onset and 60 s "
+                                "after the end", 0),
+    ("detected_share", "share of stress periods with a trigger", 2),
+    ("median_delay_s", "median delay from onset to the first trigger (s)", 0),
+    ("rest_hours", "labelled rest (h)", 2),
+    ("false_checkins", "check-ins sent during labelled rest", 0),
+    ("false_checkins_per_rest_hour", "check-ins sent per hour of labelled rest", 2),
+]
+QUALITY_SIGNALS = {  # quality key -> what it covers
+    "acc": "movement (accelerometer; the motion gate)",
+    "cadence": "step cadence (the motion gate without an accelerometer)",
+    "eda": "skin conductance (EDA_*, SCR_*)",
+    "hrv": "heart-rate variability (HRV_RMSSD and the other HRV_*)",
+    "restlessness": "restlessness (ACC_Restlessness)",
+    "rsp": "breathing rate (RSP_Rate)",
+    "temp": "skin temperature (TEMP_*)",
+}
+QUALITY_REASONS = {  # quality state -> why the window's values were withheld
+    "insufficient": "too little valid data in the window",
+    "missing": "no data from the sensor",
+    "out_of_range": "out of range or lost skin contact",
+    "jump": "jumps faster than the body can (electrode movement)",
+    "flat": "flat line (lost contact or saturated)",
+    "artifacts": "too many corrected beats",
+    "irregular": "irregular rhythm (e.g. frequent premature beats)",
+    "disagree": "the breathing estimates disagree",
+    "off_skin": "sensor not on the skin",
+}
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def config_changes(config: dict) -> dict:
+    """``{"section.key": value}`` of every value of ``config`` (a summary's ``config``) that
+    differs from this anxmon's defaults.
+
+    >>> config_changes({"policy": {"threshold": 1.5}, "core": {}})
+    {'policy.threshold': 1.5}
+    """
+    import dataclasses
+
+    defaults = _flatten(json.loads(json.dumps(dataclasses.asdict(Config()))))
+    return {k: v for k, v in sorted(_flatten(json.loads(json.dumps(config))).items())
+            if k not in defaults or defaults[k] != v}
+
+
+def _run_config(summary: dict) -> tuple[dict, bool]:
+    """The analysis's configuration (a summary's ``config``) and whether it was recorded; this
+    anxmon's defaults when it was not (an export of a live recording)."""
+    import dataclasses
+
+    recorded = isinstance(summary.get("config"), dict)
+    defaults = json.loads(json.dumps(dataclasses.asdict(Config())))
+    if not recorded:
+        return defaults, False
+    merged = {section: {**values, **(summary["config"].get(section) or {})} for section, values in defaults.items()}
+    return merged, True
+
+
+def quality_counts_of(quality: pd.Series) -> dict[str, dict[str, int]]:
+    """``monitor.analyze.quality_counts`` from ``indicators.csv``'s ``quality`` texts (``eda=ok;hrv=irregular``)."""
+    counts: dict[str, dict[str, int]] = {}
+    for text in quality.dropna().astype(str):
+        for item in text.split(";"):
+            key, _, state = item.partition("=")
+            if key and state:
+                per = counts.setdefault(key, {})
+                per[state] = per.get(state, 0) + 1
+    return {key: dict(sorted(per.items())) for key, per in sorted(counts.items())}
+
+
+def quality_rows(counts: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One row per quality key: what it covers, ticks, % usable, % withheld and why (largest first)."""
+    rows = []
+    for key, per in counts.items():
+        total = sum(per.values())
+        withheld = {state: n for state, n in per.items() if state != "ok"}
+        why = ", ".join(f"{QUALITY_REASONS.get(state, state)} ({state}) {100 * n / total:.0f} %"
+                        for state, n in sorted(withheld.items(), key=lambda item: (-item[1], item[0])))
+        rows.append([QUALITY_SIGNALS.get(key, key), str(total), f"{100 * per.get('ok', 0) / total:.0f}",
+                     f"{100 * sum(withheld.values()) / total:.0f}", why or "-"])
+    return rows
+
+
+def _seconds(s: float) -> str:
+    return _duration(float(s))
+
+
+def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshold_line: float | None = None) -> str:
+    """The "How to read this" block: the score's scale, the gates and the check-in rule with this
+    run's configuration, this run's tick states, and a per-signal quality table."""
+    config, recorded = _run_config(summary)
+    sc, pol = config["score"], config["policy"]
+    threshold = summary.get("threshold_final") if _is_number(summary.get("threshold_final")) else pol["threshold"]
+    rearm = (0.6 * pol["threshold"] if pol.get("rearm_below") is None else pol["rearm_below"]) + threshold - pol["threshold"]
+    weights = ", ".join(f"{name} {w:g}" for name, w in sorted(sc["weights"].items()) if w > 0)
+    quiet = pol.get("quiet_hours")
+    quiet_text = (f"quiet hours {quiet[0]}-{quiet[1]} ({pol.get('timezone', 'UTC')})" if quiet
+                  else "no quiet hours")
+    states = summary.get("tick_states") or {}
+    total = sum(states.values()) if states else 0
+    state_text = ", ".join(f"{state} {n} ({100 * n / total:.0f} %)" for state, n in sorted(states.items())) \
+        if total else "not recorded"
+    no_motion_gate = ("" if motion_gate_of(summary) != "none" else
+                      " <strong>This recording has no motion signal (accelerometer or step cadence), so nothing "
+                      "was withheld for movement: a score during exercise counts like one at rest.</strong>")
+    line = ""
+    if threshold_line is not None and threshold_line != threshold:
+        line = (f"<li><strong>The dashed line of the score panel is at {threshold_line:g}</strong>: the level of "
+                f"&quot;time stressed&quot; asked for with <code>--threshold</code>. Check-ins were decided at "
+                f"{threshold:g}, so a score above the line but below {threshold:g} never triggers one.</li>")
+    source = ("this run's configuration" if recorded else
+              "this anxmon's default configuration (the folder does not record the one it was made with)")
+    table = _table(["signal", "ticks", "usable (%)", "withheld (%)", "why withheld"], quality_rows(quality),
+                   'id="quality"') if quality else "<p>No quality recorded.</p>"
+    return f"""<h2>How to read this</h2>
+<ul class="small" id="how-to-read">
+<li><strong>Stress score</strong> (0 to {sc['z_cap']:g}): for each indicator in the score, how far this tick's
+value lies from the wearer's own baseline, in baseline spreads (standard deviations, each at least a floor),
+counted only in the stress direction (heart rate, skin conductance level, SCR rate, breathing rate and
+restlessness up; RMSSD and skin temperature down) and capped at {sc['z_cap']:g}; the score is their weighted
+mean (weights: {html.escape(weights)}). 0: at or on the calm side of the baseline. It describes this person
+against themselves; it is not comparable between people and it is not a diagnosis.</li>
+<li><strong>Withheld ticks</strong> have no score; indicators.csv's <code>gate</code> says why.
+<em>warmup</em>: an indicator counts only after {_seconds(sc['warmup_s'])} of still, calm data taught its
+baseline; <em>motion</em>: the accelerometer (or the device's step cadence) shows movement, and for
+{_seconds(sc['motion_holdoff_s'])} after it, {sc['recovery_ratio']:g} s longer per second of movement (at most
+{_seconds(sc['max_holdoff_s'])}), since heart rate and sweating follow exercise; <em>motion_unknown</em>: the
+motion signal the wearer had is missing from the tick; <em>poor_quality</em>: no indicator of the score had a
+usable window (table below); <em>scored</em>: a score. This recording: {html.escape(state_text)}.{no_motion_gate}</li>
+<li><strong>Check-ins</strong>: one is triggered when the score stays at or above the wearer's threshold
+({threshold:g}) for {_seconds(pol['sustain_s'])} on consecutive scored ticks (ticks more than
+{_seconds(pol['max_tick_gap_s'])} apart break the run); after a trigger the score must fall below
+{rearm:g} before the next. A trigger is sent unless it comes within {_seconds(pol['cooldown_s'])} of the last
+one sent (cooldown), the local day already had {pol['daily_cap']} (daily cap) or it falls in
+{html.escape(quiet_text)}; those are kept as suppressed. A score above the threshold for less than
+{_seconds(pol['sustain_s'])} gives no check-in.</li>
+{line}
+<li>These values are from {source}.</li>
+</ul>
+<h3>Signal quality</h3>
+<p class="small">Per tick, each signal's last window is usable or its values are withheld (why: the
+<code>quality</code> column of indicators.csv).</p>
+{table}
+"""
+
+
+def motion_gate_of(summary: dict) -> str | None:
+    """``summary["motion_gate"]``, else from its signals (``accelerometer``, ``steps``, ``none``);
+    None when the summary names no signals (an export without raw batches)."""
+    if summary.get("motion_gate") in MOTION_GATES:
+        return summary["motion_gate"]
+    signals = summary.get("signals")
+    from monitor.analyze import motion_gate_for
+
+    return motion_gate_for(signals) if isinstance(signals, list) and signals else None
+
+
+MOTION_GATES = ("accelerometer", "steps", "none")
+
+
+def labels_html(summary: dict) -> str:
+    """The "Against the labels" table of an analysis with labels (empty without)."""
+    labels = summary.get("labels")
+    if not isinstance(labels, dict):
+        return ""
+    rows = []
+    for key, what, digits in LABEL_METRICS:
+        if key in labels:
+            v = labels[key]
+            rows.append([what, "n/a" if v is None else (f"{v:.{digits}f}" if _is_number(v) else str(v)), key])
+    periods = labelled_stress(summary)
+    return ("<h2>Against the labels</h2>"
+            f'<p class="small">Shaded orange on the plot: the {len(periods)} labelled stress period(s) of the '
+            "recording. They describe this one recording; they are not a validation.</p>"
+            + _table(["measure", "value", "key in summary.json"], rows, 'id="labels"'))
+
+
+def run_html(summary: dict) -> str:
+    """What made this analysis: anxmon's version and code, the input files, the configuration
+    values that differ from the defaults (the command line is in summary.json)."""
+    prov = summary.get("provenance") if isinstance(summary.get("provenance"), dict) else {}
+    changes = config_changes(summary["config"]) if isinstance(summary.get("config"), dict) else None
+    if changes is None:
+        config_text = "not recorded"
+    elif not changes:
+        config_text = "default configuration"
+    else:
+        config_text = "; ".join(f"{k} = {f'{v:g}' if _is_number(v) else json.dumps(v)}" for k, v in changes.items())
+    code = prov.get("code") or {}
+    rows = [["anxmon version", str(prov.get("anxmon_version", summary.get("anxmon_version", "n/a")))],
+            ["code", f"git {code.get('git_describe') or 'n/a'}; sources sha256 {code.get('sources_sha256', 'n/a')}"],
+            ["configuration (differences from the defaults)", config_text]]
+    for item in prov.get("inputs") or []:
+        rows.append([f"input {Path(str(item.get('path', ''))).name}", f"{item.get('bytes')} bytes, sha256 {item.get('sha256')}"])
+    for key, what in (("labels_file", "labels"), ("markers_file", "markers")):
+        if isinstance(prov.get(key), dict):
+            rows.append([f"{what} {Path(str(prov[key].get('path', ''))).name}", f"sha256 {prov[key].get('sha256')}"])
+    libraries = prov.get("libraries") or {}
+    if libraries:
+        rows.append(["libraries", ", ".join(f"{k} {v}" for k, v in libraries.items())])
+    return "<h2>This run</h2>" + _table(["", ""], rows, 'id="run"', align_numbers=False)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -646,8 +863,9 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     t, score = folder.t, folder.score
     if not len(t):
         raise InputFormatError(f"{folder.path}/indicators.csv has no ticks: nothing to report")
+    checkin_threshold = folder.summary.get("threshold_final") or PolicyConfig().threshold
     if threshold is None:
-        threshold = folder.summary.get("threshold_final") or PolicyConfig().threshold
+        threshold = checkin_threshold
     adaptive = before_s is None and after_s is None
     s = folder.summary  # the recording's span when known (its first ticks come a window after its start)
     first = s["start_s"] if _is_number(s.get("start_s")) else float(t[0])
@@ -664,13 +882,25 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     comparisons = before_after(folder, markers, before_s, after_s, threshold, n_boot, seed)
     days = daily_summary(folder, threshold, tz)
 
-    panels = [(label, pd.to_numeric(folder.ticks[key], errors="coerce").to_numpy(dtype=float), None)
-              for key, label in PANELS if key in folder.ticks.columns]
+    from monitor.analyze import BASELINE_PREFIX
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in folder.ticks.columns:
+            return None
+        return pd.to_numeric(folder.ticks[name], errors="coerce").to_numpy(dtype=float)
+
+    panels = [(label, column(key), column(BASELINE_PREFIX + key)) for key, label in PANELS if key in folder.ticks.columns]
     decisions = [(float(d["t"]), bool(d["sent"])) for d in folder.checkins]
     answers = [(float(a["t"]), a.get("rating")) for a in folder.answers if a.get("t") is not None]
-    timeline = timeline_png(t, panels, score, threshold, decisions, answers, markers,
-                            title="Indicators and stress score over time (green: check-in sent; grey: suppressed; "
-                                  "triangles: answers with their rating; dotted: markers)", tz=tz)
+    stress = labelled_stress(folder.summary)
+    own_line = threshold != checkin_threshold
+    threshold_label = (f"time-stressed line {threshold:g} (check-ins decided at {checkin_threshold:g})" if own_line
+                       else f"check-in threshold {threshold:g} (also the time-stressed line)")
+    timeline = timeline_png(t, panels, score, threshold, decisions, answers, markers, stress,
+                            title="Indicators (dashed: personal baseline) and stress score over time (green: check-in "
+                                  "sent; grey: suppressed; triangles: answers with their rating; dotted: markers"
+                                  + ("; orange: labelled stress" if stress else "") + ")", tz=tz,
+                            threshold_label=threshold_label)
     s = folder.summary
     scored = np.isfinite(score)
     # the recording's own span when analyze wrote it (the last ticks' windows reach past its end)
@@ -685,7 +915,8 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
         ["duration", _duration(duration_s)],
         ["signals", ", ".join(s.get("signals", [])) or "n/a"],
         ["ticks (scored)", f"{len(t)} ({int(scored.sum())})"],
-        ["threshold (time stressed = score at or above it)", f"{threshold:g}"],
+        ["time-stressed line (time stressed = score at or above it)", f"{threshold:g}"],
+        ["check-in threshold (at the end of the analysis)", f"{checkin_threshold:g}"],
         ["check-ins sent / suppressed", f"{sum(d['sent'] for d in folder.checkins)} / "
                                         f"{sum(not d['sent'] for d in folder.checkins)}"],
         ["answers", str(len(folder.answers))],
@@ -738,14 +969,18 @@ independent.</p>
 <h2>Overview</h2>{_table(["", ""], overview, align_numbers=False)}
 <h2>Over time</h2>
 <img alt="indicators, stress score, check-ins, answers and markers over time" src="data:image/png;base64,{timeline}">
+{how_to_read_html(s, quality_counts_of(folder.ticks["quality"]) if "quality" in folder.ticks.columns else {},
+                  threshold)}
+{labels_html(s)}
 <h2>Day by day</h2>
 <p class="small">Days in {html.escape(_tz_name(tz))}. Time stressed: time whose stress score is at or above the
-threshold ({threshold:g}); scored: time with a score (it is withheld during warm-up, movement and poor signal).</p>
+line ({threshold:g}); scored: time with a score (it is withheld during warm-up{", movement" if motion_gate_of(s) != "none" else ""}
+and poor signal{"; this recording has no motion signal, so not during movement" if motion_gate_of(s) == "none" else ""}).</p>
 {_table(["day", "data (h:mm)", "scored (h:mm)", "stressed (h:mm)", "stressed (% of scored)", "mean score",
          "check-ins sent", "check-ins suppressed", "answers", "mean rating"], day_rows, 'id="days"')}
 <h2>Before and after markers</h2>
 {before_after_html}
-<h3>How to read this</h3>
+<h3>How to read the before/after comparison</h3>
 <ul class="small">
 <li>{html.escape(NOT_EVIDENCE)}</li>
 <li>Other things change over the same hours: time of day, sleep, activity, caffeine, expectations. A
@@ -758,6 +993,7 @@ few minutes the first minute after a marker still reflects time before it.</li>
 </ul>
 <h2>Markers</h2>
 {_table(["time", "kind", "label"], marker_rows, 'id="markers"') if marker_rows else "<p>None.</p>"}
+{run_html(s)}
 </body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -799,6 +1035,6 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
     from monitor.analyze import run_analyze
 
     with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
-        run_analyze(path, tmp, config, None, wearer_id, markers_path, use_labels=False)
+        run_analyze(path, tmp, config, None, wearer_id, markers_path, labels_if_clean=True)
         folder = read_analysis_folder(tmp)
         return write_report(out, folder, None, before_s, after_s, n_boot, seed, threshold, tz)

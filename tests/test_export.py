@@ -172,6 +172,15 @@ def test_analysis_folder_feeds_the_report(recorded, tmp_path):
                    "--out", str(folder)]) == 0
     read = read_analysis_folder(folder)
     assert read.t.tolist() == [t.t for t in ticks]
+    # analyze's columns: gate "scored", the threshold, each indicator's deviation and share
+    table = pd.read_csv(folder / "indicators.csv")
+    assert table["gate"].tolist() == [t.score.gate or "scored" for t in ticks]
+    assert table["threshold"].notna().all()
+    for name in ("HR_Mean", "EDA_Tonic_Mean"):
+        z = [t.score.deviations[name][2] if name in t.score.deviations else np.nan for t in ticks]
+        share = [t.score.contributions.get(name, np.nan) for t in ticks]
+        assert np.allclose(table[f"z_{name}"], z, equal_nan=True, rtol=1e-9)
+        assert np.allclose(table[f"contrib_{name}"], share, equal_nan=True, rtol=1e-9)
     assert [a["prompt_id"] for a in read.answers] == [prompt.prompt.id]
     assert [(m.t_s, m.kind) for m in read.markers] == [(m.t_s, m.kind) for m in part.markers]
     assert read.summary["wearer"] == "s02" and read.summary["threshold_final"] is not None

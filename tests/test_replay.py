@@ -36,6 +36,7 @@ from monitor.recordings import read_recording
 from monitor.replay import replay, schedule
 from monitor.service import MonitorService, ServiceOptions
 from monitor.wire import encode_batch, monitor_state_topic
+from monitor.analyze import SCORE_DETAIL_PREFIXES
 from tests.conftest import data_path
 from tests.test_service import Probe, _launch, _state_after, messages, s02_batches, wait_until
 
@@ -93,9 +94,11 @@ def test_replay_at_max_speed_equals_analyze(broker, tmp_path, s02_analysis):
     assert got["t"].tolist() == want["t"].tolist()[:n]
     # the staleness gate (wall-clock arrival) never fired at maximum speed
     assert "stale" not in set(got["gate"].dropna())
-    assert got["gate"].fillna("").tolist() == want["gate"].fillna("").tolist()[:n]
+    assert got["gate"].fillna("scored").tolist() == want["gate"].tolist()[:n]  # analyze writes "scored"
     assert got["quality"].tolist() == want["quality"].tolist()[:n]
-    indicator_columns = [c for c in want.columns if c not in ("t", "stress_score", "quality", "gate")]
+    assert got["threshold"].tolist() == want["threshold"].tolist()[:n]
+    indicator_columns = [c for c in want.columns if c not in ("t", "stress_score", "quality", "gate", "threshold")
+                         and not c.startswith(SCORE_DETAIL_PREFIXES)]
     assert indicator_columns and set(indicator_columns) <= set(got.columns)
     for col in ["stress_score", *indicator_columns]:  # analyze writes full (shortest exact) precision
         same = _same(got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float)[:n])

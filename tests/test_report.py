@@ -470,3 +470,114 @@ def test_markers_outside_the_data_are_warned_about_and_leave_the_windows_alone(s
     with_far = write_report(tmp_path / "b.html", folder, far, n_boot=10)
     assert "1 of 10 markers lie outside the data" in caplog.text
     assert (with_far["before_s"], with_far["after_s"]) == (alone["before_s"], alone["after_s"])
+
+
+# ----------------------------------------------------------------------------- labels, explanations, provenance
+
+
+def capture_timeline(monkeypatch) -> list[dict]:
+    """Replace ``timeline_png`` with a recorder of its arguments (it still draws)."""
+    import monitor.report as report
+
+    calls, draw = [], report.timeline_png
+
+    def record(t, panels, score, threshold, decisions, answers, markers, stress=(), title="", tz=None,
+               threshold_label=None):
+        calls.append({"t": t, "panels": panels, "threshold": threshold, "stress": list(stress),
+                      "threshold_label": threshold_label})
+        return draw(t, panels, score, threshold, decisions, answers, markers, stress, title, tz, threshold_label)
+
+    monkeypatch.setattr(report, "timeline_png", record)
+    return calls
+
+
+def test_report_on_an_analysis_folder_keeps_the_labels_and_the_baselines(s02_folder, tmp_path, monkeypatch):
+    """Finding 4: from analyze's folder the page shades the labelled stress periods, shows the
+    label metrics as analyze's own page does, and draws the personal baselines of indicators.csv."""
+    calls = capture_timeline(monkeypatch)
+    folder = read_analysis_folder(s02_folder)
+    write_report(tmp_path / "p.html", folder, n_boot=10)
+    [call] = calls
+    summary = json.loads((s02_folder / "summary.json").read_text())
+    assert [list(p) for p in call["stress"]] == summary["labels"]["periods"] and len(call["stress"]) == 3
+    ticks = pd.read_csv(s02_folder / "indicators.csv")
+    panels = {label: baseline for label, _, baseline in call["panels"]}
+    assert np.array_equal(panels["Skin conductance level (µS)"], ticks["baseline_EDA_Tonic_Mean"].to_numpy(),
+                          equal_nan=True)
+    assert np.isfinite(panels["Heart rate (bpm)"]).sum() > 500
+    ours, analyze_page = (Tables((p).read_text()).tables["labels"] for p in (tmp_path / "p.html", s02_folder / "report.html"))
+    assert ours == analyze_page
+    values = {row[2]: row[1] for row in ours[1:]}
+    assert float(values["roc_auc"]) == pytest.approx(summary["labels"]["roc_auc"], abs=5e-4)
+    assert values["stress_periods_detected"] == str(summary["labels"]["stress_periods_detected"])
+
+
+def test_report_on_a_recording_keeps_labels_that_read_cleanly(s02_folder, tmp_path, caplog):
+    """Straight from the recording, its labels.csv is used when it reads cleanly (the same metrics
+    as analyze's); a damaged one gives a page without labels and a warning, not an error."""
+    page = tmp_path / "direct.html"
+    anxmon("report", data_path("stress-predict", "S02"), "--out", page, "--bootstrap", 10)
+    assert Tables(page.read_text()).tables["labels"] == Tables((s02_folder / "report.html").read_text()).tables["labels"]
+    damaged = tmp_path / "S02"
+    shutil.copytree(data_path("stress-predict", "S02"), damaged)
+    (damaged / "labels.csv").write_text("unix_s,stress\n1644227583,2\n1644227584,0\n")
+    run = anxmon("report", damaged, "--out", tmp_path / "damaged.html", "--bootstrap", 10)
+    assert "going on without the labels" in run.stderr and "stress 2 is not 0 or 1" in run.stderr
+    assert "labels" not in Tables((tmp_path / "damaged.html").read_text()).tables
+
+
+def test_pages_explain_the_score_the_gates_and_the_checkin_rule_of_this_run(s02_folder, tmp_path):
+    """Finding 8: both pages carry this run's scale, gates and check-in rule, the tick states, and a
+    per-signal quality table computed from the quality column; non-default settings are named."""
+    out = tmp_path / "set"
+    anxmon("analyze", data_path("stress-predict", "S02"), "--out", out, "--set", "policy.sustain_s=90",
+           "--set", "policy.cooldown_s=600", "--set", "score.z_cap=3")
+    page = tmp_path / "set.html"
+    anxmon("report", out, "--out", page, "--bootstrap", 10)
+    ticks = pd.read_csv(out / "indicators.csv")
+    withheld = 100 * (ticks["quality"].str.extract(r"hrv=(\w+)")[0] != "ok").mean()
+    summary = json.loads((out / "summary.json").read_text())
+    for text in (page.read_text(), (out / "report.html").read_text()):
+        tables = Tables(text).tables
+        how = text[text.index('id="how-to-read"'):text.index("</ul>", text.index('id="how-to-read"'))]
+        assert "Stress score</strong> (0 to 3)" in how and "capped at 3" in how
+        assert "for 1 min 30 s on consecutive scored ticks" in how and "within 10 min of the last" in how
+        assert "quiet hours 22:00-07:00 (UTC)" in how and "already had 6 (daily cap)" in how
+        assert f"scored {summary['tick_states']['scored']} (" in how and "motion_unknown" in how
+        row = next(r for r in tables["quality"][1:] if r[0].startswith("heart-rate variability"))
+        assert row[1] == str(len(ticks)) and row[3] == f"{withheld:.0f}" and "irregular rhythm" in row[4]
+        run = {r[0]: r[1] for r in tables["run"][1:]}
+        assert run["configuration (differences from the defaults)"] == \
+            "policy.cooldown_s = 600; policy.sustain_s = 90; score.z_cap = 3"
+        assert run["input EDA.csv"].endswith(summary["provenance"]["inputs"][2]["sha256"])
+    default = {r[0]: r[1] for r in Tables((s02_folder / "report.html").read_text()).tables["run"][1:]}
+    assert default["configuration (differences from the defaults)"] == "default configuration"
+
+
+def test_report_threshold_line_is_not_taken_for_the_checkin_threshold(s02_folder, tmp_path, monkeypatch):
+    """``report --threshold 1.5`` draws "time stressed" at 1.5 while check-ins were decided at 2."""
+    calls = capture_timeline(monkeypatch)
+    folder = read_analysis_folder(s02_folder)
+    write_report(tmp_path / "own.html", folder, threshold=1.5, n_boot=10)
+    write_report(tmp_path / "default.html", folder, n_boot=10)
+    checkin = json.loads((s02_folder / "summary.json").read_text())["threshold_final"]
+    assert calls[0]["threshold_label"] == f"time-stressed line 1.5 (check-ins decided at {checkin:g})"
+    assert calls[1]["threshold_label"] == f"check-in threshold {checkin:g} (also the time-stressed line)"
+    own, default = (tmp_path / "own.html").read_text(), (tmp_path / "default.html").read_text()
+    assert "The dashed line of the score panel is at 1.5" in own and "dashed line of the score panel is at" not in default
+    overview = {r[0]: r[1] for r in Tables(own).tables["table0"][1:]}
+    assert overview["time-stressed line (time stressed = score at or above it)"] == "1.5"
+    assert overview["check-in threshold (at the end of the analysis)"] == f"{checkin:g}"
+
+
+def test_a_recording_without_motion_signal_says_so(tmp_path):
+    """The Polar H10 strap (ECG, no accelerometer): no motion gate, which both pages say instead
+    of claiming that movement is withheld."""
+    out = tmp_path / "polar"
+    anxmon("analyze", data_path("polar-h10", "polar_h10.csv"), "--out", out)
+    assert json.loads((out / "summary.json").read_text())["motion_gate"] == "none"
+    page = tmp_path / "polar.html"
+    anxmon("report", out, "--out", page, "--bootstrap", 10)
+    for text in (page.read_text(), (out / "report.html").read_text()):
+        assert "This recording has no motion signal" in text
+    assert "withheld during warm-up, movement" not in page.read_text()
