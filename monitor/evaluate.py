@@ -51,7 +51,9 @@ def reference_decisions(t: np.ndarray, score: np.ndarray, config: Config) -> lis
 
 
 BREATHING_AND_RESTLESSNESS = ("RSP_Rate", "ACC_Restlessness")  # breathing rate and restlessness
-METHODS = ("pipeline", "pipeline without breathing/restlessness", "reference")
+HEART_ONLY = "pipeline, heart only (E4 HR and IBI)"  # what a heart-rate strap or watch gives: no EDA, temperature, motion
+HEART_SIGNALS = ("hr", "ibi")
+METHODS = ("pipeline", "pipeline without breathing/restlessness", HEART_ONLY, "reference")
 
 
 def without(config: Config, indicators: tuple[str, ...]) -> Config:
@@ -90,12 +92,13 @@ def threshold_sweep(rec: Recording, wearer_id: str, t: np.ndarray, ref_score: np
     return rows
 
 
-RUNS_PER_SUBJECT = 2 + len(SWEEP_THRESHOLDS)  # analyses of one subject (with the sweep)
+RUNS_PER_SUBJECT = 3 + len(SWEEP_THRESHOLDS)  # analyses of one subject (with the sweep)
 
 
 def evaluate_subject(path: Path, config: Config, sweep: bool = True, done: Callable[[str], None] = _done) -> dict:
-    """Metrics of the pipeline, of the pipeline without breathing rate and restlessness, and of the
-    reference; with ``sweep``, also the operating table over ``SWEEP_THRESHOLDS``.
+    """Metrics of the pipeline, of the pipeline without breathing rate and restlessness, of the
+    pipeline fed only the E4's heart rate and beat intervals (``HEART_ONLY``: an HR-only device's
+    view, with no motion gate; the E4's own beats, not a chest strap's), and of the reference; with ``sweep``, also the operating table over ``SWEEP_THRESHOLDS``.
     ``done(what)`` is called after each of the ``RUNS_PER_SUBJECT`` analyses (progress)."""
     rec = read_recording(path)
     if rec.labels is None:
@@ -109,6 +112,9 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True, done: Calla
     done("pipeline")
     reduced = analyze_recording(rec, without(config, BREATHING_AND_RESTLESSNESS), wearer_id=path.name.lower(), progress=False)
     done("without breathing/restlessness")
+    heart = dataclasses.replace(rec, streams={k: v for k, v in rec.streams.items() if k in HEART_SIGNALS})
+    heart_only = analyze_recording(heart, config, wearer_id=path.name.lower(), progress=False, labels=rec.labels)
+    done("heart only")
     t = np.array([tk.t for tk in result.ticks])
     ref_score = reference_scores(rec, t)
     span = (rec.start_s, rec.end_s)
@@ -119,7 +125,8 @@ def evaluate_subject(path: Path, config: Config, sweep: bool = True, done: Calla
     ref["roc_auc_scored"] = label_metrics(t, np.where(withheld, np.nan, ref_score), [], rec.labels,
                                           span)["roc_auc_scored"]
     return {"subject": path.name, "pipeline": result.summary["labels"],
-            "pipeline without breathing/restlessness": reduced.summary["labels"], "reference": ref,
+            "pipeline without breathing/restlessness": reduced.summary["labels"],
+            HEART_ONLY: heart_only.summary["labels"], "reference": ref,
             "indicators_used": result.summary["indicators_used"],
             # each indicator alone, in its stress direction: on the ticks the pipeline scored (the
             # ticks of roc_auc_scored), and on every labelled tick with a value

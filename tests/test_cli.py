@@ -133,7 +133,7 @@ class _Terminal:
 
 
 def test_eval_shows_progress_on_a_terminal(tmp_path):
-    """``anxmon eval`` runs 8 analyses per subject (about a minute for S02 and S05) and printed
+    """``anxmon eval`` runs 9 analyses per subject (about a minute for S02 and S05) and printed
     nothing meanwhile: on a terminal a bar over every analysis says which one is done. The
     subject here is S02's first 15 minutes (EDA, HR, labels) to keep it short."""
     import io
@@ -149,8 +149,8 @@ def test_eval_shows_progress_on_a_terminal(tmp_path):
             (subject / name).write_text("".join(line for _, line in zip(range(lines), f)))
     terminal, out = _Terminal(), io.StringIO()
     assert run_eval([str(subject)], Config(), out=out, err=terminal) == 0
-    assert RUNS_PER_SUBJECT == 8 and f"0/{RUNS_PER_SUBJECT}" in terminal.text
-    for what in ("pipeline", "without breathing/restlessness", "threshold 1", "threshold 2.5"):
+    assert RUNS_PER_SUBJECT == 9 and f"0/{RUNS_PER_SUBJECT}" in terminal.text
+    for what in ("pipeline", "without breathing/restlessness", "heart only", "threshold 1", "threshold 2.5"):
         assert f"s02part: {what} done" in terminal.text, terminal.text
     assert "| s02part | pipeline |" in out.getvalue()  # the tables on stdout, the bar apart
     quiet = io.StringIO()  # not a terminal: nothing (a log or a pipe gets no bar)
