@@ -6,6 +6,13 @@ strap walks out of range. It warns when notifications stop while the link still 
 (the classic silent failure of BLE straps: the connection flag says yes, nothing arrives),
 and after ``3 * silence_s`` of that it drops the link and reconnects.
 
+Accelerometer of a Polar strap: when the definition sets ``pmd_acc_hz`` and the strap offers
+Polar's PMD service, every connection also turns on the PMD notifications, writes the ACC start
+request (``firmware_bridge.polar_pmd``) and feeds the decoded frames as ``acc``, stamped by
+the gateway's clock like the heart rate. No PMD service, no ACC feature, or a refusal (old
+firmware, another app holds the stream) gives one WARNING per reason and heart rate only. A
+clean stop (``stop`` set) sends the stop request before disconnecting.
+
 Tests pass ``client_factory`` (a bleak-like class) so no radio or bleak is needed.
 """
 
@@ -28,10 +35,27 @@ from firmware_bridge.ble_hrs import (
 from firmware_bridge.batcher import Status
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import DeviceDefinition
+from firmware_bridge.polar_pmd import (
+    CP_RESPONSE,
+    MEASUREMENT_ACC,
+    OP_REQUEST_MEASUREMENT_START,
+    OP_STOP_MEASUREMENT,
+    PMD_CONTROL_POINT_UUID,
+    PMD_DATA_UUID,
+    PmdError,
+    acc_chunk,
+    build_acc_start_request,
+    build_stop_request,
+    check_start_response,
+    decode_acc_frame,
+    parse_features,
+    parse_measurement_stopped,
+)
 
 log = logging.getLogger(__name__)
 
 BATTERY_READ_EVERY_S = 300.0
+PMD_RESPONSE_TIMEOUT_S = 5.0  # how long to wait for the strap to answer a control point command
 
 
 def _bleak():
@@ -87,12 +111,16 @@ async def run_ble(
     connect_timeout_s: float = 20.0,
     reconnect_min_s: float = 1.0,
     reconnect_max_s: float = 30.0,
+    pmd_timeout_s: float = PMD_RESPONSE_TIMEOUT_S,
 ) -> None:
-    """Stream a Heart Rate Service device into the bridge until ``stop`` is set."""
+    """Stream a Heart Rate Service device (and a Polar strap's PMD accelerometer) into the bridge
+    until ``stop`` is set."""
     stop = stop or asyncio.Event()
     factory = client_factory or _bleak().BleakClient
     errors = _client_errors()
     converter = HrsConverter(bridge.definition)
+    use_pmd_acc = bridge.definition.pmd_acc_hz is not None and "acc" in bridge.definition.signals
+    pmd_warned: set[str] = set()  # PMD problems already warned about (once each per run)
     delay = reconnect_min_s
     bad = 0
     last_fail_log = None
@@ -131,9 +159,13 @@ async def run_ble(
             log.debug("notification %s", bytes(data).hex())
             bridge.feed(converter.convert(measurement, arrival))
 
+        pmd = None
         try:
             await client.start_notify(HEART_RATE_MEASUREMENT_UUID, on_hrm)
             log.info("connected %s; heart rate notifications on", address)
+            if use_pmd_acc:  # after every (re)connection: the strap forgets the stream with the link
+                pmd = PmdAccStream(bridge, address, pmd_warned)
+                await pmd.start(client, errors, timeout_s=pmd_timeout_s)
             battery_at = None
             while not stop.is_set() and not lost.is_set():
                 now = bridge.clock()
@@ -154,6 +186,8 @@ async def run_ble(
             log.warning("%s: link error (%s: %s)", address, type(exc).__name__, exc)
         if lost.is_set():
             log.warning("%s disconnected (out of range or switched off); reconnecting", address)
+        elif stop.is_set() and pmd is not None and pmd.active:
+            await pmd.stop(client, errors, timeout_s=min(1.0, pmd_timeout_s))
         try:
             await client.disconnect()
         except errors as exc:
@@ -161,6 +195,155 @@ async def run_ble(
         bridge.tick()
         if not stop.is_set():
             await _sleep_or_stop(stop, delay)
+
+
+def _offers(client, uuids: tuple[str, ...], errors) -> bool:
+    """Whether the connected client's resolved services hold every characteristic in ``uuids``."""
+    get = getattr(getattr(client, "services", None), "get_characteristic", None)
+    if get is None:
+        return False
+    try:
+        return all(get(uuid) is not None for uuid in uuids)
+    except errors + (KeyError, ValueError) as exc:  # bleak raises when services are not resolved
+        log.debug("service lookup failed: %s", exc)
+        return False
+
+
+class PmdAccStream:
+    """The accelerometer of a Polar strap over PMD, for one connection.
+
+    ``start`` checks that the strap offers it, turns on the control point indications and
+    the data notifications, writes the start request and checks the answer; anything missing
+    or refused is one WARNING per reason per run (``warned`` is shared across connections), and
+    the stream stays off: heart rate goes on. Frames are fed to the bridge as ``acc`` in g,
+    stamped by the gateway's clock (``polar_pmd.acc_chunk``). Sample values are logged at
+    DEBUG only.
+
+    Example
+    -------
+    >>> from firmware_bridge.devices import load_device
+    >>> from firmware_bridge.outbox import Outbox
+    >>> br = Bridge(load_device("polar-h10"), "alice", outbox=Outbox(":memory:"), clock=lambda: 1.7e9)
+    >>> s = PmdAccStream(br, "AA:BB", set())
+    >>> s.active, s.rate_hz
+    (False, 25)
+    """
+
+    WARN_BAD_FRAMES_EVERY_S = 60.0
+
+    def __init__(self, bridge: Bridge, address: str, warned: set[str]):
+        self.bridge = bridge
+        self.address = address
+        self.warned = warned
+        self.rate_hz = bridge.definition.pmd_acc_hz
+        self.scale = bridge.definition.signals["acc"].scale
+        self.active = False
+        self.factor: float | None = None
+        self.frames = 0
+        self.bad_frames = 0
+        self._bad_logged_at: float | None = None
+        self._responses: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def _warn(self, reason: str, msg: str, *args) -> None:
+        level = logging.INFO if reason in self.warned else logging.WARNING
+        self.warned.add(reason)
+        log.log(level, msg + "; going on with heart rate only (no motion gate)", *args)
+
+    async def start(self, client, errors, timeout_s: float = PMD_RESPONSE_TIMEOUT_S) -> bool:
+        """Start the stream; True when the strap streams the accelerometer."""
+        address = self.address
+        if not _offers(client, (PMD_CONTROL_POINT_UUID, PMD_DATA_UUID), errors):
+            self._warn("missing", "%s does not offer Polar's PMD service (older firmware?): no accelerometer", address)
+            return False
+        try:
+            try:
+                features = parse_features(await client.read_gatt_char(PMD_CONTROL_POINT_UUID))
+            except (ValueError,) + errors as exc:  # not every firmware answers the read: just try
+                log.debug("%s: PMD feature read failed (%s); trying to start anyway", address, exc)
+                features = None
+            if features is not None and "acc" not in features:
+                self._warn("no-acc", "%s: its PMD service offers %s but no accelerometer", address,
+                           ", ".join(sorted(features)) or "nothing")
+                return False
+            await client.start_notify(PMD_CONTROL_POINT_UUID, self.on_control_point)
+            await client.start_notify(PMD_DATA_UUID, self.on_data)
+            await client.write_gatt_char(PMD_CONTROL_POINT_UUID, build_acc_start_request(self.rate_hz), response=True)
+            self.factor = check_start_response(await self._response(OP_REQUEST_MEASUREMENT_START, timeout_s))
+        except PmdError as exc:
+            self._warn(f"refused-{exc.status}", "%s: %s", address, exc)
+            return False
+        except asyncio.TimeoutError:
+            self._warn("timeout", "%s: no answer to the accelerometer start request within %.0f s", address, timeout_s)
+            return False
+        except ValueError as exc:
+            self._warn("malformed", "%s: unexpected answer to the accelerometer start request (%s)", address, exc)
+            return False
+        except errors as exc:
+            self._warn("link", "%s: the accelerometer could not be started (%s: %s)", address, type(exc).__name__, exc)
+            return False
+        self.active = True
+        log.info("%s: accelerometer on (Polar PMD, %d Hz)", address, self.rate_hz)
+        return True
+
+    async def stop(self, client, errors, timeout_s: float = 1.0) -> None:
+        """Ask the strap to stop the stream (a clean shutdown); failures are only logged."""
+        self.active = False
+        try:
+            await client.write_gatt_char(PMD_CONTROL_POINT_UUID, build_stop_request(MEASUREMENT_ACC), response=True)
+            await self._response(OP_STOP_MEASUREMENT, timeout_s)
+            log.info("%s: accelerometer stream stopped", self.address)
+        except errors as exc:  # includes no answer in time
+            log.debug("%s: accelerometer stop not confirmed (%s)", self.address, exc)
+
+    async def _response(self, op_code: int, timeout_s: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            data = await asyncio.wait_for(self._responses.get(), max(0.0, deadline - loop.time()))
+            if data[1] == op_code:
+                return data
+            log.debug("%s: control point answer to op code %d ignored (waiting for %d)", self.address, data[1], op_code)
+
+    def on_control_point(self, _char, data: bytearray) -> None:
+        """Control point indications: answers to commands, or the strap stopping a stream."""
+        data = bytes(data)
+        stopped = parse_measurement_stopped(data)
+        if stopped is not None:
+            if MEASUREMENT_ACC in stopped and self.active:
+                self.active = False
+                self._warn("stopped", "%s stopped the accelerometer stream (it is asked again at the next connection)",
+                           self.address)
+            return
+        if len(data) >= 2 and data[0] == CP_RESPONSE:
+            if data[1] == OP_REQUEST_MEASUREMENT_START and not self.active:
+                # accept frames from now on: data may be handled before ``start`` resumes
+                try:
+                    self.factor = check_start_response(data)
+                    self.active = True
+                except (PmdError, ValueError):
+                    pass  # ``start`` reports it
+            self._responses.put_nowait(data)
+        else:
+            log.debug("%s: control point bytes ignored: %s", self.address, data.hex())
+
+    def on_data(self, _char, data: bytearray) -> None:
+        """PMD data notifications: ACC frames to ``acc`` chunks."""
+        if not self.active:
+            log.debug("%s: PMD data ignored (the accelerometer stream is not ours)", self.address)
+            return
+        arrival = self.bridge.clock()
+        try:
+            frame = decode_acc_frame(data, self.factor)
+        except ValueError as exc:
+            self.bad_frames += 1
+            now = time.monotonic()
+            if self._bad_logged_at is None or now - self._bad_logged_at >= self.WARN_BAD_FRAMES_EVERY_S:
+                self._bad_logged_at = now
+                log.warning("accelerometer frame ignored: %s (%d so far)", exc, self.bad_frames)
+            return
+        log.debug("pmd frame %s", bytes(data).hex())
+        self.frames += 1
+        self.bridge.feed([acc_chunk(frame, arrival, self.rate_hz, self.scale)])
 
 
 async def _read_battery(client, bridge: Bridge, errors) -> None:

@@ -15,6 +15,9 @@ Schema (every key)::
     battery = true               # optional (false): the device reports its battery level
     sensor_contact = true        # optional (false): the device reports skin contact
     ble_names = ["Polar H10"]    # optional: advertised name prefixes that identify the model
+    pmd_acc_hz = 25              # optional (ble_hrs only): also stream the accelerometer over Polar's
+                                 # PMD service at this rate (25, 50, 100 or 200 Hz); needs [signals.acc]
+                                 # with the same rate_hz (source "pmd_acc")
     reference = "..."            # optional: where the protocol is documented
     notes = "..."                # optional
 
@@ -24,14 +27,15 @@ Schema (every key)::
     source = "EA"                # decoder source name(s); defaults per decoder (see below)
     scale = 1.0                  # optional multiplier from the source's unit to ``unit``
 
-Decoder sources: ``ble_hrs``: ``hr`` and ``rr``; ``emotibit``: type tags (``acc`` takes three,
-x y z); ``lines``: the signal's own name (the default).
+Decoder sources: ``ble_hrs``: ``hr`` and ``rr`` (and ``pmd_acc`` for ``acc`` when ``pmd_acc_hz``
+is set); ``emotibit``: type tags (``acc`` takes three, x y z); ``lines``: the signal's own name
+(the default).
 
 Example
 -------
 >>> d = load_device("polar-h10")
->>> sorted(d.signals), d.signals["hr"].unit, d.transport
-(['hr', 'ibi'], 'bpm', 'ble')
+>>> sorted(d.signals), d.signals["hr"].unit, d.transport, d.pmd_acc_hz
+(['acc', 'hr', 'ibi'], 'bpm', 'ble', 25)
 """
 
 from __future__ import annotations
@@ -49,8 +53,11 @@ DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
 TRANSPORTS = ("ble", "emotibit", "lines", "none")
 DECODERS = ("ble_hrs", "emotibit", "lines", "none")
 BLE_HRS_SOURCES = {"hr": "hr", "ibi": "rr"}  # the only signals a Heart Rate Measurement carries
+PMD_ACC_SOURCE = "pmd_acc"  # acc of a ble_hrs device that also streams Polar PMD (pmd_acc_hz)
+PMD_ACC_RATES_HZ = (25, 50, 100, 200)  # what a Polar H10 offers (firmware_bridge.polar_pmd)
 
-_TOP_KEYS = {"model", "name", "transport", "decoder", "battery", "sensor_contact", "ble_names", "reference", "notes", "signals"}
+_TOP_KEYS = {"model", "name", "transport", "decoder", "battery", "sensor_contact", "ble_names", "pmd_acc_hz",
+             "reference", "notes", "signals"}
 _SIGNAL_KEYS = {"unit", "rate_hz", "source", "scale"}
 
 
@@ -81,6 +88,7 @@ class DeviceDefinition:
     battery: bool = False
     sensor_contact: bool = False
     ble_names: tuple[str, ...] = ()
+    pmd_acc_hz: int | None = None  # stream the accelerometer over Polar PMD at this rate (Hz)
     reference: str = ""
     notes: str = ""
     path: Path | None = None
@@ -157,10 +165,22 @@ def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefiniti
     if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
         raise fail("ble_names", "a list of non-empty strings", names)
 
+    pmd_acc_hz = raw.get("pmd_acc_hz")
+    if pmd_acc_hz is not None:
+        if type(pmd_acc_hz) is not int or pmd_acc_hz not in PMD_ACC_RATES_HZ:
+            raise fail("pmd_acc_hz", "one of " + ", ".join(map(str, PMD_ACC_RATES_HZ)) + " (Hz, an integer)", pmd_acc_hz)
+        if decoder != "ble_hrs" or raw["transport"] != "ble":
+            raise fail("pmd_acc_hz", "only with transport \"ble\" and decoder \"ble_hrs\" (a Polar strap)", pmd_acc_hz)
+
     tables = raw.get("signals")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{where}: missing [signals.<name>] tables: a device sends at least one signal")
-    signals = {name: _parse_signal(name, table, decoder, fail, where) for name, table in tables.items()}
+    signals = {name: _parse_signal(name, table, decoder, fail, where, pmd_acc_hz) for name, table in tables.items()}
+    if pmd_acc_hz is not None:
+        if "acc" not in signals:
+            raise ConfigError(f"{where}: pmd_acc_hz = {pmd_acc_hz} needs a [signals.acc] table (unit \"g\", rate_hz = {pmd_acc_hz})")
+        if signals["acc"].rate_hz != pmd_acc_hz:
+            raise fail("signals.acc.rate_hz", f"{pmd_acc_hz} (the pmd_acc_hz the strap is asked for)", signals["acc"].rate_hz)
     return DeviceDefinition(
         model=model,
         name=raw["name"],
@@ -170,13 +190,14 @@ def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefiniti
         battery=raw.get("battery", False),
         sensor_contact=raw.get("sensor_contact", False),
         ble_names=tuple(names),
+        pmd_acc_hz=pmd_acc_hz,
         reference=raw.get("reference", ""),
         notes=raw.get("notes", ""),
         path=path,
     )
 
 
-def _parse_signal(name: str, table, decoder: str, fail, where: str) -> SignalDef:
+def _parse_signal(name: str, table, decoder: str, fail, where: str, pmd_acc_hz: int | None = None) -> SignalDef:
     key = f"signals.{name}"
     if name not in SIGNALS:
         raise ConfigError(f"{where}: unknown signal [{key}]: expected one of {', '.join(SIGNALS)}")
@@ -200,11 +221,15 @@ def _parse_signal(name: str, table, decoder: str, fail, where: str) -> SignalDef
         raise fail(f"{key}.scale", "a non-zero number", scale)
 
     axes = spec.axes
-    if decoder == "ble_hrs" and name not in BLE_HRS_SOURCES:
-        raise ConfigError(f"{where}: [{key}]: a Heart Rate Measurement only carries {' and '.join(BLE_HRS_SOURCES)}")
+    pmd_acc = decoder == "ble_hrs" and name == "acc" and pmd_acc_hz is not None
+    if decoder == "ble_hrs" and name not in BLE_HRS_SOURCES and not pmd_acc:
+        extra = "; acc also needs pmd_acc_hz (a Polar strap's PMD accelerometer)" if name == "acc" else ""
+        raise ConfigError(f"{where}: [{key}]: a Heart Rate Measurement only carries {' and '.join(BLE_HRS_SOURCES)}{extra}")
     source = table.get("source")
     if source is None:
-        if decoder == "ble_hrs" and name in BLE_HRS_SOURCES:
+        if pmd_acc:
+            source = PMD_ACC_SOURCE
+        elif decoder == "ble_hrs" and name in BLE_HRS_SOURCES:
             source = BLE_HRS_SOURCES[name]
         elif decoder in ("lines", "none"):
             source = name
@@ -216,7 +241,9 @@ def _parse_signal(name: str, table, decoder: str, fail, where: str) -> SignalDef
     n_sources = axes if decoder == "emotibit" else 1  # EmotiBit sends each axis under its own tag
     if len(sources) != n_sources:
         raise fail(f"{key}.source", f"{n_sources} source(s) ({'x, y, z' if n_sources == 3 else 'one'})", source)
-    if decoder == "ble_hrs" and (name not in BLE_HRS_SOURCES or tuple(sources) != (BLE_HRS_SOURCES[name],)):
+    if pmd_acc and tuple(sources) != (PMD_ACC_SOURCE,):
+        raise fail(f"{key}.source", f"{PMD_ACC_SOURCE!r} (the strap's PMD accelerometer)", source)
+    if decoder == "ble_hrs" and not pmd_acc and (name not in BLE_HRS_SOURCES or tuple(sources) != (BLE_HRS_SOURCES[name],)):
         allowed = ", ".join(f"{s} <- {src!r}" for s, src in BLE_HRS_SOURCES.items())
         raise fail(f"{key}.source", f"a Heart Rate Measurement only carries {allowed}", source)
     if decoder == "lines" and tuple(sources) != (name,):

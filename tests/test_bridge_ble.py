@@ -12,6 +12,9 @@ The fake strap replays real notification bytes:
 Halfway the strap walks out of range (the link drops, the next connection attempt fails), then
 comes back. The bridge reconnects and the monitor (a persistent QoS 1 subscriber on a real
 broker) receives every beat exactly once, in order.
+
+This fake strap has no Polar PMD service, so the accelerometer the polar-h10 definition asks
+for is missing: one WARNING, heart rate goes on (the PMD path: tests/test_bridge_polar_pmd.py).
 """
 
 from __future__ import annotations
@@ -98,3 +101,6 @@ def test_reconnect_after_walking_out_of_range_every_beat_once(broker, tmp_path, 
     assert b'"contact":true' in status["anxmon/v1/alice/polar-h10/contact"]
     assert "disconnected (out of range or switched off); reconnecting" in caplog.text
     assert re.search(r"no notifications for \d+ s although the link is up", caplog.text)
+    pmd_warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "PMD service" in r.getMessage()]
+    assert len(pmd_warnings) == 1  # once, although the strap connected twice
+    assert "acc" not in {signal for _device, signal in monitor.accepted}

@@ -189,8 +189,9 @@ class CadenceProcessor(WindowedSamples):
     -------
     >>> p = CadenceProcessor(sampling_rate=1.0, window_s=60.0)
     >>> walk = np.r_[np.zeros(60), np.full(60, 110.0)]  # a minute still, then a minute walking
-    >>> [(f.t - 1_700_000_000.0, f.values["CADENCE_Moving"]) for f in p.update(1_700_000_000.0, walk)][-2:]
-    [(115.0, 1.0), (120.0, 1.0)]
+    >>> moving = {f.t - 1_700_000_000.0: f.values.get("CADENCE_Moving") for f in p.update(1_700_000_000.0, walk)}
+    >>> moving[45.0], moving[85.0], moving[90.0]  # under 80 % of a window; 25 s walking; 30 s
+    (None, 0.0, 1.0)
     """
 
     state_class = CadenceState
