@@ -270,6 +270,8 @@ class Broker:
                         (used + headroom - limit) / 1e6, MAX_STORE_GB_VARIABLE)
             limit = used + headroom
         conf = self.data_dir / "nats.conf"
+        conf.touch(mode=0o600, exist_ok=True)  # it holds every broker user's password
+        os.chmod(conf, 0o600)
         conf.write_text(
             "\n".join(
                 [

@@ -119,7 +119,8 @@ class ServiceOptions:
     ----------
     instance : str
         Id of this service (``[a-z0-9_-]{1,64}``): its state topic and its MQTT client id
-        ``anxmon-monitor-{instance}``, which is stable so the broker keeps its session.
+        ``anxmon-monitor-{instance}-{secret}`` (the secret is kept in the data directory), which
+        is stable so the broker keeps its session.
     checkpoint_s : float
         Each wearer's state is written at most this many seconds after it changed. Default 30.
     stale_after_s : float

@@ -117,8 +117,10 @@ def test_the_nats_store_is_bounded_and_the_bound_can_be_set(tmp_path, monkeypatc
     need_broker("nats")
     assert max_store_bytes() == 10 * 10**9
     monkeypatch.setenv(MAX_STORE_GB_VARIABLE, "2.5")
-    with start_broker("nats", data_dir=tmp_path / "b") as b:
+    with start_broker("nats", data_dir=tmp_path / "b", users={"alice": "alice-long-password"}) as b:
         assert f"max_file_store: {int(2.5e9)}" in (tmp_path / "b" / "nats.conf").read_text()
+        # it holds every broker user's password: readable by its owner only (audit 16: was 0644)
+        assert (tmp_path / "b" / "nats.conf").stat().st_mode & 0o777 == 0o600
 
         def reported() -> str:
             lines = [x for x in (tmp_path / "b" / "nats.log").read_text().splitlines() if "Max Storage" in x]
