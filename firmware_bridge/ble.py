@@ -238,6 +238,7 @@ class PmdAccStream:
         self.rate_hz = bridge.definition.pmd_acc_hz
         self.scale = bridge.definition.signals["acc"].scale
         self.active = False
+        self.starting = False  # a start request is waiting for its answer (a late answer is not taken)
         self.factor: float | None = None
         self.frames = 0
         self.bad_frames = 0
@@ -267,8 +268,13 @@ class PmdAccStream:
                 return False
             await client.start_notify(PMD_CONTROL_POINT_UUID, self.on_control_point)
             await client.start_notify(PMD_DATA_UUID, self.on_data)
-            await client.write_gatt_char(PMD_CONTROL_POINT_UUID, build_acc_start_request(self.rate_hz), response=True)
-            self.factor = check_start_response(await self._response(OP_REQUEST_MEASUREMENT_START, timeout_s))
+            self.starting = True
+            try:
+                await client.write_gatt_char(PMD_CONTROL_POINT_UUID, build_acc_start_request(self.rate_hz),
+                                             response=True)
+                self.factor = check_start_response(await self._response(OP_REQUEST_MEASUREMENT_START, timeout_s))
+            finally:
+                self.starting = False
         except PmdError as exc:
             self._warn(f"refused-{exc.status}", "%s: %s", address, exc)
             return False
@@ -315,7 +321,7 @@ class PmdAccStream:
                            self.address)
             return
         if len(data) >= 2 and data[0] == CP_RESPONSE:
-            if data[1] == OP_REQUEST_MEASUREMENT_START and not self.active:
+            if data[1] == OP_REQUEST_MEASUREMENT_START and self.starting and not self.active:
                 # accept frames from now on: data may be handled before ``start`` resumes
                 try:
                     self.factor = check_start_response(data)

@@ -138,3 +138,13 @@ def test_a_device_without_a_motion_signal_is_scored_as_before():
     s = StressScorer(ScoreConfig(warmup_s=30.0))
     scores = [s.update(calm(T0 + 5.0 * k, hr=65.0 + k % 2)) for k in range(20)]
     assert all(sc.gate is None for sc in scores[6:])
+
+
+def test_an_empty_first_batch_gives_no_ticks_and_no_error():
+    """(review 16: an empty first batch raised IndexError in the shared windowed processor)"""
+    from monitor.core.temp import TempProcessor
+
+    for p in (CadenceProcessor(1.0), TempProcessor(4.0)):
+        assert p.update(T0, np.array([])) == []
+        two_min = np.full(int(120 * p.sampling_rate), 110.0 if isinstance(p, CadenceProcessor) else 33.0)
+        assert len(p.update(T0, two_min)) > 10

@@ -479,10 +479,10 @@ class WindowedSamples(Processor):
         x = np.asarray(values, dtype=float)
         if a.skip:
             x = x[a.skip:]
+        if not len(x):  # (an empty batch, or one the clock skipped whole)
+            return []
         if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
             s.ticks.skip_to(a.times_s[0])
-        if not len(x):
-            return []
         times, out = a.times_s, []
         for tick in s.ticks.due(times[-1]):  # the ring holds a window: fill it tick by tick
             k = int(times.searchsorted(tick, side="right"))
