@@ -54,6 +54,8 @@ class AnalysisResult:
     summary: dict
     rejected: dict = field(default_factory=dict)  # "signal: error kind" -> count
     thresholds: list[float] = field(default_factory=list)  # the wearer's check-in threshold at each tick
+    # recording seconds per wall second of this run: printed, never written (the files are reproducible)
+    speed_x_realtime: float | None = None
 
 
 def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str | None = None,
@@ -103,10 +105,11 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     thresholds.extend([monitor.policy.effective_threshold()] * len(last))
     elapsed = time.perf_counter() - started
     labels = labels if labels is not None else recording.labels
-    summary = summarize(recording, ticks, monitor, labels, elapsed, rejected)
+    summary = summarize(recording, ticks, monitor, labels, rejected)
     summary["batches_per_signal"] = batches_per_signal
     summary["first_refusal"] = first_refusal
-    return AnalysisResult(ticks, summary, rejected, thresholds)
+    speed = recording.duration_s / elapsed if elapsed > 0 else None
+    return AnalysisResult(ticks, summary, rejected, thresholds, speed)
 
 
 # ------------------------------------------------------------------------------ labels
@@ -295,8 +298,7 @@ def motion_gate_for(signals) -> str:
     return "accelerometer" if "acc" in signals else "steps" if "cadence" in signals else "none"
 
 
-def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, labels, elapsed_s: float,
-              rejected: dict) -> dict:
+def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, labels, rejected: dict) -> dict:
     decisions = [d for tick in ticks for d in tick.decisions if isinstance(d, Decision)]
     gates: dict[str, int] = {}
     for tick in ticks:
@@ -321,7 +323,6 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
                        for r in sorted({d.reason for d in decisions if not d.sent})},
         "rejected_batches": rejected,
         "threshold_final": monitor.policy.effective_threshold(),
-        "speed_x_realtime": recording.duration_s / elapsed_s if elapsed_s > 0 else None,
         "reader_notes": list(recording.notes),  # what the reader estimated, sorted out or left out
         "note": "Descriptive signals of one person; anxmon is not a medical device.",
         "anxmon_version": __version__,

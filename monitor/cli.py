@@ -83,7 +83,7 @@ def cmd_analyze(args) -> int:
     lost = [sig for sig in s["signals"] if refused.get(sig, 0) >= s["batches_per_signal"].get(sig, 0) > 0]
     used = [sig for sig in s["signals"] if sig not in lost]
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
-          f"({s['speed_x_realtime']:.0f}x real time): {s['ticks']} ticks, "
+          f"({result.speed_x_realtime or 0:.0f}x real time): {s['ticks']} ticks, "
           f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed")
     for note in s["reader_notes"]:
         print(f"  reading: {note}")

@@ -266,8 +266,8 @@ def labelled_stress(summary: dict) -> list[tuple[float, float]]:
 
 def write_analysis_report(path: Path, result, recording) -> None:
     summary = result.summary
-    shown_elsewhere = ("labels", "config", "speed_x_realtime", "provenance", "quality_counts")
-    rows = "".join(  # (speed_x_realtime and argv left out: the page is reproducible)
+    shown_elsewhere = ("labels", "config", "provenance", "quality_counts")
+    rows = "".join(  # (argv left out: the page is reproducible)
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
         for k, v in summary.items() if k not in shown_elsewhere
     )
