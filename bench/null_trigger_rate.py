@@ -5,9 +5,10 @@ docs/scoring.md ("The score's spread differs by device"). Stationary, stress-fre
 an AR(1) process with a 5 min time constant and a true SD above the score's floor, 8 h per wearer,
 seeds 0-9) go through the real ``StressScorer`` with the default ``[score]`` configuration and the
 real ``CheckinPolicy`` with no cooldown, no daily cap and no quiet hours, so every trigger
-decision counts. No movement is simulated, so the motion gate never closes. The last row is a
-reference computed in the same run: the HR-only score with the baseline known exactly (the
-simulation's own mean and SD), what any learned baseline could at best reach.
+decision counts. No movement is simulated, so the motion gate never closes. One row has RMSSD
+fall as heart rate rises (correlation 0.7), as real hearts do. The last two rows are references
+computed in the same run: the score with the baseline known exactly (the simulation's own mean
+and SD), what any learned baseline could at best reach.
 
 Deterministic (fixed seeds); about 5 s. Re-run it after any change to the baseline or the score.
 """
@@ -30,11 +31,12 @@ MEAN = {"HR_Mean": 70.0, "HRV_RMSSD": 40.0, "EDA_Tonic_Mean": 2.0, "SCR_Rate": 2
         "TEMP_Mean": 33.0, "RSP_Rate": 15.0, "ACC_Restlessness": 0.2}
 TRUE_SD = {"HR_Mean": 4.0, "HRV_RMSSD": 10.0, "EDA_Tonic_Mean": 0.3, "SCR_Rate": 1.5,
            "TEMP_Mean": 0.3, "RSP_Rate": 2.0, "ACC_Restlessness": 0.12}
-DEVICES = {
-    "HR only": ["HR_Mean"],
-    "HR + RMSSD": ["HR_Mean", "HRV_RMSSD"],
-    "EDA band (tonic + SCR)": ["EDA_Tonic_Mean", "SCR_Rate"],
-    "full wristband (7)": list(INDICATORS),
+DEVICES = {  # name -> (indicators, correlation of RMSSD with heart rate in the stress direction)
+    "HR only": (["HR_Mean"], 0.0),
+    "HR + RMSSD": (["HR_Mean", "HRV_RMSSD"], 0.0),
+    "HR + RMSSD, correlated 0.7 (RMSSD falls as HR rises)": (["HR_Mean", "HRV_RMSSD"], 0.7),
+    "EDA band (tonic + SCR)": (["EDA_Tonic_Mean", "SCR_Rate"], 0.0),
+    "full wristband (7)": (list(INDICATORS), 0.0),
 }
 
 
@@ -48,12 +50,15 @@ def ar1(rng: np.random.Generator, n: int, tau_ticks: float = TAU_TICKS) -> np.nd
     return x
 
 
-def run_device(keys: list[str], seed: int, known_baseline: bool = False) -> tuple[float, list[float]]:
+def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: float = 0.0) -> tuple[float, list[float]]:
     """Trigger decisions per hour and the scored values of one simulated wearer (with
-    ``known_baseline``, scored against the simulation's true mean and SD instead)."""
+    ``known_baseline``, scored against the simulation's true mean and SD instead; ``rho``:
+    RMSSD's correlation with heart rate, in the stress direction)."""
     n = int(HOURS * 3600 / TICK_S)
     rng = np.random.default_rng(seed)
     noise = {k: ar1(rng, n) for k in keys}
+    if rho and "HR_Mean" in noise and "HRV_RMSSD" in noise:  # still unit variance, still AR(1)
+        noise["HRV_RMSSD"] = -(rho * noise["HR_Mean"] + np.sqrt(1.0 - rho * rho) * noise["HRV_RMSSD"])
     scorer = StressScorer(ScoreConfig(), tick_s=TICK_S)
     cap = scorer.config.z_cap
     policy = CheckinPolicy(PolicyConfig(quiet_hours=None, cooldown_s=0.0, daily_cap=10**6),
@@ -80,12 +85,13 @@ def main() -> int:
     print("| device | trigger decisions / h with no stress (mean, range over seeds) "
           "| SD of score | P(score >= 2) |")
     print("|---|---|---|---|")
-    rows = [(name, keys, False) for name, keys in DEVICES.items()]
-    rows.append(("HR only, baseline known exactly (reference)", ["HR_Mean"], True))
-    for name, keys, known in rows:
+    rows = [(name, keys, rho, False) for name, (keys, rho) in DEVICES.items()]
+    rows.append(("HR only, baseline known exactly (reference)", ["HR_Mean"], 0.0, True))
+    rows.append(("HR + RMSSD, correlated 0.7, baseline known exactly (reference)", ["HR_Mean", "HRV_RMSSD"], 0.7, True))
+    for name, keys, rho, known in rows:
         rates, pooled = [], []
         for seed in SEEDS:
-            rate, scores = run_device(keys, seed, known_baseline=known)
+            rate, scores = run_device(keys, seed, known_baseline=known, rho=rho)
             rates.append(rate)
             pooled.extend(scores)
         s = np.asarray(pooled)

@@ -47,8 +47,11 @@ class ScoreConfig:
     baseline spread as a share of the baseline mean (>= 0; skin conductance level: 0.05, a
     level of 4 µS has a spread of at least 0.2 µS). warmup_s: calm data each indicator
     needs before it enters the score (s, >= 0). adapt_tau_s: time constant of the slow baseline
-    adaptation after warm-up (s, > 0). learn_below: ticks scoring at or above this are not
-    learned (> 0). z_cap: largest deviation one indicator may contribute (baseline spreads, > 0).
+    adaptation after warm-up (s, > 0). learn_below: ticks scoring at or above this, or at or
+    above the wearer's check-in threshold when that is lower, are not learned (> 0; the
+    default is the threshold's). learn_z_below: nor are ticks with one indicator this many
+    baseline spreads or more in its stress direction (> 0). z_cap: largest deviation one
+    indicator may contribute (baseline spreads, > 0).
     motion_holdoff_s: the score stays withheld at least this long after movement stops (s, >= 0).
     recovery_ratio: after a bout of movement, the hold-off grows by this many seconds per second
     of movement in the bout (>= 0; heart rate and sweating take longer to settle after a run than
@@ -64,7 +67,8 @@ class ScoreConfig:
     relative_floors: dict = field(default_factory=lambda: {k: v[4] for k, v in INDICATORS.items()})
     warmup_s: float = 300.0
     adapt_tau_s: float = 3600.0
-    learn_below: float = 1.0
+    learn_below: float = 2.0
+    learn_z_below: float = 3.0
     z_cap: float = 4.0
     motion_holdoff_s: float = 120.0
     recovery_ratio: float = 1.5
@@ -91,7 +95,8 @@ class ScoreConfig:
         if not any(w > 0 for w in self.weights.values()):
             raise ConfigError(f"score: 'weights' must have at least one weight > 0, got {self.weights!r}")
         for key, positive, unit in (("warmup_s", False, "s"), ("adapt_tau_s", True, "s"),
-                                    ("learn_below", True, "score units"), ("z_cap", True, "baseline spreads"),
+                                    ("learn_below", True, "score units"), ("learn_z_below", True, "baseline spreads"),
+                                    ("z_cap", True, "baseline spreads"),
                                     ("motion_holdoff_s", False, "s"), ("recovery_ratio", False, "s per s moving"),
                                     ("max_holdoff_s", False, "s"), ("settle_s", True, "s")):
             check(key, getattr(self, key), positive, unit)
@@ -174,9 +179,12 @@ class Baseline(Processor):
         of the distribution is never seen, the mean falls and the spread shrinks, and the cut
         falls with them. A wearer whose score is one indicator (an HR-only strap) was learned
         0.8 SD too low, with a spread of 0.6 SD (the floor; ``tests/test_score.py``), and scored
-        2 or more in 22 % of its ticks at rest (11 % with this correction, 2 % against the true
-        baseline: ``bench/null_trigger_rate.py``). The correction is the truncated normal's mean
-        and variance (Johnson, Kotz & Balakrishnan 1994, ch. 13).
+        2 or more in 22 % of its ticks at rest (2 % against the true baseline:
+        ``bench/null_trigger_rate.py``; 4 % with this correction and the cut at the check-in
+        threshold, ``learn_below`` 2). The correction is the truncated normal's mean and
+        variance (Johnson, Kotz & Balakrishnan 1994, ch. 13). It holds for values that vary
+        independently from tick to tick; real ones wander over minutes, and with a cut near
+        1 SD (``learn_below`` 1 on an HR-only strap) it could not keep up (0.3-0.4 SD off).
 
         >>> b = Baseline(ScoreConfig(warmup_s=10.0))
         >>> b.learn({"HR_Mean": 60.0}, 5.0); b.learn({"HR_Mean": 70.0}, 5.0)  # mean 65, SD 5 bpm
@@ -303,9 +311,12 @@ class StressScorer(Processor):
     def state_nbytes(self) -> int:
         return super().state_nbytes() + self.baseline.state_nbytes()
 
-    def update(self, row: Features) -> Score:
+    def update(self, row: Features, elevated_at: float | None = None) -> Score:
         """Score one tick's indicator row against the baseline, then let the baseline learn from
-        it when it is still and calm (and follow a lasting change, ``Baseline.watch``). The
+        it when it is still and calm (and follow a lasting change, ``Baseline.watch``): scoring
+        below ``learn_below`` and below ``elevated_at`` (the wearer's check-in threshold, when
+        given: a tick that counts toward a check-in is never learned), with no indicator
+        ``learn_z_below`` spreads or more in its stress direction. The
         score is withheld (``gate``) while moving or recovering from movement (``motion``); when
         the wearer's motion signal (``MOVING_KEYS``) is missing from the tick but was there
         within ``MOTION_MEMORY_S`` (``motion_unknown``: moving or not, nobody knows; after an
@@ -341,28 +352,45 @@ class StressScorer(Processor):
         if still and usable:
             # an indicator still warming up learns every still tick (the wearer is assumed to
             # start calm); a ready one only learns when the tick does not look stressed
-            calm = value is None or value < cfg.learn_below
+            learn_below = cfg.learn_below if elevated_at is None else min(cfg.learn_below, elevated_at)
+            calm = value is None or (value < learn_below and all(
+                z < cfg.learn_z_below for z in self._stress_z(contributions).values()))
             learn = {n: x for n, x in usable.items() if calm or n not in ready}
-            self.baseline.learn(learn, self.tick_s, self._learn_cuts(value, contributions))
+            self.baseline.learn(learn, self.tick_s, self._learn_cuts(value, contributions, learn_below))
             self.baseline.watch(usable, row.t, self.tick_s)  # a change that lasts becomes normal
         if gate is not None:
             return Score(row.t, None, gate, {}, deviations, tuple(sorted(ready)))
         return Score(row.t, value, None, contributions, deviations, tuple(sorted(ready)))
 
-    def _learn_cuts(self, value: float | None, contributions: dict[str, float]) -> dict[str, float]:
+    def _learn_cuts(self, value: float | None, contributions: dict[str, float],
+                    learn_below: float) -> dict[str, float]:
         """Per indicator in the score, the stress-direction deviation (baseline spreads) at which
-        this tick would have scored ``learn_below``, the others unchanged: a calm tick's value is
-        known to lie below it. Indicators whose whole ``z_cap`` fits are not cut."""
+        this tick would no longer be calm, the others unchanged: where it would score
+        ``learn_below``, or ``learn_z_below``, whichever comes first. A calm tick's value is known
+        to lie below it. Indicators whose whole ``z_cap`` fits are not cut.
+
+        >>> s = StressScorer(ScoreConfig(weights={"HR_Mean": 1.0, "HRV_RMSSD": 1.0}))
+        >>> s._learn_cuts(0.5, {"HR_Mean": 0.5, "HRV_RMSSD": 0.0}, learn_below=2.0)  # z 1 and 0
+        {'HR_Mean': 3.0, 'HRV_RMSSD': 3.0}
+        >>> s._learn_cuts(1.5, {"HR_Mean": 1.0, "HRV_RMSSD": 0.5}, learn_below=2.0)  # z 2 and 1
+        {'HR_Mean': 3.0, 'HRV_RMSSD': 2.0}
+        """
         if value is None:
             return {}
         cfg = self.config
         total_weight = sum(cfg.weights[name] for name in contributions)
         cuts = {}
         for name, share in contributions.items():
-            cut = (cfg.learn_below - (value - share)) * total_weight / cfg.weights[name]
+            cut = min(cfg.learn_z_below, (learn_below - (value - share)) * total_weight / cfg.weights[name])
             if cut < cfg.z_cap:
                 cuts[name] = cut
         return cuts
+
+    def _stress_z(self, contributions: dict[str, float]) -> dict[str, float]:
+        """Each indicator's deviation in its stress direction (baseline spreads, clipped to
+        [0, z_cap]) back from its share of the score."""
+        total_weight = sum(self.config.weights[name] for name in contributions)
+        return {name: share * total_weight / self.config.weights[name] for name, share in contributions.items()}
 
     def _holdoff_s(self) -> float:
         """How long the score stays withheld after the last moving tick (s)."""

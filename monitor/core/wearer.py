@@ -61,7 +61,7 @@ class WearerMonitor:
     def _score(self, rows, gate_for: Callable[[float], str | None] | None = None) -> list[Tick]:
         out = []
         for row in rows:
-            score = self.scorer.update(row)
+            score = self.scorer.update(row, elevated_at=self.policy.effective_threshold())
             gate = score.gate
             if gate is None and gate_for is not None:
                 gate = gate_for(row.t)
