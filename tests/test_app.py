@@ -40,7 +40,7 @@ from monitor.recorder import RECORDING_FILE
 from monitor.service import MonitorService, ServiceOptions
 from monitor.wire import decode_checkin, encode_checkin, wearer_topic
 from tests.conftest import need_broker
-from tests.test_service import Probe, wait_until
+from tests.test_service import Probe, subscribed, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -208,6 +208,7 @@ def stack(tmp_path_factory):
     probe = None
     try:
         assert service.wait_connected(10)
+        assert wait_until(lambda: subscribed(service), 10)  # (else the wearers' first data may reach no one)
         # no quiet hours in the app either: it sends its shown quiet hours with the browser's zone
         app = start_app(broker.url, data_dir, accounts=dict(PASSWORDS), push=push,
                         options=AppOptions(port=0, quiet_hours=None))
@@ -387,7 +388,7 @@ def test_a_wearer_never_sees_another_wearers_checkins(stack, browser):
     events = alice.evaluate("() => window.__events")
     assert events and all("bob" not in data for _, data in events), [e for e in events if "bob" in e[1]]
     assert "bob" not in alice.text_content("body")
-    assert alice.evaluate("() => app.checkin && app.checkin.id") in (None, stack.checkins("alice")[0]["id"])
+    assert alice.evaluate("() => app.checkin && app.checkin.id") in (None, stack.wait_checkin("alice")["id"])
 
 
 def test_the_api_serves_only_the_signed_in_wearer(stack):
@@ -462,7 +463,8 @@ def test_pause_and_quiet_hours_reach_the_service(stack):
                                                                "timezone": "Europe/Berlin"})
     assert status == 200 and body["settings"]["quiet_hours"] == ["23:00", "06:30"]
     expected = {"v": 1, "action": "quiet_hours", "quiet_hours": ["23:00", "06:30"], "timezone": "Europe/Berlin"}
-    assert wait_until(lambda: json.loads(stack.probe.on(wearer_topic("alice", "control"))[-1]) == expected, 5)
+    assert wait_until(lambda: [json.loads(p) for p in stack.probe.on(wearer_topic("alice", "control"))[-1:]]
+                      == [expected], 5)
     assert client.request("/api/w/alice/quiet-hours", {"start": "25:00", "end": "06:30"})[0] == 400
     for zone in ("Europe", "Mars/Olympus", "A" * 65):  # "Europe" is a folder of the zone database
         assert client.request("/api/w/alice/quiet-hours", {"start": "23:00", "end": "06:30", "timezone": zone})[0] == 400
@@ -511,7 +513,8 @@ def test_push_carries_message_and_link_and_a_down_endpoint_is_recorded_failed(st
     failed = push.deliveries("bob")[0]
     assert failed["prompt_id"] == bob["id"] and failed["attempts"] == 3 and failed["error"]
     assert "127.0.0.1" in failed["target"]
-    assert [d["status"] for d in push.deliveries("alice")][0] == "sent"
+    # (the hook has the request before apprise has its answer and the record says "sent")
+    assert wait_until(lambda: [d["status"] for d in push.deliveries("alice")][:1] == ["sent"], 10), push.deliveries("alice")
     assert stack.service.stats.checkins >= 2 and stack.app.relay.view("bob").checkins  # kept flowing
 
 
@@ -745,7 +748,10 @@ def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_ope
     probe = Probe(broker, [])
     try:
         assert relay.wait_connected(10)
-        time.sleep(0.2)
+        # its SUBSCRIBE goes out right after the CONNACK: publish until it takes a message
+        sync = encode_indicators(time.time(), 1.0, None, {}, {})
+        assert wait_until(lambda: relay.view("sync").indicators is not None
+                          or probe.publish(wearer_topic("sync", "indicators"), sync), 10)
         t = time.time()
         checkin = {"id": "bob-1", "t": t, "message": "How are you feeling?", "why": {},
                    "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 900}
@@ -783,7 +789,9 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
         client = Client(app.url)
         assert client.login("carol", "carol-long-password") == 200
         t = time.time()
-        probe.publish(wearer_topic("carol", "indicators"), encode_indicators(t, 1.0, None, {}, {}))
+        # (published until the relay has it: its SUBSCRIBE goes out right after the CONNACK)
+        assert wait_until(lambda: app.relay.view("carol").indicators is not None or probe.publish(
+            wearer_topic("carol", "indicators"), encode_indicators(t, 1.0, None, {}, {})), 10)
         probe.publish(wearer_topic("carol", "checkin"), encode_checkin(
             {"id": "carol-1", "t": t, "message": "How are you feeling?", "why": {},
              "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 3.0}))

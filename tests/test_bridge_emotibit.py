@@ -219,10 +219,19 @@ def test_host_handshake_and_stream_into_the_outbox(tmp_path):
     bridge = Bridge(definition, "alice", outbox=outbox)
     host = EmotiBitHost("127.0.0.1", advertising_port=fake.port, bind_host="127.0.0.1", timeout_s=3.0)
     stop = threading.Event()
+    fed = [0]  # values the bridge has taken (datagrams still unread when it stops are not)
+    feed = bridge.feed
+
+    def counting_feed(items):
+        items = list(items)
+        fed[0] += sum(len(i.values) for i in items if hasattr(i, "values"))
+        feed(items)
+
+    bridge.feed = counting_feed
     runner = threading.Thread(target=run_emotibit, args=(bridge, host, stop), daemon=True)
     runner.start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (fake.pings < 2 or len(fake.sent_values) < 30):
+    while time.monotonic() < deadline and (fake.pings < 2 or len(fake.sent_values) < 30 or fed[0] < 20):
         time.sleep(0.05)
     stop.set()
     runner.join(5)

@@ -170,8 +170,10 @@ def test_a_store_at_its_limit_refuses_more_and_a_restart_lets_the_service_drain_
     try:
         svc, connected = client("svc", clean=False)  # the service's persistent session
         assert wait(lambda: connected)
+        subscribed: list = []
+        svc.on_subscribe = lambda *a: subscribed.append(1)
         svc.subscribe("anxmon/v1/#", 1)
-        time.sleep(0.5)
+        assert wait(lambda: subscribed)  # (a session without the subscription would store nothing)
         svc.disconnect()
         svc.loop_stop()
         pub, _ = client("pub", clean=True)

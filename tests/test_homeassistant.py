@@ -143,9 +143,10 @@ def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer
     ha = HomeAssistantConfig(enabled=True)
     filt = "homeassistant/sensor/+/config"
 
-    def retained() -> dict[str, dict]:
+    def retained(expected: int = 0) -> dict[str, dict]:
         probe = Probe(broker, [filt])
         time.sleep(1.0)  # the broker sends the retained messages right after the SUBACK
+        wait_until(lambda: sum(1 for _, p, r in list(probe.received) if r and p) >= expected, 10)
         got = {t: json.loads(p) for t, p, r in probe.received if r and p}
         probe.close()
         return got
@@ -155,7 +156,7 @@ def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer
         assert wait_until(lambda: len(retained()) == 2 * len(SENSORS), 10)
     finally:
         app.stop()
-    found = retained()
+    found = retained(2 * len(SENSORS))
     assert {c["device"]["identifiers"][0] for c in found.values()} == {"anxmon_alice", "anxmon_bob"}
     assert found == {**app.homeassistant.configs("alice"), **app.homeassistant.configs("bob")}
 
@@ -164,4 +165,4 @@ def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer
         assert wait_until(lambda: {c["device"]["identifiers"][0] for c in retained().values()} == {"anxmon_alice"}, 10)
     finally:
         app.stop()
-    assert set(retained()) == set(app.homeassistant.configs("alice"))
+    assert set(retained(len(app.homeassistant.configs("alice")))) == set(app.homeassistant.configs("alice"))

@@ -170,9 +170,10 @@ def test_a_down_endpoint_is_retried_with_backoff_then_recorded_failed(notifiers)
 def test_retries_stop_when_the_checkin_expires(notifiers):
     """A notification is not retried past the check-in's own expiry (the question is stale)."""
     calls = []
-    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, attempts=10, backoff_s=0.2)
+    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, attempts=10, backoff_s=1.0)
     notifiers.append(n := PushNotifier(config, link, send=lambda *a: calls.append(a) or (False, "refused")).start())
-    n.submit("bob", checkin("bob", open_s=0.3))  # open for 0.3 s: a try at 0, one at 0.2, then 0.4 > 0.3
+    # open for 1.5 s: a try at 0, one at 1.0, then 3.0 > 1.5 (the first try may start up to 0.5 s late)
+    n.submit("bob", checkin("bob", open_s=1.5))
     assert wait_until(lambda: n.deliveries()[0]["status"] == FAILED, 10)
     assert n.deliveries()[0]["attempts"] == len(calls) == 2
 

@@ -38,7 +38,7 @@ from monitor.service import MonitorService, ServiceOptions
 from monitor.wire import encode_batch, monitor_state_topic
 from monitor.analyze import SCORE_DETAIL_PREFIXES
 from tests.conftest import data_path
-from tests.test_service import Probe, _launch, _state_after, messages, s02_batches, wait_until
+from tests.test_service import Probe, _launch, _state_after, messages, s02_batches, subscribed, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 S02 = ("stress-predict", "S02")
@@ -64,7 +64,8 @@ def start_service(broker, data_dir: Path, **options) -> MonitorService:
     options.setdefault("spread_ticks", False)  # ticks on analyze's grid: the outputs must be identical
     svc = MonitorService(broker.url, data_dir, options=ServiceOptions(**options)).start()
     assert svc.wait_connected(10), "the service did not connect"
-    time.sleep(0.2)  # its SUBSCRIBE is on the wire right after the CONNACK
+    # its SUBSCRIBE is on the wire right after the CONNACK: wait for the broker's SUBACK
+    assert wait_until(lambda: subscribed(svc), 10), "the service's subscriptions were not acknowledged"
     return svc
 
 
@@ -335,6 +336,8 @@ def test_replay_command(broker, tmp_path, capsys):
         n = sum(1 for _ in part.batches())
         assert f"replayed {n} batches and 1 markers" in capsys.readouterr().out
         assert wait_until(lambda: svc.stats.batches == n and svc.stats.markers == 1, 20), svc.stats
+        # the retained offline comes after the data: it may arrive a moment after the last batch
+        assert wait_until(lambda: svc.devices()[("carol", "tablet")].availability == "offline", 10), svc.devices()
         devices = svc.devices()
     finally:
         svc.stop()

@@ -183,8 +183,22 @@ def start_service(broker, data_dir, config=None, clock=time.time, **options) -> 
     options.setdefault("indicator_interval_s", 0.0)
     service = MonitorService(broker.url, data_dir, config, ServiceOptions(**options), clock=clock).start()
     assert service.wait_connected(10), "the service did not connect"
-    time.sleep(0.2)  # its SUBSCRIBE is on the wire right after the CONNACK
+    # its SUBSCRIBE is on the wire right after the CONNACK: wait for the broker's SUBACK (the
+    # service notes it in its checkpoint store), else a message published now may reach no one
+    assert wait_until(lambda: subscribed(service), 10), "the service's subscriptions were not acknowledged"
     return service
+
+
+def subscribed(service: MonitorService) -> bool:
+    """Whether the broker acknowledged the service's subscriptions (or kept them in its session)."""
+    return service.call(lambda s: s._store.meta(s._subscribed_key)) == "1"
+
+
+def indicators_delivered(svc: MonitorService, probe: "Probe", topic: str, timeout_s: float = 10.0) -> bool:
+    """Wait until ``probe`` has every indicators message the service published so far (read on
+    the service's worker, once what it received is processed): one wearer's topic."""
+    sent = svc.call(lambda s: s.stats.indicators)
+    return wait_until(lambda: len(probe.on(topic)) >= sent, timeout_s)
 
 
 @pytest.fixture
@@ -254,6 +268,8 @@ def test_indicators_rejections_duplicates(broker, tmp_path, services, caplog):
             assert not any(value in rec.getMessage() for rec in caplog.records), value
     # logged, too: at most once a minute per wearer and reason
     assert sum("rejected input" in rec.getMessage() for rec in caplog.records) == len({r for _, _, r in bad})
+    # (the batches after the last tick may still be on their way when its indicators arrived)
+    assert wait_until(lambda: svc.stats.batches >= len(batches), 10), svc.stats
     stats = svc.stats
     assert stats.duplicates == 1
     assert stats.batches == len(batches)  # every valid batch, including those right after bad ones
@@ -308,6 +324,9 @@ def test_answer_and_controls_are_applied(broker, tmp_path, services, caplog):
     probe.publish(response, encode_answer(prompt["id"], rating=2, labels=["fine"]))  # already answered
     probe.publish(response, b'{"v":1,"prompt_id":"s02-1","rating":"four"}')  # rating not an integer
     probe.publish(response, encode_answer("bob-1644229150000", rating=1))  # another wearer's prompt
+    # answers and controls come by different subscriptions, which a broker need not keep in
+    # order (nats-server: one consumer each): the answers are done before the controls go out
+    assert wait_until(lambda: len(probe.on(rejected)) >= 3, 10)
     control = wearer_topic("s02", "control")
     probe.publish(control, encode_control("pause"))
     probe.publish(control, encode_control("explode"))
@@ -460,7 +479,7 @@ def test_a_wearer_only_reaches_its_own_topics(broker, tmp_path, services):
     assert not bob.on(wearer_topic("bob", "rejected"))  # alice's garbage never reached the service
     assert svc.stats.rejected == {} and svc.stats.controls == 0
     assert svc.wearer_state("bob")["policy"].paused_until_s is None
-    assert svc.stats.batches == 2 * len(batches)
+    assert wait_until(lambda: svc.stats.batches == 2 * len(batches), 20), svc.stats
     alice.close()
     bob.close()
 
@@ -635,7 +654,7 @@ def test_the_service_survives_a_broker_that_accepts_but_never_answers(broker, tm
     finally:
         broker.process.send_signal(_signal.SIGCONT)
     assert svc.wait_connected(15), "the service did not connect once the broker answered"
-    time.sleep(0.2)
+    assert wait_until(lambda: subscribed(svc), 10), "the service's subscriptions were not acknowledged"
     probe = Probe(broker)
     probe.publish_many(messages("s02", batches))
     probe.close()
@@ -682,6 +701,7 @@ def test_a_broker_restarted_without_its_sessions_and_hung_gets_our_subscriptions
         second.send_signal(_signal.SIGCONT)
         assert wait_until(lambda: svc.stats.connects == 2, 15), "no reconnect"
         time.sleep(1.0)
+        assert wait_until(lambda: subscribed(svc), 10)  # (a deaf service kept its note: the data is lost below)
         fake = type("B", (), {"host": "127.0.0.1", "port": port, "users": {"monitor": "any"}})()
         probe = Probe(fake)
         batches = s02_batches()[:30]
@@ -719,6 +739,7 @@ def test_no_checkin_from_stale_data(broker, tmp_path, services):
     clock.now = backlog[-1].end_s + 3600.0
     probe.publish_many(messages("s02", backlog))
     assert wait_until(lambda: svc.stats.batches == len(batches), 20)
+    assert indicators_delivered(svc, probe, wearer_topic("s02", "indicators"))
     time.sleep(0.3)
     assert not probe.on(wearer_topic("s02", "checkin"))
     indicators = probe.json_on(wearer_topic("s02", "indicators"))
@@ -747,7 +768,7 @@ def test_long_batches_on_time_are_not_stale(broker, tmp_path, services):
         clock.now = max(clock.now, b.end_s + 1.0)
         probe.publish_many(messages("s02", [b]))
         assert wait_until(lambda: svc.stats.batches == i + 1, 10), svc.stats
-    time.sleep(0.3)
+    assert indicators_delivered(svc, probe, wearer_topic("s02", "indicators"))
     gates = [g["gate"] for g in probe.json_on(wearer_topic("s02", "indicators"))]
     assert len(gates) > 200  # 30 min of 5 s ticks, less the last held back
     assert "stale" not in gates, gates.count("stale")
@@ -871,16 +892,27 @@ def test_a_pause_survives_a_crash_right_after_it(broker, tmp_path, services):
     would send check-ins during it) though the broker had been told the message was done."""
     batches = s02_batches()[:50]
     data_dir, log = tmp_path / "svc", tmp_path / "service.log"
+    state = monitor_state_topic("crash")
+    probe = Probe(broker, [state])
     first = _launch(broker, data_dir, log, "--checkpoint-s", "3600")
     try:
-        probe = Probe(broker)
         assert wait_until(lambda: "running" in log.read_text(), 30), log.read_text()
+        # "running" comes after the CONNACK; the retained online state is published after the
+        # SUBSCRIBE on the same connection: once it is here, the service's subscriptions are
+        assert wait_until(lambda: any(s["state"] == "online" for s in map(decode_monitor_state, probe.on(state))),
+                          30), log.read_text()
         time.sleep(0.3)
         probe.publish_many(messages("s02", batches))
         probe.publish(wearer_topic("s02", "control"), encode_control("pause"))
         probe.close()
         assert wait_until(lambda: "s02: pause" in log.read_text(), 20), log.read_text()
-        time.sleep(0.2)
+        # (logged before its checkpoint is written: with --checkpoint-s 3600 only the pause's own
+        # checkpoint can hold it; kill once it is on disk, however slow the disk)
+        def paused_on_disk() -> bool:
+            saved = _checkpoint(data_dir)
+            return saved is not None and saved["monitor"]["policy"].paused_until_s == math.inf
+
+        assert wait_until(paused_on_disk, 10), log.read_text()
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -968,6 +1000,8 @@ def test_simulated_wearers_anxious_gets_a_checkin_calm_and_exercise_none(broker,
     stats = Simulation(wearers, broker.url, speed=math.inf).run(seconds)
     assert stats.acked == stats.batches > 0
     assert wait_until(lambda: svc.stats.batches + svc.stats.duplicates >= stats.acked, 30), (svc.stats, stats)
+    sent = svc.call(lambda s: s.stats.checkins)  # on the worker: once what it received is processed
+    assert wait_until(lambda: len(probe.received) >= sent, 10), (sent, probe.topics_seen())
     time.sleep(0.3)
     prompts = {w: [decode_checkin(p) for p in probe.on(wearer_topic(w, "checkin"))] for w in kinds}
     by_kind = {kinds[w]: p for w, p in prompts.items()}
@@ -1248,9 +1282,10 @@ def test_a_full_disk_is_a_one_line_error_naming_the_file(broker, tmp_path):
         probe = None
         try:
             assert wait_until(lambda: (mnt / "d" / "checkpoints.sqlite").exists() and proc.poll() is None, 30)
+            probe = Probe(broker, [monitor_state_topic("full")])  # online: published after its SUBSCRIBE
+            assert wait_until(lambda: probe.on(monitor_state_topic("full")), 30), err.read_text()
             time.sleep(1.0)
             _fill(mnt)
-            probe = Probe(broker, [])
             probe.publish_many(messages("s02", s02_batches()[:300]))
             assert proc.wait(60) == 2, err.read_text()
         finally:
@@ -1283,7 +1318,7 @@ def test_a_device_clock_set_back_100_s_does_not_make_the_wearer_stale_for_good(b
         clock.now = chunk[-1].end_s + (-100.0 if i == 0 else 1.0)  # the first minute: 100 s fast
         probe.publish_many(messages("s02", chunk))
         assert wait_until(lambda: svc.stats.batches == i + len(chunk), 10), svc.stats
-    time.sleep(0.3)
+    assert indicators_delivered(svc, probe, wearer_topic("s02", "indicators"))
     ticks = probe.json_on(wearer_topic("s02", "indicators"))
     late = [g["gate"] for g in ticks if g["t"] > batches[0].end_s + 15 * 60]  # after the 10 min
     assert len(late) > 100
