@@ -36,6 +36,7 @@ import numpy as np
 from monitor import __version__
 from monitor.config import Config
 from monitor.core.policy import Decision
+from monitor.core.score import MOVING_KEYS
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import InputFormatError, WireError
 from monitor.markers import unix_s_problem, utc_text
@@ -312,6 +313,9 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
         "duration_s": recording.duration_s,
         "signals": sorted(recording.streams),
         "motion_gate": motion_gate_for(recording.streams),  # what withholds the score during movement
+        # the share of ticks with a motion value: a gate is only as good as the time it covers
+        "motion_signal_share": round(sum(any(k in tick.indicators.values for k in MOVING_KEYS) for tick in ticks)
+                                     / len(ticks), 4) if ticks else None,
         "ticks": len(ticks),
         "tick_states": gates,
         "quality_counts": quality_counts(ticks),

@@ -407,6 +407,11 @@ def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshol
     no_motion_gate = ("" if motion_gate_of(summary) != "none" else
                       " <strong>This recording has no motion signal (accelerometer or step cadence), so nothing "
                       "was withheld for movement: a score during exercise counts like one at rest.</strong>")
+    share = summary.get("motion_signal_share")
+    if no_motion_gate == "" and _is_number(share) and share < 0.9:
+        no_motion_gate = (f" <strong>The motion signal covers only {100 * share:.0f} % of the ticks: "
+                          "without it a tick is withheld as motion_unknown for up to an hour, and after that a "
+                          "score during exercise counts like one at rest.</strong>")
     line = ""
     if threshold_line is not None and threshold_line != threshold:
         line = (f"<li><strong>The dashed line of the score panel is at {threshold_line:g}</strong>: the level of "

@@ -473,6 +473,8 @@ def test_summary_has_the_labelled_stress_periods_and_quality_counts(s02_out):
     hrv = ticks["quality"].str.extract(r"hrv=(\w+)")[0].value_counts().to_dict()
     assert summary["quality_counts"]["hrv"] == hrv and hrv["irregular"] > 0.9 * len(ticks)
     assert summary["motion_gate"] == "accelerometer"
+    # the share of ticks the accelerometer covers, as indicators.csv shows it
+    assert summary["motion_signal_share"] == round(float(ticks["ACC_Moving"].notna().mean()), 4) > 0.9
 
 
 def test_eval_gives_per_indicator_aucs_on_the_scored_ticks_and_its_provenance(s02_out):

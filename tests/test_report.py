@@ -570,6 +570,17 @@ def test_report_threshold_line_is_not_taken_for_the_checkin_threshold(s02_folder
     assert overview["check-in threshold (at the end of the analysis)"] == f"{checkin:g}"
 
 
+def test_a_motion_signal_covering_little_of_the_recording_is_said(s02_folder):
+    """summary.json's motion_signal_share: the page warns when the motion gate covers < 90 %."""
+    from monitor.report import how_to_read_html
+
+    summary = json.loads((s02_folder / "summary.json").read_text())
+    assert summary["motion_signal_share"] > 0.9
+    warning = "The motion signal covers only"
+    assert warning not in how_to_read_html(summary, {})
+    assert f"{warning} 3 % of the ticks" in how_to_read_html({**summary, "motion_signal_share": 0.03}, {})
+
+
 def test_a_recording_without_motion_signal_says_so(tmp_path):
     """The Polar H10 strap (ECG, no accelerometer): no motion gate, which both pages say instead
     of claiming that movement is withheld."""
