@@ -692,7 +692,7 @@ def test_a_broker_restarted_without_its_sessions_and_hung_gets_our_subscriptions
                          ServiceOptions(instance="t", keepalive_s=1, reconnect_min_s=1, reconnect_max_s=1)).start()
     try:
         assert svc.wait_connected(10)
-        assert wait_until(lambda: svc.call(lambda s: s._store.meta(s._subscribed_key)) == "1", 5)
+        assert wait_until(lambda: subscribed(svc), 5)
         first.terminate()
         first.wait(10)
         second = mosquitto()
@@ -701,7 +701,9 @@ def test_a_broker_restarted_without_its_sessions_and_hung_gets_our_subscriptions
         second.send_signal(_signal.SIGCONT)
         assert wait_until(lambda: svc.stats.connects == 2, 15), "no reconnect"
         time.sleep(1.0)
-        assert wait_until(lambda: subscribed(svc), 10)  # (a deaf service kept its note: the data is lost below)
+        # the resubscription's SUBACK (a session-less reconnect clears the note; a service that
+        # kept it without subscribing again would lose the data below)
+        assert wait_until(lambda: subscribed(svc), 10)
         fake = type("B", (), {"host": "127.0.0.1", "port": port, "users": {"monitor": "any"}})()
         probe = Probe(fake)
         batches = s02_batches()[:30]

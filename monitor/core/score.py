@@ -354,7 +354,7 @@ class StressScorer(Processor):
             # start calm); a ready one only learns when the tick does not look stressed
             learn_below = cfg.learn_below if elevated_at is None else min(cfg.learn_below, elevated_at)
             calm = value is None or (value < learn_below and all(
-                z < cfg.learn_z_below for z in self._stress_z(contributions).values()))
+                INDICATORS[name][1] * z < cfg.learn_z_below for name, (_, _, z) in deviations.items()))
             learn = {n: x for n, x in usable.items() if calm or n not in ready}
             self.baseline.learn(learn, self.tick_s, self._learn_cuts(value, contributions, learn_below))
             self.baseline.watch(usable, row.t, self.tick_s)  # a change that lasts becomes normal
@@ -385,12 +385,6 @@ class StressScorer(Processor):
             if cut < cfg.z_cap:
                 cuts[name] = cut
         return cuts
-
-    def _stress_z(self, contributions: dict[str, float]) -> dict[str, float]:
-        """Each indicator's deviation in its stress direction (baseline spreads, clipped to
-        [0, z_cap]) back from its share of the score."""
-        total_weight = sum(self.config.weights[name] for name in contributions)
-        return {name: share * total_weight / self.config.weights[name] for name, share in contributions.items()}
 
     def _holdoff_s(self) -> float:
         """How long the score stays withheld after the last moving tick (s)."""
