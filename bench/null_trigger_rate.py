@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from firmware_bridge.sim_physiology import ou_noise
 from monitor.core.base import Features
 from monitor.core.policy import CheckinPolicy, Decision, PolicyConfig
 from monitor.core.score import INDICATORS, ScoreConfig, StressScorer
@@ -40,23 +41,13 @@ DEVICES = {  # name -> (indicators, correlation of RMSSD with heart rate in the 
 }
 
 
-def ar1(rng: np.random.Generator, n: int, tau_ticks: float = TAU_TICKS) -> np.ndarray:
-    """Unit-variance AR(1) noise with time constant ``tau_ticks``."""
-    a = np.exp(-1.0 / tau_ticks)
-    e = rng.standard_normal(n) * np.sqrt(1.0 - a * a)
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = a * x[i - 1] + e[i]
-    return x
-
-
 def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: float = 0.0) -> tuple[float, list[float]]:
     """Trigger decisions per hour and the scored values of one simulated wearer (with
     ``known_baseline``, scored against the simulation's true mean and SD instead; ``rho``:
     RMSSD's correlation with heart rate, in the stress direction)."""
     n = int(HOURS * 3600 / TICK_S)
     rng = np.random.default_rng(seed)
-    noise = {k: ar1(rng, n) for k in keys}
+    noise = {k: ou_noise(rng, n, TAU_TICKS) for k in keys}
     if rho and "HR_Mean" in noise and "HRV_RMSSD" in noise:  # still unit variance, still AR(1)
         noise["HRV_RMSSD"] = -(rho * noise["HR_Mean"] + np.sqrt(1.0 - rho * rho) * noise["HRV_RMSSD"])
     scorer = StressScorer(ScoreConfig(), tick_s=TICK_S)

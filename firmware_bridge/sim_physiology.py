@@ -165,6 +165,23 @@ def _follow(x: float, target: float, taus: tuple[float, float]) -> float:
     return target + (x - target) * math.exp(-1.0 / tau)
 
 
+def ou_noise(rng: np.random.Generator, n: int, tau_steps: float) -> np.ndarray:
+    """``n`` steps of unit-variance AR(1) noise (a sampled Ornstein-Uhlenbeck process) with time
+    constant ``tau_steps`` (in steps), starting at 0. Used by the null simulation of the score
+    (``bench/null_trigger_rate.py``) and its tests.
+
+    >>> x = ou_noise(np.random.default_rng(0), 200_000, tau_steps=60.0)
+    >>> round(float(x.std()), 1), round(float(np.corrcoef(x[:-60], x[60:])[0, 1]), 1)  # e^-1 = 0.37
+    (1.0, 0.4)
+    """
+    a = math.exp(-1.0 / tau_steps)
+    e = rng.standard_normal(n) * math.sqrt(1.0 - a * a)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = a * x[i - 1] + e[i]
+    return x
+
+
 def _ou(x: float, sd: float, tau_s: float, z: float) -> float:
     """One second of a zero-mean Ornstein-Uhlenbeck process with stationary SD ``sd``."""
     rho = math.exp(-1.0 / tau_s)

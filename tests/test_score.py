@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
+from firmware_bridge.sim_physiology import ou_noise
 from monitor.core.base import Features
 from monitor.core.score import INDICATORS, Baseline, ScoreConfig, StressScorer
 
@@ -277,16 +278,6 @@ def test_learning_only_calm_ticks_does_not_drag_a_stress_free_baseline_down(devi
             assert 0.9 * sd < s.baseline.spread(name) < 1.1 * sd, (seed, name, s.baseline.spread(name))
 
 
-def ar1(rng, n, tau_ticks=60.0):
-    """Unit-variance AR(1) noise with time constant ``tau_ticks`` (as bench/null_trigger_rate.py)."""
-    a = np.exp(-1.0 / tau_ticks)
-    e = rng.standard_normal(n) * np.sqrt(1.0 - a * a)
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = a * x[i - 1] + e[i]
-    return x
-
-
 @pytest.mark.parametrize("device", [("HR_Mean",), ("HR_Mean", "HRV_RMSSD")])
 def test_a_slowly_wandering_correlated_body_is_learned_without_bias(device):
     """Real indicators wander (overlapping 60 s windows alone make neighbouring 5 s ticks alike)
@@ -305,7 +296,7 @@ def test_a_slowly_wandering_correlated_body_is_learned_without_bias(device):
     for seed in range(6):
         rng = np.random.default_rng(seed)
         n = 8 * 720
-        a, b = ar1(rng, n), ar1(rng, n)
+        a, b = ou_noise(rng, n, tau_steps=60.0), ou_noise(rng, n, tau_steps=60.0)
         noise = {"HR_Mean": a, "HRV_RMSSD": -(0.7 * a + np.sqrt(1 - 0.49) * b)}  # in SDs of each
         s = StressScorer(ScoreConfig())
         learned = {k: [] for k in device}
