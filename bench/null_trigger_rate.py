@@ -11,10 +11,13 @@ computed in the same run: the score with the baseline known exactly (the simulat
 and SD), what any learned baseline could at best reach.
 
 Deterministic (fixed seeds); about 5 s. Re-run it after any change to the baseline or the score.
+``--threshold X`` runs the policy at another check-in threshold (default: ``[policy]``'s 2.0), e.g.
+3.0, where ten "fine" answers take a wearer (docs/checkins.md, "Learning from answers").
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -41,10 +44,12 @@ DEVICES = {  # name -> (indicators, correlation of RMSSD with heart rate in the 
 }
 
 
-def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: float = 0.0) -> tuple[float, list[float]]:
+def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: float = 0.0,
+               threshold: float = PolicyConfig.threshold) -> tuple[float, list[float]]:
     """Trigger decisions per hour and the scored values of one simulated wearer (with
     ``known_baseline``, scored against the simulation's true mean and SD instead; ``rho``:
-    RMSSD's correlation with heart rate, in the stress direction)."""
+    RMSSD's correlation with heart rate, in the stress direction; ``threshold``: the policy's
+    check-in threshold, score units)."""
     n = int(HOURS * 3600 / TICK_S)
     rng = np.random.default_rng(seed)
     noise = {k: ou_noise(rng, n, TAU_TICKS) for k in keys}
@@ -52,7 +57,7 @@ def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: fl
         noise["HRV_RMSSD"] = -(rho * noise["HR_Mean"] + np.sqrt(1.0 - rho * rho) * noise["HRV_RMSSD"])
     scorer = StressScorer(ScoreConfig(), tick_s=TICK_S)
     cap = scorer.config.z_cap
-    policy = CheckinPolicy(PolicyConfig(quiet_hours=None, cooldown_s=0.0, daily_cap=10**6),
+    policy = CheckinPolicy(PolicyConfig(threshold=threshold, quiet_hours=None, cooldown_s=0.0, daily_cap=10**6),
                            wearer_id="null")
     t0 = 1.7e9
     triggers = 0
@@ -70,9 +75,13 @@ def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: fl
     return triggers / HOURS, scores
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threshold", type=float, default=PolicyConfig.threshold,
+                        help="check-in threshold of the policy (score units; default %(default)s)")
+    threshold = parser.parse_args(argv).threshold
     print(f"null: stationary indicators, AR(1) tau 5 min, {HOURS:g} h x {len(SEEDS)} seeds, "
-          "default [score], policy without cooldown/cap/quiet hours")
+          f"default [score], policy at threshold {threshold:g} without cooldown/cap/quiet hours")
     print("| device | trigger decisions / h with no stress (mean, range over seeds) "
           "| SD of score | P(score >= 2) |")
     print("|---|---|---|---|")
@@ -82,7 +91,7 @@ def main() -> int:
     for name, keys, rho, known in rows:
         rates, pooled = [], []
         for seed in SEEDS:
-            rate, scores = run_device(keys, seed, known_baseline=known, rho=rho)
+            rate, scores = run_device(keys, seed, known_baseline=known, rho=rho, threshold=threshold)
             rates.append(rate)
             pooled.extend(scores)
         s = np.asarray(pooled)
