@@ -412,6 +412,8 @@ def test_the_api_serves_only_the_signed_in_wearer(stack):
     assert status == 200 and mine["source"] == "recording"
     assert mine["checkins"] and all(c["id"].startswith("alice-") for c in mine["checkins"])
     assert mine["scores"] and all(not JARGON.search(c["why"]) for c in mine["checkins"])
+    status, body = client.request("/api/w/alice/history?days=3.5")
+    assert status == 400 and "whole number" in json.dumps(body), body
     assert client.request("/api/w/alice/state")[0] == 200
     bob_prompt = stack.checkins("bob")[0]["id"]
     for path in ("/api/w/bob/history?days=1", "/api/w/bob/state", "/api/w/bob/events"):

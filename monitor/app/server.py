@@ -698,7 +698,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if what == "history":
                     days = parse_qs(url.query).get("days", ["3"])[0]
                     if not days.isdigit():
-                        raise _HttpError(HTTPStatus.BAD_REQUEST, "days must be a number.")
+                        raise _HttpError(HTTPStatus.BAD_REQUEST, "days must be a whole number, e.g. 3.")
                     return self._json(200, self.app.history(wearer, int(days)))
             elif method == "POST":
                 self._check_origin()
