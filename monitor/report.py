@@ -1040,6 +1040,9 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
     from monitor.analyze import run_analyze
 
     with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
-        run_analyze(path, tmp, config, None, wearer_id, markers_path, labels_if_clean=True)
+        result, recording = run_analyze(path, tmp, config, None, wearer_id, markers_path, labels_if_clean=True)
+        if not result.ticks:  # (the temporary folder's name would mean nothing to the user)
+            raise InputFormatError(f"{path}: {recording.duration_s:.3g} s of data give no tick of the monitor: "
+                                   "nothing to report")
         folder = read_analysis_folder(tmp)
         return write_report(out, folder, None, before_s, after_s, n_boot, seed, threshold, tz)

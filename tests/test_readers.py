@@ -631,6 +631,34 @@ def test_anxmon_batches_out_of_order_are_sorted_and_only_true_duplicates_dropped
     assert "skipped 1 duplicate batches" in rec.notes and "eda: batches out of time order at 1 place(s) in the file; sorted" in rec.notes
 
 
+def test_anxmon_recordings_merged_keep_each_marker_once(tmp_path):
+    """Two copies of a recording concatenated: each batch and each marker is kept once (as the
+    service records them), else every marker would count twice in the report's before/after
+    tables; a marker at the same time with another label is another marker."""
+    t0 = 1.7e9
+    rec = Recording("merged", "test", {"eda": Stream("eda", np.full(40, 2.0), t0=t0, fs=4.0)},
+                    [Marker(t0 + 1, "tag", ""), Marker(t0 + 5, "therapy", "session 3")])
+    path = tmp_path / "merged.jsonl"
+    write_recording(path, rec, device="e4")
+    lines = path.read_text().splitlines(keepends=True)
+    extra = '{"type": "marker", "t": %r, "kind": "therapy", "label": "session 4"}\n' % (t0 + 5)
+    path.write_text("".join(lines + lines[1:] + [extra]))
+    back = read_anxmon(path)
+    assert back.markers == [*rec.markers, Marker(t0 + 5, "therapy", "session 4")]
+    assert "skipped 2 duplicate markers" in back.notes and "skipped 10 duplicate batches" in back.notes
+
+
+def test_e4_tags_in_two_files_count_once(tmp_path):
+    """An E4 export's tags.csv beside a renamed copy (tags_S02.csv): each tag once."""
+    folder = tmp_path / "S02"
+    folder.mkdir()
+    for f in data_path("stress-predict", "S02").iterdir():
+        (folder / f.name).symlink_to(f)
+    (folder / "tags.csv").write_text((folder / "tags_S02.csv").read_text())
+    rec = read_recording(folder)
+    assert len(rec.markers) == 9 and len(set(rec.markers)) == 9
+
+
 def test_anxmon_batches_contradicting_their_rate_are_refused(s02_jsonl, tmp_path):
     path = tmp_path / "bvp32.jsonl"  # 64 samples a batch declared at 32 Hz: each overlaps the next by 1 s
     path.write_text(s02_jsonl.read_text().replace('"fs":64.0', '"fs":32.0'))

@@ -396,6 +396,20 @@ def test_report_refuses_meaningless_options(s02_folder, tmp_path, capsys, args, 
     assert expected in capsys.readouterr().err
 
 
+def test_report_on_a_recording_too_short_for_a_tick_names_the_recording(tmp_path, capsys):
+    """Two rows of the Polar export give no tick: the error names the recording given, not the
+    temporary folder it was analysed in (gone by the time the message is read)."""
+    from monitor.cli import main
+
+    lines = data_path("polar-h10", "polar_h10.csv").read_text().splitlines(keepends=True)
+    short = tmp_path / "short.csv"
+    short.write_text("".join(lines[:3]))
+    assert main(["report", str(short), "--out", str(tmp_path / "p.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"{short}: " in err and "give no tick" in err
+    assert "anxmon-report-" not in err and "Traceback" not in err
+
+
 def test_report_on_a_folder_warns_that_config_is_not_applied(s02_folder, tmp_path, caplog):
     """An existing analysis is reported as it is; --set would only apply to a re-analysis."""
     from monitor.cli import main

@@ -10,7 +10,7 @@ The first line is a header, every other line one record::
 so a recorder can write what it received without re-encoding it, and the reader checks every
 batch with ``decode_batch`` as the live service does, and its times with ``unix_s_problem``
 (times in ms are refused). A duplicate (the same device, signal, seq and start time: a redelivered
-batch) is kept once and counted; batches out of time order (merged files, redelivery order) are
+batch; a marker with the same time, kind and label) is kept once and counted; batches out of time order (merged files, redelivery order) are
 sorted. A batch that starts before the previous one of its signal ends is refused (a declared
 ``fs`` that contradicts the batches' spacing, or two recordings merged). Empty batches and record
 types this version does not know are skipped and counted in the notes, so later versions can add
@@ -122,6 +122,7 @@ def read_anxmon(path: str | Path) -> Recording:
     where = str(path)
     notes: list[str] = []
     markers: list[Marker] = []
+    markers_seen: set[Marker] = set()
     parts: dict[str, list[tuple[int, SampleBatch]]] = {}  # signal -> (line, batch)
     device_of: dict[str, str] = {}
     seen: set[tuple[str, str, int, float]] = set()
@@ -170,7 +171,12 @@ def read_anxmon(path: str | Path) -> Recording:
                     raise InputFormatError(f"{where}, line {n}: a marker needs a time 't' in unix seconds")
                 if problem := unix_s_problem(t):
                     raise InputFormatError(f"{where}, line {n}: marker time {t!r:.30} {problem}")
-                markers.append(make_marker(t, str(record.get("label") or ""), str(record.get("kind") or "")))
+                marker = make_marker(t, str(record.get("label") or ""), str(record.get("kind") or ""))
+                if marker in markers_seen:  # recordings merged: the service records a marker once too
+                    skipped["duplicate markers"] = skipped.get("duplicate markers", 0) + 1
+                    continue
+                markers_seen.add(marker)
+                markers.append(marker)
             else:
                 key = f"records of type {kind!r:.30}"
                 skipped[key] = skipped.get(key, 0) + 1

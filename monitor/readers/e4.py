@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.markers import Marker, unix_s_problem, utc_text
+from monitor.markers import Marker, merge_markers, unix_s_problem, utc_text
 from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row,
                                     without_cut_last_line)
 from monitor.recordings import Recording, Stream, read_labels_text
@@ -164,6 +164,8 @@ def _ibi(folder: Folder, notes: list[str]) -> tuple[Stream, float]:
 
 
 def _tags(folder: Folder) -> list[Marker]:
+    """The tags of every ``tags*.csv``, sorted, each time once (``tags.csv`` beside a renamed copy
+    such as ``tags_S02.csv`` would count every tag twice in the before/after tables)."""
     markers = []
     for name in sorted(folder.names):
         if name.startswith("tags") and name.endswith(".csv"):
@@ -177,7 +179,7 @@ def _tags(folder: Folder) -> list[Marker]:
                 if problem := unix_s_problem(t):
                     raise InputFormatError(f"{folder.where(name)}, line {n}: {t:.15g} {problem}")
                 markers.append(Marker(t, TAG_KIND, ""))
-    return sorted(markers)
+    return merge_markers(markers)
 
 
 def _check_one_session(folder: Folder, spans: dict[str, tuple[float, float]]) -> None:
