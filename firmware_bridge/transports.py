@@ -31,7 +31,7 @@ from firmware_bridge.emotibit import (
     parse_datagram,
     ping_packet,
 )
-from firmware_bridge.lines import LineError, LinesConverter, parse_line
+from firmware_bridge.lines import MAX_LINE_CHARS, LineError, LinesConverter, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +145,20 @@ def serial_lines(port: str, baudrate: int = 115200, stop: threading.Event | None
 
 
 def _serial_lines(serial, port: str, baudrate: int, stop: threading.Event, retry_s: float) -> Iterator[bytes]:
+    logged: dict = {}
     while not stop.is_set():
         try:
             with serial.Serial(port, baudrate, timeout=0.5) as link:
                 log.info("reading %s at %d baud", port, baudrate)
+                logged.clear()
+                buffer = b""  # readline() gives what it has after the timeout: whole lines only
                 while not stop.is_set():
-                    raw = link.readline()
-                    if raw:
-                        yield raw
-        except serial.SerialException as exc:
-            log.warning("serial port %s: %s; retrying in %.0f s", port, exc, retry_s)
+                    buffer += link.readline()
+                    if buffer.endswith(b"\n") or len(buffer) > MAX_LINE_CHARS:
+                        yield buffer
+                        buffer = b""
+        except serial.SerialException as exc:  # a line cut by the unplugging is dropped with the port
+            _log_every(logged, "serial", 60.0, logging.WARNING, "serial port %s: %s; retrying every %.0f s", port, exc, retry_s)
             stop.wait(retry_s)
 
 

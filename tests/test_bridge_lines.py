@@ -204,3 +204,56 @@ def test_end_of_input_without_a_broker_keeps_the_batches_and_says_so(tmp_path):
     assert done.returncode == 0
     assert "2 batch(es) not acknowledged by the broker stay in" in done.stderr.decode()
     assert len(Outbox(tmp_path / "o.sqlite")) == 2
+
+
+class _FakeSerialModule:
+    """pyserial as ``_serial_lines`` uses it: ``readline()`` returns what arrived within the
+    timeout (a line cut by a pause of the device comes in pieces); after each session's pieces
+    the device is unplugged, and the port cannot be opened ``failures`` times."""
+
+    class SerialException(OSError):
+        pass
+
+    def __init__(self, sessions, failures):
+        self.sessions = [list(x) for x in sessions]
+        self.pieces = []
+        self.failures = failures
+
+    def Serial(self, port, baudrate, timeout):
+        if self.failures or not self.sessions:
+            self.failures = max(0, self.failures - 1)
+            raise self.SerialException(f"could not open port {port}")
+        self.pieces = self.sessions.pop(0)
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def readline(self):
+        if not self.pieces:
+            self.failures = 5
+            raise self.SerialException("device reports readiness to read but returned no data")
+        return self.pieces.pop(0)
+
+
+def test_a_serial_line_that_arrives_in_pieces_is_read_whole_and_an_unplugged_port_is_logged_once(caplog):
+    from firmware_bridge.transports import _serial_lines
+
+    fake = _FakeSerialModule([[b"hr - 7", b"2\n", b"", b"eda - 3.0", b"", b"12\n", b"eda - 2.9"], [b"hr - 80\n"]],
+                             failures=5)
+    stop = threading.Event()
+    got = []
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.transports"):
+        for line in _serial_lines(fake, "/dev/ttyUSB0", 115200, stop, retry_s=0.0):
+            got.append(line)
+            if len(got) == 3:
+                stop.set()
+    # never a piece: "hr - 7" (refused) and "eda - 3.0" (a wrong value, accepted) are not lines,
+    # and the "eda - 2.9" the unplugging cut goes with the port
+    assert got == [b"hr - 72\n", b"eda - 3.012\n", b"hr - 80\n"]
+    assert [parse_line(x).values.tolist() for x in got] == [[72.0], [3.012], [80.0]]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # once per outage (6 failures each), not every retry_s
