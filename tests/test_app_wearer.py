@@ -27,7 +27,7 @@ from tests.conftest import need_broker
 from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
-WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone"]
+WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -363,6 +363,25 @@ def test_a_checkin_that_closes_or_a_link_to_a_closed_one_says_so(env, open_page)
     link.click("#login-form button")
     link.wait_for_selector("#gone:not([hidden])", timeout=5_000)
     assert link.text_content("#gone-text") == "That check-in has already closed. There's nothing to answer."
+
+
+def test_a_checkin_that_closed_while_the_phone_was_offline_says_so_when_it_is_back(env, open_page):
+    """The page was offline (a phone asleep, a tunnel) when its check-in expired, so the
+    ``closed`` event never reached it: back online, the check-in the wearer was answering must
+    not vanish without a word (audit D)."""
+    app, probe = env
+    checkin(probe, app, "asleep", expires_in_s=4.0)
+    page = open_page("asleep")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='3']")
+    page.route("**/events", lambda route: route.abort())  # the page's feed drops and cannot come back
+    app.relay.notify("asleep", "bye", None)
+    page.wait_for_selector("#status[data-level='offline']", timeout=10_000)
+    assert wait_until(lambda: app.relay.view("asleep").checkin is None, 10)  # it expired meanwhile
+    page.unroute("**/events")  # back: the feed's state has no check-in
+    page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
+    assert page.text_content("#gone-text") == "This check-in has closed. No need to answer it. Thank you."
+    assert not page.is_visible("#checkin") and not page.is_visible("#nothing")
 
 
 # ------------------------------------------------------------------ 10: pause until morning

@@ -171,9 +171,15 @@ function listen() {
 }
 
 function renderState(st) {
+  // a check-in on the screen that closed while this page was cut off (its "closed" never came)
+  const open = app.checkin && !$("checkin").hidden && !app.answered.has(app.checkin.id) ? app.checkin.id : null;
   renderStatus(st.status);
   renderSettings(st.settings);
   renderCheckin(st.checkin);
+  if (open && !st.checkin && !app.sending) {
+    showGone("This check-in has closed. No need to answer it. Thank you.");
+    loadHistory();
+  }
   app.justSignedIn = false;  // a later check-in is announced, not focused
   const m = location.hash.match(/^#\/checkin\/(.+)$/);
   if (m && !(st.checkin && st.checkin.id === decodeURIComponent(m[1]))) {  // a link to a closed check-in
