@@ -15,7 +15,8 @@ Pure (bytes or text in, values out, no I/O):
 I/O:
 
 * ``outbox``: the SQLite outbox (a batch leaves only on PUBACK; sequence numbers persist)
-* ``publisher``: paho-mqtt QoS 1 publisher, availability with last will, broker URLs
+* ``publisher``: paho-mqtt QoS 1 publisher, availability with last will (broker URLs and the
+  paho client: ``monitor.mqtt_client``)
 * ``bridge``: one device of one wearer: batches into the outbox, availability, status
 * ``transports``: stdin/serial lines and EmotiBit over WiFi; ``ble``: BLE through bleak
 * ``cli``: ``anxmon bridge ...`` (``add_bridge_parser``); ``testing``: fake strap and monitor

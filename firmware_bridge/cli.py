@@ -136,7 +136,8 @@ def _run(args: argparse.Namespace) -> int:
     from firmware_bridge.bridge import Bridge
     from firmware_bridge.devices import list_devices, load_device
     from firmware_bridge.outbox import Outbox
-    from firmware_bridge.publisher import Publisher, parse_broker_url
+    from firmware_bridge.publisher import Publisher
+    from monitor.mqtt_client import parse_broker_url
 
     if args.transport == "ble" and args.scan:
         from firmware_bridge.ble import scan

@@ -12,108 +12,34 @@ holding its own lock).
 Availability is ``online`` only while the broker connection is up **and** the bridge says
 the device is delivering; the last will (retained ``offline``) covers a crash or a lost link.
 
-``parse_broker_url`` is the one place that reads ``mqtt://user:pass@host:port`` (``mqtts://``
-for TLS).
+The broker URL, the paho client and its id come from ``monitor.mqtt_client`` (shared with
+the monitor's clients).
 
 Example
 -------
->>> parse_broker_url("mqtt://alice:s%40cret@127.0.0.1:1884")      # (the password is never shown)
-BrokerAddress(host='127.0.0.1', port=1884, username='alice', tls=False)
->>> parse_broker_url("mqtt://alice:s%40cret@127.0.0.1:1884").password
-'s@cret'
+>>> from firmware_bridge.outbox import Outbox
+>>> publisher = Publisher("mqtt://alice:pw@127.0.0.1:1883", "alice", "h10", Outbox("outbox.sqlite"))  # doctest: +SKIP
+>>> publisher.start().set_availability(True)                                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import re
-import secrets
-import socket
-import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from monitor.errors import ConfigError
+from monitor.mqtt_client import (BrokerAddress, ConnectionState, connect_failure, make_client, parse_broker_url,
+                                 private_client_id)
 from monitor.wire import availability_topic, check_id
 
 from firmware_bridge.outbox import Outbox
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in a repr or a log
-    tls: bool = False
-
-    def __str__(self) -> str:  # never shows the password
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def private_client_id(prefix: str, secret: str | None = None) -> str:
-    """An MQTT client id no other broker user can guess: ``prefix`` plus a secret suffix (a new
-    random one when ``secret`` is None). Any user of a broker may connect with any client id;
-    one who knew ours could take our session over, kick us off, or wipe what is queued for us.
-
-    >>> private_client_id("anxmon-app-main").startswith("anxmon-app-main-")
-    True
-    >>> private_client_id("anxmon-bridge-alice-h10", "6f3b")
-    'anxmon-bridge-alice-h10-6f3b'
-    """
-    return f"{prefix}-{secret if secret is not None else secrets.token_hex(8)}"
-
-
-def connect_failure(exc: BaseException | None) -> str:
-    """Why a connection attempt failed, in a few words (for the log).
-
-    >>> connect_failure(ConnectionRefusedError(111, "Connection refused"))
-    'connection refused: nothing listens on that port'
-    >>> connect_failure(None)
-    'no reason given'
-    """
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused: nothing listens on that port"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host: {exc.strerror or exc}"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "no answer (timed out)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if exc is None:
-        return "no reason given"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """Read ``mqtt[s]://[user[:password]@]host[:port]``; ``ConfigError`` when it is not one."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or "://" not in url:
-        shown = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)[:80]  # never a password
-        raise ConfigError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), got {shown!r}")
-    if not parts.hostname:
-        raise ConfigError("broker URL has no host (expected mqtt://user:password@host:port)")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError("broker URL port is not a number between 0 and 65535") from None
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=tls,
-    )
 
 
 @dataclass
@@ -163,13 +89,7 @@ class Publisher:
         self.stats = PublisherStats()
         self.availability_topic = availability_topic(wearer, device)
 
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True, protocol=mqtt.MQTTv311
-        )
-        if self.address.username is not None:
-            self._client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            self._client.tls_set()
+        self._client = make_client(self.address, self.client_id)
         self._client.will_set(self.availability_topic, b"offline", qos=1, retain=True)
         self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         self._client.max_inflight_messages_set(self.window)
@@ -181,7 +101,7 @@ class Publisher:
         self._events: queue.SimpleQueue = queue.SimpleQueue()  # ("ack", mid) | ("connected",)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._connected = threading.Event()
+        self._conn = ConnectionState()  # connected, or why the broker refused us
         self._lock = threading.Lock()  # guards the wanted availability and status
         self._want_online = False
         self._sent_online: bool | None = None  # what the broker last got from this connection
@@ -190,13 +110,17 @@ class Publisher:
         self._last_handed = 0
         self._resend_status = False
         self._fail_logged_at: float | None = None
-        self.refused: str | None = None  # why the broker refused the last connection (None: it did not)
         self._thread: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._conn.up.is_set()
+
+    @property
+    def refused(self) -> str | None:
+        """Why the broker refused the last connection (None: it did not)."""
+        return self._conn.refused
 
     def start(self) -> "Publisher":
         self._client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
@@ -244,14 +168,12 @@ class Publisher:
 
     # -- paho callbacks (network thread: never block here) ---------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self.refused = str(reason_code)
+        if not self._conn.accepted(reason_code):
             log.error("broker %s refused the connection: %s", self.address, reason_code)
             return
-        self.refused = None
         self.stats.connects += 1
         self._fail_logged_at = None
-        self._connected.set()
+        self._conn.up.set()
         self._events.put(("connected",))
         self._wake.set()
         log.info("connected to %s as %s; %d batch(es) in the outbox", self.address, self.client_id, len(self.outbox))
@@ -268,12 +190,12 @@ class Publisher:
                         len(self.outbox))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        was = self._connected.is_set()
-        self._connected.clear()
+        was = self._conn.up.is_set()
+        self._conn.up.clear()
         if was and not self._stop.is_set():
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting, batches wait in the outbox", self.address, reason_code)
-        elif not was and not self._stop.is_set() and self.refused is None:
+        elif not was and not self._stop.is_set() and self._conn.refused is None:
             self._connect_failed(f"no MQTT answer to the connection ({reason_code}): a hung broker, or a port "
                                  "that is not MQTT?")
 

@@ -49,14 +49,13 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
-import paho.mqtt.client as mqtt
 
 from monitor.broker import publisher_broker_options
 from monitor.errors import AnxmonError, ConfigError
+from monitor.mqtt_client import BrokerAddress, make_client, parse_broker_url, private_client_id
 from monitor.recordings import Recording, Stream
 from monitor.wire import availability_topic, check_id, data_topic, encode_batch
 
-from firmware_bridge.publisher import BrokerAddress, parse_broker_url, private_client_id
 from firmware_bridge.sim_physiology import Latent, SimSecond, SimulatedWearer
 from firmware_bridge.sim_scenario import Scenario, load_scenario
 
@@ -236,12 +235,7 @@ class WearerLink:
         self.last_error: str | None = None  # why the last connection attempt failed
         self.refused = False  # the broker answered and refused the login (not: nothing answered)
         self._availability_mid: int | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or private_client_id(f"anxmon-sim-{wearer}-{device}"),
-                                  clean_session=True, protocol=mqtt.MQTTv311)
-        if address.username is not None:
-            self.client.username_pw_set(address.username, address.password)
-        if address.tls:
-            self.client.tls_set()
+        self.client = make_client(address, client_id or private_client_id(f"anxmon-sim-{wearer}-{device}"))
         self.client.will_set(self.availability_topic, b"offline", qos=1, retain=True)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)  # unbounded: the run's batches wait in memory

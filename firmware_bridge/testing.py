@@ -16,8 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as mqtt
-
+from monitor.mqtt_client import BrokerAddress, make_client
 from monitor.wire import DATA_SUBSCRIPTION, SampleBatch, StreamTracker, decode_batch, parse_topic
 
 
@@ -123,8 +122,7 @@ class MonitorSubscriber:
         self.trackers: dict[tuple[str, str], StreamTracker] = defaultdict(StreamTracker)
         self.other: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        self.client.username_pw_set(username, password)
+        self.client = make_client(BrokerAddress(host, port, username, password), client_id, clean=False)
         self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(DATA_SUBSCRIPTION, 1)])
         self.client.on_message = self._on_message

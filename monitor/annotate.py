@@ -34,8 +34,8 @@ def annotate(broker: str, wearer: str, label: str, kind: str = "", t_s: float | 
     broker's acknowledgement. Returns the marker as the service records it. ``unreachable_hint``
     is added to the error when nothing answers at the broker's address."""
     from firmware_bridge.cli import broker_user_warning
-    from firmware_bridge.publisher import parse_broker_url, private_client_id
     from monitor.errors import ValueRangeError
+    from monitor.mqtt_client import parse_broker_url, private_client_id
     from monitor.replay import _wait, connect
 
     check_id("wearer", wearer)

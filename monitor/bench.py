@@ -367,10 +367,9 @@ class _LiveRun:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        import paho.mqtt.client as mqtt
+        from monitor.mqtt_client import make_client, parse_broker_url
 
-        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anxmon-bench-indicators", clean_session=True)
-        sub.username_pw_set(self.broker.username, self.broker.password)
+        sub = make_client(parse_broker_url(self.broker.url), "anxmon-bench-indicators")
         subscribed = threading.Event()
         sub.on_connect = lambda c, u, f, rc, p: c.subscribe("anxmon/v1/+/indicators", qos=0)
         sub.on_subscribe = lambda *a: subscribed.set()
@@ -811,8 +810,7 @@ def _basename(filename: str) -> str:
 
 
 def _wait_service_online(broker, service, timeout_s: float = 30.0) -> None:
-    import paho.mqtt.client as mqtt
-
+    from monitor.mqtt_client import make_client, parse_broker_url
     from monitor.wire import decode_monitor_state, monitor_state_topic
 
     online = threading.Event()
@@ -821,8 +819,7 @@ def _wait_service_online(broker, service, timeout_s: float = 30.0) -> None:
         if decode_monitor_state(msg.payload).get("state") == "online":
             online.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anxmon-bench-wait", clean_session=True)
-    c.username_pw_set(broker.username, broker.password)
+    c = make_client(parse_broker_url(broker.url), "anxmon-bench-wait")
     c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(monitor_state_topic("main"), qos=1)
     c.on_message = on_message
     c.connect(broker.host, broker.port, keepalive=30)

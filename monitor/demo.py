@@ -48,12 +48,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
-from firmware_bridge.publisher import private_client_id
 from monitor.core.policy import Decision
 from monitor.core.wearer import WearerMonitor
 from monitor.errors import AnxmonError, InputFormatError, PayloadError
+from monitor.mqtt_client import make_client, parse_broker_url, private_client_id
 from monitor.recordings import read_recording
 from monitor.wire import (
     decode_checkin,
@@ -110,9 +108,8 @@ class Phone:
         self.events = events
         self.subscribed = threading.Event()
         self.refused: str | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=private_client_id(f"anxmon-demo-phone-{wearer}"),
-                                  clean_session=True, protocol=mqtt.MQTTv311)
-        self.client.username_pw_set(wearer, broker.users[wearer])
+        self.client = make_client(parse_broker_url(broker.url_for(wearer)),
+                                  private_client_id(f"anxmon-demo-phone-{wearer}"))
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_message = self._on_message

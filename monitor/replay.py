@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 
 from monitor.errors import AnxmonError
 from monitor.markers import Marker
+from monitor.mqtt_client import make_client, parse_broker_url, private_client_id
 from monitor.recordings import Recording, wearer_id_for
 from monitor.wire import (
     SampleBatch,
@@ -68,15 +69,8 @@ def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, win
             timeout_s: float = 10.0, unreachable_hint: str = "") -> mqtt.Client:
     """A connected paho client (network loop running), clean session, QoS 1 window ``window``.
     ``unreachable_hint`` is added to the error when nothing answers at the address."""
-    from firmware_bridge.publisher import parse_broker_url
-
     address = parse_broker_url(url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
-                         protocol=mqtt.MQTTv311)
-    if address.username is not None:
-        client.username_pw_set(address.username, address.password)
-    if address.tls:
-        client.tls_set()
+    client = make_client(address, client_id)
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     client.max_inflight_messages_set(window)
@@ -151,8 +145,6 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     ``progress=None`` shows a progress bar on stderr only when it is a terminal;
     ``unreachable_hint`` is added to the error when nothing answers at the broker's address."""
     from tqdm import tqdm
-
-    from firmware_bridge.publisher import private_client_id
 
     if not speed > 0:
         raise ReplayError(f"speed must be > 0 (or max), got {speed!r}")

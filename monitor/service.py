@@ -58,14 +58,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_bridge.publisher import connect_failure, parse_broker_url
-
 from monitor import __version__
 from monitor.config import Config
 from monitor.core.policy import AnswerError, ControlError, Expired
 from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
+from monitor.mqtt_client import ConnectionState, connect_failure, make_client, parse_broker_url
 from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
@@ -294,7 +293,7 @@ class MonitorService:
     Parameters
     ----------
     broker : str
-        ``mqtt[s]://user:password@host:port`` (read by ``firmware_bridge.publisher.parse_broker_url``).
+        ``mqtt[s]://user:password@host:port`` (read by ``monitor.mqtt_client.parse_broker_url``).
     data_dir : str or Path
         Where checkpoints live (created with mode 0700).
     config : Config, optional
@@ -342,10 +341,9 @@ class MonitorService:
         # the checkpoint store's note that the broker's session for us holds our subscriptions
         self._subscribed_key = f"subscribed {self.address.host}:{self.address.port} {self.client_id}"
         self._generation = 0  # connection count: a message is acked only on the connection it came by
-        self._connected = threading.Event()
+        self._conn = ConnectionState()  # connected, or why the broker refused us
         self._closing = threading.Event()
         self._stopped = threading.Event()
-        self._refused: str | None = None
         self._worker: threading.Thread | None = None
         self._store: CheckpointStore | None = None
         self._recorder: Recorder | None = None
@@ -368,29 +366,20 @@ class MonitorService:
             self._store.close()
             raise
         self._move_from_legacy_session()
-        props = None
-        if self.options.mqtt_version == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = int(self.options.session_expiry_s)
-        kwargs = {"clean_start": False, "properties": props} if props is not None else {}
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self.options.keepalive_s, **kwargs)
+        self._client.connect_async(self.address.host, self.address.port, keepalive=self.options.keepalive_s,
+                                   **self._session(clean=False))
         self._worker = threading.Thread(target=self._work, name="anxmon-worker", daemon=True)
         self._worker.start()
         return self
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         """Wait for the first connection; ``ServiceError`` if the broker refused it."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._connected.wait(0.05):
-                return True
-            if self._refused is not None:
-                raise ServiceError(f"broker {self.address} refused the connection: {self._refused}")
-        return False
+        return self._conn.wait(timeout_s,
+                               lambda why: ServiceError(f"broker {self.address} refused the connection: {why}"))
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._conn.up.is_set()
 
     def call(self, fn: Callable[["MonitorService"], Any], timeout_s: float = 10.0) -> Any:
         """Run ``fn(self)`` on the worker thread (after what is queued now) and return its result."""
@@ -430,30 +419,27 @@ class MonitorService:
 
     # -- MQTT (paho callbacks: they run on the worker, inside Client.loop) -----------------
     def _plain_client(self, client_id: str, clean: bool) -> mqtt.Client:
-        """A client of this service's broker, user and MQTT version, with no callbacks."""
-        if self.options.mqtt_version == "5":
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                                 manual_ack=True)
-        else:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
-                                 protocol=mqtt.MQTTv311, manual_ack=True)
-        if self.address.username is not None:
-            client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set()
-        return client
+        """A client of this service's broker, user and MQTT version, with no callbacks (MQTT 5:
+        ``clean`` is chosen when connecting, ``_session``)."""
+        return make_client(self.address, client_id, clean=clean, v5=self.options.mqtt_version == "5",
+                           manual_ack=True)
+
+    def _session(self, clean: bool) -> dict:
+        """``connect``'s arguments for the session under MQTT 5: a clean one lives only as long as
+        the connection, ours ``session_expiry_s`` after it (3.1.1: none, ``_plain_client``)."""
+        if self.options.mqtt_version != "5":
+            return {}
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0 if clean else int(self.options.session_expiry_s)
+        return {"clean_start": clean, "properties": props}
 
     def _connect_plain(self, client: mqtt.Client, clean: bool, timeout_s: float = 10.0) -> bool:
         """Connect ``client`` and run its loop in a thread; False when no CONNACK came."""
-        kwargs = {}
-        if self.options.mqtt_version == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0 if clean else int(self.options.session_expiry_s)
-            kwargs = {"clean_start": clean, "properties": props}
         connected = threading.Event()
         client.on_connect = lambda c, u, flags, rc, p: rc.is_failure or connected.set()
         try:
-            client.connect(self.address.host, self.address.port, keepalive=self.options.keepalive_s, **kwargs)
+            client.connect(self.address.host, self.address.port, keepalive=self.options.keepalive_s,
+                           **self._session(clean))
         except OSError:
             return False
         client.loop_start()
@@ -546,11 +532,9 @@ class MonitorService:
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._refused = str(reason_code)
+        if not self._conn.accepted(reason_code):
             log.error("broker %s refused the connection: %s", self.address, reason_code)
             return
-        self._refused = None
         self._reconnect_delay_s = None
         self._fail_logged_at = None
         self._generation += 1
@@ -574,7 +558,7 @@ class MonitorService:
                                                    policy.quiet_hours, policy.timezone),
             qos=1, retain=True,
         )
-        self._connected.set()
+        self._conn.up.set()
         log.info("connected to %s as %s (session present: %s)", self.address, self.client_id, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -593,12 +577,12 @@ class MonitorService:
             log.warning("cannot reach broker %s (%s); retrying", self.address, why)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        was = self._connected.is_set()
-        self._connected.clear()
+        was = self._conn.up.is_set()
+        self._conn.up.clear()
         if was and not self._closing.is_set():
             self.stats.disconnects += 1
             log.warning("lost the broker %s (%s); reconnecting", self.address, reason_code)
-        elif not was and not self._closing.is_set() and self._refused is None:
+        elif not was and not self._closing.is_set() and self._conn.refused is None:
             # the broker may still take this CONNECT late and make an empty session for us: the
             # next session present must not be trusted to hold our subscriptions
             self._store.set_meta(self._subscribed_key, None)
@@ -733,7 +717,7 @@ class MonitorService:
         """Publish the retained ``offline`` state, wait for the broker's PUBACK (which also means
         the acknowledgements queued before it went out), and disconnect."""
         client = self._client
-        if self._connected.is_set():
+        if self._conn.up.is_set():
             info = client.publish(
                 self.state_topic, encode_monitor_state("offline", self.options.instance, __version__, self.clock()),
                 qos=1, retain=True,

@@ -13,8 +13,8 @@ from firmware_bridge.ble import scan
 from firmware_bridge.ble_hrs import HEART_RATE_SERVICE_UUID
 from firmware_bridge.cli import add_bridge_parser, main
 from firmware_bridge.devices import list_devices
-from firmware_bridge.publisher import BrokerAddress, parse_broker_url
 from monitor.errors import ConfigError
+from monitor.mqtt_client import BrokerAddress, parse_broker_url
 
 
 def parser():

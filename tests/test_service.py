@@ -1024,7 +1024,7 @@ def test_embedded_broker_by_default(tmp_path):
     SIGTERM stops cleanly and stops the broker."""
     from types import SimpleNamespace
 
-    from firmware_bridge.publisher import parse_broker_url
+    from monitor.mqtt_client import parse_broker_url
 
     need_broker("nats")
     batches = s02_batches()[:300]
@@ -1066,7 +1066,7 @@ def test_a_run_killed_with_sigkill_keeps_its_port_on_restart(tmp_path):
     """SIGKILL leaves the embedded broker running (it has its own session). The next run stops
     it and keeps the port, so bridges, simulators and phones reconnect; before, it found the
     port taken by that broker and moved to a new one."""
-    from firmware_bridge.publisher import parse_broker_url
+    from monitor.mqtt_client import parse_broker_url
 
     need_broker("nats")
     data_dir = tmp_path / "data"
@@ -1133,7 +1133,7 @@ def test_a_dead_embedded_broker_is_restarted_and_one_that_cannot_be_ends_the_run
     Docker restarts everything (before: no wearer was served until someone noticed)."""
     from types import SimpleNamespace
 
-    from firmware_bridge.publisher import parse_broker_url
+    from monitor.mqtt_client import parse_broker_url
 
     need_broker("nats")
     batches = s02_batches()[:300]

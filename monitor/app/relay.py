@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import paho.mqtt.client as mqtt
-
 from monitor.errors import AnxmonError, TopicError, WireError
+from monitor.mqtt_client import ConnectionState, make_client, parse_broker_url
 from monitor.wire import (
     PREFIX,
     Answer,
@@ -114,8 +113,6 @@ class Relay:
     """
 
     def __init__(self, broker: str, client_id: str = "anxmon-app-main", history_s: float = 7 * 86400.0):
-        from firmware_bridge.publisher import parse_broker_url
-
         self.address = parse_broker_url(broker)
         self.history_s = history_s
         self.monitor_online: dict[str, bool] = {}  # instance -> online
@@ -127,15 +124,9 @@ class Relay:
         self._views: dict[str, WearerView] = {}
         self._subs: dict[str, list[Subscription]] = collections.defaultdict(list)
         self._lock = threading.RLock()
-        self._connected = threading.Event()
-        self._refused: str | None = None
+        self._conn = ConnectionState()  # connected, or why the broker refused us
         self._stopping = False
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
-                             protocol=mqtt.MQTTv311)
-        if self.address.username is not None:
-            client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set()
+        client = make_client(self.address, client_id)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -149,17 +140,13 @@ class Relay:
         return self
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._connected.wait(0.05):
-                return True
-            if self._refused is not None:
-                raise RelayError(f"broker {self.address} refused the app's connection: {self._refused}")
-        return False
+        """Wait for the first connection; ``RelayError`` if the broker refused it."""
+        return self._conn.wait(timeout_s,
+                               lambda why: RelayError(f"broker {self.address} refused the app's connection: {why}"))
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._conn.up.is_set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -247,7 +234,7 @@ class Relay:
         self._client.publish(topic, payload, qos=1, retain=retain)
 
     def _publish(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> None:
-        if not self._connected.is_set():
+        if not self._conn.up.is_set():
             raise RelayError("the app is not connected to the broker right now; try again in a moment")
         info = self._client.publish(topic, payload, qos=1)
         try:
@@ -259,23 +246,21 @@ class Relay:
 
     # -- MQTT (paho's network thread) ------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._refused = str(reason_code)
+        if not self._conn.accepted(reason_code):
             log.error("broker %s refused the app's connection: %s", self.address, reason_code)
             return
-        self._refused = None
         topics = [f"{PREFIX}/+/checkin", f"{PREFIX}/+/checkin/response", f"{PREFIX}/+/indicators",
                   f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state", *self.extra_subscriptions]
         client.subscribe([(t, 1) for t in topics])
-        self._connected.set()
+        self._conn.up.set()
         log.info("app connected to %s", self.address)
         for fn in self.on_connect:
             fn()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set() and not self._stopping:
+        if self._conn.up.is_set() and not self._stopping:
             log.warning("app lost the broker %s (%s); reconnecting", self.address, reason_code)
-        self._connected.clear()
+        self._conn.up.clear()
 
     def _on_message(self, client, userdata, msg) -> None:
         try:

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from firmware_bridge.publisher import private_client_id
 from monitor.app.accounts import Accounts
 from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
@@ -47,6 +46,7 @@ from monitor.app.relay import Relay, RelayError
 from monitor.app.words import answer_words, checkin_view, live_status
 from monitor.core.policy import ControlError, check_quiet_hours, check_timezone
 from monitor.errors import AnxmonError, ConfigError
+from monitor.mqtt_client import private_client_id
 from monitor.wire import ID_PATTERN
 
 log = logging.getLogger("anxmon.app")
