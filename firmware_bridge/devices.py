@@ -1,8 +1,10 @@
 """Device definitions: which signals, units and nominal rates a device model sends.
 
 A definition is a TOML file in ``configs/devices/`` (one per model, named after the model),
-read with ``tomllib`` and validated here once: a wrong key or value raises ``ConfigError``
-naming the file, the key and what was expected. Converters are data, like Zigbee2MQTT's:
+read with ``monitor.toml_tables`` and validated here once: a wrong key or value raises
+``ConfigError`` naming the file, the key and what was expected. (It is not read with
+``read_table``: its keys do not map one to one onto ``DeviceDefinition``, whose signals and
+defaults depend on the decoder.) Converters are data, like Zigbee2MQTT's:
 the decoder turns bytes into named sources, the definition maps sources to canonical
 signals (``monitor.wire.SIGNALS``) with a scale to the canonical unit.
 
@@ -40,13 +42,12 @@ Example
 
 from __future__ import annotations
 
-import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml
 from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 
 DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
@@ -116,12 +117,7 @@ def load_device(name_or_path: str | Path, directory: str | Path | None = None) -
     if not path.exists():
         known = ", ".join(d.stem for d in sorted(Path(directory or devices_dir()).glob("*.toml")))
         raise ConfigError(f"no device definition {path}: known models are {known or 'none'}")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_device(raw, path)
+    return parse_device(read_toml(path), path)
 
 
 def list_devices(directory: str | Path | None = None) -> list[DeviceDefinition]:
@@ -134,91 +130,78 @@ def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefiniti
     path = Path(path)
     where = str(path)
 
-    def fail(key: str, expected: str, got) -> ConfigError:
-        return ConfigError(f"{where}: key {key!r}: expected {expected}, got {got!r}")
-
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    check_table(raw, _TOP_KEYS, where)
     for key in ("model", "name", "transport", "decoder"):
         if key not in raw:
             raise ConfigError(f"{where}: missing required key {key!r}")
-        if not isinstance(raw[key], str):
-            raise fail(key, "a string", raw[key])
+        check_value(raw[key], str, where, key)
     model = raw["model"]
     if not ID_PATTERN.fullmatch(model):
-        raise fail("model", "1-64 characters of a-z, 0-9, _ or -", model)
+        raise bad_value(where, "model", "1-64 characters of a-z, 0-9, _ or -", model)
     if path.suffix == ".toml" and path.stem != model:
-        raise fail("model", f"the file name {path.stem!r}", model)
+        raise bad_value(where, "model", f"the file name {path.stem!r}", model)
     if raw["transport"] not in TRANSPORTS:
-        raise fail("transport", "one of " + ", ".join(TRANSPORTS), raw["transport"])
+        raise bad_value(where, "transport", "one of " + ", ".join(TRANSPORTS), raw["transport"])
     decoder = raw["decoder"]
     if decoder not in DECODERS:
-        raise fail("decoder", "one of " + ", ".join(DECODERS), decoder)
-    for key in ("battery", "sensor_contact"):
-        if key in raw and not isinstance(raw[key], bool):
-            raise fail(key, "true or false", raw[key])
-    for key in ("reference", "notes"):
-        if key in raw and not isinstance(raw[key], str):
-            raise fail(key, "a string", raw[key])
+        raise bad_value(where, "decoder", "one of " + ", ".join(DECODERS), decoder)
+    flags = {key: check_value(raw.get(key, False), bool, where, key) for key in ("battery", "sensor_contact")}
+    texts = {key: check_value(raw.get(key, ""), str, where, key) for key in ("reference", "notes")}
     names = raw.get("ble_names", [])
     if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
-        raise fail("ble_names", "a list of non-empty strings", names)
+        raise bad_value(where, "ble_names", "a list of non-empty strings", names)
 
     pmd_acc_hz = raw.get("pmd_acc_hz")
     if pmd_acc_hz is not None:
         if type(pmd_acc_hz) is not int or pmd_acc_hz not in PMD_ACC_RATES_HZ:
-            raise fail("pmd_acc_hz", "one of " + ", ".join(map(str, PMD_ACC_RATES_HZ)) + " (Hz, an integer)", pmd_acc_hz)
+            rates = ", ".join(map(str, PMD_ACC_RATES_HZ))
+            raise bad_value(where, "pmd_acc_hz", f"one of {rates} (Hz, an integer)", pmd_acc_hz)
         if decoder != "ble_hrs" or raw["transport"] != "ble":
-            raise fail("pmd_acc_hz", "only with transport \"ble\" and decoder \"ble_hrs\" (a Polar strap)", pmd_acc_hz)
+            raise bad_value(where, "pmd_acc_hz", 'set only with transport "ble" and decoder "ble_hrs" (a Polar strap)',
+                            pmd_acc_hz)
 
     tables = raw.get("signals")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{where}: missing [signals.<name>] tables: a device sends at least one signal")
-    signals = {name: _parse_signal(name, table, decoder, fail, where, pmd_acc_hz) for name, table in tables.items()}
+    signals = {name: _parse_signal(name, table, decoder, where, pmd_acc_hz) for name, table in tables.items()}
     if pmd_acc_hz is not None:
         if "acc" not in signals:
             raise ConfigError(f"{where}: pmd_acc_hz = {pmd_acc_hz} needs a [signals.acc] table (unit \"g\", rate_hz = {pmd_acc_hz})")
         if signals["acc"].rate_hz != pmd_acc_hz:
-            raise fail("signals.acc.rate_hz", f"{pmd_acc_hz} (the pmd_acc_hz the strap is asked for)", signals["acc"].rate_hz)
+            raise bad_value(where, "signals.acc.rate_hz", f"{pmd_acc_hz} (the pmd_acc_hz the strap is asked for)",
+                            signals["acc"].rate_hz)
     return DeviceDefinition(
         model=model,
         name=raw["name"],
         transport=raw["transport"],
         decoder=decoder,
         signals=signals,
-        battery=raw.get("battery", False),
-        sensor_contact=raw.get("sensor_contact", False),
         ble_names=tuple(names),
         pmd_acc_hz=pmd_acc_hz,
-        reference=raw.get("reference", ""),
-        notes=raw.get("notes", ""),
         path=path,
+        **flags,
+        **texts,
     )
 
 
-def _parse_signal(name: str, table, decoder: str, fail, where: str, pmd_acc_hz: int | None = None) -> SignalDef:
+def _parse_signal(name: str, table, decoder: str, where: str, pmd_acc_hz: int | None = None) -> SignalDef:
     key = f"signals.{name}"
     if name not in SIGNALS:
         raise ConfigError(f"{where}: unknown signal [{key}]: expected one of {', '.join(SIGNALS)}")
-    if not isinstance(table, dict):
-        raise fail(key, "a table", table)
-    unknown = set(table) - _SIGNAL_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in [{key}]; allowed: {', '.join(sorted(_SIGNAL_KEYS))}")
+    check_table(table, _SIGNAL_KEYS, f"{where}: [{key}]")
     spec = SIGNALS[name]
     unit = table.get("unit")
     if unit != spec.unit:
-        raise fail(f"{key}.unit", f"{spec.unit!r} (the contract's unit for {name})", unit)
+        raise bad_value(where, f"{key}.unit", f"{spec.unit!r} (the contract's unit for {name})", unit)
     rate = table.get("rate_hz")
     if rate is None:
         if spec.regular:
             raise ConfigError(f"{where}: missing required key '{key}.rate_hz': {name} is a regular signal")
-    elif type(rate) not in (int, float) or not (0 < rate <= MAX_SAMPLING_RATE_HZ) or not math.isfinite(rate):
-        raise fail(f"{key}.rate_hz", f"a number > 0 and <= {MAX_SAMPLING_RATE_HZ:g} (Hz)", rate)
+    elif not is_number(rate) or not 0 < rate <= MAX_SAMPLING_RATE_HZ:
+        raise bad_value(where, f"{key}.rate_hz", f"a number > 0 and <= {MAX_SAMPLING_RATE_HZ:g} (Hz)", rate)
     scale = table.get("scale", 1.0)
-    if type(scale) not in (int, float) or scale == 0 or not math.isfinite(scale):
-        raise fail(f"{key}.scale", "a non-zero number", scale)
+    if not is_number(scale) or scale == 0:
+        raise bad_value(where, f"{key}.scale", "a non-zero number", scale)
 
     axes = spec.axes
     pmd_acc = decoder == "ble_hrs" and name == "acc" and pmd_acc_hz is not None
@@ -237,17 +220,17 @@ def _parse_signal(name: str, table, decoder: str, fail, where: str, pmd_acc_hz: 
             raise ConfigError(f"{where}: missing key '{key}.source': the {decoder} decoder needs to know where {name} comes from")
     sources = (source,) if isinstance(source, str) else source
     if not (isinstance(sources, (list, tuple)) and sources and all(isinstance(s, str) and s for s in sources)):
-        raise fail(f"{key}.source", "a string or a list of strings", source)
+        raise bad_value(where, f"{key}.source", "a string or a list of strings", source)
     n_sources = axes if decoder == "emotibit" else 1  # EmotiBit sends each axis under its own tag
     if len(sources) != n_sources:
-        raise fail(f"{key}.source", f"{n_sources} source(s) ({'x, y, z' if n_sources == 3 else 'one'})", source)
+        raise bad_value(where, f"{key}.source", f"{n_sources} source(s) ({'x, y, z' if n_sources == 3 else 'one'})", source)
     if pmd_acc and tuple(sources) != (PMD_ACC_SOURCE,):
-        raise fail(f"{key}.source", f"{PMD_ACC_SOURCE!r} (the strap's PMD accelerometer)", source)
+        raise bad_value(where, f"{key}.source", f"{PMD_ACC_SOURCE!r} (the strap's PMD accelerometer)", source)
     if decoder == "ble_hrs" and not pmd_acc and (name not in BLE_HRS_SOURCES or tuple(sources) != (BLE_HRS_SOURCES[name],)):
         allowed = ", ".join(f"{s} <- {src!r}" for s, src in BLE_HRS_SOURCES.items())
-        raise fail(f"{key}.source", f"a Heart Rate Measurement only carries {allowed}", source)
+        raise bad_value(where, f"{key}.source", f"what a Heart Rate Measurement carries ({allowed})", source)
     if decoder == "lines" and tuple(sources) != (name,):
-        raise fail(f"{key}.source", f"the line protocol names signals themselves ({name!r})", source)
+        raise bad_value(where, f"{key}.source", f"{name!r}: the line protocol names signals themselves", source)
     return SignalDef(
         signal=name,
         unit=unit,

@@ -1,8 +1,10 @@
 """Scenarios of simulated wearers: TOML files in ``configs/scenarios/``, validated once.
 
 A scenario names wearer *kinds* (a timeline of episodes, a physiology profile, faults, the
-signals sent) and the order in which simulated wearers get them. Every key is checked: a
-wrong key or value is a ``ConfigError`` naming the file, the key and what was expected.
+signals sent) and the order in which simulated wearers get them. Every key is checked with
+``monitor.toml_tables``: a wrong key or value is a ``ConfigError`` naming the file, the key and
+what was expected. (Not with ``read_table``: a scenario's tables are not dataclasses; its
+numbers are ranges ``[low, high]`` or numbers, checked by ``_number`` and ``_range_or_number``.)
 
 Schema (every key; all but ``[kinds.<name>]`` are optional)::
 
@@ -40,12 +42,12 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
 
@@ -159,22 +161,17 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if not path.exists():
         known = ", ".join(p.stem for p in sorted(scenarios_dir().glob("*.toml")))
         raise ConfigError(f"no scenario {path}: known scenarios are {known or 'none'}")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_scenario(raw, path)
+    return parse_scenario(read_toml(path), path)
 
 
 def _number(where: str, key: str, value, low: float = -math.inf, high: float = math.inf,
             low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: key {key!r}: expected a number, got {value!r}")
+    if not is_number(value):
+        raise bad_value(where, key, "a number", value)
     if value < low or value > high or (low_open and value == low):
         bound = f"> {low:g}" if low_open else f">= {low:g}"
         rng = bound if high == math.inf else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ConfigError(f"{where}: key {key!r}: expected a number {rng}, got {value!r}")
+        raise bad_value(where, key, f"a number {rng}", value)
     return float(value)
 
 
@@ -182,63 +179,50 @@ def _range_or_number(where: str, key: str, value, low: float, high: float = math
     """A fixed number or a ``[low, high]`` range; returns (low, high)."""
     if isinstance(value, list):
         if len(value) != 2:
-            raise ConfigError(f"{where}: key {key!r}: expected a number or [low, high], got {value!r}")
+            raise bad_value(where, key, "a number or [low, high]", value)
         lo = _number(where, key, value[0], low, high)
         hi = _number(where, key, value[1], low, high)
         if lo > hi:
-            raise ConfigError(f"{where}: key {key!r}: expected [low, high] with low <= high, got {value!r}")
+            raise bad_value(where, key, "[low, high] with low <= high", value)
         return (lo, hi)
     x = _number(where, key, value, low, high)
     return (x, x)
-
-
-def _check_keys(where: str, table, allowed, what: str) -> None:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: {what} must be a table, got {table!r}")
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} in {what}; allowed: {', '.join(sorted(allowed))}")
 
 
 def parse_scenario(raw: dict, path: Path | str = "<scenario>") -> Scenario:
     """Validate an already-parsed TOML mapping; ``path`` is used in error messages."""
     path = Path(path)
     where = str(path)
-    _check_keys(where, raw, _TOP_KEYS, "the scenario")
+    check_table(raw, _TOP_KEYS, where)
     duration_s = _number(where, "duration_s", raw.get("duration_s", 3600), 1.0)
     kinds_raw = raw.get("kinds")
     if not kinds_raw:
         raise ConfigError(f"{where}: missing [kinds.<name>] tables: a scenario defines at least one wearer kind")
     if not isinstance(kinds_raw, dict):
-        raise ConfigError(f"{where}: key 'kinds' must hold [kinds.<name>] tables")
+        raise bad_value(where, "kinds", "[kinds.<name>] tables", kinds_raw)
     kinds = {name: _parse_kind(where, name, table) for name, table in kinds_raw.items()}
     wearers = raw.get("wearers", list(kinds))
     if not isinstance(wearers, list) or not wearers or not all(isinstance(w, str) for w in wearers):
-        raise ConfigError(f"{where}: key 'wearers': expected a non-empty list of kind names, got {wearers!r}")
+        raise bad_value(where, "wearers", "a non-empty list of kind names", wearers)
     for w in wearers:
         if w not in kinds:
-            raise ConfigError(f"{where}: key 'wearers': unknown kind {w!r}; defined kinds: {', '.join(kinds)}")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError(f"{where}: key 'description': expected a string, got {description!r}")
+            raise ConfigError(f"{where}: 'wearers': unknown kind {w!r}; defined kinds: {', '.join(kinds)}")
+    description = check_value(raw.get("description", ""), str, where, "description")
     return Scenario(path.stem, where, description, duration_s, tuple(wearers), kinds)
 
 
 def _parse_kind(where: str, name: str, table) -> WearerKind:
     base = f"kinds.{name}"
-    _check_keys(where, table, _KIND_KEYS, f"[{base}]")
-    description = table.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError(f"{where}: key '{base}.description': expected a string, got {description!r}")
+    check_table(table, _KIND_KEYS, f"{where}: [{base}]")
+    description = check_value(table.get("description", ""), str, where, f"{base}.description")
     signals = table.get("signals", list(DEFAULT_SIGNALS))
     if not isinstance(signals, list) or not signals or any(s not in ALLOWED_SIGNALS for s in signals):
-        raise ConfigError(f"{where}: key '{base}.signals': expected a non-empty list of "
-                          f"{', '.join(ALLOWED_SIGNALS)}, got {signals!r}")
+        raise bad_value(where, f"{base}.signals", f"a non-empty list of {', '.join(ALLOWED_SIGNALS)}", signals)
     if len(set(signals)) != len(signals):
-        raise ConfigError(f"{where}: key '{base}.signals': a signal is listed twice in {signals!r}")
+        raise bad_value(where, f"{base}.signals", "a list of different signals", signals)
     episodes_raw = table.get("episodes", [])
     if not isinstance(episodes_raw, list):
-        raise ConfigError(f"{where}: key '{base}.episodes': expected a list of tables, got {episodes_raw!r}")
+        raise bad_value(where, f"{base}.episodes", "a list of tables", episodes_raw)
     episodes = [_parse_episode(where, f"{base}.episodes[{i}]", e) for i, e in enumerate(episodes_raw)]
     episodes.sort(key=lambda e: e.start_s)
     for i, a in enumerate(episodes):  # anxiety may overlap exercise, not another anxiety
@@ -247,19 +231,17 @@ def _parse_kind(where: str, name: str, table) -> WearerKind:
                 raise ConfigError(f"{where}: '{base}.episodes': {a.kind} ({a.start_s:g}-{a.end_s:g} s) overlaps "
                                   f"{b.kind} ({b.start_s:g}-{b.end_s:g} s)")
     profile_raw = table.get("profile", {})
-    _check_keys(where, profile_raw, PROFILE_DEFAULTS, f"[{base}.profile]")
+    check_table(profile_raw, PROFILE_DEFAULTS, f"{where}: [{base}.profile]")
     profile = dict(PROFILE_DEFAULTS)
     for key, value in profile_raw.items():
         profile[key] = _range_or_number(where, f"{base}.profile.{key}", value, 0.0)
     faults_raw = table.get("faults", {})
-    _check_keys(where, faults_raw, FAULT_DEFAULTS, f"[{base}.faults]")
+    check_table(faults_raw, FAULT_DEFAULTS, f"{where}: [{base}.faults]")
     faults = dict(FAULT_DEFAULTS)
     for key, value in faults_raw.items():
         k = f"{base}.faults.{key}"
         if key == "ppg_motion_artifacts":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: key {k!r}: expected true or false, got {value!r}")
-            faults[key] = value
+            faults[key] = check_value(value, bool, where, k)
         elif key in ("eda_contact_loss_s", "dropout_s"):
             faults[key] = _range_or_number(where, k, value, 1.0, 3600.0)
         elif key == "clock_offset_s":
@@ -274,10 +256,10 @@ def _parse_kind(where: str, name: str, table) -> WearerKind:
 
 
 def _parse_episode(where: str, key: str, e) -> Episode:
-    _check_keys(where, e, _EPISODE_KEYS, key)
+    check_table(e, _EPISODE_KEYS, f"{where}: {key}")
     kind = e.get("kind")
     if kind not in EPISODE_KINDS:
-        raise ConfigError(f"{where}: key '{key}.kind': expected one of {', '.join(EPISODE_KINDS)}, got {kind!r}")
+        raise bad_value(where, f"{key}.kind", f"one of {', '.join(EPISODE_KINDS)}", kind)
     if "start_s" not in e:
         raise ConfigError(f"{where}: missing key '{key}.start_s'")
     start = _number(where, f"{key}.start_s", e["start_s"], 0.0)

@@ -32,10 +32,10 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from monitor import __version__
-from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, is_integer
 from monitor.wire import check_id, monitor_state_topic, wearer_topic
 
 log = logging.getLogger("anxmon.homeassistant")
@@ -102,19 +102,11 @@ class HomeAssistantConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise ConfigError(f"homeassistant: 'enabled' must be true or false, got {self.enabled!r}")
+            raise bad_value("homeassistant", "enabled", "true or false", self.enabled)
         if not isinstance(self.discovery_prefix, str) or not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", self.discovery_prefix):
-            raise ConfigError(f"homeassistant: 'discovery_prefix' must be a plain topic prefix, got {self.discovery_prefix!r}")
-        if isinstance(self.expire_after_s, bool) or not isinstance(self.expire_after_s, int) or self.expire_after_s < 0:
-            raise ConfigError(f"homeassistant: 'expire_after_s' must be an integer >= 0 (0: never), got {self.expire_after_s!r}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "homeassistant") -> "HomeAssistantConfig":
-        known = {"enabled", "discovery_prefix", "expire_after_s"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**dict(values))
+            raise bad_value("homeassistant", "discovery_prefix", "a plain topic prefix", self.discovery_prefix)
+        if not is_integer(self.expire_after_s) or self.expire_after_s < 0:
+            raise bad_value("homeassistant", "expire_after_s", "an integer >= 0 (0: never)", self.expire_after_s)
 
 
 class HomeAssistantDiscovery:

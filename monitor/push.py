@@ -15,7 +15,7 @@ own log lines (they name topics, numbers and URLs) are switched off.
 
 Example
 -------
->>> cfg = PushConfig.from_mapping({"wearers": {"alice": ["json://127.0.0.1:9/hook"]}})
+>>> cfg = PushConfig(wearers={"alice": ["json://127.0.0.1:9/hook"]})
 >>> cfg.urls_for("alice"), cfg.urls_for("bob")
 (('json://127.0.0.1:9/hook',), ())
 >>> n = PushNotifier(cfg, link_for=lambda w, p: f"http://app/#/checkin/{p}")   # doctest: +SKIP
@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import re
 import sqlite3
 import threading
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, is_integer, is_number
 from monitor.wire import ID_PATTERN
 
 DEFAULT_OPEN_S = 900.0  # s, the check-in policy's default expiry
@@ -70,7 +70,7 @@ class PushConfig:
 
     Example
     -------
-    >>> PushConfig.from_mapping({"attempts": 3, "wearers": {"bob": "ntfy://host/topic"}}).urls_for("bob")
+    >>> PushConfig(attempts=3, wearers={"bob": "ntfy://host/topic"}).urls_for("bob")
     ('ntfy://host/topic',)
     """
 
@@ -83,37 +83,28 @@ class PushConfig:
     include_message: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigError(f"push: 'attempts' must be an integer >= 1, got {self.attempts!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 16:
-            raise ConfigError(f"push: 'workers' must be an integer in 1..16, got {self.workers!r}")
+        if not is_integer(self.attempts) or self.attempts < 1:
+            raise bad_value("push", "attempts", "an integer >= 1", self.attempts)
+        if not is_integer(self.workers) or not 1 <= self.workers <= 16:
+            raise bad_value("push", "workers", "an integer in 1..16", self.workers)
         for key in ("backoff_s", "max_backoff_s"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"push: {key!r} must be a number of seconds > 0, got {value!r}")
+            if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
+                raise bad_value("push", key, "a number of seconds > 0", getattr(self, key))
         if not isinstance(self.title, str) or not self.title.strip():
-            raise ConfigError("push: 'title' must be a non-empty string")
+            raise bad_value("push", "title", "a non-empty string", self.title)
+        if not isinstance(self.include_message, bool):
+            raise bad_value("push", "include_message", "true or false", self.include_message)
+        if not isinstance(self.wearers, Mapping):
+            raise bad_value("push", "wearers", "a table of wearer = [apprise URLs]", self.wearers)
         clean: dict[str, tuple[str, ...]] = {}
-        for wearer, urls in dict(self.wearers).items():
+        for wearer, urls in self.wearers.items():
             if not ID_PATTERN.fullmatch(str(wearer)):
-                raise ConfigError(f"push.wearers: {wearer!r} is not a wearer id (1-64 characters of a-z, 0-9, _ or -)")
-            urls = (urls,) if isinstance(urls, str) else tuple(urls)
-            if not all(isinstance(u, str) and "://" in u for u in urls):
-                raise ConfigError(f"push.wearers.{wearer}: expected apprise URLs such as \"ntfy://host/topic\"")
-            clean[str(wearer)] = urls
+                raise ConfigError(f"push: 'wearers': {wearer!r} is not a wearer id (1-64 characters of a-z, 0-9, _ or -)")
+            urls = (urls,) if isinstance(urls, str) else urls
+            if not isinstance(urls, (list, tuple)) or not all(isinstance(u, str) and "://" in u for u in urls):
+                raise bad_value("push", f"wearers.{wearer}", 'apprise URLs such as "ntfy://host/topic"', urls)
+            clean[str(wearer)] = tuple(urls)
         object.__setattr__(self, "wearers", clean)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "push") -> "PushConfig":
-        """Build from the ``[push]`` TOML table; an unknown key is a ``ConfigError``."""
-        known = {"wearers", "attempts", "backoff_s", "max_backoff_s", "workers", "title", "include_message"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        try:
-            return cls(**dict(values))
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
 
     def urls_for(self, wearer: str) -> tuple[str, ...]:
         return self.wearers.get(wearer, ())

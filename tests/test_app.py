@@ -684,10 +684,45 @@ def test_app_config_file_loads():
     from monitor.app import load_app_config
     from monitor.app.server import AppOptions
 
-    table, push, ha = load_app_config(ROOT / "configs" / "app.toml")
-    options = AppOptions.from_mapping(table)
+    options, push, ha = load_app_config(ROOT / "configs" / "app.toml")
     assert options.port == 8080 and "not a medical device" in options.crisis_text
+    assert options.session_days == 30.0 and isinstance(options.session_days, float)  # 30 in the file
     assert push is not None and push.attempts == 5 and not ha.enabled
+    assert options == AppOptions() and load_app_config(None)[0] == AppOptions() and load_app_config(None)[1] is None
+    cli = load_app_config(ROOT / "configs" / "app.toml", {"port": 9000, "host": "0.0.0.0"})[0]
+    assert (cli.port, cli.host, cli.instance) == (9000, "0.0.0.0", "main")  # the command line wins
+
+
+APP_CONFIG_MISTAKES = [  # (configs/app.toml, what the error says after "FILE: ")
+    ("[ap]\nport = 1", "unknown section(s) ap; known sections: app, homeassistant, push"),
+    ("[app]\nprot = 1", "[app]: unknown key(s) prot; known keys: certfile, crisis_text,"),
+    ("[app]\nport = true", "[app]: 'port' must be an integer, got True"),
+    ("[app]\nport = 70000", "[app]: 'port' must be an integer in 0..65535, got 70000"),
+    ("[app]\nhost = 8080", "[app]: 'host' must be a string, got 8080"),
+    ("[app]\npublic_url = 'anxmon.example.org'", "[app]: 'public_url' must be an address starting with http://"),
+    ("[app]\ncertfile = false", "[app]: 'certfile' must be a string, got False"),
+    ("[app]\nsession_days = '30'", "[app]: 'session_days' must be a number, got '30'"),
+    ("[app]\nsession_days = 0", "[app]: 'session_days' must be a number of days > 0, got 0.0"),
+    ("[app]\nhistory_days = 7.5", "[app]: 'history_days' must be an integer, got 7.5"),
+    ("[app]\ninstance = 'Main!'", "[app]: 'instance' must be an id"),
+    ("[app]\nquiet_hours = ['22:00']", "[app]: 'quiet_hours' must be two different \"HH:MM\" times"),
+    ("app = 3", "[app] must be a table of key = value, got 3"),
+    ("[push]\nattempts = '5'", "[push]: 'attempts' must be an integer, got '5'"),
+    ("[push.wearers]\nalice = 5", "[push]: 'wearers.alice' must be apprise URLs"),
+    ("[homeassistant]\nenabled = 1", "[homeassistant]: 'enabled' must be true or false, got 1"),
+]
+
+
+def test_app_config_errors_name_the_file_the_table_and_the_key(tmp_path):
+    from monitor.app import load_app_config
+    from monitor.errors import ConfigError
+
+    path = tmp_path / "app.toml"
+    for text, expected in APP_CONFIG_MISTAKES:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_app_config(path)
+        assert str(info.value).startswith(f"{path}: ") and expected in str(info.value), str(info.value)
 
 
 def test_anxmon_app_command(tmp_path):

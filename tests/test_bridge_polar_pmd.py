@@ -325,12 +325,12 @@ def test_shipped_h10_definition_asks_for_25_hz():
 
 
 @pytest.mark.parametrize("text, reason", [
-    (H10_LIKE.replace("pmd_acc_hz = 25", "pmd_acc_hz = 52"), "'pmd_acc_hz': expected one of 25, 50, 100, 200"),
-    (H10_LIKE.replace("pmd_acc_hz = 25", "pmd_acc_hz = 25.0"), "'pmd_acc_hz': expected one of"),
-    (H10_LIKE.replace("rate_hz = 25.0", "rate_hz = 50.0"), "'signals.acc.rate_hz': expected 25"),
+    (H10_LIKE.replace("pmd_acc_hz = 25", "pmd_acc_hz = 52"), "'pmd_acc_hz' must be one of 25, 50, 100, 200"),
+    (H10_LIKE.replace("pmd_acc_hz = 25", "pmd_acc_hz = 25.0"), "'pmd_acc_hz' must be one of"),
+    (H10_LIKE.replace("rate_hz = 25.0", "rate_hz = 50.0"), "'signals.acc.rate_hz' must be 25"),
     (H10_LIKE.split("[signals.acc]")[0], "needs a [signals.acc] table"),
     (H10_LIKE.replace("pmd_acc_hz = 25\n", ""), "acc also needs pmd_acc_hz"),
-    (H10_LIKE + 'source = "AX"\n', "'signals.acc.source': expected 'pmd_acc'"),
+    (H10_LIKE + 'source = "AX"\n', "'signals.acc.source' must be 'pmd_acc'"),
     (H10_LIKE.replace('decoder = "ble_hrs"', 'decoder = "lines"').replace('transport = "ble"', 'transport = "lines"'),
      "only with transport \"ble\" and decoder \"ble_hrs\""),
 ])

@@ -35,10 +35,17 @@ def test_every_key_of_the_schema_is_in_the_default_file():
     "text, fragment",
     [
         ("[coer]\ntick_s = 5", "unknown section(s) coer"),
-        ("[core]\ntick = 5", "unknown key 'tick'"),
-        ("[core]\ntick_s = 'five'", "[core].tick_s: expected a number"),
-        ("[score.weights]\nHRV = 1", "unknown indicator 'HRV'"),
-        ("[policy]\ncooldown = 1", "cooldown"),
+        ("[core]\ntick = 5", "[core]: unknown key(s) tick; known keys: max_lag_s, moving_sd_g,"),
+        ("[core]\ntick_s = 'five'", "[core]: 'tick_s' must be a number, got 'five'"),
+        ("[core]\ntick_s = true", "[core]: 'tick_s' must be a number, got True"),
+        ("[score.weights]\nHRV = 1", "[score.weights]: unknown key(s) HRV; known keys: ACC_Restlessness,"),
+        ("[score.weights]\nHR_Mean = '1'", "[score.weights]: 'HR_Mean' must be a number, got '1'"),
+        ("[score]\nweights = 1", "[score.weights] must be a table of key = value, got 1"),
+        ("[policy]\ncooldown = 1", "[policy]: unknown key(s) cooldown; known keys: answer_history,"),
+        ("[policy]\ndaily_cap = 6.0", "[policy]: 'daily_cap' must be an integer, got 6.0"),
+        ("[policy]\ntimezone = 3", "[policy]: 'timezone' must be a string, got 3"),
+        ("[policy]\nrearm_below = 'low'", "[policy]: 'rearm_below' must be a number, got 'low'"),
+        ("[policy]\nlabels = 5", "[policy]: 'labels' must be a list of strings, got 5"),
         ("[policy]\ntimezone = 'Mars/Olympus'", "timezone"),
         ("[core\n", "not valid TOML"),
     ],
@@ -49,6 +56,15 @@ def test_wrong_files_name_the_file_the_key_and_the_expectation(tmp_path, text, f
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def test_integers_are_read_as_floats_and_defaults_fill_a_sub_table(tmp_path):
+    path = tmp_path / "ints.toml"
+    path.write_text("[core]\nwindow_s = 120\n[policy]\ncooldown_s = 600\n[score.weights]\nTEMP_Mean = 0\n")
+    cfg = load_config(path)
+    assert cfg.core.window_s == 120.0 and isinstance(cfg.core.window_s, float)
+    assert cfg.policy.cooldown_s == 600.0 and isinstance(cfg.policy.cooldown_s, float)
+    assert cfg.score.weights == {**ScoreConfig().weights, "TEMP_Mean": 0.0}
 
 
 def test_overrides_change_one_key_and_keep_the_rest():

@@ -125,12 +125,22 @@ def test_announce_is_retained_and_remove_publishes_empty_retained():
 
 
 def test_config_is_checked():
+    """Every mistake in [homeassistant] is a ConfigError naming the file, the table and the key."""
     from monitor.errors import ConfigError
+    from monitor.toml_tables import read_table
 
-    assert HomeAssistantConfig.from_mapping({"enabled": True}).discovery_prefix == "homeassistant"
-    for bad in ({"enabled": "yes"}, {"discovery_prefix": "a/#"}, {"expire_after_s": -1}, {"colour": 1}):
-        with pytest.raises(ConfigError):
-            HomeAssistantConfig.from_mapping(bad)
+    config = read_table(HomeAssistantConfig, {"enabled": True}, "app.toml", "homeassistant")
+    assert config.enabled and config.discovery_prefix == "homeassistant"
+    for bad, expected in [({"enabled": "yes"}, "'enabled' must be true or false, got 'yes'"),
+                          ({"discovery_prefix": "a/#"}, "'discovery_prefix' must be a plain topic prefix, got 'a/#'"),
+                          ({"discovery_prefix": 5}, "'discovery_prefix' must be a string, got 5"),
+                          ({"expire_after_s": -1}, "'expire_after_s' must be an integer >= 0 (0: never), got -1"),
+                          ({"expire_after_s": 60.0}, "'expire_after_s' must be an integer, got 60.0"),
+                          ({"expire_after_s": False}, "'expire_after_s' must be an integer, got False"),
+                          ({"colour": 1}, "unknown key(s) colour; known keys: discovery_prefix, enabled, expire_after_s")]:
+        with pytest.raises(ConfigError) as info:
+            read_table(HomeAssistantConfig, bad, "app.toml", "homeassistant")
+        assert str(info.value) == f"app.toml: [homeassistant]: {expected}"
 
 
 def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer(broker, tmp_path):

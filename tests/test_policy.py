@@ -30,6 +30,7 @@ from monitor.core.policy import (
     explain,
 )
 from monitor.errors import AnxmonError, ConfigError
+from monitor.toml_tables import read_table
 
 STEP_S = 5.0
 EXPL = {"HR_Mean": 2.4, "EDA_Tonic_Mean": 1.6, "HRV_RMSSD": -1.1, "TEMP_Mean": 0.3}
@@ -453,15 +454,15 @@ def test_config_defaults_and_validation():
     ):
         with pytest.raises(ConfigError):
             PolicyConfig(**bad)
-    assert PolicyConfig.from_mapping({"quiet_hours": ["23:00", "06:00"]}).quiet_hours == (
+    assert read_table(PolicyConfig, {"quiet_hours": ["23:00", "06:00"]}, "policy.toml", "policy").quiet_hours == (
         "23:00", "06:00")
     with pytest.raises(ConfigError, match="policy.toml.*cooldown"):
-        PolicyConfig.from_mapping({"cooldown": 60}, source="policy.toml")
+        read_table(PolicyConfig, {"cooldown": 60}, "policy.toml", "policy")
     with pytest.raises(ConfigError, match=r"^anxmon.toml: \[policy\]: 'daily_cap' must be"):
-        PolicyConfig.from_mapping({"daily_cap": "six"}, source="anxmon.toml: [policy]")
+        read_table(PolicyConfig, {"daily_cap": "six"}, "anxmon.toml", "policy")
     # TOML has no None: a table and an empty list / false are accepted too.
-    assert PolicyConfig.from_mapping(
-        {"quiet_hours": {"start": "21:30", "end": "06:00"}}).quiet_hours == ("21:30", "06:00")
+    assert read_table(PolicyConfig, {"quiet_hours": {"start": "21:30", "end": "06:00"}}, "policy.toml",
+                      "policy").quiet_hours == ("21:30", "06:00")
     assert PolicyConfig(quiet_hours=[]).quiet_hours is None
     assert PolicyConfig(quiet_hours=False).quiet_hours is None
 

@@ -216,14 +216,25 @@ def test_a_slow_endpoint_never_holds_up_other_notifications(hook, notifiers):
 
 
 def test_push_config_is_checked():
-    assert PushConfig.from_mapping({"wearers": {"alice": "ntfy://host/topic"}}).urls_for("alice") == ("ntfy://host/topic",)
-    for bad, match in [({"wearers": {"Alice!": ["ntfy://h/t"]}}, "not a wearer id"),
-                       ({"wearers": {"alice": ["not a url"]}}, "apprise URLs"),
-                       ({"attempts": 0}, "attempts"),
-                       ({"backoff_s": -1}, "backoff_s"),
-                       ({"colour": "red"}, "unknown key")]:
-        with pytest.raises(ConfigError, match=match):
-            PushConfig.from_mapping(bad)
+    """Every mistake in [push] is a ConfigError naming the file, the table and the key."""
+    from monitor.toml_tables import read_table
+
+    config = read_table(PushConfig, {"wearers": {"alice": "ntfy://host/topic"}, "backoff_s": 2}, "app.toml", "push")
+    assert config.urls_for("alice") == ("ntfy://host/topic",) and config.backoff_s == 2.0
+    for bad, expected in [({"wearers": {"Alice!": ["ntfy://h/t"]}}, "'wearers': 'Alice!' is not a wearer id"),
+                          ({"wearers": {"alice": ["not a url"]}}, "'wearers.alice' must be apprise URLs"),
+                          ({"wearers": {"alice": 5}}, "'wearers.alice' must be apprise URLs"),
+                          ({"wearers": ["ntfy://h/t"]}, "'wearers' must be a table"),
+                          ({"attempts": 0}, "'attempts' must be an integer >= 1, got 0"),
+                          ({"attempts": "5"}, "'attempts' must be an integer, got '5'"),
+                          ({"workers": True}, "'workers' must be an integer, got True"),
+                          ({"backoff_s": -1}, "'backoff_s' must be a number of seconds > 0, got -1.0"),
+                          ({"title": 3}, "'title' must be a string, got 3"),
+                          ({"include_message": "no"}, "'include_message' must be true or false, got 'no'"),
+                          ({"colour": "red"}, "unknown key(s) colour; known keys: attempts, backoff_s,")]:
+        with pytest.raises(ConfigError) as info:
+            read_table(PushConfig, bad, "app.toml", "push")
+        assert str(info.value).startswith("app.toml: [push]: ") and expected in str(info.value), str(info.value)
 
 
 def test_targets_an_earlier_version_stored_are_overwritten(tmp_path):

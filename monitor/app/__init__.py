@@ -11,6 +11,7 @@ In Python (``anxmon demo`` does this next to its service)::
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import signal
 import sys
@@ -21,26 +22,26 @@ from monitor.app.accounts import Accounts, hash_password
 from monitor.app.server import AppError, AppOptions, CheckinApp
 from monitor.broker import DEFAULT_DATA_DIR
 from monitor.errors import ConfigError
+from monitor.toml_tables import check_table, read_table, read_toml
 
 __all__ = ["AppError", "AppOptions", "CheckinApp", "load_app_config", "start_app", "run_app"]
 
 APP_DIR = "app"  # the app's own files inside the service's data directory
 
 
-def load_app_config(path: str | Path | None):
-    """Read ``configs/app.toml``: (``[app]`` table, ``PushConfig`` or None, ``HomeAssistantConfig``)."""
+def load_app_config(path: str | Path | None, app_options: dict | None = None):
+    """Read ``configs/app.toml`` (None: defaults only): (``AppOptions``, ``PushConfig`` or None,
+    ``HomeAssistantConfig``). ``app_options`` (the command line's ``--port`` etc.) win over ``[app]``."""
     from monitor.homeassistant import HomeAssistantConfig
     from monitor.push import PushConfig
 
-    from monitor.config import read_toml
-
     data: dict = read_toml(path) if path is not None else {}
-    unknown = set(data) - {"app", "push", "homeassistant"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected app, push, homeassistant")
-    push = PushConfig.from_mapping(data["push"], f"{path}: [push]") if "push" in data else None
-    ha = HomeAssistantConfig.from_mapping(data.get("homeassistant", {}), f"{path}: [homeassistant]")
-    return dict(data.get("app", {})), push, ha
+    file = path if path is not None else "defaults"
+    check_table(data, ("app", "push", "homeassistant"), file, what="section")
+    options = dataclasses.replace(read_table(AppOptions, data.get("app", {}), file, "app"), **(app_options or {}))
+    push = read_table(PushConfig, data["push"], file, "push") if "push" in data else None
+    ha = read_table(HomeAssistantConfig, data.get("homeassistant", {}), file, "homeassistant")
+    return options, push, ha
 
 
 def start_app(broker: str, data_dir: str | Path, accounts: Accounts | dict | None = None, *,
@@ -120,11 +121,9 @@ def run_app(args) -> int:
             return 2
         print(hash_password(password))
         return 0
-    app_table, push, ha = load_app_config(args.config)
-    for key in ("host", "port", "public_url", "instance", "certfile", "keyfile"):
-        if getattr(args, key) is not None:
-            app_table[key] = getattr(args, key)
-    options = AppOptions.from_mapping(app_table, f"{args.config or 'options'}: [app]")
+    given = {key: getattr(args, key) for key in ("host", "port", "public_url", "instance", "certfile", "keyfile")
+             if getattr(args, key) is not None}
+    options, push, ha = load_app_config(args.config, given)
     data_dir = Path(args.data_dir)
     creds = data_dir / CREDENTIALS_FILE
     broker = args.broker

@@ -45,8 +45,9 @@ from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import answer_words, checkin_view, live_status
 from monitor.core.policy import ControlError, check_quiet_hours, check_timezone
-from monitor.errors import AnxmonError, ConfigError
+from monitor.errors import AnxmonError
 from monitor.mqtt_client import private_client_id
+from monitor.toml_tables import bad_value, is_integer, is_number
 from monitor.wire import ID_PATTERN
 
 log = logging.getLogger("anxmon.app")
@@ -123,29 +124,23 @@ class AppOptions:
     quiet_hours: tuple[str, str] | None = ("22:00", "07:00")
 
     def __post_init__(self) -> None:
-        if not ID_PATTERN.fullmatch(str(self.instance)):
-            raise ConfigError(f"app: instance {self.instance!r} is not a valid id")
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise ConfigError(f"app: port must be 0-65535, got {self.port!r}")
+        if not isinstance(self.instance, str) or not ID_PATTERN.fullmatch(self.instance):
+            raise bad_value("app", "instance", "an id (1-64 characters of a-z, 0-9, _ or -)", self.instance)
+        if not is_integer(self.port) or not 0 <= self.port <= 65535:
+            raise bad_value("app", "port", "an integer in 0..65535", self.port)
         if not isinstance(self.crisis_text, str) or not self.crisis_text.strip():
-            raise ConfigError("app: crisis_text must be a non-empty text (where to find help in a crisis)")
-        if not isinstance(self.history_days, int) or not 1 <= self.history_days <= 90:
-            raise ConfigError(f"app: history_days must be an integer in 1..90, got {self.history_days!r}")
+            raise bad_value("app", "crisis_text", "a non-empty text (where to find help in a crisis)", self.crisis_text)
+        if not is_integer(self.history_days) or not 1 <= self.history_days <= 90:
+            raise bad_value("app", "history_days", "an integer in 1..90", self.history_days)
+        if not is_number(self.session_days) or self.session_days <= 0:
+            raise bad_value("app", "session_days", "a number of days > 0", self.session_days)
         if self.public_url is not None and not re.match(r"https?://[^/]+", str(self.public_url)):
-            raise ConfigError(f"app: public_url must start with http:// or https://, got {self.public_url!r}")
+            raise bad_value("app", "public_url", "an address starting with http:// or https://", self.public_url)
         try:
             object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
-        except ControlError as exc:
-            raise ConfigError(f"app: {exc}") from None
-
-    @classmethod
-    def from_mapping(cls, values: dict, source: str = "app") -> "AppOptions":
-        known = {"host", "port", "public_url", "instance", "crisis_text", "history_days", "session_days",
-                 "certfile", "keyfile", "quiet_hours"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
+        except ControlError:
+            raise bad_value("app", "quiet_hours", 'two different "HH:MM" times (start, end), or false for none',
+                            self.quiet_hours) from None
 
 
 @dataclass

@@ -51,6 +51,7 @@ from monitor.core.respiration import RespirationProcessor
 from monitor.core.restlessness import RestlessnessProcessor
 from monitor.core.temp import TempProcessor
 from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, is_number
 from monitor.wire import SampleBatch
 
 HEART_SOURCES = ("ecg", "bvp", "ibi", "hr")  # best first
@@ -85,24 +86,21 @@ class CoreConfig:
     moving_sd_g: float = 0.1
 
     def __post_init__(self) -> None:
-        def bad(key: str, expected: str) -> ConfigError:
-            return ConfigError(f"core: '{key}' must be {expected}, got {getattr(self, key)!r}")
-
         for key in ("tick_s", "window_s", "max_lag_s", "scr_min_amplitude_us", "moving_sd_g"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad(key, "a finite number")
+            if not is_number(getattr(self, key)):
+                raise bad_value("core", key, "a finite number", getattr(self, key))
         if self.tick_s < 1:  # the processors work on 1 s epochs and bins: faster ticks only repeat work
-            raise bad("tick_s", ">= 1 (s)")
+            raise bad_value("core", "tick_s", ">= 1 (s)", self.tick_s)
         if not 0 < self.window_s <= MAX_SPAN_S:
-            raise bad("window_s", f"in (0, {MAX_SPAN_S:g}] (s)")
+            raise bad_value("core", "window_s", f"in (0, {MAX_SPAN_S:g}] (s)", self.window_s)
         if self.tick_s > self.window_s:
             raise ConfigError(f"core: 'tick_s' ({self.tick_s!r}) must be <= 'window_s' ({self.window_s!r})")
         if not EDA_DELAY_S < self.max_lag_s <= MAX_SPAN_S:
-            raise bad("max_lag_s", f"> {EDA_DELAY_S} (the EDA chain's output delay) and <= {MAX_SPAN_S:g} (s)")
+            raise bad_value("core", "max_lag_s", f"> {EDA_DELAY_S} (the EDA chain's output delay) and <= {MAX_SPAN_S:g} (s)",
+                            self.max_lag_s)
         for key, unit in (("scr_min_amplitude_us", "uS"), ("moving_sd_g", "g")):
             if getattr(self, key) <= 0:
-                raise bad(key, f"> 0 ({unit})")
+                raise bad_value("core", key, f"> 0 ({unit})", getattr(self, key))
 
 
 class _Chain:

@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Mapping
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.core.base import Processor
 from monitor.errors import AnxmonError, ConfigError
+from monitor.toml_tables import bad_value, is_integer, is_number
 
 # Reasons of a trigger decision, in the order they are checked.
 REASON_SENT = "sent"
@@ -170,19 +170,15 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str) -> ConfigError:
-            return ConfigError(f"policy: '{key}' must be {expected}, got {getattr(self, key)!r}")
+            return bad_value("policy", key, expected, getattr(self, key))
 
         def number(key: str) -> float:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad(key, "a number")
-            if not math.isfinite(value):
+            if not is_number(getattr(self, key)):
                 raise bad(key, "a finite number")
-            return float(value)
+            return float(getattr(self, key))
 
         def integer(key: str, low: int) -> None:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_integer(getattr(self, key)) or getattr(self, key) < low:
                 raise bad(key, f"an integer >= {low}")
 
         if not 0 < number("threshold") <= MAX_THRESHOLD:
@@ -218,7 +214,7 @@ class PolicyConfig:
             raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'") from None
         for key in ("raise_labels", "lower_labels", "labels", "rating_labels"):
             value = getattr(self, key)
-            if isinstance(value, str) or not all(isinstance(s, str) for s in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
                 raise bad(key, "a list of strings")
             object.__setattr__(self, key, tuple(value))
         if len(self.rating_labels) != 5:
@@ -234,24 +230,6 @@ class PolicyConfig:
     def rearm_level(self) -> float:
         """The hysteresis level before the wearer's offset (score units)."""
         return 0.6 * self.threshold if self.rearm_below is None else float(self.rearm_below)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "policy") -> "PolicyConfig":
-        """Build from a TOML table; an unknown key is a ``ConfigError`` naming ``source``.
-
-        Example
-        -------
-        >>> PolicyConfig.from_mapping({"cooldown_s": 600, "quiet_hours": ["23:00", "06:30"]}).quiet_hours
-        ('23:00', '06:30')
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        try:
-            return cls(**dict(values))
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {str(exc).removeprefix('policy: ')}") from exc
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from statistics import NormalDist
 
 from monitor.core.base import Features, Processor
 from monitor.errors import ConfigError
+from monitor.toml_tables import bad_value, is_number
 
 # indicator -> (modality, stress direction, default weight, spread floor in the indicator's unit,
 # spread floor as a share of the baseline mean)
@@ -77,13 +78,10 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         def check(key: str, value, positive: bool, unit: str) -> None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                expected = "a finite number"
-            elif value <= 0 if positive else value < 0:
-                expected = f"{'>' if positive else '>='} 0 ({unit})"
-            else:
-                return
-            raise ConfigError(f"score: '{key}' must be {expected}, got {value!r}")
+            if not is_number(value):
+                raise bad_value("score", key, "a finite number", value)
+            if value <= 0 if positive else value < 0:
+                raise bad_value("score", key, f"{'>' if positive else '>='} 0 ({unit})", value)
 
         for table, positive, unit in (("weights", False, "0 leaves the indicator out"),
                                       ("floors", True, "in the indicator's unit"),
