@@ -26,12 +26,12 @@ import asyncio
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
 
 from monitor.errors import AnxmonError
+from monitor.stopping import StopSignals
 from monitor.wire import check_id
 
 log = logging.getLogger("firmware_bridge")
@@ -158,47 +158,44 @@ def _run(args: argparse.Namespace) -> int:
     broker = parse_broker_url(broker_url_of(args))
     if warning := broker_user_warning(broker.username, args.wearer):
         log.warning("%s", warning)  # (the outbox would let the dropped batches go)
-    stop = threading.Event()
-    if args.transport == "lines":  # before connecting: a missing pyserial is a plain error
-        from firmware_bridge.transports import fd_lines, run_lines, serial_lines
+    # caught from before the outbox is opened until it is closed: a signal during start-up stops
+    # the same way, and a second Ctrl-C waits out --drain-s, no traceback
+    with StopSignals() as signals:
+        stop = signals.event
+        if args.transport == "lines":  # before connecting: a missing pyserial is a plain error
+            from firmware_bridge.transports import fd_lines, run_lines, serial_lines
 
-        source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
-    outbox = Outbox(args.outbox or default_outbox_path(args.wearer, device_id), max_batches=args.outbox_max_batches)
-    publisher = Publisher(broker, args.wearer, device_id, outbox).start()
-    bridge = Bridge(definition, args.wearer, device_id, outbox=outbox, publisher=publisher, batch_s=args.batch_s)
-    log.info("bridge %s/%s (%s) -> %s, outbox %s", args.wearer, device_id, definition.model, broker, outbox.path)
+            source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
+        outbox = Outbox(args.outbox or default_outbox_path(args.wearer, device_id), max_batches=args.outbox_max_batches)
+        publisher = Publisher(broker, args.wearer, device_id, outbox).start()
+        bridge = Bridge(definition, args.wearer, device_id, outbox=outbox, publisher=publisher, batch_s=args.batch_s)
+        log.info("bridge %s/%s (%s) -> %s, outbox %s", args.wearer, device_id, definition.model, broker, outbox.path)
 
-    # the handlers stay until the outbox is closed: a second Ctrl-C waits out --drain-s, no traceback
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if args.transport == "lines":
-            run_lines(bridge, source, stop)
-            if not stop.is_set():
-                log.info("end of input")
-        elif args.transport == "emotibit":
-            from firmware_bridge.transports import EmotiBitHost, run_emotibit
-
-            run_emotibit(bridge, EmotiBitHost(args.ip, advertising_port=args.advertising_port), stop)
-        else:
-            asyncio.run(_run_ble(bridge, args.address, stop))
-    finally:
-        log.info("stopping: up to %g s for the broker to acknowledge the outbox", args.drain_s)
         try:
-            bridge.close(args.drain_s)
+            if args.transport == "lines":
+                run_lines(bridge, source, stop)
+                if not stop.is_set():
+                    log.info("end of input")
+            elif args.transport == "emotibit":
+                from firmware_bridge.transports import EmotiBitHost, run_emotibit
+
+                run_emotibit(bridge, EmotiBitHost(args.ip, advertising_port=args.advertising_port), stop)
+            else:
+                asyncio.run(_run_ble(bridge, args.address, stop))
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        left = len(outbox)
-        if left:
-            log.warning("bridge stopped; %d batch(es) not acknowledged by the broker stay in %s and are sent at the next start",
-                        left, outbox.path)
-        else:
-            log.info("bridge stopped; the broker acknowledged every batch")
+            log.info("stopping: up to %g s for the broker to acknowledge the outbox", args.drain_s)
+            bridge.close(args.drain_s)
+            left = len(outbox)
+            if left:
+                log.warning("bridge stopped; %d batch(es) not acknowledged by the broker stay in %s and are sent at the next start",
+                            left, outbox.path)
+            else:
+                log.info("bridge stopped; the broker acknowledged every batch")
     if publisher.refused is not None:  # a configuration error, for scripts too
         log.error("the broker refused the bridge's connection (%s): check the user and password in --broker",
                   publisher.refused)
         return 2
-    return 0
+    return signals.status()
 
 
 def broker_url_of(args: argparse.Namespace) -> str:

@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import selectors
-import signal
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ from monitor.broker import publisher_broker_options
 from monitor.errors import AnxmonError, ConfigError
 from monitor.mqtt_client import BrokerAddress, make_client, parse_broker_url, private_client_id
 from monitor.recordings import Recording, Stream
+from monitor.stopping import StopSignals
 from monitor.wire import availability_topic, check_id, data_topic, encode_batch
 
 from firmware_bridge.sim_physiology import Latent, SimSecond, SimulatedWearer
@@ -487,8 +487,14 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_simulate(args: argparse.Namespace, out=None, err=None) -> int:
-    """Run a parsed ``simulate`` command; returns the exit code. A progress bar (simulated
-    seconds, batches acknowledged) goes to ``err`` (default stderr) when it is a terminal."""
+    """Run a parsed ``simulate`` command; returns the exit code (a signal's: ``monitor.stopping``).
+    A progress bar (simulated seconds, batches acknowledged) goes to ``err`` (default stderr) when
+    it is a terminal."""
+    with StopSignals() as signals:  # from the start: a signal while it connects stops it cleanly too
+        return _run_simulate(args, signals, out, err)
+
+
+def _run_simulate(args: argparse.Namespace, signals: StopSignals, out, err) -> int:
     from tqdm import tqdm
 
     from monitor.broker import BrokerError, embedded_broker_hint, resolve_broker_url
@@ -514,25 +520,16 @@ def run_simulate(args: argparse.Namespace, out=None, err=None) -> int:
           f"{seconds} s of event time from {start} "
           + ("as fast as possible" if math.isinf(args.speed) else f"at {args.speed:g}x real time")
           + (f"; truth in {args.truth}" if args.truth else ""), file=out, flush=True)
-    stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        with tqdm(total=seconds, unit="s", desc="simulated", file=err or sys.stderr, disable=None, leave=False) as bar:
-            def on_second(k: int, _) -> None:
-                bar.set_postfix_str(f"{sum(link.acked for link in sim.links)} batches acknowledged", refresh=False)
-                bar.update(1)
+    with tqdm(total=seconds, unit="s", desc="simulated", file=err or sys.stderr, disable=None, leave=False) as bar:
+        def on_second(k: int, _) -> None:
+            bar.set_postfix_str(f"{sum(link.acked for link in sim.links)} batches acknowledged", refresh=False)
+            bar.update(1)
 
-            stats = sim.run(seconds, stop=stop, on_second=None if bar.disable else on_second)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stats = sim.run(seconds, stop=signals.event, on_second=None if bar.disable else on_second)
     print(f"published {stats.seconds} s of {len(wearers)} wearer(s): {stats.batches} batches, "
           f"{stats.acked} acknowledged, in {stats.wall_s:.1f} s ({stats.speed:.0f}x real time)"
-          + (" (stopped early)" if stop.is_set() else ""), file=out, flush=True)
-    return 0 if stats.acked >= stats.batches else 1
+          + (" (stopped early)" if signals.event.is_set() else ""), file=out, flush=True)
+    return signals.status(0 if stats.acked >= stats.batches else 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ import numpy as np
 from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import WearerMonitor
 from monitor.recordings import Recording, Stream, read_recording
+from monitor.stopping import SigtermInterrupts
 
 NAIVE_WINDOW_S = 60.0
 
@@ -609,7 +610,7 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr, align
     data = LiveData(total_s)
     rec = bench_recording()
     s02_rate, _ = streaming_rate(rec, min(rec.duration_s - 1, 600.0))
-    with _LiveSystem() as system, _sigterm_interrupts():
+    with _LiveSystem() as system, SigtermInterrupts():
         system.start_service_process(["--aligned-ticks"] if aligned_ticks else [])
         print(f"bench live: nats-server on port {system.broker.port}, service pid {system.service.pid}; ramp up to "
               f"{steps[-1]} wearers ({', '.join(map(str, steps))}), {seconds} s measured per step", file=out, flush=True)
@@ -643,27 +644,6 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr, align
                   "batch that releases that tick (known from running the same data through WearerMonitor "
                   "offline) was queued for the generator's socket; generator, broker, service and subscriber share this machine",
     }
-
-
-class _sigterm_interrupts:
-    """Within: SIGTERM raises KeyboardInterrupt like Ctrl-C, so the broker and the service are stopped."""
-
-    def __enter__(self):
-        import signal
-
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            def interrupt(signum, frame):
-                raise KeyboardInterrupt
-
-            self.previous = signal.signal(signal.SIGTERM, interrupt)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
 
 
 class _LiveSystem:
@@ -748,7 +728,7 @@ def profile_live(wearers: int = 200, seconds: int = 20, out=sys.stderr) -> dict:
     step_s = int(_tick_step_s())
     seconds = max(step_s, int(math.ceil(seconds / step_s) * step_s))
     data = LiveData(_total_seconds(1, seconds))
-    with _LiveSystem() as system, _sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="anxmon-bench-profile-") as svc_dir:
+    with _LiveSystem() as system, SigtermInterrupts(), tempfile.TemporaryDirectory(prefix="anxmon-bench-profile-") as svc_dir:
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
         gen = ctx.Process(target=_generator_process, args=(system.broker, os.getpid(), data, [wearers], seconds, child),

@@ -24,6 +24,7 @@ from pathlib import Path
 from monitor import __version__
 from monitor.broker import DEFAULT_DATA_DIR, publisher_broker_options
 from monitor.errors import AnxmonError
+from monitor.stopping import SigtermInterrupts, Terminated, exit_status
 
 log = logging.getLogger("anxmon")
 
@@ -403,12 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``anxmon``; returns the exit status (SIGINT/SIGTERM: see ``monitor.stopping``)."""
     try:
-        args = build_parser().parse_args(argv)  # (a Ctrl-C while the parser imports: no traceback either)
-        args.argv = ["anxmon", *(sys.argv[1:] if argv is None else argv)]  # the command line (provenance)
-        level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return args.func(args) or 0
+        with SigtermInterrupts():  # from the first moment: a command that catches SIGTERM itself takes over
+            args = build_parser().parse_args(argv)  # (a Ctrl-C while the parser imports: no traceback either)
+            args.argv = ["anxmon", *(sys.argv[1:] if argv is None else argv)]  # the command line (provenance)
+            level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+            logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            return args.func(args) or 0
     except AnxmonError as exc:
         print(f"anxmon: error: {exc}", file=sys.stderr)
         return 2
@@ -416,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("%s", exc, exc_info=True)
         print(f"anxmon: error: {os_error_text(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("anxmon: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where no command catches it
+        print(f"anxmon: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import logging
 import math
 import queue
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from monitor.core.wearer import WearerMonitor
 from monitor.errors import AnxmonError, InputFormatError, PayloadError
 from monitor.mqtt_client import make_client, parse_broker_url, private_client_id
 from monitor.recordings import read_recording
+from monitor.stopping import StopSignals
 from monitor.wire import (
     decode_checkin,
     decode_indicators,
@@ -310,19 +310,8 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
           f"(about {wall_budget:.0f} s).\n{NOT_MEDICAL} The wearers, their signals and their answers are simulated.",
           file=out, flush=True)
 
-    stop = threading.Event()
-    interrupted = threading.Event()
-    caught: dict = {}  # the signal that stopped the demo early
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        def on_signal(signum, frame):
-            caught["signum"] = signum
-            interrupted.set()
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
-
+    stop = threading.Event()  # set by the end of the run too; ``signals.signum``: a signal stopped it early
+    signals = StopSignals(stop).install()  # (restored in the ``finally`` below)
     _clean_up_killed_demos()
     workdir = Path(tempfile.mkdtemp(prefix="anxmon-demo-"))
     broker = service = None
@@ -421,7 +410,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         wall_s = time.monotonic() - t_sim
 
         # Let the service process what the simulation published, then deliver the last outputs.
-        if not interrupted.is_set():
+        if signals.signum is None:
             _wait_processed(service, stats.acked, time.monotonic() + DRAIN_TIMEOUT_S, stop)
             deadline = time.monotonic() + 5.0
             while not stop.is_set() and time.monotonic() < deadline:
@@ -447,8 +436,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         if sent != sum(len(v.checkins) for v in views.values()):
             screen.event(f"note: the service sent {sent} check-in(s); the phones received "
                          f"{sum(len(v.checkins) for v in views.values())}")
-        result = DemoResult(summary, stats.seconds, round(wall_s, 1), interrupted.is_set(),
-                            caught.get("signum"))
+        result = DemoResult(summary, stats.seconds, round(wall_s, 1), signals.signum is not None, signals.signum)
         _print_summary(result, truth, speed, out)
         if summary_json is not None:
             body = {"wearers": summary, "scenario": scenario.name, "seed": seed, "speed": speed,
@@ -470,8 +458,7 @@ def run_live_demo(seconds: float | None = None, speed: float = DEFAULT_SPEED, se
         if broker is not None:
             broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
         log.debug("demo finished after %.1f s", time.monotonic() - t_start)
 
 
@@ -618,4 +605,4 @@ def run_demo(args) -> int:
     if args.summary_json and Path(args.summary_json).is_dir():
         raise DemoError(f"--summary-json {args.summary_json} is a folder; give the file to write")
     result = run_live_demo(args.seconds, args.speed, args.seed, args.summary_json)
-    return 128 + int(result.signum or signal.SIGINT) if result.interrupted else 0
+    return 128 + result.signum if result.signum else 0

@@ -138,12 +138,13 @@ class ConnectionState:
         self.refused = str(reason_code) if reason_code.is_failure else None
         return self.refused is None
 
-    def wait(self, timeout_s: float, error: Callable[[str], Exception]) -> bool:
-        """Wait up to ``timeout_s`` (s) for ``up``: True once it is set, False when the time is up.
-        As soon as the broker has refused the connection (looked at every 50 ms), raises
-        ``error(refused)``."""
+    def wait(self, timeout_s: float, error: Callable[[str], Exception],
+             until: threading.Event | None = None) -> bool:
+        """Wait up to ``timeout_s`` (s) for ``up``: True once it is set, False when the time is up
+        or ``until`` is set first (a stop asked for). As soon as the broker has refused the
+        connection (looked at every 50 ms), raises ``error(refused)``."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (until is not None and until.is_set()):
             if self.up.wait(0.05):
                 return True
             reason = self.refused

@@ -45,7 +45,6 @@ import re
 import secrets
 import select
 import socket
-import signal
 import threading
 import time
 import traceback
@@ -372,10 +371,11 @@ class MonitorService:
         self._worker.start()
         return self
 
-    def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        """Wait for the first connection; ``ServiceError`` if the broker refused it."""
+    def wait_connected(self, timeout_s: float = 10.0, until: threading.Event | None = None) -> bool:
+        """Wait for the first connection (or for ``until``); ``ServiceError`` if the broker refused it."""
         return self._conn.wait(timeout_s,
-                               lambda why: ServiceError(f"broker {self.address} refused the connection: {why}"))
+                               lambda why: ServiceError(f"broker {self.address} refused the connection: {why}"),
+                               until)
 
     @property
     def connected(self) -> bool:
@@ -1312,7 +1312,14 @@ def _watch(service: "MonitorService", broker, stop: threading.Event, max_restart
 
 def run_service(args) -> int:
     """``anxmon run``: the service until SIGTERM/SIGINT (or until its embedded broker cannot be
-    kept running). Returns the exit status."""
+    kept running). Returns the exit status (a signal's: ``monitor.stopping``)."""
+    from monitor.stopping import StopSignals
+
+    with StopSignals() as signals:  # from here on a signal stops the run cleanly, even during start-up
+        return _run_service(args, signals)
+
+
+def _run_service(args, signals) -> int:
     import sys
 
     from monitor.config import load_config
@@ -1335,32 +1342,32 @@ def run_service(args) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)
-    stop = threading.Event()
+    stop = signals.event
     broker_failed = None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
     broker = None
     url = args.broker
-    if url is None:
-        broker, creds = start_embedded_broker(data_dir)
-        url = broker.url
-        print(f"anxmon: embedded nats-server broker on mqtt://{broker.host}:{broker.port} "
-              f"(credentials in {creds})", flush=True)
     service = None
     try:
+        if url is None:
+            broker, creds = start_embedded_broker(data_dir)
+            url = broker.url
+            print(f"anxmon: embedded nats-server broker on mqtt://{broker.host}:{broker.port} "
+                  f"(credentials in {creds})", flush=True)
         service = MonitorService(url, data_dir, config, options).start()
-        if not service.wait_connected(10.0):
-            print(f"anxmon: broker {service.address} not reachable yet; retrying in the background", flush=True)
-        resumed = service.resumed_wearers
-        print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
-              f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
-        if options.record:
-            keep = ("kept forever: see --retention-days" if options.retention_days is None
-                    else f"kept {options.retention_days:g} days")
-            size = "about 21.5 MB per wearer per day" + (", plus about 9 MB per hour of raw E4 data"
-                                                         if options.record_raw else "")
-            print(f"anxmon: recording to {data_dir / RECORDING_FILE} (raw batches {'on' if options.record_raw else 'off'}; "
-                  f"{size}; {keep})", flush=True)
+        connected = service.wait_connected(10.0, until=stop)  # (a signal meanwhile: straight to the stop)
+        if not stop.is_set():
+            if not connected:
+                print(f"anxmon: broker {service.address} not reachable yet; retrying in the background", flush=True)
+            resumed = service.resumed_wearers
+            print(f"anxmon: monitor '{options.instance}' running ({resumed} wearer(s) resumed from "
+                  f"{data_dir / CHECKPOINT_FILE}); SIGTERM or Ctrl-C stops it", flush=True)
+            if options.record:
+                keep = ("kept forever: see --retention-days" if options.retention_days is None
+                        else f"kept {options.retention_days:g} days")
+                size = "about 21.5 MB per wearer per day" + (", plus about 9 MB per hour of raw E4 data"
+                                                             if options.record_raw else "")
+                print(f"anxmon: recording to {data_dir / RECORDING_FILE} (raw batches {'on' if options.record_raw else 'off'}; "
+                      f"{size}; {keep})", flush=True)
         broker_failed = _watch(service, broker, stop)
     finally:
         if service is not None:
@@ -1370,7 +1377,7 @@ def run_service(args) -> int:
     if broker_failed is not None:
         print(f"anxmon: error: {broker_failed}", file=sys.stderr, flush=True)
         return 1
-    if service is not None and service.failed is not None:
+    if service.failed is not None:
         if isinstance(service.failed, AnxmonError):  # e.g. a checkpoint that cannot be written: it says why
             print(f"anxmon: error: {service.failed}", file=sys.stderr, flush=True)
             return 2
@@ -1380,4 +1387,4 @@ def run_service(args) -> int:
     print(f"anxmon: stopped after {s.batches} batches, {s.checkins} check-ins, "
           f"{sum(s.rejected.values())} rejected, {s.duplicates} duplicates, {s.redelivered} redelivered; "
           "final checkpoint written", flush=True)
-    return 0
+    return signals.status()

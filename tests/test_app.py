@@ -749,7 +749,7 @@ def test_anxmon_app_command(tmp_path):
         assert client.login("bob", PASSWORDS["bob"]) == 200
         assert client.request("/api/w/bob/state")[0] == 200
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, log.read_text()
+        assert proc.wait(20) == 128 + signal.SIGTERM, log.read_text()
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()

@@ -84,7 +84,7 @@ def start_bridge(url: str, outbox: Path, log: Path) -> subprocess.Popen:
 
 def stop_bridge(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    assert process.wait(30) == 128 + signal.SIGTERM
     process.stdin.close()
 
 

@@ -101,7 +101,7 @@ def test_a_second_run_on_the_same_data_directory_is_refused_however_it_is_writte
         assert "running" in "".join(third.stdout.readline() for _ in range(2)), third.stderr
         assert not _running(orphan)
         third.send_signal(signal.SIGTERM)
-        assert third.wait(30) == 0
+        assert third.wait(30) == 128 + signal.SIGTERM
     finally:
         for p in procs:
             if p.poll() is None:

@@ -6,8 +6,11 @@ Exit status 2 for input anxmon refuses (``AnxmonError``), 1 for a path the syste
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -182,3 +185,44 @@ def test_the_broker_url_can_come_from_the_environment(monkeypatch, tmp_path):
         assert resolve_broker_url(args.broker, args.data_dir) == "mqtt://alice:pw@broker.example:1883", argv
         args = parser.parse_args([*argv, "--data-dir", str(study)])
         assert resolve_broker_url(args.broker, args.data_dir) == "mqtt://monitor:x@127.0.0.1:4242", argv
+
+
+LONG_RUNNING = {  # command -> (extra arguments, printed once it runs, printed by its clean stop)
+    "simulate": (["--wearers", "1", "--speed", "5", "--seconds", "3600", "--broker", "{url}"],
+                 "anxmon simulate: 1 wearer(s)", "(stopped early)"),
+    "bridge": (["lines", "--wearer", "w1", "--broker", "{url}", "--outbox", "{tmp}/outbox.sqlite"],
+               "bridge w1/diy-lines", "bridge stopped; the broker acknowledged every batch"),
+    "run": (["--broker", "{url}", "--data-dir", "{tmp}/data"], "running", "final checkpoint written"),
+    "demo": (["--seconds", "60"], "service and phones connected", ", interrupted"),
+}
+
+
+@pytest.mark.parametrize("command, sig", [pytest.param(c, s, id=f"{c}-{s.name}") for c in LONG_RUNNING
+                                          for s in (signal.SIGINT, signal.SIGTERM)
+                                          if (c, s) != ("run", signal.SIGTERM)])  # (that one: tests/test_service.py)
+def test_a_long_running_command_stopped_by_a_signal_exits_128_plus_its_number(tmp_path, command, sig):
+    """The one rule (monitor/stopping.py, docs/service.md): Ctrl-C or SIGTERM stops the command
+    cleanly (its usual last words) and the exit status is 130 or 143, not 0 as if it had finished."""
+    from monitor.broker import start_broker
+    from tests.conftest import need_broker
+    from tests.test_service import wait_until
+
+    need_broker("mosquitto")
+    need_broker("nats")  # (the demo's own broker)
+    broker = start_broker("mosquitto", data_dir=tmp_path / "broker")
+    extra, running, stopped = LONG_RUNNING[command]
+    log = tmp_path / "out.log"
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", command,
+                             *(a.format(url=broker.url, tmp=tmp_path) for a in extra)],
+                            stdin=subprocess.PIPE, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        assert wait_until(lambda: running in log.read_text() or proc.poll() is not None, 60), log.read_text()
+        time.sleep(1.0)
+        os.kill(proc.pid, sig)
+        assert proc.wait(30) == 128 + sig, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdin.close()
+        broker.stop()
+    assert stopped in log.read_text() and "Traceback" not in log.read_text()

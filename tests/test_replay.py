@@ -169,10 +169,12 @@ def test_paced_replay_follows_the_timestamps(broker, tmp_path):
     assert newest == pytest.approx(part.end_s + stats.shift_s, abs=0.1)  # the data arrived shifted to now
 
 
-def test_a_replay_stopped_by_ctrl_c_leaves_its_device_offline(broker):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_replay_stopped_by_ctrl_c_leaves_its_device_offline(broker, sig):
     """Ctrl-C midway (``anxmon replay`` as its own process): the clean disconnect drops the last
     will, so the retained availability stayed ``online`` for good; the replay now says
-    ``offline`` before it disconnects."""
+    ``offline`` before it disconnects. SIGTERM the same (it killed the replay), both exiting
+    128 + the signal."""
     if broker.kind != "mosquitto":
         pytest.skip("broker-independent: one kind")
     import subprocess
@@ -188,8 +190,8 @@ def test_a_replay_stopped_by_ctrl_c_leaves_its_device_offline(broker):
     try:
         assert wait_until(lambda: b"online" in watch.on(topic), 20), "the replay did not start"
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 130, proc.stdout.read().decode()
+        proc.send_signal(sig)
+        assert proc.wait(20) == 128 + sig, proc.stdout.read().decode()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -263,7 +265,7 @@ def test_sigkill_while_recording_keeps_every_accepted_batch_once(broker, tmp_pat
         assert wait_until(lambda: any(s["state"] == "online" for s in _state_after(probe, state_topic, t_launch)), 30), log.read_text()
         assert wait_until(lambda: raw_count(db_path) == len(items), 90), (raw_count(db_path), log.read_text())
         second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, log.read_text()
+        assert second.wait(30) == 128 + signal.SIGTERM, log.read_text()
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

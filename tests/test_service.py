@@ -925,7 +925,7 @@ def test_a_pause_survives_a_crash_right_after_it(broker, tmp_path, services):
 def test_sigkill_resumes_from_checkpoint_and_sigterm_stops_cleanly(broker, tmp_path):
     """``anxmon run`` as its own process: SIGKILL mid-stream, restart, and the wearer resumes from
     the checkpoint with the same baseline (the end state equals the uninterrupted reference);
-    the last will says ``offline`` after the kill. SIGTERM then stops it cleanly: exit 0, a final
+    the last will says ``offline`` after the kill. SIGTERM then stops it cleanly: exit 143, a final
     checkpoint (the only one of the second run) and a retained ``offline`` state."""
     batches = s02_batches()[:3600]  # 12 min; the first 8 before the crash (baseline warm-up: 5 min)
     part_a, part_b = batches[:2400], batches[2400:]
@@ -965,7 +965,7 @@ def test_sigkill_resumes_from_checkpoint_and_sigterm_stops_cleanly(broker, tmp_p
 
         t_term = time.time()
         second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, log.read_text()
+        assert second.wait(30) == 128 + signal.SIGTERM, log.read_text()
         assert wait_until(lambda: any(s["state"] == "offline" and "t" in s for s in _state_after(probe, state_topic, t_term)), 10)
         final = _checkpoint(data_dir)
         assert _covers(final, part_b)  # the final checkpoint on SIGTERM
@@ -1018,6 +1018,48 @@ def test_simulated_wearers_anxious_gets_a_checkin_calm_and_exercise_none(broker,
     assert sum(svc.stats.rejected.values()) == 0
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` handles ``sig`` itself (Linux: SigCgt of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def test_sigterm_during_start_up_takes_the_clean_path(tmp_path):
+    """SIGTERM as soon as ``anxmon run`` handles it (imports, no file yet): exit 143 and one line,
+    nothing written (it was killed: -15). SIGTERM while the broker is not reachable yet: the
+    clean stop at once, final checkpoint and 143 (it waited out 10 s, then exited 0)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"mqtt://monitor:password1@127.0.0.1:{s.getsockname()[1]}"
+    data_dir, log = tmp_path / "data", tmp_path / "run.log"
+    command = [sys.executable, "-m", "monitor.cli", "run", "--broker", url, "--data-dir", str(data_dir)]
+    early = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             cwd=ROOT, text=True)
+    assert wait_until(lambda: early.poll() is not None or _catches(early.pid, signal.SIGTERM), 30)
+    os.kill(early.pid, signal.SIGTERM)
+    out, err = early.communicate(timeout=30)
+    assert (early.returncode, out, err) == (128 + signal.SIGTERM, "", "anxmon: terminated\n")
+    assert not data_dir.exists()
+
+    unconnected = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        assert wait_until(lambda: "cannot reach broker" in log.read_text(), 30), log.read_text()
+        os.kill(unconnected.pid, signal.SIGTERM)
+        assert unconnected.wait(5) == 128 + signal.SIGTERM, log.read_text()
+    finally:
+        if unconnected.poll() is None:
+            unconnected.kill()
+    text = log.read_text()
+    assert "final checkpoint written" in text and "running" not in text and "Traceback" not in text
+    with CheckpointStore(data_dir / "checkpoints.sqlite") as store:  # written and closed whole
+        assert store.load_all() == {}
+
+
 def test_embedded_broker_by_default(tmp_path):
     """``anxmon run`` without ``--broker`` starts nats-server itself, says where it listens and
     where the credentials are (a 0600 file, the password never printed), serves on it, and on
@@ -1049,7 +1091,7 @@ def test_embedded_broker_by_default(tmp_path):
         probe.publish_many(messages("s02", batches))
         assert wait_until(lambda: probe.on(wearer_topic("s02", "indicators")), 20), log.read_text()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, log.read_text()
+        assert proc.wait(30) == 128 + signal.SIGTERM, log.read_text()
     finally:
         if probe is not None:
             probe.close()
@@ -1093,7 +1135,7 @@ def test_a_run_killed_with_sigkill_keeps_its_port_on_restart(tmp_path):
         assert parse_broker_url(json.loads(creds.read_text())["url"]).port == port, text
         assert f"127.0.0.1:{port}" in text and "is taken" not in text
         second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+        assert second.wait(30) == 128 + signal.SIGTERM
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from monitor.app.accounts import Accounts, hash_password
 from monitor.app.server import AppError, AppOptions, CheckinApp
 from monitor.broker import DEFAULT_DATA_DIR
 from monitor.errors import ConfigError
+from monitor.stopping import StopSignals
 from monitor.toml_tables import check_table, read_table, read_toml
 
 __all__ = ["AppError", "AppOptions", "CheckinApp", "load_app_config", "start_app", "run_app"]
@@ -103,7 +102,7 @@ def add_app_parser(sub) -> None:
 
 
 def run_app(args) -> int:
-    """``anxmon app``: serve until SIGTERM/SIGINT."""
+    """``anxmon app``: serve until SIGTERM/SIGINT (exit status: ``monitor.stopping``)."""
     import json
 
     from monitor.recorder import RECORDING_FILE
@@ -140,22 +139,20 @@ def run_app(args) -> int:
         print("anxmon: no wearer accounts yet: add \"name\": \"password\" under users in "
               f"{args.accounts or creds} and restart", flush=True)
     recording = data_dir / RECORDING_FILE
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    app = CheckinApp(broker, accounts, data_dir / APP_DIR, options, recording=recording, push=push,
-                     homeassistant=ha).start()
-    try:
-        extras = []
-        if app.push is not None:
-            extras.append(f"push for {len(push.wearers)} wearer(s)")
-        if app.homeassistant is not None:
-            extras.append("Home Assistant discovery")
-        print(f"anxmon: check-in app on {app.url} for {len(accounts.wearers)} wearer(s)"
-              + (f" ({', '.join(extras)})" if extras else "") + "; SIGTERM or Ctrl-C stops it", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        app.stop()
+    with StopSignals() as signals:
+        app = CheckinApp(broker, accounts, data_dir / APP_DIR, options, recording=recording, push=push,
+                         homeassistant=ha).start()
+        try:
+            extras = []
+            if app.push is not None:
+                extras.append(f"push for {len(push.wearers)} wearer(s)")
+            if app.homeassistant is not None:
+                extras.append("Home Assistant discovery")
+            print(f"anxmon: check-in app on {app.url} for {len(accounts.wearers)} wearer(s)"
+                  + (f" ({', '.join(extras)})" if extras else "") + "; SIGTERM or Ctrl-C stops it", flush=True)
+            while not signals.event.wait(0.5):
+                pass
+        finally:
+            app.stop()
     print("anxmon: check-in app stopped", flush=True)
-    return 0
+    return signals.status()
