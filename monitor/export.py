@@ -202,6 +202,21 @@ def _one_wearer(db: sqlite3.Connection, wearer: str | None, table: str | None) -
     return found[0]
 
 
+def _check_range_holds(db: sqlite3.Connection, table: str, wearer: str, from_s: float | None,
+                       to_s: float | None, what: str) -> None:
+    """An ``ExportError`` naming the range and the span the wearer's ``table`` covers when
+    ``--from``/``--to`` hold none of its rows (an export would be empty, and refused by analyze)."""
+    from monitor.markers import utc_text
+
+    if (from_s is None and to_s is None) or query(db, table, wearer, from_s, to_s).fetchone() is not None:
+        return
+    start, end = ("t_start", "t_end") if table == "raw" else ("t", "t")
+    first, last = db.execute(f"SELECT MIN({start}), MAX({end}) FROM {table} WHERE wearer = ?", (wearer,)).fetchone()
+    asked = " ".join(f"{name} {utc_text(t)}" for name, t in (("--from", from_s), ("--to", to_s)) if t is not None)
+    raise ExportError(f"{asked} holds no {what} of wearer {wearer!r}: they cover {utc_text(first)} to "
+                      f"{utc_text(last)} (unix {first:.0f} to {last:.0f}); nothing written")
+
+
 def export_raw(db: sqlite3.Connection, out: Path, wearer: str | None = None, from_s: float | None = None,
                to_s: float | None = None, source: str = "anxmon service recording") -> tuple[int, int]:
     """One wearer's raw batches and markers as an anxmon recording (``.jsonl``); returns
@@ -214,6 +229,7 @@ def export_raw(db: sqlite3.Connection, out: Path, wearer: str | None = None, fro
     if not n_raw:
         raise ExportError(f"no raw batches of wearer {wearer!r} in the recording (the service records them "
                           "with --record-raw)")
+    _check_range_holds(db, "raw", wearer, from_s, to_s, "raw batches")
     make_folder(out.parent)
     n_batches = n_markers = 0
     with RecordingWriter(out, wearer=wearer, source=source, created_s=time.time()) as w:
@@ -291,9 +307,10 @@ def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = 
     from monitor.report import ANALYSIS_FILES, is_analysis_folder
 
     wearer = _one_wearer(db, wearer, "indicators")
+    _check_range_holds(db, "indicators", wearer, from_s, to_s, "indicators")
     ticks = read_table(db, "indicators", wearer, from_s, to_s)
     if ticks.empty:
-        raise ExportError(f"no indicators of wearer {wearer!r} in that time range")
+        raise ExportError(f"no indicators of wearer {wearer!r} in the recording")
     make_folder(out_dir)
     if is_analysis_folder(out_dir):  # (another folder's report.html is the user's own)
         for name in set(ANALYSIS_FILES) - set(ANALYSIS_EXPORT_FILES):

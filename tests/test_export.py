@@ -262,3 +262,26 @@ def test_analysis_export_removes_another_session_s_report(recorded, tmp_path):
     assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
                    "--out", str(own)]) == 0
     assert (own / "report.html").read_text() == "my page"
+
+
+def test_a_raw_or_analysis_export_of_an_empty_range_is_refused_up_front(recorded, tmp_path, capsys):
+    """``--what raw`` of a range without batches wrote a recording that ``anxmon analyze`` then
+    refused; now one line names the range and the span the recording covers, and nothing is
+    written (``--what analysis`` the same)."""
+    data_dir, part, _, _ = recorded
+    out = tmp_path / "empty.jsonl"
+    argv = ["export", "--data-dir", str(data_dir), "--wearer", "s02", "--from", "2030-01-01T00:00:00Z"]
+    assert anxmon([*argv, "--what", "raw", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    first = pd.Timestamp(part.start_s, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert err.startswith("anxmon: error: --from 2030-01-01 00:00:00 UTC holds no raw batches of wearer 's02': "
+                          f"they cover {first} to ") and err.endswith("; nothing written\n"), err
+    assert err.count("\n") == 1 and f"unix {part.start_s:.0f} to " in err
+    assert not out.exists()
+    assert anxmon([*argv, "--what", "analysis", "--out", str(tmp_path / "folder")]) == 2
+    assert "holds no indicators of wearer 's02'" in capsys.readouterr().err
+    assert not (tmp_path / "folder").exists()
+    # a range that holds batches is exported as before
+    assert anxmon(["export", "--data-dir", str(data_dir), "--wearer", "s02", "--what", "raw", "--to",
+                   str(part.start_s + 60), "--out", str(out)]) == 0
+    assert out.exists()
