@@ -529,6 +529,7 @@ class AnalysisFolder:
     answers: list[dict] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what reading left out (a cut last row)
 
     @property
     def t(self) -> np.ndarray:
@@ -581,13 +582,34 @@ def _json_object(path: Path) -> dict:
     return value
 
 
+def _whole_rows(csv_path: Path, notes: list[str]) -> str:
+    """The text of ``csv_path`` without a cut last row (the readers' rule,
+    ``monitor.readers.common.without_cut_last_line``: no line end after it, or not as many fields
+    as the header; a warning and a note). A row short of fields before it is an error naming its
+    line (pandas would fill it with empty values)."""
+    import csv
+
+    from monitor.readers.common import decode, without_cut_last_line
+
+    text = decode(csv_path.read_bytes())
+    header = next(csv.reader(io.StringIO(text)), [])
+    text = without_cut_last_line(text, str(csv_path), notes, lambda row: len(next(csv.reader([row]))) == len(header))
+    rows = csv.reader(io.StringIO(text))
+    for row in rows:
+        if row and len(row) < len(header):
+            raise InputFormatError(f"{csv_path}, line {rows.line_num}: {len(row)} of the header's {len(header)} "
+                                   "fields (a row cut short or damaged)")
+    return text
+
+
 def read_analysis_folder(path: str | Path) -> AnalysisFolder:
     """Read an analyze output folder (``indicators.csv`` is required, the rest optional)."""
     path = Path(path)
     if not is_analysis_folder(path):
         raise InputFormatError(f"{path} is not an analyze output folder (no indicators.csv)")
+    notes: list[str] = []
     try:
-        ticks = pd.read_csv(path / "indicators.csv")
+        ticks = pd.read_csv(io.StringIO(_whole_rows(path / "indicators.csv", notes)))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(f"{path}/indicators.csv: {str(exc).splitlines()[0]}") from None
     if not {"t", "stress_score"} <= set(ticks.columns):
@@ -617,7 +639,7 @@ def read_analysis_folder(path: str | Path) -> AnalysisFolder:
     if summary.get("threshold_final") is not None and not _is_number(summary["threshold_final"]):
         raise InputFormatError(f"{path}/summary.json: threshold_final must be a number")
     markers = read_markers(path / "markers.csv") if (path / "markers.csv").is_file() else []
-    return AnalysisFolder(path, ticks, checkins, _jsonl(path / "answers.jsonl"), markers, summary)
+    return AnalysisFolder(path, ticks, checkins, _jsonl(path / "answers.jsonl"), markers, summary, notes)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -927,6 +949,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
         ["answers", str(len(folder.answers))],
         ["markers", ", ".join(f"{k}: {sum(m.kind == k for m in markers)}" for k in sorted({m.kind for m in markers}))
          or "none"],
+        *([["reading", "; ".join(folder.notes)]] if folder.notes else []),
     ]
     day_rows = [[d["day"], _hm(d["hours_data"]), _hm(d["hours_scored"]), _hm(d["hours_stressed"]),
                  _fmt(100 * d["hours_stressed"] / d["hours_scored"] if d["hours_scored"] else math.nan, 0),

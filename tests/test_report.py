@@ -357,6 +357,8 @@ def test_s02_report_in_headless_chromium(s02_page, tmp_path):
     (lambda f: (f / "checkins.jsonl").write_text("5\n"), "checkins.jsonl, line 1: expected a JSON object"),
     (lambda f: (f / "indicators.csv").write_text(_garble_line((f / "indicators.csv").read_text(), 50)),
      "indicators.csv, line 50: column 't' is not a number"),
+    (lambda f: (f / "indicators.csv").write_text(_cut_line((f / "indicators.csv").read_text(), 50)),
+     "indicators.csv, line 50: 3 of the header's"),  # (pandas filled the row with empty values)
 ])
 def test_report_names_what_is_wrong_in_a_damaged_folder(s02_folder, tmp_path, capsys, damage, expected):
     """A damaged analyze folder is a one-line error naming the file (and line), exit status 2."""
@@ -376,6 +378,33 @@ def _garble_line(text: str, line: int) -> str:
     lines = text.splitlines(keepends=True)
     lines[line - 1] = "abc," + lines[line - 1].split(",", 1)[1]
     return "".join(lines)
+
+
+def _cut_line(text: str, line: int) -> str:
+    """1-based ``line`` cut after its third field (its line end kept)."""
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = ",".join(lines[line - 1].split(",")[:3]) + "\n"
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("cut, why", [(lambda last: last[: len(last) // 2], "no line end after it"),
+                                      (lambda last: ",".join(last.split(",")[:3]) + "\n", "not a whole row")])
+def test_a_cut_last_row_of_indicators_csv_is_left_out_and_said(s02_folder, tmp_path, cut, why):
+    """A copy or an analysis interrupted while writing ``indicators.csv``: its cut last row was read
+    silently (the missing fields empty, a number cut short); now it is left out with one line on
+    stderr, in the readers' words, and said in the page's overview."""
+    folder = tmp_path / "cut"
+    shutil.copytree(s02_folder, folder)
+    lines = (s02_folder / "indicators.csv").read_text().splitlines(keepends=True)
+    (folder / "indicators.csv").write_text("".join(lines[:-1]) + cut(lines[-1]))
+    run = anxmon("report", folder, "--out", tmp_path / "page.html", "--bootstrap", 0, check=False)
+    note = f"{folder / 'indicators.csv'}: the last line ({len(lines)}) is incomplete ({why}); left out"
+    assert run.returncode == 0 and run.stderr.count("\n") == 1, run.stderr
+    assert f"{folder / 'indicators.csv'}: the last line ({len(lines)}) is incomplete ({why}:" in run.stderr
+    overview = dict(map(tuple, Tables((tmp_path / "page.html").read_text()).tables["table0"][1:]))
+    assert overview["reading"] == note
+    assert overview["ticks (scored)"].startswith(f"{len(lines) - 2} (")
+    assert len(read_analysis_folder(folder).t) == len(lines) - 2 == len(read_analysis_folder(s02_folder).t) - 1
 
 
 @pytest.mark.parametrize("args, expected", [
