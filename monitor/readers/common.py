@@ -175,6 +175,8 @@ def check_range(signal: str, values: np.ndarray, where: str, notes: list[str], w
     ok = np.isfinite(values) & (values >= spec.low) & (values <= spec.high)
     bad = int(np.sum(~ok))
     if len(values) and bad / len(values) > MOSTLY_OUT_OF_RANGE:
+        # one sample value, on purpose: it shows the unit best (3000 "uS" is nS), and the error goes
+        # to the file's owner as the command's error line; it is not logged (no sample values in logs)
         raise InputFormatError(
             f"{where}: {bad} of {len(values)} {what or signal} values are outside {spec.low:g}-{spec.high:g} "
             f"{spec.unit} (e.g. {values[~ok][0]:g}): not {signal} in {spec.unit} ({hint})"
