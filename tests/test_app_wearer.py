@@ -27,7 +27,8 @@ from tests.conftest import need_broker
 from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
-WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep"]
+WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
+           "draft"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -338,6 +339,57 @@ def test_a_refused_answer_is_worded_as_such_and_a_refused_control_is_not(env, op
                                                                     "answer", "expired", time.time()))
     page.wait_for_selector("#checkin-error:has-text(\"your answer wasn't saved\")", timeout=5_000)
     assert c["id"]
+
+
+DRAFTS = "() => Object.keys(sessionStorage).filter((k) => k.startsWith('anxmon-draft:'))"
+PRESSED = "() => [...document.querySelectorAll('#checkin [aria-pressed=\"true\"]')].map((b) => b.textContent)"
+
+
+def test_a_reload_before_send_keeps_the_choice_in_the_tab_only_until_the_checkin_is_done(env, open_page):
+    """The phone drops the tab (or the wearer pulls to refresh) after choosing, before Send: the
+    choice was gone. It is kept in the tab's sessionStorage under the check-in's id, sent
+    nowhere, and removed once sent, when the check-in closes, and on sign-out."""
+    app, probe = env
+    c = checkin(probe, app, "draft")
+    page = open_page("draft")
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and posts.append((r.url, r.post_data or "")))
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='4']")
+    page.click("#labels button[data-label='stressed']")
+    page.reload()
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.evaluate(PRESSED) == ["4", "Stressed"]
+    assert page.evaluate(DRAFTS) == [f"anxmon-draft:{c['id']}"]
+    assert page.is_enabled("#send")
+    assert [u for u, body in posts if u.endswith("/answer") or "rating" in body] == []  # nothing left the phone
+    page.click("#labels button[data-label='stressed']")  # a change of mind is kept too
+    page.reload()
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.evaluate(PRESSED) == ["4"]
+    page.click("#send")
+    page.wait_for_selector("#thanks:not([hidden])", timeout=5_000)
+    assert page.evaluate(DRAFTS) == []
+    responses = wearer_topic("draft", "checkin/response")
+    assert wait_until(lambda: probe.json_on(responses), 5)
+    assert probe.json_on(responses)[-1]["rating"] == 4 and probe.json_on(responses)[-1]["labels"] == []
+
+    # a check-in that closes unanswered takes its choice with it
+    checkin(probe, app, "draft", n=2, expires_in_s=3.0)
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='2']")
+    assert len(page.evaluate(DRAFTS)) == 1
+    page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
+    assert page.evaluate(DRAFTS) == []
+
+    # and signing out (a shared phone) leaves nothing behind
+    checkin(probe, app, "draft", n=3)
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='1']")
+    assert len(page.evaluate(DRAFTS)) == 1
+    page.click("#signout")
+    page.wait_for_selector("#login:not([hidden])", timeout=5_000)
+    assert page.evaluate(DRAFTS) == []
 
 
 # ------------------------------------------------------------------ 9: closed check-ins

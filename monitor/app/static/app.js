@@ -57,6 +57,31 @@ function browserZone() {
 const zoneName = (tz) => tz.includes("/") ? `${tz.split("/").pop().replace(/_/g, " ")} time` : tz;
 const fmtDay = (t) => new Date(t * 1000).toLocaleDateString([], { weekday: "short", day: "numeric" });
 
+// The rating and words chosen but not sent yet, kept in this tab (sessionStorage, never sent
+// anywhere) under the check-in's id, so a reload before Send does not lose them. Removed when
+// the answer is sent, when the check-in closes or another one comes, and on sign-out.
+const DRAFT = "anxmon-draft:";
+function saveDraft(c) {
+  try {
+    if (app.rating === null && app.labels.size === 0) sessionStorage.removeItem(DRAFT + c.id);
+    else sessionStorage.setItem(DRAFT + c.id, JSON.stringify({ wearer: app.wearer, rating: app.rating,
+                                                               labels: [...app.labels] }));
+  } catch (e) { /* storage off (private mode): the choice lives until a reload, as before */ }
+}
+function loadDraft(c) {
+  try {
+    const d = JSON.parse(sessionStorage.getItem(DRAFT + c.id) || "null");
+    return d && d.wearer === app.wearer ? d : null;
+  } catch (e) { return null; }
+}
+function forgetDrafts(keep) {  // every draft but the one of check-in ``keep``
+  try {
+    for (const k of Object.keys(sessionStorage)) {
+      if (k.startsWith(DRAFT) && k !== DRAFT + keep) sessionStorage.removeItem(k);
+    }
+  } catch (e) { /* nothing kept */ }
+}
+
 // ------------------------------------------------------------------ start
 async function start() {
   if ("serviceWorker" in navigator) {
@@ -70,6 +95,7 @@ async function start() {
     const s = await api("/api/session");
     signedIn(s);
   } catch (e) {
+    if (e.status === 401) forgetDrafts(null);  // signed out (not just offline): nothing is kept
     showLogin();
   }
 }
@@ -83,6 +109,7 @@ function signedOut() {
   if (app.events) app.events.close();
   app.events = null;
   app.wearer = app.csrf = app.checkin = null;
+  forgetDrafts(null);
   $("page-msg").textContent = "";
   showLogin();
 }
@@ -217,6 +244,7 @@ $("gone-ok").addEventListener("click", hideGone);
 function showThanks(breathing) {
   const c = app.sending || app.checkin;
   if (c) app.answered.add(c.id);
+  forgetDrafts(null);
   app.checkin = null;
   show("checkin", false); show("gone", false);
   $("thanks-text").textContent = "Thank you. Your answer is noted.";
@@ -235,6 +263,7 @@ function renderCheckin(c) {
   if (c && app.answered.has(c.id)) c = null;
   const fresh = c && (!app.checkin || app.checkin.id !== c.id);
   app.checkin = c;
+  forgetDrafts(c ? c.id : null);  // the check-in closed, or another one came
   show("status", !c || cutOff());  // while a check-in is open, it speaks for itself
   if (!c) {
     show("checkin", false);
@@ -259,8 +288,7 @@ function renderCheckin(c) {
                              "aria-label": r.caption ? `${r.value}, ${r.caption}` : String(r.value) }, String(r.value));
     b.addEventListener("click", () => {
       app.rating = app.rating === r.value ? null : r.value;
-      for (const x of ratings.children) x.setAttribute("aria-pressed", String(Number(x.dataset.rating) === app.rating));
-      updateSend();
+      chosen(c);
     });
     ratings.append(b);
   }
@@ -272,12 +300,16 @@ function renderCheckin(c) {
     const b = el("button", { type: "button", "aria-pressed": "false", "data-label": l.value }, l.text);
     b.addEventListener("click", () => {
       if (app.labels.has(l.value)) app.labels.delete(l.value); else app.labels.add(l.value);
-      b.setAttribute("aria-pressed", String(app.labels.has(l.value)));
-      updateSend();
+      chosen(c);
     });
     labels.append(b);
   }
-  updateSend();
+  const draft = loadDraft(c);  // chosen before a reload
+  if (draft) {
+    if (c.ratings.some((r) => r.value === draft.rating)) app.rating = draft.rating;
+    app.labels = new Set((draft.labels || []).filter((v) => c.labels.some((l) => l.value === v)));
+  }
+  chosen(c);
   show("checkin", true);
   document.title = "• Check-in: anxmon";
   $("announce").textContent = `A new check-in: ${c.message}`;
@@ -288,6 +320,14 @@ function renderCheckin(c) {
     $("checkin-message").focus({ preventScroll: true });  // the status line above it stays in view
   }
   app.justSignedIn = false;
+}
+
+// the buttons show the choice (app.rating, app.labels), which is kept until Send
+function chosen(c) {
+  for (const x of $("ratings").children) x.setAttribute("aria-pressed", String(Number(x.dataset.rating) === app.rating));
+  for (const x of $("labels").children) x.setAttribute("aria-pressed", String(app.labels.has(x.dataset.label)));
+  saveDraft(c);
+  updateSend();
 }
 
 function updateSend() {
