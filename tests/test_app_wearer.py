@@ -28,7 +28,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft"]
+           "draft", "unset"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -118,6 +118,12 @@ def checkin(probe, app, wearer: str, n: int = 1, expires_in_s: float = 900.0) ->
     return body
 
 
+def zone_saved(page, tz: str) -> None:
+    """Wait for the first visit's save of the browser's zone to be answered (that answer redraws
+    the settings: a later change must not race it)."""
+    page.wait_for_function(f"() => app.settings && app.settings.timezone === '{tz}' && !app.tzSaving", timeout=5_000)
+
+
 def controls(probe, wearer: str) -> list[dict]:
     return probe.json_on(wearer_topic(wearer, "control"))
 
@@ -205,6 +211,26 @@ def test_a_travelling_wearer_sees_the_saved_zone_and_is_offered_the_new_one(env,
     assert page.text_content("#quiet-tz") == "Times are in London time."
     other.wait_for_selector("#tz-change", state="hidden", timeout=5_000)  # the settings event reached it
     assert other.text_content("#quiet-tz") == "Times are in London time."
+
+
+def test_the_quiet_hours_card_says_so_when_there_are_none(env, open_page):
+    """With no quiet hours the card said "No check-ins between these times" over two empty
+    pickers; it says there are none, and the set state keeps its words."""
+    app, _ = env
+    page = open_page("unset", timezone_id="Europe/Berlin")
+    zone_saved(page, "Europe/Berlin")
+    set_words = "No check-ins between these times."
+    page.wait_for_selector(f"#pause-card:has-text('{set_words}')", timeout=5_000)
+    page.click("#quiet-off")
+    none = "No quiet hours set. Check-ins can come at any time of day."
+    page.wait_for_selector(f"#pause-card:has-text('{none}')", timeout=5_000)
+    assert app.settings("unset")["quiet_hours"] is None
+    assert set_words not in page.text_content("#pause-card")
+    page.fill("#quiet-start", "22:30")
+    page.fill("#quiet-end", "06:00")
+    page.click("#quiet-save")
+    page.wait_for_selector(f"#pause-card:has-text('{set_words}')", timeout=5_000)
+    assert none not in page.text_content("#pause-card")
 
 
 # ------------------------------------------------------------------ 3: no false reassurance

@@ -410,6 +410,8 @@ function renderSettings(s) {
     $("quiet-start").value = ""; $("quiet-end").value = "";
   }
   $("quiet-off").hidden = !s.quiet_hours;
+  $("quiet-what").textContent = s.quiet_hours ? "No check-ins between these times."
+                                              : "No quiet hours set. Check-ins can come at any time of day.";
   // the time zone the monitor applies: shown, and the phone's own from the first sign-in
   const here = browserZone();
   const zone = s.timezone || here;
