@@ -28,7 +28,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset"]
+           "draft", "unset", "chart"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -554,6 +554,23 @@ def test_history_and_messages_use_the_words_of_the_buttons(env, open_page):
                       == "Quiet from 11:30 PM to 6:15 AM.", 5), page.text_content("#settings-msg")
     assert "the level where anxmon checks in" in page.text_content(".legend")
     assert "check-in" in page.get_attribute("#chart", "aria-label")
+
+
+def test_the_charts_label_reads_as_sentences_to_a_screen_reader(env, open_page):
+    """The label ran its parts together ("Over the last 3 days 2 check-ins, 1 answered.")."""
+    page = open_page("chart")
+    page.wait_for_selector("#chart rect", timeout=5_000)
+    assert page.get_attribute("#chart", "aria-label") == "Over the last 3 days: no readings yet; no check-ins."
+    label = """(h) => { drawChart({from: 0, to: 86400 * h.days, start: 0, threshold: 2, ...h});
+                        return document.querySelector("#chart").getAttribute("aria-label"); }"""
+    calm = [[600, 0.2], [1200, 0.4], [1800, 3.0]]
+    two = [{"t": 700, "answer": {"rating": 2}}, {"t": 1900, "answer": None}]
+    assert page.evaluate(label, {"days": 3, "scores": calm, "checkins": two}) == \
+        "Over the last 3 days: your body was mostly near your calm level; 2 check-ins, 1 answered."
+    assert page.evaluate(label, {"days": 1, "scores": [[600, 3.0]], "checkins": two[:1]}) == \
+        "Over the last day: your body was often above your calm level; 1 check-in, 1 answered."
+    assert page.evaluate(label, {"days": 7, "scores": calm, "checkins": [], "threshold": None}) == \
+        "Over the last 7 days: no check-ins."
 
 
 # ------------------------------------------------------------------ 6, 7, 8, 11, 12, 13: look and feel

@@ -566,10 +566,13 @@ function drawChart(h) {
   const answered = h.checkins.filter((c) => c.answer).length;
   const calm = h.threshold && h.scores.length
     ? h.scores.filter((p) => p[1] < 0.5 * h.threshold).length / h.scores.length : null;
-  const mostly = calm === null ? "" : calm >= 0.5 ? "your body was mostly near your calm level; "
-                                                  : "your body was often above your calm level; ";
-  $("chart").setAttribute("aria-label", `Over the last ${h.days === 1 ? "day" : `${h.days} days`} ${mostly}`
-    + `${h.checkins.length} check-in${h.checkins.length === 1 ? "" : "s"}, ${answered} answered.`);
+  const body = !h.scores.length ? "no readings yet" : calm === null ? null
+    : calm >= 0.5 ? "your body was mostly near your calm level" : "your body was often above your calm level";
+  const n = h.checkins.length;
+  const checkins = n === 0 ? "no check-ins" : `${n} check-in${n === 1 ? "" : "s"}, ${answered} answered`;
+  // sentences and commas, so a screen reader pauses between the parts (never "3 days 2 check-ins")
+  $("chart").setAttribute("aria-label", `Over the last ${h.days === 1 ? "day" : `${h.days} days`}: `
+    + [body, checkins].filter(Boolean).join("; ") + ".");
 }
 
 function listCheckins(h) {
