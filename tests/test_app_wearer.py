@@ -28,7 +28,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart"]
+           "draft", "unset", "chart", "late"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -122,6 +122,15 @@ def zone_saved(page, tz: str) -> None:
     """Wait for the first visit's save of the browser's zone to be answered (that answer redraws
     the settings: a later change must not race it)."""
     page.wait_for_function(f"() => app.settings && app.settings.timezone === '{tz}' && !app.tzSaving", timeout=5_000)
+
+
+def send_held(page):
+    """Press Send with the answer's request held in the browser: its Playwright ``Route``."""
+    held = []
+    page.route("**/answer", lambda route: held.append(route))
+    page.click("#send")
+    assert wait_until(lambda: (page.evaluate("() => 0"), held)[1], 5)
+    return held[0]
 
 
 def controls(probe, wearer: str) -> list[dict]:
@@ -336,12 +345,8 @@ def test_a_flaky_network_gets_plain_words_and_a_lost_response_still_says_thank_y
     assert page.is_visible("#checkin") and page.is_enabled("#send")
     page.unroute("**/answer")
     # the answer reaches the server, the response is lost: thanks all the same
-    held = []
-    page.route("**/answer", lambda route: held.append(route))
-    page.click("#send")
-    assert wait_until(lambda: (page.evaluate("() => 0"), held)[1], 5)
+    route = send_held(page)
     assert page.text_content("#send") == "Sending…" and not page.is_enabled("#send")
-    route = held[0]
     route.fetch()  # the server takes it ...
     route.abort()  # ... and the response never arrives
     page.wait_for_selector("#thanks:not([hidden])", timeout=5_000)
@@ -350,6 +355,25 @@ def test_a_flaky_network_gets_plain_words_and_a_lost_response_still_says_thank_y
     assert page.evaluate("() => document.activeElement.id") == "thanks-text"
     assert wait_until(lambda: probe.on(wearer_topic("net", "checkin/response")), 5)
     assert json.loads(probe.on(wearer_topic("net", "checkin/response"))[0])["prompt_id"] == c["id"]
+
+
+def test_an_answers_late_response_does_not_bring_the_thank_you_back_over_the_breathing(env, open_page):
+    """The answer's ``closed`` event thanks the wearer before the slow response arrives; when it
+    did arrive, the thank-you was shown a second time, over the minute of breathing the wearer
+    had started meanwhile, and took the focus from its Stop button."""
+    app, probe = env
+    checkin(probe, app, "late")
+    page = open_page("late")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#labels button[data-label='stressed']")
+    route = send_held(page)
+    response = route.fetch()  # the server takes the answer; its response is slow
+    page.wait_for_selector("#thanks:not([hidden])", timeout=5_000)  # thanks to the "closed" event
+    page.click("#breathe-start")
+    route.fulfill(response=response)
+    page.wait_for_function("() => app.sending === null", timeout=5_000)
+    assert page.is_visible("#breathing") and not page.is_visible("#thanks")
+    assert page.evaluate("() => document.activeElement.id") != "thanks-text"
 
 
 def test_a_refused_answer_is_worded_as_such_and_a_refused_control_is_not(env, open_page):

@@ -243,6 +243,9 @@ $("gone-ok").addEventListener("click", hideGone);
 
 function showThanks(breathing) {
   const c = app.sending || app.checkin;
+  // thanked already: the answer's "closed" came before its response (a slow network), and the
+  // wearer may be breathing by now; a second thank-you would cover it and take the focus
+  if (c && app.answered.has(c.id)) return;
   if (c) app.answered.add(c.id);
   forgetDrafts(null);
   app.checkin = null;
