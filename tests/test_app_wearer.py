@@ -28,7 +28,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "late"]
+           "draft", "unset", "chart", "keys", "late"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -612,6 +612,47 @@ def test_a_watch_or_200_percent_zoom_needs_no_sideways_scrolling(env, open_page)
     assert page.evaluate("() => window.scrollY") < 400  # not left mid-page after signing in
     assert page.evaluate("() => document.activeElement.id") == "checkin-message"
     assert "How are you feeling" in page.text_content("#announce")
+
+
+def test_the_keyboard_focus_stays_on_the_page_when_the_pressed_button_goes_away(env, open_page):
+    """Keyboard only at phone width: Resume, "No quiet hours" and "Breathe for 1 minute" hide
+    themselves when pressed, which dropped the focus to the page's top (the next Tab started
+    over, a screen reader lost its place); the focus goes to the control beside them. The
+    day buttons are toggles from the start (only "3 days" said so before one was pressed)."""
+    app, probe = env
+    focused = "() => document.activeElement.id"
+    page = open_page("keys", viewport={"width": 360, "height": 740}, timezone_id="Europe/Berlin")
+    assert [page.get_attribute(f"[data-days='{d}']", "aria-pressed") for d in (1, 3, 7)] == ["false", "true", "false"]
+    zone_saved(page, "Europe/Berlin")
+    page.focus("#pause-hour")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#settings-msg:has-text('Paused for an hour.')", timeout=5_000)  # its answer is in
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "resume"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#resume", state="hidden", timeout=5_000)
+    assert page.evaluate(focused) == "pause-hour"
+
+    page.wait_for_selector("#quiet-off:not([hidden])", timeout=5_000)  # the first visit saved 22:00-07:00
+    page.focus("#quiet-off")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#quiet-off", state="hidden", timeout=5_000)
+    assert page.evaluate(focused) == "quiet-save"
+
+    checkin(probe, app, "keys")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.focus("#labels button[data-label='anxious']")
+    page.keyboard.press("Space")
+    page.focus("#send")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#breathe-start:visible", timeout=5_000)
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "breathe-start"
+    page.keyboard.press("Enter")
+    assert page.evaluate(focused) == "breathe-stop"
+    page.keyboard.press("Enter")
+    assert not page.is_visible("#breathing")
 
 
 CONTRAST = """(sel) => {

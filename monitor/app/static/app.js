@@ -374,6 +374,7 @@ $("breathe-skip").addEventListener("click", () => { show("thanks", false); refre
 $("breathe-stop").addEventListener("click", stopBreathing);
 $("breathe-start").addEventListener("click", () => {
   show("thanks", false); show("breathing", true);
+  $("breathe-stop").focus();  // the button just pressed is gone: the keyboard stays in the card
   const circle = $("breath-circle");
   const total = 60, inhale = 4, cycle = 10;  // 6 slow breaths: in for 4 s, out for 6 s
   let elapsed = 0;
@@ -396,6 +397,7 @@ $("breathe-start").addEventListener("click", () => {
 // ------------------------------------------------------------------ pause and quiet hours
 function renderSettings(s) {
   app.settings = s;
+  const focused = document.activeElement;
   const paused = s.paused_until && s.paused_until * 1000 > Date.now();
   $("pause-state").textContent = paused
     ? `Check-ins are paused until ${fmtTime(s.paused_until)}.`
@@ -413,6 +415,9 @@ function renderSettings(s) {
     $("quiet-start").value = ""; $("quiet-end").value = "";
   }
   $("quiet-off").hidden = !s.quiet_hours;
+  // a button that hides itself (Resume, No quiet hours) hands the keyboard focus to its neighbour
+  if (focused === $("resume") && !paused) $("pause-hour").focus();
+  if (focused === $("quiet-off") && !s.quiet_hours) $("quiet-save").focus();
   $("quiet-what").textContent = s.quiet_hours ? "No check-ins between these times."
                                               : "No quiet hours set. Check-ins can come at any time of day.";
   // the time zone the monitor applies: shown, and the phone's own from the first sign-in
