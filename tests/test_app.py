@@ -567,6 +567,38 @@ def test_why_now_is_plain_words():
     assert body_status({"score": 2.5, "gate": None, "threshold": 2.0})["level"] == "high"
 
 
+def test_api_replies_are_not_held_back_by_nagle():
+    """The app's handler sends with TCP_NODELAY: its headers and body are two writes, and on a
+    kept-alive connection Nagle's algorithm held the body for the browser's delayed ACK (~44 ms
+    per API reply against 0.3 ms, median of 40 local requests; measured, not asserted here)."""
+    import http.client
+    import socket
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from monitor.app.server import _Handler
+
+    seen = []
+
+    class Probe(_Handler):  # the app's handler as it sets up a connection, answering one path
+        def do_GET(self):
+            seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            self._send(200, b"{}", "application/json")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Probe)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", httpd.server_address[1], timeout=5)
+        for _ in range(2):  # the same kept-alive connection twice
+            conn.request("GET", "/probe")
+            assert conn.getresponse().read() == b"{}"
+        conn.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen and all(seen), seen
+
+
 def test_accounts():
     """Plain and scrypt passwords; the service's own user never signs in; bad ids are refused."""
     accounts = Accounts({"monitor": "m", "alice": "pw", "bob": hash_password("hunter2", n=2**10)})

@@ -561,6 +561,10 @@ _WEARER_PATH = re.compile(rf"/api/w/({ID_PATTERN.pattern})/(state|events|answer|
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; on a kept-alive connection Nagle's algorithm holds the
+    # body until the browser's delayed ACK of the headers: ~44 ms per API reply, 0.3 ms without it
+    # (median of 40 local requests each way, http.client against ThreadingHTTPServer).
+    disable_nagle_algorithm = True
     server_version = "anxmon"
     sys_version = ""
     _raw: bytes | None = b""  # the POST body (None: too large, not read)
