@@ -598,8 +598,6 @@ def bench_live(max_wearers: int = 3200, seconds: int = 20, out=sys.stderr, align
     subscribes to the indicators. ``aligned_ticks``: run the service with ``--aligned-ticks``
     (every wearer's per-tick work in the same second), to see what the spread phases buy.
     """
-    import subprocess
-
     step_s = int(_tick_step_s())
     seconds = max(step_s, int(math.ceil(seconds / step_s) * step_s))
     steps = [n for n in LIVE_RAMP if n < max_wearers] + [max_wearers]
