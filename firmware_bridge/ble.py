@@ -13,6 +13,11 @@ the gateway's clock like the heart rate. No PMD service, no ACC feature, or a re
 firmware, another app holds the stream) gives one WARNING per reason and heart rate only. A
 clean stop (``stop`` set) sends the stop request before disconnecting.
 
+Step cadence: when the definition declares ``cadence`` and the device offers the Running Speed
+and Cadence service, every connection also turns on its notifications and feeds a regular
+``cadence`` stream (``RscCadenceStream``): the motion gate of a strap without an accelerometer.
+No service gives one WARNING and heart rate only.
+
 Tests pass ``client_factory`` (a bleak-like class) so no radio or bleak is needed.
 """
 
@@ -20,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from firmware_bridge.ble_hrs import (
     BATTERY_LEVEL_UUID,
@@ -32,7 +40,8 @@ from firmware_bridge.ble_hrs import (
     decode_battery_level,
     decode_heart_rate_measurement,
 )
-from firmware_bridge.batcher import Status
+from firmware_bridge.batcher import Chunk, Status
+from firmware_bridge.ble_rsc import RSC_MEASUREMENT_UUID, decode_rsc_measurement
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import DeviceDefinition
 from firmware_bridge.polar_pmd import (
@@ -120,7 +129,9 @@ async def run_ble(
     errors = _client_errors()
     converter = HrsConverter(bridge.definition)
     use_pmd_acc = bridge.definition.pmd_acc_hz is not None and "acc" in bridge.definition.signals
-    pmd_warned: set[str] = set()  # PMD problems already warned about (once each per run)
+    use_rsc = "cadence" in bridge.definition.signals
+    warned: set[str] = set()  # PMD and RSC problems already warned about (once each per run)
+    rsc = RscCadenceStream(bridge, address, warned) if use_rsc else None  # one time axis for the run
     delay = reconnect_min_s
     bad = 0
     last_fail_log = None
@@ -164,8 +175,10 @@ async def run_ble(
             await client.start_notify(HEART_RATE_MEASUREMENT_UUID, on_hrm)
             log.info("connected %s; heart rate notifications on", address)
             if use_pmd_acc:  # after every (re)connection: the strap forgets the stream with the link
-                pmd = PmdAccStream(bridge, address, pmd_warned)
+                pmd = PmdAccStream(bridge, address, warned)
                 await pmd.start(client, errors, timeout_s=pmd_timeout_s)
+            if rsc is not None:
+                await rsc.start(client, errors)
             battery_at = None
             while not stop.is_set() and not lost.is_set():
                 now = bridge.clock()
@@ -180,6 +193,8 @@ async def run_ble(
                     if silent > 3 * silence_s:
                         log.warning("%s: still silent; dropping the link to reconnect", address)
                         break
+                if rsc is not None:
+                    rsc.tick(now, heart_rate_flowing=silent <= RscCadenceStream.STALE_S)
                 bridge.tick()
                 await _wait(lost, tick_s)
         except errors as exc:
@@ -246,9 +261,7 @@ class PmdAccStream:
         self._responses: asyncio.Queue[bytes] = asyncio.Queue()
 
     def _warn(self, reason: str, msg: str, *args) -> None:
-        level = logging.INFO if reason in self.warned else logging.WARNING
-        self.warned.add(reason)
-        log.log(level, msg + "; going on with heart rate only (no motion gate)", *args)
+        _warn_once(self.warned, f"pmd-{reason}", msg + "; going on with heart rate only (no motion gate)", *args)
 
     async def start(self, client, errors, timeout_s: float = PMD_RESPONSE_TIMEOUT_S) -> bool:
         """Start the stream; True when the strap streams the accelerometer."""
@@ -350,6 +363,108 @@ class PmdAccStream:
         log.debug("pmd frame %s", bytes(data).hex())
         self.frames += 1
         self.bridge.feed([acc_chunk(frame, arrival, self.rate_hz, self.scale)])
+
+
+class RscCadenceStream:
+    """Step cadence from the Running Speed and Cadence service, for one run of ``run_ble``.
+
+    ``start``, at every connection, checks that the device offers the RSC Measurement and turns
+    its notifications on; a device without it gives one WARNING per run (``warned`` is shared
+    with the PMD stream) and no cadence. Notifications come at the sensor's own pace, about
+    once a second, and some sensors fall silent while the wearer stands still, so ``tick``
+    resamples them into the definition's regular ``cadence`` stream (1 Hz, steps/min, times
+    from the gateway's clock): each sample is the latest notification's cadence (times the
+    definition's ``scale``) while that is at most ``STALE_S`` old, else 0 steps/min (also when
+    nothing has come ``STALE_S`` after the connection began), provided the heart rate is still
+    arriving: the link is alive and the device chose not to report footfalls. While the heart
+    rate is silent too, or the link is down, no samples are made: a gap, not stillness. The
+    samples stay on one grid across reconnections, so no two overlap. Values are logged at
+    DEBUG only.
+
+    Example
+    -------
+    >>> from firmware_bridge.devices import load_device
+    >>> from firmware_bridge.outbox import Outbox
+    >>> br = Bridge(load_device("generic-ble-hrs"), "alice", outbox=Outbox(":memory:"), clock=lambda: 1.7e9)
+    >>> s = RscCadenceStream(br, "AA:BB", set())
+    >>> s.active, s.period_s
+    (False, 1.0)
+    """
+
+    STALE_S = 3.0  # a notification older than this no longer says the wearer is stepping (s)
+
+    def __init__(self, bridge: Bridge, address: str, warned: set[str]):
+        signal = bridge.definition.signals["cadence"]
+        self.bridge = bridge
+        self.address = address
+        self.warned = warned
+        self.period_s = 1.0 / signal.rate_hz
+        self.scale = signal.scale
+        self.active = False
+        # (arrival s, steps/min) of the last notification; (connection s, None) before the first one
+        self.latest: tuple[float, float | None] = (bridge.clock(), None)
+        self.next_s: float | None = None  # gateway time of the next sample
+        self.bad = 0
+
+    async def start(self, client, errors) -> bool:
+        """Turn the notifications on; True when the device offers them."""
+        why = "no step cadence for the motion gate"
+        self.active, self.latest = False, (self.bridge.clock(), None)
+        if not _offers(client, (RSC_MEASUREMENT_UUID,), errors):
+            _warn_once(self.warned, "rsc-missing", "%s does not offer the Running Speed and Cadence service: %s",
+                       self.address, why)
+            return False
+        try:
+            await client.start_notify(RSC_MEASUREMENT_UUID, self.on_rsc)
+        except errors as exc:
+            _warn_once(self.warned, "rsc-link", "%s: step cadence could not be turned on (%s: %s): %s",
+                       self.address, type(exc).__name__, exc, why)
+            return False
+        self.active = True
+        now = self.bridge.clock()
+        if self.next_s is None:
+            self.next_s = now
+        elif self.next_s < now:  # skip the time the link was down, staying on the grid
+            self.next_s += self.period_s * math.ceil((now - self.next_s) / self.period_s)
+        log.info("%s: step cadence on (Running Speed and Cadence)", self.address)
+        return True
+
+    def on_rsc(self, _char, data: bytearray) -> None:
+        """RSC Measurement notifications: keep the latest cadence."""
+        arrival = self.bridge.clock()
+        try:
+            measurement = decode_rsc_measurement(data)
+        except ValueError as exc:
+            self.bad += 1
+            log.warning("running speed and cadence notification ignored: %s (%d so far)", exc, self.bad)
+            return
+        log.debug("rsc notification %s", bytes(data).hex())
+        self.latest = (arrival, measurement.cadence_per_min * self.scale)
+
+    def tick(self, now_s: float, heart_rate_flowing: bool) -> None:
+        """Feed the samples due up to ``now_s`` (gateway time, s)."""
+        if not self.active or self.next_s is None or now_s < self.next_s:
+            return
+        times = self.next_s + self.period_s * np.arange(int((now_s - self.next_s) / self.period_s) + 1)
+        self.next_s = float(times[-1] + self.period_s)
+        if not heart_rate_flowing:
+            return
+        values = np.zeros(len(times))
+        arrival, cadence = self.latest
+        fresh = times - arrival <= self.STALE_S  # a leading run of the samples
+        if cadence is None:  # nothing heard since the connection began: no samples yet
+            times, values = times[~fresh], values[~fresh]
+        else:
+            values[fresh] = cadence
+        if len(times):
+            self.bridge.feed([Chunk("cadence", values, t0=float(times[0]))])
+
+
+def _warn_once(warned: set[str], reason: str, msg: str, *args) -> None:
+    """A WARNING the first time ``reason`` comes up in a run, INFO after that."""
+    level = logging.INFO if reason in warned else logging.WARNING
+    warned.add(reason)
+    log.log(level, msg, *args)
 
 
 async def _read_battery(client, bridge: Bridge, errors) -> None:

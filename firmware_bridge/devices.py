@@ -29,8 +29,9 @@ Schema (every key)::
     source = "EA"                # decoder source name(s); defaults per decoder (see below)
     scale = 1.0                  # optional multiplier from the source's unit to ``unit``
 
-Decoder sources: ``ble_hrs``: ``hr`` and ``rr`` (and ``pmd_acc`` for ``acc`` when ``pmd_acc_hz``
-is set); ``emotibit``: type tags (``acc`` takes three, x y z); ``lines``: the signal's own name
+Decoder sources: ``ble_hrs``: ``hr`` and ``rr`` of the Heart Rate Measurement, ``rsc_cadence`` for
+``cadence`` (the Running Speed and Cadence service, when the device offers it), and ``pmd_acc``
+for ``acc`` when ``pmd_acc_hz`` is set; ``emotibit``: type tags (``acc`` takes three, x y z); ``lines``: the signal's own name
 (the default).
 
 Example
@@ -53,7 +54,8 @@ from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
 TRANSPORTS = ("ble", "emotibit", "lines", "none")
 DECODERS = ("ble_hrs", "emotibit", "lines", "none")
-BLE_HRS_SOURCES = {"hr": "hr", "ibi": "rr"}  # the only signals a Heart Rate Measurement carries
+# what a Bluetooth heart-rate device can send: Heart Rate Measurement (hr, rr), Running Speed and Cadence
+BLE_HRS_SOURCES = {"hr": "hr", "ibi": "rr", "cadence": "rsc_cadence"}
 PMD_ACC_SOURCE = "pmd_acc"  # acc of a ble_hrs device that also streams Polar PMD (pmd_acc_hz)
 PMD_ACC_RATES_HZ = (25, 50, 100, 200)  # what a Polar H10 offers (firmware_bridge.polar_pmd)
 
@@ -207,7 +209,7 @@ def _parse_signal(name: str, table, decoder: str, where: str, pmd_acc_hz: int | 
     pmd_acc = decoder == "ble_hrs" and name == "acc" and pmd_acc_hz is not None
     if decoder == "ble_hrs" and name not in BLE_HRS_SOURCES and not pmd_acc:
         extra = "; acc also needs pmd_acc_hz (a Polar strap's PMD accelerometer)" if name == "acc" else ""
-        raise ConfigError(f"{where}: [{key}]: a Heart Rate Measurement only carries {' and '.join(BLE_HRS_SOURCES)}{extra}")
+        raise ConfigError(f"{where}: [{key}]: a Bluetooth heart-rate device sends only {', '.join(BLE_HRS_SOURCES)}{extra}")
     source = table.get("source")
     if source is None:
         if pmd_acc:
@@ -228,7 +230,7 @@ def _parse_signal(name: str, table, decoder: str, where: str, pmd_acc_hz: int | 
         raise bad_value(where, f"{key}.source", f"{PMD_ACC_SOURCE!r} (the strap's PMD accelerometer)", source)
     if decoder == "ble_hrs" and not pmd_acc and (name not in BLE_HRS_SOURCES or tuple(sources) != (BLE_HRS_SOURCES[name],)):
         allowed = ", ".join(f"{s} <- {src!r}" for s, src in BLE_HRS_SOURCES.items())
-        raise bad_value(where, f"{key}.source", f"what a Heart Rate Measurement carries ({allowed})", source)
+        raise bad_value(where, f"{key}.source", f"what a Bluetooth heart-rate device sends ({allowed})", source)
     if decoder == "lines" and tuple(sources) != (name,):
         raise bad_value(where, f"{key}.source", f"{name!r}: the line protocol names signals themselves", source)
     return SignalDef(

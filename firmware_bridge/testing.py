@@ -108,6 +108,16 @@ class FakeBleakClient:
         return True
 
 
+class FakeServices:
+    """Just enough of bleak's resolved services: which characteristics a fake device offers."""
+
+    def __init__(self, uuids):
+        self.uuids = set(uuids)
+
+    def get_characteristic(self, uuid):
+        return uuid if uuid in self.uuids else None
+
+
 class MonitorSubscriber:
     """Plays the monitor: a persistent session (clean_session=False) subscribed at QoS 1.
 

@@ -72,7 +72,7 @@ def test_a_minimal_definition(tmp_path):
         (GOOD + 'source = "x"\n', "the line protocol names signals themselves"),
         (GOOD + "[signals.hr]\nunit = \"bpm\"\nsmoothing = 3\n", "[signals.hr]: unknown key(s) smoothing; known keys: rate_hz, scale, source, unit"),
         (GOOD.replace('decoder = "lines"', 'decoder = "ble_hrs"').replace('transport = "lines"', 'transport = "ble"'),
-         "a Heart Rate Measurement only carries"),
+         "a Bluetooth heart-rate device sends only hr, ibi, cadence"),
         ("model = [", "not valid TOML"),
         ('model = "my-gsr"\nname = "x"\ntransport = "lines"\ndecoder = "lines"\n', "missing [signals"),
     ],

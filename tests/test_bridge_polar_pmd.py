@@ -67,7 +67,7 @@ from firmware_bridge.polar_pmd import (
     strap_time_to_unix_s,
 )
 from firmware_bridge.publisher import Publisher
-from firmware_bridge.testing import FakeBleakClient, FakeStrap, MonitorSubscriber, SimClock
+from firmware_bridge.testing import FakeBleakClient, FakeServices, FakeStrap, MonitorSubscriber, SimClock
 from monitor.errors import ConfigError
 
 HEADER_TS_2E9 = bytes.fromhex("02" "0094357700000000")  # ACC, timestamp 2 000 000 000 ns
@@ -343,14 +343,6 @@ def test_definition_errors(text, reason):
 
 
 # -- the BLE path with a fake H10 ----------------------------------------------------------------
-class FakeServices:
-    def __init__(self, uuids):
-        self.uuids = set(uuids)
-
-    def get_characteristic(self, uuid):
-        return uuid if uuid in self.uuids else None
-
-
 @dataclass
 class FakePmd:
     """The strap's PMD side, shared by every connection (like ``FakeStrap``)."""
