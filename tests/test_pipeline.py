@@ -315,6 +315,32 @@ def test_a_sample_rate_change_keeps_what_the_old_chain_held_back(s02):
         [(r.t - switch_s, r.quality["eda"]) for r in before]
 
 
+def test_heart_rate_goes_on_through_a_ppg_sample_rate_change(s02):
+    """A device switching its PPG from 64 to 32 Hz mid-stream: the new chain started its beat
+    intervals from nothing, so for the 30 s until its windows were half covered no tick had a
+    heart rate, where the old and new beats together fill the window. The beat corrector and
+    the HRV windows hold beat times, not samples: they go on; only the detector restarts."""
+    from dataclasses import replace as _replace
+
+    switch_s = s02.start_s + 360.0
+    reference = {r.t: r for r in run(s02, 1.0, signals=("bvp",))}
+    p, rows = WearerPipeline(), []
+    for b in s02.batches(1.0):
+        if b.signal != "bvp":
+            continue
+        if b.t0 >= switch_s:  # the same pulse, every other sample
+            b = _replace(b, fs=b.fs / 2, values=b.values[::2])
+        rows.extend(p.update(b))
+    rows += p.flush()
+    after = [r for r in rows if switch_s <= r.t < switch_s + 60.0]
+    expected = [r.t for r in after if "HR_Mean" in reference[r.t].values]
+    assert len(after) == 12 and len(expected) == 12
+    assert [r.t for r in after if "HR_Mean" in r.values] == expected, \
+        [(r.t - switch_s, r.quality["hrv"]) for r in after]
+    for r in after:  # the same beats, timed on half the samples
+        assert abs(r.values["HR_Mean"] - reference[r.t].values["HR_Mean"]) < 2.0
+
+
 def test_a_refused_sample_rate_changes_nothing(s02):
     """An EDA batch at 0.01 Hz (the filters cannot take it: ValueError) flushed and dropped the
     running chain before it was refused, and its span still lengthened the release waits."""

@@ -308,7 +308,14 @@ class WearerPipeline(Processor):
         new_chain = chain is None or (batch.fs is not None and batch.fs != chain.fs)
         if new_chain:
             fresh = _Chain(signal, batch.fs, self.config)  # a rate the filters cannot take: ValueError, nothing changed
-            if chain is not None:  # the device changed its sample rate: what the old chain holds back counts
+            if chain is not None and chain.detector is not None:
+                # the device changed its ECG/PPG rate: only the beat detector and the waveform's
+                # breathing depend on it; the beat times go on into the same corrector and HRV
+                # windows (the new detector's first beats start a new chain); the old breathing
+                # rates count up to the change, the new chain's from it on
+                fresh.corrector, fresh.hrv = chain.corrector, chain.hrv
+                self._collect(signal, [("rsp", f) for f in chain.resp.flush() if f.t < batch.start_s])
+            elif chain is not None:  # the device changed its sample rate: what the old chain holds back counts
                 self._collect(signal, chain.flush())
             chain = s.chains[signal] = fresh
         rows = chain.update(batch)
