@@ -33,7 +33,7 @@ from monitor.wire import check_id, data_topic, encode_batch
 
 from firmware_bridge.batcher import Batcher, Chunk, Status
 from firmware_bridge.devices import DeviceDefinition
-from firmware_bridge.outbox import Outbox, OutboxFullError
+from firmware_bridge.outbox import Outbox, OutboxError
 from firmware_bridge.publisher import Publisher
 from monitor.wire import status_payload, status_topic
 
@@ -156,7 +156,7 @@ class Bridge:
         ]
         try:
             self.outbox.enqueue_many(items)
-        except OutboxFullError as exc:
+        except OutboxError as exc:  # full, or its disk is
             self.stats.refused_batches += len(batches)
             self._log_every(
                 "full", 60.0, logging.ERROR, "%s; refused %d batch(es) so far: NEW DATA IS BEING LOST",

@@ -11,6 +11,7 @@ number is never used twice or skipped.
 The outbox is bounded (``max_batches``). When it is full it **refuses new batches** (raises
 ``OutboxFullError``) rather than dropping old ones: what is stored stays a gap-free history
 up to the moment the disk budget ran out, and the refusal is logged at ERROR by the bridge.
+A batch that cannot be written (a full disk) is refused the same way, as an ``OutboxError``.
 At 80 % full it logs a WARNING once, and INFO when it has drained below that again.
 
 Example
@@ -131,7 +132,8 @@ class Outbox:
         """Store batches atomically: each item is (stream key, topic, build(seq) -> payload).
 
         Returns the sequence numbers given. Raises ``OutboxFullError`` (storing none of the
-        items) when they do not all fit.
+        items) when they do not all fit, ``OutboxError`` (storing none) when the file cannot be
+        written (a full disk).
         """
         items = list(items)
         if not items:
@@ -156,8 +158,11 @@ class Outbox:
                     )
                     seqs.append(seq)
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._db.in_transaction:  # (SQLite has already rolled back after a full disk)
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from None
                 raise
             self._count += len(items)
             if not self._warned and self._count >= WARN_FRACTION * self.max_batches:

@@ -13,7 +13,7 @@ import pytest
 from firmware_bridge.batcher import Batcher, Chunk, Status
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import load_device
-from firmware_bridge.outbox import Outbox, OutboxFullError
+from firmware_bridge.outbox import Outbox, OutboxError, OutboxFullError
 from monitor.wire import decode_batch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -222,6 +222,28 @@ def test_bridge_reports_a_full_outbox_loudly_without_values(tmp_path, caplog):
     assert "7.123456" not in caplog.text  # no sample values in logs above DEBUG
     assert [decode_batch(r.payload, "eda").seq for r in br.outbox.peek()] == [0, 1]
 
+
+
+def test_a_full_disk_refuses_batches_with_a_clear_error_and_the_bridge_goes_on(tmp_path, caplog):
+    """A full disk under the outbox raised SQLite's "cannot rollback - no transaction is active"
+    (SQLite had rolled back itself), hiding the cause, and the exception ended the bridge."""
+    caplog.set_level(logging.INFO)
+    now = [1e9]
+    br, _ = make_bridge(tmp_path, now)
+    db = br.outbox._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's SQLITE_FULL, as on a full disk
+    with pytest.raises(OutboxError, match="disk is full"):
+        br.outbox.enqueue_many([("s", "t", lambda s: b"x" * 8000)])
+    br.feed([Chunk("eda", np.linspace(7.123456, 9.0, 2000), t0=now[0])])  # 500 s, more than the free pages
+    assert br.tick(force=True) == 0 and br.stats.refused_batches > 0 and br.stats.batches == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "disk is full" in errors[0] and "NEW DATA IS BEING LOST" in errors[0]
+    assert len(br.outbox) == 0 and br.outbox.next_seq("diy-lines/eda") == 0  # nothing half-stored
+    db.execute("PRAGMA max_page_count = 1000000")  # space again: the same outbox takes batches
+    now[0] += 600
+    br.feed([Chunk("eda", np.full(4, 5.0), t0=now[0])])
+    assert br.tick(force=True) == 1 and [decode_batch(r.payload, "eda").seq for r in br.outbox.peek()] == [0]
 
 def test_a_device_a_little_faster_than_declared_keeps_its_own_time():
     """A device 2 % faster than its rate_hz (4.08 Hz declared 4): its chunks come earlier and
