@@ -159,8 +159,7 @@ class Outbox:
                     seqs.append(seq)
                 self._db.execute("COMMIT")
             except BaseException as exc:
-                if self._db.in_transaction:  # (SQLite has already rolled back after a full disk)
-                    self._db.execute("ROLLBACK")
+                self._rollback()
                 if isinstance(exc, sqlite3.Error):
                     raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from None
                 raise
@@ -173,6 +172,12 @@ class Outbox:
                 )
             return seqs
 
+    def _rollback(self) -> None:
+        """End a failed transaction (SQLite has already rolled back after a full disk): a
+        transaction left open refused every later one, storing nothing even once there is space."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     def peek(self, after_id: int = 0, limit: int = 100) -> list[OutboxRow]:
         """The oldest rows with ``id > after_id``, in the order they were written."""
         with self._lock:
@@ -182,14 +187,22 @@ class Outbox:
         return [OutboxRow(i, t, bytes(p)) for i, t, p in rows]
 
     def ack(self, ids: Iterable[int]) -> int:
-        """Remove acknowledged rows (one transaction); returns how many were removed."""
+        """Remove acknowledged rows (one transaction); returns how many were removed.
+
+        Raises ``OutboxError`` (removing none) when the file cannot be written: the rows stay,
+        and are sent again after a restart (the monitor drops them as duplicates by seq).
+        """
         ids = list(ids)
         if not ids:
             return 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                cur = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from None
             self._count -= cur.rowcount
             if self._warned and self._count < WARN_FRACTION * self.max_batches:
                 self._warned = False

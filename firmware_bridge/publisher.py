@@ -37,7 +37,7 @@ from monitor.mqtt_client import (BrokerAddress, ConnectionState, connect_failure
                                  private_client_id)
 from monitor.wire import availability_topic, check_id
 
-from firmware_bridge.outbox import Outbox
+from firmware_bridge.outbox import Outbox, OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Publisher:
         self._status: dict[str, tuple[str, bytes]] = {}  # kind -> (topic, payload) not yet sent
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id (drain thread only)
         self._last_handed = 0
+        self._acked_rows: list[int] = []  # rows the broker acknowledged, not yet removed from the outbox
         self._resend_status = False
         self._fail_logged_at: float | None = None
         self._thread: threading.Thread | None = None
@@ -219,8 +220,19 @@ class Publisher:
                 self._sent_online = None  # a new session: say who we are again
                 with self._lock:
                     self._resend_status = True
-        if acked:
-            self.stats.published += self.outbox.ack(acked)
+        if not acked and not self._acked_rows:
+            return
+        failing = bool(self._acked_rows)
+        self._acked_rows += acked
+        try:
+            self.stats.published += self.outbox.ack(self._acked_rows)
+        except OutboxError as exc:  # (a full disk): tried again next pass; sending goes on
+            if not failing:
+                log.error("%s; the acknowledged batches stay in it until it can be written", exc)
+            return
+        if failing:
+            log.info("outbox %s can be written again", self.outbox.path)
+        self._acked_rows = []
 
     def _drain_loop(self) -> None:
         last_status: dict[str, tuple[str, bytes]] = {}

@@ -1,8 +1,10 @@
-"""Batching, rate measurement, the outbox and the bridge loop, without a broker."""
+"""Batching, rate measurement, the outbox and the bridge loop (a real broker only where the outbox meets it)."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 
 import logging
 from pathlib import Path
@@ -260,3 +262,36 @@ def test_a_device_a_little_faster_than_declared_keeps_its_own_time():
     last = out[-1]
     true_end = t0 + (n - 1) / fs_true
     assert abs(last.t0 + (len(last) - 1) / last.fs - true_end) < 1.0
+
+
+def wait_for(condition, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_an_outbox_that_cannot_remove_acknowledged_rows_does_not_stop_sending(broker, tmp_path, caplog):
+    """With a real broker: removing acknowledged rows failed (a full disk) with an sqlite3 error
+    that ended the publisher's drain thread, silently: nothing was sent any more, the outbox
+    filled and new data was refused; and the open transaction refused every later batch."""
+    from firmware_bridge.publisher import Publisher
+
+    caplog.set_level(logging.INFO)
+    ob = Outbox(tmp_path / "o.sqlite")
+    deny_delete = lambda action, *_: sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_DELETE else sqlite3.SQLITE_OK  # noqa: E731
+    ob._db.set_authorizer(deny_delete)  # DELETE fails as on a full disk
+    batch = lambda seq: b'{"v":1,"seq":%d,"t0":1700000000.0,"fs":4.0,"values":[1.0]}' % seq  # noqa: E731
+    ob.enqueue_many([("e4/eda", "anxmon/v1/alice/e4/eda", batch)] * 3)
+    publisher = Publisher(broker.url, "alice", "e4", ob, reconnect_max_s=2).start()
+    try:
+        assert wait_for(lambda: "cannot write to outbox" in caplog.text)
+        assert len(ob) == 3 and publisher.stats.published == 0  # kept, not lost
+        ob._db.set_authorizer(None)  # space again
+        ob.enqueue_many([("e4/eda", "anxmon/v1/alice/e4/eda", batch)] * 2)
+        publisher.wake()
+        assert wait_for(lambda: len(ob) == 0)
+        assert publisher.stats.published == 5 and "can be written again" in caplog.text
+        assert ob.next_seq("e4/eda") == 5
+    finally:
+        publisher.stop(timeout_s=2.0)
