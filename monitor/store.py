@@ -159,7 +159,7 @@ class CheckpointStore:
             try:
                 # a pickle starts with its PROTO opcode 0x80; older rows are zlib streams (0x78)
                 out[wearer] = pickle.loads(blob if blob[:1] == b"\x80" else zlib.decompress(blob))
-            except (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            except Exception as exc:  # damaged bytes fail in many ways (UnicodeDecodeError, ValueError...)
                 raise CheckpointError(
                     f"checkpoint of wearer {wearer!r} in {self.path} cannot be read ({exc}); "
                     "move the file away to start every wearer afresh"

@@ -33,11 +33,18 @@ def test_a_row_of_an_earlier_version_still_loads(tmp_path):
         assert store.load_all() == {"bob": {"answer": 42}}
 
 
-def test_a_damaged_row_names_the_wearer(tmp_path):
+@pytest.mark.parametrize("blob", [
+    b"\x80\x05garbage",
+    # a flipped byte in a string (UnicodeDecodeError) and a wrong protocol byte (ValueError)
+    # escaped as tracebacks: a damaged row must be the one-line error, whatever it breaks
+    pickle.dumps({"note": "caf\u00e9"}, protocol=5).replace(b"\xc3\xa9", b"\xff\xa9"),
+    b"\x80\x09" + pickle.dumps(1)[2:],
+], ids=["garbage", "bad-utf8", "bad-protocol"])
+def test_a_damaged_row_names_the_wearer(tmp_path, blob):
     path = tmp_path / "c.sqlite"
     CheckpointStore(path).close()
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO wearers VALUES ('carol', 1.7e9, 1.7e9, ?)", (b"\x80\x05garbage",))
+        db.execute("INSERT INTO wearers VALUES ('carol', 1.7e9, 1.7e9, ?)", (blob,))
     with CheckpointStore(path) as store, pytest.raises(CheckpointError, match="carol"):
         store.load_all()
 
