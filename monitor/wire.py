@@ -234,6 +234,16 @@ def _reject_constant(name: str):
     raise PayloadError(f"payload contains {name}, which is not a finite number")
 
 
+def _json_int(text: str) -> int | float:
+    """A JSON integer; one of more than 300 digits is infinite, as ``1e400`` is (the range checks
+    then refuse it), not an OverflowError in ``float()`` or a ValueError past 4300 digits.
+
+    >>> _json_int("42"), _json_int("-" + "9" * 400)
+    (42, -inf)
+    """
+    return int(text) if len(text.lstrip("-")) <= 300 else float(text)
+
+
 _NUMBER = (int, float)
 _NUMBER_SET = frozenset(_NUMBER)
 
@@ -611,7 +621,7 @@ def _load_slowly(payload: bytes | str, what: str):
         except UnicodeDecodeError as exc:
             raise PayloadError(f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
-        return json.loads(payload, parse_constant=_reject_constant)
+        return json.loads(payload, parse_constant=_reject_constant, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:  # orjson refuses nesting deeper than 1024; json runs out of stack
@@ -653,7 +663,7 @@ def identity_mismatch(payload: bytes | str, wearer: str, device: str | None = No
     """
     try:
         body = json.loads(bytes(payload).decode("utf-8") if not isinstance(payload, str) else payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # (not UTF-8, not JSON, an integer of over 4300 digits)
         return None
     if not isinstance(body, dict):
         return None

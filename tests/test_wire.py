@@ -157,6 +157,23 @@ def test_random_bytes_never_crash_with_anything_but_a_wire_error(data):
         decode_batch(data, "bvp")
 
 
+
+@pytest.mark.parametrize("digits", [400, 5000])  # beyond float's range; beyond int()'s 4300 digits
+@pytest.mark.parametrize("template, decode", [
+    ('{"v":1,"seq":0,"t0":N,"fs":4,"values":[1]}', lambda p: decode_batch(p, "eda")),
+    ('{"v":1,"seq":0,"t0":1.7e9,"fs":4,"values":[N]}', lambda p: decode_batch(p, "eda")),
+    ('{"v":1,"seq":N,"t":[1.7e9],"values":[800]}', lambda p: decode_batch(p, "ibi")),
+    ('{"v":1,"percent":N}', lambda p: wire.decode_status(p, "battery")),
+    ('{"v":1,"t":N}', lambda p: wire.decode_marker(p, "alice")),
+    ('{"v":1,"prompt_id":"alice-1","rating":3,"t":N}', lambda p: wire.decode_answer(p, "alice")),
+])
+def test_an_integer_too_long_for_a_float_is_a_wire_error(template, decode, digits):
+    """A JSON integer of hundreds of digits raised OverflowError (thousands: ValueError), which
+    the service took for a bug of its own ("internal") instead of refusing the input."""
+    with pytest.raises(WireError):
+        decode(template.replace("N", "-" + "9" * digits).encode())
+
+
 # ------------------------------------------------------------------ stream tracking
 
 
