@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor import wire
@@ -172,6 +172,30 @@ def test_an_integer_too_long_for_a_float_is_a_wire_error(template, decode, digit
     the service took for a bug of its own ("internal") instead of refusing the input."""
     with pytest.raises(WireError):
         decode(template.replace("N", "-" + "9" * digits).encode())
+
+
+
+FIELDS = ["v", "t", "t0", "fs", "seq", "values", "prompt_id", "rating", "labels", "wearer", "action", "duration_s",
+          "quiet_hours", "timezone", "kind", "label", "id", "expires_at", "state", "reason", "percent", "contact",
+          "quality", "device", "signal"]
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.just(-(10**400)), st.floats(allow_nan=False, allow_infinity=False),
+                         st.text(max_size=5), st.just(1.7e9))
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+DECODERS = [lambda p, s=s: decode_batch(p, s) for s in wire.SIGNALS] + [
+    wire.decode_indicators, wire.decode_checkin, wire.decode_rejected, wire.decode_monitor_state,
+    lambda p: wire.decode_answer(p, "alice"), lambda p: wire.decode_control(p, "alice"),
+    lambda p: wire.decode_marker(p, "alice"), lambda p: wire.decode_status(p, "battery"),
+    lambda p: wire.decode_status(p, "contact")]
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=8), st.sampled_from(DECODERS))
+def test_any_json_object_on_any_topic_gives_a_wire_error_or_a_value(body, decode):
+    """Bodies of the contract's field names (v=1 mostly) with JSON values of any type and size."""
+    body.setdefault("v", 1)
+    with contextlib.suppress(WireError):  # anything else (OverflowError, TypeError ...) fails the test
+        decode(json.dumps(body).encode())
 
 
 # ------------------------------------------------------------------ stream tracking
