@@ -526,7 +526,7 @@ episodes = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(eps=episodes, start_h=st.integers(0, 23), tz=st.sampled_from(
     ["America/New_York", "Europe/Berlin", "Asia/Kolkata"]), day=st.sampled_from(
     [(2024, 3, 9), (2024, 3, 30), (2024, 11, 2), (2024, 6, 15)]))
