@@ -279,6 +279,8 @@ class SampleClockState:
     t_first: float | None = None  # time of sample 0 of the current segment, unix s
     n_seen: int = 0  # samples accepted in the current segment
     segment: int = 0  # increments at every gap (processors reset their filters then)
+    lag: float = 0.0  # the last batch's t0 minus its counted time, after re-anchoring (samples)
+    n_last: int = 0  # samples of the last batch (the span over which the device may drift)
 
 
 class Alignment:
@@ -319,15 +321,32 @@ class Alignment:
 
 
 class SampleClock(Processor):
-    """Event time of a regular stream from sample counting, robust to batch timing jitter.
+    """Event time of a regular stream from sample counting, robust to batch timing jitter and to
+    a device clock that drifts from its declared rate.
 
-    Sample ``n`` of a segment is at ``t_first + n / fs``; a batch whose ``t0`` lies within
-    ``tolerance_samples`` of the expected next time continues the segment (so chunking never
-    changes timestamps), a later one starts a new segment (a gap), an earlier one has its
-    overlapping samples dropped. The tolerance is what lets device clocks that correct
-    themselves by a sample or so continue a stream; its price: a batch that re-sends only the
-    last sample already seen (a new ``seq``: a repeated one is dropped before this) is taken as
-    the next sample, and the stream runs one sample late until its next gap.
+    Sample ``n`` of a segment is at ``t_first + n / fs``. Each batch's ``t0`` is compared with
+    its counted time; the difference (the *lag*) is judged against the previous batch's, so
+    that what a drifting clock adds slowly is not taken for missing or repeated samples:
+
+    * a lag that grew by more than ``tolerance_samples`` plus the drift allowance starts a new
+      segment (a gap: processors restart their filters);
+    * one that shrank by as much drops the batch's leading samples (they overlap what was
+      already seen);
+    * otherwise the batch continues the segment (so chunking never changes timestamps). When
+      the lag itself leaves +-``tolerance_samples`` (the clock drifted), the counted times are
+      moved to the batch's ``t0``: forward in one step, backward by at most half a sample per
+      batch so times keep increasing (a clock that gains more than half a sample per batch
+      still loses the samples its time stamps say overlap).
+
+    The drift allowance is ``max_drift_ppm`` of the previous batch's samples. 2000 ppm (0.2 %)
+    covers quartz (tens of ppm), calibrated RC oscillators (hundreds) and declared rates that
+    are rounded: the Polar H10 declares 130 Hz and samples ~130.16 Hz (1240 ppm, in
+    ``../shared/data/polar-h10``). Its price: a hole shorter than 1.5 samples plus 0.2 % of
+    the batch before it (2 ms after a 1 s batch) is bridged, not reported (the samples after
+    it still get their own times). The tolerance is also what lets device clocks that correct
+    themselves by a sample or so continue a stream, and a batch that re-sends only the last
+    sample already seen (a new ``seq``: a repeated one is dropped before this) is taken as the
+    next sample.
 
     Example
     -------
@@ -336,25 +355,42 @@ class SampleClock(Processor):
     ([100.0, 100.25], [100.5, 100.75])
     """
 
-    def __init__(self, sampling_rate: float, tolerance_samples: float = 1.5):
+    def __init__(self, sampling_rate: float, tolerance_samples: float = 1.5,
+                 max_drift_ppm: float = 2000.0):
         self.sampling_rate = float(sampling_rate)
         self.tolerance_samples = tolerance_samples
+        self.max_drift_ppm = float(max_drift_ppm)
         self.state = SampleClockState()
 
     def align(self, t0: float, n: int) -> Alignment:
         s = self.state
         fs = self.sampling_rate
+        tol = self.tolerance_samples
         gap = False
         skip = 0
         if s.t_first is None:
-            s.t_first, s.n_seen = float(t0), 0
+            s.t_first, s.n_seen, s.lag = float(t0), 0, 0.0
         else:
-            lag_samples = (t0 - (s.t_first + s.n_seen / fs)) * fs  # (t0 - next_t) in samples
-            if lag_samples > self.tolerance_samples:
+            lag = (t0 - (s.t_first + s.n_seen / fs)) * fs  # (t0 - next_t) in samples
+            change = lag - s.lag  # what the clock's drift since the last batch does not explain
+            allowed = tol + self.max_drift_ppm * 1e-6 * s.n_last
+            if change > allowed:
                 s.t_first, s.n_seen, s.segment, gap = float(t0), 0, s.segment + 1, True
-            elif lag_samples < -self.tolerance_samples:
-                skip = min(n, int(round(-lag_samples)))
+                lag = 0.0
+            elif change < -allowed:  # samples sent again: the device's offset is as before
+                overlap = int(round(-change))
+                skip = min(n, overlap)
+                lag += overlap
+            else:  # drift: more than half a sample back would make times go backwards
+                skip = min(n, max(0, math.ceil(-lag - 0.5 - tol)))
+                lag += skip  # (of the first sample kept)
+            if abs(lag) > tol:  # re-anchor the counted times on the device's clock
+                shift = max(lag, -0.5)
+                s.t_first += shift / fs
+                lag -= shift
+            s.lag = lag
         kept = n - skip
+        s.n_last = kept
         n_seen = s.n_seen
         s.n_seen = n_seen + kept
         return Alignment(s.t_first, n_seen, kept, fs, skip, gap)
