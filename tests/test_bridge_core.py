@@ -16,6 +16,7 @@ from firmware_bridge.batcher import Batcher, Chunk, Status
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import load_device
 from firmware_bridge.outbox import Outbox, OutboxError, OutboxFullError
+from monitor.core.base import SampleClock
 from monitor.wire import decode_batch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -262,6 +263,31 @@ def test_a_device_a_little_faster_than_declared_keeps_its_own_time():
     last = out[-1]
     true_end = t0 + (n - 1) / fs_true
     assert abs(last.t0 + (len(last) - 1) / last.fs - true_end) < 1.0
+
+
+@pytest.mark.parametrize("drift_ppm", [-1240.0, 1240.0])
+def test_a_drifting_device_clock_is_followed_without_a_gap_or_an_overlap_at_the_monitor(drift_ppm):
+    """A 64 Hz stream whose device clock runs 1240 ppm off its declared rate (the Polar H10's
+    ECG: 130 Hz declared, ~130.16 Hz in ../shared/data/polar-h10), 8-sample chunks stamped by
+    the device, for 20 min. Re-anchoring in one 0.5 s step made the monitor's clock read a
+    0.5 s overlap (32 samples dropped each time) or a gap (every filter restarted); the counted
+    time now follows the device's clock by at most half a sample per batch."""
+    fs, t0, n_total = 64.0, 1.7e9, 64 * 1200
+    true_fs = fs * (1 + drift_ppm * 1e-6)
+    b = Batcher(SIGNALS)
+    out = []
+    for start in range(0, n_total, 8):
+        t = t0 + start / true_fs
+        b.add(Chunk("bvp", np.full(8, 1.0), t0=t), now_s=t)
+        out += b.take(now_s=t)
+    out += b.take(now_s=1e12, force=True)
+    clock = SampleClock(fs)
+    alignments = [clock.align(x.t0, len(x)) for x in out]
+    assert sum(a.n for a in alignments) == n_total  # nothing dropped as an overlap
+    assert not any(a.gap for a in alignments)  # no restart
+    last = alignments[-1]
+    assert abs(last.time(last.n - 1) - (t0 + (n_total - 1) / true_fs)) < 0.5  # on the device's clock
+    assert b.stats()["bvp"].segments == 0
 
 
 def wait_for(condition, timeout_s: float = 20.0) -> bool:
