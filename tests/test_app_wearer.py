@@ -28,7 +28,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late"]
+           "draft", "unset", "chart", "keys", "late", "open"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -578,6 +578,28 @@ def test_history_and_messages_use_the_words_of_the_buttons(env, open_page):
                       == "Quiet from 11:30 PM to 6:15 AM.", 5), page.text_content("#settings-msg")
     assert "the level where anxmon checks in" in page.text_content(".legend")
     assert "check-in" in page.get_attribute("#chart", "aria-label")
+
+
+def test_the_open_checkin_is_open_now_in_the_history_whichever_answer_comes_first(env, open_page):
+    """The history's list loaded before the page's live state (a reload, a sign-in) said "No
+    answer, and that's fine." of the check-in open on the same screen, until the next one."""
+    app, probe = env
+    c = checkin(probe, app, "open")
+    page = open_page("open", sign_in=False)
+    held = []
+    page.route("**/events", lambda route: held.append(route))  # the live state comes second
+    page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+    page.fill("#login-wearer", "open")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button")
+    page.wait_for_selector("#history-list li:has-text(\"No answer, and that's fine.\")", timeout=5_000)
+    assert wait_until(lambda: (page.evaluate("() => 0"), held)[1], 5)
+    held[0].continue_()
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.text_content("#history-list li").endswith("Open now.")
+    assert client(app, "open").request("/api/w/open/answer", {"prompt_id": c["id"], "rating": 1})[0] == 200
+    page.wait_for_selector("#checkin", state="hidden", timeout=5_000)
+    page.wait_for_selector("#history-list li:has-text('You said: 1 of 5 (Not at all).')", timeout=5_000)
 
 
 def test_the_charts_label_reads_as_sentences_to_a_screen_reader(env, open_page):

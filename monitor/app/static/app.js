@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const app = { wearer: null, csrf: null, checkin: null, rating: null, labels: new Set(), events: null,
               days: 3, answered: new Set(), breathTimer: null, status: null, settings: null,
               sending: null, pauseTimer: null, goneTimer: null, tzSaving: false, tzRefused: null,
-              justSignedIn: false };
+              justSignedIn: false, history: null };
 
 const OFFLINE = "You seem to be offline. Please try again when you have a connection.";
 const PAGE_OFFLINE = { level: "offline",
@@ -108,7 +108,7 @@ function showLogin() {
 function signedOut() {
   if (app.events) app.events.close();
   app.events = null;
-  app.wearer = app.csrf = app.checkin = null;
+  app.wearer = app.csrf = app.checkin = app.history = null;
   forgetDrafts(null);
   $("page-msg").textContent = "";
   showLogin();
@@ -265,7 +265,9 @@ $("thanks-ok").addEventListener("click", () => { show("thanks", false); refreshN
 function renderCheckin(c) {
   if (c && app.answered.has(c.id)) c = null;
   const fresh = c && (!app.checkin || app.checkin.id !== c.id);
+  const changed = (app.checkin && app.checkin.id) !== (c && c.id);
   app.checkin = c;
+  if (changed && app.history) listCheckins(app.history);  // "Open now." follows the open check-in
   forgetDrafts(c ? c.id : null);  // the check-in closed, or another one came
   show("status", !c || cutOff());  // while a check-in is open, it speaks for itself
   if (!c) {
@@ -506,6 +508,7 @@ async function loadHistory() {
   if (!app.wearer) return;
   try {
     const h = await api(`${wpath("history")}?days=${app.days}`);
+    app.history = h;
     drawChart(h);
     listCheckins(h);
   } catch (e) {
