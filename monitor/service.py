@@ -71,12 +71,14 @@ from monitor.wire import (
     CONTROL_SUBSCRIPTION,
     DATA_SUBSCRIPTION,
     ID_PATTERN,
+    MAX_DEVICES_PER_WEARER,
     MAX_FUTURE_S,
     PREFIX,
     IdentityError,
     SampleBatch,
     StreamTracker,
     decode_answer,
+    decode_availability,
     decode_batch,
     decode_control,
     decode_marker,
@@ -98,7 +100,6 @@ CLIENT_SECRET_FILE = "client-id-secret"  # the unguessable part of the service's
 CHECKPOINT_SCHEMA = 1
 ACK_BATCH = 50  # messages processed before their rows are committed and they are acknowledged
 LONG_DUPLICATE_RUN = 120  # duplicates in a row of one stream after which the service warns
-MAX_DEVICES_PER_WEARER = 16  # device statuses kept per wearer (the longest silent one goes first)
 PRUNE_EVERY_S = 3600.0  # how often the retention period is applied
 READ_BURST = 100  # messages read before they are processed, acknowledged and answered in one go
 IDLE_WAIT_S = 0.02  # the worker's longest wait for network traffic (calls wait at most this long)
@@ -963,9 +964,7 @@ class MonitorService:
                 self._send_indicators(wearer, now)
 
     def _on_availability(self, topic, payload: bytes, arrived: float) -> None:
-        text = bytes(payload).decode("utf-8", errors="replace").strip()
-        if text not in ("online", "offline"):
-            raise PayloadError("availability must be 'online' or 'offline'")
+        text = decode_availability(payload)
         status = self._device(topic.wearer, topic.device, arrived)
         if status.availability != text:
             log.info("device %s/%s is %s", topic.wearer, topic.device, text)

@@ -107,6 +107,7 @@ def availability_topic(wearer: str, device: str) -> str:
 
 
 STATUS_KINDS = ("battery", "contact")
+MAX_DEVICES_PER_WEARER = 16  # device statuses a reader keeps per wearer (the longest silent one goes first)
 MARKER_KIND = "marker"  # anxmon/v1/{wearer}/{source}/marker: an event marker (see ``marker_topic``)
 
 
@@ -955,6 +956,18 @@ def decode_monitor_state(payload: bytes | str) -> dict:
     if body.get("state") not in MONITOR_STATES:
         raise PayloadError(f"monitor state: field 'state' must be one of {MONITOR_STATES}")
     return body
+
+
+def decode_availability(payload: bytes) -> str:
+    """A device's retained availability: ``online``, or ``offline`` (also its last will).
+
+    >>> decode_availability(b"offline")
+    'offline'
+    """
+    text = bytes(payload).decode("utf-8", errors="replace").strip()
+    if text not in ("online", "offline"):
+        raise PayloadError("availability must be 'online' or 'offline'")
+    return text
 
 
 def decode_status(payload: bytes | str, kind: str) -> float | bool:

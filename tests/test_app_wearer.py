@@ -22,13 +22,14 @@ from monitor.app.server import DEFAULT_CRISIS_TEXT, AppOptions, CheckinApp
 from monitor.app import words
 from monitor.app.words import answer_words, live_status
 from monitor.broker import start_broker
-from monitor.wire import encode_checkin, encode_indicators, encode_monitor_state, encode_rejected, wearer_topic
+from monitor.wire import (availability_topic, encode_checkin, encode_indicators, encode_monitor_state, encode_rejected,
+                          status_payload, status_topic, wearer_topic)
 from tests.conftest import need_broker
 from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open"]
+           "draft", "unset", "chart", "keys", "late", "open", "band"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -287,6 +288,51 @@ def test_the_page_says_plainly_when_the_monitor_or_the_wearable_is_gone(env, ope
     page.evaluate("() => app.events.onerror()")
     page.wait_for_selector("#status[data-level='offline']", timeout=5_000)
     assert "offline" in page.text_content("#status")
+
+
+def test_live_status_gives_the_devices_own_reason():
+    calm = {"score": 0.1, "threshold": 2.0}
+    unclear = {"score": None, "gate": "poor_quality", "threshold": 2.0}
+    off_skin = {"strap": {"online": True, "contact": False}}
+    assert live_status(calm, age_s=5, devices=off_skin)["level"] == "calm"  # usable data: read from elsewhere
+    assert live_status(unclear, age_s=5, devices=off_skin)["text"] == words.NO_CONTACT_TEXT
+    assert live_status(calm, age_s=words.STALE_AFTER_S + 1, devices=off_skin)["text"] == words.NO_CONTACT_TEXT
+    gone = {"e4": {"online": False, "battery": 4.0}, "old": {"battery": 3.0, "contact": False}}
+    assert live_status(calm, age_s=5, devices=gone) == {
+        "level": "silent", "battery_percent": 4.0,
+        "text": words.DISCONNECTED_TEXT + " Your wearable's battery is low (4%), so it may need charging soon."}
+    in_use = {"e4": {"online": False, "battery": 4.0}, "h10": {"online": True, "battery": 80.0}}
+    assert live_status(calm, age_s=5, devices=in_use) == live_status(calm, age_s=5)
+    assert live_status(calm, age_s=5, devices={"e4": {"battery": 15.0}})["battery_percent"] == 15.0
+    assert "battery_percent" not in live_status(calm, age_s=5, devices={"e4": {"battery": 16.0}})
+    assert live_status(calm, age_s=5, reachable=False, devices=gone)["text"] == words.UNREACHABLE_TEXT
+
+
+def test_the_page_says_when_the_wearable_disconnects_or_its_battery_runs_low(env, open_page):
+    """The devices' retained availability, battery and skin contact never reached the wearer: a
+    band running out of battery said nothing, and one that disconnected still read "close to your
+    calm level" for two minutes. The status line now says so as soon as the device does."""
+    app, probe = env
+    probe.publish(wearer_topic("band", "indicators"), encode_indicators(time.time(), 0.2, None, {}, {}, threshold=2.0))
+    assert wait_until(lambda: app.relay.view("band").indicators is not None, 5)
+    page = open_page("band")
+    page.wait_for_selector("#status[data-level='calm']", timeout=5_000)
+    probe.publish(availability_topic("band", "e4"), b"online", retain=True)
+    probe.publish(status_topic("band", "e4", "battery"), status_payload("battery", 9, time.time()), retain=True)
+    page.wait_for_selector("#status:has-text('battery is low (9%)')", timeout=5_000)
+    assert page.get_attribute("#status", "data-level") == "calm" and page.is_visible("#nothing")
+    probe.publish(availability_topic("band", "e4"), b"offline", retain=True)  # (the bridge's last will)
+    page.wait_for_selector("#status[data-level='silent']", timeout=5_000)
+    assert page.text_content("#status") == (words.DISCONNECTED_TEXT
+                                            + " Your wearable's battery is low (9%), so it may need charging soon.")
+    assert not page.is_visible("#nothing")
+    probe.publish(availability_topic("band", "h10"), b"online", retain=True)  # another device takes over
+    page.wait_for_selector("#status[data-level='calm']", timeout=5_000)
+    assert "battery" not in page.text_content("#status")
+    for topic in (availability_topic("band", "e4"), availability_topic("band", "h10"),
+                  status_topic("band", "e4", "battery")):
+        probe.publish(topic, b"", retain=True)  # cleared: nothing known of the devices any more
+    assert wait_until(lambda: all(v is None for d in app.relay.view("band").devices.values() for v in d.values()), 5)
 
 
 # ------------------------------------------------------------------ 4: crisis text offline

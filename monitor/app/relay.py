@@ -29,13 +29,17 @@ from typing import Any, Callable
 from monitor.errors import AnxmonError, TopicError, WireError
 from monitor.mqtt_client import ConnectionState, make_client, parse_broker_url
 from monitor.wire import (
+    MAX_DEVICES_PER_WEARER,
     PREFIX,
+    STATUS_KINDS,
     Answer,
     decode_answer,
+    decode_availability,
     decode_checkin,
     decode_indicators,
     decode_monitor_state,
     decode_rejected,
+    decode_status,
     encode_answer,
     encode_control,
     parse_topic,
@@ -74,6 +78,7 @@ class WearerView:
     event_wall_s: float | None = None  # wall clock when event_t last advanced
     score_minutes: dict = field(default_factory=dict)  # minute start (s) -> [sum, n] (history without a recorder)
     checkins: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    devices: dict = field(default_factory=dict)  # device -> {"online": bool, "battery": %, "contact": bool} (retained)
 
 
 class Subscription:
@@ -181,7 +186,8 @@ class Relay:
             if self._expire(v):
                 self._send(wearer, "closed", {"reason": "expired"})
             return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, v.event_wall_s,
-                              checkins=collections.deque(v.checkins))
+                              checkins=collections.deque(v.checkins),
+                              devices={d: dict(status) for d, status in v.devices.items()})
 
     def expire_due(self, wearer: str) -> bool:
         """Close ``wearer``'s open check-in if its expiry has passed (event time going on with the
@@ -250,7 +256,8 @@ class Relay:
             log.error("broker %s refused the app's connection: %s", self.address, reason_code)
             return
         topics = [f"{PREFIX}/+/checkin", f"{PREFIX}/+/checkin/response", f"{PREFIX}/+/indicators",
-                  f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state", *self.extra_subscriptions]
+                  f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state",
+                  *(f"{PREFIX}/+/+/{kind}" for kind in ("availability", *STATUS_KINDS)), *self.extra_subscriptions]
         client.subscribe([(t, 1) for t in topics])
         self._conn.up.set()
         log.info("app connected to %s", self.address)
@@ -278,6 +285,12 @@ class Relay:
                 self._answered(topic.wearer, decode_answer(msg.payload, topic.wearer))
             elif topic.kind == "rejected":
                 self._rejected(topic.wearer, decode_rejected(msg.payload))
+            elif topic.kind == "availability":
+                self._device(topic.wearer, topic.device, "online",
+                             decode_availability(msg.payload) == "online" if msg.payload else None)
+            elif topic.kind in STATUS_KINDS:
+                self._device(topic.wearer, topic.device, topic.kind,
+                             decode_status(msg.payload, topic.kind) if msg.payload else None)
             elif topic.kind == "monitor_state":
                 state = decode_monitor_state(msg.payload)
                 self.monitor_online[topic.instance] = state["state"] == "online"
@@ -340,6 +353,18 @@ class Relay:
             self._send(wearer, "indicators", body)
             if expired:
                 self._send(wearer, "closed", {"reason": "expired"})
+
+    def _device(self, wearer: str, device: str, key: str, value: Any) -> None:
+        """A device's retained status (``online``, ``battery``, ``contact``; None: cleared). The
+        status line reads them (``words.live_status``); the device heard from last goes last,
+        and at most ``MAX_DEVICES_PER_WEARER`` are kept."""
+        with self._lock:
+            devices = self._view(wearer).devices
+            status = devices.pop(device, {})
+            status[key] = value
+            devices[device] = status
+            while len(devices) > MAX_DEVICES_PER_WEARER:
+                del devices[next(iter(devices))]
 
     def _answered(self, wearer: str, answer: Answer) -> None:
         """An answer seen on the wearer's topic (from this app or another device) closes the

@@ -416,7 +416,7 @@ class CheckinApp:
         """The wearer's status line: never "calm" from old news (``words.live_status``)."""
         view = view or self.relay.view(wearer)
         age_s = None if view.event_wall_s is None else max(0.0, time.time() - view.event_wall_s)
-        return live_status(view.indicators, age_s, self.reachable())
+        return live_status(view.indicators, age_s, self.reachable(), view.devices)
 
     def state(self, wearer: str) -> dict:
         view = self.relay.view(wearer)

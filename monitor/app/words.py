@@ -97,13 +97,22 @@ STALE_AFTER_S = 120.0
 UNREACHABLE_TEXT = "anxmon can't reach the monitor right now, so check-ins are paused until it's back."
 SILENT_TEXT = ("We haven't heard from your wearable for a while. Is it on and nearby? "
                "No check-ins until it's back.")
+DISCONNECTED_TEXT = "Your wearable has disconnected. Is it on and nearby? No check-ins until it's back."
+NO_CONTACT_TEXT = ("Your wearable says it isn't touching your skin. Is it on snugly? "
+                   "No check-ins until it can read your body again.")
+LOW_BATTERY_PERCENT = 15.0  # a device's battery at or below this (percent) is mentioned
 
 
 def live_status(indicators: Mapping[str, Any] | None, age_s: float | None = None,
-                reachable: bool = True) -> dict:
+                reachable: bool = True, devices: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """``body_status`` that never reassures about old news: when the monitor cannot be reached
-    (``reachable`` False) or the latest indicators are older than ``STALE_AFTER_S`` (``age_s``),
-    the status says so plainly (levels ``offline`` and ``silent``) instead of a calm level.
+    (``reachable`` False), every device that announces its availability said ``offline``, or
+    the latest indicators are older than ``STALE_AFTER_S`` (``age_s``), the status says so
+    plainly (levels ``offline`` and ``silent``) instead of a calm level; when the devices that
+    report skin contact all say there is none, that is the reason given for silent or unclear
+    data. ``devices``: device id -> its retained statuses
+    (``online`` bool, ``battery`` percent, ``contact`` bool; each may be missing); a battery
+    at or below ``LOW_BATTERY_PERCENT`` is added to the text (``battery_percent``).
 
     >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=5)["level"]
     'calm'
@@ -111,12 +120,30 @@ def live_status(indicators: Mapping[str, Any] | None, age_s: float | None = None
     'silent'
     >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=5, reachable=False)["level"]
     'offline'
+    >>> live_status({"score": 0.1, "threshold": 2.0}, age_s=5, devices={"e4": {"online": True, "battery": 9.0}})["text"]
+    "Your body signals are close to your calm level. Your wearable's battery is low (9%), so it may need charging soon."
     """
     if not reachable:
         return {"level": "offline", "text": UNREACHABLE_TEXT}
-    if indicators and age_s is not None and age_s > STALE_AFTER_S:
-        return {"level": "silent", "text": SILENT_TEXT}
-    return body_status(indicators)
+    known = list((devices or {}).values())
+    announced = [d for d in known if d.get("online") is not None]
+    in_use = [d for d in known if d.get("online") is not False]
+    contact = [d["contact"] for d in in_use if d.get("contact") is not None]
+    off_skin = bool(contact) and not any(contact)
+    if announced and not any(d["online"] for d in announced):
+        status, in_use = {"level": "silent", "text": DISCONNECTED_TEXT}, announced
+    elif indicators and age_s is not None and age_s > STALE_AFTER_S:
+        status = {"level": "silent", "text": NO_CONTACT_TEXT if off_skin else SILENT_TEXT}
+    else:
+        status = body_status(indicators)
+        if off_skin and status["level"] in ("waiting", "unclear"):  # (usable data comes from elsewhere)
+            status["text"] = NO_CONTACT_TEXT
+    battery = [d["battery"] for d in in_use if d.get("battery") is not None]
+    if battery and min(battery) <= LOW_BATTERY_PERCENT:
+        percent = min(battery)
+        status["text"] += f" Your wearable's battery is low ({percent:.0f}%), so it may need charging soon."
+        status["battery_percent"] = percent
+    return status
 
 
 def answer_words(answer: Mapping[str, Any] | None, checkin: Mapping[str, Any] | None = None) -> str:
