@@ -885,3 +885,37 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
     finally:
         probe.close()
         app.stop()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_after_a_restart_of_the_app_a_silent_wearers_checkin_closes_at_its_expiry(broker, tmp_path):
+    """The band went quiet with a check-in open, and the app restarted: the recording's check-in
+    (never closed there: the service closes one on the wearer's next tick) was shown open for
+    ever, since the relay had no event time of the wearer; an answer was then refused. The
+    wearer's event time now comes from their newest recorded tick, going on with the wall clock."""
+    from monitor.recorder import Recorder
+
+    now = time.time()
+    silent_s = 1200.0  # the newest tick was recorded 20 min ago
+    Recorder(tmp_path / RECORDING_FILE).close()
+    with sqlite3.connect(tmp_path / RECORDING_FILE) as db:
+        for wearer, open_s in (("dave", 900.0), ("erin", 1500.0)):  # expired 5 min ago / open 5 min more
+            t = now - silent_s - 100.0
+            prompt = {"id": f"{wearer}-1", "t": t, "message": "How are you feeling?", "why": {},
+                      "options": {"rating": {"min": 1, "max": 5}, "labels": ["fine"]}, "expires_at": t + open_s}
+            db.execute("INSERT INTO checkins (wearer, prompt_id, t, expires_at, prompt, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (wearer, prompt["id"], t, t + open_s, json.dumps(prompt), t))
+            db.execute("INSERT INTO indicators (wearer, t, score, indicator_values, quality, recorded_at) "
+                       "VALUES (?, ?, 0.5, '{}', '{}', ?)", (wearer, now - silent_s, now - silent_s))
+    app = start_app(broker.url, tmp_path, accounts={w: f"{w}-long-password" for w in ("dave", "erin")})
+    try:
+        assert app.relay.wait_connected(10)
+        dave, erin = Client(app.url), Client(app.url)
+        assert dave.login("dave", "dave-long-password") == 200 and erin.login("erin", "erin-long-password") == 200
+        assert dave.request("/api/w/dave/state")[1]["checkin"] is None
+        status, body = dave.request("/api/w/dave/answer", {"prompt_id": "dave-1", "rating": 2})
+        assert status == 409 and "closed" in body["error"], body
+        assert erin.request("/api/w/erin/state")[1]["checkin"]["id"] == "erin-1"
+        assert app.relay.view("erin").checkin["id"] == "erin-1"
+    finally:
+        app.stop()

@@ -41,14 +41,16 @@ class RecordingHistory:
         with self._lock:
             return self._conn() is not None
 
-    def newest_t(self, wearer: str) -> float | None:
-        """The wearer's newest recorded tick time (event time, unix s)."""
+    def newest_tick(self, wearer: str) -> tuple[float, float] | None:
+        """The wearer's newest recorded tick: its time (event time, unix s) and when the service
+        recorded it (wall clock, unix s), e.g. ``(1718454865.0, 1718454866.2)``."""
         with self._lock:
             db = self._conn()
             if db is None:
                 return None
-            row = db.execute("SELECT MAX(t) FROM indicators WHERE wearer = ?", (wearer,)).fetchone()
-            return None if row[0] is None else float(row[0])
+            row = db.execute("SELECT t, recorded_at FROM indicators WHERE wearer = ? ORDER BY t DESC LIMIT 1",
+                             (wearer,)).fetchone()
+            return None if row is None else (float(row[0]), float(row[1]))
 
     def history(self, wearer: str, from_s: float, to_s: float, points: int = 300) -> dict | None:
         """``{"scores": [[t, mean score], ...], "threshold": x, "checkins": [...], "start": t}`` of one

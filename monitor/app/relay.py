@@ -208,6 +208,19 @@ class Relay:
                 return []
             return [(t + 30.0, s / n) for t, (s, n) in sorted(v.score_minutes.items()) if t >= since_s - 60 and n]
 
+    def seen(self, wearer: str, t_s: float, wall_s: float) -> None:
+        """The wearer's event time was ``t_s`` at wall clock ``wall_s`` (their newest recorded tick,
+        after a restart of the app): their open check-in then closes at its expiry even if they
+        stay silent."""
+        with self._lock:
+            self._advance(self._view(wearer), t_s, wall_s)
+
+    def past(self, wearer: str, t_s: float) -> bool:
+        """Whether the wearer's event time, going on with the wall clock, has reached ``t_s``."""
+        with self._lock:
+            v = self._views.get(wearer)
+            return v is not None and self._past(v, t_s)
+
     def remember_checkin(self, wearer: str, checkin: dict, answered: dict | None = None) -> None:
         """Seed the relay with a check-in from the recording (after a restart of the app)."""
         with self._lock:
@@ -311,18 +324,27 @@ class Relay:
     def _view(self, wearer: str) -> WearerView:
         return self._views.setdefault(wearer, WearerView())
 
-    def _expire(self, v: WearerView) -> bool:
-        """Close the open check-in once the wearer's event time passes its expiry; event time goes
-        on with the wall clock while the wearer's indicators are silent (band off, out of reach)."""
-        c = v.checkin
-        if c is None or v.event_t is None:
+    @staticmethod
+    def _advance(v: WearerView, t_s: float, wall_s: float) -> None:
+        if v.event_t is None or t_s > v.event_t:
+            v.event_t, v.event_wall_s = t_s, wall_s
+
+    @staticmethod
+    def _past(v: WearerView, t_s: float) -> bool:
+        """Whether ``v``'s event time has reached ``t_s``; event time goes on with the wall clock
+        while the wearer's indicators are silent (band off, out of reach)."""
+        if v.event_t is None:
             return False
         wall_s = time.time()
-        now_t = v.event_t + max(0.0, wall_s - (v.event_wall_s or wall_s))
-        if now_t >= float(c.get("expires_at") or float("inf")):
-            v.checkin = None
-            return True
-        return False
+        return v.event_t + max(0.0, wall_s - (v.event_wall_s or wall_s)) >= t_s
+
+    def _expire(self, v: WearerView) -> bool:
+        """Close the open check-in once the wearer's event time passes its expiry."""
+        c = v.checkin
+        if c is None or not self._past(v, float(c.get("expires_at") or float("inf"))):
+            return False
+        v.checkin = None
+        return True
 
     def _checkin(self, wearer: str, checkin: dict) -> None:
         with self._lock:
@@ -339,8 +361,7 @@ class Relay:
             v = self._view(wearer)
             t = float(body["t"])
             v.indicators = body
-            if v.event_t is None or t > v.event_t:
-                v.event_t, v.event_wall_s = t, time.time()
+            self._advance(v, t, time.time())
             score = body.get("score")
             if isinstance(score, (int, float)) and body.get("gate") in (None, "stale"):
                 cell = v.score_minutes.setdefault(t - t % 60.0, [0.0, 0])

@@ -400,9 +400,12 @@ class CheckinApp:
         if view.checkin is not None:
             return view.checkin
         if self.history_source is not None:  # after a restart of the app: from the recording
+            newest = self.history_source.newest_tick(wearer)
+            if newest is not None:  # the wearer's event time, also when silent since (band off)
+                self.relay.seen(wearer, *newest)
             c = self.history_source.open_checkin(wearer)
-            newest = self.history_source.newest_t(wearer)
-            if c is not None and c["id"] not in view.answered and (newest is None or newest < c.get("expires_at", math.inf)):
+            expires_at = float((c or {}).get("expires_at") or math.inf)
+            if c is not None and c["id"] not in view.answered and not self.relay.past(wearer, expires_at):
                 self.relay.remember_checkin(wearer, c)
                 return c
         return None
@@ -516,7 +519,7 @@ class CheckinApp:
         view = self.relay.view(wearer)
         newest = view.event_t
         if self.history_source is not None:
-            recorded = self.history_source.newest_t(wearer)
+            recorded = (self.history_source.newest_tick(wearer) or (None,))[0]
             newest = recorded if newest is None else max(newest, recorded or newest)
         to_s = newest if newest is not None else self.clock()
         from_s = to_s - days * 86400.0
