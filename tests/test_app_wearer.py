@@ -547,6 +547,12 @@ def test_pause_until_morning_after_midnight_means_this_morning_and_a_pause_ends_
         return [f(at(3, 2, 45)), f(at(3, 8, 0)), f(at(3, 23, 10))];
     }""")
     assert hours == [[3, 8, 0], [4, 8, 0], [4, 8, 0]]
+    # "Paused until 8:00 AM." then "Check-ins are paused until Sat 7:59 AM.": the pause's end is
+    # the server's clock plus whole seconds, a moment before 08:00
+    shown = page.evaluate("""() => { const eight = nextMorning(Date.now()).getTime() / 1000;
+        renderSettings({...app.settings, paused_until: eight - 0.4});
+        return [document.querySelector("#pause-state").textContent, fmtTime(eight)]; }""")
+    assert shown[0] == f"Check-ins are paused until {shown[1]}.", shown
     page.evaluate("() => renderSettings({...app.settings, paused_until: Date.now() / 1000 + 2})")
     assert page.text_content("#pause-state").startswith("Check-ins are paused until")
     page.wait_for_selector("#pause-state:has-text('Check-ins are on.')", timeout=5_000)

@@ -401,8 +401,10 @@ function renderSettings(s) {
   app.settings = s;
   const focused = document.activeElement;
   const paused = s.paused_until && s.paused_until * 1000 > Date.now();
+  // to the nearest minute: a pause until 08:00 ends a moment before or after it (whole seconds
+  // from the server's clock), and is not "until 7:59"
   $("pause-state").textContent = paused
-    ? `Check-ins are paused until ${fmtTime(s.paused_until)}.`
+    ? `Check-ins are paused until ${fmtTime(Math.round(s.paused_until / 60) * 60)}.`
     : "Check-ins are on.";
   show("resume", paused);
   clearTimeout(app.pauseTimer);
