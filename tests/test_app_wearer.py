@@ -671,6 +671,22 @@ def test_the_charts_label_reads_as_sentences_to_a_screen_reader(env, open_page):
         "Over the last 7 days: no check-ins."
 
 
+def test_the_charts_line_breaks_where_there_are_no_readings(env, open_page):
+    """Evening readings, the band off all night, morning readings: one line joined them with a
+    made-up straight stretch over the night. The line now breaks at a gap of more than 3 bins."""
+    page = open_page("chart")
+    page.wait_for_selector("#chart rect", timeout=5_000)
+    lines = """(scores) => { drawChart({from: 0, to: 86400, start: 0, threshold: 2, days: 1, scores, checkins: []});
+        return [...document.querySelectorAll("#chart polyline")]
+            .map((e) => e.getAttribute("points").split(" ").length); }"""
+    evening = [[t, 0.5] for t in range(3600, 7201, 600)]
+    morning = [[t, 0.4] for t in range(50400, 54001, 600)]
+    assert page.evaluate(lines, evening + morning) == [7, 7]
+    assert page.evaluate(lines, evening[:3] + evening[4:]) == [6]  # a short gap (moving for a while) is joined
+    assert page.evaluate(lines, evening + [[43200, 1.0]]) == [7, 2]  # a lone reading: a dot
+    assert page.evaluate(lines, []) == []
+
+
 # ------------------------------------------------------------------ 6, 7, 8, 11, 12, 13: look and feel
 
 

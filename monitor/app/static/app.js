@@ -561,10 +561,18 @@ function drawChart(h) {
     s.append(svg("line", { x1: L, x2: W - R, y1: y(h.threshold), y2: y(h.threshold), stroke: col.warm,
                            "stroke-width": 1.5, "stroke-dasharray": "5 4" }));
   }
-  if (h.scores.length) {
-    const pts = h.scores.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
-    s.append(svg("polyline", { points: pts, fill: "none", stroke: col.accent, "stroke-width": 2,
-                               "stroke-linejoin": "round", "stroke-linecap": "round" }));
+  // one line per stretch of readings: a gap of more than 3 bins (the band off at night) is left
+  // open, not bridged by a made-up straight stretch; a lone reading is a dot
+  const step = Math.min(...h.scores.slice(1).map((p, i) => p[0] - h.scores[i][0]));
+  const runs = [];
+  h.scores.forEach((p, i) => {
+    if (i === 0 || p[0] - h.scores[i - 1][0] > 3 * step) runs.push([]);
+    runs[runs.length - 1].push(`${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`);
+  });
+  for (const run of runs) {
+    s.append(svg("polyline", { points: (run.length === 1 ? [run[0], run[0]] : run).join(" "), fill: "none",
+                               stroke: col.accent, "stroke-width": 2, "stroke-linejoin": "round",
+                               "stroke-linecap": "round" }));
   }
   for (const c of h.checkins) {
     s.append(svg("circle", { cx: x(c.t), cy: T + 4, r: 5, fill: c.answer ? col.warm : col.card,
