@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -420,6 +420,27 @@ def test_an_answers_late_response_does_not_bring_the_thank_you_back_over_the_bre
     page.wait_for_function("() => app.sending === null", timeout=5_000)
     assert page.is_visible("#breathing") and not page.is_visible("#thanks")
     assert page.evaluate("() => document.activeElement.id") != "thanks-text"
+
+
+def test_the_minute_of_breathing_counts_down_in_words_and_ends(env, open_page):
+    """The count-down said "1 seconds" in its last second. (The page's own timers, on a
+    Playwright clock run forward: no waiting.)"""
+    app, probe = env
+    checkin(probe, app, "breath")
+    page = open_page("breath")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#labels button[data-label='anxious']")
+    page.click("#send")
+    page.wait_for_selector("#breathe-start:visible", timeout=5_000)
+    page.clock.install()
+    page.click("#breathe-start")
+    assert page.text_content("#breath-left") == "60 seconds"
+    page.clock.run_for(58_000)
+    assert page.text_content("#breath-left") == "2 seconds"
+    page.clock.run_for(1_000)
+    assert page.text_content("#breath-left") == "1 second"
+    page.clock.run_for(1_000)
+    assert not page.is_visible("#breathing") and page.is_visible("#thanks") and not page.is_visible("#offer-breathing")
 
 
 def test_a_refused_answer_is_worded_as_such_and_a_refused_control_is_not(env, open_page):

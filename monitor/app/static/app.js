@@ -55,6 +55,7 @@ function browserZone() {
 }
 // "Asia/Tokyo" -> "Tokyo time"; "UTC" -> "UTC"
 const zoneName = (tz) => tz.includes("/") ? `${tz.split("/").pop().replace(/_/g, " ")} time` : tz;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;  // 1 second, 2 seconds
 const fmtDay = (t) => new Date(t * 1000).toLocaleDateString([], { weekday: "short", day: "numeric" });
 
 // The rating and words chosen but not sent yet, kept in this tab (sessionStorage, never sent
@@ -389,7 +390,7 @@ $("breathe-start").addEventListener("click", () => {
     const phase = elapsed % cycle;
     if (phase === 0) { circle.className = "breath-circle in"; $("breath-text").textContent = "Breathe in…"; }
     if (phase === inhale) { circle.className = "breath-circle out"; $("breath-text").textContent = "…and slowly out"; }
-    $("breath-left").textContent = `${total - elapsed} seconds`;
+    $("breath-left").textContent = plural(total - elapsed, "second");
     elapsed += 1;
   };
   step();
@@ -590,7 +591,7 @@ function drawChart(h) {
   const body = !h.scores.length ? "no readings yet" : calm === null ? null
     : calm >= 0.5 ? "your body was mostly near your calm level" : "your body was often above your calm level";
   const n = h.checkins.length;
-  const checkins = n === 0 ? "no check-ins" : `${n} check-in${n === 1 ? "" : "s"}, ${answered} answered`;
+  const checkins = n === 0 ? "no check-ins" : `${plural(n, "check-in")}, ${answered} answered`;
   // sentences and commas, so a screen reader pauses between the parts (never "3 days 2 check-ins")
   $("chart").setAttribute("aria-label", `Over the last ${h.days === 1 ? "day" : `${h.days} days`}: `
     + [body, checkins].filter(Boolean).join("; ") + ".");
