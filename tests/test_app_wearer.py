@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -554,6 +554,21 @@ def test_a_checkin_that_closed_while_the_phone_was_offline_says_so_when_it_is_ba
 
 
 # ------------------------------------------------------------------ 10: pause until morning
+
+
+def test_nothing_to_answer_promises_no_question_while_paused(env, open_page):
+    """Paused until the morning, the page still said "You'll get a gentle question if your body
+    seems tense." under "Nothing to answer right now"."""
+    page = open_page("rest", timezone_id="Europe/Berlin")
+    zone_saved(page, "Europe/Berlin")
+    promise = "Nothing to answer right now. You'll get a gentle question if your body seems tense."
+    assert page.inner_text("#nothing") == promise
+    page.click("#pause-tomorrow")
+    page.wait_for_selector("#resume:visible", timeout=5_000)
+    assert page.inner_text("#nothing") == "Nothing to answer right now."
+    page.click("#resume")
+    page.wait_for_selector("#resume", state="hidden", timeout=5_000)
+    assert page.inner_text("#nothing") == promise
 
 
 def test_pause_until_morning_after_midnight_means_this_morning_and_a_pause_ends_on_screen(env, open_page):

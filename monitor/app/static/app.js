@@ -408,6 +408,7 @@ function renderSettings(s) {
     ? `Check-ins are paused until ${fmtTime(Math.round(s.paused_until / 60) * 60)}.`
     : "Check-ins are on.";
   show("resume", paused);
+  show("nothing-more", !paused);  // no "You'll get a gentle question" while paused
   clearTimeout(app.pauseTimer);
   if (paused) app.pauseTimer = setTimeout(() => renderSettings(app.settings), s.paused_until * 1000 - Date.now() + 500);
   const editing = [$("quiet-start"), $("quiet-end")].includes(document.activeElement);
