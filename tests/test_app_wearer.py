@@ -707,6 +707,29 @@ def test_the_charts_label_reads_as_sentences_to_a_screen_reader(env, open_page):
         "Over the last 7 days: no check-ins."
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)
+def test_the_day_buttons_offer_only_the_days_the_app_keeps(broker, chromium, tmp_path):
+    """With ``[app] history_days = 2`` the page still offered "3 days" (pressed: the default)
+    and "7 days", and drew 2 days under them."""
+    app = start_app(broker.url, tmp_path, accounts={"few": PASSWORD}, recording=None,
+                    options=AppOptions(port=0, history_days=2))
+    ctx = chromium.new_context(viewport=PHONE)
+    try:
+        page = ctx.new_page()
+        page.goto(app.url)
+        page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+        page.fill("#login-wearer", "few")
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-form button")
+        page.wait_for_selector("#chart rect", timeout=10_000)
+        assert [b.text_content() for b in page.locator("[data-days]:visible").all()] == ["1 day"]
+        assert page.get_attribute("[data-days='1']", "aria-pressed") == "true"
+        assert page.get_attribute("#chart", "aria-label").startswith("Over the last day:")
+    finally:
+        ctx.close()
+        app.stop()
+
+
 def test_the_charts_line_breaks_where_there_are_no_readings(env, open_page):
     """Evening readings, the band off all night, morning readings: one line joined them with a
     made-up straight stretch over the night. The line now breaks at a gap of more than 3 bins."""

@@ -91,6 +91,7 @@ async function start() {
   try {
     const cfg = await api("/api/config");
     if (cfg.crisis_text) $("crisis").textContent = cfg.crisis_text;
+    if (cfg.history_days) offerDays(cfg.history_days);
   } catch (e) { /* index.html's own crisis text stays */ }
   try {
     const s = await api("/api/session");
@@ -500,6 +501,14 @@ $("quiet-save").addEventListener("click", () => {
 $("quiet-off").addEventListener("click", () => setting("quiet-hours", { off: true }, "No quiet hours."));
 
 // ------------------------------------------------------------------ history
+// only the day buttons within the app's history_days (the server shows no more than that)
+function offerDays(max) {
+  const buttons = [...document.querySelectorAll("[data-days]")];
+  for (const b of buttons) b.hidden = Number(b.dataset.days) > max;
+  if (app.days > max) app.days = Math.max(...buttons.map((b) => Number(b.dataset.days)).filter((d) => d <= max));
+  for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.days) === app.days));
+}
+
 for (const b of document.querySelectorAll("[data-days]")) {
   b.addEventListener("click", () => {
     app.days = Number(b.dataset.days);
