@@ -1220,8 +1220,10 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     users, port = None, None
     if creds.exists():
         try:
-            saved = json.loads(creds.read_text())
+            saved = json.loads(creds.read_text(), object_pairs_hook=_unique_keys)
             users, port = dict(saved["users"]), int(saved["port"])
+        except _DuplicateKey as exc:
+            raise ServiceError(f"{creds}: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ServiceError(f"{creds} is not a credentials file anxmon wrote ({exc}); move it away") from exc
         for user, password in users.items():
@@ -1255,6 +1257,30 @@ def start_embedded_broker(data_dir: Path, kind: str = "nats"):
         broker.stop()
         raise ServiceError(f"cannot write {creds}: {exc.strerror or exc}") from None
     return broker, creds
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (``json`` would silently keep the last)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` refusing a key given twice: a second ``"monitor"`` under ``users``
+    would silently make a wearer's password the service's, and that wearer the broker's admin.
+
+    >>> _unique_keys([("alice", "pw1"), ("bob", "pw2")])
+    {'alice': 'pw1', 'bob': 'pw2'}
+    """
+    from monitor.broker import MONITOR_USER
+
+    body: dict = {}
+    for key, value in pairs:
+        if key in body:
+            if key == MONITOR_USER:
+                raise _DuplicateKey(f"{key!r} is given twice: {key!r} is the service's own broker user (it reads "
+                                    "and writes every wearer's topics), never a wearer; give the wearer another name")
+            raise _DuplicateKey(f"{key!r} is given twice (the second would silently replace the first)")
+        body[key] = value
+    return body
 
 
 def _port_free(port: int) -> bool:

@@ -109,6 +109,37 @@ def test_a_second_run_on_the_same_data_directory_is_refused_however_it_is_writte
                 p.wait(10)
 
 
+@pytest.mark.parametrize("twice", ["monitor", "alice"])
+def test_a_user_given_twice_in_the_credentials_file_is_refused(tmp_path, twice):
+    """A wearer added as ``"monitor": "..."`` under ``users`` (after the service's own entry)
+    silently became the service's password, and that wearer the broker's admin, able to read and
+    write every wearer's topics; a wearer given twice silently lost one password. Now the run is
+    refused (exit 2) with the file and the name, before any broker starts."""
+    from monitor.broker import free_port
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    creds = data / "broker-credentials.json"
+    port = free_port()
+    creds.write_text(
+        '{"kind": "nats", "host": "127.0.0.1", "port": %d, "url": "mqtt://monitor:service-password@127.0.0.1:%d",\n'
+        ' "users": {"monitor": "service-password", "alice": "alice-password",\n'
+        '           "%s": "a-wearer-password"}}\n' % (port, port, twice))
+    os.chmod(creds, 0o600)
+    run = _anxmon_run(str(data), ROOT)
+    try:
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:  # (SIGTERM: a clean stop stops the broker it started, too)
+            run.terminate()
+            run.wait(30)
+    assert run.returncode == 2 and str(creds) in err and f"'{twice}' is given twice" in err, err
+    assert "Traceback" not in err
+    if twice == "monitor":
+        assert "never a wearer" in err
+    assert not (data / "broker" / "nats.conf").exists()  # no broker was started with it
+
+
 def test_the_nats_store_is_bounded_and_the_bound_can_be_set(tmp_path, monkeypatch):
     """A backlog (the service stopped or behind) must not fill the data directory's disk: the
     broker's JetStream store has a limit, 10 GB unless $ANXMON_BROKER_MAX_STORE_GB says otherwise."""
