@@ -40,6 +40,14 @@ from monitor.errors import AnxmonError
 MONITOR_USER = "monitor"
 CREDENTIALS_FILE = "broker-credentials.json"  # what ``anxmon run`` writes for its embedded broker
 DEFAULT_DATA_DIR = "anxmon-data"  # ``--data-dir``'s default: the service's data, its embedded broker
+# The largest message either broker takes, in bytes: nats-server's max_payload (the payload) and
+# mosquitto's max_packet_size (the whole packet). A client that sends more is disconnected and the
+# message dropped, before the broker holds it in memory or on disk (mosquitto had no limit: 256 MB
+# per message). The largest legal message is a batch of MAX_SAMPLES_PER_BATCH acc rows with every
+# number at its longest (24 characters, e.g. -1.2345678901234567e-300): 770,091 bytes as
+# ``encode_batch`` writes it, 800,099 with ``json.dumps``'s default separators, 1,340,127 indented
+# by 4. 2 MiB is 2.7 times the first (nats-server's own default, 1 MiB, was 1.36 times it).
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 # The most the nats-server broker keeps on disk for clients that are away (the service's backlog
 # while it is stopped or behind: ~10 MB per wearer-hour of an E4's six signals, so 10 GB is about
 # 1,000 wearer-hours, e.g. 10 wearers for 4 days). At the limit the broker stores (and
@@ -277,6 +285,7 @@ class Broker:
                 [
                     f"listen: 127.0.0.1:{free_port()}",
                     "server_name: anxmon",
+                    f"max_payload: {MAX_MESSAGE_BYTES}",
                     # bounded: a backlog must not fill the disk that holds the recording too
                     f'jetstream {{ store_dir: "{store}", max_file_store: {limit} }}',
                     f"mqtt {{ listen: {self.host}:{self.port} }}",
@@ -322,6 +331,7 @@ class Broker:
                     "# the default of 1000 silently drops messages queued for an offline session",
                     "max_queued_messages 0",
                     "max_inflight_messages 100",
+                    f"max_packet_size {MAX_MESSAGE_BYTES}",
                     "log_dest stdout",
                     "",
                 ]

@@ -236,3 +236,57 @@ def test_a_store_at_its_limit_refuses_more_and_a_restart_lets_the_service_drain_
         svc.loop_stop()
     finally:
         b.stop()
+
+
+def largest_legal_batch() -> bytes:
+    """The longest message the wire contract allows: ``MAX_SAMPLES_PER_BATCH`` acc rows, every
+    number at its longest (24 characters), as ``encode_batch`` writes it (checked legal here)."""
+    import numpy as np
+
+    from monitor.wire import MAX_SAMPLES_PER_BATCH, SampleBatch, decode_batch, encode_batch
+
+    longest = -1.2345678901234567e-300
+    assert len(repr(longest)) == len(repr(-1.7976931348623157e308)) == 24
+    batch = SampleBatch("acc", seq=2**63, values=np.full((MAX_SAMPLES_PER_BATCH, 3), longest),
+                        t0=1.2345678901234567e9, fs=999.9999999999999)
+    payload = encode_batch(batch)
+    decode_batch(payload, "acc")  # legal
+    return payload
+
+
+def test_a_message_over_the_size_limit_is_refused_and_the_largest_legal_batch_passes(broker):
+    """mosquitto took messages of any size (up to MQTT's 256 MB), nats-server up to 1 MiB, only
+    1.36 times the largest legal batch. Both now take up to ``MAX_MESSAGE_BYTES``: the largest
+    legal batch reaches the monitor intact, with at least a factor 2 to spare; one byte more and
+    the sender is disconnected and the message never reaches anyone."""
+    from monitor.broker import MAX_MESSAGE_BYTES
+    from monitor.wire import data_topic
+    from tests.test_service import Probe, wait_until
+
+    legal = largest_legal_batch()
+    assert 2 * len(legal) <= MAX_MESSAGE_BYTES  # the margin monitor/broker.py documents
+    broker.add_user("alice")
+    broker.stop()
+    broker.start()
+    topic = data_topic("alice", "e4", "acc")
+    monitor = Probe(broker, ["anxmon/v1/alice/#"])
+    alice = Probe(broker, user="alice")
+    try:
+        alice.publish(topic, legal)
+        assert wait_until(lambda: monitor.on(topic) == [legal], 20)
+
+        disconnects = []
+        alice.client.on_disconnect = lambda *args: disconnects.append(args)
+        info = alice.client.publish(topic, b"x" * (MAX_MESSAGE_BYTES + 1), qos=1)
+        assert wait_until(lambda: disconnects, 20), "the broker took an oversized message"
+        alice.close()  # (else paho sends it again at each reconnect)
+        assert not info.is_published()
+
+        again = Probe(broker, user="alice")  # the next message of the same sender still passes
+        again.publish(topic, b"after")
+        again.close()
+        assert wait_until(lambda: b"after" in monitor.on(topic), 20)
+        assert monitor.on(topic) == [legal, b"after"]
+    finally:
+        alice.close()
+        monitor.close()
