@@ -1071,17 +1071,20 @@ class MonitorService:
         self._warned[(wearer, what)] = now
         return True
 
-    def _count_reject(self, wearer: str | None, reason: str, error: str) -> None:
+    def _count_reject(self, wearer: str | None, reason: str, error: str, topic: str | None = None) -> None:
+        """Count and log a refused input: above DEBUG only its wearer, ``topic`` (a parsed one:
+        nothing but valid ids) and reason, at most once a minute per wearer and reason. The
+        error may quote the payload (a field's value, an answer's words): DEBUG only."""
         self.stats.rejected[reason] += 1
         log.debug("rejected input of wearer %s (%s): %s", wearer or "?", reason, error)
         if self._should_warn(wearer or "?", reason):
-            # the text of a refused answer or control may quote it: only the reason above DEBUG
-            detail = "" if reason in ("answer", "control") else f": {error}"
-            log.warning("rejected input of wearer %s (%s)%s", wearer or "?", reason, detail)
+            told = f", and the sender on {wearer_topic(wearer, 'rejected')}" if wearer else ""
+            log.warning("rejected input of wearer %s on %s (%s): -vv logs why%s", wearer or "?",
+                        topic or "an invalid topic", reason, told)
 
     def _reject(self, wearer: str | None, topic: str, reason: str, error: str, now: float) -> None:
-        """Count, log (at most once a minute per wearer and reason) and tell the sender."""
-        self._count_reject(wearer, reason, error)
+        """Count, log (``_count_reject``) and tell the sender."""
+        self._count_reject(wearer, reason, error, topic if reason != "topic" else None)
         if wearer is not None:
             self._publish(wearer_topic(wearer, "rejected"), encode_rejected(topic, reason, error, now))
 

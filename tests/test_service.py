@@ -283,6 +283,48 @@ def test_indicators_rejections_duplicates(broker, tmp_path, services, caplog):
     probe.close()
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # (mosquitto refuses an ESC in a topic)
+def test_a_rejection_logs_nothing_of_the_payload_above_debug(broker, tmp_path, services, caplog):
+    """A refused input's WARNING quoted its error, and errors quote the payload: a ``wearer``
+    field's text, a ``seq`` or ``v`` of any JSON (a list of samples), another wearer's prompt id
+    (the time of that wearer's check-in) in an answer, refused as ``identity``/``payload``, not as
+    ``answer``. Above DEBUG the log now names only the wearer, the (valid) topic and the reason;
+    the sender still gets the error on its rejected topic, and -vv logs it. A line separator or a
+    terminal escape in a topic (both brokers refuse a newline) never reaches a log line."""
+    secrets_ = ["i-feel-panic-rising", "heart-racing-now", "71.5", "1644228000000", "forged"]
+    bad = [  # (wearer, topic kind, payload, reason): one wearer each (one WARNING a minute per wearer and reason)
+        ("w1", "data", b'{"v":1,"wearer":"i-feel-panic-rising","seq":1,"t0":1644227574.0,"fs":4.0,"values":[1.0]}',
+         "identity"),
+        ("w2", "data", b'{"v":1,"seq":"heart-racing-now","t0":1644227574.0,"fs":4.0,"values":[1.0]}', "payload"),
+        ("w3", "data", b'{"v":[71.5,72.25],"seq":1,"t0":1644227574.0,"fs":4.0,"values":[1.0]}', "payload"),
+        ("w4", "checkin/response", b'{"v":1,"prompt_id":"s02-1644228000000","rating":4}', "identity"),
+        ("w5", "control", b'{"v":[71.5],"action":"pause"}', "payload"),
+    ]
+    topics = {w: data_topic(w, DEVICE, "eda") if kind == "data" else wearer_topic(w, kind) for w, kind, _, _ in bad}
+    caplog.set_level(logging.DEBUG, logger="anxmon")
+    probe = Probe(broker, [wearer_topic(w, "rejected") for w, _, _, _ in bad])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    for wearer, _, payload, _ in bad:
+        probe.publish(topics[wearer], payload)
+    probe.publish("anxmon/v1/w6\u2028WARNING:forged\x1b[2K/e4/eda", b'{"v":1}')
+    assert wait_until(lambda: sum(svc.stats.rejected.values()) == len(bad) + 1, 20), svc.stats
+    for wearer, _, _, reason in bad:
+        assert wait_until(lambda: probe.on(wearer_topic(wearer, "rejected")), 10)
+        assert decode_rejected(probe.on(wearer_topic(wearer, "rejected"))[0])["reason"] == reason
+    assert "i-feel-panic-rising" in decode_rejected(probe.on(wearer_topic("w1", "rejected"))[0])["error"]
+
+    above_debug = [r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG]
+    warned = [m for m in above_debug if m.startswith("rejected input")]
+    assert len(warned) == len(bad) + 1, warned
+    for wearer, _, _, reason in bad:
+        assert any(m.startswith(f"rejected input of wearer {wearer} on {topics[wearer]} ({reason})") for m in warned)
+    for message in above_debug:
+        assert message.isprintable() and not any(s in message for s in secrets_), message
+    debug = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "i-feel-panic-rising" in debug and "heart-racing-now" in debug  # -vv logs why
+    probe.close()
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
 def test_indicator_rate_limit_keeps_the_latest(broker, tmp_path, services):
     """With ``indicator_interval_s`` = 2 s and the data published within a second or two, fewer
