@@ -42,6 +42,7 @@ from monitor.wire import (
     encode_batch,
     encode_control,
     monitor_state_topic,
+    status_topic,
     wearer_topic,
 )
 from tests.conftest import data_path, need_broker
@@ -601,6 +602,52 @@ def test_wearer_hash_filter(broker):
         assert wait_until(lambda: alice.on(data_topic("alice", DEVICE, "eda")), 5)
     finally:
         alice.close()
+
+
+def test_no_wildcard_retained_message_or_will_reaches_another_wearer(broker):
+    """A wearer's wildcard filters (``#``, ``anxmon/#``, ``+`` levels, another's ``.../#``) bring
+    nothing of another wearer or of the monitor, live or retained (nats-server refuses the
+    filters, mosquitto grants them and filters what it delivers); a retained message or a last
+    will aimed at another wearer's topic is never stored or sent."""
+    broker.add_user("alice")
+    broker.add_user("bob")
+    broker.stop()
+    broker.start()
+    battery, control = status_topic("bob", DEVICE, "battery"), wearer_topic("bob", "control")
+    own = data_topic("alice", DEVICE, "eda")
+    monitor = Probe(broker, ["anxmon/#"])
+    monitor.publish(battery, b"bob's", retain=True)
+    monitor.publish(monitor_state_topic("test"), b"online", retain=True)
+    monitor.publish(status_topic("alice", DEVICE, "battery"), b"alice's", retain=True)
+    filters = ["#", "anxmon/#", "anxmon/v1/+/+/battery", "+/+/+/+/+", "anxmon/v1/bob/#", "anxmon/v1/+/control",
+               "anxmon/v1/monitor/+/state", "anxmon/v1/alice/#"]
+    alice = Probe(broker, filters, user="alice")
+    bob = Probe(broker, user="bob")
+    try:
+        assert alice.granted[-1].value == 1  # her own tree
+        bob.publish(data_topic("bob", DEVICE, "eda"), b"bob's data")
+        alice.client.publish(battery, b"alice's retained", qos=0, retain=True)
+        will = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="alice-will")
+        will.username_pw_set("alice", broker.users["alice"])
+        will.will_set(control, encode_control("pause"), qos=1, retain=True)
+        will.connect(broker.host, broker.port, keepalive=10)
+        will.loop_start()
+        assert wait_until(will.is_connected, 10)
+        will.loop_stop()
+        will.socket().close()  # gone without a DISCONNECT: the broker sends the will, if it may
+        bob.publish(data_topic("bob", DEVICE, "temp"), b"after")
+        assert wait_until(lambda: monitor.on(data_topic("bob", DEVICE, "temp")), 10)
+        alice.publish(own, b"alice's data")  # (alice may be reconnecting: mosquitto drops a
+        assert wait_until(lambda: alice.on(own), 20)  # client that writes another's topic)
+        assert alice.topics_seen() <= {own, status_topic("alice", DEVICE, "battery")}, alice.topics_seen()
+        late = Probe(broker, [battery, control])
+        assert wait_until(lambda: late.on(battery), 10)
+        assert late.on(battery) == [b"bob's"] and not late.on(control)
+        assert not monitor.on(control)
+        late.close()
+    finally:
+        for probe in (alice, bob, monitor):
+            probe.close()
 
 
 @pytest.mark.parametrize("mqtt_version", ["3.1.1", "5"])
