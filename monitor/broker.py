@@ -306,7 +306,10 @@ class Broker:
         os.chmod(passwd, 0o600)
         tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         for user, password in self.users.items():
-            subprocess.run([tool, "-b", str(passwd), user, password], check=True, capture_output=True)
+            # the password on standard input, as a terminal would type it twice: a command line
+            # (``-b``) is readable by every local user in ``ps`` while the tool runs
+            subprocess.run([tool, str(passwd), user], input=f"{password}\n{password}\n".encode(), check=True,
+                           capture_output=True)
         acl = self.data_dir / "acl"
         acl.write_text(
             f"user {MONITOR_USER}\ntopic readwrite #\n\n"

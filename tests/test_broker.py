@@ -290,3 +290,51 @@ def test_a_message_over_the_size_limit_is_refused_and_the_largest_legal_batch_pa
     finally:
         alice.close()
         monitor.close()
+
+
+_STARTED: list[list[str]] | None = None  # the command lines of the processes started meanwhile
+
+
+def _record_process_starts(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen" and _STARTED is not None:
+        _STARTED.append([str(a) for a in args[1]])
+
+
+def test_no_broker_password_is_on_a_command_line(tmp_path):
+    """Every local user can read a process's command line (``ps``): the mosquitto password file
+    was written with ``mosquitto_passwd -b FILE USER PASSWORD``, the service's password among
+    them. The passwords now go on standard input; the broker still takes them, whatever their
+    characters (a ``:`` ends the password in a plain-text password file, a space ends a word)."""
+    global _STARTED
+    need_broker("mosquitto")
+    sys.addaudithook(_record_process_starts)  # (a hook stays for the process: it records only here)
+    password = " pass:word with spaces "
+    _STARTED = []
+    try:
+        b = start_broker("mosquitto", data_dir=tmp_path / "m", users={"alice": password})
+    finally:
+        started, _STARTED = _STARTED, None
+    try:
+        assert any("mosquitto" in " ".join(cmd) for cmd in started)  # the hook saw the broker start
+        for secret in b.users.values():
+            assert not any(secret in " ".join(cmd) for cmd in started), started
+        assert _connack(b, "alice", password) == "Success"  # all of it, and only all of it
+        assert _connack(b, "alice", password.split(":")[0]) == "Not authorized"
+    finally:
+        b.stop()
+
+
+def _connack(broker, user: str, password: str) -> str:
+    """The broker's answer to a CONNECT as ``user`` with ``password`` (``Success``, ...)."""
+    import paho.mqtt.client as mqtt
+
+    answers: list[str] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.username_pw_set(user, password)
+    client.on_connect = lambda c, u, f, rc, p: answers.append(str(rc))
+    client.connect(broker.host, broker.port)
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    return answers[0] if answers else "no answer"
