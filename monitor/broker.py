@@ -23,6 +23,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -353,11 +354,18 @@ def _size_of(directory: Path) -> int:
     return total
 
 
+# a password that begins like a hash is taken for one: by nats-server (bcrypt; its test, checked on
+# v2.15) or by the check-in app, whose accounts default to the broker's (``monitor/app/accounts.py``)
+HASH_PREFIX = re.compile(r"\$2[abxy]\$\d{2}\$|scrypt\$")
+
+
 def check_account(user: str, password: str) -> str:
     """Return ``password`` if ``user`` and ``password`` are safe in the brokers' access rules,
     else raise ``BrokerError``. A user name is the wearer id whose topics it may use, so it
     follows the wire's id rule (``*``, ``+``, ``#``, ``.`` or ``/`` would reach other wearers'
-    topics); a password is 8-128 printable characters without ``"`` or ``\\``.
+    topics); a password is 8-128 printable characters without ``"`` or ``\\``, not beginning
+    like a hash (``$2a$10$``, ``scrypt$``: nats-server or the app would take it for one, and the
+    user could never sign in).
 
     >>> check_account("alice", "a-long-password")
     'a-long-password'
@@ -375,6 +383,9 @@ def check_account(user: str, password: str) -> str:
             or '"' in password or "\\" in password):
         raise BrokerError(f"the password of broker user {user!r} is not valid: 8-128 printable characters "
                           'without " or \\')
+    if HASH_PREFIX.match(password):
+        raise BrokerError(f"the password of broker user {user!r} is not valid: it begins like a password hash "
+                          "($2a$10$ or scrypt$), which nats-server or the app would take it for")
     return password
 
 

@@ -338,3 +338,20 @@ def _connack(broker, user: str, password: str) -> str:
         client.loop(0.1)
     client.disconnect()
     return answers[0] if answers else "no answer"
+
+
+@pytest.mark.parametrize("password", ["$2a$10$my-own-password", "scrypt$my-own-password"])
+def test_a_password_that_looks_like_a_hash_is_refused(tmp_path, password):
+    """nats-server takes a password beginning ``$2a$10$`` for a bcrypt hash, the check-in app one
+    beginning ``scrypt$`` for its own hash: the wearer could never sign in, and nothing said why.
+    Refused at start with the user named; the same characters later in a password are fine."""
+    need_broker("nats")
+    with pytest.raises(BrokerError, match="password of broker user 'bob' .*begins like a password hash"):
+        b = start_broker("nats", tmp_path / "refused", users={"bob": password})
+        b.stop()  # (only reached when it was not refused)
+    assert not (tmp_path / "refused" / "nats.conf").exists()
+    b = start_broker("nats", tmp_path / "b", users={"bob": "x" + password})
+    try:
+        assert _connack(b, "bob", "x" + password) == "Success"
+    finally:
+        b.stop()
