@@ -365,8 +365,10 @@ class PushNotifier:
         if job.attempts >= self.config.attempts or now + wait > job.give_up_at:
             self.record.update(job.row, FAILED, job.attempts, now, error)
             self.stats.failed += 1
-            log.warning("check-in %s of %s could not be pushed to %s after %d attempt(s): %s",
-                        job.prompt_id, job.wearer, job.target, job.attempts, error)
+            # (the prompt id holds the time of the check-in: DEBUG only)
+            log.warning("a check-in of %s could not be pushed to %s after %d attempt(s): %s",
+                        job.wearer, job.target, job.attempts, error)
+            log.debug("check-in %s of %s given up", job.prompt_id, job.wearer)
             return
         self.record.update(job.row, PENDING, job.attempts, now, error)
         self.stats.retries += 1

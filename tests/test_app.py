@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import logging
 import math
 import os
 import re
@@ -806,10 +807,12 @@ def test_a_certificate_that_cannot_be_loaded_is_an_error_naming_it(tmp_path, cer
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
-def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_open(broker):
+def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_open(broker, caplog):
     """One wearer's bad messages must not stop the relay (paho's thread) for everyone: a payload
     nested 5000 deep, a check-in whose expires_at is not a time. An answer the monitor will
-    refuse (rating 9) leaves the check-in open; a valid one closes it."""
+    refuse (rating 9) leaves the check-in open; a valid one closes it. What a refused message
+    held (here another wearer's prompt id: the time of their check-in) is logged at DEBUG only."""
+    caplog.set_level(logging.DEBUG)
     from monitor.app.relay import Relay
     from monitor.wire import encode_answer, encode_indicators
 
@@ -826,6 +829,7 @@ def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_ope
                    "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 900}
         probe.publish(wearer_topic("alice", "checkin"), b"[" * 5000 + b"]" * 5000)
         probe.publish(wearer_topic("alice", "checkin"), encode_checkin({**checkin, "id": "alice-1", "expires_at": [1]}))
+        probe.publish(wearer_topic("alice", "checkin/response"), encode_answer("carol-1700000012345", 3, []))
         probe.publish(wearer_topic("alice", "indicators"), encode_indicators(t, 1.0, None, {}, {}))
         probe.publish(wearer_topic("bob", "checkin"), encode_checkin(checkin))
         assert wait_until(lambda: (relay.view("bob").checkin or {}).get("id") == "bob-1", 10), "the relay stopped"
@@ -836,6 +840,10 @@ def test_the_relay_survives_bad_messages_and_keeps_a_refused_answers_checkin_ope
         probe.publish(wearer_topic("bob", "checkin/response"), encode_answer("bob-1", 4, ["anxious"]))
         assert wait_until(lambda: relay.view("bob").checkin is None, 10)
         assert relay.view("bob").answered["bob-1"]["rating"] == 4
+        logged = [r for r in caplog.records if "malformed" in r.getMessage()]
+        assert any(r.levelno == logging.WARNING for r in logged)  # the operator still hears of it
+        assert any("carol-1700000012345" in r.getMessage() for r in logged if r.levelno == logging.DEBUG)
+        assert not any("carol-1700000012345" in r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG)
     finally:
         probe.close()
         relay.stop()

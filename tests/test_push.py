@@ -111,6 +111,9 @@ def test_push_targets_show_no_topic_token_or_number_in_logs_or_record(hook, tmp_
     assert all(re.fullmatch(r"(ntfy|json|signal)://127\.0\.0\.1/… \(URL [123]\)", x) for x in labels), labels
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "pushed to alice" in logged and "retrying" in logged and "could not be pushed" in logged
+    above_debug = "\n".join(r.getMessage() for r in caplog.records if r.levelno > logging.DEBUG)
+    assert "could not be pushed" in above_debug
+    assert CHECKIN["id"] not in above_debug and checkin("bob")["id"] not in above_debug  # its time: health data
     n.stop()
     notifiers.clear()
     stored = b"".join(f.read_bytes() for f in tmp_path.glob("push.sqlite*"))

@@ -310,8 +310,10 @@ class Relay:
                 if "quiet_hours" in state:  # (an older service does not say)
                     self.monitor_quiet_hours[topic.instance] = {
                         "quiet_hours": state["quiet_hours"], "timezone": state.get("timezone")}
-        except (WireError, ValueError) as exc:
-            log.warning("app: ignored a malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
+        except (WireError, ValueError) as exc:  # its text may quote the payload: DEBUG only
+            log.warning("app: ignored a malformed %s message of %s (%s; -vv logs why)",
+                        topic.kind, topic.wearer, type(exc).__name__)
+            log.debug("app: the malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
         except Exception as exc:  # a bug must not stop the relay (paho's thread) for every wearer
             log.error("app: a %s message of %s could not be handled (%s, a bug: please report it)",
                       topic.kind, topic.wearer, type(exc).__name__)
