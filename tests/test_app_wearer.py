@@ -163,6 +163,15 @@ def test_quiet_hours_shown_are_applied_in_the_browsers_zone_from_the_first_sign_
     assert wait_until(lambda: controls(probe, "tokyo")[-1] == off, 5), controls(probe, "tokyo")
 
 
+def test_zone_names_read_the_right_way_round(open_page):
+    """A zone is named by its city; an Etc/ zone by its offset from UTC. "Etc/GMT+5" is five
+    hours *behind* UTC (POSIX signs, IANA's tz database), so it was named "GMT+5 time"."""
+    page = open_page("zonename", sign_in=False)
+    names = page.evaluate("() => ['Asia/Tokyo', 'America/Argentina/Buenos_Aires', 'UTC', 'Etc/GMT+5',"
+                          " 'Etc/GMT-10', 'Etc/UTC'].map(zoneName)")
+    assert names == ["Tokyo time", "Buenos Aires time", "UTC", "UTC-5", "UTC+10", "UTC"]
+
+
 def test_a_zone_that_cannot_be_saved_yet_is_said_so_and_saved_later(env, open_page):
     """The first save of the zone fails (the monitor cannot be reached): the page does not claim
     the times are Tokyo's yet; the next update saves it. A zone the server refuses is said so

@@ -53,8 +53,18 @@ const fmtHM = (hm) => { const [h, m] = hm.split(":").map(Number); const d = new 
 function browserZone() {
   try { return Intl.DateTimeFormat().resolvedOptions().timeZone || null; } catch (e) { return null; }
 }
-// "Asia/Tokyo" -> "Tokyo time"; "UTC" -> "UTC"
-const zoneName = (tz) => tz.includes("/") ? `${tz.split("/").pop().replace(/_/g, " ")} time` : tz;
+// "Asia/Tokyo" -> "Tokyo time"; "UTC" -> "UTC"; "Etc/GMT+5" -> "UTC-5" (POSIX signs: it is 5 h
+// behind UTC, so its own name would say the opposite)
+function zoneName(tz) {
+  if (/^Etc\//.test(tz)) {
+    try {
+      const part = new Intl.DateTimeFormat("en", { timeZone: tz, timeZoneName: "shortOffset" })
+        .formatToParts(new Date()).find((p) => p.type === "timeZoneName");
+      if (part) return part.value.replace("GMT", "UTC").replace(/^UTC\+0$/, "UTC");
+    } catch (e) { /* an engine without shortOffset: the plain name below */ }
+  }
+  return tz.includes("/") ? `${tz.split("/").pop().replace(/_/g, " ")} time` : tz;
+}
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;  // 1 second, 2 seconds
 const fmtDay = (t) => new Date(t * 1000).toLocaleDateString([], { weekday: "short", day: "numeric" });
 
