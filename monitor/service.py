@@ -767,6 +767,12 @@ class MonitorService:
             self._reject(_wearer_of(topic_text), topic_text, "topic", str(exc), arrived)
             return
         try:
+            if msg.retain and topic.kind in ("checkin/response", "control"):
+                # a stored copy, handed over on a new subscription (a live one comes without the
+                # flag): applied again, it would renew an old pause or undo a later resume
+                raise _Reject("answer" if topic.kind == "checkin/response" else "control",
+                              f"a retained {topic.kind} message is not applied: the broker would hand it "
+                              "over again at every new subscription (publish it with retain off)")
             if topic.kind == "data":
                 self._on_data(topic, msg.payload, arrived)
             elif topic.kind == "availability":

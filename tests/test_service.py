@@ -399,6 +399,31 @@ def test_answer_and_controls_are_applied(broker, tmp_path, services, caplog):
     assert loud and not any(word in m for m in loud for word in ("anxious", "fine", "rating=", "explode"))
 
 
+def test_a_retained_control_is_applied_live_once_and_never_again_from_the_store(broker, tmp_path, services):
+    """A control published with retain on (a home-automation rule, a script) is applied when it
+    arrives; the broker's stored copy, handed over again when the service subscribes afresh
+    (first start, a lost session), is refused, not applied: before, it renewed an old pause (or
+    undid a later resume) at every such start. The broker clears the retain flag of live copies
+    (MQTT 3.1.1 3.3.1.3); mosquitto and nats-server both do."""
+    control, rejected = wearer_topic("s02", "control"), wearer_topic("s02", "rejected")
+    probe = Probe(broker, [rejected])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    probe.publish(control, encode_control("pause"), retain=True)
+    assert wait_until(lambda: svc.stats.controls == 1, 10)
+    assert svc.wearer_state("s02")["policy"].paused_until_s == math.inf
+    probe.publish(control, encode_control("resume"))
+    assert wait_until(lambda: svc.stats.controls == 2, 10)
+
+    # another instance with its own session subscribes afresh: the stored "pause" comes again
+    services.append(fresh := start_service(broker, tmp_path / "fresh", instance="fresh"))
+    assert wait_until(lambda: len(probe.on(rejected)) >= 1, 10), "the retained copy never came"
+    (refusal,) = map(decode_rejected, probe.on(rejected))
+    assert (refusal["topic"], refusal["reason"]) == (control, "control") and "retain" in refusal["error"]
+    assert fresh.stats.controls == 0
+    assert svc.wearer_state("s02")["policy"].paused_until_s is None
+    probe.publish(control, b"", retain=True)  # (clears the broker's copy)
+
+
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
 def test_one_wearers_bad_message_never_stops_the_service(broker, tmp_path, services, caplog):
     """A time zone that is a folder of the zone database ("Europe": IsADirectoryError) or 300
