@@ -38,7 +38,7 @@ from monitor.config import Config
 from monitor.core.policy import Decision
 from monitor.core.score import MOVING_KEYS
 from monitor.core.wearer import Tick, WearerMonitor
-from monitor.errors import InputFormatError, WireError
+from monitor.errors import InputFormatError, WireError, not_a_file
 from monitor.markers import unix_s_problem, utc_text
 from monitor.recordings import Recording, read_labels, read_recording, wearer_id_for
 from monitor.wire import StreamTracker, validate_batch
@@ -117,10 +117,10 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
 
 
 def read_label_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``--labels FILE`` (CSV ``unix_s,stress``); a clear error when it does not exist."""
+    """``--labels FILE`` (CSV ``unix_s,stress``); a clear error when it does not exist or is a folder."""
     path = Path(path)
     if not path.is_file():
-        raise InputFormatError(f"labels file {path} does not exist")
+        raise not_a_file("labels file", path)
     return read_labels(path)
 
 

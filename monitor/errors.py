@@ -39,3 +39,16 @@ class ConfigError(AnxmonError):
 
 class InputFormatError(AnxmonError):
     """A recording on disk that is not in any format anxmon reads, or is damaged."""
+
+
+def not_a_file(what: str, path) -> InputFormatError:
+    """The error of an input file (``--labels``, ``--markers``) that is missing or is a folder.
+
+    >>> print(not_a_file("labels file", "."))
+    labels file . is a folder: give the CSV file itself
+    """
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        return InputFormatError(f"{what} {path} is a folder: give the CSV file itself")
+    return InputFormatError(f"{what} {path} does not exist")

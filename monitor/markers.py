@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from monitor.errors import InputFormatError
+from monitor.errors import InputFormatError, not_a_file
 from monitor.wire import unix_s_problem  # noqa: F401 (its home is the wire contract; imported from here too)
 
 COLUMNS = ("unix_s", "kind", "label")
@@ -94,7 +94,7 @@ def read_markers(path: str | Path) -> list[Marker]:
     """Read a markers CSV file (``--markers FILE`` or an analyze folder's ``markers.csv``)."""
     path = Path(path)
     if not path.is_file():
-        raise InputFormatError(f"markers file {path} does not exist")
+        raise not_a_file("markers file", path)
     # utf-8-sig: a spreadsheet saves a byte-order mark before the header
     return read_markers_text(path.read_text(encoding="utf-8-sig", errors="replace"), str(path))
 

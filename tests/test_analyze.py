@@ -214,6 +214,16 @@ def test_bad_labels_get_a_clear_error(tmp_path):
         assert re.match(r"anxmon: error: .*" + message, run.stderr), (name, run.stderr)
 
 
+def test_a_folder_given_as_labels_or_markers_file_is_named_a_folder(tmp_path):
+    """``--labels S02`` (the session folder, which holds labels.csv) used to say "labels file S02
+    does not exist", though it plainly does."""
+    s02 = data_path("stress-predict", "S02")
+    for option, what in (("--labels", "labels file"), ("--markers", "markers file")):
+        run = anxmon("analyze", s02, "--out", tmp_path / "o", option, s02, check=False)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+        assert run.stderr == f"anxmon: error: {what} {s02} is a folder: give the CSV file itself\n"
+
+
 def test_labels_partly_outside_the_recording_get_a_warning(tmp_path):
     session = short_session(tmp_path / "s02")  # the whole session's labels, part of its recording
     run = anxmon("analyze", session, "--out", tmp_path / "o", check=False)
