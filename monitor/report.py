@@ -307,6 +307,7 @@ QUALITY_SIGNALS = {  # quality key -> what it covers
     "cadence": "step cadence (the motion gate without an accelerometer)",
     "eda": "skin conductance (EDA_*, SCR_*)",
     "hrv": "heart-rate variability (HRV_RMSSD and the other HRV_*)",
+    "hr": "heart rate as the device reports it (HR_Mean of a device without beats)",
     "restlessness": "restlessness (ACC_Restlessness)",
     "rsp": "breathing rate (RSP_Rate)",
     "temp": "skin temperature (TEMP_*)",

@@ -635,3 +635,20 @@ def test_a_recording_without_motion_signal_says_so(tmp_path):
     for text in (page.read_text(), (out / "report.html").read_text()):
         assert "This recording has no motion signal" in text
     assert "withheld during warm-up, movement" not in page.read_text()
+
+
+def test_a_heart_rate_only_device_names_its_signal_in_the_quality_table(tmp_path):
+    """A heart-rate-only device (S02's E4 heart rate alone, what a basic strap sends): the signal
+    quality table's row read the bare key "hr" where every other row says what it covers."""
+    import dataclasses
+
+    from monitor.analyze import analyze_recording, write_outputs
+    from monitor.recordings import read_recording
+
+    rec = read_recording(data_path("stress-predict", "S02"))
+    hr_only = dataclasses.replace(rec, streams={"hr": rec.streams["hr"]}, labels=None)
+    result = analyze_recording(hr_only, progress=False)
+    assert sorted(result.summary["quality_counts"]) == ["hr"]
+    write_outputs(result, tmp_path, hr_only)
+    rows = Tables((tmp_path / "report.html").read_text()).tables["quality"]
+    assert len(rows) == 2 and rows[1][0] != "hr" and "HR_Mean" in rows[1][0], rows
