@@ -435,7 +435,7 @@ def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) ->
 
 HASH_CHUNK_BYTES = 1 << 20  # files are hashed in chunks of this size (never read whole)
 LIBRARIES = ("numpy", "scipy", "pandas", "neurokit2")
-E4_READ = ("labels.csv",)  # besides the signal files and tags*.csv, what the E4 reader reads
+E4_READ = ("labels.csv",)  # besides the signal files and tags*.csv, what is read from an E4 folder (its labels)
 
 
 def file_record(path: str | Path) -> dict:
@@ -468,23 +468,18 @@ def input_files(path: str | Path) -> list[Path]:
 
 
 def _recording_labels_file(path: str | Path) -> dict | None:
-    """The record of the ``labels.csv`` an E4 export brings (in a zip: ``zip/member`` and the
-    member's bytes), or None."""
-    import zipfile
-
-    from monitor.readers import e4
-    from monitor.readers.common import Folder
+    """The record of the ``labels.csv`` a recording's session folder brings (``readers.labels_folder``;
+    in a zip: ``zip/member`` and the member's bytes), or None."""
+    from monitor.readers import LABELS_FILE, detect, labels_folder
 
     path = Path(path)
-    if not (path.is_dir() or zipfile.is_zipfile(path)):
-        return None
-    folder = Folder(path, e4.SESSION_FILES)
-    if "labels.csv" not in folder.names:
+    folder = labels_folder(path, *detect(path))
+    if folder is None:
         return None
     if folder.zip is None:
-        return file_record(folder.names["labels.csv"])
-    data = folder.zip.read(folder.names["labels.csv"])
-    return {"path": f"{path.resolve()}/{folder.names['labels.csv']}", "bytes": len(data),
+        return file_record(folder.names[LABELS_FILE])
+    data = folder.zip.read(folder.names[LABELS_FILE])
+    return {"path": f"{path.resolve()}/{folder.names[LABELS_FILE]}", "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest()}
 
 

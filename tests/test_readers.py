@@ -959,3 +959,32 @@ def test_e4_empty_file_is_left_out_and_labels_of_another_shape_are_named_in_a_wa
         assert len(read_recording(e4).labels[0]) == 0
     assert ("labels.csv: expected a CSV with columns unix_s,stress, found the header '1644228196' (no unix_s and no "
             "stress column): not read") in caplog.text
+
+
+def test_a_labels_csv_in_an_emotibit_session_folder_labels_the_session(tmp_path):
+    """``labels.csv`` in the session folder labels the session in every format, as ``analyze
+    --labels`` says ("default: labels.csv in the session folder"). Only the E4 reader read it: an
+    EmotiBit session's was silently ignored, and ``anxmon eval`` said "no labels.csv" beside it."""
+    from monitor.analyze import run_analyze
+
+    session = emotibit_from_e4(tmp_path / "session", minutes=20)  # S02's first 20 min: its Stroop test
+    rec = read_recording(session)
+    assert rec.labels is None
+    s02 = data_path("stress-predict", "S02")
+    shift = rec.streams["eda"].t0 - float((s02 / "EDA.csv").read_text().splitlines()[0])
+    t, y = read_labels(s02 / "labels.csv")
+    t = t + shift
+    keep = (t >= rec.start_s) & (t < rec.end_s)
+    (session / "labels.csv").write_text("unix_s,stress\n" + "".join(f"{float(a)!r},{b:g}\n" for a, b in zip(t[keep], y[keep])))
+    for path in (session, session / f"{BASE}_EA.csv"):
+        labels = read_recording(path).labels
+        assert labels is not None and np.array_equal(labels[0], t[keep]) and np.array_equal(labels[1], y[keep])
+    result, _ = run_analyze(session, tmp_path / "out")
+    assert result.summary["labels"]["stress_periods"] == 1  # S02's labels hold one stress period in 20 min
+    assert result.summary["provenance"]["labels_file"]["path"] == str((session / "labels.csv").resolve())
+    # an E4 export in a sub-folder brings its own labels, not the EmotiBit session's
+    (session / "labels.csv").unlink()
+    (session / "e4").mkdir()
+    (session / "e4" / "EDA.csv").write_text("")
+    (session / "e4" / "labels.csv").write_bytes((s02 / "labels.csv").read_bytes())
+    assert read_recording(session / f"{BASE}_EA.csv").labels is None

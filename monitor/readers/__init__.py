@@ -29,16 +29,24 @@ Detection (``detect``), in this order:
 Anything else is an ``InputFormatError`` listing what was expected; a file of a detected format
 that is damaged (cut short, mixed up with another file, columns swapped) is an
 ``InputFormatError`` from its reader that names the file, the line and the problem.
+
+Stress labels (``labels.csv``, columns ``unix_s,stress``) are read in every format from the
+session's folder (``labels_folder``): the folder or zip passed (an E4 export's session
+sub-folder), or the folder of the EmotiBit file passed. A single-file recording has none; give
+``analyze --labels FILE``.
 """
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 from monitor.errors import InputFormatError
 from monitor.recordings import Recording
+
+log = logging.getLogger(__name__)
 
 EXPECTED = (
     "expected an Empatica E4 export (a folder or zip with EDA.csv, BVP.csv, TEMP.csv, ACC.csv, "
@@ -113,7 +121,42 @@ def readers() -> dict[str, Callable[[Path], Recording]]:
             "anxmon": read_anxmon}
 
 
+LABELS_FILE = "labels.csv"
+
+
+def labels_folder(path: Path, fmt: str, target: Path):
+    """The ``common.Folder`` whose ``labels.csv`` labels the recording at ``path`` (detected as
+    ``fmt``, read from ``target``), or None: the folder or zip passed (for an E4 export, its
+    session's sub-folder), or the folder of the EmotiBit file passed."""
+    from monitor.readers import e4
+    from monitor.readers.common import Folder
+
+    where = path if path.is_dir() or fmt == "e4" else target.parent if fmt == "emotibit" else None
+    # an E4 export's labels lie beside its files, in its session sub-folder; any other's at the top
+    folder = None if where is None else Folder(where, e4.SESSION_FILES if fmt == "e4" else ())
+    return folder if folder is not None and LABELS_FILE in folder.names else None
+
+
+def session_labels(folder, notes: list[str]):
+    """The labels of ``folder``'s ``labels.csv``. One that cannot be read gives labels without rows
+    and a warning: the session stays readable for whatever does not need them (``--labels FILE``,
+    replay, report), and whatever uses them refuses "no label rows" after that warning."""
+    import numpy as np
+
+    from monitor.recordings import read_labels_text
+
+    try:
+        return read_labels_text(folder.text(LABELS_FILE), folder.where(LABELS_FILE))
+    except InputFormatError as exc:
+        log.warning("%s: not read; to compare with labels, give analyze --labels FILE", exc)
+        notes.append(f"{LABELS_FILE} not read: {exc}")
+        return np.empty(0), np.empty(0)
+
+
 def read_any(path: Path) -> Recording:
-    """Detect the format of ``path`` and read it."""
+    """Detect the format of ``path`` and read it, with the labels of its session folder (``labels_folder``)."""
     fmt, target = detect(path)
-    return readers()[fmt](target)
+    recording = readers()[fmt](target)
+    if (folder := labels_folder(path, fmt, target)) is not None:
+        recording.labels = session_labels(folder, recording.notes)
+    return recording

@@ -1,5 +1,5 @@
 """Empatica E4 export: a folder or a zip of ``EDA.csv``, ``BVP.csv``, ``TEMP.csv``, ``ACC.csv``,
-``HR.csv``, ``IBI.csv`` and optionally ``tags*.csv`` (and, in the Stress-Predict data, ``labels.csv``).
+``HR.csv``, ``IBI.csv`` and optionally ``tags*.csv``.
 
 Each signal file's first row is the session start (unix s, UTC), the second the sample rate
 (Hz), then one sample per row. The E4's rates are fixed (EDA 4 Hz, BVP 64, TEMP 4, ACC 32,
@@ -17,9 +17,8 @@ non-numeric one (skipping it would move every later sample one sample period ear
 at the end are fine. A last line cut short (no line end after it: the E4 ends every row with one,
 and a row cut mid-number such as ``-31`` of ``-31.25`` still parses; or a last line that is not a
 whole row) is left out with a warning and a note, the rule of every reader
-(``common.without_cut_last_line``). A ``labels.csv`` that cannot be read does not block the
-session: its labels are left empty with a warning and a note, so whatever needs them refuses
-"no label rows".
+(``common.without_cut_last_line``). A ``labels.csv`` beside the files is read by ``read_any``, as
+for every format (``monitor.readers.session_labels``).
 
 What an export lacks is noted too (``Recording.notes``, with a warning): each of the six standard
 files that is absent, and each signal file that starts more than ``SHORT_GAP_S`` (2 min) after the
@@ -51,7 +50,7 @@ from monitor.errors import InputFormatError
 from monitor.markers import Marker, merge_markers, unix_s_problem, utc_text
 from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row,
                                     without_cut_last_line)
-from monitor.recordings import Recording, Stream, read_labels_text
+from monitor.recordings import Recording, Stream
 
 FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
 SESSION_FILES = (*FILES, "IBI.csv")  # the files that make a folder (or a sub-folder of a zip) an E4 session
@@ -248,18 +247,4 @@ def read_e4(path: str | Path) -> Recording:
     if "hr" in streams:  # E4 writes HR at 1 Hz, but heart rate is an irregular signal on the wire
         streams["hr"] = irregular_stream("hr", streams["hr"].times_s(), streams["hr"].values,
                                          folder.where("HR.csv"), notes, hint=UNIT_HINTS["hr"])
-    return Recording(str(path), "e4", streams, _tags(folder), _labels(folder, notes), notes=notes)
-
-
-def _labels(folder: Folder, notes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The session's ``labels.csv``, if any. One that cannot be read gives labels without rows and a
-    warning: the session stays readable for whatever does not need them (``--labels FILE``,
-    replay, report), and whatever uses them refuses "no label rows" after that warning."""
-    if "labels.csv" not in folder.names:
-        return None
-    try:
-        return read_labels_text(folder.text("labels.csv"), folder.where("labels.csv"))
-    except InputFormatError as exc:
-        log.warning("%s: not read; to compare with labels, give analyze --labels FILE", exc)
-        notes.append(f"labels.csv not read: {exc}")
-        return np.empty(0), np.empty(0)
+    return Recording(str(path), "e4", streams, _tags(folder), notes=notes)
