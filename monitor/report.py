@@ -59,6 +59,7 @@ PANELS = [  # (indicator, label) shown over time, when present
     ("RSP_Rate", "Breathing rate (/min)"),
     ("ACC_Restlessness", "Restlessness (share of s)"),
     ("ACC_Activity", "Movement (g)"),
+    ("CADENCE_Mean", "Step cadence (steps/min)"),  # the motion gate of a watch without an accelerometer
 ]
 MEASURES = [  # (key, name in the table, unit)
     ("mean_score", "mean stress score", "score"),

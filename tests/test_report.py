@@ -652,3 +652,23 @@ def test_a_heart_rate_only_device_names_its_signal_in_the_quality_table(tmp_path
     write_outputs(result, tmp_path, hr_only)
     rows = Tables((tmp_path / "report.html").read_text()).tables["quality"]
     assert len(rows) == 2 and rows[1][0] != "hr" and "HR_Mean" in rows[1][0], rows
+
+
+def test_a_watch_shows_its_step_cadence_over_time(tmp_path, monkeypatch):
+    """The Garmin export's motion gate is its step cadence, which withholds hundreds of its ticks
+    as "motion"; both pages drew no motion panel for it (only the accelerometer's), so nothing on
+    the page showed the movement behind those gaps in the score."""
+    import monitor.report as report
+    from monitor.analyze import run_analyze
+
+    drawn = []
+    draw = report.timeline_png
+    monkeypatch.setattr(report, "timeline_png", lambda t, panels, *args, **kwargs: (
+        drawn.append([label for label, *_ in panels]), draw(t, panels, *args, **kwargs))[1])
+    result, _ = run_analyze(data_path("flirt-e4-garmin", "garmin", "data.csv"), tmp_path / "out")
+    assert result.summary["motion_gate"] == "steps" and result.summary["tick_states"]["motion"] > 0
+    analysis_page = drawn[-1]
+    report.run_report(tmp_path / "out", tmp_path / "page.html", n_boot=10)
+    assert len(drawn) == 2
+    for labels in (analysis_page, drawn[-1]):
+        assert any("cadence" in label.lower() for label in labels), labels
