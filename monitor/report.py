@@ -398,7 +398,9 @@ def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshol
     sc, pol = config["score"], config["policy"]
     threshold = summary.get("threshold_final") if _is_number(summary.get("threshold_final")) else pol["threshold"]
     rearm = (0.6 * pol["threshold"] if pol.get("rearm_below") is None else pol["rearm_below"]) + threshold - pol["threshold"]
-    weights = ", ".join(f"{name} {w:g}" for name, w in sorted(sc["weights"].items()) if w > 0)
+    used = summary.get("indicators_used")  # (an export's summary has none: every weight is shown)
+    weights = ", ".join(f"{name} {w:g}" for name, w in sorted(sc["weights"].items())
+                        if w > 0 and (not used or name in used))
     quiet = pol.get("quiet_hours")
     quiet_text = (f"quiet hours {quiet[0]}-{quiet[1]} ({pol.get('timezone', 'UTC')})" if quiet
                   else "no quiet hours")
@@ -429,7 +431,7 @@ def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshol
 value lies from the wearer's own baseline, in baseline spreads (standard deviations, each at least a floor),
 counted only in the stress direction (heart rate, skin conductance level, SCR rate, breathing rate and
 restlessness up; RMSSD and skin temperature down) and capped at {sc['z_cap']:g}; the score is their weighted
-mean (weights: {html.escape(weights)}). 0: at or on the calm side of the baseline. It describes this person
+mean (weights{' of the indicators in this run' if used else ''}: {html.escape(weights)}). 0: at or on the calm side of the baseline. It describes this person
 against themselves; it is not comparable between people and it is not a diagnosis.</li>
 <li><strong>Withheld ticks</strong> have no score; indicators.csv's <code>gate</code> says why.
 <em>warmup</em>: an indicator counts only after {_seconds(sc['warmup_s'])} of still, calm data taught its

@@ -637,9 +637,9 @@ def test_a_recording_without_motion_signal_says_so(tmp_path):
     assert "withheld during warm-up, movement" not in page.read_text()
 
 
-def test_a_heart_rate_only_device_names_its_signal_in_the_quality_table(tmp_path):
-    """A heart-rate-only device (S02's E4 heart rate alone, what a basic strap sends): the signal
-    quality table's row read the bare key "hr" where every other row says what it covers."""
+@pytest.fixture(scope="module")
+def hr_only_folder(tmp_path_factory) -> Path:
+    """S02's E4 heart rate alone (what a basic heart-rate strap sends), analysed."""
     import dataclasses
 
     from monitor.analyze import analyze_recording, write_outputs
@@ -647,11 +647,30 @@ def test_a_heart_rate_only_device_names_its_signal_in_the_quality_table(tmp_path
 
     rec = read_recording(data_path("stress-predict", "S02"))
     hr_only = dataclasses.replace(rec, streams={"hr": rec.streams["hr"]}, labels=None)
-    result = analyze_recording(hr_only, progress=False)
-    assert sorted(result.summary["quality_counts"]) == ["hr"]
-    write_outputs(result, tmp_path, hr_only)
-    rows = Tables((tmp_path / "report.html").read_text()).tables["quality"]
+    out = tmp_path_factory.mktemp("hr_only")
+    write_outputs(analyze_recording(hr_only, progress=False), out, hr_only)
+    return out
+
+
+def test_a_heart_rate_only_device_names_its_signal_in_the_quality_table(hr_only_folder):
+    """The signal quality table's row of a heart-rate-only device read the bare key "hr" where
+    every other row says what it covers."""
+    assert sorted(json.loads((hr_only_folder / "summary.json").read_text())["quality_counts"]) == ["hr"]
+    rows = Tables((hr_only_folder / "report.html").read_text()).tables["quality"]
     assert len(rows) == 2 and rows[1][0] != "hr" and "HR_Mean" in rows[1][0], rows
+
+
+def test_the_score_explained_names_the_weights_of_this_runs_indicators_only(hr_only_folder, tmp_path):
+    """A heart-rate-only run's page said its score was the weighted mean of seven indicators
+    (skin conductance, temperature, restlessness...) that it never had."""
+    summary = json.loads((hr_only_folder / "summary.json").read_text())
+    assert summary["indicators_used"] == ["HR_Mean"]
+    page = tmp_path / "page.html"
+    anxmon("report", hr_only_folder, "--out", page, "--bootstrap", 10)
+    for text in ((hr_only_folder / "report.html").read_text(), page.read_text()):
+        how = text[text.index('id="how-to-read"'):text.index("</ul>", text.index('id="how-to-read"'))]
+        weights = re.search(r"weighted\s+mean \(weights[^:]*: ([^)]*)\)", how).group(1)
+        assert [w.split()[0] for w in weights.split(", ")] == ["HR_Mean"], weights
 
 
 def test_a_watch_shows_its_step_cadence_over_time(tmp_path, monkeypatch):
