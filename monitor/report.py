@@ -374,16 +374,26 @@ def quality_counts_of(quality: pd.Series) -> dict[str, dict[str, int]]:
     return {key: dict(sorted(per.items())) for key, per in sorted(counts.items())}
 
 
+def percent(n: int, total: int) -> str:
+    """``n`` of ``total`` in whole percent, never rounded to 0 or 100 when it is neither.
+
+    >>> percent(1, 714), percent(713, 714), percent(54, 714), percent(0, 714)
+    ('<1', '>99', '8', '0')
+    """
+    share = 100 * n / total
+    return "<1" if 0 < share < 0.5 else ">99" if 99.5 <= share < 100 else f"{share:.0f}"
+
+
 def quality_rows(counts: dict[str, dict[str, int]]) -> list[list[str]]:
     """One row per quality key: what it covers, ticks, % usable, % withheld and why (largest first)."""
     rows = []
     for key, per in counts.items():
         total = sum(per.values())
         withheld = {state: n for state, n in per.items() if state != "ok"}
-        why = ", ".join(f"{QUALITY_REASONS.get(state, state)} ({state}) {100 * n / total:.0f} %"
+        why = ", ".join(f"{QUALITY_REASONS.get(state, state)} ({state}) {percent(n, total)} %"
                         for state, n in sorted(withheld.items(), key=lambda item: (-item[1], item[0])))
-        rows.append([QUALITY_SIGNALS.get(key, key), str(total), f"{100 * per.get('ok', 0) / total:.0f}",
-                     f"{100 * sum(withheld.values()) / total:.0f}", why or "-"])
+        rows.append([QUALITY_SIGNALS.get(key, key), str(total), percent(per.get("ok", 0), total),
+                     percent(sum(withheld.values()), total), why or "-"])
     return rows
 
 
@@ -406,7 +416,7 @@ def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshol
                   else "no quiet hours")
     states = summary.get("tick_states") or {}
     total = sum(states.values()) if states else 0
-    state_text = ", ".join(f"{state} {n} ({100 * n / total:.0f} %)" for state, n in sorted(states.items())) \
+    state_text = ", ".join(f"{state} {n} ({percent(n, total)} %)" for state, n in sorted(states.items())) \
         if total else "not recorded"
     no_motion_gate = ("" if motion_gate_of(summary) != "none" else
                       " <strong>This recording has no motion signal (accelerometer or step cadence), so nothing "

@@ -691,3 +691,16 @@ def test_a_watch_shows_its_step_cadence_over_time(tmp_path, monkeypatch):
     assert len(drawn) == 2
     for labels in (analysis_page, drawn[-1]):
         assert any("cadence" in label.lower() for label in labels), labels
+
+
+def test_a_reason_of_a_few_ticks_is_not_shown_as_0_percent(s02_folder):
+    """S02's last tick has no skin conductance window (EDA.csv ends before the session): the quality
+    table said "no data from the sensor (missing) 0 %", a reason with no share, and the tick states
+    "motion_unknown 1 (0 %)"."""
+    ticks = pd.read_csv(s02_folder / "indicators.csv")
+    missing = int(ticks["quality"].str.contains("eda=missing").sum())
+    assert 0 < missing < len(ticks) / 200  # under 0.5 %: rounded to 0 before
+    text = (s02_folder / "report.html").read_text()
+    row = next(r for r in Tables(text).tables["quality"][1:] if r[0].startswith("skin conductance"))
+    assert "(missing) <1 %" in row[4] and not re.search(r"\) 0 %", row[4]), row
+    assert not re.search(r"\d \(0 %\)", text)
