@@ -78,6 +78,13 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_folder_given_as_config_file_is_named_a_folder(tmp_path):
+    """``--config configs`` said "cannot use 'configs': Is a directory", naming neither --config
+    nor what to give instead."""
+    with pytest.raises(ConfigError, match=r"^config file .* is a folder: give the TOML file itself$"):
+        load_config(tmp_path)
+
+
 # (override, fragments the error must name: the key and the value). Each used to hang, crash
 # with a traceback or silently give meaningless output.
 BAD_VALUES = [
