@@ -102,7 +102,7 @@ def cmd_analyze(args) -> int:
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"
         print(f"against labels: ROC AUC {auc}, {m['stress_periods_detected']}/{m['stress_periods']} stress "
               f"periods with a trigger, {m['false_checkins']} check-ins in {m['rest_hours']:.2f} h of rest")
-    print(f"wrote {args.out}/indicators.csv, checkins.jsonl, summary.json, markers.csv, report.html")
+    print(f"wrote {Path(args.out) / 'indicators.csv'}, checkins.jsonl, summary.json, markers.csv, report.html")
     return 0
 
 

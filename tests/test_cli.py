@@ -37,6 +37,15 @@ def test_analyze_refuses_an_output_that_is_not_a_folder(capsys, tmp_path):
     assert a_file.read_text() == "x"
 
 
+def test_analyze_names_the_files_it_wrote_under_an_out_with_a_trailing_slash(capsys, tmp_path):
+    """``--out o/`` (as a shell completes a folder) printed "wrote o//indicators.csv"."""
+    out = tmp_path / "o"
+    assert main(["analyze", str(data_path("stress-predict", "S05")), "--out", f"{out}/"]) == 0
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {out / 'indicators.csv'}, checkins.jsonl, summary.json, markers.csv, report.html"]
+    assert (out / "indicators.csv").is_file()
+
+
 def test_a_wearer_id_outside_the_wire_contract_is_refused(capsys, tmp_path):
     status, err = run(capsys, "analyze", str(data_path("stress-predict", "S02")), "--out", str(tmp_path),
                       "--wearer", "a/b")
