@@ -158,6 +158,17 @@ def test_e4_folder_or_zip_with_two_sessions_is_refused_and_one_subfolder_is_read
     (two / "b" / "EDA.csv").rename(two / "EDA.csv")  # files at the top too
     with pytest.raises(InputFormatError, match=r"holds 3 sessions \(its top level, a/, b/\)"):
         read_recording(two)
+
+
+def test_e4_files_two_folders_down_are_named(tmp_path):
+    """An export zipped with a folder around its session folder, unzipped into a folder of its own
+    (export/outer/S02/EDA.csv...): the zip itself is read, the folder said only "no recording
+    found in this folder"."""
+    session = head_e4(tmp_path / "export" / "outer" / "S02")
+    with pytest.raises(InputFormatError, match=r"export: no recording at its top or in a sub-folder, but E4 files "
+                                               r"deeper, in outer/S02/: pass that folder$"):
+        read_recording(tmp_path / "export")
+    assert read_recording(session).format == "e4"
     one = tmp_path / "one"
     flat = head_e4(one / "S02")
     assert detect(one) == ("e4", one)  # a folder holding one session's folder reads like that folder (and its zip)

@@ -16,7 +16,8 @@ format             what it is                                                  m
 Detection (``detect``), in this order:
 
 1. a folder or zip holding any of ``EDA.csv``, ``BVP.csv``, ``TEMP.csv``, ``ACC.csv``, ``HR.csv``,
-   ``IBI.csv``, at its top or in one sub-folder: E4 (in several sub-folders: an error naming them);
+   ``IBI.csv``, at its top or in one sub-folder (a zip: in any one folder): E4 (in several
+   sub-folders: an error naming them; a folder with them only deeper: an error naming where);
 2. a folder holding files named ``<session>_<TAG>.csv`` whose first line is the DataParser's
    header ``LocalTimestamp,EmotiBitTimestamp,...``: EmotiBit;
 3. a file, by its first non-empty line: ``{"anxmon_recording": ...`` is anxmon; a CSV header
@@ -98,6 +99,13 @@ def detect(path: str | Path) -> tuple[str, Path]:
             if len(found) > 1:
                 raise InputFormatError(f"{path} holds several recordings ({', '.join(p.name for _, p in found)}): "
                                        "pass one of them")
+            # a folder is searched at its top and one level down: an export unzipped into a folder of its own
+            deeper = sorted({p.parent.relative_to(path).as_posix() + "/" for name in e4.SESSION_FILES
+                             for p in path.glob(f"*/*/{name}")})
+            if deeper:
+                which = "that folder" if len(deeper) == 1 else "one of them"
+                raise InputFormatError(f"{path}: no recording at its top or in a sub-folder, but E4 files deeper, in "
+                                       f"{', '.join(deeper)}: pass {which}")
         raise InputFormatError(f"{path}: no recording found in this {'folder' if path.is_dir() else 'zip'}; {EXPECTED}")
     if path.suffix.lower() == ".zip":
         raise InputFormatError(f"{path}: not a readable zip archive (damaged or cut short?)")
