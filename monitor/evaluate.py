@@ -152,7 +152,12 @@ def run_eval(subjects: list[str], config: Config, as_json: bool = False, out=sys
         if not path.exists():
             if data is None:
                 raise InputFormatError(f"{name}: not found, and ../shared/data is not beside the project")
-            path = data / "stress-predict" / name
+            subjects_dir = data / "stress-predict"
+            path = subjects_dir / name
+            if not path.is_dir():
+                known = ", ".join(sorted(p.name for p in subjects_dir.iterdir() if p.is_dir())
+                                  if subjects_dir.is_dir() else []) or "none"
+                raise InputFormatError(f"{name}: not found here, nor a subject in {subjects_dir} ({known})")
         paths.append(path)
     rows = []
     with tqdm(total=len(paths) * RUNS_PER_SUBJECT, unit="analysis", desc="eval", file=err or sys.stderr,

@@ -231,6 +231,17 @@ def test_labels_partly_outside_the_recording_get_a_warning(tmp_path):
     assert re.search(r"WARNING .*labels of .*s02: \d+ of 3557 label rows lie outside the recording", run.stderr)
 
 
+def test_eval_of_a_folder_that_does_not_exist_names_the_folder_given(tmp_path, monkeypatch):
+    """``anxmon eval mydata/S07`` (a typo) said "<project>/../shared/data/stress-predict/mydata/S07
+    does not exist", a path the user never typed."""
+    from monitor.evaluate import run_eval
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputFormatError, match=r"^mydata/S07: not found here, nor a subject in "
+                                               r".*stress-predict \(.*S02.*\)$"):  # (the subjects there)
+        run_eval(["mydata/S07"], load_config(None), progress=False)
+
+
 def test_eval_refuses_a_session_without_eda_samples(tmp_path, caplog):
     session = short_session(tmp_path / "s02")
     (session / "EDA.csv").write_text("1644227574.000000\n4.000000\n")  # its header rows only
