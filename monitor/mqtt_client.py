@@ -58,14 +58,16 @@ def parse_broker_url(url: str) -> BrokerAddress:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or "://" not in url:
-        shown = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)[:80]  # never a password
-        raise ConfigError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), got {shown!r}")
+        raise ConfigError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), "
+                          f"got {shown_url(url)!r}")
     if not parts.hostname:
         raise ConfigError("broker URL has no host (expected mqtt://user:password@host:port)")
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError("broker URL port is not a number between 0 and 65535") from None
+        port = 0
+    if port == 0:
+        raise ConfigError(f"broker URL port is not a number between 1 and 65535, got {shown_url(url)!r}")
     tls = parts.scheme == "mqtts"
     return BrokerAddress(
         host=parts.hostname,
@@ -74,6 +76,22 @@ def parse_broker_url(url: str) -> BrokerAddress:
         password=unquote(parts.password) if parts.password is not None else None,
         tls=tls,
     )
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error may show it: any password replaced by ``***``, at most 80 characters.
+
+    >>> shown_url("monitor:s3cret@localhost:1883"), shown_url("tcp://u:a/b@h"), shown_url("h:1")
+    ('monitor:***@localhost:1883', 'tcp://u:***@h', 'h:1')
+    >>> shown_url("u:p://x@h")
+    'u:***@h'
+    """
+    scheme, rest = re.fullmatch(r"([a-zA-Z][a-zA-Z0-9+.-]*://)?(.*)", url, re.DOTALL).groups(default="")
+    if "@" in rest:
+        user_info, host = rest.rsplit("@", 1)
+        user, colon, _ = user_info.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}{rest}"[:80]
 
 
 def private_client_id(prefix: str, secret: str | None = None) -> str:

@@ -91,6 +91,18 @@ def test_mqtt_version_5_needs_an_external_broker(capsys, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("url, shown", [
+    ("monitor:s3cret@localhost:1883", "'monitor:***@localhost:1883'"),  # mqtt:// forgotten
+    ("tcp://monitor:s3/cret@localhost:1883", "'tcp://monitor:***@localhost:1883'"),  # a '/' in the password
+    ("mqtt://monitor:s3cret@localhost:0", "between 1 and 65535, got 'mqtt://monitor:***@localhost:0'"),
+])
+def test_a_wrong_broker_url_is_named_without_its_password(capsys, tmp_path, url, shown):
+    """A URL that is not ``mqtt://`` showed its password in the error (on a terminal, in the
+    journal) when ``mqtt://`` was left out; port 0 was taken for the default port 1883."""
+    status, err = run(capsys, "run", "--broker", url, "--data-dir", str(tmp_path / "data"))
+    assert status == 2 and shown in err and "cret" not in err
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--before-h", "inf", "argument --before-h: must be a finite number > 0, got 'inf'"),
     ("--after-s", "0", "argument --after-s: must be a finite number > 0, got '0'"),
