@@ -497,8 +497,9 @@ class StreamTracker:
             s.ahead_seq, s.ahead_end_s = batch.seq, batch.end_s
             run_batches, confirmed_s = s.ahead_batches, batch.end_s - s.ahead_first_end_s
             if confirmed_s < AHEAD_SPAN_S or run_batches < AHEAD_MIN_BATCHES:
+                ahead_of = "after the stream's last sample" if reference == s.last_t_s else "in the future"
                 raise FutureError(
-                    f"batch ends {batch.end_s - reference:.0f} s after the stream's last sample; "
+                    f"batch ends {batch.end_s - reference:.0f} s {ahead_of}; "
                     f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?); "
                     f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data, batch after batch, "
                     f"is taken up from there ({confirmed_s:.0f} s in {run_batches} batch(es) so far)"

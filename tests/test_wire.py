@@ -233,6 +233,19 @@ def test_timestamps_more_than_five_minutes_ahead_of_the_stream_are_refused():
     assert tr.check(ibi_batch(3, T0 + 3600), now_s=T0 + 3590).accept
 
 
+
+def test_a_refusal_as_future_names_what_the_batch_is_ahead_of():
+    """A simulation started hours ahead (``anxmon simulate --start``) was refused with "batch
+    ends 11338 s after the stream's last sample" though the stream had none yet: the first
+    batch is ahead of now (the clock, or in the service the wearer's newest sample when later),
+    later ones of the stream's last sample."""
+    with pytest.raises(ValueRangeError, match=r"^batch ends 3600 s in the future;"):
+        StreamTracker().check(ibi_batch(0, T0 + 3600), now_s=T0)
+    tr = StreamTracker()
+    tr.check(ibi_batch(0, T0), now_s=T0 - 100)
+    with pytest.raises(ValueRangeError, match=r"^batch ends 400 s after the stream's last sample;"):
+        tr.check(ibi_batch(1, T0 + 400), now_s=T0 - 100)
+
 def test_a_stream_that_stays_far_ahead_is_taken_up_again():
     """A 60x simulation the service joins late (or after a crash) runs more than 5 min ahead of the
     wall clock and of the stream's last sample for good. It was refused forever; once 5 min of its
