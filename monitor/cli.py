@@ -400,7 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     from firmware_bridge.cli import add_bridge_parser
 
     add_bridge_parser(sub)
+    _verbose_after_the_command(sub)
     return p
+
+
+def _verbose_after_the_command(subparsers) -> None:
+    """Accept ``-v`` / ``-vv`` after a command too (``anxmon run -v``), not only before it (it
+    was "unrecognized arguments: -v"): every command's parser, down to ``bridge lines``, gets
+    the option; given on both sides, the one after the command counts."""
+    for parser in set(subparsers.choices.values()):
+        parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                            help="more logging (-vv: DEBUG)")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _verbose_after_the_command(action)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,17 @@ def test_mqtt_version_5_needs_an_external_broker(capsys, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("argv, verbose", [
+    (["run", "-v"], 1), (["-v", "run"], 1), (["run", "-vv"], 2), (["run"], 0),
+    (["bridge", "lines", "-vv"], 2), (["simulate", "-v"], 1), (["demo", "--seconds", "1", "-v"], 1),
+])
+def test_verbose_may_follow_the_command(argv, verbose):
+    """``anxmon run -v`` was refused with "unrecognized arguments: -v" and the top-level usage."""
+    from monitor.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose == verbose
+
+
 @pytest.mark.parametrize("url, shown", [
     ("monitor:s3cret@localhost:1883", "'monitor:***@localhost:1883'"),  # mqtt:// forgotten
     ("tcp://monitor:s3/cret@localhost:1883", "'tcp://monitor:***@localhost:1883'"),  # a '/' in the password
