@@ -95,9 +95,11 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
                    help="default INFO (DEBUG with anxmon -vv)")
 
 
-def add_bridge_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``bridge`` and its transports on ``subparsers`` (from ``add_subparsers()``)."""
-    bridge = subparsers.add_parser("bridge", help="read a wearable and publish its samples to MQTT")
+def add_bridge_parser(subparsers, prog: str | None = None) -> argparse.ArgumentParser:
+    """Register ``bridge`` and its transports on ``subparsers`` (from ``add_subparsers()``);
+    ``prog``: the command its usage lines name (default: the parent's ``... bridge``)."""
+    bridge = subparsers.add_parser("bridge", help="read a wearable and publish its samples to MQTT",
+                                   **({"prog": prog} if prog else {}))
     kinds = bridge.add_subparsers(dest="transport", required=True, metavar="{ble,emotibit,lines}")
 
     ble = kinds.add_parser("ble", help="a Bluetooth LE heart rate strap or watch (needs anxmon[ble])")
@@ -219,7 +221,7 @@ async def _run_ble(bridge, address: str, stop: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firmware_bridge")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_bridge_parser(sub)
+    add_bridge_parser(sub, prog=parser.prog)  # (the hidden "bridge" below is not what users type)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["bridge"]:
         argv = ["bridge", *argv]

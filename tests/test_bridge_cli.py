@@ -40,6 +40,14 @@ def test_commands_are_registered(argv, expected):
         assert getattr(args, key) == value
 
 
+
+def test_python_m_firmware_bridge_names_itself_in_its_usage(capsys):
+    """Its usage said ``python -m firmware_bridge bridge ...``: a word nobody needs to type."""
+    with pytest.raises(SystemExit):
+        main(["lines", "--batch-s", "0"])
+    err = capsys.readouterr().err
+    assert "python -m firmware_bridge lines: error: argument --batch-s" in err and " bridge" not in err
+
 def test_user_errors_exit_with_a_message(caplog, tmp_path):
     assert main(["lines", "--log-level", "ERROR"]) == 2
     assert "--wearer is required" in caplog.text
