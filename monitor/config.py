@@ -71,5 +71,5 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {key} is not a section")
         node[keys[-1]] = value
-        source += f" + {text}" if path is None else ""
+        source += f" + {text}"  # (an error may come from an override: it must not blame the file)
     return config_from_mapping(data, source)

@@ -144,6 +144,16 @@ def test_a_bad_value_is_a_config_error_naming_key_and_value_from_a_file(tmp_path
     assert str(path) in message and all(f in message for f in fragments), message
 
 
+
+def test_a_bad_override_of_a_file_names_the_override(tmp_path):
+    """``--config clinic.toml --set policy.cooldown_s=abc`` said "clinic.toml: [policy]:
+    'cooldown_s' must be a number, got 'abc'", sending the user to look for 'abc' in a file
+    that does not hold it."""
+    path = tmp_path / "clinic.toml"
+    path.write_text("[policy]\ncooldown_s = 600\n")
+    with pytest.raises(ConfigError, match=r"clinic\.toml \+ policy\.cooldown_s=abc: \[policy\]: 'cooldown_s'"):
+        load_config(path, ["policy.cooldown_s=abc"])
+
 def test_all_weights_zero_is_a_config_error():
     zeros = [f"score.weights.{name}=0" for name in INDICATORS]
     with pytest.raises(ConfigError, match="weights"):
