@@ -40,23 +40,29 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
+_SECTIONS = {"core": CoreConfig, "score": ScoreConfig, "policy": PolicyConfig}  # [section] -> its table
+
+
 def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
     """Build a ``Config`` from parsed TOML, filling defaults; errors name ``source``."""
-    check_table(data, ("core", "score", "policy"), source, what="section")
-    return Config(core=read_table(CoreConfig, data.get("core", {}), source, "core"),
-                  score=read_table(ScoreConfig, data.get("score", {}), source, "score"),
-                  policy=read_table(PolicyConfig, data.get("policy", {}), source, "policy"))
+    check_table(data, tuple(_SECTIONS), source, what="section")
+    return Config(**{name: read_table(table, data.get(name, {}), source, name) for name, table in _SECTIONS.items()})
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected section.key=value, e.g. policy.cooldown_s=600")
     path, raw = text.split("=", 1)
+    keys = path.strip().split(".")
+    if len(keys) < 2 and keys[0] not in _SECTIONS:  # a key without its section: say which has it
+        sections = [name for name, table in _SECTIONS.items() if keys[0] in table.__dataclass_fields__]
+        hint = f"{sections[0]}.{keys[0]}={raw}" if sections else "policy.cooldown_s=600"
+        raise ConfigError(f"override {text!r}: expected section.key=value, e.g. {hint}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word: a string
-    return path.strip().split("."), value
+    return keys, value
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:

@@ -85,6 +85,15 @@ def test_a_folder_given_as_config_file_is_named_a_folder(tmp_path):
         load_config(tmp_path)
 
 
+@pytest.mark.parametrize("override, hint", [("cooldown_s=5", "policy.cooldown_s=5"),
+                                             ("window_s=120", "core.window_s=120"),
+                                             ("nonsense=1", "policy.cooldown_s=600")])
+def test_a_key_without_its_section_names_the_section_that_has_it(override, hint):
+    """``--set cooldown_s=5`` said "unknown section(s) cooldown_s", as if the key were a section."""
+    with pytest.raises(ConfigError, match=rf"^override '{override}': expected section\.key=value, e\.g\. {hint}$"):
+        load_config(None, [override])
+
+
 # (override, fragments the error must name: the key and the value). Each used to hang, crash
 # with a traceback or silently give meaningless output.
 BAD_VALUES = [
