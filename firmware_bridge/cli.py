@@ -191,8 +191,10 @@ def _run(args: argparse.Namespace) -> int:
             if left:
                 log.warning("bridge stopped; %d batch(es) not acknowledged by the broker stay in %s and are sent at the next start",
                             left, outbox.path)
-            else:
-                log.info("bridge stopped; the broker acknowledged every batch")
+            elif publisher.stats.published:
+                log.info("bridge stopped; the broker acknowledged every batch (%d)", publisher.stats.published)
+            else:  # (never "acknowledged" when the broker was never reached)
+                log.info("bridge stopped; there was nothing to send")
     if publisher.refused is not None:  # a configuration error, for scripts too
         log.error("the broker refused the bridge's connection (%s): check the user and password in --broker",
                   publisher.refused)

@@ -206,6 +206,18 @@ def test_end_of_input_without_a_broker_keeps_the_batches_and_says_so(tmp_path):
     assert len(Outbox(tmp_path / "o.sqlite")) == 2
 
 
+def test_an_empty_input_without_a_broker_does_not_claim_an_acknowledgement(tmp_path):
+    """Nothing read, the broker never reached: the bridge said "the broker acknowledged every
+    batch"; it now says there was nothing to send."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = bridge_process(f"mqtt://127.0.0.1:{port}", tmp_path / "o.sqlite", "", "--drain-s", "0.5")
+    log = done.stderr.decode()
+    assert done.returncode == 0, log
+    assert "there was nothing to send" in log and "acknowledged" not in log.split("stopping:")[-1].split("\n", 1)[-1]
+
+
 class _FakeSerialModule:
     """pyserial as ``_serial_lines`` uses it: ``readline()`` returns what arrived within the
     timeout (a line cut by a pause of the device comes in pieces); after each session's pieces

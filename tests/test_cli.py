@@ -223,7 +223,7 @@ LONG_RUNNING = {  # command -> (extra arguments, printed once it runs, printed b
     "simulate": (["--wearers", "1", "--speed", "5", "--seconds", "3600", "--broker", "{url}"],
                  "anxmon simulate: 1 wearer(s)", "(stopped early)"),
     "bridge": (["lines", "--wearer", "w1", "--broker", "{url}", "--outbox", "{tmp}/outbox.sqlite"],
-               "bridge w1/diy-lines", "bridge stopped; the broker acknowledged every batch"),
+               "bridge w1/diy-lines", "bridge stopped; there was nothing to send"),  # (no input)
     "run": (["--broker", "{url}", "--data-dir", "{tmp}/data"], "running", "final checkpoint written"),
     "demo": (["--seconds", "60"], "service and phones connected", ", interrupted"),
 }
