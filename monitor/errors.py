@@ -12,6 +12,8 @@ Example
 field 'fs' must be a number, got 'abc'
 """
 
+from pathlib import Path
+
 
 class AnxmonError(Exception):
     """Base class of every error anxmon raises on purpose."""
@@ -47,8 +49,6 @@ def not_a_file(what: str, path) -> InputFormatError:
     >>> print(not_a_file("labels file", "."))
     labels file . is a folder: give the CSV file itself
     """
-    from pathlib import Path
-
     if Path(path).is_dir():
         return InputFormatError(f"{what} {path} is a folder: give the CSV file itself")
     return InputFormatError(f"{what} {path} does not exist")
