@@ -72,6 +72,7 @@ from monitor.wire import (
     DATA_SUBSCRIPTION,
     ID_PATTERN,
     MAX_DEVICES_PER_WEARER,
+    MAX_CONTROL_DURATION_S,
     MAX_FUTURE_S,
     PREFIX,
     IdentityError,
@@ -1025,10 +1026,9 @@ class MonitorService:
         return t_s
 
     def _on_control(self, wearer_id: str, payload: bytes, arrived: float) -> None:
-        max_duration_s = 30 * 86400.0  # a snooze or pause of at most 30 days (the app offers up to 7)
         control = decode_control(payload, wearer_id)
-        if control.duration_s is not None and control.duration_s > max_duration_s:
-            raise ControlError(f"duration_s must be at most {max_duration_s:.0f} s (30 days); for longer, "
+        if control.duration_s is not None and control.duration_s > MAX_CONTROL_DURATION_S:
+            raise ControlError(f"duration_s must be at most {MAX_CONTROL_DURATION_S:.0f} s (30 days); for longer, "
                                "pause without a duration and resume later")
         t_s = self._message_time(wearer_id, control.t_s, arrived, "control")
         wearer = self._wearer(wearer_id, arrived)  # a pause may come before any data

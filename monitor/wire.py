@@ -791,6 +791,9 @@ def decode_answer(payload: bytes | str, wearer: str) -> Answer:
     return Answer(prompt_id, rating, tuple(labels), _optional_time(body))
 
 
+MAX_CONTROL_DURATION_S = 30 * 86400.0  # a pause or snooze of at most 30 days (the app offers up to 7)
+
+
 @dataclass(frozen=True)
 class Control:
     """A wearer's request on ``anxmon/v1/{wearer}/control``: ``pause``, ``resume``, ``snooze``

@@ -22,14 +22,14 @@ from monitor.app.server import DEFAULT_CRISIS_TEXT, AppOptions, CheckinApp
 from monitor.app import words
 from monitor.app.words import answer_words, live_status
 from monitor.broker import start_broker
-from monitor.wire import (availability_topic, encode_checkin, encode_indicators, encode_monitor_state, encode_rejected,
+from monitor.wire import (availability_topic, encode_checkin, encode_control, encode_indicators, encode_monitor_state, encode_rejected,
                           status_payload, status_topic, wearer_topic)
 from tests.conftest import need_broker
 from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -602,6 +602,42 @@ def test_pause_until_morning_after_midnight_means_this_morning_and_a_pause_ends_
     assert page.text_content("#pause-state").startswith("Check-ins are paused until")
     page.wait_for_selector("#pause-state:has-text('Check-ins are on.')", timeout=5_000)
     assert not page.is_visible("#resume")
+
+
+def test_a_pause_or_resume_from_another_device_shows_on_the_page(env, open_page):
+    """The wearer paused on their watch (or Home Assistant did): the page still said "Check-ins
+    are on." (the app only knew the pauses it sent itself). The app now follows every control on
+    the wearer's control topic, by the policy's rules: a pause, a snooze, one until resumed, a
+    resume, quiet hours; one the service refuses changes nothing."""
+    app, probe = env
+    page = open_page("watch", timezone_id="Europe/Berlin")
+    zone_saved(page, "Europe/Berlin")
+    topic = wearer_topic("watch", "control")
+    state = lambda: page.text_content("#pause-state")  # noqa: E731
+    assert state() == "Check-ins are on."
+    probe.publish(topic, encode_control("pause", 1800))  # from the watch
+    page.wait_for_selector("#resume:visible", timeout=5_000)
+    shown = page.evaluate("() => fmtTime(Math.round(app.settings.paused_until / 60) * 60)")
+    assert state() == f"Check-ins are paused until {shown}."
+    assert 1790 < app.settings("watch")["paused_until"] - time.time() <= 1800
+    probe.publish(topic, encode_control("snooze", 3 * 3600))  # a snooze ending later holds longer
+    assert wait_until(lambda: app.settings("watch")["paused_until"] > time.time() + 3 * 3600 - 10, 5)
+    probe.publish(topic, encode_control("resume"))  # resume ends both
+    page.wait_for_selector("#resume", state="hidden", timeout=5_000)
+    assert state() == "Check-ins are on."
+    probe.publish(topic, encode_control("pause"))  # until resumed
+    page.wait_for_selector("#resume:visible", timeout=5_000)
+    assert state() == "Check-ins are paused until you resume them."
+    page.click("#resume")  # the page's own resume: its echo on the topic keeps it resumed
+    page.wait_for_selector("#resume", state="hidden", timeout=5_000)
+    assert wait_until(lambda: len(controls(probe, "watch")) >= 5, 5)
+    time.sleep(0.5)
+    assert state() == "Check-ins are on." and app.settings("watch")["paused"] is False
+    probe.publish(topic, encode_control("pause", 31 * 86400.0))  # refused by the service: nothing changes
+    probe.publish(topic, encode_control("quiet_hours", quiet_hours=["21:30", "06:45"], timezone="Europe/Berlin"))
+    page.wait_for_function("() => document.querySelector('#quiet-start').value === '21:30'", timeout=5_000)
+    assert page.input_value("#quiet-end") == "06:45"
+    assert state() == "Check-ins are on." and app.settings("watch")["paused"] is False
 
 
 # ------------------------------------------------------------------ 14: sign-out

@@ -3,11 +3,12 @@ wearer's open pages, and publishes their answers and requests.
 
 Browsers never talk to the broker: the relay connects with the service's credentials (it must
 read every wearer), and the web server hands each signed-in wearer only their own events. It
-subscribes to the check-ins, indicators, answers and rejections of every wearer and to the
-monitor's state, and keeps per wearer the latest indicators and the open check-in (until it
-is answered, or until the wearer's event time passes its expiry). Listeners (the push
-notifier, Home Assistant discovery) are called for every check-in; paho's network thread calls
-them, so they must not block (``PushNotifier.submit`` only queues).
+subscribes to the check-ins, indicators, answers, controls and rejections of every wearer and
+to the monitor's state, and keeps per wearer the latest indicators and the open check-in (until
+it is answered, here or on another device, or until the wearer's event time passes its expiry).
+Listeners are called for every check-in (the push notifier, Home Assistant discovery) and every
+control (the app's settings: a pause from a watch or Home Assistant shows on the page); paho's
+network thread calls them, so they must not block (``PushNotifier.submit`` only queues).
 
 Example
 -------
@@ -33,9 +34,11 @@ from monitor.wire import (
     PREFIX,
     STATUS_KINDS,
     Answer,
+    Control,
     decode_answer,
     decode_availability,
     decode_checkin,
+    decode_control,
     decode_indicators,
     decode_monitor_state,
     decode_rejected,
@@ -123,6 +126,7 @@ class Relay:
         self.monitor_online: dict[str, bool] = {}  # instance -> online
         self.monitor_quiet_hours: dict[str, dict] = {}  # instance -> its [policy] quiet_hours and timezone
         self.on_checkin: list[Callable[[str, dict], None]] = []
+        self.on_control: list[Callable[[str, Control], None]] = []  # every wearer's, also the app's own
         self.on_connect: list[Callable[[], None]] = []
         self.extra_subscriptions: list[str] = []
         self.on_other: Callable[[str, bytes, bool], None] | None = None  # messages on extra subscriptions
@@ -269,7 +273,7 @@ class Relay:
             log.error("broker %s refused the app's connection: %s", self.address, reason_code)
             return
         topics = [f"{PREFIX}/+/checkin", f"{PREFIX}/+/checkin/response", f"{PREFIX}/+/indicators",
-                  f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state",
+                  f"{PREFIX}/+/control", f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state",
                   *(f"{PREFIX}/+/+/{kind}" for kind in ("availability", *STATUS_KINDS)), *self.extra_subscriptions]
         client.subscribe([(t, 1) for t in topics])
         self._conn.up.set()
@@ -296,6 +300,11 @@ class Relay:
                 self._indicators(topic.wearer, decode_indicators(msg.payload))
             elif topic.kind == "checkin/response":
                 self._answered(topic.wearer, decode_answer(msg.payload, topic.wearer))
+            elif topic.kind == "control":
+                if not msg.retain:  # (the service refuses a retained control: it is old news)
+                    control = decode_control(msg.payload, topic.wearer)
+                    for fn in self.on_control:
+                        fn(topic.wearer, control)
             elif topic.kind == "rejected":
                 self._rejected(topic.wearer, decode_rejected(msg.payload))
             elif topic.kind == "availability":

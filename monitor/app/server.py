@@ -44,11 +44,11 @@ from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import answer_words, checkin_view, live_status
-from monitor.core.policy import ControlError, check_quiet_hours, check_timezone
+from monitor.core.policy import CheckinPolicy, ControlError, check_quiet_hours, check_timezone
 from monitor.errors import AnxmonError
 from monitor.mqtt_client import private_client_id
 from monitor.toml_tables import bad_value, is_integer, is_number
-from monitor.wire import ID_PATTERN
+from monitor.wire import ID_PATTERN, MAX_CONTROL_DURATION_S, Control
 
 log = logging.getLogger("anxmon.app")
 
@@ -214,6 +214,7 @@ class CheckinApp:
         self.clock = clock
         self.relay = Relay(broker, client_id=private_client_id(f"anxmon-app-{self.options.instance}"),
                            history_s=self.options.history_days * 86400.0)
+        self.relay.on_control.append(self.follow_control)
         self.history_source = RecordingHistory(recording) if recording is not None else None
         self._sessions = JsonStore(self._file("app-sessions.json"))
         self._settings = JsonStore(self._file("app-settings.json"))
@@ -375,12 +376,26 @@ class CheckinApp:
 
     # -- wearer data -------------------------------------------------------------------------
     def settings(self, wearer: str) -> dict:
+        """What the page shows: ``paused`` (a pause or snooze holds check-ins now) and
+        ``paused_until`` (s, when the later of them ends; None: until resumed), ``quiet_hours``
+        and ``timezone``."""
         with self._settings.lock:
             s = dict(self._settings.data.get(wearer) or {})
-        paused = s.get("paused_until")
-        if paused is not None and paused != "resume" and paused <= self.clock():
-            paused = None
-        return {"paused_until": paused, "quiet_hours": self._quiet_hours(s), "timezone": s.get("timezone")}
+        now = self.clock()
+        holds = [t for t in (s.get("paused_until"), s.get("snoozed_until")) if isinstance(t, (int, float)) and t > now]
+        until = max(holds, default=None)
+        return {"paused": bool(holds), "paused_until": None if until == math.inf else until,
+                "quiet_hours": self._quiet_hours(s), "timezone": s.get("timezone")}
+
+    def follow_control(self, wearer: str, control: Control) -> None:
+        """A pause, snooze, resume or quiet hours on ``wearer``'s control topic, from this app or
+        another client (a watch, Home Assistant): the page shows it (``settings`` event) as the
+        service applies it (``control_settings``); one the service refuses changes nothing."""
+        values = control_settings(control, self.clock())
+        if values is None or wearer not in self.accounts.wearers:
+            return
+        self._save_setting(wearer, **values)
+        self._share_settings(wearer)
 
     def _quiet_hours(self, saved: dict) -> list[str] | tuple[str, str] | None:
         """The wearer's own quiet hours; before they choose, the ones the monitor service says
@@ -471,15 +486,15 @@ class CheckinApp:
             duration = body.get("duration_s")
             if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 60 <= duration <= 7 * 86400:
                 raise _HttpError(HTTPStatus.BAD_REQUEST, "A pause lasts between a minute and a week.")
-            self._relay_call(lambda: self.relay.control(wearer, "pause", float(duration)))
-            self._save_setting(wearer, paused_until=self.clock() + float(duration))
+            request = Control("pause", float(duration))
         elif action == "resume":
-            self._relay_call(lambda: self.relay.control(wearer, "resume"))
-            self._save_setting(wearer, paused_until=None)
+            request = Control("resume")
         else:
             raise _HttpError(HTTPStatus.BAD_REQUEST, "Unknown request.")
+        self._relay_call(lambda: self.relay.control(wearer, request.action, request.duration_s))
+        self.follow_control(wearer, request)  # (its echo on the control topic comes too, maybe later)
         log.debug("app: %s asked to %s check-ins", wearer, action)
-        return {"ok": True, "settings": self._share_settings(wearer)}
+        return {"ok": True, "settings": self.settings(wearer)}
 
     def quiet_hours(self, wearer: str, body: dict) -> dict:
         tz = body.get("timezone")
@@ -496,9 +511,9 @@ class CheckinApp:
         if tz is None:  # quiet hours off (or no zone sent): the zone still applies to the daily cap
             tz = self.settings(wearer)["timezone"]
         self._relay_call(lambda: self.relay.control(wearer, "quiet_hours", quiet_hours=quiet or [], timezone=tz))
-        self._save_setting(wearer, quiet_hours=quiet, timezone=tz)
+        self.follow_control(wearer, Control("quiet_hours", quiet_hours=tuple(quiet or ()), timezone=tz))
         log.info("app: %s set quiet hours", wearer)
-        return {"ok": True, "settings": self._share_settings(wearer)}
+        return {"ok": True, "settings": self.settings(wearer)}
 
     def _share_settings(self, wearer: str) -> dict:
         """The wearer's settings, also sent to their other open pages (a second tab, a phone)."""
@@ -543,6 +558,33 @@ class CheckinApp:
             c["said"] = answer_words(c.get("answer"), prompt)
         found.update({"from": from_s, "to": to_s, "days": days})
         return found
+
+
+def control_settings(control: Control, now_s: float) -> dict | None:
+    """The shown settings a control request changes, by the check-in policy's own rules (a
+    scratch ``CheckinPolicy``), or None when the service refuses the request: ``paused_until``,
+    ``snoozed_until`` (s, wall clock: the hold starts now, as the service's starts at the
+    wearer's now; ``inf``: until resumed), ``quiet_hours``, ``timezone``. A snooze without a
+    duration lasts the policy's default (the service's own ``snooze_default_s`` is not announced).
+
+    >>> control_settings(Control("snooze", 600.0), 1000.0)
+    {'snoozed_until': 1600.0}
+    >>> control_settings(Control("pause"), 1000.0), control_settings(Control("pause", 31 * 86400.0), 1000.0)
+    ({'paused_until': inf}, None)
+    """
+    if control.duration_s is not None and control.duration_s > MAX_CONTROL_DURATION_S:
+        return None
+    policy = CheckinPolicy()
+    try:
+        policy.control(now_s, control.action, control.duration_s, control.quiet_hours, control.timezone)
+    except ControlError:
+        return None
+    s = policy.state
+    if control.action == "quiet_hours":
+        return {"quiet_hours": list(s.quiet_hours) or None, **({"timezone": s.timezone} if s.timezone else {})}
+    if control.action == "resume":
+        return {"paused_until": None, "snoozed_until": None}
+    return {"paused_until": s.paused_until_s} if control.action == "pause" else {"snoozed_until": s.snoozed_until_s}
 
 
 def _answer_of(body: dict | None) -> dict | None:

@@ -412,16 +412,18 @@ $("breathe-start").addEventListener("click", () => {
 function renderSettings(s) {
   app.settings = s;
   const focused = document.activeElement;
-  const paused = s.paused_until && s.paused_until * 1000 > Date.now();
+  // paused until a time (it ends on screen), or until resumed (paused_until null): from this
+  // page, another one, or another device (a watch, Home Assistant)
+  const paused = s.paused_until ? s.paused_until * 1000 > Date.now() : Boolean(s.paused);
   // to the nearest minute: a pause until 08:00 ends a moment before or after it (whole seconds
   // from the server's clock), and is not "until 7:59"
-  $("pause-state").textContent = paused
-    ? `Check-ins are paused until ${fmtTime(Math.round(s.paused_until / 60) * 60)}.`
-    : "Check-ins are on.";
+  $("pause-state").textContent = !paused ? "Check-ins are on."
+    : s.paused_until ? `Check-ins are paused until ${fmtTime(Math.round(s.paused_until / 60) * 60)}.`
+    : "Check-ins are paused until you resume them.";
   show("resume", paused);
   show("nothing-more", !paused);  // no "You'll get a gentle question" while paused
   clearTimeout(app.pauseTimer);
-  if (paused) app.pauseTimer = setTimeout(() => renderSettings(app.settings), s.paused_until * 1000 - Date.now() + 500);
+  if (paused && s.paused_until) app.pauseTimer = setTimeout(() => renderSettings(app.settings), s.paused_until * 1000 - Date.now() + 500);
   const editing = [$("quiet-start"), $("quiet-end")].includes(document.activeElement);
   if (editing) {
     // the wearer is choosing a time: leave it (they save it themselves)
