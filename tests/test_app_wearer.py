@@ -22,14 +22,14 @@ from monitor.app.server import DEFAULT_CRISIS_TEXT, AppOptions, CheckinApp
 from monitor.app import words
 from monitor.app.words import answer_words, live_status
 from monitor.broker import start_broker
-from monitor.wire import (availability_topic, encode_checkin, encode_control, encode_indicators, encode_monitor_state, encode_rejected,
+from monitor.wire import (availability_topic, encode_answer, encode_checkin, encode_control, encode_indicators, encode_monitor_state, encode_rejected,
                           status_payload, status_topic, wearer_topic)
 from tests.conftest import need_broker
 from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -560,6 +560,21 @@ def test_a_checkin_that_closed_while_the_phone_was_offline_says_so_when_it_is_ba
     page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
     assert page.text_content("#gone-text") == "This check-in has closed. No need to answer it. Thank you."
     assert not page.is_visible("#checkin") and not page.is_visible("#nothing")
+
+
+def test_a_checkin_answered_on_another_device_closes_with_a_word(env, open_page):
+    """The wearer answered on their watch while the check-in was open on the phone: the card
+    vanished without a word (a half-chosen answer with it). It now says so."""
+    app, probe = env
+    c = checkin(probe, app, "twice")
+    page = open_page("twice")
+    page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    page.click("#ratings button[data-rating='2']")
+    probe.publish(wearer_topic("twice", "checkin/response"), encode_answer(c["id"], 3, ["fine"]))  # the watch
+    page.wait_for_selector("#gone:not([hidden])", timeout=5_000)
+    assert page.text_content("#gone-text") == "This check-in was answered on another device. Thank you."
+    assert not page.is_visible("#checkin") and not page.is_visible("#nothing")
+    assert page.evaluate(DRAFTS) == []
 
 
 # ------------------------------------------------------------------ 10: pause until morning

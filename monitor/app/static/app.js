@@ -184,6 +184,7 @@ function listen() {
       const shown = !$("checkin").hidden;
       renderCheckin(null);
       if (shown && d.reason === "expired") showGone("This check-in has closed. No need to answer it. Thank you.");
+      if (shown && d.reason === "answered") showGone("This check-in was answered on another device. Thank you.");
       loadHistory();
     }
   });
