@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -653,6 +653,22 @@ def test_a_pause_or_resume_from_another_device_shows_on_the_page(env, open_page)
     page.wait_for_function("() => document.querySelector('#quiet-start').value === '21:30'", timeout=5_000)
     assert page.input_value("#quiet-end") == "06:45"
     assert state() == "Check-ins are on." and app.settings("watch")["paused"] is False
+
+
+def test_a_change_from_another_device_clears_the_pages_last_confirmation(env, open_page):
+    """Paused here ("Paused for an hour. Take care."), then resumed on the watch: the card said
+    "Check-ins are on." right above "Paused for an hour. Take care."."""
+    app, probe = env
+    page = open_page("mixed", timezone_id="Europe/Berlin")
+    zone_saved(page, "Europe/Berlin")
+    page.click("#pause-hour")
+    page.wait_for_selector("#settings-msg:has-text('Paused for an hour. Take care.')", timeout=5_000)
+    assert wait_until(lambda: controls(probe, "mixed")[-1:] and controls(probe, "mixed")[-1]["action"] == "pause", 5)
+    time.sleep(0.5)  # the page's own pause comes back on the control topic: it stays confirmed
+    assert page.text_content("#settings-msg") == "Paused for an hour. Take care."
+    probe.publish(wearer_topic("mixed", "control"), encode_control("resume"))  # the watch
+    page.wait_for_selector("#pause-state:has-text('Check-ins are on.')", timeout=5_000)
+    assert page.text_content("#settings-msg") == ""
 
 
 # ------------------------------------------------------------------ 14: sign-out

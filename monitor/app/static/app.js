@@ -172,7 +172,12 @@ function listen() {
   es.addEventListener("state", (ev) => renderState(JSON.parse(ev.data)));
   es.addEventListener("checkin", (ev) => { renderCheckin(JSON.parse(ev.data)); loadHistory(); });
   es.addEventListener("status", (ev) => renderStatus(JSON.parse(ev.data)));
-  es.addEventListener("settings", (ev) => renderSettings(JSON.parse(ev.data)));
+  es.addEventListener("settings", (ev) => {
+    // changed elsewhere (a watch, another page): this page's last "Paused for an hour." is old news
+    const before = settingsShown();
+    renderSettings(JSON.parse(ev.data));
+    if (settingsShown() !== before) $("settings-msg").textContent = "";
+  });
   es.addEventListener("closed", (ev) => {
     const d = JSON.parse(ev.data);
     const s = app.sending;
@@ -453,6 +458,10 @@ function renderSettings(s) {
   }
   if (!s.timezone && here && !app.tzSaving && app.tzRefused !== here) saveZone(s, here);
 }
+
+// what the card says of the settings (a change of it is a change the wearer can see)
+const settingsShown = () => ["pause-state", "quiet-what", "quiet-tz", "quiet-start", "quiet-end"]
+  .map((id) => $(id).textContent || $(id).value).join("|");
 
 // the same quiet hours (or none) in the zone ``tz``
 const zoneBody = (s, tz) => s.quiet_hours ? { start: s.quiet_hours[0], end: s.quiet_hours[1], timezone: tz }
