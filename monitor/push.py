@@ -7,8 +7,8 @@ sent to the wearer becomes a notification with its message and a link back to th
 
 Delivery never blocks anything else: ``PushNotifier.submit`` only puts the check-in on a
 schedule; worker threads send it. A failed attempt is retried with exponential backoff
-(``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made or the
-check-in expired; every delivery, its attempts, its outcome and the last error are recorded in
+(``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made, the
+check-in expired, or it was answered (on any device: a late buzz would ask again); every delivery, its attempts, its outcome and the last error are recorded in
 SQLite (``deliveries``). URLs carry secrets (an ntfy topic, tokens, phone numbers, passwords):
 logs and the record show only ``push_label``: scheme, server and the URL's number; apprise's
 own log lines (they name topics, numbers and URLs) are switched off.
@@ -43,6 +43,7 @@ DEFAULT_OPEN_S = 900.0  # s, the check-in policy's default expiry
 log = logging.getLogger("anxmon.push")
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+ANSWERED = "answered"  # not sent: the check-in was answered (on another device) before it got through
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class _Job:
     give_up_at: float = field(compare=False)
     row: int = field(compare=False, default=0)
     attempts: int = field(compare=False, default=0)
+    error: str | None = field(compare=False, default=None)  # the last failed attempt's
 
 
 @dataclass
@@ -175,6 +177,7 @@ class PushStats:
     submitted: int = 0  # deliveries scheduled (one per check-in and URL)
     sent: int = 0
     failed: int = 0  # gave up
+    answered: int = 0  # not sent: answered first
     retries: int = 0  # failed attempts that were tried again
 
 
@@ -242,13 +245,17 @@ class PushNotifier:
         ``send(url, title, body) -> (ok, error)``; default: apprise. Tests inject failures here.
     clock : callable
         Wall clock (s); the retry schedule runs on it.
+    answered : callable, optional
+        ``answered(wearer, prompt_id)`` -> whether the check-in has an answer (the relay's
+        ``is_answered``): a delivery not through yet is then dropped (``ANSWERED``).
     """
 
     def __init__(self, config: PushConfig, link_for: Callable[[str, str], str], log_path: str | Path | None = None,
                  send: Callable[[str, str, str], tuple[bool, str | None]] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, answered: Callable[[str, str], bool] | None = None):
         self.config = config
         self.link_for = link_for
+        self.answered = answered
         self.clock = clock
         self.stats = PushStats()
         self.record = DeliveryLog(log_path)
@@ -349,6 +356,12 @@ class PushNotifier:
                     self._cond.notify_all()
 
     def _attempt(self, job: _Job) -> None:
+        if self.answered is not None and self.answered(job.wearer, job.prompt_id):
+            # answered meanwhile (a retry after an outage): a buzz now would ask a question already answered
+            self.record.update(job.row, ANSWERED, job.attempts, self.clock(), job.error)
+            self.stats.answered += 1
+            log.debug("check-in %s of %s answered before its push got through", job.prompt_id, job.wearer)
+            return
         job.attempts += 1
         try:
             ok, error = self._send(job.url, job.title, job.body)
@@ -360,7 +373,7 @@ class PushNotifier:
             self.stats.sent += 1
             log.debug("check-in %s pushed to %s (%s) after %d attempt(s)", job.prompt_id, job.wearer, job.target, job.attempts)
             return
-        error = error or "not delivered"
+        error = job.error = error or "not delivered"
         wait = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (job.attempts - 1))
         if job.attempts >= self.config.attempts or now + wait > job.give_up_at:
             self.record.update(job.row, FAILED, job.attempts, now, error)

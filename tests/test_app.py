@@ -896,6 +896,35 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_a_push_still_retrying_is_dropped_once_the_checkin_is_answered_elsewhere(broker, tmp_path):
+    """The push service is down (a closed port) when a check-in comes; the wearer answers it on
+    their watch (on the response topic): the app's pending notification is not sent later."""
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+    from monitor.push import ANSWERED, PENDING, PushConfig
+    from monitor.wire import encode_answer, encode_indicators
+
+    push = PushConfig(wearers={"dave": [f"json://127.0.0.1:{closed_port()}/down"]}, attempts=5, backoff_s=1.0)
+    app = start_app(broker.url, tmp_path, accounts={"dave": "dave-long-password"}, recording=None, push=push)
+    probe = Probe(broker, [])
+    try:
+        assert app.relay.wait_connected(10)
+        t = time.time()
+        body = {"id": "dave-1", "t": t, "message": "How are you feeling?", "why": {},
+                "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 900.0}
+        # (indicators published until the relay has them: its SUBSCRIBE goes out after the CONNACK)
+        assert wait_until(lambda: app.relay.view("dave").indicators is not None or probe.publish(
+            wearer_topic("dave", "indicators"), encode_indicators(t, 1.0, None, {}, {})), 10)
+        probe.publish(wearer_topic("dave", "checkin"), encode_checkin(body))
+        assert wait_until(lambda: [(d["status"], d["attempts"]) for d in app.push.deliveries("dave")] == [(PENDING, 1)], 10)
+        probe.publish(wearer_topic("dave", "checkin/response"), encode_answer("dave-1", 2, ["fine"]))  # the watch
+        assert wait_until(lambda: app.push.deliveries("dave")[0]["status"] == ANSWERED, 10), app.push.deliveries("dave")
+        assert app.push.deliveries("dave")[0]["attempts"] == 1
+    finally:
+        probe.close()
+        app.stop()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
 def test_after_a_restart_of_the_app_a_silent_wearers_checkin_closes_at_its_expiry(broker, tmp_path):
     """The band went quiet with a check-in open, and the app restarted: the recording's check-in
     (never closed there: the service closes one on the wearer's next tick) was shown open for

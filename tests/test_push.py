@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.push import FAILED, SENT, PushConfig, PushNotifier, push_label
+from monitor.push import ANSWERED, FAILED, SENT, PushConfig, PushNotifier, push_label
 from tests.test_app import Hook, closed_port
 from tests.test_service import wait_until
 
@@ -179,6 +179,27 @@ def test_retries_stop_when_the_checkin_expires(notifiers):
     n.submit("bob", checkin("bob", open_s=1.5))
     assert wait_until(lambda: n.deliveries()[0]["status"] == FAILED, 10)
     assert n.deliveries()[0]["attempts"] == len(calls) == 2
+
+
+def test_a_checkin_answered_meanwhile_is_not_pushed_after_all(notifiers):
+    """The notification service was down when the check-in came; the wearer answered it on
+    their watch; the retry then buzzed the phone with the question already answered. A
+    delivery not through yet is dropped once the check-in has an answer, and recorded so."""
+    calls, answered = [], set()
+
+    def send(url, title, body):  # down; meanwhile the wearer answers elsewhere
+        calls.append(body)
+        answered.add(("bob", checkin("bob")["id"]))
+        return False, "refused"
+
+    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, attempts=5, backoff_s=0.1)
+    notifiers.append(n := PushNotifier(config, link, send=send,
+                                       answered=lambda w, p: (w, p) in answered).start())
+    n.submit("bob", checkin("bob"))
+    assert wait_until(lambda: n.deliveries()[0]["status"] == ANSWERED, 10), n.deliveries()
+    row = n.deliveries()[0]
+    assert len(calls) == row["attempts"] == 1 and row["error"] == "refused"
+    assert n.stats.answered == 1 and n.stats.retries == 1 and n.stats.failed == 0
 
 
 def test_a_slow_endpoint_never_holds_up_other_notifications(hook, notifiers):

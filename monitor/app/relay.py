@@ -225,6 +225,12 @@ class Relay:
             v = self._views.get(wearer)
             return v is not None and self._past(v, t_s)
 
+    def is_answered(self, wearer: str, prompt_id: str) -> bool:
+        """Whether an answer to the check-in was seen (from this app or another device)."""
+        with self._lock:
+            v = self._views.get(wearer)
+            return v is not None and prompt_id in v.answered
+
     def remember_checkin(self, wearer: str, checkin: dict, answered: dict | None = None) -> None:
         """Seed the relay with a check-in from the recording (after a restart of the app)."""
         with self._lock:

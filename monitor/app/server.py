@@ -226,7 +226,8 @@ class CheckinApp:
         if push is not None and push.wearers:
             from monitor.push import PushNotifier
 
-            self.push = PushNotifier(push, link_for=self.link_for, log_path=self._file("push.sqlite"), clock=clock)
+            self.push = PushNotifier(push, link_for=self.link_for, log_path=self._file("push.sqlite"), clock=clock,
+                                     answered=self.relay.is_answered)
             self.relay.on_checkin.append(self.push.submit)
         self.homeassistant = None
         if homeassistant is not None and homeassistant.enabled:
