@@ -925,6 +925,38 @@ def test_a_push_still_retrying_is_dropped_once_the_checkin_is_answered_elsewhere
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_a_checkin_delivered_twice_buzzes_once_and_stays_answered(broker, tmp_path):
+    """MQTT's QoS 1 delivers at least once: a copy of a check-in (the service resends what the
+    broker had not acknowledged when it reconnects) was pushed a second time and, once answered,
+    opened again on the wearer's pages."""
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+    from monitor.push import PushConfig
+    from monitor.wire import encode_answer, encode_indicators
+
+    push = PushConfig(wearers={"erin": [f"json://127.0.0.1:{closed_port()}/down"]}, attempts=1)
+    app = start_app(broker.url, tmp_path, accounts={"erin": "erin-long-password"}, recording=None, push=push)
+    probe = Probe(broker, [])
+    try:
+        assert app.relay.wait_connected(10)
+        t = time.time()
+        assert wait_until(lambda: app.relay.view("erin").indicators is not None or probe.publish(
+            wearer_topic("erin", "indicators"), encode_indicators(t, 1.0, None, {}, {})), 10)
+        body = {"id": "erin-1", "t": t, "message": "How are you feeling?", "why": {},
+                "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 900.0}
+        for _ in range(2):
+            probe.publish(wearer_topic("erin", "checkin"), encode_checkin(body))
+        probe.publish(wearer_topic("erin", "checkin/response"), encode_answer("erin-1", 2, ["fine"]))
+        probe.publish(wearer_topic("erin", "checkin"), encode_checkin(body))  # a late copy
+        probe.publish(wearer_topic("erin", "indicators"), encode_indicators(t + 1, 1.0, None, {}, {}))  # (after it)
+        assert wait_until(lambda: app.relay.view("erin").event_t == t + 1, 10)
+        assert [d["prompt_id"] for d in app.push.deliveries("erin")] == ["erin-1"]
+        assert app.relay.view("erin").checkin is None and len(app.relay.view("erin").checkins) == 1
+    finally:
+        probe.close()
+        app.stop()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
 def test_after_a_restart_of_the_app_a_silent_wearers_checkin_closes_at_its_expiry(broker, tmp_path):
     """The band went quiet with a check-in open, and the app restarted: the recording's check-in
     (never closed there: the service closes one on the wearer's next tick) was shown open for

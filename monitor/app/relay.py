@@ -364,8 +364,12 @@ class Relay:
         return True
 
     def _checkin(self, wearer: str, checkin: dict) -> None:
+        """A check-in for ``wearer``; the same one again (QoS 1 delivers at least once: a copy after
+        the service reconnects) is ignored: no second buzz, no answered check-in opened again."""
         with self._lock:
             v = self._view(wearer)
+            if checkin["id"] in v.answered or any(c["id"] == checkin["id"] for c in v.checkins):
+                return
             v.checkin = checkin
             v.checkins.append(checkin)
             self._send(wearer, "checkin", checkin)
