@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed", "focus"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -653,6 +653,25 @@ def test_a_pause_or_resume_from_another_device_shows_on_the_page(env, open_page)
     page.wait_for_function("() => document.querySelector('#quiet-start').value === '21:30'", timeout=5_000)
     assert page.input_value("#quiet-end") == "06:45"
     assert state() == "Check-ins are on." and app.settings("watch")["paused"] is False
+
+
+def test_a_checkin_closing_under_the_keyboard_focus_hands_it_to_the_note(env, open_page):
+    """Keyboard only, on a rating button, when the check-in expired or was answered on the
+    watch: the card went away and the focus with it (the next Tab started at the page's top, a
+    screen reader lost its place). The focus goes to the note's OK."""
+    app, probe = env
+    page = open_page("focus")
+    for n, close in ((1, "expire"), (2, "answer")):
+        c = checkin(probe, app, "focus", n=n, expires_in_s=3.0 if close == "expire" else 900.0)
+        page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+        page.focus("#ratings button[data-rating='3']")
+        page.keyboard.press("Enter")
+        if close == "answer":
+            probe.publish(wearer_topic("focus", "checkin/response"), encode_answer(c["id"], 3, []))
+        page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
+        assert page.evaluate("() => document.activeElement.id") == "gone-ok", close
+        page.keyboard.press("Enter")
+        assert not page.is_visible("#gone")
 
 
 def test_a_change_from_another_device_clears_the_pages_last_confirmation(env, open_page):

@@ -187,9 +187,11 @@ function listen() {
     }
     if (app.checkin && (!d.prompt_id || d.prompt_id === app.checkin.id) && !app.answered.has(app.checkin.id)) {
       const shown = !$("checkin").hidden;
+      const focused = $("checkin").contains(document.activeElement);  // a rating chosen by keyboard
       renderCheckin(null);
       if (shown && d.reason === "expired") showGone("This check-in has closed. No need to answer it. Thank you.");
       if (shown && d.reason === "answered") showGone("This check-in was answered on another device. Thank you.");
+      if (focused && !$("gone").hidden) $("gone-ok").focus();  // not the page's top: the note is where it was
       loadHistory();
     }
   });
