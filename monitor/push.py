@@ -8,10 +8,11 @@ sent to the wearer becomes a notification with its message and a link back to th
 Delivery never blocks anything else: ``PushNotifier.submit`` only puts the check-in on a
 schedule; worker threads send it. A failed attempt is retried with exponential backoff
 (``backoff_s``, doubling, at most ``max_backoff_s``) until ``attempts`` tries were made, the
-check-in expired, or it was answered (on any device: a late buzz would ask again); every delivery, its attempts, its outcome and the last error are recorded in
-SQLite (``deliveries``). URLs carry secrets (an ntfy topic, tokens, phone numbers, passwords):
-logs and the record show only ``push_label``: scheme, server and the URL's number; apprise's
-own log lines (they name topics, numbers and URLs) are switched off.
+check-in expired, or it was answered (on any device: a late buzz would ask again); every
+delivery, its attempts, its outcome and the last error are recorded in SQLite (``deliveries``).
+URLs carry secrets (an ntfy topic, tokens, phone numbers, passwords): logs and the record show
+only ``push_label``: scheme, server and the URL's number; apprise's own log lines (they name
+topics, numbers and URLs) are switched off.
 
 Example
 -------
