@@ -453,18 +453,32 @@ def test_the_minute_of_breathing_counts_down_in_words_and_ends(env, open_page):
 
 
 def test_a_refused_answer_is_worded_as_such_and_a_refused_control_is_not(env, open_page):
+    """The service refuses this page's own pause and then its answer (expired): each is worded
+    as what it was. Refusals of what another device sent (a bad Home Assistant payload, a late
+    answer from the watch) say nothing here: the wearer did nothing on this page."""
     app, probe = env
-    c = checkin(probe, app, "lost")
     page = open_page("lost")
+    page.wait_for_selector("#pause-state:has-text('Check-ins are on.')", timeout=5_000)
+    probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "control"), "control",
+                                                                    "bad", time.time()))
+    probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "checkin/response"),
+                                                                    "answer", "expired", time.time()))
+    checkin(probe, app, "lost")  # after both refusals, in order on the page's one event stream
     page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
+    assert page.text_content("#settings-msg") == "" and page.text_content("#checkin-error") == ""
+
+    page.click("#pause-hour")
+    page.wait_for_selector("#settings-msg:has-text('Paused for an hour')", timeout=5_000)
     probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "control"), "control",
                                                                     "bad", time.time()))
     page.wait_for_selector("#settings-msg:has-text('could not apply that change')", timeout=5_000)
     assert page.text_content("#checkin-error") == ""
+    page.click("#labels button[data-label='stressed']")
+    page.click("#send")
+    page.wait_for_selector("#thanks:not([hidden])", timeout=5_000)
     probe.publish(wearer_topic("lost", "rejected"), encode_rejected(wearer_topic("lost", "checkin/response"),
                                                                     "answer", "expired", time.time()))
-    page.wait_for_selector("#checkin-error:has-text(\"your answer wasn't saved\")", timeout=5_000)
-    assert c["id"]
+    page.wait_for_selector("#thanks-text:has-text(\"your answer wasn't saved\")", timeout=5_000)
 
 
 DRAFTS = "() => Object.keys(sessionStorage).filter((k) => k.startsWith('anxmon-draft:'))"

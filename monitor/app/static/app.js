@@ -6,7 +6,9 @@ const $ = (id) => document.getElementById(id);
 const app = { wearer: null, csrf: null, checkin: null, rating: null, labels: new Set(), events: null,
               days: 3, answered: new Set(), breathTimer: null, status: null, settings: null,
               sending: null, pauseTimer: null, goneTimer: null, tzSaving: false, tzRefused: null,
-              justSignedIn: false, history: null };
+              justSignedIn: false, history: null, askedAt: { control: 0, answer: 0 } };
+// a refusal names no request: one within this long of this page's own is taken as its answer
+const OWN_REQUEST_MS = 5 * 60 * 1000;
 
 const OFFLINE = "You seem to be offline. Please try again when you have a connection.";
 const PAGE_OFFLINE = { level: "offline",
@@ -197,6 +199,8 @@ function listen() {
   });
   es.addEventListener("notice", (ev) => {
     const d = JSON.parse(ev.data);
+    // a refusal of what a watch or Home Assistant sent is not this page's news: the wearer did nothing here
+    if (Date.now() - app.askedAt[d.reason === "answer" ? "answer" : "control"] > OWN_REQUEST_MS) return;
     if (d.reason !== "answer") {
       $("settings-msg").textContent = "The monitor could not apply that change. Please try again.";
       return;
@@ -367,6 +371,7 @@ $("send").addEventListener("click", async () => {
   updateSend();
   $("send").textContent = "Sending…";
   $("checkin-error").textContent = "";
+  app.askedAt.answer = Date.now();
   try {
     const res = await api(wpath("answer"), { prompt_id: c.id, rating: app.rating, labels });
     showThanks(res.breathing);
@@ -492,6 +497,7 @@ $("tz-use").addEventListener("click", () => {
 
 async function setting(path, body, done) {
   $("settings-msg").textContent = "";
+  app.askedAt.control = Date.now();
   try {
     const res = await api(wpath(path), body);
     renderSettings(res.settings);
