@@ -68,7 +68,8 @@ def run_device(keys: list[str], seed: int, known_baseline: bool = False, rho: fl
             value = sum(scorer.config.weights[k] * min(max(INDICATORS[k][1] * noise[k][i], 0.0), cap)
                         for k in keys) / sum(scorer.config.weights[k] for k in keys)
         else:
-            value = scorer.update(Features(t, {k: MEAN[k] + TRUE_SD[k] * noise[k][i] for k in keys}, {})).value
+            row = Features(t, {k: MEAN[k] + TRUE_SD[k] * noise[k][i] for k in keys}, {})
+            value = scorer.update(row, elevated_at=policy.effective_threshold()).value  # as WearerMonitor
         if value is not None:
             scores.append(value)
         triggers += sum(isinstance(ev, Decision) for ev in policy.update(t, value, {}))
