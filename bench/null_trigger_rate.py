@@ -26,6 +26,7 @@ from firmware_bridge.sim_physiology import ou_noise
 from monitor.core.base import Features
 from monitor.core.policy import CheckinPolicy, Decision, PolicyConfig
 from monitor.core.score import INDICATORS, ScoreConfig, StressScorer
+from monitor.errors import ConfigError
 
 TICK_S = 5.0
 HOURS = 8.0
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=PolicyConfig.threshold,
                         help="check-in threshold of the policy (score units; default %(default)s)")
     threshold = parser.parse_args(argv).threshold
+    try:
+        PolicyConfig(threshold=threshold)  # the policy's own check, before 8 h x 10 seeds
+    except ConfigError as err:
+        parser.error(str(err))
     print(f"null: stationary indicators, AR(1) tau 5 min, {HOURS:g} h x {len(SEEDS)} seeds, "
           f"default [score], policy at threshold {threshold:g} without cooldown/cap/quiet hours")
     print("| device | trigger decisions / h with no stress (mean, range over seeds) "
