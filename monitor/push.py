@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from monitor.errors import ConfigError
+from monitor.store import create_private
 from monitor.toml_tables import bad_value, is_integer, is_number
 from monitor.wire import ID_PATTERN
 
@@ -189,6 +190,7 @@ class DeliveryLog:
         self.path = ":memory:" if path is None else str(path)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)  # who was sent a check-in when: 0600, and so its -wal and -shm files
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL" if path is not None else "PRAGMA journal_mode=MEMORY")

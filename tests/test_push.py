@@ -277,3 +277,15 @@ def test_targets_an_earlier_version_stored_are_overwritten(tmp_path):
     log.close()
     stored = b"".join(f.read_bytes() for f in tmp_path.glob("push.sqlite*"))
     assert b"anxmon-alice-6f3b9c" not in stored and b"(a URL, not kept)" in stored
+
+
+def test_the_delivery_record_is_private_to_its_owner(tmp_path):
+    """push.sqlite says which wearer was sent a check-in when, and how it went: mode 0600 like
+    the service's recording (docs/app.md), with its WAL files, not the umask's 0644."""
+    from monitor.push import DeliveryLog
+
+    log = DeliveryLog(tmp_path / "push.sqlite")  # (creating its table writes the WAL)
+    files = sorted(tmp_path.glob("push.sqlite*"))
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
+    log.close()
+    assert len(files) >= 2 and set(modes.values()) == {"0o600"}, modes
