@@ -141,7 +141,7 @@ def monitor_state_topic(instance: str) -> str:
 
 
 WEARER_TOPICS = ("indicators", "checkin", "checkin/response", "control", "rejected")
-DATA_SUBSCRIPTION = f"{PREFIX}/+/+/+"  # data and availability topics of every wearer
+DATA_SUBSCRIPTION = f"{PREFIX}/+/+/+"  # every wearer's data, availability, battery, contact, marker, checkin/response
 
 
 @dataclass(frozen=True)
