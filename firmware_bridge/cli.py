@@ -62,8 +62,16 @@ def default_outbox_path(wearer: str, device: str) -> Path:
     return base / "anxmon" / f"outbox-{wearer}-{device}.sqlite"
 
 
-def _positive(kind: type, inclusive: bool = False):
-    """An argparse ``type``: a finite number of ``kind`` above 0 (or 0 too when ``inclusive``)."""
+def positive_number(kind: type, inclusive: bool = False):
+    """An argparse ``type``: a finite number of ``kind`` above 0 (or 0 too when ``inclusive``);
+    the bridge's and ``anxmon run``'s numeric options.
+
+    >>> positive_number(float)("2.5"), positive_number(int, inclusive=True)("0")
+    (2.5, 0)
+    >>> positive_number(float)("inf")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a finite number > 0, got inf
+    """
 
     def parse(text: str):
         try:
@@ -86,9 +94,9 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="the data directory of a running `anxmon run`: use its embedded "
                                                      "broker (user monitor, from its broker-credentials.json)")
     p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
-    p.add_argument("--outbox-max-batches", type=_positive(int), default=250_000, help="outbox capacity in batches (default %(default)s)")
-    p.add_argument("--batch-s", type=_positive(float), default=1.0, help="batch length in seconds (default %(default)s)")
-    p.add_argument("--drain-s", type=_positive(float, inclusive=True), default=5.0,
+    p.add_argument("--outbox-max-batches", type=positive_number(int), default=250_000, help="outbox capacity in batches (default %(default)s)")
+    p.add_argument("--batch-s", type=positive_number(float), default=1.0, help="batch length in seconds (default %(default)s)")
+    p.add_argument("--drain-s", type=positive_number(float, inclusive=True), default=5.0,
                    help="when stopping, seconds to wait for the broker to acknowledge the outbox (default %(default)s)")
     p.add_argument("--devices-dir", type=Path, help="folder of device definitions (default configs/devices)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -104,7 +112,7 @@ def add_bridge_parser(subparsers, prog: str | None = None) -> argparse.ArgumentP
 
     ble = kinds.add_parser("ble", help="a Bluetooth LE heart rate strap or watch (needs anxmon[ble])")
     ble.add_argument("--scan", action="store_true", help="list nearby heart rate devices and exit")
-    ble.add_argument("--scan-timeout", type=_positive(float), default=8.0, help="seconds to scan (default %(default)s)")
+    ble.add_argument("--scan-timeout", type=positive_number(float), default=8.0, help="seconds to scan (default %(default)s)")
     ble.add_argument("--address", help="device address from --scan (MAC, or a UUID on macOS)")
     _common(ble, "generic-ble-hrs")
 
@@ -115,7 +123,7 @@ def add_bridge_parser(subparsers, prog: str | None = None) -> argparse.ArgumentP
 
     lines = kinds.add_parser("lines", help="a DIY device speaking the line protocol on stdin or a serial port")
     lines.add_argument("--serial", metavar="PORT", help="serial port (needs pyserial); default: read stdin")
-    lines.add_argument("--baud", type=_positive(int), default=115200, help="serial baud rate (default %(default)s)")
+    lines.add_argument("--baud", type=positive_number(int), default=115200, help="serial baud rate (default %(default)s)")
     _common(lines, "diy-lines")
 
     bridge.set_defaults(func=run)

@@ -277,6 +277,8 @@ def add_research_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from firmware_bridge.cli import positive_number
+
     p = argparse.ArgumentParser(prog="anxmon", description=f"Wearable anxiety monitor. {NOT_MEDICAL}")
     p.add_argument("--version", action="version", version=f"anxmon {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: DEBUG)")
@@ -321,20 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints, embedded broker and its credentials (default: ./anxmon-data)")
     r.add_argument("--instance", default="main",
                    help="id of this service: its state topic and MQTT client id anxmon-monitor-ID-SECRET (default: main)")
-    r.add_argument("--checkpoint-s", type=float, default=30.0,
+    r.add_argument("--checkpoint-s", type=positive_number(float), default=30.0,
                    help="write each wearer's state at most this many seconds after it changed (default: 30)")
-    r.add_argument("--stale-after-s", type=float, default=120.0,
+    r.add_argument("--stale-after-s", type=positive_number(float), default=120.0,
                    help="no check-in from data this far behind the wall clock (default: 120)")
-    r.add_argument("--indicator-interval-s", type=float, default=1.0,
+    r.add_argument("--indicator-interval-s", type=positive_number(float, inclusive=True), default=1.0,
                    help="at most one indicators message per wearer per this many seconds; 0: every tick (default: 1)")
     r.add_argument("--mqtt-version", choices=["3.1.1", "5"], default="3.1.1",
                    help="3.1.1: clean session off; 5: clean start off with a 7-day session expiry, needs --broker "
                         "(the embedded nats-server speaks 3.1.1 only; e.g. mosquitto) (default: 3.1.1)")
-    r.add_argument("--no-record", action="store_true",
-                   help="do not record indicators, decisions, check-ins, answers and markers to DATA/recordings.sqlite")
-    r.add_argument("--record-raw", action="store_true",
-                   help="also record every accepted sample batch (about 9 MB on disk per hour of E4 data)")
-    r.add_argument("--retention-days", type=float, metavar="DAYS",
+    recording = r.add_mutually_exclusive_group()  # (raw batches are part of the recording)
+    recording.add_argument("--no-record", action="store_true",
+                           help="do not record indicators, decisions, check-ins, answers and markers to "
+                                "DATA/recordings.sqlite")
+    recording.add_argument("--record-raw", action="store_true",
+                           help="also record every accepted sample batch (about 9 MB on disk per hour of E4 data)")
+    r.add_argument("--retention-days", type=positive_number(float), metavar="DAYS",
                    help="delete recorded rows older than this many days (default: keep everything)")
     r.add_argument("--aligned-ticks", action="store_true",
                    help="tick every wearer at whole multiples of the tick interval, as anxmon analyze does "

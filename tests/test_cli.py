@@ -131,6 +131,23 @@ def test_report_numbers_out_of_range_are_one_line_errors(capsys, tmp_path, optio
     assert exit_.value.code == 2 and f"error: {message}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--checkpoint-s", "0"], "argument --checkpoint-s: must be a finite number > 0, got 0"),
+    (["--stale-after-s", "nan"], "argument --stale-after-s: must be a finite number > 0, got nan"),
+    (["--indicator-interval-s", "-1"], "argument --indicator-interval-s: must be a finite number >= 0, got -1"),
+    (["--retention-days", "-1"], "argument --retention-days: must be a finite number > 0, got -1"),
+    (["--record-raw", "--no-record"], "argument --no-record: not allowed with argument --record-raw"),
+])
+def test_run_options_out_of_range_name_the_option(capsys, tmp_path, options, message):
+    """``anxmon run --checkpoint-s 0`` said "checkpoint_s must be > 0 seconds" and ``--record-raw
+    --no-record`` "record_raw needs record": Python field names, not the options typed."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--data-dir", str(tmp_path / "data"), *options])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"anxmon run: error: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
+
+
 def test_report_out_empty_is_named_as_such(capsys, tmp_path):
     status, err = run(capsys, "report", str(tmp_path), "--out", "")
     assert status == 2 and "--out must name the HTML file to write" in err and "is a folder" not in err
