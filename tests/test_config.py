@@ -163,6 +163,16 @@ def test_a_bad_override_of_a_file_names_the_override(tmp_path):
     with pytest.raises(ConfigError, match=r"clinic\.toml \+ policy\.cooldown_s=abc: \[policy\]: 'cooldown_s'"):
         load_config(path, ["policy.cooldown_s=abc"])
 
+def test_wrong_quiet_hours_say_what_a_config_file_takes():
+    """The error said 'must be None or two different "HH:MM" times': None is Python's; a TOML
+    file or --set turns quiet hours off with false, as the app's config error already said."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ['policy.quiet_hours=["22:00"]'])
+    assert "'quiet_hours' must be two different \"HH:MM\" times (start, end), or false for none" in str(err.value)
+    assert "None" not in str(err.value)
+    assert load_config(None, ["policy.quiet_hours=false"]).policy.quiet_hours is None
+
+
 def test_all_weights_zero_is_a_config_error():
     zeros = [f"score.weights.{name}=0" for name in INDICATORS]
     with pytest.raises(ConfigError, match="weights"):

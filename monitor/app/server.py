@@ -44,7 +44,7 @@ from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import answer_words, checkin_view, live_status
-from monitor.core.policy import CheckinPolicy, ControlError, check_quiet_hours, check_timezone
+from monitor.core.policy import QUIET_HOURS_EXPECTED, CheckinPolicy, ControlError, check_quiet_hours, check_timezone
 from monitor.errors import AnxmonError
 from monitor.mqtt_client import private_client_id
 from monitor.toml_tables import bad_value, is_integer, is_number
@@ -139,8 +139,7 @@ class AppOptions:
         try:
             object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
         except ControlError:
-            raise bad_value("app", "quiet_hours", 'two different "HH:MM" times (start, end), or false for none',
-                            self.quiet_hours) from None
+            raise bad_value("app", "quiet_hours", QUIET_HOURS_EXPECTED, self.quiet_hours) from None
 
 
 @dataclass

@@ -60,6 +60,7 @@ MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by 
 CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+QUIET_HOURS_EXPECTED = 'two different "HH:MM" times (start, end), or false for none'  # in a config file
 
 
 class PolicyError(AnxmonError, ValueError):
@@ -205,7 +206,7 @@ class PolicyConfig:
         try:
             object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
         except ControlError:
-            raise bad("quiet_hours", 'None or two different "HH:MM" times (start, end)') from None
+            raise bad("quiet_hours", QUIET_HOURS_EXPECTED) from None
         if not isinstance(self.timezone, str):
             raise bad("timezone", "an IANA time zone name such as 'Europe/Berlin'")
         try:
