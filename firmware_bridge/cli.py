@@ -131,15 +131,16 @@ def add_bridge_parser(subparsers, prog: str | None = None) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed ``bridge`` command; returns the exit code."""
+    """Run a parsed ``bridge`` command; returns the exit code. A usage or configuration error
+    (also a missing optional extra, a refused login) is an ``AnxmonError`` for the caller to
+    print as every anxmon command does: ``anxmon: error: ...``, exit status 2."""
     level = args.log_level or ("DEBUG" if getattr(args, "verbose", 0) >= 2 else "INFO")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # (a no-op under anxmon)
     logging.getLogger().setLevel(level)  # under ``anxmon`` its logging is set up already, at WARNING
     try:
         return _run(args)
-    except (AnxmonError, ImportError) as exc:
-        log.error("%s", exc)
-        return 2
+    except ImportError as exc:  # bleak or pyserial missing: the message says what to install
+        raise AnxmonError(str(exc)) from exc
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -204,9 +205,8 @@ def _run(args: argparse.Namespace) -> int:
             else:  # (never "acknowledged" when the broker was never reached)
                 log.info("bridge stopped; there was nothing to send")
     if publisher.refused is not None:  # a configuration error, for scripts too
-        log.error("the broker refused the bridge's connection (%s): check the user and password in --broker",
-                  publisher.refused)
-        return 2
+        raise AnxmonError(f"the broker refused the bridge's connection ({publisher.refused}): "
+                          "check the user and password in --broker")
     return signals.status()
 
 
@@ -236,4 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] != ["bridge"]:
         argv = ["bridge", *argv]
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except AnxmonError as exc:  # as ``anxmon`` prints it, under this command's name
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2

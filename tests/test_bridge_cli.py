@@ -48,15 +48,26 @@ def test_python_m_firmware_bridge_names_itself_in_its_usage(capsys):
     err = capsys.readouterr().err
     assert "python -m firmware_bridge lines: error: argument --batch-s" in err and " bridge" not in err
 
-def test_user_errors_exit_with_a_message(caplog, tmp_path):
-    assert main(["lines", "--log-level", "ERROR"]) == 2
-    assert "--wearer is required" in caplog.text
-    assert main(["ble", "--wearer", "alice"]) == 2
-    assert "--address is required" in caplog.text
-    assert main(["lines", "--wearer", "alice", "--model", "polar-h10"]) == 2
-    assert "uses transport 'ble'" in caplog.text
-    assert main(["lines", "--wearer", "alice", "--broker", "http://x", "--outbox", str(tmp_path / "o")]) == 2
-    assert "mqtt://" in caplog.text
+def test_user_errors_exit_with_a_message(capsys, tmp_path):
+    def error(argv):
+        assert main(argv) == 2
+        return capsys.readouterr().err
+
+    assert error(["lines", "--log-level", "ERROR"]) == "python -m firmware_bridge: error: --wearer is required\n"
+    assert "--address is required" in error(["ble", "--wearer", "alice"])
+    assert "uses transport 'ble'" in error(["lines", "--wearer", "alice", "--model", "polar-h10"])
+    assert "mqtt://" in error(["lines", "--wearer", "alice", "--broker", "http://x", "--outbox", str(tmp_path / "o")])
+
+
+def test_usage_errors_look_like_every_anxmon_commands(tmp_path):
+    """``anxmon bridge lines`` without --wearer logged '2026-... ERROR firmware_bridge: --wearer
+    is required' where ``anxmon run`` with a bad option says 'anxmon: error: ...' (exit 2 both)."""
+    import subprocess
+
+    for argv in (["bridge", "lines"], ["bridge", "lines", "--wearer", "alice", "--devices-dir", str(tmp_path)]):
+        run = subprocess.run([sys.executable, "-m", "monitor.cli", *argv], input="", capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2 and run.stderr.startswith("anxmon: error: ") and run.stderr.count("\n") == 1, run.stderr
 
 
 def test_broker_urls():
@@ -110,12 +121,11 @@ def test_bad_numbers_are_one_line_errors(capsys, option, value, message):
     assert f"error: {message}" in err and "Traceback" not in err
 
 
-def test_a_serial_port_without_pyserial_is_a_one_line_error(monkeypatch, caplog, tmp_path):
+def test_a_serial_port_without_pyserial_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "serial", None)  # as if pyserial were not installed
     assert main(["lines", "--wearer", "w9", "--serial", "/dev/ttyX", "--outbox", str(tmp_path / "o")]) == 2
-    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "reading a serial port needs pyserial: pip install 'anxmon[serial]' (or pip install pyserial)"
-    ]
+    assert capsys.readouterr().err == ("python -m firmware_bridge: error: reading a serial port needs pyserial: "
+                                       "pip install 'anxmon[serial]' (or pip install pyserial)\n")
     assert not (tmp_path / "o").exists()  # it failed before opening the outbox or connecting
 
 
@@ -169,13 +179,13 @@ def test_a_refused_login_is_an_error_exit(tmp_path, kind):
     assert "not acknowledged by the broker stay in" in run.stderr  # kept for the next start
 
 
-def test_an_invalid_wearer_is_refused_before_the_outbox_is_made(monkeypatch, caplog, tmp_path):
+def test_an_invalid_wearer_is_refused_before_the_outbox_is_made(monkeypatch, capsys, tmp_path):
     """``--wearer Alice`` was refused only after ``outbox-Alice-diy-lines.sqlite`` had been created."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert main(["lines", "--wearer", "Alice"]) == 2
-    assert "wearer id 'Alice' is not valid" in caplog.text
+    assert "wearer id 'Alice' is not valid" in capsys.readouterr().err
     assert main(["lines", "--wearer", "alice", "--device-id", "My Band"]) == 2
-    assert "device id 'My Band' is not valid" in caplog.text
+    assert "device id 'My Band' is not valid" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
