@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import ConfigError
-from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml
+from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml, toml_files
 from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 
 DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
@@ -111,20 +111,27 @@ def devices_dir() -> Path:
     return Path(env) if env else DEVICES_DIR
 
 
+def _definition_files(directory: str | Path | None) -> list[Path]:
+    """The definitions in ``directory`` (None: ``devices_dir()``); an error naming a folder that
+    is not there (a ``pip install`` without the source has no ``configs/devices``)."""
+    return toml_files(directory or devices_dir(), "device definitions",
+                      "--devices-dir DIR or $ANXMON_DEVICES_DIR (anxmon's own: configs/devices in its source)")
+
+
 def load_device(name_or_path: str | Path, directory: str | Path | None = None) -> DeviceDefinition:
     """Load and validate a definition by model name (``"polar-h10"``) or by path to a TOML file."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = Path(directory or devices_dir()) / f"{name_or_path}.toml"
-    if not path.exists():
-        known = ", ".join(d.stem for d in sorted(Path(directory or devices_dir()).glob("*.toml")))
-        raise ConfigError(f"no device definition {path}: known models are {known or 'none'}")
+        if not path.exists():
+            known = ", ".join(d.stem for d in _definition_files(directory))
+            raise ConfigError(f"no device definition {path}: known models are {known or 'none'}")
     return parse_device(read_toml(path), path)
 
 
 def list_devices(directory: str | Path | None = None) -> list[DeviceDefinition]:
     """Every definition in the directory, validated, sorted by model."""
-    return [load_device(p) for p in sorted(Path(directory or devices_dir()).glob("*.toml"))]
+    return [load_device(p) for p in _definition_files(directory)]
 
 
 def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefinition:

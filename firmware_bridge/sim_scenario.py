@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
-from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml
+from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml, toml_files
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
 
@@ -158,9 +158,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = scenarios_dir() / f"{name_or_path}.toml"
-    if not path.exists():
-        known = ", ".join(p.stem for p in sorted(scenarios_dir().glob("*.toml")))
-        raise ConfigError(f"no scenario {path}: known scenarios are {known or 'none'}")
+        if not path.exists():  # (a pip install without the source has no configs/scenarios)
+            known = ", ".join(p.stem for p in toml_files(scenarios_dir(), "scenarios", "$ANXMON_SCENARIOS_DIR "
+                                                         "(anxmon's own: configs/scenarios in its source), or "
+                                                         "simulate --scenario FILE.toml"))
+            raise ConfigError(f"no scenario {path}: known scenarios are {known or 'none'}")
     return parse_scenario(read_toml(path), path)
 
 

@@ -15,7 +15,8 @@ anxmon is configured in TOML everywhere: the monitor's ``configs/default.toml``
   over the default (``[score.weights]``). The dataclass then checks ranges in its
   ``__post_init__``.
 * ``check_table`` and ``check_value`` are the same checks for a table that is not one
-  dataclass (a device's ``[signals.<name>]``, a scenario's ``[kinds.<name>]``).
+  dataclass (a device's ``[signals.<name>]``, a scenario's ``[kinds.<name>]``); ``toml_files``
+  lists a folder of such files (device definitions, scenarios), or names the missing folder.
 
 Every wrong value is one shape of ``ConfigError`` (``bad_value``), naming the file, the table
 and the key: ``configs/app.toml: [push]: 'attempts' must be an integer, got 'five'``. A
@@ -76,6 +77,21 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} is a folder: give the TOML file itself") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def toml_files(folder: str | Path, what: str, choose: str) -> list[Path]:
+    """The ``*.toml`` files in ``folder``, sorted; a ``ConfigError`` when it is not a folder,
+    naming it, ``what`` it should hold and how to ``choose`` another.
+
+    >>> toml_files("/nonexistent", "device definitions", "--devices-dir DIR")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: no folder of device definitions at /nonexistent: give one with --devices-dir DIR
+    """
+    if not Path(folder).is_dir():
+        raise ConfigError(f"no folder of {what} at {folder}{' (a file)' if Path(folder).exists() else ''}: "
+                          f"give one with {choose}")
+    return sorted(Path(folder).glob("*.toml"))
 
 
 def check_table(table: Any, known: Iterable[str], where: str, what: str = "key") -> Mapping[str, Any]:

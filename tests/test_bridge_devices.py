@@ -95,3 +95,19 @@ def test_emotibit_acc_needs_three_sources(tmp_path):
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(ConfigError, match="known models are .*polar-h10"):
         load_device("garmin-venu-9")
+
+
+def test_a_missing_folder_of_definitions_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """``--devices-dir`` misspelt (or a pip install without configs/devices) said 'no device
+    definition /x/diy-lines.toml: known models are none', and ``ble --scan`` found nothing."""
+    from firmware_bridge.devices import list_devices
+
+    for folder in (tmp_path / "nowhere", tmp_path / "a-file"):
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(ConfigError, match=f"no folder of device definitions at {folder}.*--devices-dir DIR"):
+            load_device("polar-h10", folder)
+        with pytest.raises(ConfigError, match=f"no folder of device definitions at {folder}"):
+            list_devices(folder)
+        monkeypatch.setenv("ANXMON_DEVICES_DIR", str(folder))
+        with pytest.raises(ConfigError, match=r"\$ANXMON_DEVICES_DIR \(anxmon's own: configs/devices"):
+            load_device("polar-h10")

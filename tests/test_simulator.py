@@ -129,6 +129,9 @@ def test_bad_toml_and_unknown_scenario(tmp_path, monkeypatch):
     monkeypatch.setenv("ANXMON_SCENARIOS_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="known scenarios are bad"):
         load_scenario("nope")
+    monkeypatch.setenv("ANXMON_SCENARIOS_DIR", str(tmp_path / "nowhere"))  # (said: "known scenarios are none")
+    with pytest.raises(ConfigError, match=f"no folder of scenarios at {tmp_path / 'nowhere'}: give one with "):
+        load_scenario("demo")
 
 
 # ------------------------------------------------------------------------------ reproducibility
