@@ -71,8 +71,9 @@ def read_toml(path: str | Path) -> dict:
     """Parse a TOML file; a missing or malformed file is a ``ConfigError`` naming it."""
     try:
         return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+    except FileNotFoundError:  # a relative path: where it was looked for (a service's working directory)
+        where = "" if Path(path).is_absolute() else f" (looked for {Path(path).absolute()})"
+        raise ConfigError(f"config file {path} does not exist{where}") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder: give the TOML file itself") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

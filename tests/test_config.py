@@ -73,9 +73,12 @@ def test_overrides_change_one_key_and_keep_the_rest():
     assert cfg.policy.cooldown_s == Config().policy.cooldown_s
 
 
-def test_a_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+def test_a_missing_file_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=f"^config file {tmp_path / 'nope.toml'} does not exist$"):
         load_config(tmp_path / "nope.toml")
+    monkeypatch.chdir(tmp_path)  # a relative path (--config clinic.toml from another folder): where it looked
+    with pytest.raises(ConfigError, match=f"^config file clinic.toml does not exist \\(looked for {tmp_path / 'clinic.toml'}\\)$"):
+        load_config("clinic.toml")
 
 
 def test_a_folder_given_as_config_file_is_named_a_folder(tmp_path):
