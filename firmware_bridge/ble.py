@@ -60,6 +60,7 @@ from firmware_bridge.polar_pmd import (
     parse_features,
     parse_measurement_stopped,
 )
+from monitor.errors import AnxmonError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,12 @@ class ScanResult:
 async def scan(definitions: list[DeviceDefinition], timeout_s: float = 8.0, scanner=None) -> list[ScanResult]:
     """Devices nearby that advertise the Heart Rate Service or match a definition's ``ble_names``."""
     scanner = scanner or _bleak().BleakScanner
-    found = await scanner.discover(timeout=timeout_s, return_adv=True)
+    try:
+        found = await scanner.discover(timeout=timeout_s, return_adv=True)
+    except _client_errors() as exc:  # no adapter, no D-Bus, BlueZ not running: not worth a traceback
+        raise AnxmonError(f"cannot scan for Bluetooth devices ({type(exc).__name__}: {exc}): is there a "
+                          "Bluetooth adapter, and is the system's Bluetooth service running (BlueZ: "
+                          "systemctl status bluetooth)?") from exc
     results = []
     for address, (device, adv) in found.items():
         name = adv.local_name or device.name or ""

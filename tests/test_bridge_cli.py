@@ -13,7 +13,7 @@ from firmware_bridge.ble import scan
 from firmware_bridge.ble_hrs import HEART_RATE_SERVICE_UUID
 from firmware_bridge.cli import add_bridge_parser, main
 from firmware_bridge.devices import list_devices
-from monitor.errors import ConfigError
+from monitor.errors import AnxmonError, ConfigError
 from monitor.mqtt_client import BrokerAddress, parse_broker_url
 
 
@@ -100,6 +100,20 @@ def test_scan_finds_heart_rate_devices():
         ("A0:9E:1A:00:00:01", "polar-h10", "Polar H10 9A1B2C3D"),
         ("C4:00:00:00:00:02", "generic-ble-hrs", "TICKR 1234"),
     ]
+
+
+def test_a_scan_without_bluetooth_says_what_is_missing():
+    """On a machine without BlueZ, ``anxmon bridge ble --scan`` said 'anxmon: error: No such file
+    or directory' (bleak cannot reach D-Bus's socket), exit status 1: no word of Bluetooth."""
+
+    class NoBluetooth:
+        @staticmethod
+        async def discover(timeout, return_adv):
+            raise FileNotFoundError(2, "No such file or directory")  # what bleak raised here
+
+    with pytest.raises(AnxmonError, match=r"^cannot scan for Bluetooth devices \(FileNotFoundError: .*\): is there "
+                                          r"a Bluetooth adapter, and is the system's Bluetooth service running"):
+        asyncio.run(scan(list_devices(), timeout_s=0.1, scanner=NoBluetooth))
 
 
 @pytest.mark.parametrize(
