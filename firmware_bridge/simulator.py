@@ -9,7 +9,7 @@ run is published ``(k + 1) / speed`` wall seconds after the start (a device send
 its span ends), stamped ``start + k`` (plus the scenario's clock faults), so at ``--speed 60``
 an hour of data takes a minute and event time runs 60 times faster than the wall clock.
 
-Wearer ``i`` (0-based) is ``sim-{i+1:02d}``, of the scenario's kind ``wearers[i % len]``, and
+Wearer ``i`` (0-based) is ``sim-{i+1:02d}`` (``--wearer-prefix``: another word than ``sim``), of the scenario's kind ``wearers[i % len]``, and
 draws its randomness from ``SeedSequence(seed).spawn(n)[i]``: the same seed gives the same
 wearers, and wearer ``i`` does not change when more wearers are added.
 
@@ -73,14 +73,15 @@ class SimulationError(AnxmonError):
 # ------------------------------------------------------------------------------ wearers, truth
 
 
-def wearer_id(index: int) -> str:
-    """Id of the wearer at ``index`` (0-based): ``sim-01``, ``sim-02``, ..."""
-    return f"sim-{index + 1:02d}"
+def wearer_id(index: int, prefix: str = "sim") -> str:
+    """Id of the wearer at ``index`` (0-based): ``sim-01``, ``sim-02``, ... (``prefix``-01, ...)."""
+    return check_id("wearer", f"{prefix}-{index + 1:02d}")
 
 
 def make_wearers(scenario: Scenario, n: int | None = None, seed: int = 0,
-                 start_unix: float | None = None) -> list[SimulatedWearer]:
-    """``n`` wearers of ``scenario`` (default: one per entry of its ``wearers`` list).
+                 start_unix: float | None = None, prefix: str = "sim") -> list[SimulatedWearer]:
+    """``n`` wearers of ``scenario`` (default: one per entry of its ``wearers`` list), with ids
+    ``{prefix}-01``, ...
 
     ``start_unix`` defaults to the current second of the wall clock.
     """
@@ -89,7 +90,7 @@ def make_wearers(scenario: Scenario, n: int | None = None, seed: int = 0,
         raise SimulationError(f"need at least one wearer, got {n}")
     start = float(math.floor(time.time())) if start_unix is None else float(start_unix)
     seeds = np.random.SeedSequence(seed).spawn(n)
-    return [SimulatedWearer(wearer_id(i), scenario.kind_of(i), np.random.default_rng(seeds[i]), start)
+    return [SimulatedWearer(wearer_id(i, prefix), scenario.kind_of(i), np.random.default_rng(seeds[i]), start)
             for i in range(n)]
 
 
@@ -483,6 +484,9 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truth", type=Path, help="write the episodes' ground truth (JSON) to this file")
     p.add_argument("--start", type=float, default=None, help="event time of the first sample, unix s (default: now)")
     p.add_argument("--device-id", default=DEFAULT_DEVICE, help="device id in the topics (default %(default)s)")
+    p.add_argument("--wearer-prefix", default="sim", metavar="WORD",
+                   help="wearer ids WORD-01, WORD-02, ... (default sim); another word gives a service that "
+                        "already took a simulation's later data new wearers")
     p.set_defaults(func=run_simulate)
 
 
@@ -510,7 +514,7 @@ def _run_simulate(args: argparse.Namespace, signals: StopSignals, out, err) -> i
     seconds = int(args.seconds if args.seconds is not None else scenario.duration_s)
     if seconds < 1:
         raise SimulationError(f"--seconds must be >= 1, got {args.seconds}")
-    wearers = make_wearers(scenario, args.wearers, seed=args.seed, start_unix=args.start)
+    wearers = make_wearers(scenario, args.wearers, seed=args.seed, start_unix=args.start, prefix=args.wearer_prefix)
     sim = Simulation(wearers, args.broker, speed=args.speed, device=args.device_id, unreachable_hint=hint)
     if args.truth:
         write_truth(args.truth, ground_truth(scenario, wearers, seconds, args.seed))

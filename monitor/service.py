@@ -867,7 +867,7 @@ class MonitorService:
                                 "seq with times before what was received. Did the device restart its count "
                                 "(a new outbox, a second simulation)? Its data is not used until its seq and "
                                 "times move past the newest batch received (a second simulation: give it other "
-                                "wearer ids)", topic.wearer, tracker.stats.duplicate_run,
+                                "wearer ids, anxmon simulate --wearer-prefix)", topic.wearer, tracker.stats.duplicate_run,
                                 topic.signal, topic.device)
             return
         if verdict.behind_s > 1.0 and self._should_warn(topic.wearer, "behind"):

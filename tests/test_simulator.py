@@ -37,7 +37,7 @@ from firmware_bridge.simulator import (
 from monitor.analyze import analyze_recording
 from monitor.core.policy import Decision
 from monitor.core.wearer import WearerMonitor
-from monitor.errors import ConfigError
+from monitor.errors import AnxmonError, ConfigError
 from monitor.wire import StreamTracker, decode_batch, encode_batch, validate_batch
 
 # 2023-11-15 09:00:00 UTC: outside the policy's default quiet hours (22:00-07:00 UTC), so a
@@ -174,6 +174,29 @@ def test_wearer_i_does_not_change_when_more_wearers_run(demo):
     assert [w.kind.name for w in five] == ["calm", "anxious", "exercise", "calm", "anxious"]
     for a, b in zip(three, five):
         assert flatten(a.batches(30)) == flatten(b.batches(30))
+
+
+def test_a_wearer_prefix_gives_other_ids_and_the_same_wearers(demo, tmp_path):
+    """A second ``anxmon simulate`` against a service that took the first one's 90 simulated
+    minutes was dropped whole ('a second simulation: give it other wearer ids'), and simulate
+    had no way to give other ids. ``--wearer-prefix`` does; a prefix that makes no valid id is
+    refused before anything is published or written."""
+    import argparse
+
+    from firmware_bridge.simulator import add_simulate_parser
+
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    prefix = parser.parse_args(["simulate", "--wearer-prefix", "run2"]).wearer_prefix
+    again = make_wearers(demo, 3, seed=5, start_unix=T0, prefix=prefix)
+    assert [w.wearer_id for w in again] == ["run2-01", "run2-02", "run2-03"]
+    for a, b in zip(make_wearers(demo, 3, seed=5, start_unix=T0), again):
+        assert flatten(a.batches(30)) == flatten(b.batches(30))
+    args = parser.parse_args(["simulate", "--wearer-prefix", "Run 2", "--broker", "mqtt://127.0.0.1:1",
+                              "--truth", str(tmp_path / "t.json")])
+    with pytest.raises(AnxmonError, match="wearer id 'Run 2-01' is not valid"):
+        run_simulate(args, out=io.StringIO())
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_faults_leave_the_physiology_alone(demo):
