@@ -1370,9 +1370,14 @@ def _run_service(args, signals) -> int:
         retention_days=getattr(args, "retention_days", None),
         spread_ticks=not getattr(args, "aligned_ticks", False),
     )
+    if not str(args.data_dir).strip():  # (an unset variable): not the current directory, made 0700
+        raise ServiceError("--data-dir is empty: give the folder for the service's data (default ./anxmon-data)")
     data_dir = Path(args.data_dir).resolve()  # one name for the directory, however it was typed
     if data_dir.exists() and not data_dir.is_dir():
         raise ServiceError(f"--data-dir {args.data_dir} is a file, not a directory")
+    if data_dir.is_dir() and data_dir.stat().st_mode & 0o002:  # /tmp: made 0700 below, every other user locked out
+        raise ServiceError(f"--data-dir {args.data_dir} is a folder every user may write to: give the service a "
+                           f"folder of its own (it is made private, mode 0700), e.g. {data_dir / 'anxmon-data'}")
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)

@@ -91,6 +91,22 @@ def test_mqtt_version_5_needs_an_external_broker(capsys, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_run_leaves_the_current_or_a_shared_folder_alone(capsys, tmp_path, monkeypatch):
+    """``anxmon run --data-dir ''`` (an unset variable) took the current directory for its data
+    and made it mode 0700; ``--data-dir /tmp`` did that to /tmp, locking every other user out of
+    it. Both are refused before anything is written or changed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    monkeypatch.chdir(shared)
+    status, err = run(capsys, "run", "--data-dir", "", "--broker", "mqtt://127.0.0.1:9")
+    assert status == 2 and "--data-dir is empty" in err
+    status, err = run(capsys, "run", "--data-dir", str(shared), "--broker", "mqtt://127.0.0.1:9")
+    assert status == 2 and f"--data-dir {shared} is a folder every user may write to" in err
+    assert f"e.g. {shared / 'anxmon-data'}" in err
+    assert (shared.stat().st_mode & 0o7777, list(shared.iterdir())) == (0o1777, [])
+
+
 @pytest.mark.parametrize("argv, verbose", [
     (["run", "-v"], 1), (["-v", "run"], 1), (["run", "-vv"], 2), (["run"], 0),
     (["bridge", "lines", "-vv"], 2), (["simulate", "-v"], 1), (["demo", "--seconds", "1", "-v"], 1),
