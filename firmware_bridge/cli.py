@@ -148,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     from firmware_bridge.devices import list_devices, load_device
     from firmware_bridge.outbox import Outbox
     from firmware_bridge.publisher import Publisher
+    from monitor.broker import embedded_broker_hint
     from monitor.mqtt_client import parse_broker_url
 
     if args.transport == "ble" and args.scan:
@@ -178,7 +179,8 @@ def _run(args: argparse.Namespace) -> int:
 
             source = serial_lines(args.serial, args.baud, stop) if args.serial else fd_lines(sys.stdin.fileno())
         outbox = Outbox(args.outbox or default_outbox_path(args.wearer, device_id), max_batches=args.outbox_max_batches)
-        publisher = Publisher(broker, args.wearer, device_id, outbox).start()
+        hint = embedded_broker_hint(args.broker, args.data_dir) if args.data_dir else ""  # (no default data dir)
+        publisher = Publisher(broker, args.wearer, device_id, outbox, unreachable_hint=hint).start()
         bridge = Bridge(definition, args.wearer, device_id, outbox=outbox, publisher=publisher, batch_s=args.batch_s)
         log.info("bridge %s/%s (%s) -> %s, outbox %s", args.wearer, device_id, definition.model, broker, outbox.path)
 

@@ -65,6 +65,8 @@ class Publisher:
         in the outbox (stable across restarts, unguessable: ``private_client_id``).
     window : int
         Batches handed to paho and not yet acknowledged, at most.
+    unreachable_hint : str
+        Added to the "cannot reach broker" warning (``monitor.broker.embedded_broker_hint``).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Publisher:
         keepalive_s: int = 15,
         reconnect_min_s: int = 1,
         reconnect_max_s: int = 8,
+        unreachable_hint: str = "",
     ):
         self.address = broker if isinstance(broker, BrokerAddress) else parse_broker_url(broker)
         self.wearer = check_id("wearer", wearer)
@@ -87,6 +90,7 @@ class Publisher:
         self.window = int(window)
         self.keepalive_s = int(keepalive_s)
         self.stats = PublisherStats()
+        self.unreachable_hint = unreachable_hint
         self.availability_topic = availability_topic(wearer, device)
 
         self._client = make_client(self.address, self.client_id)
@@ -187,8 +191,8 @@ class Publisher:
         now = time.monotonic()
         if self._fail_logged_at is None or now - self._fail_logged_at > 60.0:
             self._fail_logged_at = now
-            log.warning("cannot reach broker %s (%s); retrying, batches wait in the outbox (%d)", self.address, why,
-                        len(self.outbox))
+            log.warning("cannot reach broker %s (%s)%s; retrying, batches wait in the outbox (%d)", self.address, why,
+                        self.unreachable_hint, len(self.outbox))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._conn.up.is_set()

@@ -153,6 +153,7 @@ def test_log_level_applies_under_anxmon(tmp_path, options, shown, hidden):
                           "mqtt://127.0.0.1:9", "--outbox", str(tmp_path / "o"), "--drain-s", "0", *options],
                          input="", capture_output=True, text=True, timeout=60)
     assert f" {shown} " in run.stderr, run.stderr
+    assert "embedded broker" not in run.stderr  # --broker: not anxmon run's broker
     if hidden:
         assert f" {hidden} " not in run.stderr, run.stderr
 
@@ -217,6 +218,8 @@ def test_data_dir_gives_the_embedded_broker_of_anxmon_run(tmp_path):
                          input="", capture_output=True, text=True, timeout=60, env=env)
     assert "-> mqtt://monitor@127.0.0.1:9, outbox" in run.stderr, run.stderr
     assert "secret-pw" not in run.stderr
+    # nothing listens there: said as simulate says it (it said only 'connection refused')
+    assert f"(the embedded broker runs only while `anxmon run --data-dir {tmp_path}` runs: is it running?)" in run.stderr
     run = subprocess.run([sys.executable, "-m", "monitor.cli", *common, "--data-dir", str(tmp_path / "none")],
                          input="", capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 2 and "broker-credentials.json" in run.stderr and "Traceback" not in run.stderr
