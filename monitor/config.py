@@ -43,8 +43,17 @@ class Config:
 _SECTIONS = {"core": CoreConfig, "score": ScoreConfig, "policy": PolicyConfig}  # [section] -> its table
 
 
+def _section_of(key: str) -> str | None:
+    """The section whose table has ``key`` (``"cooldown_s"`` -> ``"policy"``), else None."""
+    return next((name for name, table in _SECTIONS.items() if key in table.__dataclass_fields__), None)
+
+
 def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
     """Build a ``Config`` from parsed TOML, filling defaults; errors name ``source``."""
+    for key in data:  # a key above every [section] header: not a section of its own
+        if key not in _SECTIONS and _section_of(key):
+            raise ConfigError(f"{source}: '{key}' is a key of the [{_section_of(key)}] section: put it below "
+                              f"a [{_section_of(key)}] line")
     check_table(data, tuple(_SECTIONS), source, what="section")
     return Config(**{name: read_table(table, data.get(name, {}), source, name) for name, table in _SECTIONS.items()})
 
@@ -55,8 +64,8 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     path, raw = text.split("=", 1)
     keys = path.strip().split(".")
     if len(keys) < 2 and keys[0] not in _SECTIONS:  # a key without its section: say which has it
-        sections = [name for name, table in _SECTIONS.items() if keys[0] in table.__dataclass_fields__]
-        hint = f"{sections[0]}.{keys[0]}={raw}" if sections else "policy.cooldown_s=600"
+        section = _section_of(keys[0])
+        hint = f"{section}.{keys[0]}={raw}" if section else "policy.cooldown_s=600"
         raise ConfigError(f"override {text!r}: expected section.key=value, e.g. {hint}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

@@ -166,6 +166,20 @@ def test_a_bad_override_of_a_file_names_the_override(tmp_path):
     with pytest.raises(ConfigError, match=r"clinic\.toml \+ policy\.cooldown_s=abc: \[policy\]: 'cooldown_s'"):
         load_config(path, ["policy.cooldown_s=abc"])
 
+def test_a_key_above_every_section_names_its_section(tmp_path):
+    """``cooldown_s = 600`` at the top of a file said "unknown section(s) cooldown_s; known
+    sections: core, policy, score", as if the key were a section, where ``--set cooldown_s=600``
+    names [policy]."""
+    path = tmp_path / "clinic.toml"
+    path.write_text("cooldown_s = 600\n[core]\ntick_s = 5\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: 'cooldown_s' is a key of the \[policy\] section: put it "
+                                          r"below a \[policy\] line$"):
+        load_config(path)
+    path.write_text("colldown_s = 600\n")  # no section has it: the known sections, as before
+    with pytest.raises(ConfigError, match="unknown section.s. colldown_s; known sections: core, policy, score"):
+        load_config(path)
+
+
 def test_wrong_quiet_hours_say_what_a_config_file_takes():
     """The error said 'must be None or two different "HH:MM" times': None is Python's; a TOML
     file or --set turns quiet hours off with false, as the app's config error already said."""
