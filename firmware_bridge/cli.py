@@ -86,19 +86,19 @@ def positive_number(kind: type, inclusive: bool = False):
 
 
 def _common(p: argparse.ArgumentParser, model: str) -> None:
-    p.add_argument("--wearer", help="wearer id ([a-z0-9_-], up to 64 characters)")
+    p.add_argument("--wearer", metavar="ID", help="wearer id ([a-z0-9_-], up to 64 characters)")
     p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
-    p.add_argument("--device-id", help="device id in the topics (default: the model name)")
-    p.add_argument("--broker", help="mqtt://user:password@host:port (default: the embedded broker of `anxmon run` in "
+    p.add_argument("--device-id", metavar="ID", help="device id in the topics (default: the model name)")
+    p.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker of `anxmon run` in "
                                      f"--data-dir if given, else $ANXMON_BROKER_URL, else {DEFAULT_BROKER})")
     p.add_argument("--data-dir", metavar="DIR", help="the data directory of a running `anxmon run`: use its embedded "
                                                      "broker (user monitor, from its broker-credentials.json)")
-    p.add_argument("--outbox", type=Path, help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
-    p.add_argument("--outbox-max-batches", type=positive_number(int), default=250_000, help="outbox capacity in batches (default %(default)s)")
-    p.add_argument("--batch-s", type=positive_number(float), default=1.0, help="batch length in seconds (default %(default)s)")
-    p.add_argument("--drain-s", type=positive_number(float, inclusive=True), default=5.0,
+    p.add_argument("--outbox", type=Path, metavar="PATH", help="outbox file (default ~/.local/share/anxmon/outbox-WEARER-DEVICE.sqlite)")
+    p.add_argument("--outbox-max-batches", type=positive_number(int), default=250_000, metavar="N", help="outbox capacity in batches (default %(default)s)")
+    p.add_argument("--batch-s", type=positive_number(float), default=1.0, metavar="S", help="batch length in seconds (default %(default)s)")
+    p.add_argument("--drain-s", type=positive_number(float, inclusive=True), default=5.0, metavar="S",
                    help="when stopping, seconds to wait for the broker to acknowledge the outbox (default %(default)s)")
-    p.add_argument("--devices-dir", type=Path, help="folder of device definitions (default configs/devices)")
+    p.add_argument("--devices-dir", type=Path, metavar="DIR", help="folder of device definitions (default configs/devices)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO (DEBUG with anxmon -vv)")
 
@@ -112,12 +112,12 @@ def add_bridge_parser(subparsers, prog: str | None = None) -> argparse.ArgumentP
 
     ble = kinds.add_parser("ble", help="a Bluetooth LE heart rate strap or watch (needs anxmon[ble])")
     ble.add_argument("--scan", action="store_true", help="list nearby heart rate devices and exit")
-    ble.add_argument("--scan-timeout", type=positive_number(float), default=8.0, help="seconds to scan (default %(default)s)")
-    ble.add_argument("--address", help="device address from --scan (MAC, or a UUID on macOS)")
+    ble.add_argument("--scan-timeout", type=positive_number(float), default=8.0, metavar="S", help="seconds to scan (default %(default)s)")
+    ble.add_argument("--address", metavar="ADDR", help="device address from --scan (MAC, or a UUID on macOS)")
     _common(ble, "generic-ble-hrs")
 
     emo = kinds.add_parser("emotibit", help="an EmotiBit on the same WiFi network")
-    emo.add_argument("--ip", help="EmotiBit address (default: broadcast to find it)")
+    emo.add_argument("--ip", metavar="IP", help="EmotiBit address (default: broadcast to find it)")
     emo.add_argument("--advertising-port", type=int, default=3131, help=argparse.SUPPRESS)
     _common(emo, "emotibit")
 

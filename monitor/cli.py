@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def config_options(sp):
-        sp.add_argument("--config", help="TOML config file (default: built-in defaults; see configs/default.toml)")
+        sp.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in defaults; see configs/default.toml)")
         sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one config value for this run, e.g. --set policy.cooldown_s=600")
 
@@ -319,15 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the live service: sample batches in over MQTT, indicators and check-ins out")
     broker_option(r, "start an embedded nats-server in the data dir")
-    r.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+    r.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                    help="checkpoints, embedded broker and its credentials (default: ./anxmon-data)")
-    r.add_argument("--instance", default="main",
+    r.add_argument("--instance", default="main", metavar="ID",
                    help="id of this service: its state topic and MQTT client id anxmon-monitor-ID-SECRET (default: main)")
-    r.add_argument("--checkpoint-s", type=positive_number(float), default=30.0,
+    r.add_argument("--checkpoint-s", type=positive_number(float), default=30.0, metavar="S",
                    help="write each wearer's state at most this many seconds after it changed (default: 30)")
-    r.add_argument("--stale-after-s", type=positive_number(float), default=120.0,
+    r.add_argument("--stale-after-s", type=positive_number(float), default=120.0, metavar="S",
                    help="no check-in from data this far behind the wall clock (default: 120)")
-    r.add_argument("--indicator-interval-s", type=positive_number(float, inclusive=True), default=1.0,
+    r.add_argument("--indicator-interval-s", type=positive_number(float, inclusive=True), default=1.0, metavar="S",
                    help="at most one indicators message per wearer per this many seconds; 0: every tick (default: 1)")
     r.add_argument("--mqtt-version", choices=["3.1.1", "5"], default="3.1.1",
                    help="3.1.1: clean session off; 5: clean start off with a 7-day session expiry, needs --broker "
