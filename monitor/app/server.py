@@ -44,7 +44,13 @@ from monitor.app.history import RecordingHistory
 from monitor.app.icons import png_icon
 from monitor.app.relay import Relay, RelayError
 from monitor.app.words import answer_words, checkin_view, live_status
-from monitor.core.policy import QUIET_HOURS_EXPECTED, CheckinPolicy, ControlError, check_quiet_hours, check_timezone
+from monitor.core.policy import (
+    QUIET_HOURS_EXPECTED,
+    CheckinPolicy,
+    ControlError,
+    check_quiet_hours,
+    check_timezone,
+)
 from monitor.errors import AnxmonError
 from monitor.mqtt_client import private_client_id
 from monitor.toml_tables import bad_value, is_integer, is_number
