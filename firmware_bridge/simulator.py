@@ -545,8 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (AnxmonError, ConfigError) as exc:
-        print(f"anxmon simulate: error: {exc}", file=sys.stderr)
-        return 2
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")  # (its own name: anxmon is not what was typed)
 
 
 if __name__ == "__main__":

@@ -604,3 +604,17 @@ def test_simulate_shows_progress_on_a_terminal(tmp_path):
         quiet = io.StringIO()  # not a terminal (a log file, a pipe): no bar
         assert run_simulate(parser.parse_args(argv), out=io.StringIO(), err=quiet) == 0
         assert quiet.getvalue() == ""
+
+
+def test_python_m_simulator_names_itself_in_its_errors(tmp_path, monkeypatch, capsys):
+    """``python -m firmware_bridge.simulator`` without a broker: the error is its own usage error
+    (exit 2) under the name that was typed, not ``anxmon simulate``."""
+    from firmware_bridge.simulator import main
+
+    monkeypatch.chdir(tmp_path)  # (no anxmon-data here)
+    monkeypatch.delenv("ANXMON_BROKER_URL", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["--wearers", "1", "--seconds", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m firmware_bridge.simulator: error: ") and "needs a broker" in err
