@@ -52,10 +52,11 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def _config(args):
+def _config(args, *overrides: str):
+    """The run's configuration: ``--config``, then ``--set``, then ``overrides`` (``section.key=value``)."""
     from monitor.config import load_config
 
-    return load_config(getattr(args, "config", None), getattr(args, "set", None) or [])
+    return load_config(getattr(args, "config", None), [*(getattr(args, "set", None) or []), *overrides])
 
 
 def _output_folder(path: str) -> str:
@@ -75,7 +76,8 @@ def cmd_analyze(args) -> int:
     if args.wearer is not None:
         check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
-    result, _ = run_analyze(args.path, args.out, _config(args), args.labels, args.wearer, args.markers,
+    config = _config(args, *([f"policy.timezone={args.tz.key}"] if args.tz else []))
+    result, _ = run_analyze(args.path, args.out, config, args.labels, args.wearer, args.markers,
                             argv=getattr(args, "argv", None))
     s = result.summary
     refused = {}  # signal -> batches refused
@@ -85,7 +87,15 @@ def cmd_analyze(args) -> int:
     used = [sig for sig in s["signals"] if sig not in lost]
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
           f"({result.speed_x_realtime or 0:.0f}x real time): {s['ticks']} ticks, "
-          f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed")
+          f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed"
+          + (f" ({', '.join(f'{n} {why}' for why, n in s['suppressed'].items())})" if s["suppressed"] else ""))
+    if s["trigger_decisions"]:  # the wall clock of quiet hours and the daily cap: the recording has none
+        from monitor.core.policy import PolicyConfig
+
+        policy = config.policy
+        quiet = "quiet hours {}-{} and".format(*policy.quiet_hours) if policy.quiet_hours else "no quiet hours;"
+        print(f"  {quiet} the daily cap ({policy.daily_cap} a day) in {policy.timezone}"
+              + ("; the wearer's time zone: --tz ZONE" if policy.timezone == PolicyConfig.timezone and not args.tz else ""))
     for note in s["reader_notes"]:
         print(f"  reading: {note}")
     for key, n in sorted(s["rejected_batches"].items()):
@@ -297,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--markers", metavar="CSV", help="event markers to add: CSV unix_s[,label][,kind] (written to markers.csv)")
     a.add_argument("--wearer", help="wearer id used in prompt ids (default: the recording's, else its file or "
                                     "folder name: S02 -> s02)")
+    a.add_argument("--tz", type=_timezone, metavar="ZONE",
+                   help="the wearer's time zone, e.g. Europe/Berlin: the clock of quiet hours and of the daily "
+                        "cap's days (the same as --set policy.timezone=ZONE; default: the configuration's, UTC)")
     config_options(a)
     a.set_defaults(func=cmd_analyze)
 

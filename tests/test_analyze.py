@@ -532,3 +532,23 @@ def dataclasses_asdict(config):
     import dataclasses
 
     return dataclasses.asdict(config)
+
+
+def test_analyze_tz_puts_quiet_hours_on_the_wearers_clock(tmp_path):
+    """A recording has no wall clock: quiet hours and the daily cap ran in UTC, and nothing said so
+    (S02's trigger at 10:19 UTC is 02:19 in Los Angeles, in quiet hours). ``--tz`` gives the
+    wearer's zone (the same as ``--set policy.timezone``), and the console names the zone used."""
+    s02 = data_path("stress-predict", "S02")
+    utc = anxmon("analyze", s02, "--out", tmp_path / "utc")
+    assert "quiet hours 22:00-07:00 and the daily cap (6 a day) in UTC; the wearer's time zone: --tz" in utc.stdout
+    la = anxmon("analyze", s02, "--out", tmp_path / "la", "--tz", "America/Los_Angeles")
+    assert "1 suppressed (1 quiet_hours)" in la.stdout, la.stdout
+    assert "the daily cap (6 a day) in America/Los_Angeles\n" in la.stdout
+    sent = [json.loads(line) for line in open(tmp_path / "utc" / "checkins.jsonl")]
+    quiet = [json.loads(line) for line in open(tmp_path / "la" / "checkins.jsonl")]
+    assert [d["t"] for d in sent] == [d["t"] for d in quiet] and sent[0]["sent"]
+    assert [d["reason"] for d in quiet] == ["quiet_hours"] * len(sent)
+    summary = json.loads((tmp_path / "la" / "summary.json").read_text())
+    assert summary["config"]["policy"]["timezone"] == "America/Los_Angeles"
+    bad = anxmon("analyze", s02, "--out", tmp_path / "x", "--tz", "Mars/Olympus", check=False)
+    assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
