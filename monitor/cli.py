@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -68,6 +69,29 @@ def _output_folder(path: str) -> str:
     return path
 
 
+@contextlib.contextmanager
+def _reader_warnings_held():
+    """Hold back the readers' warnings that are also notes (``readers.common.NOTES_LOG``): analyze
+    prints every note ("reading: ..."), so each was shown twice. When analyze stops before it
+    prints them (an error, Ctrl-C), the held warnings are shown then: they may say why."""
+    from logging.handlers import BufferingHandler
+
+    from monitor.readers.common import NOTES_LOG
+
+    held = BufferingHandler(capacity=sys.maxsize)
+    NOTES_LOG.addHandler(held)
+    NOTES_LOG.propagate = False
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        NOTES_LOG.removeHandler(held)
+        NOTES_LOG.propagate = True
+        for record in held.buffer if failed else ():
+            NOTES_LOG.handle(record)
+
+
 def cmd_analyze(args) -> int:
     from monitor.analyze import run_analyze
     from monitor.wire import check_id
@@ -77,8 +101,9 @@ def cmd_analyze(args) -> int:
         check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
     config = _config(args, *([f"policy.timezone={args.tz.key}"] if args.tz else []))
-    result, _ = run_analyze(args.path, args.out, config, args.labels, args.wearer, args.markers,
-                            argv=getattr(args, "argv", None))
+    with _reader_warnings_held():
+        result, _ = run_analyze(args.path, args.out, config, args.labels, args.wearer, args.markers,
+                                argv=getattr(args, "argv", None))
     s = result.summary
     refused = {}  # signal -> batches refused
     for key, n in s["rejected_batches"].items():

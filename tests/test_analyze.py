@@ -552,3 +552,21 @@ def test_analyze_tz_puts_quiet_hours_on_the_wearers_clock(tmp_path):
     assert summary["config"]["policy"]["timezone"] == "America/Los_Angeles"
     bad = anxmon("analyze", s02, "--out", tmp_path / "x", "--tz", "Mars/Olympus", check=False)
     assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+
+
+def test_each_reader_note_is_shown_once_and_still_when_analyze_fails(tmp_path):
+    """A reader's note that is also a warning (a missing E4 file, a cut last line) was shown twice:
+    as a log line while reading and as "reading: ..." in analyze's summary. The summary keeps it;
+    when analyze stops before its summary, the warning still says what the reader found."""
+    session = short_session(tmp_path / "s02")
+    (session / "HR.csv").unlink()
+    (session / "EDA.csv").write_text((session / "EDA.csv").read_text()[:-3])  # cut mid-line
+    run = anxmon("analyze", session, "--out", tmp_path / "o")
+    both = run.stdout + run.stderr
+    for note in ("HR.csv is missing: no hr", "EDA.csv: the last line (1300) is incomplete"):
+        assert both.count(note) == 1 and re.search(rf"reading: \S*{re.escape(note)}", run.stdout), both
+    (session / "labels.csv").write_text("garbage\n")
+    failed = anxmon("analyze", session, "--out", tmp_path / "o", check=False)
+    assert failed.returncode == 2 and "no label rows" in failed.stderr
+    for note in ("HR.csv is missing: no hr", "EDA.csv: the last line (1300) is incomplete", "labels.csv: expected a CSV"):
+        assert failed.stderr.count(note) == 1, failed.stderr

@@ -39,7 +39,6 @@ sub-folder), or the folder of the EmotiBit file passed. A single-file recording 
 
 from __future__ import annotations
 
-import logging
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -47,7 +46,6 @@ from typing import Callable
 from monitor.errors import InputFormatError
 from monitor.recordings import Recording
 
-log = logging.getLogger(__name__)
 
 EXPECTED = (
     "expected an Empatica E4 export (a folder or zip with EDA.csv, BVP.csv, TEMP.csv, ACC.csv, "
@@ -151,13 +149,14 @@ def session_labels(folder, notes: list[str]):
     replay, report), and whatever uses them refuses "no label rows" after that warning."""
     import numpy as np
 
+    from monitor.readers.common import warn_note
     from monitor.recordings import read_labels_text
 
     try:
         return read_labels_text(folder.text(LABELS_FILE), folder.where(LABELS_FILE))
     except InputFormatError as exc:
-        log.warning("%s: not read; to compare with labels, give analyze --labels FILE", exc)
-        notes.append(f"{LABELS_FILE} not read: {exc}")
+        warn_note(notes, f"{LABELS_FILE} not read: {exc}", f"{exc}: not read; to compare with labels, give analyze "
+                                                            "--labels FILE")
         return np.empty(0), np.empty(0)
 
 

@@ -10,6 +10,8 @@
   is not that signal in that unit (refused), a few outside are counted in the notes.
 * ``decode``/``open_text``: the text of a file (a byte-order mark dropped); ``no_samples``: the
   warning and note for a signal file without samples.
+* ``warn_note``: a note that is also a warning, logged on ``NOTES_LOG`` (``anxmon analyze``
+  prints its notes itself, so it holds these warnings back: each is shown once).
 * ``without_cut_last_line`` (a whole text) and ``complete_lines`` (a file read line by line): the
   one rule of every reader for a file cut short. Its last non-blank line is left out, with a
   warning and a note, when no line end follows it (a row cut mid-number can still parse: ``-31``
@@ -46,6 +48,20 @@ OTHER_FILE = "columns swapped or another file?"  # check_range's default hint
 ENCODING = "utf-8-sig"  # UTF-8, without the byte-order mark a spreadsheet may write first
 
 log = logging.getLogger(__name__)
+NOTES_LOG = logging.getLogger("monitor.readers.notes")  # the warnings that are also a recording's notes
+
+
+def warn_note(notes: list[str], note: str, warning: str | None = None) -> None:
+    """Add ``note`` to a recording's ``notes`` and log it (or ``warning``, its longer wording) as a
+    warning on ``NOTES_LOG``.
+
+    >>> notes = []
+    >>> warn_note(notes, "HR.csv is missing: no hr")
+    >>> notes
+    ['HR.csv is missing: no hr']
+    """
+    NOTES_LOG.warning("%s", note if warning is None else warning)
+    notes.append(note)
 
 
 def decode(data: bytes) -> str:
@@ -92,9 +108,8 @@ def _cut_short(row: str, has_line_end: bool, parses: Callable[[str], bool]) -> s
 
 
 def _leave_out(where: str, line: int, why: str, notes: list[str]) -> None:
-    log.warning("%s: the last line (%d) is incomplete (%s: recording interrupted while writing?); left out",
-                where, line, why)
-    notes.append(f"{where}: the last line ({line}) is incomplete ({why}); left out")
+    warn_note(notes, f"{where}: the last line ({line}) is incomplete ({why}); left out",
+              f"{where}: the last line ({line}) is incomplete ({why}: recording interrupted while writing?); left out")
 
 
 def without_cut_last_line(text: str, where: str, notes: list[str],
@@ -150,8 +165,7 @@ def no_samples(where: str, signal: str, notes: list[str], count: int = 0) -> Non
     (``count``): left out, with a warning and a note."""
     what = f"{count} sample(s), too few to tell their rate" if count else "no samples"
     why = "" if count else " (it is empty, or has only its header rows)"
-    log.warning("%s holds %s%s: no %s", where, what, why, signal)
-    notes.append(f"{where}: {what}")
+    warn_note(notes, f"{where}: {what}", f"{where} holds {what}{why}: no {signal}")
 
 
 def check_range(signal: str, values: np.ndarray, where: str, notes: list[str], what: str = "",

@@ -40,7 +40,6 @@ Example
 from __future__ import annotations
 
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import Marker, merge_markers, unix_s_problem, utc_text
-from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row,
+from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row, warn_note,
                                     without_cut_last_line)
 from monitor.recordings import Recording, Stream
 
@@ -66,8 +65,6 @@ UNIT_HINTS = {  # why a file's values are mostly outside the contract's range
     "hr": "another file?",
     "ibi": "intervals in ms instead of s, or another file?",
 }
-
-log = logging.getLogger(__name__)
 
 
 def is_e4(folder: Folder) -> bool:
@@ -196,8 +193,7 @@ def _missing_files(folder: Folder, notes: list[str]) -> None:
         if name not in folder.names:
             signal = FILES.get(name, "ibi")
             note = f"{name} is missing: no {signal} (an E4 export has {', '.join(SESSION_FILES)})"
-            log.warning("%s: %s", folder.path, note)
-            notes.append(note)
+            warn_note(notes, note, f"{folder.path}: {note}")
 
 
 def _short_spans(spans: dict[str, tuple[float, float]], notes: list[str]) -> None:
@@ -215,8 +211,7 @@ def _short_spans(spans: dict[str, tuple[float, float]], notes: list[str]) -> Non
         if gaps:
             note = (f"{name} covers {(end - t0) / 60:.1f} of {session_s / 60:.1f} min "
                     f"({(end - t0) / session_s:.0%}), {' and '.join(gaps)} the session")
-            log.warning("%s", note)
-            notes.append(note)
+            warn_note(notes, note)
 
 
 def read_e4(path: str | Path) -> Recording:
