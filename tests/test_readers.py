@@ -606,6 +606,26 @@ def same_streams(a: Recording, b: Recording) -> bool:
         for k, s in b.streams.items())
 
 
+def test_reading_an_anxmon_recording_shows_progress_on_a_terminal_only(s02_jsonl, monkeypatch):
+    """Reading an anxmon recording takes ~1 s per hour of E4 data, and analyze showed nothing
+    meanwhile (its bar counts batches, after reading): on a terminal a bar over the file's bytes
+    now says how far reading is; a log or a pipe gets nothing."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    shown = read_anxmon(s02_jsonl)
+    assert f"read {s02_jsonl.name}:   0%" in terminal.getvalue(), terminal.getvalue()
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    assert same_streams(read_anxmon(s02_jsonl), shown) and pipe.getvalue() == ""
+
+
 def test_anxmon_recording_cut_by_a_crash_is_read_without_its_last_line(s02_jsonl, tmp_path, caplog):
     """The recorder writes whole lines; a crash leaves the last one cut. The lines before it are
     read, the cut one is left out with a warning and a note; before, the whole file was refused."""

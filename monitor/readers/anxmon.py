@@ -43,7 +43,7 @@ import numpy as np
 
 from monitor.errors import InputFormatError, WireError
 from monitor.markers import Marker, make_marker, unix_s_problem
-from monitor.readers.common import complete_lines, irregular_stream, open_text
+from monitor.readers.common import complete_lines, irregular_stream, lines_with_progress, open_text
 from monitor.recordings import Recording, Stream
 from monitor.wire import SIGNALS, SampleBatch, decode_batch, encode_batch
 
@@ -129,7 +129,7 @@ def read_anxmon(path: str | Path) -> Recording:
     skipped: dict[str, int] = {}
     header = None
     with open_text(path) as f:
-        for n, line in complete_lines(f, where, notes, _is_json_object):
+        for n, line in complete_lines(lines_with_progress(f, path), where, notes, _is_json_object):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -8,8 +8,9 @@
   refuse dropped one by one (and counted in the recording's notes), as the bridge does.
 * ``check_range``: the one rule for a column against the contract's range: mostly outside it
   is not that signal in that unit (refused), a few outside are counted in the notes.
-* ``decode``/``open_text``: the text of a file (a byte-order mark dropped); ``no_samples``: the
-  warning and note for a signal file without samples.
+* ``decode``/``open_text``: the text of a file (a byte-order mark dropped), ``lines_with_progress``
+  its lines with a progress bar on a terminal; ``no_samples``: the warning and note for a signal
+  file without samples.
 * ``warn_note``: a note that is also a warning, logged on ``NOTES_LOG`` (``anxmon analyze``
   prints its notes itself, so it holds these warnings back: each is shown once).
 * ``without_cut_last_line`` (a whole text) and ``complete_lines`` (a file read line by line): the
@@ -76,6 +77,25 @@ def decode(data: bytes) -> str:
 def open_text(path: Path):
     """A file opened to read its text line by line, decoded as ``decode`` does."""
     return open(path, encoding=ENCODING, errors="replace")
+
+
+def lines_with_progress(f, path: Path) -> Iterator[str]:
+    """The lines of ``f`` (``open_text(path)``), with a progress bar over the file's size on stderr
+    when it is a terminal (tqdm, gone when done; nowhere else): a long file takes a while to read
+    (an anxmon recording, ~1 s per hour of E4 data).
+
+    >>> import tempfile; path = Path(tempfile.mkdtemp()) / "r.jsonl"; _ = path.write_text("a\\nb\\n")
+    >>> with open_text(path) as f:
+    ...     list(lines_with_progress(f, path))
+    ['a\\n', 'b\\n']
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"read {path.name}", leave=False,
+              disable=None) as bar:
+        for line in f:
+            bar.update(len(line))  # characters: bytes but for non-ASCII text, close enough for a bar
+            yield line
 
 
 def _always(row: str) -> bool:
