@@ -168,18 +168,35 @@ class TimeAxis:
         return xs, labels
 
 
-def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
-                 threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
-                 markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "",
-                 tz: tzinfo | None = None, threshold_label: str | None = None) -> str:
-    """One PNG (base64): indicator panels (label, values, baseline or None) and the score panel.
+def timeline_png(*args, **kwargs) -> str:
+    """``timeline_figure`` as one PNG (base64)."""
+    fig = timeline_figure(*args, **kwargs)
+    png = _png(fig)
+    _pyplot().close(fig)
+    return png
+
+
+def _legend_above(ax, most_columns: int = 4) -> None:
+    """The panel's legend above its top right corner, in a row (up to ``most_columns`` entries a
+    row): never over the lines, and the panels keep the figure's width."""
+    entries = len(ax.get_legend_handles_labels()[0])
+    ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2, frameon=False,
+              ncol=min(entries, most_columns))
+
+
+def timeline_figure(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]], score: np.ndarray,
+                    threshold: float | None, decisions: list[tuple[float, bool]], answers: list[tuple[float, int | None]],
+                    markers: list[Marker], stress: list[tuple[float, float]] = (), title: str = "",
+                    tz: tzinfo | None = None, threshold_label: str | None = None):
+    """A matplotlib figure: indicator panels (label, values, baseline or None) and the score panel.
 
     The score panel shows the threshold (legend ``threshold_label``, default "check-in
     threshold X"), check-ins (green: sent, grey: suppressed) and answers
     (triangles, labelled with the rating); every panel shows markers (dotted, one color per
     kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h;
     lines break where ticks pause for more than 3 tick intervals, and a pause longer than
-    ``LONG_GAP_S`` is drawn narrow and hatched, labelled with its length (``TimeAxis``).
+    ``LONG_GAP_S`` is drawn narrow and hatched, labelled with its length (``TimeAxis``). Legends
+    stand above their panel, never over its lines.
     """
     plt = _pyplot()
     axis = TimeAxis.of(t)
@@ -197,7 +214,7 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
         ax.plot(x, y, lw=1.0, color="#345")
         if baseline is not None and np.isfinite(baseline).any():
             ax.plot(x, baseline, lw=1.0, ls="--", color="#999", label="personal baseline")
-            ax.legend(fontsize=7, loc="upper right")
+            _legend_above(ax)
         ax.set_ylabel(label, fontsize=8)
     ax = axes[-1]
     ax.plot(x, score, lw=1.0, color="#a33", label="stress score")
@@ -222,20 +239,18 @@ def timeline_png(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray |
             a.axvline(axis.x(m.t_s), color=colors[m.kind], lw=0.8, ls=":")
         for g0, g1 in axis.gaps_s:
             a.axvspan(axis.x(g0), axis.x(g1), facecolor="none", edgecolor="#999", hatch="//", lw=0)
-    for g0, g1 in axis.gaps_s:
-        axes[0].annotate(f"{_duration(g1 - g0)} without data", (float(axis.x((g0 + g1) / 2)), 1.0),
-                         xycoords=("data", "axes fraction"), xytext=(0, 2), textcoords="offset points",
-                         fontsize=7, ha="center", va="bottom", color="#666")
+    for g0, g1 in axis.gaps_s:  # written upright on the pause itself (above the panel stand the legends)
+        axes[0].annotate(f"{_duration(g1 - g0)} without data", (float(axis.x((g0 + g1) / 2)), 0.5),
+                         xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center", va="center",
+                         color="#666", bbox=dict(facecolor="white", edgecolor="none", pad=1.0))
     if axis.gaps_s:
         axes[-1].set_xticks(*axis.ticks())
     for kind, color in colors.items():
         ax.plot([], [], color=color, ls=":", label=f"marker: {kind}")
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    _legend_above(ax)
     if title:
         fig.suptitle(title, fontsize=9)
-    png = _png(fig)
-    plt.close(fig)
-    return png
+    return fig
 
 
 # ------------------------------------------------------------------------------ analyze's page

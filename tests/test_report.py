@@ -704,3 +704,28 @@ def test_a_reason_of_a_few_ticks_is_not_shown_as_0_percent(s02_folder):
     row = next(r for r in Tables(text).tables["quality"][1:] if r[0].startswith("skin conductance"))
     assert "(missing) <1 %" in row[4] and not re.search(r"\) 0 %", row[4]), row
     assert not re.search(r"\d \(0 %\)", text)
+
+
+def test_legends_stand_above_the_panels_not_over_their_lines():
+    """The legends sat in each panel's upper right corner, over the lines: on S02's page the score
+    around minute 47-50 and the heart rate near the end ran behind them. Now every legend stands
+    above its panel, its box overlapping no panel's plotting area, nor the label of a long pause
+    (written upright on the pause)."""
+    from monitor.report import _pyplot, timeline_figure
+
+    t = 1_644_227_574.0 + np.r_[np.arange(0.0, 3 * 3600.0, 5.0), 9 * 3600.0 + np.arange(0.0, 600.0, 5.0)]
+    high = np.linspace(0.0, 3.9, len(t))  # up to the top right corner, where the legends were
+    fig = timeline_figure(t, [("Heart rate (bpm)", 60 + 20 * high, np.full(len(t), 70.0))], high, 2.0,
+                          [(t[-10], True)], [], [Marker(t[100], "tag", ""), Marker(t[200], "therapy session", "")])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 2  # the baseline's and the score panel's
+    pause = [text for text in fig.axes[0].texts if text.get_text() == "6 h 0 min without data"]  # near the end
+    assert len(pause) == 1
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not box.overlaps(pause[0].get_window_extent(renderer))
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), legend.get_texts()[0].get_text()
+    _pyplot().close(fig)
