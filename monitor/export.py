@@ -38,7 +38,6 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +61,12 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 def parse_time(text: str | float) -> float:
     """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC),
     between 2000 and 2100 (``monitor.markers.unix_s_problem``: milliseconds are refused)."""
-    from monitor.markers import unix_s_problem
+    from monitor.markers import iso_unix_s, unix_s_problem
 
     if isinstance(text, (int, float)) or _NUMBER.fullmatch(text.strip()):
         t = float(text)
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)") from None
-        t = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    elif (t := iso_unix_s(text)) is None:
+        raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)")
     if problem := unix_s_problem(t):
         raise ExportError(f"time {text!r} {problem}")
     return t

@@ -11,7 +11,9 @@ The CSV (read by ``read_markers``, written by ``write_markers``)::
     1700000000.0,therapy session,session 3
     1700600000.0,medication change,
 
-``unix_s`` (unix seconds, UTC) is required; ``label`` and ``kind`` are optional columns. Without
+``unix_s`` (unix seconds, UTC, or an ISO 8601 time with its zone: ``2023-11-14T23:13:20+01:00``,
+``...Z``; one without a zone is refused, as a wall-clock time read as UTC would move the marker)
+is required; ``label`` and ``kind`` are optional columns. Without
 a kind, a marker's kind is its label, or ``marker`` when that is empty too, so a file of labels
 alone groups markers by label. A file without a header (one unix time per line, as the E4
 writes ``tags.csv``) is read as ``unix_s[,label[,kind]]``.
@@ -60,19 +62,42 @@ def utc_text(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+ISO_EXAMPLE = "2022-02-07T10:00:00+01:00"
+
+
+def iso_unix_s(text: str, zone_required: bool = False) -> float | None:
+    """Unix seconds of an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``, ``...Z``), None when
+    ``text`` is not one. Without a zone it is UTC, or refused with ``zone_required`` (a markers
+    file: a wall-clock time read as UTC would move the marker by the wearer's offset).
+
+    >>> iso_unix_s("2022-02-07T10:00:00+01:00"), iso_unix_s("2022-02-07 09:00Z"), iso_unix_s("x")
+    (1644224400.0, 1644224400.0, None)
+    """
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        if zone_required:
+            raise InputFormatError(f"time {text.strip()!r:.40} names no time zone: add Z (UTC) or the offset of the "
+                                   f"wearer's clock, e.g. {ISO_EXAMPLE}")
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 def read_markers_text(text: str, where: str) -> list[Marker]:
     """Parse a markers CSV (see the module docstring); errors name the file and the line."""
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
-    if _is_number(header[0]):
+    if _is_number(header[0]) or iso_unix_s(rows[0][0]) is not None:
         names, body, first_line = list(COLUMNS[:1]) + ["label", "kind"], rows, 1
     else:
         unknown = [h for h in header if h not in COLUMNS]
         if "unix_s" not in header or unknown:
             raise InputFormatError(
-                f"{where}: expected a CSV with columns unix_s[,label][,kind] (unix seconds, UTC), "
+                f"{where}: expected a CSV with columns unix_s[,label][,kind] (unix seconds, or ISO 8601 with a zone), "
                 f"found header {','.join(rows[0])!r}"
             )
         names, body, first_line = header, rows[1:], 2
@@ -81,9 +106,15 @@ def read_markers_text(text: str, where: str) -> list[Marker]:
         if len(row) > len(names):
             raise InputFormatError(f"{where}, line {n}: {len(row)} fields, expected at most {len(names)} ({','.join(names)})")
         cells = dict(zip(names, (c.strip() for c in row)))
-        t = _number(cells.get("unix_s", ""))
+        cell = cells.get("unix_s", "")
+        try:
+            t = _number(cell)
+            t = iso_unix_s(cell, zone_required=True) if t is None else t
+        except InputFormatError as exc:
+            raise InputFormatError(f"{where}, line {n}: {exc}") from None
         if t is None:
-            raise InputFormatError(f"{where}, line {n}: unix_s {cells.get('unix_s', '')!r:.30} is not unix seconds")
+            raise InputFormatError(f"{where}, line {n}: unix_s {cell!r:.30} is neither unix seconds nor an ISO 8601 "
+                                   f"time with its zone ({ISO_EXAMPLE})")
         if problem := unix_s_problem(t):
             raise InputFormatError(f"{where}, line {n}: unix_s {cells['unix_s']!r:.30} {problem}")
         out.append(make_marker(t, cells.get("label", ""), cells.get("kind", "")))

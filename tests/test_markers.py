@@ -56,3 +56,28 @@ def test_markers_csv_and_recording_markers_in_milliseconds_are_refused(tmp_path)
                    + json.dumps({"type": "marker", "t": 1644228000000, "kind": "tag"}) + "\n")
     with pytest.raises(InputFormatError, match=r"r.jsonl, line 2: marker time 1644228000000 looks like milliseconds"):
         read_anxmon(rec)
+
+
+def test_markers_csv_takes_iso_times_with_a_zone_and_refuses_one_without(tmp_path):
+    """A researcher writes a session's time down as a date and a clock time, not unix seconds.
+    An ISO 8601 time with its zone (an offset or Z) is read; one without a zone is refused with
+    its line (read as UTC it would move the marker by the wearer's offset), and so is text
+    that is no time at all, with an example of what is read."""
+    from monitor.markers import read_markers_text
+
+    text = ("unix_s,label,kind\n2022-02-07T11:00:00+01:00,session 3,therapy session\n"
+            "2022-02-07 10:30Z,exam,\n1644237000,evening,\n")
+    assert [(m.t_s, m.kind) for m in read_markers_text(text, "m.csv")] == [
+        (1644228000.0, "therapy session"), (1644229800.0, "exam"), (1644237000.0, "evening")]
+    headerless = read_markers_text("2022-02-07T10:00:00Z\n2022-02-07T12:00:00+02:00,tag\n", "tags.csv")
+    assert [m.t_s for m in headerless] == [1644228000.0, 1644228000.0]
+    path = tmp_path / "m.csv"
+    path.write_text("unix_s,label\n2022-02-07T11:00:00+01:00,a\n2022-02-07T11:00:00,b\n")
+    with pytest.raises(InputFormatError, match=r"m.csv, line 3: time '2022-02-07T11:00:00' names no time zone: "
+                                               r"add Z \(UTC\) or the offset"):
+        read_markers(path)
+    path.write_text("unix_s,label\nyesterday,b\n")
+    with pytest.raises(InputFormatError, match=r"m.csv, line 2: unix_s 'yesterday' is neither unix seconds nor an "
+                                               r"ISO 8601 time with its zone \(2022-02-07T10:00:00\+01:00\)"):
+        read_markers(path)
+    assert parse_time("2022-02-07T10:00:00") == 1644228000.0  # export and annotate: no zone is still UTC
