@@ -44,11 +44,17 @@ class InputFormatError(AnxmonError):
 
 
 def not_a_file(what: str, path) -> InputFormatError:
-    """The error of an input file (``--labels``, ``--markers``) that is missing or is a folder.
+    """The error of an input file (``--labels``, ``--markers``) that is missing, a folder, or not a
+    regular file (a pipe such as ``<(...)`` or a device: the file is read twice, for its rows and
+    for its sha256 in the run's provenance).
 
     >>> print(not_a_file("labels file", "."))
     labels file . is a folder: give the CSV file itself
+    >>> print(not_a_file("markers file", "/dev/null"))
+    markers file /dev/null is not a regular file (a pipe or a device?): give the CSV file itself
     """
     if Path(path).is_dir():
         return InputFormatError(f"{what} {path} is a folder: give the CSV file itself")
+    if Path(path).exists():
+        return InputFormatError(f"{what} {path} is not a regular file (a pipe or a device?): give the CSV file itself")
     return InputFormatError(f"{what} {path} does not exist")

@@ -222,6 +222,9 @@ def test_a_folder_given_as_labels_or_markers_file_is_named_a_folder(tmp_path):
         run = anxmon("analyze", s02, "--out", tmp_path / "o", option, s02, check=False)
         assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
         assert run.stderr == f"anxmon: error: {what} {s02} is a folder: give the CSV file itself\n"
+        run = anxmon("analyze", s02, "--out", tmp_path / "o", option, "/dev/null", check=False)  # or a pipe, <(...)
+        assert run.stderr == (f"anxmon: error: {what} /dev/null is not a regular file (a pipe or a device?): "
+                              "give the CSV file itself\n"), run.stderr
 
 
 def test_labels_partly_outside_the_recording_get_a_warning(tmp_path):
