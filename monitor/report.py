@@ -1015,7 +1015,7 @@ independent.</p>
                      ba_rows, 'id="before-after"', ba_attrs)
             + f'<img alt="before and after each marker" src="data:image/png;base64,{before_after_png(comparisons)}">'
         )
-    marker_rows = [[datetime.fromtimestamp(m.t_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), m.kind, m.label]
+    marker_rows = [[datetime.fromtimestamp(m.t_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z"), m.kind, m.label]
                    for m in markers]
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anxmon report: {html.escape(Path(str(s.get('source', folder.path))).name)}</title>

@@ -212,6 +212,8 @@ def test_analyze_writes_markers_and_report_reads_answers(tmp_path):
     days = Tables(page.read_text()).tables["days"]
     row = dict(zip(days[0], days[1]))
     assert row["answers"] == "2" and row["mean rating"] == "3.0" and row["day"] == "2024-05-05"
+    # the marker's time in the page's zone, named (a researcher compares it with the time written down)
+    assert Tables(page.read_text()).tables["markers"][1] == ["2022-02-07 11:00:00 CET", "coffee", "coffee"]
     bad = anxmon("report", out, "--out", page, "--tz", "Mars/Olympus", check=False)
     assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
     # analysing again into the folder: a recording has no answers, the old ones must go
