@@ -218,6 +218,11 @@ def cmd_report(args) -> int:
     windows = f"windows {done['before_s']:g} s before, {done['after_s']:g} s after; " if rows else ""
     print(f"wrote {args.out}: {len(done['days'])} day(s); {windows}"
           + (", ".join(f"{k}: {n} window pair(s)" for k, n in rows.items()) or "no markers"))
+    if rows and not any(c.n for c in done["comparisons"]):
+        from monitor.report import MIN_COVERAGE
+
+        print(f"no marker has both windows covered by data for {MIN_COVERAGE:.0%} of their length: windows longer "
+              "than the data around the markers? (shorter: --before-s/--after-s)", file=sys.stderr)
     return 0
 
 

@@ -221,6 +221,16 @@ def test_analyze_writes_markers_and_report_reads_answers(tmp_path):
     assert not (out / "answers.jsonl").exists()
 
 
+def test_windows_too_long_for_the_data_are_named_as_the_reason_for_no_pairs(s02_folder, tmp_path):
+    """24 h windows (the README's example for days-long recordings) on the one-hour S02 session:
+    no window is half covered, and report said only "tag: 0 window pair(s)" over a table of n/a."""
+    run = anxmon("report", s02_folder, "--out", tmp_path / "p.html", "--before-h", 24)
+    assert "tag: 0 window pair(s)" in run.stdout
+    assert "no marker has both windows covered by data for 50% of their length: windows longer" in run.stderr
+    short = anxmon("report", s02_folder, "--out", tmp_path / "p.html", "--before-s", 120)
+    assert "tag: 7 window pair(s)" in short.stdout and short.stderr == ""
+
+
 def test_few_bootstrap_resamples_make_a_page(s02_folder, tmp_path):
     """With 1-3 resamples a percentile interval need not contain the mean (the plot's error bars
     crashed on that)."""
