@@ -942,6 +942,9 @@ def test_detection_and_what_is_expected(tmp_path):
         read_recording(other)
     with pytest.raises(InputFormatError, match=r"one file of an Empatica E4 export: pass its folder"):
         read_recording(data_path("stress-predict", "S02", "EDA.csv"))
+    (tmp_path / "never.jsonl").touch()  # a recorder that never wrote: not "a format anxmon does not read"
+    with pytest.raises(InputFormatError, match=r"never.jsonl is empty \(0 bytes\): no recording in it"):
+        read_recording(tmp_path / "never.jsonl")
     with pytest.raises(InputFormatError, match=r"does not exist"):
         read_recording(tmp_path / "nothing")
     (tmp_path / "a.csv").write_bytes(data_path("polar-h10", "polar_h10.csv").read_bytes())

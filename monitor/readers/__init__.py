@@ -110,6 +110,8 @@ def detect(path: str | Path) -> tuple[str, Path]:
     if path.name in e4.FILES or path.name == "IBI.csv":
         raise InputFormatError(f"{path} is one file of an Empatica E4 export: pass its folder (or zip)")
     fmt = _file_format(path)
+    if fmt is None and path.is_file() and path.stat().st_size == 0:
+        raise InputFormatError(f"{path} is empty (0 bytes): no recording in it (a recording that never started?)")
     if fmt is None:
         raise InputFormatError(f"{path} is not a recording anxmon reads; {EXPECTED}")
     return fmt, path
