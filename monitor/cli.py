@@ -30,6 +30,7 @@ from monitor.stopping import SigtermInterrupts, Terminated, exit_status
 log = logging.getLogger("anxmon")
 
 NOT_MEDICAL = "anxmon is not a medical device: it never diagnoses and never suggests medication."
+MARKERS_CSV = "CSV unix_s[,label][,kind] (unix seconds, or ISO 8601 with a zone: 2022-02-07T11:00:00+01:00)"
 
 
 def os_error_text(exc: OSError) -> str:
@@ -302,7 +303,7 @@ def add_research_parsers(sub) -> None:
     rp.add_argument("--rebase-time", action="store_true", help="shift the timestamps so that the recording starts now")
     rp.add_argument("--wearer", help="wearer id (default: the recording's, else its file or folder name)")
     rp.add_argument("--device", default=DEFAULT_DEVICE, help=f"device id in the topics (default: {DEFAULT_DEVICE})")
-    rp.add_argument("--markers", metavar="CSV", help="more markers to publish: CSV unix_s[,label][,kind]")
+    rp.add_argument("--markers", metavar="CSV", help=f"more markers to publish: {MARKERS_CSV}")
     publisher_broker_options(rp)
     rp.set_defaults(func=cmd_replay)
 
@@ -334,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "Garmin export, or an anxmon .jsonl recording (the format is detected)")
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--labels", help="CSV unix_s,stress (default: labels.csv in the session folder)")
-    a.add_argument("--markers", metavar="CSV", help="event markers to add: CSV unix_s[,label][,kind] (written to markers.csv)")
+    a.add_argument("--markers", metavar="CSV", help=f"event markers to add: {MARKERS_CSV}; written to markers.csv")
     a.add_argument("--wearer", help="wearer id used in prompt ids (default: the recording's, else its file or "
                                     "folder name: S02 -> s02)")
     a.add_argument("--tz", type=_timezone, metavar="ZONE",
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="one self-contained HTML page: timeline, days, before/after markers")
     rp.add_argument("path", help="an analyze output folder, or a recording (analysed first)")
     rp.add_argument("--out", required=True, metavar="FILE.html", help="the page to write")
-    rp.add_argument("--markers", metavar="CSV", help="event markers to add: CSV unix_s[,label][,kind]")
+    rp.add_argument("--markers", metavar="CSV", help=f"event markers to add: {MARKERS_CSV}")
     before = rp.add_mutually_exclusive_group()
     before.add_argument("--before-h", type=_window(3600.0), help="window before each marker, hours")
     before.add_argument("--before-s", type=_window(1.0), help="window before each marker, seconds")
