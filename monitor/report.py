@@ -959,6 +959,8 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
                             threshold_label=threshold_label)
     s = folder.summary
     scored = np.isfinite(score)
+    # what the recording's reader noted (analyze's summary), then what reading the folder left out
+    reading = [n for n in s.get("reader_notes") or [] if isinstance(n, str)] + folder.notes
     # the recording's own span when analyze wrote it (the last ticks' windows reach past its end)
     start_s = float(s.get("start_s", t[0]))
     duration_s = float(s["duration_s"]) if "duration_s" in s else float(t[-1] - t[0])
@@ -978,7 +980,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
         ["answers", str(len(folder.answers))],
         ["markers", ", ".join(f"{k}: {sum(m.kind == k for m in markers)}" for k in sorted({m.kind for m in markers}))
          or "none"],
-        *([["reading", "; ".join(folder.notes)]] if folder.notes else []),
+        *([["reading", "; ".join(reading)]] if reading else []),
     ]
     day_rows = [[d["day"], _hm(d["hours_data"]), _hm(d["hours_scored"]), _hm(d["hours_stressed"]),
                  _fmt(100 * d["hours_stressed"] / d["hours_scored"] if d["hours_scored"] else math.nan, 0),

@@ -419,6 +419,17 @@ def test_a_cut_last_row_of_indicators_csv_is_left_out_and_said(s02_folder, tmp_p
     assert len(read_analysis_folder(folder).t) == len(lines) - 2 == len(read_analysis_folder(s02_folder).t) - 1
 
 
+def test_the_page_says_what_the_recordings_reader_noted(tmp_path):
+    """The FLIRT E4 export's files cover 2% to 56% of its session: analyze says so ("reading: ...")
+    and keeps it in summary.json's reader_notes, but the page a researcher shares did not: a
+    recording with two thirds of its skin conductance missing looked complete."""
+    page = tmp_path / "flirt.html"
+    anxmon("report", data_path("flirt-e4-garmin", "empatica"), "--out", page, "--bootstrap", 0)
+    overview = dict(map(tuple, Tables(page.read_text()).tables["table0"][1:]))
+    assert "BVP.csv covers 2.6 of 148.9 min (2%), ends 146.3 min before the session" in overview["reading"]
+    assert "EDA.csv covers 41.7 of 148.9 min (28%)" in overview["reading"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--threshold", "nan"], "--threshold must be a score > 0 and <= 100"),
     (["--threshold", "1e308"], "--threshold must be a score > 0 and <= 100"),  # overflowed the plot
