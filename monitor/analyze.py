@@ -343,6 +343,28 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
     return summary
 
 
+def refusals(summary: dict) -> tuple[list[str], list[str]]:
+    """``(lost, lines)`` of a summary's refused batches: the signals whose every batch was refused,
+    and per signal and error kind a line "N of M <signal> batches[ (all: not analysed)], the first
+    because <message>". A summary without them (an export's) has none.
+
+    >>> refusals({"rejected_batches": {"eda: ValueRangeError": 2}, "batches_per_signal": {"eda": 9},
+    ...           "first_refusal": {"eda: ValueRangeError": "eda sample 3 is outside 0-100 uS"}})
+    ([], ['2 of 9 eda batches, the first because eda sample 3 is outside 0-100 uS'])
+    """
+    rejected = summary.get("rejected_batches") if isinstance(summary.get("rejected_batches"), dict) else {}
+    per_signal = summary.get("batches_per_signal") if isinstance(summary.get("batches_per_signal"), dict) else {}
+    first = summary.get("first_refusal") if isinstance(summary.get("first_refusal"), dict) else {}
+    refused: dict[str, int] = {}  # signal -> batches refused
+    for key, n in rejected.items():
+        refused[key.split(":")[0]] = refused.get(key.split(":")[0], 0) + n
+    lost = sorted(sig for sig, n in refused.items() if n >= per_signal.get(sig, 0) > 0)
+    lines = [f"{n} of {per_signal.get(key.split(':')[0], '?')} {key.split(':')[0]} batches"
+             f"{' (all: not analysed)' if key.split(':')[0] in lost else ''}, the first because {first.get(key, '?')}"
+             for key, n in sorted(rejected.items())]
+    return lost, lines
+
+
 def quality_counts(ticks: list[Tick]) -> dict[str, dict[str, int]]:
     """Per quality key (``eda``, ``hrv``...), how many ticks had each state (``ok``, ``irregular``...)."""
     counts: dict[str, dict[str, int]] = {}

@@ -94,7 +94,7 @@ def _reader_warnings_held():
 
 
 def cmd_analyze(args) -> int:
-    from monitor.analyze import run_analyze
+    from monitor.analyze import refusals, run_analyze
     from monitor.wire import check_id
 
     _output_folder(args.out)
@@ -106,10 +106,7 @@ def cmd_analyze(args) -> int:
         result, _ = run_analyze(args.path, args.out, config, args.labels, args.wearer, args.markers,
                                 argv=getattr(args, "argv", None))
     s = result.summary
-    refused = {}  # signal -> batches refused
-    for key, n in s["rejected_batches"].items():
-        refused[key.split(":")[0]] = refused.get(key.split(":")[0], 0) + n
-    lost = [sig for sig in s["signals"] if refused.get(sig, 0) >= s["batches_per_signal"].get(sig, 0) > 0]
+    lost, refused = refusals(s)
     used = [sig for sig in s["signals"] if sig not in lost]
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
           f"({result.speed_x_realtime or 0:.0f}x real time): {s['ticks']} ticks, "
@@ -124,11 +121,8 @@ def cmd_analyze(args) -> int:
               + ("; the wearer's time zone: --tz ZONE" if policy.timezone == PolicyConfig.timezone and not args.tz else ""))
     for note in s["reader_notes"]:
         print(f"  reading: {note}")
-    for key, n in sorted(s["rejected_batches"].items()):
-        sig = key.split(":")[0]
-        print(f"  refused: {n} of {s['batches_per_signal'][sig]} {sig} batches"
-              f"{' (all: not analysed)' if sig in lost else ''}, the first because {s['first_refusal'][key]}",
-              file=sys.stderr)
+    for line in refused:
+        print(f"  refused: {line}", file=sys.stderr)
     if not s["tick_states"].get("scored"):
         states = ", ".join(f"{n} {state}" for state, n in sorted(s["tick_states"].items()))
         print(f"no tick was scored ({states or 'no ticks'}): too short for the warm-up "

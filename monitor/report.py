@@ -938,7 +938,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     comparisons = before_after(folder, markers, before_s, after_s, threshold, n_boot, seed)
     days = daily_summary(folder, threshold, tz)
 
-    from monitor.analyze import BASELINE_PREFIX
+    from monitor.analyze import BASELINE_PREFIX, refusals
 
     def column(name: str) -> np.ndarray | None:
         if name not in folder.ticks.columns:
@@ -961,6 +961,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     scored = np.isfinite(score)
     # what the recording's reader noted (analyze's summary), then what reading the folder left out
     reading = [n for n in s.get("reader_notes") or [] if isinstance(n, str)] + folder.notes
+    _, refused = refusals(s)  # batches the wire contract refused, as analyze printed them
     # the recording's own span when analyze wrote it (the last ticks' windows reach past its end)
     start_s = float(s.get("start_s", t[0]))
     duration_s = float(s["duration_s"]) if "duration_s" in s else float(t[-1] - t[0])
@@ -981,6 +982,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
         ["markers", ", ".join(f"{k}: {sum(m.kind == k for m in markers)}" for k in sorted({m.kind for m in markers}))
          or "none"],
         *([["reading", "; ".join(reading)]] if reading else []),
+        *([["refused batches (not analysed)", "; ".join(refused)]] if refused else []),
     ]
     day_rows = [[d["day"], _hm(d["hours_data"]), _hm(d["hours_scored"]), _hm(d["hours_stressed"]),
                  _fmt(100 * d["hours_stressed"] / d["hours_scored"] if d["hours_scored"] else math.nan, 0),

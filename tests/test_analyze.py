@@ -346,6 +346,12 @@ def test_refused_batches_are_printed_with_the_first_reason(tmp_path):
     assert re.search(rf"refused: 2 of {n} eda batches, the first because eda sample \d+ is outside the "
                      r"physiological range 0-100 uS", run.stderr), run.stderr
     assert "analysed" in run.stdout and "eda" in run.stdout.split(":")[0]  # still analysed
+    from tests.test_report import Tables  # the page a researcher shares says it too
+
+    anxmon("report", tmp_path / "o", "--out", tmp_path / "page.html", "--bootstrap", 0)
+    overview = dict(map(tuple, Tables((tmp_path / "page.html").read_text()).tables["table0"][1:]))
+    assert re.fullmatch(rf"2 of {n} eda batches, the first because eda sample \d+ is outside the physiological "
+                        r"range 0-100 uS.*", overview["refused batches (not analysed)"])
 
 
 def test_a_failed_analysis_leaves_the_previous_output_folder_whole(tmp_path, monkeypatch):
