@@ -110,7 +110,7 @@ def cmd_analyze(args) -> int:
     used = [sig for sig in s["signals"] if sig not in lost]
     print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
           f"({result.speed_x_realtime or 0:.0f}x real time): {s['ticks']} ticks, "
-          f"{s['checkins_sent']} check-ins sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed"
+          f"{_count(s['checkins_sent'], 'check-in')} sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed"
           + (f" ({', '.join(f'{n} {why}' for why, n in s['suppressed'].items())})" if s["suppressed"] else ""))
     if s["trigger_decisions"]:  # the wall clock of quiet hours and the daily cap: the recording has none
         from monitor.core.policy import PolicyConfig
@@ -131,9 +131,14 @@ def cmd_analyze(args) -> int:
         m = s["labels"]
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"
         print(f"against labels: ROC AUC {auc}, {m['stress_periods_detected']}/{m['stress_periods']} stress "
-              f"periods with a trigger, {m['false_checkins']} check-ins in {m['rest_hours']:.2f} h of rest")
+              f"periods with a trigger, {_count(m['false_checkins'], 'check-in')} in {m['rest_hours']:.2f} h of rest")
     print(f"wrote {Path(args.out) / 'indicators.csv'}, checkins.jsonl, summary.json, markers.csv, report.html")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` of ``noun``, singular for one: ``_count(1, "check-in")`` -> ``'1 check-in'``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _window(unit_s: float):

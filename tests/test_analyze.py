@@ -552,6 +552,7 @@ def test_analyze_tz_puts_quiet_hours_on_the_wearers_clock(tmp_path):
     assert "quiet hours 22:00-07:00 and the daily cap (6 a day) in UTC; the wearer's time zone: --tz" in utc.stdout
     la = anxmon("analyze", s02, "--out", tmp_path / "la", "--tz", "America/Los_Angeles")
     assert "1 suppressed (1 quiet_hours)" in la.stdout, la.stdout
+    assert "ticks, 1 check-in sent, 0 suppressed" in utc.stdout and "ticks, 0 check-ins sent, 1 suppressed" in la.stdout
     assert "the daily cap (6 a day) in America/Los_Angeles\n" in la.stdout
     sent = [json.loads(line) for line in open(tmp_path / "utc" / "checkins.jsonl")]
     quiet = [json.loads(line) for line in open(tmp_path / "la" / "checkins.jsonl")]
