@@ -429,7 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"bootstrap resamples, 0 to {MAX_BOOTSTRAP:,} (default: 2000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     rp.add_argument("--threshold", type=float, help="score threshold of 'time stressed' (default: the analysis's)")
-    rp.add_argument("--tz", type=_timezone, help="time zone of the daily summary (default: this computer's)")
+    rp.add_argument("--tz", type=_timezone, metavar="ZONE",
+                    help="time zone of the days and clock times (default: the analysis's, policy.timezone; for a "
+                         "folder without one, this computer's); a recording is analysed with it as the wearer's "
+                         "zone (as analyze --tz)")
     rp.add_argument("--wearer", help="wearer id, when a recording is analysed first (default: the recording's, "
                                      "else its file or folder name)")
     config_options(rp)

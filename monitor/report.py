@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -357,8 +358,6 @@ def config_changes(config: dict) -> dict:
     >>> config_changes({"policy": {"threshold": 1.5}, "core": {}})
     {'policy.threshold': 1.5}
     """
-    import dataclasses
-
     defaults = _flatten(json.loads(json.dumps(dataclasses.asdict(Config()))))
     return {k: v for k, v in sorted(_flatten(json.loads(json.dumps(config))).items())
             if k not in defaults or defaults[k] != v}
@@ -910,11 +909,15 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     """Write the ``anxmon report`` page; returns what it computed (windows, comparisons, days).
 
     ``markers`` default to the folder's; ``before_s``/``after_s`` default to ``default_window_s``
-    (each one given alone is used for both); ``threshold`` to the folder's final threshold.
+    (each one given alone is used for both); ``threshold`` to the folder's final threshold; ``tz``
+    (days and clock times) to the zone of the analysis's check-in policy (``analysis_zone``: the
+    days of its daily cap), else this computer's.
     """
     from monitor.core.policy import PolicyConfig
 
     path = Path(path)
+    policy_tz = analysis_zone(folder.summary)
+    tz = policy_tz if tz is None else tz
     markers = folder.markers if markers is None else markers
     t, score = folder.t, folder.score
     if not len(t):
@@ -1034,7 +1037,7 @@ independent.</p>
                   threshold)}
 {labels_html(s)}
 <h2>Day by day</h2>
-<p class="small">Days in {html.escape(_tz_name(tz))}. Time stressed: time whose stress score is at or above the
+<p class="small">Days in {html.escape(_tz_name(tz))}{html.escape(_other_policy_zone(tz, policy_tz))}. Time stressed: time whose stress score is at or above the
 line ({threshold:g}); scored: time with a score (it is withheld during warm-up{", movement" if motion_gate_of(s) != "none" else ""}
 and poor signal{"; this recording has no motion signal, so not during movement" if motion_gate_of(s) == "none" else ""}).</p>
 {_table(["day", "data (h:mm)", "scored (h:mm)", "stressed (h:mm)", "stressed (% of scored)", "mean score",
@@ -1069,6 +1072,31 @@ def _tz_name(tz: tzinfo | None) -> str:
     return str(tz)
 
 
+def _other_policy_zone(tz: tzinfo | None, policy_tz: tzinfo | None) -> str:
+    """What to add to "Days in ZONE" when the analysis's daily cap counted other days."""
+    if policy_tz is None or str(policy_tz) == str(tz):
+        return ""
+    return f"; the analysis's daily cap counted days in {policy_tz}"
+
+
+def analysis_zone(summary: dict) -> tzinfo | None:
+    """The time zone of an analysis's check-in policy (quiet hours, the daily cap's days): its
+    summary's ``config.policy.timezone``; None when the summary records no configuration (an
+    export of a live recording) or an unknown zone.
+
+    >>> analysis_zone({"config": {"policy": {"timezone": "Europe/Berlin"}}}), analysis_zone({})
+    (zoneinfo.ZoneInfo(key='Europe/Berlin'), None)
+    """
+    from monitor.core.policy import ControlError, check_timezone
+
+    config = summary.get("config")
+    name = (config.get("policy") or {}).get("timezone") if isinstance(config, dict) else None
+    try:
+        return None if name is None else check_timezone(name)
+    except ControlError:
+        return None
+
+
 # ------------------------------------------------------------------------------ from the command line
 
 
@@ -1076,7 +1104,8 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
                after_s: float | None = None, n_boot: int = 2000, seed: int = 0, threshold: float | None = None,
                tz: tzinfo | None = None, config=None, wearer_id: str | None = None) -> dict:
     """``anxmon report``: ``path`` is an analyze output folder or a recording (analysed first, in a
-    temporary folder). Markers of ``markers_path`` are added to the folder's or recording's."""
+    temporary folder, with ``tz`` as the check-in policy's zone too, as ``analyze --tz``). Markers
+    of ``markers_path`` are added to the folder's or recording's."""
     path = Path(path)
     if threshold is not None and not 0 < threshold <= MAX_THRESHOLD:
         raise AnxmonError(f"--threshold must be a score > 0 and <= {MAX_THRESHOLD:g}, got {threshold}")
@@ -1095,6 +1124,9 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
         return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)
     from monitor.analyze import run_analyze
 
+    if tz is not None:  # the page's days and the daily cap's alike
+        config = config or Config()
+        config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, timezone=str(tz)))
     with tempfile.TemporaryDirectory(prefix="anxmon-report-") as tmp:
         result, recording = run_analyze(path, tmp, config, None, wearer_id, markers_path, labels_if_clean=True)
         if not result.ticks:  # (the temporary folder's name would mean nothing to the user)

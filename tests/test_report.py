@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -219,6 +220,30 @@ def test_analyze_writes_markers_and_report_reads_answers(tmp_path):
     # analysing again into the folder: a recording has no answers, the old ones must go
     anxmon("analyze", data_path("polar-h10", "polar_h10.csv"), "--out", out)
     assert not (out / "answers.jsonl").exists()
+
+
+def test_report_days_and_the_daily_cap_follow_one_time_zone(tmp_path):
+    """S02 runs 09:52-10:52 UTC: 23:52-00:52 in Kiritimati (UTC+14), over two days there. The page's
+    days followed this computer's zone, not the zone of the analysis's daily cap; and ``report
+    RECORDING --tz`` set only the page's days, while quiet hours ran in UTC (S02's trigger at
+    00:19 Kiritimati time was sent)."""
+    s02, zone = data_path("stress-predict", "S02"), "Pacific/Kiritimati"
+    out = tmp_path / "kiritimati"
+    anxmon("analyze", s02, "--out", out, "--tz", zone)
+    anxmon("report", out, "--out", tmp_path / "folder.html", "--bootstrap", 0)
+    anxmon("report", s02, "--out", tmp_path / "direct.html", "--bootstrap", 0, "--tz", zone)
+    for page in ("folder.html", "direct.html"):
+        text = (tmp_path / page).read_text()
+        tables = Tables(text).tables
+        assert [r[0] for r in tables["days"][1:]] == ["2022-02-07", "2022-02-08"], page
+        assert f"Days in {zone}." in text
+        overview = dict(r for r in tables["table0"] if len(r) == 2)
+        assert overview["check-ins sent / suppressed"] == "0 / 1", page  # in quiet hours there
+    utc = anxmon("report", out, "--out", tmp_path / "utc.html", "--bootstrap", 0, "--tz", "UTC")
+    assert utc.returncode == 0
+    text = (tmp_path / "utc.html").read_text()
+    assert [r[0] for r in Tables(text).tables["days"][1:]] == ["2022-02-07"]
+    assert f"Days in UTC; the analysis's daily cap counted days in {zone}." in unescape(text)
 
 
 def test_windows_too_long_for_the_data_are_named_as_the_reason_for_no_pairs(s02_folder, tmp_path):
