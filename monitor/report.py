@@ -194,7 +194,8 @@ def timeline_figure(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarra
     The score panel shows the threshold (legend ``threshold_label``, default "check-in
     threshold X"), check-ins (green: sent, grey: suppressed) and answers
     (triangles, labelled with the rating); every panel shows markers (dotted, one color per
-    kind) and labelled stress (orange). Time is in minutes since the start, hours beyond 3 h;
+    kind) and labelled stress (orange). Time is in minutes since the start (its clock time in
+    ``tz``, None: this computer's zone, named in the axis label), hours beyond 3 h;
     lines break where ticks pause for more than 3 tick intervals, and a pause longer than
     ``LONG_GAP_S`` is drawn narrow and hatched, labelled with its length (``TimeAxis``). Legends
     stand above their panel, never over its lines.
@@ -231,7 +232,10 @@ def timeline_figure(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarra
             if rating is not None:
                 ax.annotate(str(rating), (xa, top), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
     ax.set_ylabel("score", fontsize=8)
-    ax.set_xlabel(f"{unit} since {datetime.fromtimestamp(t0, tz).astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')}")
+    start = datetime.fromtimestamp(t0, tz).astimezone(tz)
+    zone = getattr(tz, "key", None)  # "CET" alone does not say which zone: "CET, Europe/Berlin"
+    ax.set_xlabel(f"{unit} since {start.strftime('%Y-%m-%d %H:%M %Z')}"
+                  + (f", {zone}" if zone and zone != start.strftime("%Z") else ""))
     colors = _kind_colors(markers)
     for a in axes:
         for onset, end in stress:
@@ -272,7 +276,8 @@ def analysis_figure(result, recording) -> str:
     return timeline_png(t, panels, score, result.summary.get("threshold_final"), decisions, [],
                         recording.markers, labelled_stress(result.summary),
                         "Indicators against the personal baseline (dashed), and the stress score "
-                        "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)")
+                        "(orange: labelled stress; green: check-in sent; grey: suppressed; dotted: markers)",
+                        tz=analysis_zone(result.summary))  # the clock of quiet hours and the daily cap
 
 
 def labelled_stress(summary: dict) -> list[tuple[float, float]]:

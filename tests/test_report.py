@@ -246,6 +246,26 @@ def test_report_days_and_the_daily_cap_follow_one_time_zone(tmp_path):
     assert f"Days in UTC; the analysis's daily cap counted days in {zone}." in unescape(text)
 
 
+def test_the_analyze_pages_clock_is_the_analysis_time_zone(tmp_path, monkeypatch):
+    """analyze's page drew its time axis on this computer's clock even with --tz: its start and the
+    day table of ``anxmon report`` (the analysis's zone) named different clock times. The axis
+    names the zone, not only its abbreviation ("CET" is several zones)."""
+    import monitor.report as report
+    from monitor.analyze import run_analyze
+    from monitor.config import load_config
+
+    labels, draw = [], report.timeline_figure
+
+    def record(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        labels.append(fig.axes[-1].get_xlabel())
+        return fig
+
+    monkeypatch.setattr(report, "timeline_figure", record)
+    run_analyze(data_path("stress-predict", "S02"), tmp_path / "a", load_config(None, ["policy.timezone=Europe/Berlin"]))
+    assert labels == ["minutes since 2022-02-07 10:52 CET, Europe/Berlin"]
+
+
 def test_windows_too_long_for_the_data_are_named_as_the_reason_for_no_pairs(s02_folder, tmp_path):
     """24 h windows (the README's example for days-long recordings) on the one-hour S02 session:
     no window is half covered, and report said only "tag: 0 window pair(s)" over a table of n/a."""
