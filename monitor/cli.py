@@ -285,8 +285,8 @@ def add_research_parsers(sub) -> None:
                                       "raw batches) to CSV, Parquet or an anxmon recording")
     x.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the service's data directory (default: ./anxmon-data)")
     x.add_argument("--wearer", help="only this wearer (raw and analysis exports: required when there are several)")
-    x.add_argument("--from", dest="from_t", metavar="T", help="from this event time on: unix seconds or ISO 8601 (UTC "
-                                                               "unless it names a zone)")
+    x.add_argument("--from", dest="from_t", metavar="T", help="from this event time on: unix seconds or ISO 8601 with a "
+                                                               "zone (2022-02-07T10:00:00+01:00, ...Z)")
     x.add_argument("--to", dest="to_t", metavar="T", help="up to (not including) this event time")
     x.add_argument("--what", choices=WHAT, default="indicators",
                    help="which table (default: indicators); raw: an anxmon recording of the raw batches and markers "
@@ -310,7 +310,8 @@ def add_research_parsers(sub) -> None:
     an.add_argument("--wearer", required=True, help="wearer id")
     an.add_argument("--label", required=True, help='what happened, e.g. "therapy session"')
     an.add_argument("--kind", help="what groups markers in a report (default: the label)")
-    an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 (default: now)")
+    an.add_argument("--t", metavar="T", help="when: unix seconds or ISO 8601 with a zone, e.g. 2022-02-07T10:30:00+01:00 "
+                                              "(default: now)")
     an.add_argument("--source", default="annotate", help="who marks it: the id in the topic (default: annotate)")
     publisher_broker_options(an)
     an.set_defaults(func=cmd_annotate)

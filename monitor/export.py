@@ -2,7 +2,7 @@
 anxmon recording, or an analysis folder for ``anxmon report``.
 
 ``--what`` picks a table; each export covers one wearer (``--wearer``) or all, and the event
-times ``--from <= t < --to`` (unix seconds or ISO 8601; an ISO time without a zone is UTC).
+times ``--from <= t < --to`` (unix seconds or ISO 8601 with a zone; ``parse_time``).
 Columns, one row per record, times in unix seconds (``t``), JSON in text columns:
 
 =============  ===========================================================================
@@ -59,13 +59,15 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def parse_time(text: str | float) -> float:
-    """Unix seconds, or an ISO 8601 date/time (``2022-02-07T10:00:00+01:00``; no zone: UTC),
-    between 2000 and 2100 (``monitor.markers.unix_s_problem``: milliseconds are refused)."""
+    """Unix seconds, or an ISO 8601 date/time with its zone (``2022-02-07T10:00:00+01:00``,
+    ``...Z``; one without a zone is refused, as in a markers file: read as UTC, a wall-clock time
+    would move a marker or a range by the wearer's offset), between 2000 and 2100
+    (``monitor.markers.unix_s_problem``: milliseconds are refused)."""
     from monitor.markers import iso_unix_s, unix_s_problem
 
     if isinstance(text, (int, float)) or _NUMBER.fullmatch(text.strip()):
         t = float(text)
-    elif (t := iso_unix_s(text)) is None:
+    elif (t := iso_unix_s(text, zone_required=True)) is None:
         raise ExportError(f"time {text!r} is neither unix seconds nor ISO 8601 (e.g. 2022-02-07T10:00:00Z)")
     if problem := unix_s_problem(t):
         raise ExportError(f"time {text!r} {problem}")

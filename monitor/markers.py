@@ -78,9 +78,10 @@ def iso_unix_s(text: str, zone_required: bool = False) -> float | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        if zone_required:
+        if zone_required:  # (a date alone takes no zone: it needs a time of day too)
+            example = f"{text.strip()}T00:00Z" if len(text.strip()) <= 10 else ISO_EXAMPLE
             raise InputFormatError(f"time {text.strip()!r:.40} names no time zone: add Z (UTC) or the offset of the "
-                                   f"wearer's clock, e.g. {ISO_EXAMPLE}")
+                                   f"wearer's clock, e.g. {example}")
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
 

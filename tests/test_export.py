@@ -102,17 +102,20 @@ def test_tables_have_the_documented_columns(recorded, tmp_path, fmt):
     assert len(part.markers) == 3  # S02's tags in its first 30 minutes
 
 
-def test_time_range_in_unix_seconds_or_iso(recorded, tmp_path):
+def test_time_range_in_unix_seconds_or_iso(recorded, tmp_path, capsys):
     data_dir, part, ticks, _ = recorded
     start = ticks[10].t
     iso = pd.Timestamp(start, unit="s", tz="UTC").isoformat()
     assert parse_time(iso) == start == parse_time(str(start))
-    assert parse_time("2022-02-07T10:00:00") == parse_time("2022-02-07T11:00:00+01:00")  # no zone: UTC
+    assert parse_time("2022-02-07T10:00:00Z") == parse_time("2022-02-07T11:00:00+01:00")
     out = tmp_path / "range.csv"
     assert anxmon(["export", "--data-dir", str(data_dir), "--from", iso, "--to", str(ticks[20].t),
                    "--out", str(out)]) == 0
     assert pd.read_csv(out)["t"].tolist() == [t.t for t in ticks[10:20]]
     assert anxmon(["export", "--data-dir", str(data_dir), "--from", "yesterday", "--out", str(out)]) == 2
+    # a wall-clock time without its zone is refused, as in a markers CSV (it was read as UTC)
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", "2022-02-07T10:00:00", "--out", str(out)]) == 2
+    assert "time '2022-02-07T10:00:00' names no time zone: add Z (UTC) or the offset" in capsys.readouterr().err
 
 
 def test_a_wearer_not_in_the_recording_or_an_inverted_range_is_an_error(recorded, tmp_path, capsys):
@@ -127,7 +130,7 @@ def test_a_wearer_not_in_the_recording_or_an_inverted_range_is_an_error(recorded
     assert anxmon(["export", "--data-dir", str(data_dir), "--from", str(ticks[20].t), "--to", str(ticks[10].t),
                    "--out", str(out)]) == 2
     assert "must be before --to" in capsys.readouterr().err
-    assert anxmon(["export", "--data-dir", str(data_dir), "--from", "2000-01-01", "--to", "2000-01-02",
+    assert anxmon(["export", "--data-dir", str(data_dir), "--from", "2000-01-01T00:00Z", "--to", "2000-01-02T00:00Z",
                    "--out", str(out)]) == 0
     assert "0 indicators row(s) (nothing in that time range)" in capsys.readouterr().out
     # the columns do not depend on the range: exports in pieces concatenate

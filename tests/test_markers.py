@@ -32,8 +32,8 @@ def test_parse_time_refuses_milliseconds_and_times_before_2000():
         parse_time("1644228000000")
     with pytest.raises(AnxmonError, match=r"time '-5' is before the year 2000"):
         parse_time("-5")
-    with pytest.raises(AnxmonError, match=r"time '1970-01-02' is before the year 2000"):
-        parse_time("1970-01-02")
+    with pytest.raises(AnxmonError, match=r"time '1970-01-02T00:00Z' is before the year 2000"):
+        parse_time("1970-01-02T00:00Z")
 
 
 def test_annotate_refuses_a_time_in_milliseconds_before_publishing():
@@ -80,4 +80,10 @@ def test_markers_csv_takes_iso_times_with_a_zone_and_refuses_one_without(tmp_pat
     with pytest.raises(InputFormatError, match=r"m.csv, line 2: unix_s 'yesterday' is neither unix seconds nor an "
                                                r"ISO 8601 time with its zone \(2022-02-07T10:00:00\+01:00\)"):
         read_markers(path)
-    assert parse_time("2022-02-07T10:00:00") == 1644228000.0  # export and annotate: no zone is still UTC
+    # export --from/--to and annotate --t: one rule with the markers file (a wall-clock time read
+    # as UTC moved an annotation, or a range, by the wearer's offset without a word)
+    with pytest.raises(InputFormatError, match=r"time '2022-02-07T10:00:00' names no time zone: add Z \(UTC\) or"):
+        parse_time("2022-02-07T10:00:00")
+    with pytest.raises(InputFormatError, match=r"time '2022-02-07' names no time zone: .* e.g. 2022-02-07T00:00Z$"):
+        parse_time("2022-02-07")  # a date alone: which midnight? (and a date takes no Z)
+    assert parse_time("2022-02-07T11:00:00+01:00") == 1644228000.0
