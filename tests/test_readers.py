@@ -936,6 +936,10 @@ def test_detection_and_what_is_expected(tmp_path):
     assert detect(data_path("polar-h10"))[0] == "polar-h10"  # a folder holding one recording
     assert detect(data_path("flirt-e4-garmin", "garmin", "data.csv"))[0] == "garmin"
     assert detect(data_path("flirt-e4-garmin", "empatica"))[0] == "e4"
+    # the E4 export in a sub-folder beside the Garmin file: the Garmin file was skipped without a word
+    with pytest.raises(InputFormatError, match=r"flirt-e4-garmin holds several recordings \(empatica/, "
+                                               r"garmin/data.csv\): pass one of them"):
+        detect(data_path("flirt-e4-garmin"))
     other = data_path("neurokit", "bio_resting_5min_100hz.csv")
     with pytest.raises(InputFormatError, match=r"is not a recording anxmon reads; expected an Empatica E4 export .*"
                                                r"EmotiBit .*Polar H10 .*Garmin .*anxmon recording"):

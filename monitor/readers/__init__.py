@@ -17,7 +17,9 @@ Detection (``detect``), in this order:
 
 1. a folder or zip holding any of ``EDA.csv``, ``BVP.csv``, ``TEMP.csv``, ``ACC.csv``, ``HR.csv``,
    ``IBI.csv``, at its top or in one sub-folder (a zip: in any one folder): E4 (in several
-   sub-folders: an error naming them; a folder with them only deeper: an error naming where);
+   sub-folders: an error naming them; a folder with them only deeper: an error naming where; in a
+   sub-folder of a folder that also holds a file recognised by rule 3 outside it: an error naming
+   both, as ``flirt-e4-garmin`` with ``empatica/`` and ``garmin/data.csv``);
 2. a folder holding files named ``<session>_<TAG>.csv`` whose first line is the DataParser's
    header ``LocalTimestamp,EmotiBitTimestamp,...``: EmotiBit;
 3. a file, by its first non-empty line: ``{"anxmon_recording": ...`` is anxmon; a CSV header
@@ -75,6 +77,23 @@ def _file_format(path: Path) -> str | None:
     return None
 
 
+def _other_recordings(folder) -> list[str]:
+    """The files of a folder's ``common.Folder`` outside its session's folder that rule 3
+    recognises (``garmin/data.csv`` beside an E4 export in ``empatica/``), relative to it."""
+    found = []
+    for where, files in sorted(folder.by_dir.items()):
+        if where == folder.session_dir:
+            continue
+        for _, p in sorted(files.items()):
+            try:
+                fmt = _file_format(p)
+            except InputFormatError:  # a file that cannot be read is no recording to choose
+                continue
+            if fmt is not None:
+                found.append(p.relative_to(folder.path).as_posix())
+    return found
+
+
 def detect(path: str | Path) -> tuple[str, Path]:
     """``(format, path to read)`` of a recording; ``InputFormatError`` when it is none of them."""
     from monitor.readers import e4, emotibit
@@ -86,6 +105,11 @@ def detect(path: str | Path) -> tuple[str, Path]:
     if path.is_dir() or zipfile.is_zipfile(path):
         folder = Folder(path, e4.SESSION_FILES)
         if e4.is_e4(folder):
+            # in a sub-folder, beside other recordings: which one was meant? (each can be passed)
+            others = _other_recordings(folder) if path.is_dir() and folder.session_dir != "." else []
+            if others:
+                raise InputFormatError(f"{path} holds several recordings ({folder.session_dir}/, "
+                                       f"{', '.join(others)}): pass one of them")
             return "e4", path
         if path.is_dir():
             if emotibit.parsed_files(path):

@@ -255,6 +255,7 @@ class Folder:
                                    + (" (unzip it first)" if self.zip else ""))
         self.session_dir = sessions[0] if sessions else "."  # where the session's files are, relative
         self.names = by_dir.get(self.session_dir, {})
+        self.by_dir = by_dir  # every file: {folder relative to path ("." the top): {name: file}}
 
     def where(self, name: str) -> str:
         """The file's path for messages (``archive.zip/S02/EDA.csv`` in a zip)."""
