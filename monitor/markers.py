@@ -16,14 +16,16 @@ The CSV (read by ``read_markers``, written by ``write_markers``)::
 is required; ``label`` and ``kind`` are optional columns. Without
 a kind, a marker's kind is its label, or ``marker`` when that is empty too, so a file of labels
 alone groups markers by label. A file without a header (one unix time per line, as the E4
-writes ``tags.csv``) is read as ``unix_s[,label[,kind]]``.
+writes ``tags.csv``) is read as ``unix_s[,label[,kind]]``; named as the E4 names it
+(``tags*.csv``, ``is_tags_file``), its markers without a label are of kind ``tag``, as the E4
+reader reads them, so the same tags given with ``--markers`` are not counted twice.
 
 Example
 -------
 >>> import io
 >>> read_markers_text("unix_s,label\\n1700000000,therapy session\\n", "example.csv")
 [Marker(t_s=1700000000.0, kind='therapy session', label='therapy session')]
->>> read_markers_text("1644228196\\n1644228572\\n", "tags.csv")[1]
+>>> read_markers_text("1644228196\\n1644228572\\n", "times.csv")[1]
 Marker(t_s=1644228572.0, kind='marker', label='')
 """
 
@@ -41,6 +43,12 @@ from monitor.wire import unix_s_problem  # noqa: F401 (its home is the wire cont
 
 COLUMNS = ("unix_s", "kind", "label")
 DEFAULT_KIND = "marker"
+TAG_KIND = "tag"  # the E4's tags (its button)
+
+
+def is_tags_file(name: str) -> bool:
+    """Whether a file name is the E4's tags file (``tags.csv``, ``tags_S02.csv``)."""
+    return name.startswith("tags") and name.endswith(".csv")
 
 
 class Marker(NamedTuple):
@@ -86,15 +94,18 @@ def iso_unix_s(text: str, zone_required: bool = False) -> float | None:
     return when.timestamp()
 
 
-def read_markers_text(text: str, where: str) -> list[Marker]:
-    """Parse a markers CSV (see the module docstring); errors name the file and the line."""
+def read_markers_text(text: str, where: str, headerless_kind: str = DEFAULT_KIND) -> list[Marker]:
+    """Parse a markers CSV (see the module docstring); errors name the file and the line.
+    ``headerless_kind``: the kind of a file without a header's markers without a label or kind."""
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
     if _is_number(header[0]) or iso_unix_s(rows[0][0]) is not None:
         names, body, first_line = list(COLUMNS[:1]) + ["label", "kind"], rows, 1
+        default_kind = headerless_kind
     else:
+        default_kind = ""
         unknown = [h for h in header if h not in COLUMNS]
         if "unix_s" not in header or unknown:
             raise InputFormatError(
@@ -118,7 +129,8 @@ def read_markers_text(text: str, where: str) -> list[Marker]:
                                    f"time with its zone ({ISO_EXAMPLE})")
         if problem := unix_s_problem(t):
             raise InputFormatError(f"{where}, line {n}: unix_s {cells['unix_s']!r:.30} {problem}")
-        out.append(make_marker(t, cells.get("label", ""), cells.get("kind", "")))
+        label, kind = cells.get("label", ""), cells.get("kind", "")
+        out.append(make_marker(t, label, kind or ("" if label else default_kind)))
     return sorted(out)
 
 
@@ -128,7 +140,8 @@ def read_markers(path: str | Path) -> list[Marker]:
     if not path.is_file():
         raise not_a_file("markers file", path)
     # utf-8-sig: a spreadsheet saves a byte-order mark before the header
-    return read_markers_text(path.read_text(encoding="utf-8-sig", errors="replace"), str(path))
+    return read_markers_text(path.read_text(encoding="utf-8-sig", errors="replace"), str(path),
+                             TAG_KIND if is_tags_file(path.name) else DEFAULT_KIND)
 
 
 def write_markers(path: str | Path, markers: Iterable[Marker]) -> None:

@@ -976,7 +976,10 @@ def test_markers_csv(tmp_path):
     assert read_markers_text("unix_s,label,kind\n1700000000,session 3,therapy\n1700000500,,\n", "m.csv") == [
         Marker(1700000000.0, "therapy", "session 3"), Marker(1700000500.0, "marker", "")]
     tags = read_markers(data_path("stress-predict", "S02", "tags_S02.csv"))  # headerless: one time per line
-    assert len(tags) == 9 and tags[0] == Marker(1644228196.0, "marker", "")
+    assert len(tags) == 9 and tags[0] == Marker(1644228196.0, "tag", "")  # the E4's tags file: as the E4 reader
+    times = tmp_path / "times.csv"  # any other headerless file: kind "marker"
+    times.write_text(data_path("stress-predict", "S02", "tags_S02.csv").read_text())
+    assert read_markers(times)[0] == Marker(1644228196.0, "marker", "")
     path = tmp_path / "markers.csv"
     write_markers(path, [Marker(1700000000.5, "medication change", "10 mg, evening")])
     assert read_markers(path) == [Marker(1700000000.5, "medication change", "10 mg, evening")]

@@ -27,7 +27,8 @@ import pytest
 
 from monitor.errors import AnxmonError
 from monitor.markers import Marker, read_markers
-from monitor.report import TimeAxis, before_after, daily_summary, default_window_s, read_analysis_folder, write_report
+from monitor.report import (TimeAxis, before_after, daily_summary, default_window_s, read_analysis_folder, run_report,
+                            write_report)
 from tests.conftest import data_path
 
 ANXMON = [sys.executable, "-m", "monitor.cli"]
@@ -264,6 +265,16 @@ def test_the_analyze_pages_clock_is_the_analysis_time_zone(tmp_path, monkeypatch
     monkeypatch.setattr(report, "timeline_figure", record)
     run_analyze(data_path("stress-predict", "S02"), tmp_path / "a", load_config(None, ["policy.timezone=Europe/Berlin"]))
     assert labels == ["minutes since 2022-02-07 10:52 CET, Europe/Berlin"]
+
+
+def test_the_recordings_tags_given_again_as_markers_count_once(s02_folder, tmp_path):
+    """``report out/s02 --markers tags_S02.csv``: the E4 reader's tags are of kind "tag", the same
+    file read as a headerless markers CSV gave kind "marker", so the page listed the 9 tags twice
+    and compared each twice, under two kinds."""
+    page = tmp_path / "again.html"
+    done = run_report(s02_folder, page, data_path("stress-predict", "S02", "tags_S02.csv"), 120, 120, n_boot=0)
+    assert {c.kind for c in done["comparisons"]} == {"tag"}
+    assert [r[1] for r in Tables(page.read_text()).tables["markers"][1:]] == ["tag"] * 9
 
 
 def test_windows_too_long_for_the_data_are_named_as_the_reason_for_no_pairs(s02_folder, tmp_path):

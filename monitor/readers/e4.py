@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.markers import Marker, merge_markers, unix_s_problem, utc_text
+from monitor.markers import TAG_KIND, Marker, is_tags_file, merge_markers, unix_s_problem, utc_text
 from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row, warn_note,
                                     without_cut_last_line)
 from monitor.recordings import Recording, Stream
@@ -55,7 +55,6 @@ FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc
 SESSION_FILES = (*FILES, "IBI.csv")  # the files that make a folder (or a sub-folder of a zip) an E4 session
 RATES_HZ = {"EDA.csv": 4.0, "BVP.csv": 64.0, "TEMP.csv": 4.0, "ACC.csv": 32.0, "HR.csv": 1.0}
 ACC_UNITS_PER_G = 64.0
-TAG_KIND = "tag"
 SESSION_GAP_S = 60.0  # files of one session overlap in time, or (one cut short) lie at most this far apart
 SHORT_GAP_S = 120.0  # a file starting this much after the session or ending this much before it is noted
 SHORT_GAP_SHARE = 0.05  # IBI.csv (sparse beats): its end is noted only when also this share of the session early
@@ -164,7 +163,7 @@ def _tags(folder: Folder) -> list[Marker]:
     such as ``tags_S02.csv`` would count every tag twice in the before/after tables)."""
     markers = []
     for name in sorted(folder.names):
-        if name.startswith("tags") and name.endswith(".csv"):
+        if is_tags_file(name):
             for n, line in enumerate(folder.text(name).splitlines(), start=1):
                 if not line.strip():
                     continue
