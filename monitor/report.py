@@ -1122,8 +1122,11 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
         raise InputFormatError(f"{path} looks like an analyze output folder but has no indicators.csv; "
                                "run anxmon analyze again or give the recording itself")
     if is_analysis_folder(path):
-        if config is not None and config != Config():
-            log.warning("--config/--set do not change an existing analysis; give the recording to re-analyse it")
+        ignored = ["--config/--set"] if config is not None and config != Config() else []
+        ignored += ["--wearer"] if wearer_id is not None else []
+        if ignored:
+            log.warning("%s %s not change an existing analysis; give the recording to re-analyse it",
+                        " and ".join(ignored), "does" if ignored == ["--wearer"] else "do")
         folder = read_analysis_folder(path)
         markers = merge_markers(folder.markers, read_markers(markers_path)) if markers_path else folder.markers
         return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)

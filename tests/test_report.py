@@ -525,6 +525,11 @@ def test_report_on_a_folder_warns_that_config_is_not_applied(s02_folder, tmp_pat
     assert main(["report", str(s02_folder), "--out", str(tmp_path / "p.html"), "--bootstrap", "10",
                  "--set", "policy.threshold=1.5"]) == 0
     assert any("do not change an existing analysis" in r.getMessage() for r in caplog.records)
+    caplog.clear()  # --wearer, too, names the wearer of an analysis to run (the page said s02 without a word)
+    assert main(["report", str(s02_folder), "--out", str(tmp_path / "p.html"), "--bootstrap", "10",
+                 "--wearer", "bob"]) == 0
+    assert [r.getMessage() for r in caplog.records if "existing analysis" in r.getMessage()] == [
+        "--wearer does not change an existing analysis; give the recording to re-analyse it"]
 
 
 def test_time_axis_draws_a_long_pause_narrow():
