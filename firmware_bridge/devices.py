@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import ConfigError
-from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml, toml_files
+from monitor.toml_tables import anxmon_configs, bad_value, check_table, check_value, is_number, read_toml, toml_files
 from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 
-DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
+DEVICES_DIR = anxmon_configs("devices")
 TRANSPORTS = ("ble", "emotibit", "lines", "none")
 DECODERS = ("ble_hrs", "emotibit", "lines", "none")
 # what a Bluetooth heart-rate device can send: Heart Rate Measurement (hr, rr), Running Speed and Cadence
@@ -106,16 +106,16 @@ class DeviceDefinition:
 
 
 def devices_dir() -> Path:
-    """Where definitions are read from: ``$ANXMON_DEVICES_DIR`` or the repository's ``configs/devices``."""
+    """Where definitions are read from: ``$ANXMON_DEVICES_DIR`` or anxmon's own ``configs/devices``."""
     env = os.environ.get("ANXMON_DEVICES_DIR")
     return Path(env) if env else DEVICES_DIR
 
 
 def _definition_files(directory: str | Path | None) -> list[Path]:
     """The definitions in ``directory`` (None: ``devices_dir()``); an error naming a folder that
-    is not there (a ``pip install`` without the source has no ``configs/devices``)."""
+    is not there (a misspelt ``--devices-dir``)."""
     return toml_files(directory or devices_dir(), "device definitions",
-                      "--devices-dir DIR or $ANXMON_DEVICES_DIR (anxmon's own: configs/devices in its source)")
+                      f"--devices-dir DIR or $ANXMON_DEVICES_DIR (anxmon's own: {DEVICES_DIR})")
 
 
 def load_device(name_or_path: str | Path, directory: str | Path | None = None) -> DeviceDefinition:

@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
-from monitor.toml_tables import bad_value, check_table, check_value, is_number, read_toml, toml_files
+from monitor.toml_tables import anxmon_configs, bad_value, check_table, check_value, is_number, read_toml, toml_files
 
-SCENARIOS_DIR = Path(__file__).resolve().parents[1] / "configs" / "scenarios"
+SCENARIOS_DIR = anxmon_configs("scenarios")
 
 EPISODE_KINDS = ("anxiety", "walk", "run")
 DEFAULT_INTENSITY = {"anxiety": 0.8, "walk": 1.0, "run": 1.0}
@@ -148,7 +148,7 @@ class Scenario:
 
 
 def scenarios_dir() -> Path:
-    """``$ANXMON_SCENARIOS_DIR`` or the repository's ``configs/scenarios``."""
+    """``$ANXMON_SCENARIOS_DIR`` or anxmon's own ``configs/scenarios``."""
     env = os.environ.get("ANXMON_SCENARIOS_DIR")
     return Path(env) if env else SCENARIOS_DIR
 
@@ -158,9 +158,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = scenarios_dir() / f"{name_or_path}.toml"
-        if not path.exists():  # (a pip install without the source has no configs/scenarios)
+        if not path.exists():
             known = ", ".join(p.stem for p in toml_files(scenarios_dir(), "scenarios", "$ANXMON_SCENARIOS_DIR "
-                                                         "(anxmon's own: configs/scenarios in its source), or "
+                                                         f"(anxmon's own: {SCENARIOS_DIR}), or "
                                                          "simulate --scenario FILE.toml"))
             raise ConfigError(f"no scenario {path}: known scenarios are {known or 'none'}")
     return parse_scenario(read_toml(path), path)

@@ -16,7 +16,8 @@ anxmon is configured in TOML everywhere: the monitor's ``configs/default.toml``
   ``__post_init__``.
 * ``check_table`` and ``check_value`` are the same checks for a table that is not one
   dataclass (a device's ``[signals.<name>]``, a scenario's ``[kinds.<name>]``); ``toml_files``
-  lists a folder of such files (device definitions, scenarios), or names the missing folder.
+  lists a folder of such files (device definitions, scenarios), or names the missing folder;
+  ``anxmon_configs`` is where anxmon's own folders of them are.
 
 Every wrong value is one shape of ``ConfigError`` (``bad_value``), naming the file, the table
 and the key: ``configs/app.toml: [push]: 'attempts' must be an integer, got 'five'``. A
@@ -93,6 +94,18 @@ def toml_files(folder: str | Path, what: str, choose: str) -> list[Path]:
         raise ConfigError(f"no folder of {what} at {folder}{' (a file)' if Path(folder).exists() else ''}: "
                           f"give one with {choose}")
     return sorted(Path(folder).glob("*.toml"))
+
+
+def anxmon_configs(name: str) -> Path:
+    """anxmon's own ``configs/{name}``: the checkout's top-level ``configs`` folder, or the copy an
+    installed wheel carries as ``monitor/configs`` (``pyproject.toml`` puts it there).
+
+    >>> anxmon_configs("devices").parts[-2:]
+    ('configs', 'devices')
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "configs"
+    return (installed if installed.is_dir() else package.parent / "configs") / name
 
 
 def check_table(table: Any, known: Iterable[str], where: str, what: str = "key") -> Mapping[str, Any]:

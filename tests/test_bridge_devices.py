@@ -98,8 +98,8 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_a_missing_folder_of_definitions_is_named_with_what_to_do(tmp_path, monkeypatch):
-    """``--devices-dir`` misspelt (or a pip install without configs/devices) said 'no device
-    definition /x/diy-lines.toml: known models are none', and ``ble --scan`` found nothing."""
+    """A misspelt ``--devices-dir`` said 'no device definition /x/diy-lines.toml: known models
+    are none', and ``ble --scan`` found nothing."""
     from firmware_bridge.devices import list_devices
 
     for folder in (tmp_path / "nowhere", tmp_path / "a-file"):
@@ -109,5 +109,5 @@ def test_a_missing_folder_of_definitions_is_named_with_what_to_do(tmp_path, monk
         with pytest.raises(ConfigError, match=f"no folder of device definitions at {folder}"):
             list_devices(folder)
         monkeypatch.setenv("ANXMON_DEVICES_DIR", str(folder))
-        with pytest.raises(ConfigError, match=r"\$ANXMON_DEVICES_DIR \(anxmon's own: configs/devices"):
+        with pytest.raises(ConfigError, match=r"\$ANXMON_DEVICES_DIR \(anxmon's own: .*configs/devices\)"):
             load_device("polar-h10")
