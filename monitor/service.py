@@ -1217,6 +1217,21 @@ def lock_data_dir(data_dir: Path):
     return f
 
 
+def usable_as_data_dir(folder: Path) -> bool:
+    """Whether ``anxmon run`` may take the existing ``folder`` for its data (and make it mode
+    0700): it is empty (as systemd's ``StateDirectory=`` makes it), or anxmon's data directory
+    already (a file of the service's is there, even only the broker's credentials written
+    beforehand), not a folder of other files.
+
+    >>> usable_as_data_dir(Path(__file__).parent)
+    False
+    """
+    from monitor.broker import CREDENTIALS_FILE
+
+    own = (LOCK_FILE, CHECKPOINT_FILE, CLIENT_SECRET_FILE, CREDENTIALS_FILE, RECORDING_FILE)
+    return not any(folder.iterdir()) or any((folder / name).exists() for name in own)
+
+
 def start_embedded_broker(data_dir: Path, kind: str = "nats"):
     """Start the embedded broker in ``data_dir/broker``, reusing the port and users of the last
     run when possible; write its credentials to ``data_dir/broker-credentials.json`` (0600)."""
@@ -1375,9 +1390,11 @@ def _run_service(args, signals) -> int:
     data_dir = Path(args.data_dir).resolve()  # one name for the directory, however it was typed
     if data_dir.exists() and not data_dir.is_dir():
         raise ServiceError(f"--data-dir {args.data_dir} is a file, not a directory")
+    own = f"give the service a folder of its own (it is made private, mode 0700), e.g. {data_dir / 'anxmon-data'}"
     if data_dir.is_dir() and data_dir.stat().st_mode & 0o002:  # /tmp: made 0700 below, every other user locked out
-        raise ServiceError(f"--data-dir {args.data_dir} is a folder every user may write to: give the service a "
-                           f"folder of its own (it is made private, mode 0700), e.g. {data_dir / 'anxmon-data'}")
+        raise ServiceError(f"--data-dir {args.data_dir} is a folder every user may write to: {own}")
+    if data_dir.is_dir() and not usable_as_data_dir(data_dir):  # `.` of a project, `~`: locked by the 0700 below
+        raise ServiceError(f"--data-dir {args.data_dir} already holds files that are not anxmon's: {own}")
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     lock = lock_data_dir(data_dir)  # noqa: F841 (held until the process ends)

@@ -107,6 +107,29 @@ def test_run_leaves_the_current_or_a_shared_folder_alone(capsys, tmp_path, monke
     assert (shared.stat().st_mode & 0o7777, list(shared.iterdir())) == (0o1777, [])
 
 
+def test_run_takes_an_empty_folder_or_its_own_but_not_one_of_other_files(capsys, tmp_path):
+    """``anxmon run --data-dir .`` in a project (or ``--data-dir ~``) made that folder mode 0700,
+    locking its other users out of it. A folder of other files is refused before anything is
+    written or changed, naming a subfolder to use; an empty one (systemd's ``StateDirectory=``
+    makes it, mode 0755) and anxmon's own (its lock file, beside the owner's notes) are taken."""
+    project, empty, own = tmp_path / "project", tmp_path / "empty", tmp_path / "own"
+    for folder in (project, empty, own):
+        folder.mkdir()
+        os.chmod(folder, 0o755)
+    (project / "notes.txt").write_text("mine")
+    (own / "notes.txt").write_text("mine")
+    (own / "anxmon-run.lock").write_text("")  # left by an earlier anxmon run
+    bad_url = "127.0.0.1:9"  # refused once the folder is taken: the run ends there, whichever way
+    status, err = run(capsys, "run", "--data-dir", str(project), "--broker", bad_url)
+    assert status == 2 and f"--data-dir {project} already holds files that are not anxmon's" in err
+    assert f"e.g. {project / 'anxmon-data'}" in err
+    assert (project.stat().st_mode & 0o7777, [p.name for p in project.iterdir()]) == (0o755, ["notes.txt"])
+    for folder in (empty, own):
+        status, err = run(capsys, "run", "--data-dir", str(folder), "--broker", bad_url)
+        assert status == 2 and "not anxmon's" not in err and "mqtt://" in err, err
+        assert folder.stat().st_mode & 0o7777 == 0o700 and (folder / "anxmon-run.lock").exists()
+
+
 @pytest.mark.parametrize("argv, verbose", [
     (["run", "-v"], 1), (["-v", "run"], 1), (["run", "-vv"], 2), (["run"], 0),
     (["bridge", "lines", "-vv"], 2), (["simulate", "-v"], 1), (["demo", "--seconds", "1", "-v"], 1),
