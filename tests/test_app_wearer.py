@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed", "focus"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed", "focus", "longer"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -669,6 +669,60 @@ def test_a_pause_or_resume_from_another_device_shows_on_the_page(env, open_page)
     assert state() == "Check-ins are on." and app.settings("watch")["paused"] is False
 
 
+BUTTONS = "#pause-hour, #pause-tomorrow, #resume"
+
+
+def zone_at(hour: int) -> str:
+    """An ``Etc/`` time zone in which it is ``hour`` o'clock now (a test about the next morning
+    then does not depend on the time of day it runs). ``Etc/GMT-3`` is UTC+3 (POSIX signs)."""
+    k = (hour - time.gmtime().tm_hour + 11) % 24 - 11  # the offset from UTC, in -11..12 h
+    return "Etc/GMT" if k == 0 else f"Etc/GMT{-k:+d}"
+
+
+def test_while_paused_the_card_offers_only_what_makes_the_pause_longer(env, open_page):
+    """Paused until morning, the card still offered "Pause 1 hour", and pressing it shortened the
+    pause to an hour from now (a pause replaces a pause). While paused it offers "Pause 1 more
+    hour" (after the pause's end), "Pause until morning" only when that is later, and Resume;
+    paused until resumed, only Resume."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    app, probe = env
+    zone = zone_at(13)
+    page = open_page("longer", timezone_id=zone)
+    zone_saved(page, zone)
+    offered = lambda: [b.text_content() for b in page.locator(f"{BUTTONS} >> visible=true").all()]  # noqa: E731
+    assert offered() == ["Pause 1 hour", "Pause until morning"]
+    page.focus("#pause-tomorrow")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#settings-msg:has-text('Rest well.')", timeout=5_000)
+    assert offered() == ["Pause 1 more hour", "Resume now"]
+    assert page.evaluate("() => document.activeElement.id") == "resume"  # the pressed button is gone
+    here = datetime.now(ZoneInfo(zone))
+    morning = (here + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0).timestamp()
+    assert abs(app.settings("longer")["paused_until"] - morning) < 5
+
+    page.click("#pause-hour")
+    page.wait_for_selector("#settings-msg:has-text('Take care.')", timeout=5_000)
+    assert abs(app.settings("longer")["paused_until"] - (morning + 3600)) < 5  # not an hour from now
+    shown = page.evaluate(f"() => fmtTime({morning + 3600})")
+    assert page.text_content("#settings-msg") == f"Paused until {shown}. Take care."
+    assert page.text_content("#pause-state") == f"Check-ins are paused until {shown}."
+    assert offered() == ["Pause 1 more hour", "Resume now"]
+
+    topic = wearer_topic("longer", "control")
+    for control, expected in (
+            (encode_control("resume"), ["Pause 1 hour", "Pause until morning"]),
+            (encode_control("snooze", 600), ["Pause 1 more hour", "Pause until morning", "Resume now"]),
+            (encode_control("pause"), ["Resume now"]),  # until resumed: nothing is longer
+            (encode_control("resume"), ["Pause 1 hour", "Pause until morning"]),
+            (encode_control("pause", 7 * 86400 - 600), ["Resume now"])):  # one more hour: over a week
+        probe.publish(topic, control)  # from the watch
+        page.wait_for_function(f"(want) => JSON.stringify([...document.querySelectorAll({BUTTONS!r})]"
+                               ".filter((b) => !b.hidden).map((b) => b.textContent)) === JSON.stringify(want)",
+                               arg=expected, timeout=5_000)
+
+
 def test_a_checkin_closing_under_the_keyboard_focus_hands_it_to_the_note(env, open_page):
     """Keyboard only, on a rating button, when the check-in expired or was answered on the
     watch: the card went away and the focus with it (the next Tab started at the page's top, a
@@ -879,9 +933,10 @@ def test_the_keyboard_focus_stays_on_the_page_when_the_pressed_button_goes_away(
     day buttons are toggles from the start (only "3 days" said so before one was pressed)."""
     app, probe = env
     focused = "() => document.activeElement.id"
-    page = open_page("keys", viewport={"width": 360, "height": 740}, timezone_id="Europe/Berlin")
+    zone = zone_at(13)  # paused for an hour, "Pause until morning" (later) stays between it and Resume
+    page = open_page("keys", viewport={"width": 360, "height": 740}, timezone_id=zone)
     assert [page.get_attribute(f"[data-days='{d}']", "aria-pressed") for d in (1, 3, 7)] == ["false", "true", "false"]
-    zone_saved(page, "Europe/Berlin")
+    zone_saved(page, zone)
     page.focus("#pause-hour")
     page.keyboard.press("Enter")
     page.wait_for_selector("#settings-msg:has-text('Paused for an hour.')", timeout=5_000)  # its answer is in

@@ -422,21 +422,33 @@ $("breathe-start").addEventListener("click", () => {
 });
 
 // ------------------------------------------------------------------ pause and quiet hours
+// paused until a time (it ends on screen), or until resumed (paused_until null): from this
+// page, another one, or another device (a watch, Home Assistant)
+const isPaused = (s) => s.paused_until ? s.paused_until * 1000 > Date.now() : Boolean(s.paused);
+// to the nearest minute: a pause until 08:00 ends a moment before or after it (whole seconds
+// from the server's clock), and is not "until 7:59"
+const pauseEnd = (s) => Math.round(s.paused_until / 60) * 60;
+const MAX_PAUSE_S = 7 * 86400;  // the longest pause the app sends (server.py: a minute to a week)
+
 function renderSettings(s) {
   app.settings = s;
   const focused = document.activeElement;
-  // paused until a time (it ends on screen), or until resumed (paused_until null): from this
-  // page, another one, or another device (a watch, Home Assistant)
-  const paused = s.paused_until ? s.paused_until * 1000 > Date.now() : Boolean(s.paused);
-  // to the nearest minute: a pause until 08:00 ends a moment before or after it (whole seconds
-  // from the server's clock), and is not "until 7:59"
+  const paused = isPaused(s);
+  const end = paused && s.paused_until ? pauseEnd(s) : null;  // null: on, or paused until resumed
+  const morning = nextMorning(Date.now()).getTime() / 1000;
   $("pause-state").textContent = !paused ? "Check-ins are on."
-    : s.paused_until ? `Check-ins are paused until ${fmtTime(Math.round(s.paused_until / 60) * 60)}.`
+    : end ? `Check-ins are paused until ${fmtTime(end)}.`
     : "Check-ins are paused until you resume them.";
+  // a pause replaces a pause: while paused, only what makes it longer (one more hour after its
+  // end, within the week a pause may last; the next morning when that is later) and Resume
+  $("pause-hour").textContent = paused ? "Pause 1 more hour" : "Pause 1 hour";
+  show("pause-hour", !paused || (end !== null && end + 3600 <= Date.now() / 1000 + MAX_PAUSE_S));
+  show("pause-tomorrow", !paused || (end !== null && end < morning));
   show("resume", paused);
   show("nothing-more", !paused);  // no "You'll get a gentle question" while paused
-  clearTimeout(app.pauseTimer);
-  if (paused && s.paused_until) app.pauseTimer = setTimeout(() => renderSettings(app.settings), s.paused_until * 1000 - Date.now() + 500);
+  clearTimeout(app.pauseTimer);  // redrawn when the pause ends, or when "until morning" means the next one
+  if (end) app.pauseTimer = setTimeout(() => renderSettings(app.settings),
+                                       (Math.min(s.paused_until, morning) - Date.now() / 1000) * 1000 + 500);
   const editing = [$("quiet-start"), $("quiet-end")].includes(document.activeElement);
   if (editing) {
     // the wearer is choosing a time: leave it (they save it themselves)
@@ -449,6 +461,7 @@ function renderSettings(s) {
   $("quiet-off").hidden = !s.quiet_hours;
   // a button that hides itself (Resume, No quiet hours) hands the keyboard focus to its neighbour
   if (focused === $("resume") && !paused) $("pause-hour").focus();
+  if ([$("pause-hour"), $("pause-tomorrow")].includes(focused) && focused.hidden) $("resume").focus();
   if (focused === $("quiet-off") && !s.quiet_hours) $("quiet-save").focus();
   $("quiet-what").textContent = s.quiet_hours ? "No check-ins between these times."
                                               : "No quiet hours set. Check-ins can come at any time of day.";
@@ -507,8 +520,16 @@ async function setting(path, body, done) {
   }
 }
 
-$("pause-hour").addEventListener("click", () => setting("control", { action: "pause", duration_s: 3600 },
-  "Paused for an hour. Take care."));
+$("pause-hour").addEventListener("click", () => {
+  const s = app.settings;
+  if (!s || !isPaused(s) || !s.paused_until) {
+    setting("control", { action: "pause", duration_s: 3600 }, "Paused for an hour. Take care.");
+    return;
+  }
+  const until = pauseEnd(s) + 3600;  // one more hour after the shown end (e.g. 9:30 -> 10:30)
+  setting("control", { action: "pause", duration_s: Math.round(until - Date.now() / 1000) },
+    `Paused until ${fmtTime(until)}. Take care.`);
+});
 // the next 08:00: this morning's when it is not yet 8 (a pause at 02:45 means "until this morning")
 function nextMorning(now) {
   const t = new Date(now);
