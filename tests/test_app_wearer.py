@@ -29,7 +29,7 @@ from tests.test_app import CHROMIUM, CHROMIUM_ARGS, PHONE, Client, _need
 from tests.test_service import Probe, wait_until
 
 WEARERS = ["tokyo", "travel", "calm", "net", "lost", "gone", "night", "out", "words", "small", "dark", "retry", "zone", "asleep",
-           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed", "focus", "longer"]
+           "draft", "unset", "chart", "keys", "late", "open", "band", "breath", "rest", "watch", "twice", "mixed", "focus", "longer", "away"]
 PASSWORD = "a-long-wearer-password"
 CAPTIONS = {"1": "Not at all", "2": "A little", "3": "Somewhat", "4": "Quite", "5": "Very"}
 OFFLINE = "You seem to be offline. Please try again when you have a connection."
@@ -557,22 +557,31 @@ def test_a_checkin_that_closes_or_a_link_to_a_closed_one_says_so(env, open_page)
     assert link.text_content("#gone-text") == "That check-in has already closed. There's nothing to answer."
 
 
-def test_a_checkin_that_closed_while_the_phone_was_offline_says_so_when_it_is_back(env, open_page):
+@pytest.mark.parametrize("wearer, closed, note", [
+    ("asleep", "expired", "This check-in has closed. No need to answer it. Thank you."),
+    ("away", "answered", "This check-in was answered on another device. Thank you.")])
+def test_a_checkin_that_closed_while_the_phone_was_offline_says_so_when_it_is_back(env, open_page, wearer, closed, note):
     """The page was offline (a phone asleep, a tunnel) when its check-in expired, so the
     ``closed`` event never reached it: back online, the check-in the wearer was answering must
-    not vanish without a word (audit D)."""
+    not vanish without a word (audit D). Answered on the watch meanwhile, it said "has closed"
+    as if it had expired: the state the page gets back names the last check-in that closed and
+    why."""
     app, probe = env
-    checkin(probe, app, "asleep", expires_in_s=4.0)
-    page = open_page("asleep")
+    c = checkin(probe, app, wearer, expires_in_s=4.0 if closed == "expired" else 900.0)
+    page = open_page(wearer)
     page.wait_for_selector("#checkin:not([hidden])", timeout=5_000)
     page.click("#ratings button[data-rating='3']")
     page.route("**/events", lambda route: route.abort())  # the page's feed drops and cannot come back
-    app.relay.notify("asleep", "bye", None)
+    app.relay.notify(wearer, "bye", None)
     page.wait_for_selector("#status[data-level='offline']", timeout=10_000)
-    assert wait_until(lambda: app.relay.view("asleep").checkin is None, 10)  # it expired meanwhile
+    if closed == "answered":
+        probe.publish(wearer_topic(wearer, "checkin/response"), encode_answer(c["id"], 2, []))  # the watch
+    assert wait_until(lambda: app.relay.view(wearer).checkin is None, 10)  # it closed meanwhile
+    state = client(app, wearer).request(f"/api/w/{wearer}/state")[1]
+    assert state["closed"] == {"prompt_id": c["id"], "reason": closed}
     page.unroute("**/events")  # back: the feed's state has no check-in
     page.wait_for_selector("#gone:not([hidden])", timeout=10_000)
-    assert page.text_content("#gone-text") == "This check-in has closed. No need to answer it. Thank you."
+    assert page.text_content("#gone-text") == note
     assert not page.is_visible("#checkin") and not page.is_visible("#nothing")
 
 

@@ -82,6 +82,7 @@ class WearerView:
     score_minutes: dict = field(default_factory=dict)  # minute start (s) -> [sum, n] (history without a recorder)
     checkins: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
     devices: dict = field(default_factory=dict)  # device -> {"online": bool, "battery": %, "contact": bool} (retained)
+    closed: dict | None = None  # the last check-in that closed: {"prompt_id", "reason": "answered" / "expired"}
 
 
 class Subscription:
@@ -191,7 +192,7 @@ class Relay:
                 self._send(wearer, "closed", {"reason": "expired"})
             return WearerView(v.indicators, v.checkin, dict(v.answered), v.event_t, v.event_wall_s,
                               checkins=collections.deque(v.checkins),
-                              devices={d: dict(status) for d, status in v.devices.items()})
+                              devices={d: dict(status) for d, status in v.devices.items()}, closed=v.closed)
 
     def expire_due(self, wearer: str) -> bool:
         """Close ``wearer``'s open check-in if its expiry has passed (event time going on with the
@@ -361,6 +362,7 @@ class Relay:
         if c is None or not self._past(v, float(c.get("expires_at") or float("inf"))):
             return False
         v.checkin = None
+        v.closed = {"prompt_id": c.get("id"), "reason": "expired"}
         return True
 
     def _checkin(self, wearer: str, checkin: dict) -> None:
@@ -423,6 +425,7 @@ class Relay:
                 del v.answered[next(iter(v.answered))]
             if c is not None and c.get("id") == answer.prompt_id:
                 v.checkin = None
+                v.closed = {"prompt_id": answer.prompt_id, "reason": "answered"}
                 self._send(wearer, "closed", {"reason": "answered", "prompt_id": answer.prompt_id})
 
     def _rejected(self, wearer: str, body: dict) -> None:

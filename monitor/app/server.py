@@ -443,11 +443,15 @@ class CheckinApp:
         return live_status(view.indicators, age_s, self.reachable(), view.devices)
 
     def state(self, wearer: str) -> dict:
+        """What a page shows when it (re)connects; ``closed`` names the last check-in that closed
+        and why (``{"prompt_id": ..., "reason": "answered"}``, or None), so a page that missed its
+        ``closed`` event (offline) still says why its check-in went."""
         view = self.relay.view(wearer)
         checkin = self.open_checkin(wearer)
         return {
             "wearer": wearer,
             "checkin": None if checkin is None else checkin_view(checkin),
+            "closed": view.closed,
             "status": self.status(wearer, view),
             "settings": self.settings(wearer),
             "connected": self.relay.connected,

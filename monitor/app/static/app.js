@@ -191,8 +191,7 @@ function listen() {
       const shown = !$("checkin").hidden;
       const focused = $("checkin").contains(document.activeElement);  // a rating chosen by keyboard
       renderCheckin(null);
-      if (shown && d.reason === "expired") showGone("This check-in has closed. No need to answer it. Thank you.");
-      if (shown && d.reason === "answered") showGone("This check-in was answered on another device. Thank you.");
+      if (shown && CLOSED[d.reason]) showGone(CLOSED[d.reason]);
       if (focused && !$("gone").hidden) $("gone-ok").focus();  // not the page's top: the note is where it was
       loadHistory();
     }
@@ -221,14 +220,19 @@ function listen() {
   };
 }
 
+// why a check-in on the screen went away (its "closed" event's reason)
+const CLOSED = { expired: "This check-in has closed. No need to answer it. Thank you.",
+                 answered: "This check-in was answered on another device. Thank you." };
+
 function renderState(st) {
-  // a check-in on the screen that closed while this page was cut off (its "closed" never came)
+  // a check-in on the screen that closed while this page was cut off (its "closed" never came):
+  // the state names the last one that closed and why
   const open = app.checkin && !$("checkin").hidden && !app.answered.has(app.checkin.id) ? app.checkin.id : null;
   renderStatus(st.status);
   renderSettings(st.settings);
   renderCheckin(st.checkin);
   if (open && !st.checkin && !app.sending) {
-    showGone("This check-in has closed. No need to answer it. Thank you.");
+    showGone(CLOSED[st.closed && st.closed.prompt_id === open ? st.closed.reason : "expired"]);
     loadHistory();
   }
   app.justSignedIn = false;  // a later check-in is announced, not focused
