@@ -557,7 +557,7 @@ class MonitorService:
         policy = self.config.policy
         client.publish(
             self.state_topic, encode_monitor_state("online", self.options.instance, __version__, self.clock(),
-                                                   policy.quiet_hours, policy.timezone),
+                                                   policy.quiet_hours, policy.timezone, policy.snooze_default_s),
             qos=1, retain=True,
         )
         self._conn.up.set()

@@ -931,17 +931,19 @@ MONITOR_STATES = ("online", "offline")
 
 
 def encode_monitor_state(state: str, instance: str, version: str, t_s: float | None = None,
-                         quiet_hours: tuple[str, str] | None | bool = False, timezone: str | None = None) -> bytes:
+                         quiet_hours: tuple[str, str] | None | bool = False, timezone: str | None = None,
+                         snooze_default_s: float | None = None) -> bytes:
     """JSON of the retained ``anxmon/v1/monitor/{instance}/state``: ``online`` / ``offline``.
 
     ``t`` (wall clock) is absent from the last will, which the broker sends at an unknown time.
-    ``quiet_hours`` (two "HH:MM", or None for none; left out when False) and ``timezone`` are
-    the service's ``[policy]`` defaults, which apply to a wearer who has not set their own: the
-    app shows them, so they are set in one place.
+    ``quiet_hours`` (two "HH:MM", or None for none; left out when False), ``timezone`` and
+    ``snooze_default_s`` (s, how long a snooze without a duration lasts) are the service's
+    ``[policy]`` defaults, which apply to a wearer who has not set their own: the app shows
+    them, so they are set in one place. Each is optional (an older service does not say).
 
-    >>> body = decode_monitor_state(encode_monitor_state("online", "main", "0.1.0", 1.7e9, ("22:00", "07:00"), "UTC"))
-    >>> body["state"], body["quiet_hours"], body["timezone"]
-    ('online', ['22:00', '07:00'], 'UTC')
+    >>> body = decode_monitor_state(encode_monitor_state("online", "main", "0.1.0", 1.7e9, ("22:00", "07:00"), "UTC", 1800))
+    >>> body["state"], body["quiet_hours"], body["timezone"], body["snooze_default_s"]
+    ('online', ['22:00', '07:00'], 'UTC', 1800.0)
     """
     if state not in MONITOR_STATES:
         raise ValueError(f"monitor state must be one of {MONITOR_STATES}, got {state!r}")
@@ -952,6 +954,8 @@ def encode_monitor_state(state: str, instance: str, version: str, t_s: float | N
         body["quiet_hours"] = None if quiet_hours is None else list(quiet_hours)
     if timezone is not None:
         body["timezone"] = timezone
+    if snooze_default_s is not None:
+        body["snooze_default_s"] = float(snooze_default_s)
     return _dumps(body)
 
 
@@ -959,6 +963,8 @@ def decode_monitor_state(payload: bytes | str) -> dict:
     body = _load_object(payload, "monitor state")
     if body.get("state") not in MONITOR_STATES:
         raise PayloadError(f"monitor state: field 'state' must be one of {MONITOR_STATES}")
+    if "snooze_default_s" in body and not 0 < _number(body, "snooze_default_s") < math.inf:
+        raise PayloadError("monitor state: field 'snooze_default_s' must be a number of seconds > 0")
     return body
 
 

@@ -39,7 +39,7 @@ from monitor.config import Config
 from monitor.core.policy import CONTROL_ACTIONS, PolicyConfig
 from monitor.recorder import RECORDING_FILE
 from monitor.service import MonitorService, ServiceOptions
-from monitor.wire import decode_checkin, encode_checkin, wearer_topic
+from monitor.wire import decode_checkin, encode_checkin, encode_control, wearer_topic
 from tests.conftest import need_broker
 from tests.test_service import Probe, subscribed, wait_until
 
@@ -198,7 +198,8 @@ def stack(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("app") / "data"
     broker = start_broker("nats", data_dir / "broker", users=dict(PASSWORDS))
     hook = Hook()
-    config = Config(policy=PolicyConfig(quiet_hours=None))  # the run must not depend on the hour of the day
+    # the run must not depend on the hour of the day; a snooze without a duration lasts 20 min
+    config = Config(policy=PolicyConfig(quiet_hours=None, snooze_default_s=1200.0))
     service = MonitorService(broker.url, data_dir, config, ServiceOptions(instance="main")).start()
     from monitor.push import PushConfig
 
@@ -477,6 +478,22 @@ def test_pause_and_quiet_hours_reach_the_service(stack):
     assert stack.service.wearer_state("alice")["policy"].timezone == "Europe/Berlin"
 
 
+def test_a_snooze_without_a_duration_is_shown_as_long_as_the_service_holds_it(stack):
+    """A watch's snooze without a duration was shown as paused for an hour (the policy's
+    default) while the service, with ``snooze_default_s`` = 20 min, sent check-ins again after
+    20 min. The service announces its ``snooze_default_s`` on its state topic; the app uses it."""
+    assert wait_until(lambda: stack.app.relay.monitor_policy.get("main", {}).get("snooze_default_s") == 1200.0, 10)
+    control = wearer_topic("bob", "control")
+    before = time.time()
+    stack.probe.publish(control, encode_control("snooze"))
+    assert wait_until(lambda: stack.service.wearer_state("bob")["policy"].snoozed_until_s is not None, 5)
+    assert wait_until(lambda: stack.app.settings("bob")["paused"], 5)
+    assert before + 1200 <= stack.app.settings("bob")["paused_until"] <= time.time() + 1200
+    stack.probe.publish(control, encode_control("resume"))
+    assert wait_until(lambda: stack.service.wearer_state("bob")["policy"].snoozed_until_s is None, 5)
+    assert wait_until(lambda: not stack.app.settings("bob")["paused"], 5)
+
+
 def test_a_wearer_who_has_not_chosen_sees_the_quiet_hours_the_service_applies(stack, tmp_path):
     """The service announces its [policy] quiet hours on its retained state topic; an app whose
     own [app] default differs (here 21:00-06:00 against the service's none) shows the service's,
@@ -487,7 +504,7 @@ def test_a_wearer_who_has_not_chosen_sees_the_quiet_hours_the_service_applies(st
                     options=AppOptions(port=0, quiet_hours=("21:00", "06:00"), instance="main"))
     try:
         assert app.relay.wait_connected(10)
-        assert wait_until(lambda: "main" in app.relay.monitor_quiet_hours, 10)
+        assert wait_until(lambda: "quiet_hours" in app.relay.monitor_policy.get("main", {}), 10)
         client = Client(app.url)
         assert client.login("carol", "carol-long-password") == 200
         status, body = client.request("/api/w/carol/state")

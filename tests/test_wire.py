@@ -177,7 +177,7 @@ def test_an_integer_too_long_for_a_float_is_a_wire_error(template, decode, digit
 
 FIELDS = ["v", "t", "t0", "fs", "seq", "values", "prompt_id", "rating", "labels", "wearer", "action", "duration_s",
           "quiet_hours", "timezone", "kind", "label", "id", "expires_at", "state", "reason", "percent", "contact",
-          "quality", "device", "signal"]
+          "quality", "device", "signal", "snooze_default_s"]
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.just(-(10**400)), st.floats(allow_nan=False, allow_infinity=False),
                          st.text(max_size=5), st.just(1.7e9))
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
@@ -187,6 +187,17 @@ DECODERS = [lambda p, s=s: decode_batch(p, s) for s in wire.SIGNALS] + [
     lambda p: wire.decode_answer(p, "alice"), lambda p: wire.decode_control(p, "alice"),
     lambda p: wire.decode_marker(p, "alice"), lambda p: wire.decode_status(p, "battery"),
     lambda p: wire.decode_status(p, "contact")]
+
+
+def test_the_monitor_state_may_announce_its_snooze_default_and_a_bad_one_is_refused():
+    """``snooze_default_s`` is optional (an older service does not say; an older reader ignores
+    it); when given it is a number of seconds > 0."""
+    online = {"v": 1, "state": "online", "instance": "main", "version": "0.1.0"}
+    assert "snooze_default_s" not in wire.decode_monitor_state(json.dumps(online))
+    assert wire.decode_monitor_state(json.dumps({**online, "snooze_default_s": 900}))["snooze_default_s"] == 900
+    for bad in (0, -60, "3600", None, True):
+        with pytest.raises(WireError):
+            wire.decode_monitor_state(json.dumps({**online, "snooze_default_s": bad}))
 
 
 @settings(max_examples=500)

@@ -125,7 +125,8 @@ class Relay:
         self.address = parse_broker_url(broker)
         self.history_s = history_s
         self.monitor_online: dict[str, bool] = {}  # instance -> online
-        self.monitor_quiet_hours: dict[str, dict] = {}  # instance -> its [policy] quiet_hours and timezone
+        # instance -> the [policy] defaults it announces: quiet_hours, timezone, snooze_default_s (any may be absent)
+        self.monitor_policy: dict[str, dict] = {}
         self.on_checkin: list[Callable[[str, dict], None]] = []
         self.on_control: list[Callable[[str, Control], None]] = []  # every wearer's, also the app's own
         self.on_connect: list[Callable[[], None]] = []
@@ -323,9 +324,9 @@ class Relay:
             elif topic.kind == "monitor_state":
                 state = decode_monitor_state(msg.payload)
                 self.monitor_online[topic.instance] = state["state"] == "online"
-                if "quiet_hours" in state:  # (an older service does not say)
-                    self.monitor_quiet_hours[topic.instance] = {
-                        "quiet_hours": state["quiet_hours"], "timezone": state.get("timezone")}
+                announced = {k: state[k] for k in ("quiet_hours", "timezone", "snooze_default_s") if k in state}
+                if announced:  # (not in the last will; an older service does not say)
+                    self.monitor_policy[topic.instance] = announced
         except (WireError, ValueError) as exc:  # its text may quote the payload: DEBUG only
             log.warning("app: ignored a malformed %s message of %s (%s; -vv logs why)",
                         topic.kind, topic.wearer, type(exc).__name__)

@@ -48,6 +48,7 @@ from monitor.core.policy import (
     QUIET_HOURS_EXPECTED,
     CheckinPolicy,
     ControlError,
+    PolicyConfig,
     check_quiet_hours,
     check_timezone,
 )
@@ -397,19 +398,23 @@ class CheckinApp:
         """A pause, snooze, resume or quiet hours on ``wearer``'s control topic, from this app or
         another client (a watch, Home Assistant): the page shows it (``settings`` event) as the
         service applies it (``control_settings``); one the service refuses changes nothing."""
-        values = control_settings(control, self.clock())
+        values = control_settings(control, self.clock(), self._announced().get("snooze_default_s"))
         if values is None or wearer not in self.accounts.wearers:
             return
         self._save_setting(wearer, **values)
         self._share_settings(wearer)
+
+    def _announced(self) -> dict:
+        """The ``[policy]`` defaults the monitor service announces on its state topic
+        (``quiet_hours``, ``timezone``, ``snooze_default_s``); {} before it has said."""
+        return self.relay.monitor_policy.get(self.options.instance, {}) if self.relay else {}
 
     def _quiet_hours(self, saved: dict) -> list[str] | tuple[str, str] | None:
         """The wearer's own quiet hours; before they choose, the ones the monitor service says
         it applies (its ``[policy]``, on its state topic); before it has said, ``[app]``'s."""
         if "quiet_hours" in saved:
             return saved["quiet_hours"]
-        announced = self.relay.monitor_quiet_hours.get(self.options.instance) if self.relay else None
-        return announced["quiet_hours"] if announced else self.options.quiet_hours
+        return self._announced().get("quiet_hours", self.options.quiet_hours)
 
     def _save_setting(self, wearer: str, **values: Any) -> None:
         with self._settings.lock:
@@ -570,21 +575,22 @@ class CheckinApp:
         return found
 
 
-def control_settings(control: Control, now_s: float) -> dict | None:
+def control_settings(control: Control, now_s: float, snooze_default_s: float | None = None) -> dict | None:
     """The shown settings a control request changes, by the check-in policy's own rules (a
     scratch ``CheckinPolicy``), or None when the service refuses the request: ``paused_until``,
     ``snoozed_until`` (s, wall clock: the hold starts now, as the service's starts at the
     wearer's now; ``inf``: until resumed), ``quiet_hours``, ``timezone``. A snooze without a
-    duration lasts the policy's default (the service's own ``snooze_default_s`` is not announced).
+    duration lasts ``snooze_default_s`` (the service announces its own; None: the policy's
+    default, 1 h).
 
-    >>> control_settings(Control("snooze", 600.0), 1000.0)
-    {'snoozed_until': 1600.0}
+    >>> control_settings(Control("snooze", 600.0), 1000.0), control_settings(Control("snooze"), 1000.0, 1200.0)
+    ({'snoozed_until': 1600.0}, {'snoozed_until': 2200.0})
     >>> control_settings(Control("pause"), 1000.0), control_settings(Control("pause", 31 * 86400.0), 1000.0)
     ({'paused_until': inf}, None)
     """
     if control.duration_s is not None and control.duration_s > MAX_CONTROL_DURATION_S:
         return None
-    policy = CheckinPolicy()
+    policy = CheckinPolicy(PolicyConfig(snooze_default_s=snooze_default_s) if snooze_default_s else None)
     try:
         policy.control(now_s, control.action, control.duration_s, control.quiet_hours, control.timezone)
     except ControlError:
