@@ -61,6 +61,13 @@ def _config(args, *overrides: str):
     return load_config(getattr(args, "config", None), [*(getattr(args, "set", None) or []), *overrides])
 
 
+def _zone_once(args) -> None:
+    """``--tz`` and ``--set policy.timezone=...`` both give the wearer's zone: one would silently
+    win, so both together are refused."""
+    if getattr(args, "tz", None) and any(o.split("=", 1)[0].strip() == "policy.timezone" for o in args.set or []):
+        raise AnxmonError("--tz and --set policy.timezone both give the time zone: give it once")
+
+
 def _output_folder(path: str) -> str:
     """``--out`` of analyze: a folder that exists or can be made (not a file, not empty)."""
     if not path.strip():
@@ -101,6 +108,7 @@ def cmd_analyze(args) -> int:
     if args.wearer is not None:
         check_id("wearer", args.wearer)
     # without --labels, a labels.csv in the session folder is picked up by the reader
+    _zone_once(args)
     config = _config(args, *([f"policy.timezone={args.tz.key}"] if args.tz else []))
     with _reader_warnings_held():
         result, _ = run_analyze(args.path, args.out, config, args.labels, args.wearer, args.markers,
@@ -209,6 +217,7 @@ def cmd_report(args) -> int:
         raise AnxmonError("--out must name the HTML file to write, e.g. report.html; got an empty path")
     if Path(args.out).is_dir():
         raise AnxmonError(f"--out {args.out} is a folder; give the HTML file to write, e.g. {Path(args.out) / 'report.html'}")
+    _zone_once(args)
     hours = lambda x: None if x is None else x * 3600.0  # noqa: E731
     before = args.before_s if args.before_s is not None else hours(args.before_h)
     after = args.after_s if args.after_s is not None else hours(args.after_h)

@@ -562,6 +562,10 @@ def test_analyze_tz_puts_quiet_hours_on_the_wearers_clock(tmp_path):
     assert summary["config"]["policy"]["timezone"] == "America/Los_Angeles"
     bad = anxmon("analyze", s02, "--out", tmp_path / "x", "--tz", "Mars/Olympus", check=False)
     assert bad.returncode == 2 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+    for command, out in (("analyze", tmp_path / "twice"), ("report", tmp_path / "twice.html")):
+        twice = anxmon(command, s02, "--out", out, "--tz", "Europe/Paris", "--set", "policy.timezone = UTC", check=False)
+        assert twice.returncode == 2 and "--tz and --set policy.timezone both give the time zone" in twice.stderr
+        assert not out.exists()  # refused before anything is read or written
 
 
 def test_each_reader_note_is_shown_once_and_still_when_analyze_fails(tmp_path):
