@@ -9,9 +9,10 @@ run is published ``(k + 1) / speed`` wall seconds after the start (a device send
 its span ends), stamped ``start + k`` (plus the scenario's clock faults), so at ``--speed 60``
 an hour of data takes a minute and event time runs 60 times faster than the wall clock.
 
-Wearer ``i`` (0-based) is ``sim-{i+1:02d}`` (``--wearer-prefix``: another word than ``sim``), of the scenario's kind ``wearers[i % len]``, and
-draws its randomness from ``SeedSequence(seed).spawn(n)[i]``: the same seed gives the same
-wearers, and wearer ``i`` does not change when more wearers are added.
+Wearer ``i`` (0-based) is ``sim-{i+1:02d}`` (``--wearer-prefix``: another word than ``sim``),
+of the scenario's kind ``wearers[i % len]``, and draws its randomness from
+``SeedSequence(seed).spawn(n)[i]``: the same seed gives the same wearers, and wearer ``i`` does
+not change when more wearers are added.
 
 The ground truth (``--truth FILE``, written before the first batch) lists every episode with
 its wearer, kind and times; ``start_s``/``end_s`` are unix seconds on the wearer's device

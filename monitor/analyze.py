@@ -352,15 +352,17 @@ def refusals(summary: dict) -> tuple[list[str], list[str]]:
     ...           "first_refusal": {"eda: ValueRangeError": "eda sample 3 is outside 0-100 uS"}})
     ([], ['2 of 9 eda batches, the first because eda sample 3 is outside 0-100 uS'])
     """
-    rejected = summary.get("rejected_batches") if isinstance(summary.get("rejected_batches"), dict) else {}
-    per_signal = summary.get("batches_per_signal") if isinstance(summary.get("batches_per_signal"), dict) else {}
-    first = summary.get("first_refusal") if isinstance(summary.get("first_refusal"), dict) else {}
+    def table(name: str) -> dict:
+        return summary[name] if isinstance(summary.get(name), dict) else {}
+
+    rejected, per_signal, first = table("rejected_batches"), table("batches_per_signal"), table("first_refusal")
+    signal_of = {key: key.split(":")[0] for key in rejected}  # "eda: ValueRangeError" -> "eda"
     refused: dict[str, int] = {}  # signal -> batches refused
     for key, n in rejected.items():
-        refused[key.split(":")[0]] = refused.get(key.split(":")[0], 0) + n
+        refused[signal_of[key]] = refused.get(signal_of[key], 0) + n
     lost = sorted(sig for sig, n in refused.items() if n >= per_signal.get(sig, 0) > 0)
-    lines = [f"{n} of {per_signal.get(key.split(':')[0], '?')} {key.split(':')[0]} batches"
-             f"{' (all: not analysed)' if key.split(':')[0] in lost else ''}, the first because {first.get(key, '?')}"
+    lines = [f"{n} of {per_signal.get(signal_of[key], '?')} {signal_of[key]} batches"
+             f"{' (all: not analysed)' if signal_of[key] in lost else ''}, the first because {first.get(key, '?')}"
              for key, n in sorted(rejected.items())]
     return lost, lines
 

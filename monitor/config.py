@@ -51,9 +51,8 @@ def _section_of(key: str) -> str | None:
 def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
     """Build a ``Config`` from parsed TOML, filling defaults; errors name ``source``."""
     for key in data:  # a key above every [section] header: not a section of its own
-        if key not in _SECTIONS and _section_of(key):
-            raise ConfigError(f"{source}: '{key}' is a key of the [{_section_of(key)}] section: put it below "
-                              f"a [{_section_of(key)}] line")
+        if key not in _SECTIONS and (section := _section_of(key)):
+            raise ConfigError(f"{source}: '{key}' is a key of the [{section}] section: put it below a [{section}] line")
     check_table(data, tuple(_SECTIONS), source, what="section")
     return Config(**{name: read_table(table, data.get(name, {}), source, name) for name, table in _SECTIONS.items()})
 
