@@ -131,6 +131,19 @@ class Client:
         return status
 
 
+def open_events(app, client: Client, wearer: str):
+    """(connection, response) of ``wearer``'s event stream, opened with ``client``'s session."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(app.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("GET", f"/api/w/{wearer}/events", headers={"Cookie": "; ".join(f"{c.name}={c.value}" for c in client.jar)})
+    res = conn.getresponse()
+    assert res.status == 200
+    return conn, res
+
+
 # ------------------------------------------------------------------------------ the stack
 
 
@@ -871,9 +884,6 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
     """The wearer's band goes quiet (off the wrist, out of reach) with a check-in open: its
     expiry still passes on the wall clock, and the open page gets ``closed`` on time, without
     waiting for indicators or a reload."""
-    import http.client
-    import urllib.parse
-
     from monitor.wire import encode_indicators
 
     app = start_app(broker.url, tmp_path, accounts={"carol": "carol-long-password"}, recording=None)
@@ -890,12 +900,7 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
             {"id": "carol-1", "t": t, "message": "How are you feeling?", "why": {},
              "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 3.0}))
         assert wait_until(lambda: (app.relay.view("carol").checkin or {}).get("id") == "carol-1", 10)
-        url = urllib.parse.urlsplit(app.url)
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-        cookie = "; ".join(f"{c.name}={c.value}" for c in client.jar)
-        conn.request("GET", "/api/w/carol/events", headers={"Cookie": cookie})
-        res = conn.getresponse()
-        assert res.status == 200
+        conn, res = open_events(app, client, "carol")
         events = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(e == "closed" for e, _ in events):
@@ -907,6 +912,34 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
         assert ("closed", {"reason": "expired"}) in events  # no indicators came after the first
         assert time.time() >= t + 3.0
         assert app.relay.view("carol").checkin is None
+    finally:
+        probe.close()
+        app.stop()
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the app's own stream: one kind
+def test_signing_out_ends_the_live_stream_of_every_open_page(broker, tmp_path):
+    """A wearer signs out in one tab of a shared phone: a second tab's open event stream went on
+    showing each new check-in (its message and why) to whoever held the phone. The stream now
+    ends with the session (the page then finds itself signed out and shows the sign-in)."""
+    app = start_app(broker.url, tmp_path, accounts={"carol": "carol-long-password"}, recording=None)
+    probe = Probe(broker, [])
+    try:
+        assert app.relay.wait_connected(10)
+        client = Client(app.url)
+        assert client.login("carol", "carol-long-password") == 200
+        conn, res = open_events(app, client, "carol")
+        assert res.fp.readline().startswith(b"retry:")
+        assert res.fp.readline() == b"event: state\n"
+        assert client.request("/api/logout", {})[0] == 200  # (the other tab)
+        t = time.time()
+        probe.publish(wearer_topic("carol", "checkin"), encode_checkin(
+            {"id": "carol-1", "t": t, "message": "How are you feeling?", "why": {"eda": "higher"},
+             "options": {"rating": {"min": 1, "max": 5}, "labels": ["anxious", "fine"]}, "expires_at": t + 600}))
+        assert wait_until(lambda: (app.relay.view("carol").checkin or {}).get("id") == "carol-1", 10)
+        rest = res.read()  # to the end of the stream: it ends (a timeout here if it did not)
+        conn.close()
+        assert b"carol-1" not in rest and b"event: checkin" not in rest, rest
     finally:
         probe.close()
         app.stop()

@@ -797,8 +797,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"wearer": session.wearer, "csrf": session.csrf}, {"Set-Cookie": self._cookie(token, max_age)})
 
     def _events(self, wearer: str) -> None:
-        """Server-Sent Events: the wearer's state, then check-ins, status and closings as they come."""
+        """Server-Sent Events: the wearer's state, then check-ins, status and closings as they come,
+        while the session lasts (a sign-out, its expiry or the account's removal ends the stream)."""
         app = self.app
+        token = self._token()
         sub = app.relay.listen(wearer)
         try:
             self.send_response(200)
@@ -814,6 +816,8 @@ class _Handler(BaseHTTPRequestHandler):
             idle_s = 0.0
             while not app._closing.is_set() and not sub.closed:
                 item = sub.get(1.0)
+                if app.session(token) is None:  # signed out (maybe in another tab): nothing more
+                    break
                 if item is None:
                     app.relay.expire_due(wearer)  # delivered on the next turn
                     status = app.status(wearer)  # the wearable gone quiet, the monitor gone away
