@@ -324,13 +324,15 @@ def test_no_broker_password_is_on_a_command_line(tmp_path):
         b.stop()
 
 
-def _connack(broker, user: str, password: str) -> str:
-    """The broker's answer to a CONNECT as ``user`` with ``password`` (``Success``, ...)."""
+def _connack(broker, user: str | None, password: str | None) -> str:
+    """The broker's answer to a CONNECT as ``user`` with ``password`` (``Success``, ...; user
+    None: a CONNECT without a name)."""
     import paho.mqtt.client as mqtt
 
     answers: list[str] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.username_pw_set(user, password)
+    if user is not None:
+        client.username_pw_set(user, password)
     client.on_connect = lambda c, u, f, rc, p: answers.append(str(rc))
     client.connect(broker.host, broker.port)
     deadline = time.monotonic() + 10
@@ -355,3 +357,64 @@ def test_a_password_that_looks_like_a_hash_is_refused(tmp_path, password):
         assert _connack(b, "bob", "x" + password) == "Success"
     finally:
         b.stop()
+
+
+def test_no_login_system_topic_shared_subscription_or_borrowed_client_id_reaches_another_wearer(broker):
+    """What the wearer ACL tests left out: no name, an empty or a near name (``Alice``, a
+    trailing space) is refused; ``$SYS/#`` and shared subscriptions (``$share/g/...``) bring a
+    wearer nothing of another; and a wearer who connects with another wearer's client id
+    (persistent session) gets none of the messages queued for that session or sent while she
+    holds it. (nats-server then hands the owner back its session and backlog; mosquitto drops
+    that backlog, which is why every anxmon client id ends in a secret: see docs/service.md.)"""
+    import paho.mqtt.client as mqtt
+
+    from monitor.wire import data_topic
+    from tests.test_service import Probe, wait_until
+
+    broker.add_user("alice")
+    broker.add_user("bob")
+    broker.stop()
+    broker.start()
+    for user, password in [(None, None), ("", ""), ("", broker.password), ("Alice", broker.users["alice"]),
+                           ("alice ", broker.users["alice"]), ("alice", "")]:
+        assert _connack(broker, user, password) not in ("Success", "no answer"), (user, password)
+
+    checkin = "anxmon/v1/bob/checkin"
+    monitor = Probe(broker, ["anxmon/v1/bob/#"])
+    alice = Probe(broker, ["$SYS/#", "$share/g/anxmon/v1/bob/#", "$share/g/#"], user="alice")
+
+    def session(user: str) -> tuple[mqtt.Client, list[bytes]]:
+        got: list[bytes] = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bobs-phone-secret", clean_session=False)
+        c.username_pw_set(user, broker.users[user])
+        c.on_message = lambda cl, u, m: got.append(bytes(m.payload))
+        c.on_subscribe = lambda *a: got.append(b"(subscribed)")
+        c.connect(broker.host, broker.port, keepalive=10)
+        c.loop_start()
+        assert wait_until(c.is_connected, 10)
+        return c, got
+
+    try:
+        bob, acks = session("bob")
+        bob.subscribe("anxmon/v1/bob/#", 1)
+        assert wait_until(lambda: acks == [b"(subscribed)"], 10)
+        bob.disconnect()
+        bob.loop_stop()
+        monitor.publish(checkin, b"queued for bob")
+        borrowed, got = session("alice")  # alice with bob's client id
+        monitor.publish(checkin, b"sent while alice holds it")
+        monitor.publish(data_topic("bob", "e4", "eda"), b"bob's data")
+        assert wait_until(lambda: len(monitor.on(checkin)) == 2 and monitor.on(data_topic("bob", "e4", "eda")), 10)
+        time.sleep(1)  # (what the broker would deliver has had time to come)
+        borrowed.disconnect()
+        borrowed.loop_stop()
+        assert got == [] and alice.received == [], (got, alice.received)
+        if broker.kind == "nats":
+            bob, got = session("bob")
+            assert wait_until(lambda: len(got) == 3, 10), got
+            assert sorted(got) == [b"bob's data", b"queued for bob", b"sent while alice holds it"]
+            bob.disconnect()
+            bob.loop_stop()
+    finally:
+        monitor.close()
+        alice.close()
