@@ -917,6 +917,24 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
         app.stop()
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the app's own start: one kind
+def test_serving_plain_http_beyond_this_machine_is_warned_about(broker, tmp_path, caplog):
+    """``--host 0.0.0.0`` without a certificate served passwords, check-ins and answers over
+    plain http to the network without a word; now a WARNING says so. On loopback, with a
+    certificate, or behind a TLS proxy (an https public URL), it stays quiet."""
+    warned = []
+    for options in (AppOptions(host="0.0.0.0", port=0), AppOptions(host="127.0.0.1", port=0),
+                    AppOptions(host="0.0.0.0", port=0, public_url="https://anxmon.example.org")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="anxmon.app"):
+            app = start_app(broker.url, tmp_path, accounts={"carol": "carol-long-password"}, options=options,
+                            recording=None)
+            app.stop()
+        warned.append([r.getMessage() for r in caplog.records if "plain http" in r.getMessage()])
+    assert len(warned[0]) == 1 and "0.0.0.0" in warned[0][0] and "--certfile" in warned[0][0], warned
+    assert warned[1:] == [[], []]
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the app's own stream: one kind
 def test_signing_out_ends_the_live_stream_of_every_open_page(broker, tmp_path):
     """A wearer signs out in one tab of a shared phone: a second tab's open event stream went on

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -270,6 +271,10 @@ class CheckinApp:
                                         name="anxmon-app-http", daemon=True)
         self._thread.start()
         log.info("check-in app on %s", self.url)
+        if not self.options.certfile and not self.public_url.startswith("https://") and not _loopback(self.options.host):
+            log.warning("the app serves plain http on %s: wearers' passwords, check-ins and answers cross the network "
+                        "unencrypted; give --certfile and --keyfile, or a TLS proxy in front and --public-url https://...",
+                        self.options.host)
         return self
 
     @property
@@ -573,6 +578,18 @@ class CheckinApp:
             c["said"] = answer_words(c.get("answer"), prompt)
         found.update({"from": from_s, "to": to_s, "days": days})
         return found
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name to listen on) is this machine only.
+
+    >>> _loopback("127.0.0.1"), _loopback("localhost"), _loopback("0.0.0.0"), _loopback("192.168.1.5")
+    (True, True, False, False)
+    """
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def control_settings(control: Control, now_s: float, snooze_default_s: float | None = None) -> dict | None:
