@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from monitor.mqtt_client import (BrokerAddress, ConnectionState, connect_failure, make_client, parse_broker_url,
-                                 private_client_id)
+                                 private_client_id, shown_client_id)
 from monitor.wire import availability_topic, check_id
 
 from firmware_bridge.outbox import Outbox, OutboxError
@@ -181,7 +181,8 @@ class Publisher:
         self._conn.up.set()
         self._events.put(("connected",))
         self._wake.set()
-        log.info("connected to %s as %s; %d batch(es) in the outbox", self.address, self.client_id, len(self.outbox))
+        log.info("connected to %s as %s; %d batch(es) in the outbox", self.address, shown_client_id(self.client_id),
+                 len(self.outbox))
 
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this inside its ``except OSError``: the exception says why

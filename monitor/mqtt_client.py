@@ -107,6 +107,16 @@ def private_client_id(prefix: str, secret: str | None = None) -> str:
     return f"{prefix}-{secret if secret is not None else secrets.token_hex(8)}"
 
 
+def shown_client_id(client_id: str) -> str:
+    """A ``private_client_id`` as logs show it: its secret suffix masked (a log is read by more
+    people than the data directory, and a copy is pasted into bug reports).
+
+    >>> shown_client_id("anxmon-monitor-main-6f3b9c0d")
+    'anxmon-monitor-main-***'
+    """
+    return f"{client_id.rpartition('-')[0]}-***"
+
+
 def make_client(address: BrokerAddress, client_id: str, clean: bool = True, v5: bool = False,
                 manual_ack: bool = False) -> mqtt.Client:
     """A paho client (``CallbackAPIVersion.VERSION2``) with ``address``'s user, password and TLS,

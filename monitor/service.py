@@ -63,7 +63,7 @@ from monitor.core.policy import AnswerError, ControlError, Expired
 from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
-from monitor.mqtt_client import ConnectionState, connect_failure, make_client, parse_broker_url
+from monitor.mqtt_client import ConnectionState, connect_failure, make_client, parse_broker_url, shown_client_id
 from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
@@ -561,14 +561,16 @@ class MonitorService:
             qos=1, retain=True,
         )
         self._conn.up.set()
-        log.info("connected to %s as %s (session present: %s)", self.address, self.client_id, flags.session_present)
+        log.info("connected to %s as %s (session present: %s)", self.address, shown_client_id(self.client_id),
+                 flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid != self._subscribe_mid:
             return
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
-            log.error("broker %s refused the subscriptions of %s: %s", self.address, self.client_id, ", ".join(failed))
+            log.error("broker %s refused the subscriptions of %s: %s", self.address, shown_client_id(self.client_id),
+                      ", ".join(failed))
         else:
             self._store.set_meta(self._subscribed_key, "1")
 

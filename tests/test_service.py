@@ -580,6 +580,32 @@ def test_a_late_answer_after_the_data_stopped_is_refused_as_expired(broker, tmp_
     assert svc.stats.answers == 0 and svc.wearer_state("s02")["policy"].offset == 0.0
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # our log lines: one kind
+def test_no_secret_of_a_client_id_is_logged(broker, tmp_path, services, caplog):
+    """The service's and a bridge's client ids end in a secret (kept 0600), so that no other
+    broker user can take their sessions over; both were logged whole at INFO ("connected to ...
+    as anxmon-monitor-main-<secret>"), in every journal and pasted bug report. Now masked."""
+    from firmware_bridge.outbox import Outbox
+    from firmware_bridge.publisher import Publisher
+
+    caplog.set_level(logging.INFO, logger="anxmon")
+    caplog.set_level(logging.INFO, logger="firmware_bridge")
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    outbox = Outbox(tmp_path / "bridge" / "outbox.sqlite")
+    bridge = Publisher(broker.url, "alice", "h10", outbox).start()
+    try:
+        assert wait_until(lambda: sum("connected to" in r.getMessage() for r in caplog.records) == 2, 10), caplog.text
+        secrets = [(tmp_path / "svc" / "client-id-secret").read_text().strip(), outbox.client_secret()]
+    finally:
+        bridge.stop()
+        outbox.close()
+    assert all(len(secret) >= 16 and secret in cid for secret, cid in zip(secrets, [svc.client_id, bridge.client_id]))
+    connected = [r.getMessage() for r in caplog.records if "connected to" in r.getMessage()]
+    assert any("as anxmon-monitor-test-***" in m for m in connected), connected
+    assert any("as anxmon-bridge-alice-h10-***" in m for m in connected), connected
+    assert not any(secret in r.getMessage() for secret in secrets for r in caplog.records), caplog.text
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent: one kind
 def test_a_device_that_counts_again_from_an_old_seq_is_warned_about(broker, tmp_path, services, caplog):
     """A second simulation (or a device with a new outbox) starts its seq at 0 with times before
