@@ -917,6 +917,52 @@ def test_an_open_page_is_told_when_a_checkin_expires_while_the_band_is_silent(br
         app.stop()
 
 
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the app's sessions: one kind
+def test_a_changed_password_ends_the_sessions_signed_in_with_the_old_one(broker, tmp_path):
+    """A wearer whose phone was lost changes their password (and the app is restarted to read
+    it): the phone's session, kept in the sessions file, went on for up to 30 days, check-ins and
+    answers included. It now ends; an unchanged password keeps sessions across restarts, and a
+    session of an earlier version (no mark of its password) is kept until the password changes."""
+    def signed_in(app, cookie: str) -> int:
+        req = urllib.request.Request(app.url + "/api/session", headers={"Cookie": cookie})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                return res.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def start(password: str):
+        return start_app(broker.url, tmp_path, accounts={"carol": password, "dan": "dan-long-password"},
+                         recording=None)
+
+    app = start(password="carol-old-password")
+    client, other = Client(app.url), Client(app.url)
+    assert client.login("carol", "carol-old-password") == 200 and other.login("dan", "dan-long-password") == 200
+    cookie, dans = (c.set_cookie.split(";")[0] for c in (client, other))
+    app.stop()
+    sessions = tmp_path / "app" / "app-sessions.json"
+    saved = json.loads(sessions.read_text())
+    assert all(len(s["account"]) == 64 for s in saved.values())
+    for s in saved.values():
+        if s["wearer"] == "dan":
+            del s["account"]  # as an earlier version wrote it
+    sessions.write_text(json.dumps(saved))
+    app = start(password="carol-old-password")  # a restart: still signed in
+    try:
+        assert signed_in(app, cookie) == 200 and signed_in(app, dans) == 200
+    finally:
+        app.stop()
+    app = start(password="carol-new-password")
+    try:
+        assert signed_in(app, cookie) == 401
+        assert signed_in(app, dans) == 200  # another wearer's password did not change
+        fresh = Client(app.url)
+        assert fresh.login("carol", "carol-new-password") == 200
+        assert signed_in(app, fresh.set_cookie.split(";")[0]) == 200
+    finally:
+        app.stop()
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # the app's own start: one kind
 def test_serving_plain_http_beyond_this_machine_is_warned_about(broker, tmp_path, caplog):
     """``--host 0.0.0.0`` without a certificate served passwords, check-ins and answers over

@@ -100,6 +100,18 @@ class Accounts:
     def wearers(self) -> list[str]:
         return sorted(self._users)
 
+    def mark(self, wearer: str, key: str) -> str | None:
+        """A digest of ``wearer``'s stored password keyed with ``key`` (a session's token, which
+        the sessions file does not hold: the mark there tells nothing of the password), None for
+        an unknown wearer. A session keeps the mark of its sign-in: a changed password ends it.
+
+        >>> a = Accounts({"alice": "s3cret"})
+        >>> a.mark("alice", "t") == a.mark("alice", "t") != Accounts({"alice": "new"}).mark("alice", "t")
+        True
+        """
+        stored = self._users.get(wearer)
+        return None if stored is None else hmac.new(key.encode(), stored.encode(), "sha256").hexdigest()
+
     def verify(self, wearer: str, password: str) -> bool:
         """True when ``password`` is ``wearer``'s; an unknown name costs what a known one does."""
         if not isinstance(password, str):

@@ -155,6 +155,7 @@ class Session:
     wearer: str
     csrf: str
     expires_s: float
+    account: str | None = None  # Accounts.mark of the password it signed in with
 
 
 class JsonStore:
@@ -362,7 +363,8 @@ class CheckinApp:
             log.info("app: a sign-in failed")
             return None
         token = secrets.token_urlsafe(32)
-        session = Session(wearer, secrets.token_urlsafe(24), now + self.options.session_days * 86400.0)
+        session = Session(wearer, secrets.token_urlsafe(24), now + self.options.session_days * 86400.0,
+                          self.accounts.mark(wearer, token))
         with self._sessions.lock:
             data = self._sessions.data
             for key in [k for k, s in data.items() if s["expires_s"] < now]:
@@ -375,10 +377,16 @@ class CheckinApp:
     def session(self, token: str | None) -> Session | None:
         if not token:
             return None
+        mark = None
         with self._sessions.lock:
             s = self._sessions.data.get(self._key(token))
-        if s is None or s["expires_s"] < self.clock() or s["wearer"] not in self.accounts.wearers:
-            return None
+            if s is not None:
+                mark = self.accounts.mark(s["wearer"], token)  # None: the account is gone
+                if s.get("account") is None and mark is not None:  # signed in before sessions kept it
+                    s["account"] = mark
+                    self._sessions.save()
+        if s is None or s["expires_s"] < self.clock() or mark is None or not hmac.compare_digest(s["account"], mark):
+            return None  # expired, the account deleted, or its password changed since
         return Session(**s)
 
     def sign_out(self, token: str) -> None:
