@@ -218,6 +218,7 @@ class ServiceStats:
     received: int = 0
     batches: int = 0  # data batches accepted and processed
     duplicates: int = 0  # data batches dropped as duplicates (by seq)
+    missing: int = 0  # data batches never processed: skipped seq numbers (sequence gaps)
     rejected: collections.Counter = field(default_factory=collections.Counter)  # reason -> n
     ticks: int = 0
     indicators: int = 0  # indicators messages published
@@ -415,8 +416,9 @@ class MonitorService:
         self._stopped.set()
         s = self.stats
         log.info(
-            "stopped: %d wearer(s), %d batches, %d duplicates, %d rejected, %d check-ins, %d checkpoint rows",
-            len(self._wearers), s.batches, s.duplicates, sum(s.rejected.values()), s.checkins, s.checkpoints,
+            "stopped: %d wearer(s), %d batches, %d duplicates, %d missing, %d rejected, %d check-ins, %d checkpoint rows",
+            len(self._wearers), s.batches, s.duplicates, s.missing, sum(s.rejected.values()), s.checkins,
+            s.checkpoints,
         )
 
     # -- MQTT (paho callbacks: they run on the worker, inside Client.loop) -----------------
@@ -872,6 +874,12 @@ class MonitorService:
                                 "wearer ids, anxmon simulate --wearer-prefix)", topic.wearer, tracker.stats.duplicate_run,
                                 topic.signal, topic.device)
             return
+        if verdict.gap_batches:
+            self.stats.missing += verdict.gap_batches
+            if self._should_warn(topic.wearer, "gap"):
+                log.warning("wearer %s: %d %s batch(es) of device %s missing before seq %d (refused, lost on the "
+                            "way, or processed after the wearer's last checkpoint before a crash): a gap in its data",
+                            topic.wearer, verdict.gap_batches, topic.signal, topic.device, batch.seq)
         if verdict.behind_s > 1.0 and self._should_warn(topic.wearer, "behind"):
             log.warning("wearer %s: %s of device %s went back %.0f s in time with a higher seq (a clock set back?); "
                         "the monitor skips its samples until they pass the newest it had", topic.wearer,
@@ -1443,6 +1451,7 @@ def _run_service(args, signals) -> int:
         return 1
     s = service.stats
     print(f"anxmon: stopped after {s.batches} batches, {s.checkins} check-ins, "
-          f"{sum(s.rejected.values())} rejected, {s.duplicates} duplicates, {s.redelivered} redelivered; "
+          f"{sum(s.rejected.values())} rejected, {s.duplicates} duplicates, {s.missing} missing, "
+          f"{s.redelivered} redelivered; "
           "final checkpoint written", flush=True)
     return signals.status()

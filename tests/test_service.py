@@ -284,6 +284,28 @@ def test_indicators_rejections_duplicates(broker, tmp_path, services, caplog):
     probe.close()
 
 
+def test_batches_missing_from_a_stream_are_reported(broker, tmp_path, services, caplog):
+    """Batches never processed (a gap in a stream's ``seq``: refused, lost on the way, or
+    processed after the last checkpoint before a crash) were counted nowhere the operator could
+    see: they are counted, warned about with the wearer, stream and how many, and in the stop
+    line."""
+    caplog.set_level(logging.INFO, logger="anxmon")
+    batches = s02_batches()[:200]
+    eda = [b for b in batches if b.signal == "eda"]
+    lost = {id(b) for b in eda[10:13]}  # three batches in a row of one stream
+    probe = Probe(broker, [])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    probe.publish_many(messages("s02", [b for b in batches if id(b) not in lost]))
+    assert wait_until(lambda: svc.stats.batches == len(batches) - len(lost), 20), svc.stats
+    svc.stop()
+    assert svc.stats.missing == len(lost) and svc.stats.duplicates == 0
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [f"wearer s02: 3 eda batch(es) of device {DEVICE} missing before seq {eda[13].seq} (refused, "
+                    "lost on the way, or processed after the wearer's last checkpoint before a crash): a gap in its data"], loud
+    assert any("3 missing" in r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped:"))
+    probe.close()
+
+
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # (mosquitto refuses an ESC in a topic)
 def test_a_rejection_logs_nothing_of_the_payload_above_debug(broker, tmp_path, services, caplog):
     """A refused input's WARNING quoted its error, and errors quote the payload: a ``wearer``
