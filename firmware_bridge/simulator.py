@@ -36,6 +36,7 @@ DetectionScore(hits=1, misses=1, false=1)
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import math
@@ -215,8 +216,13 @@ class WearerLink:
 
     The paho client runs without a thread of its own: ``Simulation`` drives every link's
     socket from one thread (``selectors``), so hundreds of wearers do not mean hundreds of
-    threads fighting over the GIL. ``published`` counts batches handed to paho, ``acked`` their
-    PUBACKs (availability messages are not counted).
+    threads fighting over the GIL. ``published`` counts batches given to ``publish``, ``acked``
+    their PUBACKs (availability messages are not counted).
+
+    Batches are handed to paho only while connected, after the CONNACK: paho resends what it
+    held at that moment, and a batch handed to it while the link was reconnecting (CONNECT
+    sent, no CONNACK yet) went onto the wire before those older ones, so the monitor dropped
+    them as duplicates. Until then they wait here, in order.
     """
 
     def __init__(self, address: BrokerAddress, wearer: str, device: str = DEFAULT_DEVICE,
@@ -227,6 +233,7 @@ class WearerLink:
         self.device = check_id("device", device)
         self.availability_topic = availability_topic(wearer, device)
         self._topics: dict[str, str] = {}
+        self._held: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) not yet handed to paho
         self.published = 0
         self.acked = 0
         self.connected = False
@@ -291,12 +298,20 @@ class WearerLink:
         self.acked += 1
 
     def publish(self, batch) -> None:
-        """Hand one ``SampleBatch`` to paho (QoS 1); paho queues it while disconnected."""
+        """Send one ``SampleBatch`` (QoS 1); it waits in order while the link is not connected."""
         topic = self._topics.get(batch.signal)
         if topic is None:
             topic = self._topics[batch.signal] = data_topic(self.wearer, self.device, batch.signal)
-        self.client.publish(topic, encode_batch(batch), qos=1)
+        self._held.append((topic, encode_batch(batch)))
         self.published += 1
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the waiting batches to paho if connected (never from inside a paho callback:
+        paho resends its older messages after ``on_connect`` returns)."""
+        while self.connected and self._held:
+            topic, payload = self._held.popleft()
+            self.client.publish(topic, payload, qos=1)
 
 
 @dataclass
@@ -397,6 +412,7 @@ class Simulation:
             time.sleep(timeout_s)  # no connection open: nothing to wait for but the next retry
         now = time.monotonic()
         for link in self.links:
+            link.flush()  # (after a CONNACK just read: paho has resent what it held)
             if link.socket is not None and link.client.want_write():
                 link.client.loop_write()
         if now >= self._misc_at:  # keepalive pings, retries, reconnects: once a second is plenty
