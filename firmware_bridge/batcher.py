@@ -13,6 +13,9 @@ Decoders hand over ``Chunk`` objects: a regular chunk has the unix time of its f
   from the count, each batch moves the counted time by at most half a sample towards them,
   which the monitor takes as drift, not as a gap or an overlap (up to half a sample of drift
   per batch: 0.8 % at 64 Hz, 12 % at 4 Hz; a faster drift is re-anchored as before);
+* keeps irregular streams (``hr``, ``ibi``) in time order: a value up to ``CLOCK_BACK_S`` older
+  than the last is a late one and dropped; a time further back, or more than ``MAX_FUTURE_S``
+  ahead, is a clock step or a glitch and starts a new batch (the monitor judges it);
 * measures the real rate from the chunks' own times and warns when it differs from the
   declared one by more than 10 %;
 * cuts batches of ``round(batch_s * rate)`` values, and hands out what is pending once it
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.wire import MAX_SAMPLES_PER_BATCH, SIGNALS, SampleBatch
+from monitor.wire import MAX_FUTURE_S, MAX_SAMPLES_PER_BATCH, SIGNALS, SampleBatch
 
 from firmware_bridge.devices import SignalDef
 
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 RATE_WINDOW_S = 30.0  # measure the real rate over this much of the device's own time
 RATE_TOLERANCE = 0.10  # warn when measured and declared rates differ by more than 10 %
 RATE_GAP_S = 2.0  # a pause this long restarts the measurement (it is a gap, not a slow rate)
+CLOCK_BACK_S = 5.0  # an irregular time this far before the last one: the device clock was set back, not a late beat
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,8 @@ class Status:
 class StreamStats:
     received: int = 0
     dropped_invalid: int = 0  # not finite or outside the contract's range
-    dropped_unordered: int = 0  # irregular values older than one already batched
-    segments: int = 0  # regular streams: how often the counted time was re-anchored
+    dropped_unordered: int = 0  # irregular values up to CLOCK_BACK_S older than one already batched
+    segments: int = 0  # how often the time was re-anchored (irregular: a clock step back or far ahead)
     measured_hz: float | None = None
 
 
@@ -189,12 +193,19 @@ class _Irregular:
         self.first_arrival: float | None = None
         self.stats = StreamStats()
 
-    def add(self, t: np.ndarray, values: np.ndarray, now_s: float) -> None:
+    def add(self, t: np.ndarray, values: np.ndarray, now_s: float, out: list[SampleBatch]) -> None:
+        """A time slightly before the last one is a late value (dropped); one more than
+        ``CLOCK_BACK_S`` before it, or more than ``MAX_FUTURE_S`` after it, is a clock step (or a
+        glitch): what is pending goes out as a batch of its own and the stream goes on from
+        there (else one time stamp a day ahead dropped every later value for a day)."""
         self.stats.received += len(values)
         ok = valid_mask(self.signal, values) & np.isfinite(t)
         self.stats.dropped_invalid += int((~ok).sum())
         for ti, vi in zip(t[ok].tolist(), values[ok].tolist()):
-            if self.last_t is not None and ti < self.last_t:
+            if self.last_t is not None and not -CLOCK_BACK_S <= ti - self.last_t <= MAX_FUTURE_S:
+                self.take(now_s, True, out)
+                self.stats.segments += 1
+            elif self.last_t is not None and ti < self.last_t:
                 self.stats.dropped_unordered += 1
                 continue
             if not self.t:
@@ -256,7 +267,7 @@ class Batcher:
         else:
             if chunk.t is None or len(chunk.t) != len(values):
                 raise ValueError(f"{chunk.signal} is irregular: the chunk needs one time per value")
-            stream.add(np.asarray(chunk.t, dtype=float), values, now_s)
+            stream.add(np.asarray(chunk.t, dtype=float), values, now_s, self._out)
 
     def take(self, now_s: float, force: bool = False) -> list[SampleBatch]:
         """Batches that are complete (or ``batch_s`` old, or everything when ``force``)."""

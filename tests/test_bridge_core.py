@@ -90,6 +90,25 @@ def test_acc_triples_and_irregular_streams():
     assert b.stats()["ibi"].dropped_unordered == 1 and b.stats()["ibi"].dropped_invalid == 1
 
 
+@pytest.mark.parametrize("glitch_s", [86_400.0, -3_600.0])
+def test_one_irregular_time_stamp_far_off_costs_only_itself(glitch_s):
+    """A device's clock glitches once (one heart rate stamped a day ahead) or is set back an
+    hour: every value stamped before the glitch was dropped as out of order, for a day. The
+    value far off goes out in a batch of its own (the monitor refuses it as ``future``, or
+    takes the step back) and the stream goes on; each batch keeps its times in order."""
+    b = Batcher(SIGNALS)
+    t = 1e9 + np.arange(10.0)
+    times = [*t[:5], t[4] + glitch_s, *t[5:]] if glitch_s > 0 else [*t[:5], *(t[5:] + glitch_s)]
+    for k, ti in enumerate(times):
+        b.add(Chunk("hr", np.array([60.0 + k]), t=np.array([ti])), now_s=k * 0.1)
+    out = b.take(now_s=100.0)
+    assert [x.values.tolist() for x in out] == (
+        [[60.0 + k for k in range(5)], [65.0], [66.0 + k for k in range(5)]] if glitch_s > 0
+        else [[60.0 + k for k in range(5)], [65.0 + k for k in range(5)]])
+    assert all(np.all(np.diff(x.t) > 0) for x in out)
+    assert b.stats()["hr"].dropped_unordered == 0
+
+
 @pytest.mark.parametrize("real_hz, warns", [(5.0, True), (4.0, False), (4.2, False)])
 def test_rate_is_measured_and_a_mismatch_is_reported(caplog, real_hz, warns):
     b = Batcher(SIGNALS)
