@@ -36,8 +36,8 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from monitor.errors import AnxmonError
-from monitor.markers import Marker
+from monitor.errors import AnxmonError, WireError
+from monitor.markers import Marker, utc_text
 from monitor.mqtt_client import make_client, parse_broker_url, private_client_id
 from monitor.recordings import Recording, wearer_id_for
 from monitor.wire import (
@@ -45,6 +45,7 @@ from monitor.wire import (
     availability_topic,
     check_id,
     data_topic,
+    decode_marker,
     encode_batch,
     encode_marker,
     marker_topic,
@@ -153,6 +154,7 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     events = schedule(recording)
     if not events:
         raise ReplayError(f"{recording.source}: nothing to replay")
+    _check_markers(recording.markers, wearer)
     stats = ReplayStats(shift_s=(clock() - recording.start_s) if rebase_time else 0.0)
     avail = availability_topic(wearer, device)
     markers_to = marker_topic(wearer, device)
@@ -194,6 +196,18 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
         client.loop_stop()
     stats.elapsed_s = time.monotonic() - started
     return stats
+
+
+def _check_markers(markers: list[Marker], wearer: str) -> None:
+    """Refuse, before anything is published, a marker the service would refuse (a label longer
+    than the wire contract allows): the broker acknowledges it, so the replay would count it as
+    replayed while the service drops it."""
+    for m in markers:
+        try:
+            decode_marker(encode_marker(m.t_s, m.label, m.kind), wearer)
+        except WireError as exc:
+            raise ReplayError(f"the marker at {utc_text(m.t_s)} ({m.kind!r:.40}) breaks the wire contract, so the "
+                              f"service would drop it: {exc}; nothing replayed") from None
 
 
 def _settle(stats: ReplayStats, entry: tuple[str, mqtt.MQTTMessageInfo], timeout_s: float) -> None:

@@ -400,3 +400,33 @@ def test_annotate_warns_when_the_broker_user_is_another_wearer(tmp_path, caplog)
         assert anxmon(["annotate", "--wearer", "alice", "--label", "exam", "--broker",
                        f"mqtt://{user}:pw@127.0.0.1:{free_port()}"]) == 2
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_replay_refuses_a_marker_the_service_would_drop(broker, tmp_path, capsys):
+    """A marker whose label is longer than the wire contract allows was published, acknowledged
+    by the broker and counted as "replayed ... 1 markers", while the service dropped it (only its
+    log said so). It is now refused before anything is published, naming the marker."""
+    if broker.kind != "nats":
+        pytest.skip("broker-independent: one kind")
+    from monitor.readers.anxmon import write_recording
+
+    rec = read_recording(data_path(*S02))
+    part = rec.between(rec.start_s, rec.start_s + 30)
+    path = tmp_path / "half-minute.jsonl"
+    write_recording(path, part, wearer="dora")
+    markers = tmp_path / "markers.csv"
+    markers.write_text(f"unix_s,label,kind\n{part.start_s + 10},{'x' * 201},therapy session\n")
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        code = anxmon(["replay", str(path), "--speed", "max", "--markers", str(markers), "--broker", broker.url])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "'therapy session'" in err and "longer than 200 characters" in err and "nothing replayed" in err
+        # without the marker it plays; the service then has the batches (delivered after anything
+        # the refused run would have published) and no marker
+        assert anxmon(["replay", str(path), "--speed", "max", "--broker", broker.url]) == 0
+        n = sum(1 for _ in part.batches())
+        assert wait_until(lambda: svc.stats.batches == n, 20), svc.stats
+        assert svc.stats.markers == 0 and not svc.stats.rejected, svc.stats
+    finally:
+        svc.stop()
