@@ -412,7 +412,10 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
     inside it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis
     whole instead of mixing two."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir))
+    try:  # a short fixed name: the folder's own may already be as long as a name can be
+        staging = Path(tempfile.mkdtemp(prefix=".anxmon-analyze.", dir=out_dir))
+    except OSError as exc:  # name the folder given, not the hidden one that could not be made in it
+        raise type(exc)(exc.errno, exc.strerror, str(out_dir)) from None
     try:
         _write_files(result, staging, recording)
         # a recording analysed offline has no answers: an exported live session's must not stay

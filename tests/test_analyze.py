@@ -21,6 +21,7 @@ from monitor.core.wearer import WearerMonitor
 from monitor.errors import InputFormatError
 from monitor.evaluate import SWEEP_THRESHOLDS, evaluate_subject
 from monitor.recordings import read_recording
+from monitor.report import ANALYSIS_FILES
 from tests.conftest import data_path
 
 ANXMON = [sys.executable, "-m", "monitor.cli"]
@@ -373,6 +374,20 @@ def test_a_failed_analysis_leaves_the_previous_output_folder_whole(tmp_path, mon
     with pytest.raises(OSError, match="disk full"):
         analyze.run_analyze(polar, out, load_config(None, ["policy.cooldown_s=60"]))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # and no staging folder left
+
+
+def test_an_output_folder_whose_name_is_long_or_unwritable_is_named_as_given(tmp_path):
+    """The staging folder was named after the output folder (``.<name>.<random>``): a folder name
+    of 250 characters, which the file system takes, failed with "cannot use '.../.xxx...xo3k2':
+    File name too long", and a folder that cannot be written to was reported by that hidden name
+    ("cannot use '/proc/.proc.pv7qannr'"), one the user never gave."""
+    polar = data_path("polar-h10", "polar_h10.csv")
+    long_name = tmp_path / ("x" * 250)
+    done = anxmon("analyze", polar, "--out", long_name, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in long_name.iterdir()) == sorted(ANALYSIS_FILES)
+    done = anxmon("analyze", polar, "--out", "/proc", check=False)
+    assert done.returncode == 1 and "cannot use '/proc': " in done.stderr, done.stderr
 
 
 # ----------------------------------------------------------------------------- provenance and indicators.csv
