@@ -71,10 +71,7 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
 
     config = config or Config()
     monitor = monitor or WearerMonitor(wearer_id or wearer_id_for(recording), config)
-    trackers: dict[str, StreamTracker] = {}
-    rejected: dict[str, int] = {}
-    first_refusal: dict[str, str] = {}  # "signal: error kind" -> the first such message (no values)
-    batches_per_signal: dict[str, int] = {}
+    wire = WireCheck()
     ticks: list[Tick] = []
     thresholds: list[float] = []  # per tick, as the live service records it (after the batch's ticks)
     started = time.perf_counter()
@@ -83,18 +80,7 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
               desc=f"analyze {Path(recording.source).name}", leave=False) as bar:
         for batch in batches:
             bar.update(1)
-            batches_per_signal[batch.signal] = batches_per_signal.get(batch.signal, 0) + 1
-            try:
-                validate_batch(batch)
-                # a recording's own time is its clock: a device that paused for an hour is fine
-                # (the "5 min in the future" rule protects live streams from wrong device clocks)
-                verdict = trackers.setdefault(batch.signal, StreamTracker()).check(batch, now_s=batch.end_s)
-            except WireError as exc:
-                key = f"{batch.signal}: {type(exc).__name__}"
-                rejected[key] = rejected.get(key, 0) + 1
-                first_refusal.setdefault(key, str(exc))
-                continue
-            if verdict.accept:
+            if wire.accept(batch):
                 new = monitor.update(batch)
                 if new:
                     ticks.extend(new)
@@ -106,11 +92,51 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     thresholds.extend([monitor.policy.effective_threshold()] * len(last))
     elapsed = time.perf_counter() - started
     labels = labels if labels is not None else recording.labels
-    summary = summarize(recording, ticks, monitor, labels, rejected)
-    summary["batches_per_signal"] = batches_per_signal
-    summary["first_refusal"] = first_refusal
+    summary = summarize(recording, ticks, monitor, labels, wire.rejected)
+    summary["batches_per_signal"] = wire.batches_per_signal
+    summary["first_refusal"] = wire.first_refusal
     speed = recording.duration_s / elapsed if elapsed > 0 else None
-    return AnalysisResult(ticks, summary, rejected, thresholds, speed)
+    return AnalysisResult(ticks, summary, wire.rejected, thresholds, speed)
+
+
+@dataclass
+class WireCheck:
+    """Sample batches checked as the live service checks them (``validate_batch``, then each
+    signal's ``StreamTracker``), with the refusals counted as ``summary.json`` keeps them.
+
+    >>> from monitor.wire import SampleBatch
+    >>> check = WireCheck()
+    >>> check.accept(SampleBatch("temp", seq=0, values=np.array([50.0]), t0=1.7e9, fs=4.0))
+    False
+    >>> check.rejected, check.batches_per_signal
+    ({'temp: ValueRangeError': 1}, {'temp': 1})
+    """
+
+    trackers: dict[str, StreamTracker] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # "signal: error kind" -> batches refused
+    first_refusal: dict[str, str] = field(default_factory=dict)  # the first such message (no values)
+    batches_per_signal: dict[str, int] = field(default_factory=dict)
+
+    def accept(self, batch) -> bool:
+        """Whether the service would take ``batch`` (False: refused, counted; or a duplicate)."""
+        self.batches_per_signal[batch.signal] = self.batches_per_signal.get(batch.signal, 0) + 1
+        try:
+            validate_batch(batch)
+            # a recording's own time is its clock: a device that paused for an hour is fine
+            # (the "5 min in the future" rule protects live streams from wrong device clocks)
+            verdict = self.trackers.setdefault(batch.signal, StreamTracker()).check(batch, now_s=batch.end_s)
+        except WireError as exc:
+            key = f"{batch.signal}: {type(exc).__name__}"
+            self.rejected[key] = self.rejected.get(key, 0) + 1
+            self.first_refusal.setdefault(key, str(exc))
+            return False
+        return verdict.accept
+
+    def summary(self) -> dict:
+        """The ``rejected_batches``, ``first_refusal`` and ``batches_per_signal`` of ``summary.json``
+        (what ``refusals`` reads)."""
+        return {"rejected_batches": self.rejected, "first_refusal": self.first_refusal,
+                "batches_per_signal": self.batches_per_signal}
 
 
 # ------------------------------------------------------------------------------ labels

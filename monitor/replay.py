@@ -30,7 +30,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +64,8 @@ class ReplayStats:
     markers: int = 0  # markers published and acknowledged
     shift_s: float = 0.0  # added to every timestamp (``rebase_time``)
     elapsed_s: float = 0.0  # wall clock
+    # the batches the service refuses, as summary.json keeps them (``analyze.WireCheck.summary``)
+    refusals: dict = field(default_factory=dict)
 
 
 def connect(url: str, client_id: str, will: tuple[str, bytes] | None = None, window: int = 100,
@@ -147,6 +149,8 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     ``unreachable_hint`` is added to the error when nothing answers at the broker's address."""
     from tqdm import tqdm
 
+    from monitor.analyze import WireCheck
+
     if not speed > 0:
         raise ReplayError(f"speed must be > 0 (or max), got {speed!r}")
     wearer = check_id("wearer", wearer or wearer_id_for(recording))
@@ -161,6 +165,7 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
     client = connect(broker, private_client_id(f"anxmon-replay-{wearer}-{device}"), will=(avail, b"offline"),
                      window=window, unreachable_hint=unreachable_hint)
     started = time.monotonic()
+    wire = WireCheck()  # published all the same, as a device would: the service refuses them
     try:
         _wait(client.publish(avail, b"online", qos=1, retain=True), ack_timeout_s, "the availability")
         inflight: collections.deque = collections.deque()
@@ -178,6 +183,7 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
                     payload = encode_marker(item.t_s + stats.shift_s, item.label, item.kind)
                     inflight.append(("marker", client.publish(markers_to, payload, qos=1)))
                 else:
+                    wire.accept(item)
                     batch = _shifted(item, stats.shift_s)
                     inflight.append(("batch", client.publish(data_topic(wearer, device, batch.signal),
                                                              encode_batch(batch), qos=1)))
@@ -195,6 +201,7 @@ def replay(recording: Recording, broker: str, wearer: str | None = None, device:
         client.disconnect()
         client.loop_stop()
     stats.elapsed_s = time.monotonic() - started
+    stats.refusals = wire.summary()
     return stats
 
 
@@ -251,4 +258,8 @@ def run_replay(args) -> int:
     shift = f", times shifted by {stats.shift_s:+.0f} s" if args.rebase_time else ""
     print(f"replayed {stats.batches} batches and {stats.markers} markers of {recording.source} as "
           f"{wearer}/{args.device} in {stats.elapsed_s:.1f} s{shift}")
+    from monitor.analyze import refusals
+
+    for line in refusals(stats.refusals)[1]:
+        print(f"  the service refuses: {line}", file=sys.stderr)
     return 0

@@ -430,3 +430,34 @@ def test_replay_refuses_a_marker_the_service_would_drop(broker, tmp_path, capsys
         assert svc.stats.markers == 0 and not svc.stats.rejected, svc.stats
     finally:
         svc.stop()
+
+
+def test_replay_says_which_batches_the_service_refuses(broker, tmp_path, capsys):
+    """Samples outside the wire contract's range (a TEMP.csv with a few readings of 50 degC) are
+    kept by the reader, and the service refuses their batches; replay said only "replayed N
+    batches", so the researcher did not learn that part of the session never reached the
+    monitor. It now says how many of which signal the service refuses, and why, as analyze does;
+    the count is the one the service itself reports."""
+    if broker.kind != "nats":
+        pytest.skip("broker-independent: one kind")
+    path = tmp_path / "erin"  # the first minute of S02's E4 export (an anxmon recording refuses such batches)
+    path.mkdir()
+    for name, rows in (("EDA.csv", 240), ("BVP.csv", 3840), ("ACC.csv", 1920), ("TEMP.csv", 240), ("HR.csv", 50)):
+        lines = (data_path(*S02) / name).read_text().splitlines(keepends=True)[:2 + rows]
+        if name == "TEMP.csv":
+            for i in (2 + 40, 2 + 41, 2 + 120):  # degC: outside 15-45, in two batches of 1 s
+                lines[i] = "50.0\n"
+        (path / name).write_text("".join(lines))
+    part = read_recording(path)
+    svc = start_service(broker, tmp_path / "svc")
+    try:
+        assert anxmon(["replay", str(path), "--speed", "max", "--broker", broker.url]) == 0
+        err = capsys.readouterr().err
+        n = sum(1 for _ in part.batches())
+        assert wait_until(lambda: svc.stats.batches + sum(svc.stats.rejected.values()) == n, 20), svc.stats
+    finally:
+        svc.stop()
+    refused = sum(svc.stats.rejected.values())
+    temp_batches = sum(1 for b in part.batches() if b.signal == "temp")
+    assert refused > 0
+    assert f"the service refuses: {refused} of {temp_batches} temp batches, the first because temp sample" in err, err
