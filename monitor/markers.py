@@ -139,9 +139,15 @@ def read_markers(path: str | Path) -> list[Marker]:
     path = Path(path)
     if not path.is_file():
         raise not_a_file("markers file", path)
-    # utf-8-sig: a spreadsheet saves a byte-order mark before the header
-    return read_markers_text(path.read_text(encoding="utf-8-sig", errors="replace"), str(path),
-                             TAG_KIND if is_tags_file(path.name) else DEFAULT_KIND)
+    data = path.read_bytes()
+    try:  # utf-8-sig: a spreadsheet saves a byte-order mark before the header
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # (replaced, a label's "ü" of Windows-1252 became "\ufffd" unseen)
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputFormatError(f"{path}, line {line}: not UTF-8 text (byte "
+                               f"0x{data[exc.start]:02x}): save it as UTF-8 (a spreadsheet: \"CSV UTF-8\"), so "
+                               "that its labels are read as written") from None
+    return read_markers_text(text, str(path), TAG_KIND if is_tags_file(path.name) else DEFAULT_KIND)
 
 
 def write_markers(path: str | Path, markers: Iterable[Marker]) -> None:

@@ -87,3 +87,17 @@ def test_markers_csv_takes_iso_times_with_a_zone_and_refuses_one_without(tmp_pat
     with pytest.raises(InputFormatError, match=r"time '2022-02-07' names no time zone: .* e.g. 2022-02-07T00:00Z$"):
         parse_time("2022-02-07")  # a date alone: which midnight? (and a date takes no Z)
     assert parse_time("2022-02-07T11:00:00+01:00") == 1644228000.0
+
+
+def test_a_markers_csv_that_is_not_utf8_is_refused_with_its_line(tmp_path):
+    """A markers file saved by a spreadsheet in Windows-1252 had its labels' umlauts replaced by
+    U+FFFD without a word ("Sitzung \ufffd" in markers.csv and on the page); it is refused,
+    naming the line and the encoding to save it in. UTF-8, with or without a byte-order mark,
+    reads as written."""
+    path = tmp_path / "markers.csv"
+    path.write_bytes("unix_s,label\r\n1644228196,Stroop\r\n1644228572,Sitzung \u00fc\r\n".encode("cp1252"))
+    with pytest.raises(InputFormatError, match=r"markers.csv, line 3: not UTF-8 text \(byte 0xfc\): save it as UTF-8"):
+        read_markers(path)
+    for encoding in ("utf-8", "utf-8-sig"):
+        path.write_bytes("unix_s,label\r\n1644228572,Sitzung \u00fc\r\n".encode(encoding))
+        assert [m.label for m in read_markers(path)] == ["Sitzung \u00fc"]
