@@ -390,6 +390,21 @@ def test_an_output_folder_whose_name_is_long_or_unwritable_is_named_as_given(tmp
     assert done.returncode == 1 and "cannot use '/proc': " in done.stderr, done.stderr
 
 
+def test_an_analysis_folder_given_as_the_recording_is_named_as_such(tmp_path):
+    """``anxmon analyze out/polar --out ...`` (or ``replay out/polar``), an analysis folder where
+    the recording was meant, said only "no recording found in this folder; expected an Empatica
+    E4 export ..., a Polar H10 CSV ...", though that folder came from a Polar H10 CSV. It now says
+    what the folder is, which recording it came from, and what reads it."""
+    polar = data_path("polar-h10", "polar_h10.csv")
+    out = tmp_path / "polar"
+    anxmon("analyze", polar, "--out", out)
+    for command in (["analyze", out, "--out", tmp_path / "again"], ["replay", out, "--broker", "mqtt://127.0.0.1:9"]):
+        done = anxmon(*command, check=False)
+        assert done.returncode == 2 and "no recording found" not in done.stderr, done.stderr
+        assert f"{out} is the output of an analysis (of {polar}), not a recording: anxmon report reads it" \
+            in done.stderr, done.stderr
+
+
 # ----------------------------------------------------------------------------- provenance and indicators.csv
 
 

@@ -29,7 +29,8 @@ Detection (``detect``), in this order:
    DataParser first;
 4. a folder holding exactly one file recognised by rule 3: that file.
 
-Anything else is an ``InputFormatError`` listing what was expected; a file of a detected format
+Anything else is an ``InputFormatError`` listing what was expected (an analysis folder, the
+output of ``anxmon analyze``: one saying so and naming its recording); a file of a detected format
 that is damaged (cut short, mixed up with another file, columns swapped) is an
 ``InputFormatError`` from its reader that names the file, the line and the problem.
 
@@ -128,6 +129,8 @@ def detect(path: str | Path) -> tuple[str, Path]:
                 which = "that folder" if len(deeper) == 1 else "one of them"
                 raise InputFormatError(f"{path}: no recording at its top or in a sub-folder, but E4 files deeper, in "
                                        f"{', '.join(deeper)}: pass {which}")
+        if path.is_dir():
+            _refuse_analysis_folder(path)
         raise InputFormatError(f"{path}: no recording found in this {'folder' if path.is_dir() else 'zip'}; {EXPECTED}")
     if path.suffix.lower() == ".zip":
         raise InputFormatError(f"{path}: not a readable zip archive (damaged or cut short?)")
@@ -139,6 +142,24 @@ def detect(path: str | Path) -> tuple[str, Path]:
     if fmt is None:
         raise InputFormatError(f"{path} is not a recording anxmon reads; {EXPECTED}")
     return fmt, path
+
+
+def _refuse_analysis_folder(path: Path) -> None:
+    """An ``InputFormatError`` naming an analysis folder (``anxmon analyze``'s or ``export --what
+    analysis``'s output) as such, with the recording it came from when its summary names it."""
+    import json
+
+    from monitor.report import is_analysis_folder
+
+    if not is_analysis_folder(path):
+        return
+    try:
+        source = json.loads((path / "summary.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    came_from = f" (of {source})" if isinstance(source, str) and source else ""
+    raise InputFormatError(f"{path} is the output of an analysis{came_from}, not a recording: anxmon report reads "
+                           "it; to analyse or replay, give the recording itself")
 
 
 def readers() -> dict[str, Callable[[Path], Recording]]:
