@@ -613,7 +613,9 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     (``wearer_id_for``: ``S02`` -> ``s02``). ``argv`` (the command line) goes into the summary's
     ``provenance``."""
     from monitor.markers import merge_markers, read_markers
+    from monitor.report import ANALYSIS_FILES, check_output_folder
 
+    check_output_folder(Path(out_dir), (*ANALYSIS_FILES, "answers.jsonl"))  # (answers.jsonl: removed)
     recording = read_recording(path)
     if markers_path:
         recording.markers = merge_markers(recording.markers, read_markers(markers_path))

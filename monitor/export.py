@@ -301,8 +301,9 @@ def export_analysis(db: sqlite3.Connection, out_dir: Path, wearer: str | None = 
     ticks. In a folder that holds an earlier analysis, its files this export does not write
     (``report.html``) are removed: they would belong to another session."""
     from monitor.markers import Marker, write_markers
-    from monitor.report import ANALYSIS_FILES, is_analysis_folder
+    from monitor.report import ANALYSIS_FILES, check_output_folder, is_analysis_folder
 
+    check_output_folder(out_dir, ANALYSIS_EXPORT_FILES)
     wearer = _one_wearer(db, wearer, "indicators")
     _check_range_holds(db, "indicators", wearer, from_s, to_s, "indicators")
     ticks = read_table(db, "indicators", wearer, from_s, to_s)

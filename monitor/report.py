@@ -601,6 +601,22 @@ def is_analysis_folder(path: Path) -> bool:
     return path.is_dir() and (path / "indicators.csv").is_file()
 
 
+def check_output_folder(path: Path, names: tuple[str, ...]) -> None:
+    """Refuse to write the files ``names`` of an analysis into a folder holding some of them that
+    no earlier analysis wrote (no ``indicators.csv``): they are the user's own (``--out .``).
+
+    >>> check_output_folder(Path("docs"), ANALYSIS_FILES)  # no file of those names: fine
+    """
+    path = Path(path)
+    if not path.is_dir() or is_analysis_folder(path):
+        return
+    clash = sorted(name for name in names if (path / name).exists())
+    if clash:
+        raise AnxmonError(f"{path} holds {', '.join(clash)} of no earlier analysis (it has no indicators.csv): "
+                          f"writing an analysis there would replace them; give another folder, e.g. "
+                          f"{path / 'analysis'}")
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 

@@ -405,6 +405,26 @@ def test_an_analysis_folder_given_as_the_recording_is_named_as_such(tmp_path):
             in done.stderr, done.stderr
 
 
+def test_an_output_folder_of_the_user_s_own_files_is_refused_untouched(tmp_path):
+    """``anxmon analyze ... --out . --markers markers.csv`` in a project folder replaced the
+    user's own markers.csv (their input, rewritten in anxmon's format) and summary.json without a
+    word. A folder holding files of an analysis's names but no earlier analysis is refused
+    before anything is read or written; an earlier analysis's folder is still analysed again."""
+    polar = data_path("polar-h10", "polar_h10.csv")
+    project = tmp_path / "project"
+    project.mkdir()
+    mine = {"markers.csv": "unix_s,label\n2024-05-05T14:55:00Z,session 3\n", "summary.json": "my notes\n"}
+    for name, text in mine.items():
+        (project / name).write_text(text)
+    done = anxmon("analyze", polar, "--out", ".", "--markers", "markers.csv", check=False, cwd=project)
+    assert done.returncode == 2, done.stderr
+    assert "holds markers.csv, summary.json of no earlier analysis" in done.stderr
+    assert {p.name: p.read_text() for p in project.iterdir()} == mine
+    anxmon("analyze", polar, "--out", tmp_path / "o")
+    anxmon("analyze", polar, "--out", tmp_path / "o", "--markers", project / "markers.csv")
+    assert "session 3" in (tmp_path / "o" / "markers.csv").read_text()
+
+
 # ----------------------------------------------------------------------------- provenance and indicators.csv
 
 

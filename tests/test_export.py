@@ -265,6 +265,12 @@ def test_analysis_export_removes_another_session_s_report(recorded, tmp_path):
     assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
                    "--out", str(own)]) == 0
     assert (own / "report.html").read_text() == "my page"
+    notes = tmp_path / "notes"  # a file of a name the export writes, of no analysis: refused, untouched
+    notes.mkdir()
+    (notes / "summary.json").write_text("my notes")
+    assert anxmon(["export", "--data-dir", str(recorded[0]), "--wearer", "s02", "--what", "analysis",
+                   "--out", str(notes)]) == 2
+    assert [(p.name, p.read_text()) for p in notes.iterdir()] == [("summary.json", "my notes")]
 
 
 def test_a_raw_or_analysis_export_of_an_empty_range_is_refused_up_front(recorded, tmp_path, capsys):
