@@ -183,9 +183,10 @@ def read_labels_text(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     ...
     monitor.errors.InputFormatError: labels.csv, line 3: stress 'abc' is not a number
     """
+    from monitor.readers.common import csv_frame
+
     try:
-        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True, dtype=str,
-                            keep_default_na=False)
+        frame = csv_frame(text.lstrip("\ufeff"), skipinitialspace=True, dtype=str, keep_default_na=False)
         frame.columns = [str(c).strip() for c in frame.columns]
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(f"{where}: expected a CSV with columns unix_s,stress: {str(exc).splitlines()[0]}") from None

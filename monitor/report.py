@@ -656,9 +656,11 @@ def read_analysis_folder(path: str | Path) -> AnalysisFolder:
     path = Path(path)
     if not is_analysis_folder(path):
         raise InputFormatError(f"{path} is not an analyze output folder (no indicators.csv)")
+    from monitor.readers.common import csv_frame
+
     notes: list[str] = []
     try:
-        ticks = pd.read_csv(io.StringIO(_whole_rows(path / "indicators.csv", notes)))
+        ticks = csv_frame(_whole_rows(path / "indicators.csv", notes))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(f"{path}/indicators.csv: {str(exc).splitlines()[0]}") from None
     if not {"t", "stress_score"} <= set(ticks.columns):

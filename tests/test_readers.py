@@ -1029,3 +1029,31 @@ def test_a_labels_csv_in_an_emotibit_session_folder_labels_the_session(tmp_path)
     (session / "e4" / "EDA.csv").write_text("")
     (session / "e4" / "labels.csv").write_bytes((s02 / "labels.csv").read_bytes())
     assert read_recording(session / f"{BASE}_EA.csv").labels is None
+
+
+def test_a_ctrl_c_while_pandas_reads_is_a_ctrl_c_not_a_damaged_file():
+    """Ctrl-C while ``anxmon analyze`` read S05 sometimes ended with "BVP.csv: not an Empatica E4
+    file (...): Error tokenizing data. C error: Calling read(nbytes) on source failed" and exit
+    status 2: pandas' C parser turns the KeyboardInterrupt raised during its read callback into a
+    ParserError, which the reader took for a damaged file. ``csv_frame``, which every reader
+    uses, raises it as the Ctrl-C it was (exit status 130)."""
+    import io
+    import signal
+
+    from monitor.readers.common import csv_frame
+
+    text = (data_path("stress-predict", "S05") / "BVP.csv").read_text()
+
+    class CtrlCWhileRead(io.StringIO):
+        reads = 0
+
+        def read(self, *args):
+            self.reads += 1
+            data = super().read(*args)
+            if self.reads == 2:  # the signal arrives while pandas reads the second chunk
+                signal.raise_signal(signal.SIGINT)
+            return data
+
+    with pytest.raises(KeyboardInterrupt):
+        csv_frame(CtrlCWhileRead(text), header=None)
+    assert len(csv_frame(text, header=None)) == len(text.splitlines())  # uninterrupted: every row

@@ -19,6 +19,7 @@
   of ``-31.25``; every row a device or the recorder writes ends with one) or when it does not
   parse as a row. A damaged line before the last stays an error naming its line (the reader's).
   A file's first non-blank line (its header) is never left out.
+* ``csv_frame``: ``pandas.read_csv`` of a text, where a Ctrl-C stays a Ctrl-C (not a damaged file).
 * ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, the
   way ``firmware_bridge.ble_hrs.HrsConverter`` does it live.
 
@@ -50,6 +51,30 @@ ENCODING = "utf-8-sig"  # UTF-8, without the byte-order mark a spreadsheet may w
 
 log = logging.getLogger(__name__)
 NOTES_LOG = logging.getLogger("monitor.readers.notes")  # the warnings that are also a recording's notes
+
+
+READ_FAILED = "Calling read(nbytes) on source failed"  # pandas' C parser: its read callback raised
+
+
+def csv_frame(text, **kwargs):
+    """``pandas.read_csv`` of ``text`` (a ``str``, or a text buffer). A Ctrl-C (or SIGTERM) while
+    pandas reads raises ``KeyboardInterrupt``: its C parser turns the exception the signal raised
+    during its read callback into a ``ParserError`` ("Calling read(nbytes) on source failed"),
+    which a reader would report as a damaged file (a buffer's read fails no other way).
+
+    >>> csv_frame("t,x\\n1,2\\n").x.tolist()
+    [2]
+    """
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_csv(io.StringIO(text) if isinstance(text, str) else text, **kwargs)
+    except pd.errors.ParserError as exc:
+        if READ_FAILED in str(exc):
+            raise KeyboardInterrupt from None
+        raise
 
 
 def warn_note(notes: list[str], note: str, warning: str | None = None) -> None:

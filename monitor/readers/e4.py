@@ -39,7 +39,6 @@ Example
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +46,8 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import TAG_KIND, Marker, is_tags_file, merge_markers, unix_s_problem, utc_text
-from monitor.readers.common import (Folder, check_range, irregular_stream, no_samples, numbers_row, warn_note,
-                                    without_cut_last_line)
+from monitor.readers.common import (Folder, check_range, csv_frame, irregular_stream, no_samples, numbers_row,
+                                    warn_note, without_cut_last_line)
 from monitor.recordings import Recording, Stream
 
 FILES = {"EDA.csv": "eda", "BVP.csv": "bvp", "TEMP.csv": "temp", "ACC.csv": "acc", "HR.csv": "hr"}
@@ -90,7 +89,7 @@ def _regular(folder: Folder, name: str, signal: str, notes: list[str]) -> Stream
     if not text:
         return None  # an empty file: no samples
     try:
-        frame = pd.read_csv(io.StringIO(text), header=None, skipinitialspace=True, skip_blank_lines=False,
+        frame = csv_frame(text, header=None, skipinitialspace=True, skip_blank_lines=False,
                             low_memory=False)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputFormatError(

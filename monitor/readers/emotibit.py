@@ -34,7 +34,6 @@ Example
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import pandas as pd
 from firmware_bridge import emotibit as eb
 from monitor.errors import InputFormatError
 from monitor.markers import make_marker, unix_s_problem
-from monitor.readers.common import (decode, first_line, irregular_stream, no_samples, regular_stream,
+from monitor.readers.common import (csv_frame, decode, first_line, irregular_stream, no_samples, regular_stream,
                                     without_cut_last_line)
 from monitor.recordings import Recording
 
@@ -131,7 +130,7 @@ def _read_tag(path: Path, tag: str, notes: list[str] | None = None) -> tuple[np.
     where = str(path)
     text = without_cut_last_line(decode(path.read_bytes()), where, [] if notes is None else notes, _row_of(tag))
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"TypeTag": str})
+        frame = csv_frame(text, dtype={"TypeTag": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFormatError(f"{where}: not an EmotiBit parsed file: {str(exc).splitlines()[0]}") from None
     columns = [str(c).strip() for c in frame.columns]

@@ -36,7 +36,6 @@ Example
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.readers.common import chain_beats, decode, irregular_stream, without_cut_last_line
+from monitor.readers.common import chain_beats, csv_frame, decode, irregular_stream, without_cut_last_line
 from monitor.recordings import Recording, Stream
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
@@ -71,7 +70,7 @@ def read_garmin(path: str | Path) -> Recording:
     notes: list[str] = []
     text = without_cut_last_line(decode(path.read_bytes()), where, notes, _whole_row)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=";", header=None, names=["time", "type", "value"],
+        frame = csv_frame(text, sep=";", header=None, names=["time", "type", "value"],
                             dtype=str, skip_blank_lines=True, keep_default_na=False)
     except pd.errors.ParserError as exc:
         raise InputFormatError(f"{where}: expected lines ISO-time;TYPE;value: {str(exc).splitlines()[0]}") from None

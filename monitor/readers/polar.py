@@ -29,7 +29,6 @@ Example
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,8 @@ import pandas as pd
 
 from monitor.errors import InputFormatError
 from monitor.markers import unix_s_problem
-from monitor.readers.common import chain_beats, decode, irregular_stream, regular_stream, without_cut_last_line
+from monitor.readers.common import (chain_beats, csv_frame, decode, irregular_stream, regular_stream,
+                                    without_cut_last_line)
 from monitor.recordings import Recording
 
 COLUMNS = ("time_ns", "ecg", "hr", "rr")
@@ -74,7 +74,7 @@ def read_polar(path: str | Path) -> Recording:
     text = decode(path.read_bytes())
     text = without_cut_last_line(text, where, notes, _row_of(text.lstrip().split("\n", 1)[0]))
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = csv_frame(text)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFormatError(f"{where}: not a Polar H10 CSV (time_ns,ecg,hr,rr): {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("time_ns", "ecg") if c not in frame.columns]
