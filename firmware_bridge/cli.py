@@ -87,7 +87,7 @@ def positive_number(kind: type, inclusive: bool = False):
 
 def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--wearer", metavar="ID", help="wearer id ([a-z0-9_-], up to 64 characters)")
-    p.add_argument("--model", default=model, help=f"device definition in configs/devices (default {model})")
+    p.add_argument("--model", default=model, help=f"device definition in --devices-dir (default {model})")
     p.add_argument("--device-id", metavar="ID", help="device id in the topics (default: the model name)")
     p.add_argument("--broker", metavar="URL", help="mqtt://user:password@host:port (default: the embedded broker of `anxmon run` in "
                                      f"--data-dir if given, else $ANXMON_BROKER_URL, else {DEFAULT_BROKER})")
@@ -98,7 +98,8 @@ def _common(p: argparse.ArgumentParser, model: str) -> None:
     p.add_argument("--batch-s", type=positive_number(float), default=1.0, metavar="S", help="batch length in seconds (default %(default)s)")
     p.add_argument("--drain-s", type=positive_number(float, inclusive=True), default=5.0, metavar="S",
                    help="when stopping, seconds to wait for the broker to acknowledge the outbox (default %(default)s)")
-    p.add_argument("--devices-dir", type=Path, metavar="DIR", help="folder of device definitions (default configs/devices)")
+    p.add_argument("--devices-dir", type=Path, metavar="DIR", help="folder of device definitions (default: $ANXMON_DEVICES_DIR, "
+                                                                       "else anxmon's own configs/devices)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO (DEBUG with anxmon -vv)")
 

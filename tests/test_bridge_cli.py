@@ -230,3 +230,12 @@ def test_broker_user_warning_is_shared_with_annotate():
     from firmware_bridge.cli import broker_user_warning
 
     assert [broker_user_warning(u, "bob") is None for u in (None, "bob", "monitor", "alice")] == [True, True, True, False]
+
+
+def test_help_names_where_definitions_are_read_from(capsys):
+    """``--devices-dir`` said '(default configs/devices)', a folder relative to where the user
+    stands, while the definitions come from ``$ANXMON_DEVICES_DIR`` or anxmon's own folder."""
+    with pytest.raises(SystemExit):
+        parser().parse_args(["bridge", "lines", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$ANXMON_DEVICES_DIR, else anxmon's own configs/devices" in text
