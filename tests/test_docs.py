@@ -3,10 +3,13 @@ and every ``docs/x.md`` reference or relative Markdown link in README.md and doc
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
+
+from monitor.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -42,3 +45,31 @@ def test_references_to_docs_and_links_resolve(doc):
         if not (doc.parent / target).exists():
             broken.append(target)
     assert not broken, f"{doc.name}: {broken}"
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and of the subcommands under it (``bridge ble`` ...)."""
+    found = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found |= _options(child)
+    return found
+
+
+@pytest.mark.parametrize("doc", [*DOCS, ROOT / "CONTRIBUTING.md", ROOT / "bench" / "README.md"], ids=lambda p: p.name)
+def test_documented_commands_use_options_that_exist(doc):
+    """Each ``anxmon COMMAND ... --option`` in a shell block or an inline code span names an
+    option of that command: a renamed option leaves no stale example behind."""
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    text = doc.read_text(encoding="utf-8")
+    commands = re.findall(r"^(?:\.venv/bin/)?anxmon ([a-z]+)(?![\w-])(.*)$", "\n".join(re.findall(r"```sh\n(.*?)```", text, re.S)), re.M)
+    commands += re.findall(r"`(?:\.venv/bin/)?anxmon ([a-z]+)(?![\w-])([^`]*)`", text)
+    unknown = []
+    for command, rest in commands:
+        if command not in subcommands:  # prose: "`anxmon service`" as a value
+            continue
+        known = _options(subcommands[command]) | {"--help", "--version", "--verbose"}
+        unknown += [f"anxmon {command} {o}" for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest.split("#")[0]) if o not in known]
+    assert not unknown, f"{doc.name}: {unknown}"
