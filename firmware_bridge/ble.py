@@ -60,7 +60,7 @@ from firmware_bridge.polar_pmd import (
     parse_features,
     parse_measurement_stopped,
 )
-from monitor.errors import AnxmonError
+from monitor.errors import AnxmonError, install_hint
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _bleak():
     try:
         import bleak
     except ImportError:
-        raise ImportError("Bluetooth needs the optional extra: pip install 'anxmon[ble]' (or pip install bleak)") from None
+        raise ImportError(f"Bluetooth needs bleak: {install_hint('ble', 'bleak')}") from None
     return bleak
 
 

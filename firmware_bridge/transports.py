@@ -32,6 +32,7 @@ from firmware_bridge.emotibit import (
     ping_packet,
 )
 from firmware_bridge.lines import MAX_LINE_CHARS, LineError, LinesConverter, parse_line
+from monitor.errors import install_hint
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def serial_lines(port: str, baudrate: int = 115200, stop: threading.Event | None
     try:
         import serial  # pyserial, optional
     except ImportError:
-        raise ImportError("reading a serial port needs pyserial: pip install 'anxmon[serial]' (or pip install pyserial)") from None
+        raise ImportError(f"reading a serial port needs pyserial: {install_hint('serial', 'pyserial')}") from None
     return _serial_lines(serial, port, baudrate, stop or threading.Event(), retry_s)
 
 

@@ -15,6 +15,17 @@ field 'fs' must be a number, got 'abc'
 from pathlib import Path
 
 
+def install_hint(extra: str, package: str) -> str:
+    """How to install what an optional extra brings: anxmon is not on PyPI, so
+    ``pip install 'anxmon[extra]'`` finds nothing (or someone else's package); the extra is
+    installed from the checkout, or the package alone.
+
+    >>> install_hint("ble", "bleak")
+    "pip install bleak (anxmon's optional extra ble; in its checkout: pip install -e '.[ble]')"
+    """
+    return f"pip install {package} (anxmon's optional extra {extra}; in its checkout: pip install -e '.[{extra}]')"
+
+
 class AnxmonError(Exception):
     """Base class of every error anxmon raises on purpose."""
 

@@ -24,7 +24,7 @@ analysis       not a table: a folder like ``anxmon analyze`` writes (``indicator
 =============  ===========================================================================
 
 The format is ``--format``, else the one the suffix of ``--out`` names (``output_format``).
-Parquet needs pyarrow (``pip install 'anxmon[parquet]'``).
+Parquet needs pyarrow (``pip install pyarrow``, or the extra: ``pip install -e '.[parquet]'`` in the checkout).
 
 Example
 -------
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitor.errors import AnxmonError
+from monitor.errors import AnxmonError, install_hint
 from monitor.recorder import RECORDING_FILE, TABLES, connect, query, wearers
 
 WHAT = ("indicators", "decisions", "checkins", "answers", "markers", "raw", "analysis")
@@ -186,7 +186,7 @@ def write_frame(frame: pd.DataFrame, out: Path, fmt: str) -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise ExportError("Parquet export needs pyarrow: pip install 'anxmon[parquet]' (or pip install pyarrow)") from None
+        raise ExportError(f"Parquet export needs pyarrow: {install_hint('parquet', 'pyarrow')}") from None
     frame.to_parquet(out, index=False, engine="pyarrow")
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, install_hint
 from monitor.store import create_private
 from monitor.toml_tables import bad_value, is_integer, is_number
 from monitor.wire import ID_PATTERN
@@ -117,7 +117,7 @@ def _apprise():
     try:
         import apprise
     except ImportError:
-        raise ConfigError("push notifications need apprise: pip install 'anxmon[push]'") from None
+        raise ConfigError(f"push notifications need apprise: {install_hint('push', 'apprise')}") from None
     # apprise logs ntfy topics, Signal numbers and URLs with tokens (INFO, WARNING) and the
     # notification's text (DEBUG); urllib3, which it sends through, the URL's path (DEBUG):
     # above every level, they log nothing

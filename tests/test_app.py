@@ -1013,7 +1013,7 @@ def test_signing_out_ends_the_live_stream_of_every_open_page(broker, tmp_path):
 def test_a_push_still_retrying_is_dropped_once_the_checkin_is_answered_elsewhere(broker, tmp_path):
     """The push service is down (a closed port) when a check-in comes; the wearer answers it on
     their watch (on the response topic): the app's pending notification is not sent later."""
-    pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install apprise")
     from monitor.push import ANSWERED, PENDING, PushConfig
     from monitor.wire import encode_answer, encode_indicators
 
@@ -1043,7 +1043,7 @@ def test_a_checkin_delivered_twice_buzzes_once_and_stays_answered(broker, tmp_pa
     """MQTT's QoS 1 delivers at least once: a copy of a check-in (the service resends what the
     broker had not acknowledged when it reconnects) was pushed a second time and, once answered,
     opened again on the wearer's pages."""
-    pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install apprise")
     from monitor.push import PushConfig
     from monitor.wire import encode_answer, encode_indicators
 

@@ -139,8 +139,20 @@ def test_a_serial_port_without_pyserial_is_a_one_line_error(monkeypatch, capsys,
     monkeypatch.setitem(sys.modules, "serial", None)  # as if pyserial were not installed
     assert main(["lines", "--wearer", "w9", "--serial", "/dev/ttyX", "--outbox", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == ("python -m firmware_bridge: error: reading a serial port needs pyserial: "
-                                       "pip install 'anxmon[serial]' (or pip install pyserial)\n")
+                                       "pip install pyserial (anxmon's optional extra serial; "
+                                       "in its checkout: pip install -e '.[serial]')\n")
     assert not (tmp_path / "o").exists()  # it failed before opening the outbox or connecting
+
+
+def test_bluetooth_without_bleak_says_how_to_install_it(monkeypatch, capsys):
+    """``anxmon bridge ble --scan`` without bleak said "pip install 'anxmon[ble]'": anxmon is not
+    on PyPI, so that finds nothing (docs/devices.md); the extra comes from the checkout."""
+    monkeypatch.setitem(sys.modules, "bleak", None)  # as if bleak were not installed
+    assert main(["ble", "--scan"]) == 2
+    err = capsys.readouterr().err
+    assert "anxmon[" not in err
+    assert err.endswith("Bluetooth needs bleak: pip install bleak (anxmon's optional extra ble; "
+                        "in its checkout: pip install -e '.[ble]')\n")
 
 
 @pytest.mark.parametrize("options, shown, hidden", [([], "INFO", "DEBUG"), (["--log-level", "WARNING"], "WARNING", "INFO")])

@@ -22,7 +22,7 @@ from monitor.push import ANSWERED, FAILED, SENT, PushConfig, PushNotifier, push_
 from tests.test_app import Hook, closed_port
 from tests.test_service import wait_until
 
-pytest.importorskip("apprise", reason="push notifications need apprise: pip install 'anxmon[push]'")
+pytest.importorskip("apprise", reason="push notifications need apprise: pip install apprise")
 
 CHECKIN = {
     "v": 1, "id": "alice-1700000000000", "t": 1_700_000_000.0, "expires_at": 1_700_000_900.0,
