@@ -2,7 +2,7 @@
 
 import sys
 
-from monitor.bench import run_bench
+from monitor.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_bench("core", as_json="--json" in sys.argv))
+    sys.exit(main(["bench", "core", *sys.argv[1:]]))

@@ -314,3 +314,24 @@ def test_a_long_running_command_stopped_by_a_signal_exits_128_plus_its_number(tm
         proc.stdin.close()
         broker.stop()
     assert stopped in log.read_text() and "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("script", ["core", "analyze", "live"])
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--jsn"], 2)])
+def test_bench_scripts_read_their_options_as_anxmon_bench_does(monkeypatch, capsys, script, argv, code):
+    """``python bench/core.py --help`` (bench/README.md) ignored --help and any misspelt option
+    and ran the whole benchmark for minutes; the scripts now are ``anxmon bench WHAT``."""
+    import runpy
+
+    import monitor.bench
+
+    def ran(*args, **kwargs):
+        raise AssertionError(f"bench/{script}.py {' '.join(argv)} ran the benchmark")
+
+    monkeypatch.setattr(monitor.bench, "run_bench", ran)
+    monkeypatch.setattr(sys, "argv", [f"bench/{script}.py", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "bench" / f"{script}.py"), run_name="__main__")
+    assert stopped.value.code == code
+    shown = capsys.readouterr()
+    assert "usage: anxmon" in shown.out + shown.err
