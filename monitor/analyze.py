@@ -57,6 +57,9 @@ class AnalysisResult:
     thresholds: list[float] = field(default_factory=list)  # the wearer's check-in threshold at each tick
     # recording seconds per wall second of this run: printed, never written (the files are reproducible)
     speed_x_realtime: float | None = None
+    # every indicator the recording's signals can give (``WearerPipeline.indicator_keys``): a
+    # column each in indicators.csv, also when no tick had a value of it
+    indicator_keys: list[str] = field(default_factory=list)
 
 
 def analyze_recording(recording: Recording, config: Config | None = None, wearer_id: str | None = None,
@@ -96,7 +99,7 @@ def analyze_recording(recording: Recording, config: Config | None = None, wearer
     summary["batches_per_signal"] = wire.batches_per_signal
     summary["first_refusal"] = wire.first_refusal
     speed = recording.duration_s / elapsed if elapsed > 0 else None
-    return AnalysisResult(ticks, summary, wire.rejected, thresholds, speed)
+    return AnalysisResult(ticks, summary, wire.rejected, thresholds, speed, monitor.pipeline.indicator_keys())
 
 
 @dataclass
@@ -415,8 +418,11 @@ SCORE_DETAIL_PREFIXES = (BASELINE_PREFIX, Z_PREFIX, CONTRIB_PREFIX)
 SCORED = "scored"  # the gate of a tick with a score (as in summary.json's tick_states)
 
 
-def indicator_columns(ticks: list[Tick]) -> list[str]:
-    return sorted({name for tick in ticks for name in tick.indicators.values})
+def indicator_columns(ticks: list[Tick], supported: list[str] = ()) -> list[str]:
+    """The indicator columns of indicators.csv: every indicator ``supported`` by the recording's
+    signals (``AnalysisResult.indicator_keys``), empty where withheld, and any other the ticks
+    have, sorted; recordings of the same devices give the same columns."""
+    return sorted({*supported, *(name for tick in ticks for name in tick.indicators.values)})
 
 
 def score_detail_columns(indicators: list[str]) -> list[str]:
@@ -456,7 +462,7 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
 
 
 def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
-    columns = indicator_columns(result.ticks)
+    columns = indicator_columns(result.ticks, result.indicator_keys)
     used = sorted({name for tick in result.ticks for name in tick.score.deviations})
     thresholds = result.thresholds if len(result.thresholds) == len(result.ticks) else [None] * len(result.ticks)
     with open(out_dir / "indicators.csv", "w", newline="") as f:

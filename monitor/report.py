@@ -971,7 +971,10 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
             return None
         return pd.to_numeric(folder.ticks[name], errors="coerce").to_numpy(dtype=float)
 
-    panels = [(label, column(key), column(BASELINE_PREFIX + key)) for key, label in PANELS if key in folder.ticks.columns]
+    # a panel for each indicator with a value (analyze writes a column for every indicator the
+    # signals give, empty when every window withheld it: a heart strap's RMSSD)
+    panels = [(label, column(key), column(BASELINE_PREFIX + key)) for key, label in PANELS
+              if key in folder.ticks.columns and np.isfinite(column(key)).any()]
     decisions = [(float(d["t"]), bool(d["sent"])) for d in folder.checkins]
     answers = [(float(a["t"]), a.get("rating")) for a in folder.answers if a.get("t") is not None]
     stress = labelled_stress(folder.summary)

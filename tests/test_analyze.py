@@ -634,3 +634,32 @@ def test_each_reader_note_is_shown_once_and_still_when_analyze_fails(tmp_path):
     assert failed.returncode == 2 and "no label rows" in failed.stderr
     for note in ("HR.csv is missing: no hr", "EDA.csv: the last line (1300) is incomplete", "labels.csv: expected a CSV"):
         assert failed.stderr.count(note) == 1, failed.stderr
+
+
+def test_indicators_csv_has_a_column_for_every_indicator_the_signals_give(tmp_path, monkeypatch):
+    """The Polar H10 file's indicators.csv had no ``HRV_RMSSD`` column at all (nor SDNN, pNN50 or
+    a breathing rate): the wearer's premature beats withhold them at every tick, and the columns
+    were those that happened to occur, so files of different sessions did not line up. Every
+    indicator the recording's signals give now has a column, empty where withheld; the page
+    still draws a panel only for an indicator with values."""
+    import monitor.report as report
+    from monitor.analyze import run_analyze
+    from monitor.core.hrv import HrvProcessor
+    from monitor.core.respiration import RespirationProcessor
+
+    drawn = []
+    draw = report.timeline_png
+    monkeypatch.setattr(report, "timeline_png", lambda t, panels, *args, **kwargs: (
+        drawn.append([label for label, *_ in panels]), draw(t, panels, *args, **kwargs))[1])
+    result, _ = run_analyze(data_path("polar-h10", "polar_h10.csv"), tmp_path / "polar")
+    with open(tmp_path / "polar" / "indicators.csv") as f:
+        rows = list(csv.DictReader(f))
+    heart = {*HrvProcessor.INDICATOR_KEYS, *RespirationProcessor.INDICATOR_KEYS}  # the ECG's and beats' chains
+    assert heart <= rows[0].keys() and set(result.indicator_keys) == heart
+    assert all(row["HRV_RMSSD"] == "" for row in rows) and any(row["HR_Mean"] for row in rows)
+    report.run_report(tmp_path / "polar", tmp_path / "polar.html", n_boot=0)
+    assert [any("RMSSD" in label for label in labels) for labels in drawn] == [False, False]
+    assert any("Heart rate" in label for label in drawn[-1])
+    # the declarations are right: an E4 session (all its signals) has a value of each, and of no other
+    s02 = analyze_recording(read_recording(data_path("stress-predict", "S02")), progress=False)
+    assert {name for tick in s02.ticks for name in tick.indicators.values} == set(s02.indicator_keys)

@@ -186,6 +186,9 @@ class EdaProcessor(Processor):
     155.0
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("SCR_Peaks_N", "SCR_Rate", "SCR_Peaks_Amplitude_Mean", "EDA_Tonic_Mean", "EDA_Tonic_Slope")
+
     def __init__(
         self,
         sampling_rate: float,

@@ -117,6 +117,9 @@ class HrvProcessor(Processor):
     ({'hrv': 'ok'}, 50.0, 72.8)
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("HR_Mean", "HRV_MeanNN", "HRV_SDNN", "HRV_RMSSD", "HRV_pNN50", "HRV_Artifacts_Pct")
+
     def __init__(self, tick_s: float = 5.0, window_s: float = 60.0, min_beats: int | None = None,
                  min_coverage: float = 0.5, min_pairs: int | None = None,
                  max_artifact_share: float = 0.2, max_irregular_share: float = 0.2):
@@ -209,6 +212,9 @@ class HrProcessor(Processor):
     >>> out[-1].values, out[-1].quality
     ({'HR_Mean': 72.0}, {'hr': 'ok'})
     """
+
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("HR_Mean",)
 
     def __init__(self, tick_s: float = 5.0, window_s: float = 60.0, min_samples: int = 10,
                  min_coverage: float = 0.5):

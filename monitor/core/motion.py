@@ -105,6 +105,9 @@ class AccProcessor(Processor):
     0.0
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("ACC_Activity", "ACC_Moving_Fraction", "ACC_Moving")
+
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
                  moving_sd_g: float = 0.1, moving_fraction: float = 0.5, min_coverage: float = 0.8):
         self.sampling_rate = float(sampling_rate)
@@ -193,6 +196,9 @@ class CadenceProcessor(WindowedSamples):
     >>> moving[45.0], moving[85.0], moving[90.0]  # under 80 % of a window; 25 s walking; 30 s
     (None, 0.0, 1.0)
     """
+
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("CADENCE_Mean", "CADENCE_Moving_Fraction", "CADENCE_Moving")
 
     state_class = CadenceState
 

@@ -141,14 +141,23 @@ class _Chain:
         else:
             raise ValueError(f"no processor chain for signal {signal!r}")
 
+    def _parts(self) -> list[Processor]:
+        """The processors that give this chain's indicators (not the beat detector and corrector)."""
+        parts = (self.__dict__.get("main"), self.__dict__.get("restless"), self.hrv, self.resp)
+        return [part for part in parts if part is not None]
+
+    def indicator_keys(self) -> set[str]:
+        """Every indicator this chain's processors can give (their ``INDICATOR_KEYS``)."""
+        return {key for part in self._parts() for key in part.INDICATOR_KEYS}
+
     def built_with(self, cfg: CoreConfig) -> bool:
         """Whether this chain's processors have ``cfg``'s parameters (``max_lag_s`` is the
         pipeline's own)."""
         wanted = {"tick_s": cfg.tick_s, "window_s": cfg.window_s,
                   "scr_min_amplitude_us": cfg.scr_min_amplitude_us, "moving_sd_g": cfg.moving_sd_g}
-        for part in (self.__dict__.get("main"), self.__dict__.get("restless"), self.hrv, self.resp):
+        for part in self._parts():
             for key, value in wanted.items():
-                if part is not None and hasattr(part, key) and float(getattr(part, key)) != value:
+                if hasattr(part, key) and float(getattr(part, key)) != value:
                     return False
         return True
 
@@ -269,6 +278,18 @@ class WearerPipeline(Processor):
                 except ValueError:  # this configuration cannot take the signal: built at its next batch
                     del s.chains[signal]
             s.core = self.config
+
+    def indicator_keys(self) -> list[str]:
+        """Every indicator the signals sent so far can give, sorted, whether or not a window had
+        one yet (a heart strap's ``HRV_RMSSD`` withheld at every tick): the columns of a table of
+        this wearer's rows.
+
+        >>> p = WearerPipeline()
+        >>> _ = p.update(SampleBatch("temp", seq=0, values=np.array([33.0]), t0=1.7e9, fs=4.0))
+        >>> p.indicator_keys()
+        ['TEMP_Mean', 'TEMP_Slope']
+        """
+        return sorted({key for chain in self.state.chains.values() for key in chain.indicator_keys()})
 
     def _active_modalities(self) -> tuple[tuple[str, ...], frozenset]:
         """The modalities of the signals the wearer sends, sorted and as a set (cached: the

@@ -246,6 +246,9 @@ class RespirationProcessor(Processor):
     (18.0, {'rsp': 'ok'})
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("RSP_Rate",)
+
     block_s = 0.05  # sample block length (s)
     peak_s = 0.1  # PPG: the pulse peak is searched within this of the beat (s) ...
     rise_s = UPSLOPE_WINDOW_S  # ... and this much longer after it (the beat is on the upslope)

@@ -122,6 +122,9 @@ class RestlessnessProcessor(Processor):
     ({'ACC_Restlessness': 0.0}, {'restlessness': 'ok'})
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("ACC_Restlessness",)
+
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
                  min_sd_g: float = 0.02, max_sd_g: float = 0.2, max_periodicity: float = 0.5,
                  analysis_s: float = 5.0, lag_range_s: tuple[float, float] = (0.25, 1.25),

@@ -35,6 +35,9 @@ class TempProcessor(WindowedSamples):
     -0.25
     """
 
+    # every key its Features' values can hold (a column each in analyze's indicators.csv)
+    INDICATOR_KEYS = ("TEMP_Mean", "TEMP_Slope")
+
     state_class = TempState
 
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
