@@ -444,10 +444,7 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
     inside it and moved in at the end, so a Ctrl-C or a write error leaves the previous analysis
     whole instead of mixing two."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:  # a short fixed name: the folder's own may already be as long as a name can be
-        staging = Path(tempfile.mkdtemp(prefix=".anxmon-analyze.", dir=out_dir))
-    except OSError as exc:  # name the folder given, not the hidden one that could not be made in it
-        raise type(exc)(exc.errno, exc.strerror, str(out_dir)) from None
+    staging = _staging_folder(out_dir, out_dir)
     try:
         _write_files(result, staging, recording)
         # a recording analysed offline has no answers: an exported live session's must not stay
@@ -459,6 +456,29 @@ def write_outputs(result: AnalysisResult, out_dir: Path, recording: Recording) -
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_folder(folder: Path, named: Path) -> Path:
+    """A new hidden folder in ``folder``; when it cannot be made, the error names ``named``
+    (the output folder given), not the hidden one."""
+    try:  # a short fixed name: the folder's own may already be as long as a name can be
+        return Path(tempfile.mkdtemp(prefix=".anxmon-analyze.", dir=folder))
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(named)) from None
+
+
+def check_writable(out_dir: Path) -> None:
+    """An ``OSError`` naming ``out_dir`` when the output folder cannot be written, found before an
+    analysis of minutes rather than after it: a hidden folder is made and removed in it or, when
+    it does not exist yet, in the nearest folder above it that does (where it will be made).
+
+    >>> check_writable(Path("pyproject.toml/out"))
+    Traceback (most recent call last):
+    NotADirectoryError: [Errno 20] Not a directory: 'pyproject.toml/out'
+    """
+    out_dir = Path(out_dir)
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path.cwd())
+    _staging_folder(existing, out_dir).rmdir()
 
 
 def _write_files(result: AnalysisResult, out_dir: Path, recording: Recording) -> None:
@@ -622,6 +642,7 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     from monitor.report import ANALYSIS_FILES, check_output_folder
 
     check_output_folder(Path(out_dir), (*ANALYSIS_FILES, "answers.jsonl"))  # (answers.jsonl: removed)
+    check_writable(Path(out_dir))
     recording = read_recording(path)
     if markers_path:
         recording.markers = merge_markers(recording.markers, read_markers(markers_path))

@@ -390,6 +390,27 @@ def test_an_output_folder_whose_name_is_long_or_unwritable_is_named_as_given(tmp
     assert done.returncode == 1 and "cannot use '/proc': " in done.stderr, done.stderr
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_analysis(tmp_path, monkeypatch):
+    """``anxmon analyze`` with an ``--out`` it cannot write failed only at the end, after reading
+    and analysing the whole recording (minutes for a long one). It is now refused before the
+    recording is read, naming the folder as given; a folder that can be written is left as it
+    was (not made, no hidden folder in it) when the analysis then fails."""
+    import monitor.analyze as analyze
+
+    polar = data_path("polar-h10", "polar_h10.csv")
+    read = []
+    monkeypatch.setattr(analyze, "read_recording", lambda path: read.append(path) or 1 / 0)
+    for out in ("/proc", "/proc/new/out", str(tmp_path / "afile" / "out")):
+        (tmp_path / "afile").write_text("")
+        with pytest.raises(OSError) as caught:
+            analyze.run_analyze(polar, out)
+        assert caught.value.filename == out
+    assert read == []
+    with pytest.raises(ZeroDivisionError):  # a folder that can be written: the recording is read
+        analyze.run_analyze(polar, tmp_path / "new" / "out")
+    assert read == [polar] and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_an_analysis_folder_given_as_the_recording_is_named_as_such(tmp_path):
     """``anxmon analyze out/polar --out ...`` (or ``replay out/polar``), an analysis folder where
     the recording was meant, said only "no recording found in this folder; expected an Empatica
