@@ -208,7 +208,7 @@ def _timezone(name: str):
 
 
 def cmd_report(args) -> int:
-    from monitor.report import run_report
+    from monitor.report import duration_text, run_report
     from monitor.wire import check_id
 
     if args.wearer is not None:
@@ -224,7 +224,8 @@ def cmd_report(args) -> int:
     done = run_report(args.path, args.out, args.markers, before, after, args.bootstrap, args.seed,
                       args.threshold, args.tz, _config(args), args.wearer)
     rows = {c.kind: c.n for c in done["comparisons"] if c.measure == "mean_score"}
-    windows = f"windows {done['before_s']:g} s before, {done['after_s']:g} s after; " if rows else ""
+    windows = (f"windows {duration_text(done['before_s'])} before, {duration_text(done['after_s'])} after; "
+               if rows else "")
     print(f"wrote {args.out}: {len(done['days'])} day(s); {windows}"
           + (", ".join(f"{k}: {n} window pair(s)" for k, n in rows.items()) or "no markers"))
     if rows and not any(c.n for c in done["comparisons"]):

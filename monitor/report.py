@@ -245,7 +245,7 @@ def timeline_figure(t: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarra
         for g0, g1 in axis.gaps_s:
             a.axvspan(axis.x(g0), axis.x(g1), facecolor="none", edgecolor="#999", hatch="//", lw=0)
     for g0, g1 in axis.gaps_s:  # written upright on the pause itself (above the panel stand the legends)
-        axes[0].annotate(f"{_duration(g1 - g0)} without data", (float(axis.x((g0 + g1) / 2)), 0.5),
+        axes[0].annotate(f"{duration_text(g1 - g0)} without data", (float(axis.x((g0 + g1) / 2)), 0.5),
                          xycoords=("data", "axes fraction"), rotation=90, fontsize=7, ha="center", va="center",
                          color="#666", bbox=dict(facecolor="white", edgecolor="none", pad=1.0))
     if axis.gaps_s:
@@ -417,7 +417,7 @@ def quality_rows(counts: dict[str, dict[str, int]]) -> list[list[str]]:
 
 
 def _seconds(s: float) -> str:
-    return _duration(float(s))
+    return duration_text(float(s))
 
 
 def how_to_read_html(summary: dict, quality: dict[str, dict[str, int]], threshold_line: float | None = None) -> str:
@@ -856,15 +856,15 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _duration(seconds: float) -> str:
-    """A duration in words.
+def duration_text(seconds: float) -> str:
+    """A duration in words (the pages' and ``anxmon report``'s).
 
-    >>> _duration(153), _duration(7200), _duration(86400 * 2)
-    ('2 min 33 s', '2 h', '48 h')
+    >>> duration_text(153), duration_text(7200), duration_text(86400 * 2), duration_text(0.5)
+    ('2 min 33 s', '2 h', '48 h', '0.5 s')
     """
     s = int(round(seconds))
     if s < 60:
-        return f"{s} s"
+        return f"{seconds:.3g} s"
     if s < 3600:
         return f"{s // 60} min" + (f" {s % 60} s" if s % 60 else "")
     return f"{s / 3600:g} h" if s % 360 == 0 else f"{s // 3600} h {(s % 3600) // 60} min"
@@ -1000,7 +1000,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
         ["wearer", str(s.get("wearer", "n/a"))],
         ["from", datetime.fromtimestamp(start_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
         ["to", datetime.fromtimestamp(start_s + duration_s, tz).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")],
-        ["duration", _duration(duration_s)],
+        ["duration", duration_text(duration_s)],
         ["signals", ", ".join(s.get("signals", [])) or "n/a"],
         ["ticks (scored)", f"{len(t)} ({int(scored.sum())})"],
         ["time-stressed line (time stressed = score at or above it)", f"{threshold:g}"],
@@ -1033,7 +1033,7 @@ def write_report(path: str | Path, folder: AnalysisFolder, markers: list[Marker]
     before_after_html = "<p>No markers: nothing to compare. Add some with <code>--markers FILE</code>.</p>"
     if comparisons:
         before_after_html = (
-            f"""<p>Windows: {_duration(before_s)} before each marker and {_duration(after_s)} after it ({window_rule}).
+            f"""<p>Windows: {duration_text(before_s)} before each marker and {duration_text(after_s)} after it ({window_rule}).
 For each marker, the mean stress score, the share of scored time at or above the threshold, and check-ins
 sent per hour of data are computed in both windows; a window counts when data cover at least
 {MIN_COVERAGE:.0%} of it. <em>n windows</em> is the number of markers whose before and after windows both count

@@ -287,6 +287,17 @@ def test_windows_too_long_for_the_data_are_named_as_the_reason_for_no_pairs(s02_
     assert "tag: 7 window pair(s)" in short.stdout and short.stderr == ""
 
 
+def test_the_windows_are_printed_in_hours_and_minutes(s02_folder, tmp_path):
+    """``report --before-h 24`` printed "windows 86400 s before, 86400 s after": the user gave
+    hours. The windows are now printed as the page gives them (h, min, s)."""
+    run = anxmon("report", s02_folder, "--out", tmp_path / "p.html", "--before-h", 24, "--bootstrap", 0)
+    assert "windows 24 h before, 24 h after;" in run.stdout, run.stdout
+    run = anxmon("report", s02_folder, "--out", tmp_path / "p.html", "--before-h", 0.5, "--after-s", 90,
+                 "--bootstrap", 0)
+    assert "windows 30 min before, 1 min 30 s after;" in run.stdout, run.stdout
+    assert "Windows: 30 min before each marker and 1 min 30 s after it" in (tmp_path / "p.html").read_text()
+
+
 def test_few_bootstrap_resamples_make_a_page(s02_folder, tmp_path):
     """With 1-3 resamples a percentile interval need not contain the mean (the plot's error bars
     crashed on that)."""
