@@ -35,6 +35,7 @@ import numpy as np
 
 from monitor import __version__
 from monitor.config import Config
+from monitor.core.base import QUALITY_MISSING
 from monitor.core.policy import Decision
 from monitor.core.score import MOVING_KEYS
 from monitor.core.wearer import Tick, WearerMonitor
@@ -328,6 +329,14 @@ def motion_gate_for(signals) -> str:
     return "accelerometer" if "acc" in signals else "steps" if "cadence" in signals else "none"
 
 
+def data_s(ticks: list[Tick], tick_s: float) -> float:
+    """Seconds with data: ``tick_s`` for each tick whose window held samples of some signal (a
+    quality other than ``missing``). Less than the recording's span when it has gaps: a Polar
+    file of 10 min in two parts 3 h apart spans 190 min, of which about 11 min have data (its
+    ticks' windows reach a minute past each part's end)."""
+    return tick_s * sum(any(q != QUALITY_MISSING for q in tick.indicators.quality.values()) for tick in ticks)
+
+
 def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, labels, rejected: dict) -> dict:
     decisions = [d for tick in ticks for d in tick.decisions if isinstance(d, Decision)]
     gates: dict[str, int] = {}
@@ -340,6 +349,7 @@ def summarize(recording: Recording, ticks: list[Tick], monitor: WearerMonitor, l
         "wearer": monitor.wearer_id,
         "start_s": recording.start_s,
         "duration_s": recording.duration_s,
+        "data_s": data_s(ticks, monitor.config.core.tick_s),  # of the span (see data_s)
         "signals": sorted(recording.streams),
         "motion_gate": motion_gate_for(recording.streams),  # what withholds the score during movement
         # the share of ticks with a motion value: a gate is only as good as the time it covers

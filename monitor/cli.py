@@ -30,6 +30,7 @@ from monitor.stopping import SigtermInterrupts, Terminated, exit_status
 log = logging.getLogger("anxmon")
 
 NOT_MEDICAL = "anxmon is not a medical device: it never diagnoses and never suggests medication."
+DATA_SHARE_SHOWN = 0.9  # analyze says how much of the span had data when it is less than this share
 MARKERS_CSV = "CSV unix_s[,label][,kind] (unix seconds, or ISO 8601 with a zone: 2022-02-07T11:00:00+01:00)"
 
 
@@ -116,7 +117,9 @@ def cmd_analyze(args) -> int:
     s = result.summary
     lost, refused = refusals(s)
     used = [sig for sig in s["signals"] if sig not in lost]
-    print(f"analysed {s['duration_s'] / 60:.1f} min of {', '.join(used) or 'no signal'} "
+    # a recording with gaps: how much of its span had data (a Polar file of 10 min in two parts 3 h apart)
+    with_data = f" ({s['data_s'] / 60:.1f} min with data)" if s["data_s"] < DATA_SHARE_SHOWN * s["duration_s"] else ""
+    print(f"analysed {s['duration_s'] / 60:.1f} min{with_data} of {', '.join(used) or 'no signal'} "
           f"({result.speed_x_realtime or 0:.0f}x real time): {s['ticks']} ticks, "
           f"{_count(s['checkins_sent'], 'check-in')} sent, {s['trigger_decisions'] - s['checkins_sent']} suppressed"
           + (f" ({', '.join(f'{n} {why}' for why, n in s['suppressed'].items())})" if s["suppressed"] else ""))

@@ -302,6 +302,23 @@ def test_analyze_tells_what_it_read_and_what_it_could_not_use(tmp_path):
     assert "coffee" in (tmp_path / "o" / "markers.csv").read_text()
 
 
+def test_analyze_says_how_much_of_a_recording_with_gaps_had_data(tmp_path):
+    """The Polar H10 file's second half moved 3 h later: analyze printed "analysed 190.0 min of
+    ecg, hr, ibi", the span, of a recording with 10 min of data. It now says how much had data
+    when that is noticeably less (and summary.json keeps it); the whole file says nothing more."""
+    lines = data_path("polar-h10", "polar_h10.csv").read_text().splitlines()
+    half = len(lines) // 2
+    later = [f"{int(t) + 3 * 3600 * 10**9},{rest}" for t, rest in (line.split(",", 1) for line in lines[half:])]
+    (tmp_path / "gap.csv").write_text("\n".join([*lines[:half], *later]) + "\n")
+    run = anxmon("analyze", tmp_path / "gap.csv", "--out", tmp_path / "o")
+    with_data = float(re.search(r"analysed 190\.0 min \((\d+\.\d) min with data\) of ecg", run.stdout).group(1))
+    # 10 min of samples; the last ticks of each part have windows (60 s) reaching past it
+    assert 9.5 <= with_data <= 12.0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["data_s"] / 60 == pytest.approx(with_data, abs=0.05)
+    whole = anxmon("analyze", data_path("polar-h10", "polar_h10.csv"), "--out", tmp_path / "whole")
+    assert re.search(r"analysed 10\.0 min of ecg", whole.stdout), whole.stdout
+
+
 def test_labels_at_another_spacing_give_the_same_rest_time_and_a_repeated_row_is_refused(tmp_path):
     """The metrics once counted label *rows* as seconds: labels every 5 s gave a fifth of the rest
     time (5x the false check-ins per rest hour), each row given twice double. Now a row stands for
