@@ -220,6 +220,9 @@ def cmd_report(args) -> int:
         raise AnxmonError("--out must name the HTML file to write, e.g. report.html; got an empty path")
     if Path(args.out).is_dir():
         raise AnxmonError(f"--out {args.out} is a folder; give the HTML file to write, e.g. {Path(args.out) / 'report.html'}")
+    if Path(args.out).suffix.lower() not in ("", ".html", ".htm"):  # x.pdf: an HTML page under another name
+        raise AnxmonError(f"--out {args.out}: anxmon report writes an HTML page; give a .html file, e.g. "
+                          f"{Path(args.out).with_suffix('.html')} (a browser prints it to PDF)")
     _zone_once(args)
     hours = lambda x: None if x is None else x * 3600.0  # noqa: E731
     before = args.before_s if args.before_s is not None else hours(args.before_h)

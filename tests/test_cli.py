@@ -58,6 +58,16 @@ def test_report_out_must_be_a_file(capsys, tmp_path):
     assert status == 2 and "is a folder; give the HTML file to write" in err
 
 
+def test_report_out_of_another_kind_than_html_is_refused(capsys, tmp_path):
+    """``anxmon report ... --out s02.pdf`` wrote an HTML page named s02.pdf, which a PDF viewer
+    then failed to open. A suffix other than .html/.htm is refused before anything is read."""
+    polar = str(data_path("polar-h10", "polar_h10.csv"))
+    status, err = run(capsys, "report", polar, "--out", str(tmp_path / "s02.pdf"))
+    assert status == 2 and f"--out {tmp_path / 's02.pdf'}: anxmon report writes an HTML page; give a .html " \
+        f"file, e.g. {tmp_path / 's02.html'}" in err, err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["bench", "analyze", "--max-wearers", "5"], "--max-wearers: only for anxmon bench live"),
     (["bench", "core", "--aligned-ticks"], "--aligned-ticks: only for anxmon bench live"),
