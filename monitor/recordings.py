@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -224,11 +225,18 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def wearer_id_for(recording: Recording) -> str:
-    """The recording's wearer, else its source's name made into a valid id (``S02`` -> ``s02``):
-    the default wearer of ``analyze``, ``report`` and ``replay``."""
+    """The recording's wearer, else its source's name made into a valid id (``S02`` -> ``s02``;
+    accents dropped, not the letters: ``Sessión ü`` -> ``session-u``): the default wearer of
+    ``analyze``, ``report`` and ``replay``.
+
+    >>> wearer_id_for(Recording("/data/Sessión ü", "e4", {})), wearer_id_for(Recording("S02.zip", "e4", {}))
+    ('session-u', 's02')
+    """
     if recording.wearer:
         return check_id("wearer", recording.wearer)
-    name = re.sub(r"[^a-z0-9_-]+", "-", Path(str(recording.source)).stem.lower()).strip("-")[:64]
+    letters = unicodedata.normalize("NFKD", Path(str(recording.source)).stem)  # é: e and a combining accent
+    plain = "".join(c for c in letters if not unicodedata.combining(c))
+    name = re.sub(r"[^a-z0-9_-]+", "-", plain.lower()).strip("-")[:64]
     return name or "replay"
 
 

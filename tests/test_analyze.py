@@ -701,3 +701,14 @@ def test_indicators_csv_has_a_column_for_every_indicator_the_signals_give(tmp_pa
     # the declarations are right: an E4 session (all its signals) has a value of each, and of no other
     s02 = analyze_recording(read_recording(data_path("stress-predict", "S02")), progress=False)
     assert {name for tick in s02.ticks for name in tick.indicators.values} == set(s02.indicator_keys)
+
+
+def test_a_recording_named_with_accents_keeps_its_letters_in_the_wearer_id(tmp_path):
+    """A recording in "Sessión ü" was analysed as wearer "sessi-n": every letter outside a-z
+    became a dash. Accents are now dropped and the letters kept."""
+    from monitor.analyze import run_analyze
+
+    source = tmp_path / "Sessión ü.csv"
+    shutil.copy(data_path("polar-h10", "polar_h10.csv"), source)
+    result, _ = run_analyze(source, tmp_path / "out")
+    assert result.summary["wearer"] == "session-u"
