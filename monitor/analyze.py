@@ -648,14 +648,14 @@ def run_analyze(path: str | Path, out_dir: str | Path, config: Config | None = N
     damaged labels.csv must not stop it). ``wearer_id`` defaults to the recording's
     (``wearer_id_for``: ``S02`` -> ``s02``). ``argv`` (the command line) goes into the summary's
     ``provenance``."""
-    from monitor.markers import merge_markers, read_markers
+    from monitor.markers import add_markers_file
     from monitor.report import ANALYSIS_FILES, check_output_folder
 
     check_output_folder(Path(out_dir), (*ANALYSIS_FILES, "answers.jsonl"))  # (answers.jsonl: removed)
     check_writable(Path(out_dir))
     recording = read_recording(path)
     if markers_path:
-        recording.markers = merge_markers(recording.markers, read_markers(markers_path))
+        recording.markers = add_markers_file(recording.markers, markers_path, recording.notes)
     outside = [m for m in recording.markers if not recording.start_s <= m.t_s <= recording.end_s]
     if outside:
         log.warning("%d of %d markers lie outside the recording (%s to %s), e.g. %s at %s: no window around "

@@ -164,6 +164,22 @@ def merge_markers(*groups: Iterable[Marker]) -> list[Marker]:
     return sorted({m for group in groups for m in group})
 
 
+def add_markers_file(markers: list[Marker], path: str | Path, notes: list[str]) -> list[Marker]:
+    """``markers`` and those of the markers CSV ``path`` (``--markers``), merged (``merge_markers``);
+    the rows that add no marker (given twice, or already among ``markers``) are counted in a note
+    in ``notes``, also a warning, as the anxmon recording reader counts its duplicates
+    ("m.csv: 1 of 3 marker rows repeat a marker (the same time, kind and label): counted once")."""
+    from monitor.readers.common import warn_note
+
+    rows = read_markers(path)
+    merged = merge_markers(markers, rows)
+    repeated = len(rows) - (len(merged) - len(set(markers)))
+    if repeated:
+        warn_note(notes, f"{path}: {repeated} of {len(rows)} marker rows repeat a marker (the same time, kind and "
+                         "label): counted once")
+    return merged
+
+
 def _is_number(text: str) -> bool:
     return _number(text) is not None
 

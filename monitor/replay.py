@@ -243,12 +243,12 @@ def parse_speed(text: str) -> float:
 
 def run_replay(args) -> int:
     """``anxmon replay``."""
-    from monitor.markers import merge_markers, read_markers
+    from monitor.markers import add_markers_file
     from monitor.recordings import read_recording
 
     recording = read_recording(args.path)
     if getattr(args, "markers", None):
-        recording.markers = merge_markers(recording.markers, read_markers(args.markers))
+        recording.markers = add_markers_file(recording.markers, args.markers, recording.notes)
     from monitor.broker import embedded_broker_hint, resolve_broker_url
 
     url = resolve_broker_url(args.broker, args.data_dir)

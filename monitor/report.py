@@ -47,7 +47,7 @@ import pandas as pd
 from monitor.config import Config
 from monitor.core.policy import MAX_THRESHOLD
 from monitor.errors import AnxmonError, InputFormatError
-from monitor.markers import Marker, merge_markers, read_markers, utc_text
+from monitor.markers import Marker, add_markers_file, read_markers, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -1149,7 +1149,7 @@ def run_report(path: str | Path, out: str | Path, markers_path: str | None = Non
             log.warning("%s %s not change an existing analysis; give the recording to re-analyse it",
                         " and ".join(ignored), "does" if ignored == ["--wearer"] else "do")
         folder = read_analysis_folder(path)
-        markers = merge_markers(folder.markers, read_markers(markers_path)) if markers_path else folder.markers
+        markers = add_markers_file(folder.markers, markers_path, folder.notes) if markers_path else folder.markers
         return write_report(out, folder, markers, before_s, after_s, n_boot, seed, threshold, tz)
     from monitor.analyze import run_analyze
 

@@ -101,3 +101,25 @@ def test_a_markers_csv_that_is_not_utf8_is_refused_with_its_line(tmp_path):
     for encoding in ("utf-8", "utf-8-sig"):
         path.write_bytes("unix_s,label\r\n1644228572,Sitzung \u00fc\r\n".encode(encoding))
         assert [m.label for m in read_markers(path)] == ["Sitzung \u00fc"]
+
+
+def test_markers_given_twice_are_counted_in_the_notes(tmp_path):
+    """A markers CSV with a row pasted twice: analyze merged the two without a word (the anxmon
+    recording reader notes "skipped 1 duplicate markers"), so the researcher who meant two events
+    at that time never learnt that one was gone. The reader notes now count such rows, in analyze's
+    output and summary.json and on report's page of a folder."""
+    from tests.conftest import data_path
+
+    markers = tmp_path / "m.csv"
+    markers.write_text("unix_s,label\n1714920700,coffee\n1714920900,walk\n1714920700,coffee\n")
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(data_path("polar-h10", "polar_h10.csv")),
+                          "--out", str(tmp_path / "o"), "--markers", str(markers)], capture_output=True, text=True)
+    note = f"{markers}: 1 of 3 marker rows repeat a marker (the same time, kind and label): counted once"
+    assert run.returncode == 0 and f"reading: {note}" in run.stdout, run.stdout + run.stderr
+    assert note in json.loads((tmp_path / "o" / "summary.json").read_text())["reader_notes"]
+    assert len(read_markers(tmp_path / "o" / "markers.csv")) == 2
+    from monitor.report import run_report  # the folder's own markers given again: all three rows repeat
+
+    run_report(tmp_path / "o", tmp_path / "page.html", tmp_path / "o" / "markers.csv", n_boot=0)
+    page = (tmp_path / "page.html").read_text()
+    assert f"{tmp_path / 'o' / 'markers.csv'}: 2 of 2 marker rows repeat a marker" in page
