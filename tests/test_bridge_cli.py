@@ -251,3 +251,23 @@ def test_help_names_where_definitions_are_read_from(capsys):
         parser().parse_args(["bridge", "lines", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "$ANXMON_DEVICES_DIR, else anxmon's own configs/devices" in text
+
+
+def test_devices_page_quotes_the_errors_as_the_bridge_prints_them(capsys):
+    """docs/devices.md said a bad number such as ``--batch-s 0`` is "a one-line error"; it is
+    argparse's usage block and then the error line. The page now quotes both kinds as printed."""
+    import re
+    from pathlib import Path
+
+    from monitor.cli import main as anxmon
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "devices.md").read_text().split())
+    one_line = re.search(r"is a one-line error \(`(anxmon: error: [^`]+)`\)", page).group(1)
+    argparse_line = re.search(r"\(`--batch-s 0`\) is refused as argparse refuses an option, the command's usage and "
+                              r"then `(anxmon bridge lines: error: [^`]+)`", page).group(1)
+    assert anxmon(["bridge", "lines"]) == 2
+    assert capsys.readouterr().err.splitlines() == [one_line]
+    with pytest.raises(SystemExit) as exit_:
+        anxmon(["bridge", "lines", "--wearer", "alice", "--batch-s", "0"])
+    err = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and err[0].startswith("usage: anxmon bridge lines") and err[-1] == argparse_line
