@@ -5,9 +5,10 @@ for TLS); ``make_client`` makes a paho client of such an address (callback API `
 MQTT version and session, the address's user and TLS); ``private_client_id`` gives it an id no
 other broker user can guess; ``ConnectionState`` holds whether it is connected or why the
 broker refused it, and waits for the connection; ``connect_failure`` says why a connection
-attempt failed. What a client subscribes, publishes, its last will and how it reconnects stay
-with its owner (the service, the app's relay, the bridge's publisher, replay, the simulator,
-the demo, the bench).
+attempt failed; ``WarningLimit`` keeps one wearer's flood of bad messages from flooding the
+log. What a client subscribes, publishes, its last will and how it reconnects stay with its
+owner (the service, the app's relay, the bridge's publisher, replay, the simulator, the demo,
+the bench).
 
 Example
 -------
@@ -22,6 +23,7 @@ BrokerAddress(host='127.0.0.1', port=1884, username='alice', tls=False)
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import socket
@@ -179,6 +181,35 @@ class ConnectionState:
             if reason is not None:
                 raise error(reason)
         return False
+
+
+class WarningLimit:
+    """At most one warning per ``every_s`` (60 s) per wearer and kind: one wearer's device
+    sending bad messages by the thousand must not flood the log (its details go to DEBUG).
+
+    ``clock`` is in seconds (``time.monotonic``; the service passes its injectable wall clock).
+    Wearers not warned about for ``every_s`` are forgotten once more than 1024 are held.
+
+    >>> limit = WarningLimit(clock=iter([0.0, 30.0, 30.0, 61.0]).__next__)
+    >>> [limit.allows("alice", "payload"), limit.allows("alice", "payload"),
+    ...  limit.allows("bob", "payload"), limit.allows("alice", "payload")]
+    [True, False, True, True]
+    """
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self._last_s: dict[tuple[str, str], float] = {}  # (wearer, kind) -> clock of its last warning
+
+    def allows(self, wearer: str, kind: str) -> bool:
+        """Whether to warn about ``wearer``'s ``kind`` now (True at most once per ``every_s``)."""
+        now = self.clock()
+        if now - self._last_s.get((wearer, kind), -math.inf) < self.every_s:
+            return False
+        if len(self._last_s) >= 1024:  # (bounded memory: wearer ids come from the network)
+            self._last_s = {k: t for k, t in self._last_s.items() if now - t < self.every_s}
+        self._last_s[(wearer, kind)] = now
+        return True
 
 
 def connect_failure(exc: BaseException | None) -> str:

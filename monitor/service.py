@@ -63,7 +63,14 @@ from monitor.core.policy import AnswerError, ControlError, Expired
 from monitor.core.pipeline import tick_phase
 from monitor.core.wearer import Tick, WearerMonitor
 from monitor.errors import AnxmonError, PayloadError, TopicError, ValueRangeError, WireError
-from monitor.mqtt_client import ConnectionState, connect_failure, make_client, parse_broker_url, shown_client_id
+from monitor.mqtt_client import (
+    ConnectionState,
+    WarningLimit,
+    connect_failure,
+    make_client,
+    parse_broker_url,
+    shown_client_id,
+)
 from monitor.recorder import RECORDING_FILE, Recorder
 from monitor.store import CheckpointStore
 from monitor.wire import (
@@ -332,7 +339,7 @@ class MonitorService:
         self._devices_of: dict[str, set[str]] = {}  # wearer -> its devices in _devices
         self._recent_requests: collections.OrderedDict = collections.OrderedDict()  # answers/controls done
         self._handed_over: set = set()  # answers/controls the old session handed over (_move_from_legacy_session)
-        self._warned: dict[tuple[str, str], float] = {}  # (wearer, reason) -> wall clock of last warning
+        self._warnings = WarningLimit(clock=clock)  # once a minute per wearer and kind
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # call() requests and _STOP, for the worker
         self._inbox: collections.deque = collections.deque()  # (generation, arrival, message) read by paho
         self._early_call = None  # a request taken off the queue while waiting, run first by _calls
@@ -876,11 +883,11 @@ class MonitorService:
             return
         if verdict.gap_batches:
             self.stats.missing += verdict.gap_batches
-            if self._should_warn(topic.wearer, "gap"):
+            if self._warnings.allows(topic.wearer, "gap"):
                 log.warning("wearer %s: %d %s batch(es) of device %s missing before seq %d (refused, lost on the "
                             "way, or processed after the wearer's last checkpoint before a crash): a gap in its data",
                             topic.wearer, verdict.gap_batches, topic.signal, topic.device, batch.seq)
-        if verdict.behind_s > 1.0 and self._should_warn(topic.wearer, "behind"):
+        if verdict.behind_s > 1.0 and self._warnings.allows(topic.wearer, "behind"):
             log.warning("wearer %s: %s of device %s went back %.0f s in time with a higher seq (a clock set back?); "
                         "the monitor skips its samples until they pass the newest it had", topic.wearer,
                         topic.signal, topic.device, verdict.behind_s)
@@ -1071,7 +1078,7 @@ class MonitorService:
                 if wearer is not None and oldest not in wearer.live.sources.values():
                     for key in [k for k in wearer.live.trackers if k[0] == oldest]:
                         del wearer.live.trackers[key]
-                if self._should_warn(wearer_id, "devices"):
+                if self._warnings.allows(wearer_id, "devices"):
                     log.warning("wearer %s: more than %d devices; the one heard from longest ago is forgotten",
                                 wearer_id, MAX_DEVICES_PER_WEARER)
             status = self._devices[(wearer_id, device)] = DeviceStatus()
@@ -1079,21 +1086,13 @@ class MonitorService:
         status.last_seen_wall_s = arrived
         return status
 
-    def _should_warn(self, wearer: str, what: str) -> bool:
-        """At most one warning a minute per wearer and kind (a flood must not flood the log)."""
-        now = self.clock()
-        if now - self._warned.get((wearer, what), -math.inf) < 60.0:
-            return False
-        self._warned[(wearer, what)] = now
-        return True
-
     def _count_reject(self, wearer: str | None, reason: str, error: str, topic: str | None = None) -> None:
         """Count and log a refused input: above DEBUG only its wearer, ``topic`` (a parsed one:
         nothing but valid ids) and reason, at most once a minute per wearer and reason. The
         error may quote the payload (a field's value, an answer's words): DEBUG only."""
         self.stats.rejected[reason] += 1
         log.debug("rejected input of wearer %s (%s): %s", wearer or "?", reason, error)
-        if self._should_warn(wearer or "?", reason):
+        if self._warnings.allows(wearer or "?", reason):
             told = f", and the sender on {wearer_topic(wearer, 'rejected')}" if wearer else ""
             log.warning("rejected input of wearer %s on %s (%s): -vv logs why%s", wearer or "?",
                         topic or "an invalid topic", reason, told)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from monitor.errors import AnxmonError, TopicError, WireError
-from monitor.mqtt_client import ConnectionState, make_client, parse_broker_url
+from monitor.mqtt_client import ConnectionState, WarningLimit, make_client, parse_broker_url
 from monitor.wire import (
     MAX_DEVICES_PER_WEARER,
     PREFIX,
@@ -137,6 +137,7 @@ class Relay:
         self._lock = threading.RLock()
         self._conn = ConnectionState()  # connected, or why the broker refused us
         self._stopping = False
+        self._warnings = WarningLimit()  # malformed messages: a warning a minute per wearer
         client = make_client(self.address, client_id)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
@@ -328,8 +329,9 @@ class Relay:
                 if announced:  # (not in the last will; an older service does not say)
                     self.monitor_policy[topic.instance] = announced
         except (WireError, ValueError) as exc:  # its text may quote the payload: DEBUG only
-            log.warning("app: ignored a malformed %s message of %s (%s; -vv logs why)",
-                        topic.kind, topic.wearer, type(exc).__name__)
+            if self._warnings.allows(topic.wearer or "?", "malformed"):  # (a flood: once a minute)
+                log.warning("app: ignored a malformed %s message of %s (%s; -vv logs why)",
+                            topic.kind, topic.wearer, type(exc).__name__)
             log.debug("app: the malformed %s message of %s: %s", topic.kind, topic.wearer, exc)
         except Exception as exc:  # a bug must not stop the relay (paho's thread) for every wearer
             log.error("app: a %s message of %s could not be handled (%s, a bug: please report it)",
