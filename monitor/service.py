@@ -907,7 +907,7 @@ class MonitorService:
         try:
             ticks = monitor.update(batch, lambda t: self._stale_gate(wearer, t, arrived))
         except ValueError as exc:  # the core refused this batch (its state is unchanged or advanced)
-            log.warning("wearer %s: the core refused a %s batch: %s", topic.wearer, topic.signal, exc)
+            # (logged as every refusal is: its text, which may quote what the core was given, at DEBUG)
             raise _Reject("unsupported", f"the monitor could not process this {topic.signal} batch: {exc}") from exc
         for tick in ticks:
             self._publish_tick(wearer, tick, self._stale_gate(wearer, tick.t, arrived), arrived)

@@ -349,6 +349,31 @@ def test_a_rejection_logs_nothing_of_the_payload_above_debug(broker, tmp_path, s
 
 
 @pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
+def test_batches_the_core_refuses_are_warned_about_once_a_minute_without_their_error(broker, tmp_path, services, caplog):
+    """A device sending EDA at a rate the core's filters cannot take (0.1 Hz) had every batch
+    logged at WARNING with the core's error text (any library's: it may quote what it was
+    given), on top of the rate-limited line every refusal gets: a flood. Now such a batch is
+    logged like every other refusal: one WARNING a minute per wearer and reason, the text at
+    DEBUG, and on the wearer's rejected topic."""
+    caplog.set_level(logging.DEBUG, logger="anxmon")
+    probe = Probe(broker, [wearer_topic("w1", "rejected")])
+    services.append(svc := start_service(broker, tmp_path / "svc"))
+    t0 = time.time() - 100.0
+    batches = [SampleBatch("eda", seq, np.array([1.375, 1.625]), t0=t0 + 20.0 * seq, fs=0.1) for seq in range(3)]
+    probe.publish_many(messages("w1", batches))
+    assert wait_until(lambda: len(probe.on(wearer_topic("w1", "rejected"))) == len(batches), 20), svc.stats
+    rejected = [decode_rejected(p) for p in probe.on(wearer_topic("w1", "rejected"))]
+    assert {r["reason"] for r in rejected} == {"unsupported"}
+    errors = {r["error"] for r in rejected}
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [f"rejected input of wearer w1 on {data_topic('w1', DEVICE, 'eda')} (unsupported): -vv logs "
+                           f"why, and the sender on {wearer_topic('w1', 'rejected')}"], warned
+    debug = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert all(e in debug for e in errors)
+    probe.close()
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)  # broker-independent logic: one kind
 def test_indicator_rate_limit_keeps_the_latest(broker, tmp_path, services):
     """With ``indicator_interval_s`` = 2 s and the data published within a second or two, fewer
     indicators than ticks go out, and the last one is the latest tick (held back, then sent)."""
