@@ -418,7 +418,7 @@ class StreamStats:
 
     accepted: int = 0
     duplicates: int = 0
-    missing_batches: int = 0  # batches lost in sequence gaps
+    missing_batches: int = 0  # batches lost in sequence gaps (never received, or refused before tracking)
     restarts: int = 0  # the device started counting again from a lower seq, later in time
     duplicate_run: int = 0  # duplicates since the last accepted batch (a long run: see the service)
     last_seq: int | None = None
@@ -451,7 +451,9 @@ class StreamTracker:
     """Drops duplicate batches, reports sequence gaps, refuses timestamps far in the future.
 
     A batch whose ``seq`` is not above the last one is a duplicate (dropped, counted), unless it
-    starts after the stream's last sample, which means the device restarted its counter.
+    starts after the stream's last sample, which means the device restarted its counter. A gap
+    in ``seq`` counts the batches skipped as missing; a batch refused as too far ahead that was
+    the next ``seq`` moves the count on (it was received, not lost).
     "Future" is relative to the stream's last sample and, when the caller passes one, to the
     wall clock: a batch ending more than 5 min beyond both is refused (``FutureError``), so
     wrong time stamps (a clock glitch) cannot drag the stream into the future.
@@ -485,25 +487,12 @@ class StreamTracker:
         reference = max(references) if references else None
         jump_s, run_batches, confirmed_s = 0.0, 0, 0.0
         if reference is not None and batch.end_s > reference + MAX_FUTURE_S:
-            self._check_future_gaps(batch, reference)
-            continues = (s.ahead_seq is not None and s.ahead_first_end_s is not None
-                         and batch.seq == s.ahead_seq + 1
-                         and s.ahead_end_s <= batch.start_s + 1.0 <= s.ahead_end_s + MAX_FUTURE_S + 1.0
-                         and batch.end_s <= s.ahead_end_s + MAX_FUTURE_S)
-            if continues:
-                s.ahead_batches += 1
-            else:
-                s.ahead_from_s, s.ahead_first_end_s, s.ahead_batches = batch.start_s, batch.end_s, 1
-            s.ahead_seq, s.ahead_end_s = batch.seq, batch.end_s
-            run_batches, confirmed_s = s.ahead_batches, batch.end_s - s.ahead_first_end_s
-            if confirmed_s < AHEAD_SPAN_S or run_batches < AHEAD_MIN_BATCHES:
-                ahead_of = "after the stream's last sample" if reference == s.last_t_s else "in the future"
-                raise FutureError(
-                    f"batch ends {batch.end_s - reference:.0f} s {ahead_of}; "
-                    f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?); "
-                    f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data, batch after batch, "
-                    f"is taken up from there ({confirmed_s:.0f} s in {run_batches} batch(es) so far)"
-                )
+            try:
+                run_batches, confirmed_s = self._ahead(batch, reference)
+            except FutureError:
+                if s.last_seq is not None and batch.seq == s.last_seq + 1:
+                    s.last_seq = batch.seq  # received, though refused: not missing when the next one comes
+                raise
             jump_s = batch.end_s - reference
             s.jumps += 1
         self._end_run()
@@ -528,6 +517,32 @@ class StreamTracker:
         s.last_t_s = batch.end_s if s.last_t_s is None else max(s.last_t_s, batch.end_s)
         return Verdict(accept=True, gap_batches=gap, restart=restart, jump_s=jump_s, behind_s=behind_s,
                        ahead_batches=run_batches, ahead_confirmed_s=confirmed_s)
+
+    def _ahead(self, batch: SampleBatch, reference: float) -> tuple[int, float]:
+        """A batch ending more than ``MAX_FUTURE_S`` after ``reference`` (s): the run of such
+        batches it makes (its length, and the data time it confirmed, s), or ``FutureError``
+        while the run has not confirmed ``AHEAD_SPAN_S`` in ``AHEAD_MIN_BATCHES`` batches."""
+        s = self.stats
+        self._check_future_gaps(batch, reference)
+        continues = (s.ahead_seq is not None and s.ahead_first_end_s is not None
+                     and batch.seq == s.ahead_seq + 1
+                     and s.ahead_end_s <= batch.start_s + 1.0 <= s.ahead_end_s + MAX_FUTURE_S + 1.0
+                     and batch.end_s <= s.ahead_end_s + MAX_FUTURE_S)
+        if continues:
+            s.ahead_batches += 1
+        else:
+            s.ahead_from_s, s.ahead_first_end_s, s.ahead_batches = batch.start_s, batch.end_s, 1
+        s.ahead_seq, s.ahead_end_s = batch.seq, batch.end_s
+        run_batches, confirmed_s = s.ahead_batches, batch.end_s - s.ahead_first_end_s
+        if confirmed_s < AHEAD_SPAN_S or run_batches < AHEAD_MIN_BATCHES:
+            ahead_of = "after the stream's last sample" if reference == s.last_t_s else "in the future"
+            raise FutureError(
+                f"batch ends {batch.end_s - reference:.0f} s {ahead_of}; "
+                f"at most {MAX_FUTURE_S:.0f} s ahead is accepted (is the device clock right?); "
+                f"a stream that stays ahead for {AHEAD_SPAN_S:.0f} s of its data, batch after batch, "
+                f"is taken up from there ({confirmed_s:.0f} s in {run_batches} batch(es) so far)"
+            )
+        return run_batches, confirmed_s
 
     def _end_run(self) -> None:
         s = self.stats

@@ -245,6 +245,33 @@ def test_timestamps_more_than_five_minutes_ahead_of_the_stream_are_refused():
 
 
 
+def test_a_batch_refused_as_future_is_not_counted_missing_as_well():
+    """A batch refused as ``future`` (one wrong time stamp) was counted as rejected and again,
+    when the next batch came, as 1 missing: missing counts batches never received. A refused
+    batch that is the stream's next seq moves the seq on; one that is not (a wild seq) does not,
+    so later batches are not taken for duplicates, and what was lost before it stays missing."""
+    from monitor.wire import FutureError
+
+    tr = StreamTracker()
+    assert tr.check(ibi_batch(0, T0), now_s=T0).accept
+    with pytest.raises(FutureError):
+        tr.check(ibi_batch(1, T0 + 3600), now_s=T0 + 1)
+    v = tr.check(ibi_batch(2, T0 + 2), now_s=T0 + 2)
+    assert v.accept and v.gap_batches == 0 and tr.stats.missing_batches == 0
+    assert tr.check(ibi_batch(2, T0 + 2), now_s=T0 + 2).duplicate  # a redelivery is still one
+    with pytest.raises(FutureError):
+        tr.check(ibi_batch(3, T0 + 3600), now_s=T0 + 3)
+    assert tr.check(ibi_batch(5, T0 + 5), now_s=T0 + 5).gap_batches == 1  # seq 4: never received
+    with pytest.raises(FutureError):
+        tr.check(ibi_batch(100000, T0 + 3600), now_s=T0 + 6)
+    v = tr.check(ibi_batch(6, T0 + 6), now_s=T0 + 6)
+    assert v.accept and not v.duplicate and v.gap_batches == 0
+    with pytest.raises(FutureError):  # seq 7 lost, then 8 refused: not the next seq, so both count
+        tr.check(ibi_batch(8, T0 + 3600), now_s=T0 + 8)
+    assert tr.check(ibi_batch(9, T0 + 9), now_s=T0 + 9).gap_batches == 2
+    assert tr.stats.missing_batches == 3
+
+
 def test_a_refusal_as_future_names_what_the_batch_is_ahead_of():
     """A simulation started hours ahead (``anxmon simulate --start``) was refused with "batch
     ends 11338 s after the stream's last sample" though the stream had none yet: the first
@@ -274,6 +301,7 @@ def test_a_stream_that_stays_far_ahead_is_taken_up_again():
         with pytest.raises(ValueRangeError, match="stays ahead for 300 s"):
             tr.check(sec(1 + i, T0 + 86400 + i), now_s=T0 + 1 + i)
     assert tr.check(sec(21, T0 + 21), now_s=T0 + 21).accept and tr.stats.jumps == 0
+    assert tr.stats.missing_batches == 0  # the 20 were refused, not lost
     ahead = T0 + 3600.0  # a simulation at 60x: 60 batches a wall second
     n = int(AHEAD_SPAN_S)  # batches refused: the next one ends 300.75 s after the first began
     for i in range(n):
@@ -282,6 +310,7 @@ def test_a_stream_that_stays_far_ahead_is_taken_up_again():
     v = tr.check(sec(22 + n, ahead + n), now_s=T0 + 22 + n / 60)
     assert v.accept and v.jump_s > 3000 and tr.stats.jumps == 1
     assert tr.check(sec(23 + n, ahead + n + 1), now_s=T0 + 23 + n / 60).accept
+    assert tr.stats.missing_batches == 0 and tr.stats.restarts == 0
     # batches that do not continue each other (scattered wrong stamps) never add up
     tr2 = StreamTracker()
     tr2.check(sec(0, T0), now_s=T0)
