@@ -245,17 +245,20 @@ class ServiceStats:
 class _Wearer:
     """A wearer in the worker: monitor, bookkeeping, and publishing/checkpoint timers."""
 
-    __slots__ = ("id", "monitor", "live", "dirty", "checkpoint_due", "pending", "last_indicator_wall")
+    __slots__ = ("id", "monitor", "live", "dirty", "checkpoint_due", "saved", "pending", "last_indicator_wall")
 
     def __init__(self, wearer_id: str, monitor: WearerMonitor, live: LiveState, now: float, every_s: float):
         self.id = wearer_id
         self.monitor = monitor
         self.live = live
         self.dirty = False
-        # the first checkpoint falls somewhere in the second half of the interval, by wearer id:
-        # wearers that start together (a restart of their bridges, a new ward) do not all
-        # come due in the same pass
+        # the first regular checkpoint falls somewhere in the second half of the interval, by
+        # wearer id: wearers that start together (a restart of their bridges, a new ward) do not
+        # all come due in the same pass
         self.checkpoint_due = now + every_s * (0.5 + 0.5 * (zlib.crc32(wearer_id.encode()) / 2**32))
+        # before it, one at once (on the first batch): the wearer's stream trackers are then on
+        # disk, and a crash before its next checkpoint shows as a gap (``missing``)
+        self.saved = False
         self.pending: bytes | None = None  # indicators held back by the rate limit
         self.last_indicator_wall = -math.inf
 
@@ -1133,7 +1136,7 @@ class MonitorService:
             # spread the next checkpoints of restored wearers over one interval
             due = now + self.options.checkpoint_s * (1 + i / max(1, len(rows)))
             wearer = _Wearer(wearer_id, monitor, blob["live"], now, 0.0)
-            wearer.checkpoint_due = due
+            wearer.checkpoint_due, wearer.saved = due, True
             self._wearers[wearer_id] = wearer
         self.resumed_wearers = len(rows)
         if rows:
@@ -1153,12 +1156,13 @@ class MonitorService:
         self._urgent_checkpoints += 1
 
     def _checkpoint(self, everything: bool = False, budget: int = 64) -> int:
-        """Write dirty wearers whose checkpoint is due (all dirty ones with ``everything``)."""
+        """Write dirty wearers whose checkpoint is due, or that have none yet (all dirty ones
+        with ``everything``)."""
         # the recording first: what a checkpoint covers must be recorded (a message whose
         # effect is in a checkpoint is not processed again after a crash)
         self._commit_records()
         now = self.clock()
-        due = [w for w in self._wearers.values() if w.dirty and (everything or w.checkpoint_due <= now)]
+        due = [w for w in self._wearers.values() if w.dirty and (everything or w.checkpoint_due <= now or not w.saved)]
         if not everything:
             due.sort(key=lambda w: w.checkpoint_due)
             due = due[:budget]  # spread a burst over several passes (tens of ms each at most)
@@ -1173,7 +1177,9 @@ class MonitorService:
         written = self._store.save(rows, saved_at_s=now)
         for w in due:
             w.dirty = False
-            w.checkpoint_due = now + self.options.checkpoint_s
+            if w.saved or w.checkpoint_due <= now:  # (a new wearer's first one keeps the spread one that follows)
+                w.checkpoint_due = now + self.options.checkpoint_s
+            w.saved = True
         self.stats.checkpoints += written
         return written
 

@@ -1115,6 +1115,58 @@ def test_a_pause_survives_a_crash_right_after_it(broker, tmp_path, services):
     assert svc.wearer_state("s02")["policy"].paused_until_s == math.inf
 
 
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's checkpointing: one kind
+def test_a_new_wearers_batches_lost_in_a_crash_before_its_second_checkpoint_are_reported(broker, tmp_path, services):
+    """A new wearer's first checkpoint came up to ``--checkpoint-s`` after its first batch (here
+    an hour): SIGKILL before it, and the batches processed (and acknowledged) so far were lost
+    without a word: the restarted service started the wearer afresh and saw no gap in its
+    streams. A new wearer is now checkpointed on its first batch, so the restart counts what was
+    lost after that as ``missing``, as for any wearer."""
+    import sqlite3
+
+    batches = s02_batches()[:150]
+    first, lost, after = batches[:10], batches[10:100], batches[100:]
+    data_dir, log = tmp_path / "svc", tmp_path / "service.log"
+    state = monitor_state_topic("crash")
+    probe = Probe(broker, [state])
+
+    def recorded() -> int:
+        with sqlite3.connect(f"file:{data_dir / 'recordings.sqlite'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM raw").fetchone()[0]
+
+    proc = _launch(broker, data_dir, log, "--checkpoint-s", "3600", "--record-raw")
+    try:
+        assert wait_until(lambda: any(s["state"] == "online" for s in map(decode_monitor_state, probe.on(state))),
+                          30), log.read_text()
+        time.sleep(0.3)
+        probe.publish_many(messages("s02", first))
+        assert wait_until(lambda: _checkpoint(data_dir) is not None, 10), log.read_text()
+        saved = _checkpoint(data_dir)["live"].trackers
+        probe.publish_many(messages("s02", lost))
+        # processed, then acknowledged right after its rows were committed
+        assert wait_until(lambda: recorded() == len(first) + len(lost), 20), log.read_text()
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    probe.close()
+    services.append(svc := start_service(broker, data_dir, instance="crash"))
+    assert svc.resumed_wearers == 1
+    sender = Probe(broker, [])
+    sender.publish_many(messages("s02", after))
+    sender.close()
+    assert wait_until(lambda: svc.stats.batches == len(after), 20), svc.stats
+    # per stream the checkpoint holds: the batches processed after it, up to the first one after the restart
+    lost_after_checkpoint = sum(
+        1 for b in first + lost
+        if (DEVICE, b.signal) in saved and b.seq > saved[(DEVICE, b.signal)].stats.last_seq
+        and any(a.signal == b.signal for a in after))
+    # (the streams whose first batch the worker had processed when it wrote that checkpoint: a
+    # stream that starts after it is first written with the next one, an hour later here)
+    assert lost_after_checkpoint > 0
+    assert svc.stats.missing == lost_after_checkpoint, (svc.stats.missing, len(lost))
+
+
 def test_sigkill_resumes_from_checkpoint_and_sigterm_stops_cleanly(broker, tmp_path):
     """``anxmon run`` as its own process: SIGKILL mid-stream, restart, and the wearer resumes from
     the checkpoint with the same baseline (the end state equals the uninterrupted reference);
