@@ -127,8 +127,10 @@ class Phone:
         try:
             body = {"indicators": decode_indicators, "checkin": decode_checkin,
                     "rejected": decode_rejected}[kind](msg.payload)
-        except (KeyError, PayloadError) as exc:
-            log.warning("phone of %s: unreadable message on %s (%s)", self.wearer, msg.topic, exc)
+        except (KeyError, PayloadError) as exc:  # its text may quote the payload: DEBUG only
+            log.warning("phone of %s: unreadable message on %s (%s; -vv logs why)", self.wearer, msg.topic,
+                        type(exc).__name__)
+            log.debug("phone of %s: the unreadable message on %s: %s", self.wearer, msg.topic, exc)
             return
         self.events.put((kind, self.wearer, body))
 

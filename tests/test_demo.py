@@ -133,3 +133,36 @@ def test_live_title_minute_agrees_with_the_clock():
     assert title_line(start, 1018, 1500, 60.0).startswith("simulated 09:16 UTC (minute 16 of 25, 60x)")
     assert title_line(start, 1019, 1500, 60.0).startswith("simulated 09:17 UTC (minute 17 of 25, 60x)")
     assert title_line(start, 0, 5400, 60.0).startswith("simulated 09:00 UTC (minute 0 of 90, 60x)")
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the phone's logging: one kind
+def test_an_unreadable_message_to_a_demo_phone_logs_its_error_at_debug_only(broker, caplog):
+    """The demo phone logged an unreadable message's decode error at WARNING, and such an error
+    may quote the payload (here a version of ``[71.5]``). Like the app's relay, it now says which
+    topic and what kind of error at WARNING, and what was wrong at DEBUG (``-vv``)."""
+    import logging
+    import queue
+
+    from monitor.demo import Phone
+    from monitor.wire import encode_indicators, wearer_topic
+    from tests.test_service import Probe
+
+    caplog.set_level(logging.DEBUG, logger="anxmon")
+    broker.add_user("alice")
+    broker.stop()
+    broker.start()
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    phone = Phone(broker, "alice", events)
+    probe = Probe(broker, [])
+    try:
+        assert phone.subscribed.wait(10)
+        probe.publish(wearer_topic("alice", "indicators"), b'{"v":[71.5]}')
+        probe.publish(wearer_topic("alice", "indicators"), encode_indicators(1.7e9, 1.0, None, {}, {}))
+        assert events.get(timeout=10)[0] == "indicators"  # (after the unreadable one: one topic keeps its order)
+    finally:
+        probe.close()
+        phone.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [f"phone of alice: unreadable message on {wearer_topic('alice', 'indicators')} "
+                      "(PayloadError; -vv logs why)"], warned
+    assert any("71.5" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
