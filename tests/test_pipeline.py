@@ -171,6 +171,21 @@ def test_temperature_and_motion_processors_are_chunk_invariant(s02, chunk):
     assert feed(AccProcessor(acc.fs), acc, chunk) == whole_acc
 
 
+def test_accelerometer_values_beyond_float_range_give_no_nan(s02):
+    # the contract bounds no acc value: a glitching device's 1e300 g overflows the magnitude
+    # (inf - inf = NaN); those epochs hold no reading, and no NaN reaches the indicators
+    acc = s02.streams["acc"]
+    x = acc.values.copy()
+    start = int(120 * acc.fs)
+    x[start:start + int(90 * acc.fs)] = 1e300
+    p, n = AccProcessor(acc.fs), int(acc.fs)  # 1 s batches
+    rows = [f for i in range(0, len(x), n) for f in p.update(acc.t0 + i / acc.fs, x[i:i + n])]
+    assert all(np.isfinite(v) for f in rows for v in f.values.values())
+    inside = [f for f in rows if acc.t0 + 190 <= f.t <= acc.t0 + 210]
+    assert inside and all(f.quality["acc"] == "insufficient" for f in inside)
+    assert rows[-1].quality["acc"] == "ok"
+
+
 def test_wearer_state_is_small_and_restores_exactly(s02):
     batches = list(s02.batches(1.0))
     m = WearerMonitor("s02")

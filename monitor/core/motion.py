@@ -147,9 +147,13 @@ class AccProcessor(Processor):
     def _close_epoch(self) -> None:
         s = self.state
         if len(s.open_samples) >= 0.5 * self.sampling_rate * EPOCH_S:
+            sd = std_of(np.array(s.open_samples))  # np.std's arithmetic
+            if not math.isfinite(sd):  # magnitudes beyond float range (1e300 g): no reading
+                s.open_samples = []
+                return
             i = s.n_epochs % len(s.epochs_t)
             s.epochs_t[i] = s.open_epoch * EPOCH_S
-            s.epochs_sd[i] = std_of(np.array(s.open_samples))  # np.std's arithmetic
+            s.epochs_sd[i] = sd
             s.n_epochs += 1
         s.open_samples = []
 
