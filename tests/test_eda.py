@@ -230,7 +230,7 @@ def clean_segment():
 
 def qualities(x, fs):
     """quality per tick (s after the start) for windows that are fully inside the data."""
-    out = stream(x, fs, T0_NK, int(fs))
+    out = stream(x, fs, T0_NK, max(1, int(fs)))
     for f in out:
         if f.quality["eda"] != "ok":
             assert f.values == {}  # values are withheld from every window that is not ok
@@ -271,6 +271,15 @@ def test_flat_line_is_flagged():
     x, fs = clean_segment()
     x[int(120 * fs): int(135 * fs)] = x[int(120 * fs)]  # sensor stuck for 15 s
     check_fault(qualities(x, fs), 120.0, 135.0 - 1 / fs, "flat")
+
+
+@pytest.mark.parametrize("step", [2, 6, 8])  # 2, 0.67 and 0.5 Hz
+def test_flat_line_is_flagged_at_low_rates(step):
+    x, fs = clean_segment()
+    x, fs = x[::step].copy(), fs / step  # a device that samples EDA slowly
+    assert set(qualities(x, fs).values()) == {"ok"}
+    x[int(120 * fs): int(150 * fs)] = x[int(120 * fs)]  # sensor stuck for 30 s
+    check_fault(qualities(x, fs), 120.0, 150.0 - 1 / fs, "flat")
 
 
 def test_short_plateau_is_not_flat():

@@ -57,7 +57,8 @@ QUALITY_JUMP = "jump"  # changed faster than physiology allows (electrode moveme
 QUALITY_FLAT = "flat"  # flat line: lost contact or saturated sensor
 LOWPASS_ORDER = 4  # as neurokit2.eda_clean
 HIGHPASS_ORDER = 2  # as neurokit2.eda_phasic(method="highpass"), run forward and backward
-BIN_S = 1.0  # raw-data quality is kept per bin of this many seconds (ids: ceil(t))
+BIN_S = 1.0  # raw-data quality is kept per bin of this many seconds (ids: ceil(t)), or of
+# the whole seconds that hold a sample below 1 Hz (``EdaProcessor.bin_s``)
 
 
 def zero_phase_highpass_fir(highpass_hz: float, sampling_rate: float, half_width: int) -> np.ndarray:
@@ -96,7 +97,7 @@ class EdaState:
     ticks: TickGrid
     lowpass: CausalSOS | None
     values: TimeRing  # tonic (µS) at the times of internal samples whose phasic is known
-    # raw-data quality per 1 s bin (circular, slot = bin id % n): id, samples, flags
+    # raw-data quality per bin of ``bin_s`` (circular, slot = bin id % n): id, samples, flags
     # (1 = out of range, 2 = jump), min and max (µS)
     bin_id: np.ndarray
     bin_n: np.ndarray
@@ -231,14 +232,17 @@ class EdaProcessor(Processor):
         self.delay_n = max(1, round(self.phasic_delay_s * self.internal_rate))
         self.fir = _phasic_fir(self.highpass_hz, self.internal_rate, self.delay_n)
         self.fir_zi_unit = steady_state_zi(self.fir, FIR_A)  # steady state for input 1
-        self.flat_bins = max(1, math.ceil(self.flat_s / BIN_S))
+        # every bin holds a sample, so a flat run is a run of bins (below 1 Hz, bins of 1 s
+        # would alternate with empty ones and no run of them would ever be flat)
+        self.bin_s = BIN_S * math.ceil(1.0 / (self.sampling_rate * BIN_S) - 1e-9)
+        self.flat_bins = max(1, math.ceil(self.flat_s / self.bin_s))
         self._piece = max(1, int(self.tick_s * self.sampling_rate))  # raw samples per step
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (a new recording)."""
         n_values = math.ceil((self.window_s + self.tick_s) * self.internal_rate) + 4
-        n_bins = math.ceil((self.window_s + self.tick_s + self.phasic_delay_s) / BIN_S) + 8
+        n_bins = math.ceil((self.window_s + self.tick_s + self.phasic_delay_s) / self.bin_s) + 8
         lowpass = None
         if self.use_lowpass:
             lowpass = CausalSOS.butter(LOWPASS_ORDER, self.lowpass_hz, "lowpass", self.sampling_rate)
@@ -349,7 +353,7 @@ class EdaProcessor(Processor):
     def _add_bins(self, t: np.ndarray, x: np.ndarray, flags: np.ndarray | None) -> None:
         """Merge raw samples into the quality bins (exact: counts, OR, min and max)."""
         s = self.state
-        ids = np.ceil(t / BIN_S).astype(np.int64)
+        ids = np.ceil(t / self.bin_s).astype(np.int64)
         if ids[0] == ids[-1]:
             starts = [0]
             lo, hi = [x.min()], [x.max()]
@@ -482,7 +486,7 @@ class EdaProcessor(Processor):
 
     def _quality(self, tick: float) -> str:
         s = self.state
-        ids = np.arange(math.floor((tick - self.window_s) / BIN_S) + 1, math.ceil(tick / BIN_S) + 1)
+        ids = np.arange(math.floor((tick - self.window_s) / self.bin_s) + 1, math.ceil(tick / self.bin_s) + 1)
         slots = ids % len(s.bin_id)
         present = (s.bin_id[slots] == ids) & (s.bin_n[slots] > 0)
         flags = np.bitwise_or.reduce(s.bin_flags[slots][present]) if present.any() else 0
