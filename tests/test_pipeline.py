@@ -186,6 +186,35 @@ def test_accelerometer_values_beyond_float_range_give_no_nan(s02):
     assert rows[-1].quality["acc"] == "ok"
 
 
+@pytest.mark.parametrize("signal, column", [("ecg", "ECG"), ("bvp", "PPG"), ("rsp", "RSP")])
+def test_a_glitch_of_huge_values_does_not_end_a_waveform_s_indicators(signal, column):
+    # the contract bounds no ecg, bvp or rsp value: one second of 1e300 overflowed the filters
+    # (inf - inf = NaN in their memory), and the chain gave nothing until the next gap
+    import pandas as pd
+
+    from monitor.wire import SampleBatch
+
+    x = pd.read_csv(data_path("neurokit", "bio_resting_5min_100hz.csv"))[column].to_numpy(float)
+    fs = 100.0
+
+    def rows(glitch: bool) -> list:
+        y = x.copy()
+        if glitch:
+            y[6000:6100] = 1e300  # 60-61 s
+        p = WearerPipeline()
+        return [r for i in range(0, len(y), 100)
+                for r in p.update(SampleBatch(signal, seq=i, values=y[i:i + 100], t0=T0 + i / fs, fs=fs))]
+
+    clean, glitched = rows(False), rows(True)
+    assert all(np.isfinite(v) for r in glitched for v in r.values.values())
+    late = [r for r in clean if r.t >= T0 + 200]  # the glitch has left every window
+    assert len(late) > 10 and any(r.values for r in late)
+    after = [r for r in glitched if r.t >= T0 + 200]
+    assert [(r.t, r.quality) for r in after] == [(r.t, r.quality) for r in late]
+    for a, b in zip(after, late):  # (the IIR filters' memory converges, to rounding)
+        assert a.values == pytest.approx(b.values, rel=1e-9)
+
+
 def test_wearer_state_is_small_and_restores_exactly(s02):
     batches = list(s02.batches(1.0))
     m = WearerMonitor("s02")

@@ -160,14 +160,21 @@ def slope_of(t: np.ndarray, x: np.ndarray) -> float:
     return float(np.add.reduce(tc * xc) / np.add.reduce(tc * tc))
 
 
-def hold_last_finite(x: np.ndarray, last: float) -> np.ndarray:
-    """Replace non-finite samples by the last finite one (``last`` before the batch), so one
-    bad sample cannot poison the filters' memory for the rest of the segment.
+MAX_ABS_SAMPLE = 1e30  # a waveform sample beyond +-this is no signal (the ECG chain squares twice:
+# its 4th power must stay finite, or inf - inf leaves NaN in the filters' memory for good)
 
-    >>> hold_last_finite(np.array([1.0, np.nan, 3.0]), 0.0).tolist()
-    [1.0, 1.0, 3.0]
+
+def hold_last_usable(x: np.ndarray, last: float) -> np.ndarray:
+    """Replace samples that are not finite or beyond +-``MAX_ABS_SAMPLE`` by the last usable
+    one (``last`` before the batch), so one bad sample cannot poison the filters' memory for
+    the rest of the segment; ``x`` itself when every sample is usable (two reductions).
+
+    >>> hold_last_usable(np.array([1.0, np.nan, 3.0, 1e300]), 0.0).tolist()
+    [1.0, 1.0, 3.0, 3.0]
     """
-    ok = np.isfinite(x)
+    if -MAX_ABS_SAMPLE <= np.minimum.reduce(x) and np.maximum.reduce(x) <= MAX_ABS_SAMPLE:
+        return x  # (NaN fails both comparisons)
+    ok = np.abs(x) <= MAX_ABS_SAMPLE
     idx = np.maximum.accumulate(np.where(ok, np.arange(len(x)), -1))
     return np.where(ok, x, np.where(idx >= 0, x[np.maximum(idx, 0)], last))
 

@@ -33,7 +33,7 @@ from monitor.core.base import (
     Processor,
     SampleClock,
     SampleClockState,
-    hold_last_finite,
+    hold_last_usable,
     lfilter_zi,
 )
 from monitor.core.beats import BeatBatch
@@ -126,8 +126,7 @@ class EcgBeatDetector(Processor):
             s.bandpass, s.zi_energy = CausalSOSState(), None
         if len(x) == 0:
             return self._shift(self._detector.update(t0_s, x))
-        if not np.isfinite(x).all():
-            x = hold_last_finite(x, s.last_x)
+        x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
         self._bandpass.state = s.bandpass
         y = self._bandpass.update(x)

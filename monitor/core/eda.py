@@ -43,7 +43,7 @@ from monitor.core.base import (
     SampleClock,
     TickGrid,
     TimeRing,
-    hold_last_finite,
+    hold_last_usable,
     lfilter_zi,
     mean_of,
     read_only,
@@ -323,10 +323,9 @@ class EdaProcessor(Processor):
             s.active = True
             s.ticks.skip_to(float(t[0]))
         # raw quality flags: 1 = out of range (or not a number), 2 = jump
-        finite = np.isfinite(x)
-        if not finite.all():  # replace by the last finite value (flagged out of range)
-            x = hold_last_finite(x, s.last_raw if s.last_raw is not None else 0.0)
-        bad = (x < self.contact_floor_us) | (x > self.max_eda_us) | ~finite
+        bad = (x < self.contact_floor_us) | (x > self.max_eda_us) | ~np.isfinite(x)
+        # not a number: the last finite value stands in (flagged out of range)
+        x = hold_last_usable(x, s.last_raw if s.last_raw is not None else 0.0)
         # np.diff(x, prepend=previous sample), without its overhead
         step = np.empty(len(x))
         step[0] = x[0] - (x[0] if s.last_raw is None else s.last_raw)

@@ -35,7 +35,7 @@ from monitor.core.base import (
     Processor,
     SampleClock,
     SampleClockState,
-    hold_last_finite,
+    hold_last_usable,
     lfilter_zi,
     steady_state_zi,
 )
@@ -179,8 +179,7 @@ class PpgBeatDetector(Processor):
             self._bandpass.state = s.bandpass
         if len(x) == 0:
             return BeatBatch(np.empty(0), self._watermark_s(), False)
-        if not math.isfinite(np.add.reduce(x)):  # (one reduction instead of isfinite().all())
-            x = hold_last_finite(x, s.last_x)
+        x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
         n0 = s.n_seen
         y = self._bandpass.update(x)

@@ -67,7 +67,7 @@ from monitor.core.base import (
     SampleClockState,
     butter_ba,
     einsum_c,
-    hold_last_finite,
+    hold_last_usable,
     lfilter_zi,
     steady_state_zi,
 )
@@ -321,8 +321,7 @@ class RespirationProcessor(Processor):
             s.filt, s.part = CausalSOSState(), np.empty((0, 3))
         if len(x) == 0:
             return []
-        if not math.isfinite(np.add.reduce(x)):  # (one reduction instead of isfinite().all())
-            x = hold_last_finite(x, s.last_x)
+        x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
         self._filt.state = s.filt
         y = self._filt.update(x)
