@@ -305,6 +305,25 @@ def test_a_pause_breaks_the_series_and_empty_windows_are_not_emitted():
     assert out[-1].quality["rsp"] == "insufficient"  # the last window is mostly empty
 
 
+def test_a_run_of_flagged_beats_is_insufficient_not_silent():
+    # the corrector flagged every beat for 3 minutes (a run of artifacts): the windows hold no
+    # series but the beats go on, so the ticks come as "insufficient"; not emitting them made
+    # the pipeline report the stream "missing" and hold every row back max_lag_s
+    b = rsa_intervals(np.random.default_rng(7), 15.0, 70.0, 400.0)
+    artifact = (b.t_s >= T0 + 120.0) & (b.t_s < T0 + 300.0)
+    flags = np.where(artifact, 2, 0).astype(np.int8)  # (any flag but FLAG_OK)
+    p, out = RespirationProcessor("ibi"), {}
+    for second in range(400):  # one batch a second, as the pipeline hands them on
+        i = (b.t_s >= T0 + second) & (b.t_s < T0 + second + 1)
+        batch = IntervalBatch(b.t_s[i], b.ibi_ms[i], ~artifact[i], b.consecutive[i], flags[i], T0 + second + 1)
+        out.update({round(f.t - T0): f for f in p.update_intervals(batch)})
+    ticks = sorted(out)
+    assert all(later - earlier == 5 for earlier, later in zip(ticks, ticks[1:]))  # none skipped
+    inside = [out[t] for t in ticks if 180 <= t <= 300]  # windows within the run
+    assert inside and all(f.quality["rsp"] == "insufficient" and not f.values for f in inside)
+    assert out[ticks[-1]].quality["rsp"] == "ok" and out[110].quality["rsp"] == "ok"
+
+
 def test_a_flat_signal_gives_no_rate():
     p = RespirationProcessor("rsp", 25.0)
     out = p.update_samples(T0, np.full(25 * 120, 0.5)) + p.flush()

@@ -44,8 +44,9 @@ Method, the same for every source:
 
 Each tick's ``quality["rsp"]``: ``"ok"`` (``RSP_Rate`` present), ``"insufficient"`` (less than
 ``min_coverage`` of the window covered, fewer than ``min_breaths`` cycles, or only one of
-several modulations usable) or ``"disagree"``. Ticks whose window holds no data are not
-emitted. A rate needs the heart to sample the breathing: it must stay below half the heart rate.
+several modulations usable, or beats that are all flagged: a run of artifacts) or
+``"disagree"``. Ticks whose window holds no data (and no beat) are not emitted. A rate needs
+the heart to sample the breathing: it must stay below half the heart rate.
 """
 
 from __future__ import annotations
@@ -200,6 +201,11 @@ class RespirationState:
     ring: np.ndarray | None = None  # (capacity, modulations) band-passed series
     ring_k: np.ndarray | None = None  # grid index held in each ring row (-1: none)
     next_tick: int | None = None  # index of the next tick (time k * tick_s)
+    beat_t: list = field(default_factory=list)  # times (s) of the beats still in a window, flagged or not
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        self.__dict__.setdefault("beat_t", [])  # (checkpoints before it kept no beat times)
 
 
 class RespirationProcessor(Processor):
@@ -346,6 +352,7 @@ class RespirationProcessor(Processor):
                 if valid and flag == FLAG_OK:
                     s.pend_t.append(t)
                     s.pend_ibi.append(ibi)
+                s.beat_t.append(t)
         s.beats_wm = max(s.beats_wm, float(batch.watermark_s))
         return self._take_beats()
 
@@ -554,7 +561,8 @@ class RespirationProcessor(Processor):
         newest = s.k_end / FR_HZ  # newest grid point; none after it up to ready_s
         while s.next_tick * self.tick_s <= ready_s:
             tick = s.next_tick * self.tick_s
-            if tick - self.window_s >= newest:  # this window and all up to ready_s are empty
+            if tick - self.window_s >= newest and not (s.beat_t and s.beat_t[-1] > tick - self.window_s):
+                # this window and all up to ready_s are empty (no beat either)
                 if math.isfinite(ready_s):
                     s.next_tick = math.floor(ready_s / self.tick_s) + 1
                 break
@@ -562,6 +570,8 @@ class RespirationProcessor(Processor):
             if f is not None:
                 out.append(f)
             s.next_tick += 1
+        # forget the beats no window to come can hold
+        del s.beat_t[:bisect.bisect_right(s.beat_t, s.next_tick * self.tick_s - self.window_s)]
         return out
 
     def window_rates(self, tick_s: float) -> tuple[np.ndarray, float]:
@@ -579,8 +589,12 @@ class RespirationProcessor(Processor):
 
     def _features(self, tick_s: float) -> Features | None:
         rates, coverage = self.window_rates(tick_s)
-        if coverage == 0.0:
-            return None
+        if coverage == 0.0:  # no series; beats all flagged (a run of artifacts) or none
+            beats = self.state.beat_t
+            i = bisect.bisect_right(beats, tick_s - self.window_s)
+            if i == len(beats) or beats[i] > tick_s:
+                return None
+            return Features(tick_s, {}, {"rsp": QUALITY_INSUFFICIENT})
         if coverage < self.min_coverage:
             return Features(tick_s, {}, {"rsp": QUALITY_INSUFFICIENT})
         rate, quality = fuse_rates(rates, self.max_spread_bpm)
