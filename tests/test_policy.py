@@ -358,6 +358,16 @@ def test_learning_rule(rating, labels, learned, offset):
     assert p.state.answers == [result]
 
 
+def test_configured_labels_in_capitals_can_be_answered():
+    # A config may spell its labels as the wearer reads them ("Fine", a translation): the answer
+    # matches them ignoring case and keeps the config's spelling.
+    p = policy(labels=("Anxious", "Fine"), raise_labels=("Fine",), lower_labels=("Anxious",))
+    t0 = utc(2024, 6, 15, 12)
+    prompt = episode(p, t0)[0].prompt
+    result = p.answer(t0 + 100, prompt.id, 1, ["fine"])
+    assert (result.labels, result.learned, result.offset) == (("Fine",), "raise", 0.1)
+
+
 def test_learning_is_bounded_and_changes_what_triggers():
     p = policy(sustain_s=0.0, daily_cap=1000, answer_history=16)
     t = utc(2024, 6, 15, 12)

@@ -744,10 +744,11 @@ class CheckinPolicy(Processor):
             raise AnswerError(f"rating must be an integer in 1..{n_ratings} or None, got {rating!r}")
         if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
             raise AnswerError(f"labels must be a list of strings, got {labels!r}")
+        known = {x.strip().lower(): x for x in cfg.labels}  # the config's spelling, e.g. "Fine"
         clean: list[str] = []
         for label in labels:
-            name = label.strip().lower()
-            if name not in cfg.labels:
+            name = known.get(label.strip().lower())
+            if name is None:
                 raise AnswerError(f"unknown label {label!r}; expected any of {list(cfg.labels)}")
             if name not in clean:
                 clean.append(name)
