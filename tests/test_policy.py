@@ -180,6 +180,17 @@ def test_daily_cap_day_is_25_hours_long_when_new_york_falls_back():
     assert [d.reason for d in got] == ["sent", "daily_cap", "sent"]
 
 
+def test_daily_cap_is_not_reset_when_the_wearer_moves_west_into_the_previous_day():
+    # 01:00 UTC on 2024-06-16 is 03:00 on 06-16 in Berlin but 21:00 on 06-15 in New York.
+    p = policy(daily_cap=2, timezone="Europe/Berlin")
+    t0 = utc(2024, 6, 16, 1)
+    before = [d for t in (t0, t0 + 600) for d in episode(p, t)]
+    p.control(t0 + 1200, "quiet_hours", quiet_hours=[], timezone="America/New_York")
+    after = [d for t in (t0 + 1800, utc(2024, 6, 16, 4, 30), utc(2024, 6, 17, 4, 30)) for d in episode(p, t)]
+    # 04:30 UTC is 00:30 on 06-16 in New York: the day already has its two prompts; 06-17 is new.
+    assert [d.reason for d in before + after] == ["sent", "sent", "daily_cap", "daily_cap", "sent"]
+
+
 @pytest.mark.parametrize(
     "hour_utc, quiet_berlin, quiet_new_york",
     [

@@ -655,8 +655,8 @@ class CheckinPolicy(Processor):
         if self.is_quiet(t_s):
             return REASON_QUIET_HOURS
         day = self.local_day(t_s)
-        if day != s.day:
-            s.day, s.sent_today = day, 0
+        if s.day is None or day > s.day:  # (ISO dates sort as text) a day already counted
+            s.day, s.sent_today = day, 0  # again after a move west keeps its count
         if s.sent_today >= cfg.daily_cap:
             return REASON_DAILY_CAP
         if s.last_sent_s is not None and t_s - s.last_sent_s < cfg.cooldown_s:
