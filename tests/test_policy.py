@@ -281,6 +281,10 @@ def test_invalid_control_raises():
             p.control(0.0, "snooze", duration_s=bad)
     with pytest.raises(ControlError):
         p.control(0.0, "resume", duration_s=60)
+    for bad_t in (math.nan, math.inf):  # a snooze until NaN would hold nothing, silently
+        with pytest.raises(ControlError, match="finite"):
+            p.control(bad_t, "snooze")
+    assert (p.state.paused_until_s, p.state.snoozed_until_s) == (None, None)
 
 
 # --- prompts, expiry, answers -----------------------------------------------------------------

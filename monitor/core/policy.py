@@ -797,11 +797,13 @@ class CheckinPolicy(Processor):
         Raises
         ------
         ControlError
-            Unknown action, a duration that is not a positive finite number of seconds, or
-            quiet hours / a time zone that are not valid.
+            Unknown action, a time that is not finite, a duration that is not a positive finite
+            number of seconds, or quiet hours / a time zone that are not valid.
         """
         s = self.state
         t_s = float(t_s)
+        if not math.isfinite(t_s):  # a NaN snooze would end at NaN: never in force, silently
+            raise ControlError(f"control time must be a finite unix time in s, got {t_s!r}")
         if action not in CONTROL_ACTIONS:
             raise ControlError(f"unknown control action {action!r}; expected one of {CONTROL_ACTIONS}")
         if action == "quiet_hours":
