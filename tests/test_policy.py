@@ -605,10 +605,12 @@ def test_wearer_quiet_hours_and_time_zone_replace_the_configs():
     q = CheckinPolicy(PolicyConfig(quiet_hours=("23:00", "06:00")), wearer_id="alice")
     q.set_state(p.get_state())
     assert q.is_quiet(t)
+    p.control(t, "quiet_hours", timezone="America/New_York")  # a time zone alone keeps the hours
+    assert p.state.quiet_hours == ("22:00", "07:00") and p.is_quiet(t + 7 * 3600)  # 23:30 in New York
     p.control(t, "quiet_hours", quiet_hours=[])
     assert not p.is_quiet(t + 3 * 3600)  # none at all now, not even the config's
     for bad in ({"quiet_hours": ["22:00"]}, {"quiet_hours": ["22:00", "22:00"]}, {"quiet_hours": ["25:00", "07:00"]},
-                {"quiet_hours": ["22:00", "07:00"], "timezone": "Mars/Olympus"}):
+                {"quiet_hours": ["22:00", "07:00"], "timezone": "Mars/Olympus"}, {}):
         with pytest.raises(ControlError):
             p.control(t, "quiet_hours", **bad)
     with pytest.raises(ControlError):

@@ -622,7 +622,8 @@ def control_settings(control: Control, now_s: float, snooze_default_s: float | N
         return None
     s = policy.state
     if control.action == "quiet_hours":
-        return {"quiet_hours": list(s.quiet_hours) or None, **({"timezone": s.timezone} if s.timezone else {})}
+        return {**({"quiet_hours": list(s.quiet_hours) or None} if s.quiet_hours is not None else {}),
+                **({"timezone": s.timezone} if s.timezone else {})}
     if control.action == "resume":
         return {"paused_until": None, "snoozed_until": None}
     return {"paused_until": s.paused_until_s} if control.action == "pause" else {"snoozed_until": s.snoozed_until_s}

@@ -791,8 +791,8 @@ class CheckinPolicy(Processor):
         ``"snooze"`` holds them for ``duration_s`` (default ``snooze_default_s``, 1 h);
         ``"resume"`` ends both. Trigger decisions still happen while held (reason "paused" or
         "snoozed"), so the record stays complete. ``"quiet_hours"`` sets the wearer's own quiet
-        hours (``quiet_hours``: two "HH:MM" times, or an empty list for none) and, when given,
-        their IANA ``timezone``; they replace the config's from then on.
+        hours (``quiet_hours``: two "HH:MM" times, or an empty list for none; None keeps them) and,
+        when given, their IANA ``timezone``; they replace the config's from then on.
 
         Raises
         ------
@@ -809,11 +809,15 @@ class CheckinPolicy(Processor):
         if action == "quiet_hours":
             if duration_s is not None:
                 raise ControlError("'quiet_hours' takes no duration")
-            q = check_quiet_hours(quiet_hours) or ()
+            if quiet_hours is None and timezone is None:
+                raise ControlError("'quiet_hours' needs quiet hours (an empty list for none), a time zone, or both")
+            # missing quiet hours keep the wearer's (a time zone alone, e.g. when travelling)
+            q = None if quiet_hours is None else check_quiet_hours(quiet_hours) or ()
             if timezone is not None:
                 check_timezone(timezone)
                 s.timezone = timezone
-            s.quiet_hours = q
+            if q is not None:
+                s.quiet_hours = q
             return ControlResult(action, t_s, None)
         if quiet_hours is not None or timezone is not None:
             raise ControlError(f"{action!r} takes no quiet hours or time zone")
