@@ -154,9 +154,14 @@ class LinesConverter:
         return [Chunk(sig.signal, values, t=np.array([self._time(line, arrival_s, 1, None)]))]
 
     def _time(self, line: Line, arrival_s: float, n: int, rate_hz: float | None) -> float:
-        """Unix time of the first value of the line."""
+        """Unix time of the first value of the line.
+
+        The line arrives after its *last* value was sampled, so ``+MILLIS`` is mapped through
+        the last value's device time (else every value of a long line came out late by the
+        line's span: 1 s for a 64 Hz line of 64 values)."""
+        span_s = (n - 1) / rate_hz if rate_hz else 0.0
         if line.t_s is not None:
             return line.t_s
         if line.device_ms is not None:
-            return self.clock.to_unix(line.device_ms, arrival_s)
-        return arrival_s - ((n - 1) / rate_hz if rate_hz else 0.0)
+            return self.clock.to_unix(line.device_ms + 1000.0 * span_s, arrival_s) - span_s
+        return arrival_s - span_s

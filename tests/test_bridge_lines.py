@@ -91,6 +91,13 @@ def test_time_stamping_rules():
     (b,) = conv.convert(parse_line("eda +2000 5.0"), arrival_s=T + 1.010)  # a faster packet
     assert b.t0 - a.t0 == pytest.approx(1.0, abs=0.03)
     assert b.t0 == pytest.approx(T + 1.010)
+    # +MILLIS of a long line: it arrives after its last value, so that value sets the clock
+    # (a device booted at T prints 64 values of 64 Hz a second, each line 5 ms after its last value)
+    long_conv = LinesConverter(load_device("diy-lines"))
+    for k in range(3):
+        arrival = T + k + 63 / 64 + 0.005
+        (bvp,) = long_conv.convert(parse_line(f"bvp +{1000 * k} " + "512 " * 64), arrival_s=arrival)
+        assert bvp.t0 == pytest.approx(T + k, abs=0.01)
     (ibi,) = conv.convert(parse_line("ibi - 830"), arrival_s=T)
     assert ibi.t.tolist() == [T] and ibi.values.tolist() == [830]
     (status,) = conv.convert(parse_line("contact - 1"), arrival_s=T)
