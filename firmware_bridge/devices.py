@@ -13,7 +13,7 @@ Schema (every key)::
     model = "polar-h10"          # required, equals the file name without .toml
     name = "Polar H10"           # required, human name
     transport = "ble"            # required: ble | emotibit | lines | none (recordings only)
-    decoder = "ble_hrs"          # required: ble_hrs | emotibit | lines | none
+    decoder = "ble_hrs"          # required, the transport's: ble_hrs | emotibit | lines | none
     battery = true               # optional (false): the device reports its battery level
     sensor_contact = true        # optional (false): the device reports skin contact
     ble_names = ["Polar H10"]    # optional: advertised name prefixes that identify the model
@@ -52,8 +52,10 @@ from monitor.toml_tables import anxmon_configs, bad_value, check_table, check_va
 from monitor.wire import ID_PATTERN, MAX_SAMPLING_RATE_HZ, SIGNALS
 
 DEVICES_DIR = anxmon_configs("devices")
-TRANSPORTS = ("ble", "emotibit", "lines", "none")
-DECODERS = ("ble_hrs", "emotibit", "lines", "none")
+# each transport runs one decoder (firmware_bridge.transports, firmware_bridge.ble)
+TRANSPORT_DECODER = {"ble": "ble_hrs", "emotibit": "emotibit", "lines": "lines", "none": "none"}
+TRANSPORTS = tuple(TRANSPORT_DECODER)
+DECODERS = tuple(TRANSPORT_DECODER.values())
 # what a Bluetooth heart-rate device can send: Heart Rate Measurement (hr, rr), Running Speed and Cadence
 BLE_HRS_SOURCES = {"hr": "hr", "ibi": "rr", "cadence": "rsc_cadence"}
 PMD_ACC_SOURCE = "pmd_acc"  # acc of a ble_hrs device that also streams Polar PMD (pmd_acc_hz)
@@ -154,6 +156,9 @@ def parse_device(raw: dict, path: Path | str = "<definition>") -> DeviceDefiniti
     decoder = raw["decoder"]
     if decoder not in DECODERS:
         raise bad_value(where, "decoder", "one of " + ", ".join(DECODERS), decoder)
+    if decoder != TRANSPORT_DECODER[raw["transport"]]:  # (else its signals would silently never arrive)
+        raise bad_value(where, "decoder", f'"{TRANSPORT_DECODER[raw["transport"]]}", the decoder of transport'
+                        f' "{raw["transport"]}"', decoder)
     flags = {key: check_value(raw.get(key, False), bool, where, key) for key in ("battery", "sensor_contact")}
     texts = {key: check_value(raw.get(key, ""), str, where, key) for key in ("reference", "notes")}
     names = raw.get("ble_names", [])

@@ -74,6 +74,9 @@ def test_a_minimal_definition(tmp_path):
         (GOOD.replace('decoder = "lines"', 'decoder = "ble_hrs"').replace('transport = "lines"', 'transport = "ble"'),
          "a Bluetooth heart-rate device sends only hr, ibi, cadence"),
         ("model = [", "not valid TOML"),
+        # the bridge reads an EmotiBit with the EmotiBit decoder only: its eda would never arrive
+        (GOOD.replace('transport = "lines"', 'transport = "emotibit"'),
+         "'decoder' must be \"emotibit\", the decoder of transport \"emotibit\", got 'lines'"),
         ('model = "my-gsr"\nname = "x"\ntransport = "lines"\ndecoder = "lines"\n', "missing [signals"),
     ],
 )
