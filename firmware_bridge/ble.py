@@ -44,6 +44,7 @@ from firmware_bridge.batcher import Chunk, Status
 from firmware_bridge.ble_rsc import RSC_MEASUREMENT_UUID, decode_rsc_measurement
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import DeviceDefinition
+from firmware_bridge.transports import _log_every
 from firmware_bridge.polar_pmd import (
     CP_RESPONSE,
     MEASUREMENT_ACC,
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 
 BATTERY_READ_EVERY_S = 300.0
 PMD_RESPONSE_TIMEOUT_S = 5.0  # how long to wait for the strap to answer a control point command
+WARN_BAD_EVERY_S = 60.0  # malformed notifications: a WARNING at most this often
 
 
 def _bleak():
@@ -137,6 +139,7 @@ async def run_ble(
     use_pmd_acc = bridge.definition.pmd_acc_hz is not None and "acc" in bridge.definition.signals
     use_rsc = "cadence" in bridge.definition.signals
     warned: set[str] = set()  # PMD and RSC problems already warned about (once each per run)
+    logged: dict = {}  # when malformed notifications were last warned about
     rsc = RscCadenceStream(bridge, address, warned) if use_rsc else None  # one time axis for the run
     delay = reconnect_min_s
     bad = 0
@@ -171,7 +174,7 @@ async def run_ble(
                 measurement = decode_heart_rate_measurement(data)
             except ValueError as exc:
                 bad += 1
-                log.warning("heart rate notification ignored: %s (%d so far)", exc, bad)
+                _warn_bad(logged, "heart rate notification ignored: %s (%d so far)", exc, bad)
                 return
             log.debug("notification %s", bytes(data).hex())
             bridge.feed(converter.convert(measurement, arrival))
@@ -250,8 +253,6 @@ class PmdAccStream:
     (False, 25)
     """
 
-    WARN_BAD_FRAMES_EVERY_S = 60.0
-
     def __init__(self, bridge: Bridge, address: str, warned: set[str]):
         self.bridge = bridge
         self.address = address
@@ -263,7 +264,7 @@ class PmdAccStream:
         self.factor: float | None = None
         self.frames = 0
         self.bad_frames = 0
-        self._bad_logged_at: float | None = None
+        self._logged: dict = {}
         self._responses: asyncio.Queue[bytes] = asyncio.Queue()
 
     def _warn(self, reason: str, msg: str, *args) -> None:
@@ -361,10 +362,7 @@ class PmdAccStream:
             frame = decode_acc_frame(data, self.factor)
         except ValueError as exc:
             self.bad_frames += 1
-            now = time.monotonic()
-            if self._bad_logged_at is None or now - self._bad_logged_at >= self.WARN_BAD_FRAMES_EVERY_S:
-                self._bad_logged_at = now
-                log.warning("accelerometer frame ignored: %s (%d so far)", exc, self.bad_frames)
+            _warn_bad(self._logged, "accelerometer frame ignored: %s (%d so far)", exc, self.bad_frames)
             return
         log.debug("pmd frame %s", bytes(data).hex())
         self.frames += 1
@@ -411,6 +409,7 @@ class RscCadenceStream:
         self.latest: tuple[float, float | None] = (bridge.clock(), None)
         self.next_s: float | None = None  # gateway time of the next sample
         self.bad = 0
+        self._logged: dict = {}
 
     async def start(self, client, errors) -> bool:
         """Turn the notifications on; True when the device offers them."""
@@ -442,7 +441,7 @@ class RscCadenceStream:
             measurement = decode_rsc_measurement(data)
         except ValueError as exc:
             self.bad += 1
-            log.warning("running speed and cadence notification ignored: %s (%d so far)", exc, self.bad)
+            _warn_bad(self._logged, "running speed and cadence notification ignored: %s (%d so far)", exc, self.bad)
             return
         log.debug("rsc notification %s", bytes(data).hex())
         self.latest = (arrival, measurement.cadence_per_min * self.scale)
@@ -464,6 +463,13 @@ class RscCadenceStream:
             values[fresh] = cadence
         if len(times):
             self.bridge.feed([Chunk("cadence", values, t0=float(times[0]))])
+
+
+def _warn_bad(logged: dict, msg: str, exc: Exception, count: int) -> None:
+    """A malformed notification: a WARNING at most every ``WARN_BAD_EVERY_S`` (a strap with a
+    quirk sends one a second), each one at DEBUG."""
+    if not _log_every(logged, msg, WARN_BAD_EVERY_S, logging.WARNING, msg, exc, count, logger=log):
+        log.debug(msg, exc, count)
 
 
 def _warn_once(warned: set[str], reason: str, msg: str, *args) -> None:

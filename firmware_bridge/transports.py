@@ -37,12 +37,12 @@ from monitor.errors import install_hint
 log = logging.getLogger(__name__)
 
 
-def _log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args) -> bool:
+def _log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args, logger: logging.Logger = log) -> bool:
     """Log at most once per ``every_s`` per key; True when this call logged."""
     now = time.monotonic()
     if key not in state or now - state[key] >= every_s:
         state[key] = now
-        log.log(level, msg, *args)
+        logger.log(level, msg, *args)
         return True
     return False
 

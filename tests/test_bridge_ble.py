@@ -104,3 +104,31 @@ def test_reconnect_after_walking_out_of_range_every_beat_once(broker, tmp_path, 
     pmd_warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "PMD service" in r.getMessage()]
     assert len(pmd_warnings) == 1  # once, although the strap connected twice
     assert "acc" not in {signal for _device, signal in monitor.accepted}
+
+
+def test_a_strap_with_a_quirk_warns_once_not_every_second(tmp_path, caplog):
+    """A strap whose every other notification ends in a stray byte: each is counted and logged at
+    DEBUG, with one WARNING (not one a second, all day); the good ones go on."""
+    caplog.set_level(logging.DEBUG, logger="firmware_bridge")
+    good, quirk = bytes.fromhex("163c1104"), bytes.fromhex("163c110400")
+    clock = SimClock()
+    strap = FakeStrap([good, quirk] * 20, clock=clock)
+    bridge = Bridge(load_device("polar-h10"), "alice", outbox=Outbox(tmp_path / "outbox.sqlite"), clock=clock)
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_ble(bridge, "AA:BB:CC:DD:EE:FF", stop=stop, tick_s=0.005,
+                                           client_factory=functools.partial(FakeBleakClient, strap)))
+        for _ in range(2000):
+            if strap.done:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    bridge.tick(force=True)
+    ignored = [r for r in caplog.records if "heart rate notification ignored: RR interval list" in r.getMessage()]
+    assert len(ignored) == 20
+    assert [r.levelno for r in ignored].count(logging.WARNING) == 1
+    assert bridge.batcher.stats()["hr"].received == 20
