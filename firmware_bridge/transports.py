@@ -118,7 +118,9 @@ def fd_lines(fd: int = 0, chunk: int = 65536) -> Iterator[bytes]:
     """Lines from a file descriptor (stdin by default) read with ``os.read``.
 
     Unlike ``sys.stdin.buffer`` this holds no lock, so a reader thread still blocked in it
-    cannot hang the interpreter at exit.
+    cannot hang the interpreter at exit. Input without a newline (a serial port at the wrong
+    baud rate) is handed on once it is longer than a line may be, to be refused, as
+    ``serial_lines`` does: it is not gathered without bound.
     """
     buffer = b""
     while True:
@@ -131,6 +133,9 @@ def fd_lines(fd: int = 0, chunk: int = 65536) -> Iterator[bytes]:
         *complete, buffer = buffer.split(b"\n")
         for line in complete:
             yield line + b"\n"
+        if len(buffer) > MAX_LINE_CHARS:
+            yield buffer
+            buffer = b""
 
 
 def serial_lines(port: str, baudrate: int = 115200, stop: threading.Event | None = None, retry_s: float = 2.0) -> Iterator[bytes]:

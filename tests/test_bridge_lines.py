@@ -18,7 +18,7 @@ import pytest
 from firmware_bridge.batcher import Chunk, Status
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import load_device
-from firmware_bridge.lines import LineError, LinesConverter, parse_line
+from firmware_bridge.lines import MAX_LINE_CHARS, LineError, LinesConverter, parse_line
 from firmware_bridge.outbox import Outbox
 from firmware_bridge.testing import MonitorSubscriber
 from firmware_bridge.transports import fd_lines, run_lines
@@ -145,6 +145,19 @@ def test_fd_lines_reads_complete_lines(tmp_path):
     path.write_bytes(b"eda - 1\nhr - 2\npartial")
     with open(path, "rb") as f:
         assert list(fd_lines(f.fileno(), chunk=3)) == [b"eda - 1\n", b"hr - 2\n", b"partial"]
+
+
+def test_fd_lines_does_not_gather_input_without_newlines(tmp_path):
+    """A serial port at the wrong baud rate piped to stdin: a long run of bytes without a newline
+    comes out in pieces of at most a line's length (each refused), not as one growing buffer."""
+    path = tmp_path / "garbage"
+    path.write_bytes(b"\xf8" * 100_000 + b"\nhr - 72\n")
+    with open(path, "rb") as f:
+        lines = list(fd_lines(f.fileno(), chunk=4096))
+    assert max(len(line) for line in lines) <= MAX_LINE_CHARS + 4096
+    assert lines[-1] == b"hr - 72\n" and sum(map(len, lines)) == 100_000 + 9
+    with pytest.raises(LineError, match="longer than|not ASCII"):
+        parse_line(lines[0])
 
 
 def test_refused_lines_are_counted_and_summed_up_without_values(tmp_path, caplog):
