@@ -412,9 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "wristbands in real time through nats-server and the service, ramped until p99 "
                         "latency > 250 ms")
     b.add_argument("--json", action="store_true", help="print one JSON line")
-    b.add_argument("--max-wearers", type=int, default=None, metavar="N",
+    b.add_argument("--max-wearers", type=positive_number(int), default=None, metavar="N",
                    help="live: the last step of the ramp 50, 100, 200, ... (default: 3200)")
-    b.add_argument("--seconds", type=float, default=None, metavar="S",
+    b.add_argument("--seconds", type=positive_number(float), default=None, metavar="S",
                    help="live: seconds measured per step (default: 20)")
     b.add_argument("--profile", action="store_true",
                    help="live: instead of the ramp, profile the service (in this process) at --max-wearers "

@@ -197,6 +197,24 @@ def test_run_options_out_of_range_name_the_option(capsys, tmp_path, options, mes
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--max-wearers", "-5"], "argument --max-wearers: must be a finite number > 0, got -5"),
+    (["--max-wearers", "0"], "argument --max-wearers: must be a finite number > 0, got 0"),
+    (["--seconds", "0"], "argument --seconds: must be a finite number > 0, got 0"),
+])
+def test_bench_live_options_out_of_range_are_refused(monkeypatch, capsys, options, message):
+    """``anxmon bench live --max-wearers -5`` generated the data, started a broker and the
+    service, then died in numpy with a traceback; ``--max-wearers 0`` quietly ran the default
+    ramp up to 3,200 wearers and ``--seconds 0`` the default 20 s a step."""
+    import monitor.bench
+
+    monkeypatch.setattr(monitor.bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "live", *options])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"anxmon bench: error: {message}" in err and "Traceback" not in err
+
+
 def test_report_out_empty_is_named_as_such(capsys, tmp_path):
     status, err = run(capsys, "report", str(tmp_path), "--out", "")
     assert status == 2 and "--out must name the HTML file to write" in err and "is a folder" not in err
