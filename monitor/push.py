@@ -126,6 +126,23 @@ def _apprise():
     return apprise
 
 
+def check_urls(config: PushConfig) -> None:
+    """Raise ``ConfigError`` for a push URL apprise cannot read (a misspelt scheme, a malformed
+    token), naming it by ``push_label`` only: unchecked, it failed at every check-in, each
+    retried ``attempts`` times, while the app said push was on.
+
+    >>> check_urls(PushConfig(wearers={"bob": ["nfty://ntfy.example.org/anxmon-bob-6f3b9c"]}))
+    Traceback (most recent call last):
+    monitor.errors.ConfigError: push: wearers.bob: apprise cannot read nfty://… (URL 1) (a misspelt scheme, or a token or number in the wrong form? https://github.com/caronc/apprise/wiki)
+    """
+    apprise = _apprise()
+    for wearer, urls in config.wearers.items():
+        for number, url in enumerate(urls, start=1):
+            if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+                raise ConfigError(f"push: wearers.{wearer}: apprise cannot read {push_label(url, number)} (a misspelt "
+                                  "scheme, or a token or number in the wrong form? https://github.com/caronc/apprise/wiki)")
+
+
 def push_label(url: str, number: int = 1) -> str:
     """What logs and the delivery record show of a wearer's ``number``-th push URL (as
     configured): its scheme, its server, and the number.
@@ -263,7 +280,7 @@ class PushNotifier:
         self.stats = PushStats()
         self.record = DeliveryLog(log_path)
         if send is None:
-            _apprise()  # fail at start, not at the first check-in, when apprise is missing
+            check_urls(config)  # fail at start, not at the first check-in (apprise missing, a misspelt URL)
             send = self._send_apprise
         self._send = send
         self._heap: list[_Job] = []

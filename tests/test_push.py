@@ -239,6 +239,21 @@ def test_a_slow_endpoint_never_holds_up_other_notifications(hook, notifiers):
     assert wait_until(lambda: n.deliveries("bob")[0]["status"] == SENT, 10)
 
 
+def test_a_url_apprise_cannot_read_is_refused_at_start_without_its_secret(hook):
+    """A misspelt scheme (``nfty://``) or a malformed Telegram token: the app started, said push
+    was on, and every check-in then failed ``attempts`` times with "apprise does not read this
+    URL". Refused when the notifier is made, naming the URL by its label only."""
+    for bad, label in (("nfty://ntfy.example.org/anxmon-alice-s3cr3t-topic", "nfty://… (URL 2)"),
+                       ("tgram://SECRETPATHTOKEN", "tgram://… (URL 2)")):
+        config = PushConfig(wearers={"bob": [f"json://127.0.0.1:{hook.port}/ok"],
+                                     "alice": [f"json://127.0.0.1:{hook.port}/ok", bad]})
+        with pytest.raises(ConfigError, match="apprise cannot read") as error:
+            PushNotifier(config, link)
+        assert f"push: wearers.alice: apprise cannot read {label}" in str(error.value)
+        assert not any(secret in str(error.value) for secret in SECRETS)
+    PushNotifier(PushConfig(wearers={"alice": secret_urls(hook.port)}), link).stop()  # readable URLs pass
+
+
 def test_push_config_is_checked():
     """Every mistake in [push] is a ConfigError naming the file, the table and the key."""
     from monitor.toml_tables import read_table
