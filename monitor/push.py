@@ -337,15 +337,18 @@ class PushNotifier:
         return self.record.rows(wearer)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the workers; deliveries still scheduled stay ``pending`` in the record."""
+        """Stop the workers; deliveries still scheduled stay ``pending`` in the record. A send
+        still running after ``timeout_s`` (a slow service) records its outcome when it returns:
+        the record then stays open for it."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
-        self.record.close()
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if not self._threads:
+            self.record.close()
 
     # -- workers --------------------------------------------------------------------------
     def _target(self, url: str, number: int) -> str:

@@ -254,6 +254,31 @@ def test_a_url_apprise_cannot_read_is_refused_at_start_without_its_secret(hook):
     PushNotifier(PushConfig(wearers={"alice": secret_urls(hook.port)}), link).stop()  # readable URLs pass
 
 
+def test_a_send_still_running_at_stop_records_its_outcome(monkeypatch, tmp_path):
+    """``stop`` waits ``timeout_s`` for the workers; a send to a slow service outlasting it
+    then hit the closed record: "Exception in thread anxmon-push-0: sqlite3.ProgrammingError:
+    Cannot operate on a closed database", and its outcome was lost."""
+    crashed: list = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(url, title, body):
+        entered.set()
+        release.wait(10)
+        return True, None
+
+    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, workers=1)
+    n = PushNotifier(config, link, log_path=tmp_path / "push.sqlite", send=slow).start()
+    n.submit("bob", checkin("bob"))
+    assert entered.wait(10)
+    worker = n._threads[0]
+    n.stop(timeout_s=0.05)
+    release.set()
+    worker.join(10)
+    assert not worker.is_alive() and not crashed, [c.exc_value for c in crashed]
+    assert n.deliveries()[0]["status"] == SENT
+
+
 def test_push_config_is_checked():
     """Every mistake in [push] is a ConfigError naming the file, the table and the key."""
     from monitor.toml_tables import read_table
