@@ -81,6 +81,23 @@ def test_configs_have_the_documented_fields():
     assert "alice" not in json.dumps(bob)
 
 
+def test_entity_ids_in_the_docs_are_the_ones_home_assistant_makes():
+    """Without ``object_id`` / ``default_entity_id``, Home Assistant names an MQTT entity
+    ``sensor.`` + slugify(device name + " " + entity name) (has_entity_name; slugify turns
+    every run of other characters, "-" too, into one "_"). docs/homeassistant.md's automation
+    triggered on ``sensor.anxmon_alice_last_checkin``, but "anxmon alice" + "Last check-in"
+    is ``sensor.anxmon_alice_last_check_in``: the check-in never reached the phone."""
+    import re
+    from pathlib import Path
+
+    _, ha = published()
+    made = {"sensor." + re.sub(r"[^a-z0-9]+", "_", f"{c['device']['name']} {c['name']}".lower()).strip("_")
+            for c in ha.configs("alice").values()}
+    doc = (Path(__file__).parents[1] / "docs" / "homeassistant.md").read_text()
+    named = set(re.findall(r"sensor\.anxmon_alice_\w+", doc))
+    assert len(named) == len(SENSORS) and named == made, named ^ made
+
+
 def test_templates_read_anxmons_payloads():
     """Render each template as Home Assistant does (a Jinja2 sandbox with ``value_json``) on real
     ``encode_indicators`` / ``encode_checkin`` payloads."""
