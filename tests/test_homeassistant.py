@@ -98,6 +98,34 @@ def test_entity_ids_in_the_docs_are_the_ones_home_assistant_makes():
     assert len(named) == len(SENSORS) and named == made, named ^ made
 
 
+def test_the_documented_automation_asks_each_checkin_once():
+    """The automation in docs/homeassistant.md fires on every state change of the last check-in
+    sensor. While the monitor service is offline the sensor is "unavailable"; when it comes back,
+    Home Assistant shows the last value again, with its attributes: the automation asked the old
+    check-in (answered or expired) on the phone a second time. Its condition, rendered as Home
+    Assistant does, now passes a new check-in only."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads the documented automation")
+    jinja2 = pytest.importorskip("jinja2.sandbox", reason="jinja2 renders the templates (pip install jinja2)")
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "homeassistant.md").read_text()
+    automation = yaml.safe_load(doc.split("```yaml", 1)[1].split("```", 1)[0])[0]
+    template = automation["condition"][0]["value_template"]
+    env = jinja2.ImmutableSandboxedEnvironment()
+    checkin = {"state": "2023-11-14T22:13:20+00:00", "attributes": {"prompt_id": "alice-1700000000000"}}
+    older = {"state": "2023-11-14T20:00:00+00:00", "attributes": {"prompt_id": "alice-1699992000000"}}
+    unavailable = {"state": "unavailable", "attributes": {}}
+
+    def fires(from_state, to_state) -> bool:
+        rendered = env.from_string(template).render(trigger={"from_state": from_state, "to_state": to_state})
+        return rendered.strip() == "True"
+
+    assert fires({"state": "unknown", "attributes": {}}, checkin)  # the first one after Home Assistant starts
+    assert fires(older, checkin) and fires(None, checkin)
+    assert not fires(checkin, unavailable)  # the service goes offline ...
+    assert not fires(unavailable, checkin)  # ... and back: the same check-in, not asked again
+
+
 def test_templates_read_anxmons_payloads():
     """Render each template as Home Assistant does (a Jinja2 sandbox with ``value_json``) on real
     ``encode_indicators`` / ``encode_checkin`` payloads."""
