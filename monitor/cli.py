@@ -264,6 +264,8 @@ def cmd_bench(args) -> int:
                  if getattr(args, k) not in (None, False)]
     if args.what != "live" and live_only:
         raise AnxmonError(f"{', '.join(live_only)}: only for anxmon bench live")
+    if args.profile and args.aligned_ticks:
+        raise AnxmonError("--aligned-ticks goes with the ramp, not --profile (which runs the service with spread ticks)")
     return run_bench(args.what, as_json=args.json, max_wearers=args.max_wearers, seconds=args.seconds,
                      profile=args.profile, aligned_ticks=args.aligned_ticks)
 

@@ -71,6 +71,7 @@ def test_report_out_of_another_kind_than_html_is_refused(capsys, tmp_path):
 @pytest.mark.parametrize("argv, expected", [
     (["bench", "analyze", "--max-wearers", "5"], "--max-wearers: only for anxmon bench live"),
     (["bench", "core", "--aligned-ticks"], "--aligned-ticks: only for anxmon bench live"),
+    (["bench", "live", "--profile", "--aligned-ticks"], "--aligned-ticks goes with the ramp, not --profile"),
     (["demo", "--minutes", "3"], "--minutes goes with --recording"),
     (["demo", "--recording", "x", "--minutes", "-1"], "--minutes must be > 0, got -1.0"),
     (["demo", "--summary-json", "."], "--summary-json . is a folder"),
