@@ -1045,6 +1045,29 @@ def test_a_push_still_retrying_is_dropped_once_the_checkin_is_answered_elsewhere
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+@pytest.mark.parametrize("host, public_url, warned", [
+    ("127.0.0.1", None, True), ("0.0.0.0", None, True), ("0.0.0.0", "https://anxmon.example.org", False)])
+def test_push_links_a_phone_cannot_open_are_warned_about(broker, tmp_path, caplog, host, public_url, warned):
+    """Push on, no --public-url: every notification's "Answer here" link was
+    http://127.0.0.1:PORT/... (also when listening on 0.0.0.0), which opens nothing on the
+    wearer's phone, and nothing said so. A WARNING at start names the option."""
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install apprise")
+    from monitor.push import PushConfig
+
+    caplog.set_level(logging.WARNING, logger="anxmon.app")
+    push = PushConfig(wearers={"erin": [f"json://127.0.0.1:{closed_port()}/down"]})
+    app = start_app(broker.url, tmp_path, accounts={"erin": "erin-long-password"}, recording=None, push=push,
+                    options=AppOptions(host=host, port=0, public_url=public_url))
+    try:
+        links = app.link_for("erin", "erin-1")
+    finally:
+        app.stop()
+    said = [r.getMessage() for r in caplog.records if "push notifications link to" in r.getMessage()]
+    assert bool(said) == warned and (links.startswith("http://127.0.0.1:") == warned), (said, links)
+    assert not said or "--public-url" in said[0]
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
 def test_a_checkin_delivered_twice_buzzes_once_and_stays_answered(broker, tmp_path):
     """MQTT's QoS 1 delivers at least once: a copy of a check-in (the service resends what the
     broker had not acknowledged when it reconnects) was pushed a second time and, once answered,

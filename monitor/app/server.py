@@ -272,6 +272,9 @@ class CheckinApp:
                                         name="anxmon-app-http", daemon=True)
         self._thread.start()
         log.info("check-in app on %s", self.url)
+        if self.push is not None and _loopback(urlsplit(self.public_url).hostname or ""):
+            log.warning("push notifications link to %s, which the wearers' phones cannot open: give --public-url "
+                        "(or public_url in [app]), the address wearers open", self.public_url)
         if not self.options.certfile and not self.public_url.startswith("https://") and not _loopback(self.options.host):
             log.warning("the app serves plain http on %s: wearers' passwords, check-ins and answers cross the network "
                         "unencrypted; give --certfile and --keyfile, or a TLS proxy in front and --public-url https://...",
