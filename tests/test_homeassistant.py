@@ -221,3 +221,38 @@ def test_discovery_on_a_real_broker_is_retained_and_removed_for_a_deleted_wearer
     finally:
         app.stop()
     assert set(retained(len(app.homeassistant.configs("alice")))) == set(app.homeassistant.configs("alice"))
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the app's bookkeeping: one kind
+def test_the_app_keeps_no_copy_of_other_integrations_configs_across_reconnects(broker, tmp_path):
+    """Home Assistant users have hundreds of retained discovery configs of other integrations
+    (zigbee2mqtt, ESPHome) under the same prefix; the broker resends all of them at each of the
+    app's reconnects, and the app appended every one to a list it never emptied, growing with
+    every reconnect. It keeps only anxmon's configs now, one per topic."""
+    import paho.mqtt.client as mqtt
+
+    from monitor.app import start_app
+
+    probe = Probe(broker, ["homeassistant/sensor/+/config"])
+    foreign = {f"homeassistant/sensor/zigbee_{i}_temperature/config": json.dumps(
+        {"name": "Temperature", "unique_id": f"zigbee_{i}_temperature", "state_topic": f"zigbee2mqtt/{i}",
+         "device": {"identifiers": [f"zigbee_{i}"]}}).encode() for i in range(20)}
+    for topic, payload in foreign.items():
+        probe.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    app = start_app(broker.url, tmp_path, accounts={"alice": "a-pw"}, homeassistant=HomeAssistantConfig(enabled=True),
+                    recording=None)
+    alice = set(app.homeassistant.configs("alice"))
+    try:
+        assert wait_until(lambda: alice <= {t for t, p, _ in list(probe.received) if p}, 10)  # announced
+        for _ in range(3):  # kicked off (a session taken over) and reconnected: the broker resends the retained
+            kicker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=app.relay._client._client_id.decode())
+            kicker.username_pw_set("monitor", broker.users["monitor"])
+            kicker.connect(broker.host, broker.port)
+            kicker.disconnect()
+            assert wait_until(lambda: not app.relay.connected, 10) and wait_until(lambda: app.relay.connected, 15)
+        assert wait_until(lambda: set(app._ha_retained) == alice, 10), set(app._ha_retained) - alice
+    finally:
+        app.stop()
+        for topic in foreign:
+            probe.client.publish(topic, b"", qos=1, retain=True)
+        probe.close()

@@ -324,14 +324,23 @@ class CheckinApp:
         ha = HomeAssistantDiscovery(self.relay.publish, self.options.instance, config, self.public_url)
         self.homeassistant = ha
         self.relay.extra_subscriptions.append(ha.subscription)
-        found: list[tuple[str, bytes]] = []
-        self.relay.on_other = lambda topic, payload, retain: retain and found.append((topic, payload))
+        # discovery topic -> the anxmon config retained there (not other integrations' configs, of
+        # which the broker resends every one at each reconnect)
+        self._ha_retained: dict[str, bytes] = {}
+
+        def seen(topic: str, payload: bytes, retain: bool) -> None:
+            if not payload:  # removed (by sync, or by hand)
+                self._ha_retained.pop(topic, None)
+            elif retain and ha.wearer_of(payload) is not None:
+                self._ha_retained[topic] = payload
+
+        self.relay.on_other = seen
 
         def on_connect() -> None:
             # the retained configs arrive right after the SUBSCRIBE: give them a moment, then sync
             def later() -> None:
                 time.sleep(1.0)
-                removed = ha.sync(self.accounts.wearers, list(found))
+                removed = ha.sync(self.accounts.wearers, list(self._ha_retained.items()))
                 if removed:
                     log.info("Home Assistant: removed the sensors of deleted wearer(s) %s", ", ".join(removed))
             threading.Thread(target=later, name="anxmon-ha-sync", daemon=True).start()
