@@ -673,7 +673,13 @@ class _LiveSystem:
                  "--data-dir", str(self.work / "service"), "--indicator-interval-s", "0", *extra_args],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, MONITOR_BROKER_URL_VARIABLE: self.broker.url})
-        _wait_service_online(self.broker, self.service)
+        try:
+            _wait_service_online(self.broker, self.service)
+        except RuntimeError as exc:  # its log goes with the temporary directory: say what it said
+            from monitor.errors import AnxmonError
+
+            said = (self.work / "service.log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise AnxmonError(f"bench live: {exc}; its output ends:\n" + "\n".join(said)) from None
 
     def __exit__(self, *exc) -> None:
         import subprocess

@@ -41,3 +41,23 @@ def test_bench_live_small_ramp(tmp_path):
     assert "latency" in result["method"]
     assert processes_mentioning(str(scratch)) == []
     assert list(scratch.iterdir()) == []
+
+
+def test_a_service_that_does_not_start_says_why(tmp_path, monkeypatch):
+    """The service process failed to start: bench live ended in a RuntimeError traceback saying
+    only "did not come online (exit status 2)", and the service's log, which said why, went with
+    the temporary directory. The error now quotes the end of that log."""
+    import pytest
+
+    from monitor.bench import _LiveSystem
+    from monitor.errors import AnxmonError
+
+    need_broker("nats")
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where _LiveSystem makes its directory
+    with pytest.raises(AnxmonError) as error, _LiveSystem() as system:
+        system.start_service_process(["--checkpoint-s", "0"])  # a service that refuses its options
+    assert "did not come online (exit status 2)" in str(error.value)
+    assert "argument --checkpoint-s: must be a finite number > 0, got 0" in str(error.value)
+    assert not system.work.exists() and str(system.work).startswith(str(tmp_path))  # nothing left behind
