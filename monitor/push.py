@@ -385,6 +385,9 @@ class PushNotifier:
             self.stats.answered += 1
             log.debug("check-in %s of %s answered before its push got through", job.prompt_id, job.wearer)
             return
+        if self.clock() > job.give_up_at:  # it waited behind slow deliveries until the check-in expired
+            self._give_up(job, self.clock(), job.error or "the check-in expired before a worker was free")
+            return
         job.attempts += 1
         try:
             ok, error = self._send(job.url, job.title, job.body)
@@ -399,12 +402,7 @@ class PushNotifier:
         error = job.error = error or "not delivered"
         wait = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (job.attempts - 1))
         if job.attempts >= self.config.attempts or now + wait > job.give_up_at:
-            self.record.update(job.row, FAILED, job.attempts, now, error)
-            self.stats.failed += 1
-            # (the prompt id holds the time of the check-in: DEBUG only)
-            log.warning("a check-in of %s could not be pushed to %s after %d attempt(s): %s",
-                        job.wearer, job.target, job.attempts, error)
-            log.debug("check-in %s of %s given up", job.prompt_id, job.wearer)
+            self._give_up(job, now, error)
             return
         self.record.update(job.row, PENDING, job.attempts, now, error)
         self.stats.retries += 1
@@ -413,6 +411,14 @@ class PushNotifier:
         with self._cond:
             heapq.heappush(self._heap, job)
             self._cond.notify_all()
+
+    def _give_up(self, job: _Job, now: float, error: str) -> None:
+        self.record.update(job.row, FAILED, job.attempts, now, error)
+        self.stats.failed += 1
+        # (the prompt id holds the time of the check-in: DEBUG only)
+        log.warning("a check-in of %s could not be pushed to %s after %d attempt(s): %s",
+                    job.wearer, job.target, job.attempts, error)
+        log.debug("check-in %s of %s given up", job.prompt_id, job.wearer)
 
     def _send_apprise(self, url: str, title: str, body: str) -> tuple[bool, str | None]:
         apprise = _apprise()

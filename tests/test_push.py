@@ -181,6 +181,33 @@ def test_retries_stop_when_the_checkin_expires(notifiers):
     assert n.deliveries()[0]["attempts"] == len(calls) == 2
 
 
+def test_a_checkin_that_expired_while_waiting_for_a_worker_is_not_pushed(notifiers):
+    """Every worker was held by a slow service until bob's next check-in had expired; its
+    first attempt then went out anyway (only retries looked at the expiry): a buzz for a
+    question the app shows as closed. It is recorded as failed, unsent."""
+    now = [1_000.0]
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    def send(url, title, body):
+        calls.append(body)
+        entered.set()
+        release.wait(10)
+        return True, None
+
+    config = PushConfig(wearers={"bob": ["json://127.0.0.1:9/x"]}, workers=1)
+    notifiers.append(n := PushNotifier(config, link, send=send, clock=lambda: now[0]).start())
+    n.submit("bob", checkin("bob", 0))
+    assert entered.wait(10)
+    n.submit("bob", checkin("bob", 1, open_s=60.0))
+    now[0] += 120.0  # the slow send outlasts the second check-in
+    release.set()
+    assert wait_until(lambda: [d["status"] for d in n.deliveries()] == [SENT, FAILED], 10), n.deliveries()
+    late = n.deliveries()[1]
+    assert len(calls) == 1 and late["attempts"] == 0 and "expired" in late["error"]
+    assert n.stats.failed == 1 and n.stats.sent == 1
+
+
 def test_a_checkin_answered_meanwhile_is_not_pushed_after_all(notifiers):
     """The notification service was down when the check-in came; the wearer answered it on
     their watch; the retry then buzzed the phone with the question already answered. A
