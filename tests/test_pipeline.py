@@ -494,3 +494,25 @@ def test_long_batches_delivered_late_keep_their_ticks(delivered_late_s):
     assert len(after) > 600
     assert sum(r.quality.get("hr") == "missing" for r in after) <= 5
     assert p.state.late_dropped <= 20
+
+
+@pytest.mark.parametrize("signal, fs_hz", [("ecg", 10.0), ("bvp", 5.0), ("eda", 0.1)])
+def test_a_rate_too_slow_for_the_filters_is_refused_naming_the_rates_they_take(signal, fs_hz):
+    """A device at a rate the filters cannot take (legal on the wire: 0 < fs <= 1000 Hz) got
+    scipy's words on its rejected topic: "Wn[0] must be less than Wn[1]" for ECG at 10 Hz,
+    "max_delay_s=1.0 is too short ..." for bvp at 5 Hz. The refusal now names the signal, its
+    rate and the rates the filters take; that rate and a spread above it (up to 1000 Hz) do
+    build, the device's does not."""
+    import re
+
+    from monitor.core.pipeline import CoreConfig, _Chain
+    from monitor.wire import SampleBatch
+
+    p = WearerPipeline()
+    with pytest.raises(ValueError, match=rf"^{signal} at {fs_hz:g} Hz is too slow for the monitor's filters: "
+                                         r"they take [0-9.]+ Hz and above \(.+\)$") as refused:
+        p.update(SampleBatch(signal, 0, np.zeros(64), t0=1.7e9, fs=fs_hz))
+    lowest_hz = float(re.search(r"they take ([0-9.]+) Hz", str(refused.value)).group(1))
+    assert fs_hz < lowest_hz
+    for rate_hz in (lowest_hz, lowest_hz + 0.01, 1.5 * lowest_hz, 2 * lowest_hz + 0.37, 64.0, 1000.0):
+        _Chain(signal, rate_hz, CoreConfig())

@@ -34,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass, field, replace
@@ -52,7 +53,7 @@ from monitor.core.restlessness import RestlessnessProcessor
 from monitor.core.temp import TempProcessor
 from monitor.errors import ConfigError
 from monitor.toml_tables import bad_value, is_number
-from monitor.wire import SampleBatch
+from monitor.wire import MAX_SAMPLING_RATE_HZ, SampleBatch
 
 HEART_SOURCES = ("ecg", "bvp", "ibi", "hr")  # best first
 # modalities each signal's chain reports (a modality is joined per tick as one unit)
@@ -101,6 +102,47 @@ class CoreConfig:
         for key, unit in (("scr_min_amplitude_us", "uS"), ("moving_sd_g", "g")):
             if getattr(self, key) <= 0:
                 raise bad_value("core", key, f"> 0 ({unit})", getattr(self, key))
+
+
+def _new_chain(signal: str, fs: float | None, cfg: CoreConfig) -> "_Chain":
+    """``_Chain(signal, fs, cfg)``; a rate its filters cannot take is a ``ValueError`` that says
+    so and names the rates they do take, with the filter's own reason (a device's rate is
+    refused with that on the wearer's rejected topic).
+
+    >>> _new_chain("ecg", 10.0, CoreConfig())
+    Traceback (most recent call last):
+    ...
+    ValueError: ecg at 10 Hz is too slow for the monitor's filters: they take 17.78 Hz and above (Wn[0] must be less than Wn[1])
+    """
+    try:
+        return _Chain(signal, fs, cfg)
+    except ValueError as exc:
+        if fs is None:
+            raise
+        lowest_hz = _lowest_rate_hz(signal, cfg)
+        take = f"{lowest_hz:g} Hz and above" if lowest_hz is not None else "no rate in the contract's range"
+        raise ValueError(f"{signal} at {fs:g} Hz is too slow for the monitor's filters: they take {take} ({exc})") from exc
+
+
+@functools.lru_cache(maxsize=32)
+def _lowest_rate_hz(signal: str, cfg: CoreConfig) -> float | None:
+    """A sample rate (Hz, to 0.01 Hz) from which up to the contract's maximum ``signal``'s chain
+    can be built with ``cfg`` (filters, detectors, delays), or None; found once, by bisection
+    (a few rates below it may work too: bvp at 6-6.5 Hz does, 6.75-7.75 Hz does not)."""
+    def takes(fs_hz: float) -> bool:
+        try:
+            _Chain(signal, fs_hz, cfg)
+        except ValueError:
+            return False
+        return True
+
+    low, high = 0, int(round(100 * MAX_SAMPLING_RATE_HZ))  # in 0.01 Hz: low does not work, high might
+    if not takes(high / 100):
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if takes(mid / 100) else (mid, high)
+    return high / 100
 
 
 class _Chain:
@@ -328,7 +370,7 @@ class WearerPipeline(Processor):
         chain = s.chains.get(signal)
         new_chain = chain is None or (batch.fs is not None and batch.fs != chain.fs)
         if new_chain:
-            fresh = _Chain(signal, batch.fs, self.config)  # a rate the filters cannot take: ValueError, nothing changed
+            fresh = _new_chain(signal, batch.fs, self.config)  # a rate the filters cannot take: ValueError, nothing changed
             if chain is not None and chain.detector is not None:
                 # the device changed its ECG/PPG rate: only the beat detector and the waveform's
                 # breathing depend on it; the beat times go on into the same corrector and HRV
