@@ -171,6 +171,7 @@ def test_temperature_and_motion_processors_are_chunk_invariant(s02, chunk):
     assert feed(AccProcessor(acc.fs), acc, chunk) == whole_acc
 
 
+@pytest.mark.filterwarnings("error")  # (nor a RuntimeWarning on the service's stderr)
 def test_accelerometer_values_beyond_float_range_give_no_nan(s02):
     # the contract bounds no acc value: a glitching device's 1e300 g overflows the magnitude
     # (inf - inf = NaN); those epochs hold no reading, and no NaN reaches the indicators

@@ -147,7 +147,8 @@ class AccProcessor(Processor):
     def _close_epoch(self) -> None:
         s = self.state
         if len(s.open_samples) >= 0.5 * self.sampling_rate * EPOCH_S:
-            sd = std_of(np.array(s.open_samples))  # np.std's arithmetic
+            with np.errstate(invalid="ignore", over="ignore"):  # (inf - inf: NaN, refused below)
+                sd = std_of(np.array(s.open_samples))  # np.std's arithmetic
             if not math.isfinite(sd):  # magnitudes beyond float range (1e300 g): no reading
                 s.open_samples = []
                 return
