@@ -42,9 +42,8 @@ from firmware_bridge.ble_hrs import (
 )
 from firmware_bridge.batcher import Chunk, Status
 from firmware_bridge.ble_rsc import RSC_MEASUREMENT_UUID, decode_rsc_measurement
-from firmware_bridge.bridge import Bridge
+from firmware_bridge.bridge import Bridge, log_every
 from firmware_bridge.devices import DeviceDefinition
-from firmware_bridge.transports import _log_every
 from firmware_bridge.polar_pmd import (
     CP_RESPONSE,
     MEASUREMENT_ACC,
@@ -468,7 +467,7 @@ class RscCadenceStream:
 def _warn_bad(logged: dict, msg: str, exc: Exception, count: int) -> None:
     """A malformed notification: a WARNING at most every ``WARN_BAD_EVERY_S`` (a strap with a
     quirk sends one a second), each one at DEBUG."""
-    if not _log_every(logged, msg, WARN_BAD_EVERY_S, logging.WARNING, msg, exc, count, logger=log):
+    if not log_every(logged, msg, WARN_BAD_EVERY_S, logging.WARNING, msg, exc, count, logger=log):
         log.debug(msg, exc, count)
 
 

@@ -43,6 +43,23 @@ BATTERY_LOW_PERCENT = 15.0
 BATTERY_REPUBLISH_S = 600.0
 
 
+def log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args,
+              logger: logging.Logger = log) -> bool:
+    """Log at most once per ``every_s`` (s, monotonic clock) per ``key``; True when this call
+    logged. ``state`` (a dict the caller keeps) remembers when each key was last logged.
+
+    >>> held = {}
+    >>> log_every(held, "bad", 60.0, logging.DEBUG, "x"), log_every(held, "bad", 60.0, logging.DEBUG, "x")
+    (True, False)
+    """
+    now = time.monotonic()
+    if key not in state or now - state[key] >= every_s:
+        state[key] = now
+        logger.log(level, msg, *args)
+        return True
+    return False
+
+
 @dataclass
 class BridgeStats:
     batches: int = 0  # stored in the outbox
@@ -191,8 +208,4 @@ class Bridge:
         self.outbox.close()
 
     def _log_every(self, key: str, every_s: float, level: int, msg: str, *args) -> None:
-        now = time.monotonic()
-        last = self._last_log.get(key)
-        if last is None or now - last >= every_s:
-            self._last_log[key] = now
-            log.log(level, msg, *args)
+        log_every(self._last_log, key, every_s, level, msg, *args)

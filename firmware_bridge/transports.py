@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from firmware_bridge.bridge import Bridge
+from firmware_bridge.bridge import Bridge, log_every
 from firmware_bridge.emotibit import (
     ADVERTISING_PORT,
     AVAILABLE,
@@ -35,16 +35,6 @@ from firmware_bridge.lines import MAX_LINE_CHARS, LineError, LinesConverter, par
 from monitor.errors import install_hint
 
 log = logging.getLogger(__name__)
-
-
-def _log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args, logger: logging.Logger = log) -> bool:
-    """Log at most once per ``every_s`` per key; True when this call logged."""
-    now = time.monotonic()
-    if key not in state or now - state[key] >= every_s:
-        state[key] = now
-        logger.log(level, msg, *args)
-        return True
-    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +92,7 @@ def run_lines(
                     bridge.feed(converter.convert(line, arrival))
             except LineError as exc:
                 bad += 1
-                if not _log_every(logged, "bad", 10.0, logging.WARNING, "line %d refused: %s (%d refused so far)", number, exc, bad):
+                if not log_every(logged, "bad", 10.0, logging.WARNING, "line %d refused: %s (%d refused so far)", number, exc, bad, logger=log):
                     log.debug("line %d refused: %s", number, exc)
         if time.monotonic() - last_tick >= tick_s:
             bridge.tick()
@@ -164,7 +154,7 @@ def _serial_lines(serial, port: str, baudrate: int, stop: threading.Event, retry
                         yield buffer
                         buffer = b""
         except serial.SerialException as exc:  # a line cut by the unplugging is dropped with the port
-            _log_every(logged, "serial", 60.0, logging.WARNING, "serial port %s: %s; retrying every %.0f s", port, exc, retry_s)
+            log_every(logged, "serial", 60.0, logging.WARNING, "serial port %s: %s; retrying every %.0f s", port, exc, retry_s, logger=log)
             stop.wait(retry_s)
 
 
@@ -284,7 +274,7 @@ def run_emotibit(
         try:
             host.connect()
         except OSError as exc:  # includes TimeoutError / socket.timeout
-            _log_every(logged, "connect", 60.0, logging.WARNING, "EmotiBit not reachable (%s); retrying", exc)
+            log_every(logged, "connect", 60.0, logging.WARNING, "EmotiBit not reachable (%s); retrying", exc, logger=log)
             bridge.tick()
             stop.wait(delay)
             delay = min(retry_max_s, delay * 2)
@@ -298,13 +288,13 @@ def run_emotibit(
                 result = parse_datagram(data)
                 if result.errors:
                     bad += len(result.errors)
-                    _log_every(logged, "bad", 10.0, logging.WARNING, "malformed EmotiBit packet: %s (%d so far)", result.errors[0], bad)
+                    log_every(logged, "bad", 10.0, logging.WARNING, "malformed EmotiBit packet: %s (%d so far)", result.errors[0], bad, logger=log)
                 for packet in result.packets:
                     try:
                         bridge.feed(converter.convert(packet, arrival))
                     except ValueError as exc:
                         bad += 1
-                        _log_every(logged, "bad", 10.0, logging.WARNING, "EmotiBit packet ignored: %s", exc)
+                        log_every(logged, "bad", 10.0, logging.WARNING, "EmotiBit packet ignored: %s", exc, logger=log)
                 last_data = time.monotonic()
             bridge.tick()
             if time.monotonic() - last_data > silence_s:
