@@ -33,7 +33,7 @@ The model (parameters per wearer in ``sim_scenario.PROFILE_DEFAULTS``; reasons a
 * **ACC**: gravity on a slowly wandering orientation, micro-movement, hand and arm gestures
   (6-12 /min, calibrated on the seated rest phases of Stress-Predict; more when aroused for some
   wearers), step-frequency oscillation of the magnitude when walking (SD 0.15-0.25 g) or
-  running (0.3-0.5 g); quantised to 1/64 g like the E4.
+  running (0.3-0.5 g); quantised to 1/64 g and saturating at -2/+1.98 g like the E4.
 * **Faults** (from the kind's ``faults``): PPG motion artifacts, EDA contact loss, dropped
   batches (their ``seq`` numbers are skipped), timestamp jitter, a device clock offset and drift.
 
@@ -64,6 +64,8 @@ from firmware_bridge.sim_scenario import FAULT_DEFAULTS, PROFILE_DEFAULTS, Weare
 SAMPLING_RATE_HZ = {"acc": 32.0, "bvp": 64.0, "eda": 4.0, "temp": 4.0}
 SIGNAL_ORDER = ("acc", "bvp", "eda", "hr", "ibi", "temp")  # batches of a second, in this order
 ACC_RESOLUTION_G = 1.0 / 64.0  # Empatica E4
+# the E4's 8-bit range: -128..127 counts of 1/64 g (its ACC.csv saturates there, e.g. Stress-Predict S02)
+ACC_RANGE_G = (-128 * ACC_RESOLUTION_G, 127 * ACC_RESOLUTION_G)
 TEMP_RESOLUTION_C = 0.02  # Empatica E4
 
 # Exercise episodes: exercise load and whether the wrist moves like walking or running.
@@ -273,7 +275,7 @@ class SimulatedWearer:
         if "temp" in self.signals:
             out["temp"] = self._temp_samples(temp0, self._temp(s))
         if "acc" in self.signals:
-            out["acc"] = np.round(acc / ACC_RESOLUTION_G) * ACC_RESOLUTION_G
+            out["acc"] = np.clip(np.round(acc / ACC_RESOLUTION_G) * ACC_RESOLUTION_G, *ACC_RANGE_G)
         self._k += 1
         batches = []
         jitter_sd = self.faults["jitter_s"]

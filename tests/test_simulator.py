@@ -234,6 +234,16 @@ def test_batches_follow_the_wire_contract(demo):
     assert trackers["bvp"].stats.accepted == 1500
 
 
+def test_acc_saturates_at_the_e4_range(demo):
+    """A brisk seated gesture can pass 2 g at the wrist; an E4 reports -128..127 counts of 1/64 g
+    (Stress-Predict S02's ACC.csv spans exactly that), so the simulated wristband clips there too.
+    Seed 1's calm wearer gestures past 2 g about 20 times in 2000 s."""
+    w = make_wearers(demo, 1, seed=1, start_unix=T0)[0]
+    acc = np.vstack([b.values for b in w.batches(2000) if b.signal == "acc"])
+    assert acc.min() >= -2.0 and acc.max() <= 127 / 64
+    assert (acc == -2.0).any() or (acc == 127 / 64).any()  # the gestures do reach the limit
+
+
 # ------------------------------------------------------------------------------ physiology
 
 
