@@ -56,7 +56,7 @@ from monitor.errors import AnxmonError, ConfigError
 from monitor.mqtt_client import BrokerAddress, make_client, parse_broker_url, private_client_id
 from monitor.recordings import Recording, Stream
 from monitor.stopping import StopSignals
-from monitor.wire import availability_topic, check_id, data_topic, encode_batch
+from monitor.wire import availability_topic, check_id, data_topic, encode_batch, unix_s_problem
 
 from firmware_bridge.sim_physiology import Latent, SimSecond, SimulatedWearer
 from firmware_bridge.sim_scenario import Scenario, load_scenario
@@ -528,9 +528,11 @@ def _run_simulate(args: argparse.Namespace, signals: StopSignals, out, err) -> i
         raise SimulationError(f"anxmon simulate needs a broker: {exc}; or set ANXMON_BROKER_URL. "
                               "'anxmon demo' runs broker, service and simulated wearers together") from None
     scenario = load_scenario(args.scenario)
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 1):
+        raise SimulationError(f"--seconds must be a number >= 1, got {args.seconds}")
+    if args.start is not None and (problem := unix_s_problem(args.start)):
+        raise SimulationError(f"--start {args.start:.0f} {problem}")
     seconds = int(args.seconds if args.seconds is not None else scenario.duration_s)
-    if seconds < 1:
-        raise SimulationError(f"--seconds must be >= 1, got {args.seconds}")
     wearers = make_wearers(scenario, args.wearers, seed=args.seed, start_unix=args.start, prefix=args.wearer_prefix)
     sim = Simulation(wearers, args.broker, speed=args.speed, device=args.device_id, unreachable_hint=hint)
     if args.truth:

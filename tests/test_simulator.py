@@ -517,6 +517,24 @@ def test_simulate_command_line_needs_a_broker(monkeypatch):
     assert math.isinf(parser.parse_args(["simulate", "--speed", "inf"]).speed)
 
 
+@pytest.mark.parametrize("option, expected", [
+    (["--seconds", "inf"], "--seconds must be a number >= 1, got inf"),
+    (["--seconds", "nan"], "--seconds must be a number >= 1, got nan"),
+    (["--start", "1700000000000"], "--start 1700000000000 looks like milliseconds; give unix seconds"),
+    (["--start", "nan"], "--start nan is not a number"),
+])
+def test_simulate_refuses_impossible_seconds_and_start_times(option, expected):
+    """Once a traceback (OverflowError, ValueError from datetime); a start in milliseconds would
+    otherwise stamp batches that the service refuses."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["simulate", "--broker", "mqtt://a:b@127.0.0.1:1", *option])
+    with pytest.raises(SimulationError, match=re.escape(expected)):
+        run_simulate(args)
+
+
 def test_unreachable_broker_is_a_clear_error(demo):
     from monitor.broker import free_port
 
