@@ -26,7 +26,8 @@ The model (parameters per wearer in ``sim_scenario.PROFILE_DEFAULTS``; reasons a
   modulated by breathing, plus noise and, as a fault, motion artifacts coupled to the wrist's
   acceleration.
 * **EDA**: tonic level (rest + 0.6-1.4 µS x slow ``a`` + sweating + drift) plus SCRs as Bateman
-  functions (rise 0.75 s, recovery 2-4 s, as ``nk.eda_simulate``) arriving as a Poisson process
+  functions (time constants 0.75 s rising, 2-4 s recovering, as ``nk.eda_simulate``: peak
+  1.2-1.5 s after onset, half recovered 2.2-3.6 s after it) arriving as a Poisson process
   at 1-2.5 /min at rest and 5-9 /min more at full arousal, with lognormal amplitudes.
 * **TEMP**: wrist skin temperature, 0.25-0.5 °C lower at full (slow) arousal, warmer after a run,
   drift; quantised to 0.02 °C like the E4.

@@ -285,6 +285,20 @@ def test_anxiety_moves_every_indicator_the_right_way(demo):
         assert abs(indicator_mean(twin, "RSP_Rate", *calm) - true_rate) < 1.5
 
 
+@pytest.mark.parametrize("decay_s", PROFILE_DEFAULTS["scr_decay_s"])
+def test_an_scr_rises_and_recovers_within_published_times(decay_s):
+    """docs/devices.md: an SCR peaks 1.2-1.5 s after onset (published rise time 1-3 s) and is
+    half recovered 2.2-3.6 s after its peak (published 2-10 s; Dawson et al. 2007)."""
+    from firmware_bridge.sim_physiology import SCR_RISE_S
+
+    t = np.arange(0.0, 40.0, 0.001)
+    y = np.exp(-t / decay_s) - np.exp(-t / SCR_RISE_S)
+    peak = int(np.argmax(y))
+    half = peak + int(np.argmax(y[peak:] < y[peak] / 2))
+    assert 1.0 <= t[peak] <= 3.0 and 1.15 <= t[peak] <= 1.55
+    assert 2.0 <= t[half] - t[peak] <= 10.0 and 2.15 <= t[half] - t[peak] <= 3.65
+
+
 def test_anxious_wearer_gets_checkins_during_episodes(demo):
     """Observed for make_wearers(demo, seed=1..16), with the five- and the seven-indicator score:
     all 48 episodes got a check-in 1.6-2.8 min after onset, peak score 3.0-3.8, none outside."""
