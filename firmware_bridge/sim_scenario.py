@@ -22,7 +22,8 @@ Schema (every key; all but ``[kinds.<name>]`` are optional)::
     ]
 
     [kinds.anxious.profile]            # physiology: a number (fixed) or [low, high] (drawn
-    hr_rest_bpm = [60, 72]             # per wearer, uniformly); see PROFILE_DEFAULTS
+    hr_rest_bpm = [60, 72]             # per wearer, uniformly); see PROFILE_DEFAULTS, and
+                                       # PROFILE_LIMITS for what a value may be
 
     [kinds.anxious.faults]             # all off by default; see FAULT_DEFAULTS
     eda_contact_loss_per_hour = 1.0
@@ -48,6 +49,7 @@ from typing import Any
 
 from monitor.errors import ConfigError
 from monitor.toml_tables import anxmon_configs, bad_value, check_table, check_value, is_number, read_toml, toml_files
+from monitor.wire import SIGNALS
 
 SCENARIOS_DIR = anxmon_configs("scenarios")
 
@@ -89,6 +91,19 @@ PROFILE_DEFAULTS: dict[str, tuple[float, float]] = {
     "run_cadence_hz": (2.5, 2.9),
     "walk_acc_sd_g": (0.15, 0.25),  # per-second SD of |acc| at the wrist
     "run_acc_sd_g": (0.3, 0.5),
+}
+
+# What a scenario may set a profile value to (other keys: any number >= 0). The model divides by
+# the heart rate and the time constants and steps once a second (time constants >= 1 s; an SCR's
+# recovery must be slower than its 0.75 s rise); a resting level outside the wire contract's range
+# would make the service refuse every batch.
+PROFILE_LIMITS: dict[str, tuple[float, float]] = {
+    "hr_rest_bpm": (SIGNALS["hr"].low, SIGNALS["hr"].high),
+    "arousal_onset_s": (1.0, math.inf),
+    "arousal_offset_s": (1.0, math.inf),
+    "scr_decay_s": (1.0, math.inf),
+    "scl_rest_us": (SIGNALS["eda"].low, SIGNALS["eda"].high),
+    "temp_rest_c": (SIGNALS["temp"].low, SIGNALS["temp"].high),
 }
 
 # Faults: off by default (the calm baseline is clean).
@@ -236,7 +251,8 @@ def _parse_kind(where: str, name: str, table) -> WearerKind:
     check_table(profile_raw, PROFILE_DEFAULTS, f"{where}: [{base}.profile]")
     profile = dict(PROFILE_DEFAULTS)
     for key, value in profile_raw.items():
-        profile[key] = _range_or_number(where, f"{base}.profile.{key}", value, 0.0)
+        low, high = PROFILE_LIMITS.get(key, (0.0, math.inf))
+        profile[key] = _range_or_number(where, f"{base}.profile.{key}", value, low, high)
     faults_raw = table.get("faults", {})
     check_table(faults_raw, FAULT_DEFAULTS, f"{where}: [{base}.faults]")
     faults = dict(FAULT_DEFAULTS)

@@ -96,6 +96,11 @@ BAD_SCENARIOS = [
                                    {"kind": "anxiety", "start_s": 50, "duration_s": 100}]}}}, "overlaps"),
     ({"kinds": {"a": {"profile": {"hr_rest": 60}}}}, "hr_rest"),
     ({"kinds": {"a": {"profile": {"hr_rest_bpm": [80, 60]}}}}, "kinds.a.profile.hr_rest_bpm"),
+    # once a ZeroDivisionError when the first wearer was made, or batches the service refuses
+    ({"kinds": {"a": {"profile": {"hr_rest_bpm": 0}}}}, "'kinds.a.profile.hr_rest_bpm' must be a number in [25, 250], got 0"),
+    ({"kinds": {"a": {"profile": {"arousal_onset_s": [0, 30]}}}}, "'kinds.a.profile.arousal_onset_s' must be a number >= 1"),
+    ({"kinds": {"a": {"profile": {"scr_decay_s": 0.75}}}}, "'kinds.a.profile.scr_decay_s' must be a number >= 1"),
+    ({"kinds": {"a": {"profile": {"temp_rest_c": 50}}}}, "'kinds.a.profile.temp_rest_c' must be a number in [15, 45]"),
     ({"kinds": {"a": {"faults": {"jitter_s": "a lot"}}}}, "kinds.a.faults.jitter_s"),
     ({"kinds": {"a": {"signals": ["bvp", "ppg"]}}}, "kinds.a.signals"),
     ({"kinds": {"a": {}}, "wearers": ["a", "b"]}, "unknown kind 'b'"),
