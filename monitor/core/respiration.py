@@ -589,13 +589,12 @@ class RespirationProcessor(Processor):
 
     def _features(self, tick_s: float) -> Features | None:
         rates, coverage = self.window_rates(tick_s)
-        if coverage == 0.0:  # no series; beats all flagged (a run of artifacts) or none
+        if coverage == 0.0:  # no series: beats all flagged (a run of artifacts), or none
             beats = self.state.beat_t
             i = bisect.bisect_right(beats, tick_s - self.window_s)
             if i == len(beats) or beats[i] > tick_s:
-                return None
-            return Features(tick_s, {}, {"rsp": QUALITY_INSUFFICIENT})
-        if coverage < self.min_coverage:
+                return None  # no beat either: nothing to say
+        if coverage == 0.0 or coverage < self.min_coverage:
             return Features(tick_s, {}, {"rsp": QUALITY_INSUFFICIENT})
         rate, quality = fuse_rates(rates, self.max_spread_bpm)
         return Features(tick_s, {} if rate is None else {"RSP_Rate": rate}, {"rsp": quality})
