@@ -341,6 +341,7 @@ QUALITY_REASONS = {  # quality state -> why the window's values were withheld
     "jump": "jumps faster than the body can (electrode movement)",
     "flat": "flat line (lost contact or saturated)",
     "artifacts": "too many corrected beats",
+    "noisy": "the pulse wave does not look like a pulse (poor contact or movement)",
     "irregular": "irregular rhythm (e.g. frequent premature beats)",
     "disagree": "the breathing estimates disagree",
     "off_skin": "sensor not on the skin",

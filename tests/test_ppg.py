@@ -22,7 +22,7 @@ from scipy import signal as sps
 from monitor.core.beats import BeatCorrector
 from monitor.core.hrv import HrvProcessor
 from monitor.core.base import lfilter_zi
-from monitor.core.ppg import PpgBeatDetector
+from monitor.core.ppg import MIN_PULSE_SHARE, MIN_SHAPE_BEATS, PULSE_MATCH_R, PpgBeatDetector
 
 from tests.conftest import data_path as _need  # noqa: E402  (skips when ../shared/data is absent)
 T0 = 1_700_000_000.0  # the neurokit file has no clock: give it one (a multiple of 60 s)
@@ -302,3 +302,150 @@ def test_wrist_rmssd_agrees_with_the_e4s_own_beat_intervals():
     assert len(ours) >= 200
     assert gap < 20.0  # 40.8 ms with peak timing
     assert np.median(ours) < 1.5 * np.median(theirs)  # 2.5x with peak timing
+
+
+# ----------------------------------------------------------------------------- pulse shape check
+
+def _matching_shares(t_s, template_r, window_s=60.0, step_s=5.0, min_beats=MIN_SHAPE_BEATS):
+    """Per window of ``window_s`` ending every ``step_s``: (end time, share of beats whose wave
+    matches the template), for windows with at least ``min_beats`` beats of known shape."""
+    known = np.isfinite(template_r)
+    t_s, match = t_s[known], template_r[known] >= PULSE_MATCH_R
+    out = []
+    for end in np.arange(t_s[0] + window_s, t_s[-1], step_s):
+        m = (t_s > end - window_s) & (t_s <= end)
+        if m.sum() >= min_beats:
+            out.append((end, match[m].mean()))
+    return np.array(out)
+
+
+def _beats_with_shape(x, fs, t0=T0, chunk=None):
+    _, batches = detect(x, fs, t0, chunk=chunk)
+    return (np.concatenate([b.times_s for b in batches]),
+            np.concatenate([b.template_r for b in batches]))
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunk_size_does_not_change_the_pulse_shape(chunk):
+    bvp, fs, t0 = e4("S02", "BVP")
+    x = np.concatenate([bvp[:90 * 64], np.random.default_rng(0).standard_normal(30 * 64)])
+    whole = _beats_with_shape(x, fs, t0)
+    got = _beats_with_shape(x, fs, t0, chunk=chunk)
+    assert np.isfinite(whole[1]).sum() > 80
+    np.testing.assert_array_equal(got[0], whole[0])
+    np.testing.assert_array_equal(got[1], whole[1])  # bit for bit (NaN where no template yet)
+
+
+def test_pulse_shape_tells_real_wrist_pulses_from_noise():
+    """The rule of ``PulseShapeCheck`` (a 60 s window is noise when fewer than MIN_PULSE_SHARE
+    (15 %) of its beats match the running template at r >= 0.8) on real pulses and on noise.
+    Measured lowest share per 60 s window (>= 10 beats, every 5 s):
+
+    * the Empatica E4's wrist BVP (64 Hz): S02 0.28 and S05 0.54 (whole sessions, once the band
+      is on the skin: S02's EDA reads below the contact floor until ~0:40 and its first windows
+      share 0.08-0.19), FLIRT 0.24 (the 2.6 min of BVP the shared file keeps of another
+      wearer; its lowest window is not at the start);
+    * the resting finger PPG (neurokit, 100 Hz): 0.99;
+    * Gaussian white noise at 25, 64 and 100 Hz (a band with no contact: the detector still
+      finds ~100 "beats" a minute in it): highest 0.10 (25 Hz), 0.06 (64 and 100 Hz).
+
+    The threshold sits between the two (near their geometric mean); the margins are those of
+    four real recordings, not a validation over many wearers (docs/indicators.md)."""
+    lowest = {}
+    for subject in ("S02", "S05"):
+        bvp, fs, t0 = e4(subject, "BVP")
+        shares = _matching_shares(*_beats_with_shape(bvp, fs, t0))
+        on_skin = shares[:, 0] > t0 + 60 + 60  # windows starting after the first minute
+        lowest[subject] = shares[on_skin, 1].min()
+        assert len(shares) > 500
+    raw = np.loadtxt(_need("flirt-e4-garmin", "empatica", "BVP.csv"))  # 2.6 min, another E4 wearer
+    lowest["FLIRT"] = _matching_shares(*_beats_with_shape(raw[2:], float(raw[1]), float(raw[0])))[:, 1].min()
+    ppg, _ = resting()
+    lowest["finger"] = _matching_shares(*_beats_with_shape(ppg, 100.0))[:, 1].min()
+    highest = {}
+    for fs in (25.0, 64.0, 100.0):
+        noise = np.random.default_rng(int(fs)).standard_normal(int(900 * fs))
+        highest[fs] = _matching_shares(*_beats_with_shape(noise, fs))[:, 1].max()
+    print("lowest share on real pulses", lowest, "highest on noise", highest)
+    assert min(lowest.values()) > MIN_PULSE_SHARE
+    assert lowest["finger"] >= 0.9
+    assert max(highest.values()) < MIN_PULSE_SHARE
+
+
+def bvp_of_s05_15min() -> np.ndarray:
+    bvp, fs, _ = e4("S05", "BVP")
+    return bvp[:int(900 * fs)].copy()
+
+
+@pytest.fixture(scope="module")
+def s05_with_a_noisy_band():
+    """The first 15 min of S05's BVP with minutes 5-10 replaced by white noise of the same SD
+    (the band lost contact), and the times of that stretch."""
+    x = bvp_of_s05_15min()
+    _, fs, t0 = e4("S05", "BVP")
+    lo, hi = int(300 * fs), int(600 * fs)
+    x[lo:hi] = np.random.default_rng(5).standard_normal(hi - lo) * x.std()
+    return x, fs, t0, (t0 + 300.0, t0 + 600.0)
+
+
+def _pipeline_rows(x, fs, t0, batch_s=1.0, split_at_s=None):
+    from monitor.core.pipeline import WearerPipeline
+    from monitor.wire import SampleBatch
+
+    p, rows, n = WearerPipeline(), [], max(1, int(batch_s * fs))
+    for k, i in enumerate(range(0, len(x), n)):
+        if split_at_s is not None and i / fs >= split_at_s:
+            p, split_at_s = pickle.loads(pickle.dumps(p)), None  # a checkpoint and a restart
+        rows += p.update(SampleBatch("bvp", seq=k, values=x[i:i + n], t0=t0 + i / fs, fs=fs))
+    return rows + p.flush()
+
+
+def test_a_band_that_reads_noise_gives_no_heart_rate_or_breathing(s05_with_a_noisy_band):
+    """Without the check, the noise read as a heart rate of ~95-100 bpm (HRV quality
+    "irregular", which the score takes HR_Mean from: S02's wrist pulse is irregular most of
+    the time) and a breathing rate of ~26/min "ok": a poor contact could raise the stress
+    score. Now the windows inside the noise have neither, with quality "noisy", and the clean
+    windows around it keep theirs."""
+    x, fs, t0, (noise_from, noise_to) = s05_with_a_noisy_band
+    rows = _pipeline_rows(x, fs, t0)
+    inside = [r for r in rows if noise_from + 60 <= r.t <= noise_to]
+    end_s = t0 + len(x) / fs
+    clean = [r for r in rows if t0 + 90 <= r.t <= noise_from or noise_to + 90 <= r.t <= end_s]
+    assert len(inside) >= 45 and len(clean) >= 80
+    assert not any("HR_Mean" in r.values or "RSP_Rate" in r.values for r in inside)
+    assert all(r.quality["hrv"] == "noisy" for r in inside)
+    assert {r.quality["rsp"] for r in inside} <= {"noisy", "disagree", "insufficient"}  # never "ok"
+    # the clean windows have a heart rate wherever the untouched recording has one
+    untouched = {r.t: "HR_Mean" in r.values for r in _pipeline_rows(bvp_of_s05_15min(), fs, t0)}
+    assert sum(untouched[r.t] for r in clean) >= 0.9 * len(clean)
+    assert ["HR_Mean" in r.values for r in clean] == [untouched[r.t] for r in clean]
+    assert not any(r.quality["hrv"] == "noisy" for r in clean)
+
+
+@pytest.mark.parametrize("batch_s, split_at_s", [(0.25, None), (7.0, None), (30.0, 450.0), (1.0, 320.5)])
+def test_the_pulse_check_does_not_depend_on_batches_or_restarts(s05_with_a_noisy_band, batch_s, split_at_s):
+    x, fs, t0, _ = s05_with_a_noisy_band
+    reference = _pipeline_rows(x, fs, t0)
+    got = _pipeline_rows(x, fs, t0, batch_s, split_at_s)
+    assert [(r.t, r.values, r.quality) for r in got] == [(r.t, r.values, r.quality) for r in reference]
+
+
+def test_a_checkpoint_from_before_the_pulse_check_still_runs(s05_with_a_noisy_band):
+    """A wearer's saved state from before the check has a bvp chain without ``pulse`` and a
+    detector state without ``template``: it resumes (its heart rate unchecked until the chain is
+    built again), and the detector starts a template."""
+    from monitor.core.pipeline import WearerPipeline
+    from monitor.wire import SampleBatch
+
+    x, fs, t0, _ = s05_with_a_noisy_band
+    p = WearerPipeline()
+    for k in range(120):
+        p.update(SampleBatch("bvp", seq=k, values=x[k * 64:(k + 1) * 64], t0=t0 + k, fs=fs))
+    chain = p.state.chains["bvp"]
+    del chain.__dict__["pulse"], chain.detector.state.__dict__["template"]
+    old = pickle.loads(pickle.dumps(p))
+    rows = []
+    for k in range(120, 300):
+        rows += old.update(SampleBatch("bvp", seq=k, values=x[k * 64:(k + 1) * 64], t0=t0 + k, fs=fs))
+    assert sum("HR_Mean" in r.values for r in rows) >= 30
+    assert old.state.chains["bvp"].detector.state.template is not None

@@ -46,6 +46,9 @@ class BeatBatch:
     gap : bool
         The stream restarted (a gap in the samples) before these beats: the first of them does
         not follow the previous beat directly.
+    template_r : ndarray or None
+        Per beat, how much its wave looks like the recent beats' (Pearson r with a running
+        template; NaN when unknown); None from a detector without a shape check (ECG).
 
     Example
     -------
@@ -56,6 +59,7 @@ class BeatBatch:
     times_s: np.ndarray
     watermark_s: float
     gap: bool = False
+    template_r: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
 from monitor.core.hrv import QUALITY_ARTIFACTS, QUALITY_IRREGULAR, HrProcessor, HrvProcessor
 from monitor.core.motion import AccProcessor, CadenceProcessor
-from monitor.core.ppg import PpgBeatDetector
+from monitor.core.ppg import PpgBeatDetector, PulseShapeCheck
 from monitor.core.respiration import RespirationProcessor
 from monitor.core.restlessness import RestlessnessProcessor
 from monitor.core.temp import TempProcessor
@@ -153,11 +153,13 @@ class _Chain:
     for ECG and PPG, of the waveform); the accelerometer feeds motion and restlessness.
     """
 
+    pulse: PulseShapeCheck | None = None  # (a chain saved before the pulse shape check has none)
+
     def __init__(self, signal: str, fs: float | None, cfg: CoreConfig):
         self.signal = signal
         self.fs = fs
         w = {"tick_s": cfg.tick_s, "window_s": cfg.window_s}
-        self.detector = self.corrector = self.hrv = self.resp = None
+        self.detector = self.corrector = self.hrv = self.resp = self.pulse = None
         if signal == "eda":
             self.main = EdaProcessor(fs, **w, scr_min_amplitude_us=cfg.scr_min_amplitude_us)
             if self.main.latency_s >= cfg.max_lag_s:  # (20.5 s at 4 Hz, more at lower rates)
@@ -177,6 +179,8 @@ class _Chain:
         elif signal in ("ecg", "bvp", "ibi"):
             if signal != "ibi":
                 self.detector = (EcgBeatDetector if signal == "ecg" else PpgBeatDetector)(fs)
+            if signal == "bvp":  # noise the pulse detector took for beats is no heart rate
+                self.pulse = PulseShapeCheck(cfg.window_s)
             self.corrector = BeatCorrector()
             self.hrv = HrvProcessor(**w)
             self.resp = RespirationProcessor({"bvp": "ppg"}.get(signal, signal), fs, **w)
@@ -219,8 +223,18 @@ class _Chain:
             intervals = self.corrector.update_intervals(batch.t, batch.values)
         else:
             out += [("rsp", f) for f in self.resp.update_samples(batch.t0, batch.values)]
-            intervals = self.corrector.update_times(self.detector.update(batch.t0, batch.values))
-        return out + self._beats(intervals)
+            intervals = self.corrector.update_times(self._detected(self.detector.update(batch.t0, batch.values)))
+        return self._checked(out + self._beats(intervals), intervals.watermark_s)
+
+    def _detected(self, beats):
+        """A detector's beats, whose shapes the pulse check takes note of."""
+        if self.pulse is not None:
+            self.pulse.add(beats)
+        return beats
+
+    def _checked(self, rows: list[tuple[str, Features]], given_until_s: float) -> list[tuple[str, Features]]:
+        """The heart and breathing rows, those of noisy pulse windows withheld (``PulseShapeCheck``)."""
+        return rows if self.pulse is None else self.pulse.judge(rows, given_until_s)
 
     def _beats(self, intervals) -> list[tuple[str, Features]]:
         return ([("heart", f) for f in self.hrv.update(intervals)]
@@ -239,9 +253,9 @@ class _Chain:
             return [("rsp", f) for f in self.resp.flush()]
         out = []
         if self.detector is not None:
-            out += self._beats(self.corrector.update_times(self.detector.flush()))
+            out += self._beats(self.corrector.update_times(self._detected(self.detector.flush())))
         out += self._beats(self.corrector.flush())
-        return out + [("rsp", f) for f in self.resp.flush()]
+        return self._checked(out + [("rsp", f) for f in self.resp.flush()], math.inf)
 
 
 def tick_phase(wearer_id: str, tick_s: float) -> float:
@@ -376,8 +390,9 @@ class WearerPipeline(Processor):
                 # breathing depend on it; the beat times go on into the same corrector and HRV
                 # windows (the new detector's first beats start a new chain); the old breathing
                 # rates count up to the change, the new chain's from it on
-                fresh.corrector, fresh.hrv = chain.corrector, chain.hrv
-                self._collect(signal, [("rsp", f) for f in chain.resp.flush() if f.t < batch.start_s])
+                fresh.corrector, fresh.hrv, fresh.pulse = chain.corrector, chain.hrv, chain.pulse
+                self._collect(signal, fresh._checked(
+                    [("rsp", f) for f in chain.resp.flush() if f.t < batch.start_s], -math.inf))
             elif chain is not None:  # the device changed its sample rate: what the old chain holds back counts
                 self._collect(signal, chain.flush())
             chain = s.chains[signal] = fresh

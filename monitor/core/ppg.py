@@ -19,6 +19,13 @@ A causal adaptation of Elgendi et al. (2013), the method behind ``nk.ppg_findpea
 A block still open ``max_delay_s`` after the sample being decided is closed by force, so every
 beat is emitted at most ``max_delay_s`` after it happened. The detector is meant for PPG; its
 parameters are exposed (band, windows) but it has not been validated on ECG.
+
+Pulse shape. Each beat also gets ``template_r``: the Pearson correlation of its band-passed wave
+(``SHAPE_BEFORE_S`` before to ``SHAPE_AFTER_S`` after the beat) with a running template, the
+average wave of the last ~``TEMPLATE_BEATS`` beats (the template matching of Orphanidou et al.
+2015, ``nk.ppg_quality(method="templatematch")``, with a trailing template). A real pulse repeats
+its shape; noise the detector took for beats does not. ``PulseShapeCheck`` withholds the heart
+rate and breathing of windows whose beats do not look like pulses.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.core.base import (
+    QUALITY_OK,
     CausalSOS,
     CausalSOSState,
     FIR_A,
+    Features,
     Processor,
     SampleClock,
     SampleClockState,
@@ -58,9 +67,12 @@ class PpgState:
     last_beat: float = -math.inf  # sample index (fractional) of the last beat emitted
     gap_pending: bool = True  # the next batch's beats follow a (re)start
     last_x: float = 0.0  # last input sample (stands in for non-finite samples)
+    template: np.ndarray | None = None  # running average pulse wave (unit-norm, zero-mean), kept over gaps
 
 
 UPSLOPE_WINDOW_S = 0.3  # an upslope beat is the steepest rise at most this long before its pulse's peak (s)
+SHAPE_BEFORE_S, SHAPE_AFTER_S = 0.25, 0.3  # a beat's wave for the shape check: foot to systolic peak (s)
+TEMPLATE_BEATS = 10  # the template follows about this many recent beats (exponential average)
 
 
 class PpgBeatDetector(Processor):
@@ -134,7 +146,11 @@ class PpgBeatDetector(Processor):
                 f"it must exceed about "
                 f"{(self.half_beat + 1 + self.min_len + self.n_lead) / fs:.2f} s")
         self.warmup = self.n_beat  # no block may start before the long average is full
-        self.n_y = self.max_block + self.half_beat + 4 + (self.n_lead + 1 if self.n_up else 0)
+        # the shape check's wave: the n_shape samples from shape_first before the beat on
+        self.shape_first = -math.ceil(SHAPE_BEFORE_S * fs)
+        self.n_shape = math.floor(SHAPE_AFTER_S * fs) - self.shape_first + 1
+        self.n_y = (self.max_block + self.half_beat + 4 + (self.n_lead + 1 if self.n_up else 0)
+                    - self.shape_first + 1)
         self.n_delay = self.half_beat - self.half_peak  # delay of the short average
         self.b_peak = np.full(self.n_peak, 1.0 / self.n_peak)
         self.b_beat = np.full(self.n_beat, 1.0 / self.n_beat)
@@ -178,7 +194,7 @@ class PpgBeatDetector(Processor):
             self._restart_segment()
             self._bandpass.state = s.bandpass
         if len(x) == 0:
-            return BeatBatch(np.empty(0), self._watermark_s(), False)
+            return BeatBatch(np.empty(0), self._watermark_s(), False, template_r=np.empty(0))
         x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
         n0 = s.n_seen
@@ -214,11 +230,12 @@ class PpgBeatDetector(Processor):
         s.y_tail = y_ext[-self.n_y:]
         t_first = s.clock.t_first
         fs = self.sampling_rate
-        times = np.array([t_first + b / fs for b in beats])  # (a beat or two: scalar arithmetic)
+        times = np.array([t_first + b / fs for b, _ in beats])  # (a beat or two: scalar arithmetic)
         gap = s.gap_pending
         if len(times):
             s.gap_pending = False
-        return BeatBatch(times, self._watermark_s(), gap and len(times) > 0)
+        return BeatBatch(times, self._watermark_s(), gap and len(times) > 0,
+                         template_r=np.array([r for _, r in beats], dtype=float))
 
     def flush(self) -> BeatBatch:
         """End of the stream: no sample will follow, so every time is final (watermark +inf).
@@ -226,7 +243,7 @@ class PpgBeatDetector(Processor):
         A beat in the last ~0.5 s, not yet decided, is dropped. Pass the result on as usual:
         ``hrv.update(corrector.update_times(detector.flush()))`` emits the last ticks.
         """
-        return BeatBatch(np.empty(0), math.inf, False)
+        return BeatBatch(np.empty(0), math.inf, False, template_r=np.empty(0))
 
     def _watermark_s(self) -> float:
         """Time before which every beat has been emitted (unix s)."""
@@ -294,5 +311,117 @@ class PpgBeatDetector(Processor):
             if denom < 0.0 and y1 >= y0 and y1 >= y2:  # a maximum at the block's edge is not a vertex
                 pos += 0.5 * (y0 - y2) / denom
         if pos - s.last_beat > self.min_delay:
-            beats.append(pos)
+            beats.append((pos, self._template_r(pos, y_ext, y_first)))
             s.last_beat = pos
+
+    def _template_r(self, pos: float, y_ext: np.ndarray, y_first: int) -> float:
+        """Correlation (Pearson r) of the wave around the beat at sample ``pos`` (fractional,
+        in the segment; ``y_ext[0]`` is sample ``y_first``) with the running template, which
+        then takes the wave in; NaN for the first beat (no template yet) or a flat wave."""
+        s = self.state
+        base = math.floor(pos)
+        frac = pos - base  # (from pos alone: the same whatever the batches)
+        lo = base - y_first + self.shape_first
+        if lo < 0 or lo + self.n_shape + 1 > len(y_ext):  # (the sizes of y_tail and the delays rule it out)
+            return math.nan
+        seg = y_ext[lo:lo + self.n_shape + 1]
+        wave = seg[1:] - seg[:-1]
+        wave *= frac
+        wave += seg[:-1]  # linear interpolation at the beat's sub-sample position
+        wave -= wave.sum() / self.n_shape  # (np.mean costs more than the rest together)
+        norm = math.sqrt(wave @ wave)
+        if not norm > 0.0:
+            return math.nan
+        wave /= norm
+        if s.template is None:
+            s.template = wave
+            return math.nan
+        template = s.template
+        r = float(wave @ template) / math.sqrt(template @ template)  # (both zero-mean)
+        template *= 1.0 - 1.0 / TEMPLATE_BEATS
+        wave /= TEMPLATE_BEATS
+        template += wave
+        return r
+
+
+QUALITY_NOISY = "noisy"  # the window's pulse waves do not repeat a pulse's shape (poor contact, motion)
+PULSE_MATCH_R = 0.8  # a beat whose wave correlates at least this well with the template looks like a pulse
+MIN_PULSE_SHARE = 0.15  # a window with fewer such beats is noise, not a pulse
+MIN_SHAPE_BEATS = 10  # beats with a known shape a window needs before it is judged
+
+
+@dataclass
+class PulseShapeState:
+    t: np.ndarray  # times of recent beats with a known shape (unix s)
+    match: np.ndarray  # whether each looked like a pulse (template_r >= match_r)
+    watermark_s: float = -math.inf  # every beat up to here has been added
+    held: tuple = ()  # (modality, Features) whose window's beats are not all known yet
+
+
+class PulseShapeCheck(Processor):
+    """Withholds the heart rate, HRV and breathing rate of windows whose beats do not look like
+    pulses: fewer than ``min_pulse_share`` of the window's beats match the running template
+    (``template_r >= match_r``, see ``PpgBeatDetector``). Pure noise (a band that lost contact)
+    still trips Elgendi's detector at about 100 beats/min; its waves are not pulses.
+
+    Measured (``docs/indicators.md``, windows of 60 s): white noise at 25-100 Hz has at most
+    10 % matching beats, the wrist BVP of three E4 sessions at least 24 % once on the skin.
+
+    ``judge(rows)`` takes the heart and breathing rows of the chain and returns those whose
+    window's beats are all known (the detector's watermark has passed the tick), judged: a row
+    with values from a noisy window comes back with none and quality ``"noisy"``; the others
+    are kept until their beats come.
+
+    Example
+    -------
+    >>> check = PulseShapeCheck(window_s=60.0)
+    >>> t = 1_700_000_000.0 + np.arange(70.0)
+    >>> check.add(BeatBatch(t, watermark_s=t[-1], template_r=np.full(70, 0.3)))  # noise
+    >>> row = Features(t[-1], {"HR_Mean": 60.0}, {"hrv": "ok"})
+    >>> check.judge([("heart", row)], given_until_s=t[-1])[0][1].quality
+    {'hrv': 'noisy'}
+    """
+
+    def __init__(self, window_s: float = 60.0, match_r: float = PULSE_MATCH_R,
+                 min_pulse_share: float = MIN_PULSE_SHARE, min_beats: int = MIN_SHAPE_BEATS):
+        self.window_s = float(window_s)
+        self.match_r = float(match_r)
+        self.min_pulse_share = float(min_pulse_share)
+        self.min_beats = int(min_beats)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = PulseShapeState(t=np.empty(0), match=np.empty(0, bool))
+
+    def add(self, beats: BeatBatch) -> None:
+        """Take a detector's beats (with ``template_r``) and watermark."""
+        s = self.state
+        if beats.template_r is not None and len(beats.times_s):
+            known = np.isfinite(beats.template_r)
+            s.t = np.concatenate((s.t, beats.times_s[known]))
+            s.match = np.concatenate((s.match, beats.template_r[known] >= self.match_r))
+        s.watermark_s = max(s.watermark_s, beats.watermark_s)
+
+    def judge(self, rows: list[tuple[str, Features]], given_until_s: float) -> list[tuple[str, Features]]:
+        """The rows (held ones first) whose window's beats are all known, judged.
+        ``given_until_s``: every row up to this tick has now been given (the beat corrector's
+        watermark: HRV and breathing emit each tick once the corrected beats pass it), so older
+        beats than its window can go."""
+        s = self.state
+        rows = list(s.held) + rows
+        ready = [(m, self._judged(f)) for m, f in rows if f.t <= s.watermark_s]
+        s.held = tuple((m, f) for m, f in rows if f.t > s.watermark_s)
+        oldest_s = min([f.t for _, f in s.held] + [given_until_s])
+        if len(s.t) and s.t[0] <= oldest_s - self.window_s:
+            keep = s.t > oldest_s - self.window_s
+            s.t, s.match = s.t[keep], s.match[keep]
+        return ready
+
+    def _judged(self, row: Features) -> Features:
+        if not row.values:
+            return row  # nothing to withhold (its own reason stands)
+        s = self.state
+        lo, hi = s.t.searchsorted([row.t - self.window_s, row.t], side="right")
+        if hi - lo < self.min_beats or s.match[lo:hi].mean() >= self.min_pulse_share:
+            return row
+        return Features(row.t, {}, {key: QUALITY_NOISY for key in row.quality})
