@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.policy import (
+    ANSWER_CLOCK_SKEW_S,
     AnswerError,
     CheckinPolicy,
     ControlError,
@@ -447,6 +448,19 @@ def test_answer_twice_or_before_the_prompt_raises():
     p.answer(t0 + 100, prompt.id, 3, ["fine"])
     with pytest.raises(AnswerError, match="answered"):
         p.answer(t0 + 101, prompt.id, 3, ["fine"])
+
+
+def test_an_answer_stamped_a_few_seconds_before_its_prompt_counts_as_at_the_prompt():
+    """The prompt's time is the band's (event time); an answer stamped by a phone whose clock
+    runs a few seconds behind was refused as "before the prompt" and the wearer's reply lost."""
+    p = policy()
+    prompt = episode(p, utc(2024, 6, 15, 12))[0].prompt
+    result = p.answer(prompt.t_s - 5.0, prompt.id, 2, ["fine"])
+    assert result.t_s == prompt.t_s and result.learned == "raise"
+    other = policy()
+    prompt = episode(other, utc(2024, 6, 15, 12))[0].prompt
+    with pytest.raises(AnswerError, match="before prompt"):  # beyond any clock skew
+        other.answer(prompt.t_s - ANSWER_CLOCK_SKEW_S - 1.0, prompt.id, 2, ["fine"])
 
 
 def test_decreasing_tick_time_raises():

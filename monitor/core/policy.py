@@ -55,6 +55,7 @@ REASON_COOLDOWN = "cooldown"
 # Gates: why a tick has no usable score (the scorer's motion, motion_unknown, poor_quality,
 # warmup; the live service's stale). Any other string works too.
 GATES = ("motion", "motion_unknown", "poor_quality", "warmup", "stale")
+ANSWER_CLOCK_SKEW_S = 30.0  # an answer up to this much before its prompt (phone and band clocks apart) counts as at the prompt
 MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by default); this bounds typos
 
 CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")
@@ -701,7 +702,9 @@ class CheckinPolicy(Processor):
         Parameters
         ----------
         t_s : float
-            When the answer was given, unix s (before the prompt's ``expires_at_s``).
+            When the answer was given, unix s (before the prompt's ``expires_at_s``). Up to
+            ``ANSWER_CLOCK_SKEW_S`` (30 s) before the prompt's time counts as at the prompt's
+            time: the answering phone's clock may run a few seconds behind the band's.
         prompt_id : str
             The prompt's id.
         rating : int or None
@@ -729,10 +732,11 @@ class CheckinPolicy(Processor):
             if how is not None:
                 raise AnswerError(f"prompt {prompt_id!r} is {how} and takes no more answers")
             raise AnswerError(f"unknown prompt id {prompt_id!r}")
-        if not math.isfinite(t_s) or t_s < prompt.t_s:
+        if not math.isfinite(t_s) or t_s < prompt.t_s - ANSWER_CLOCK_SKEW_S:
             raise AnswerError(
                 f"answer time {t_s!r} is before prompt {prompt_id!r} was sent ({prompt.t_s})"
             )
+        t_s = max(t_s, prompt.t_s)  # a phone clock a few seconds behind the band's
         if t_s >= prompt.expires_at_s:
             raise AnswerError(
                 f"prompt {prompt_id!r} expired at {prompt.expires_at_s} (answer at {t_s})"
