@@ -28,6 +28,7 @@ from monitor.core.policy import (
     Expired,
     PolicyConfig,
     PolicyError,
+    check_quiet_hours,
     explain,
 )
 from monitor.errors import AnxmonError, ConfigError
@@ -490,9 +491,15 @@ def test_config_defaults_and_validation():
         {"sustain_s": math.nan},
         {"offset_min": -2.5},
         {"raise_labels": ("fine", "bored")},
+        {"labels": ("anxious", "fine", "Fine ")},  # answers ignore case and spaces: one button twice
+        {"labels": ("anxious", " ")},
     ):
         with pytest.raises(ConfigError):
             PolicyConfig(**bad)
+    with pytest.raises(ConfigError, match="labels.*different"):
+        PolicyConfig(labels=("fine", "fine"))
+    with pytest.raises(ControlError, match="pause instead"):
+        check_quiet_hours(["07:00", "07:00"])
     assert read_table(PolicyConfig, {"quiet_hours": ["23:00", "06:00"]}, "policy.toml", "policy").quiet_hours == (
         "23:00", "06:00")
     with pytest.raises(ConfigError, match="policy.toml.*cooldown"):

@@ -61,7 +61,8 @@ MAX_THRESHOLD = 100.0  # score units: scores stay below the score's z_cap (4 by 
 CONTROL_ACTIONS = ("pause", "resume", "snooze", "quiet_hours")
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-QUIET_HOURS_EXPECTED = 'two different "HH:MM" times (start, end), or false for none'  # in a config file
+QUIET_HOURS_EXPECTED = ('two different "HH:MM" times (start, end), or false for none (equal times would '
+                        'be all day: a wearer who wants no check-ins pauses them)')  # in a config file
 
 
 class PolicyError(AnxmonError, ValueError):
@@ -221,6 +222,10 @@ class PolicyConfig:
             object.__setattr__(self, key, tuple(value))
         if len(self.rating_labels) != 5:
             raise bad("rating_labels", "five captions (ratings 1..5)")
+        folded = [x.strip().lower() for x in self.labels]
+        if len(set(folded)) != len(folded) or "" in folded:
+            # answers match labels ignoring case and spaces: two spellings of one would be one button twice
+            raise bad("labels", "different, non-empty labels (case and spaces ignored)")
         unknown = set(self.raise_labels + self.lower_labels) - set(self.labels)
         if unknown:
             raise bad("raise_labels", f"labels listed in 'labels' (unknown: {sorted(unknown)})")
@@ -499,7 +504,8 @@ def check_quiet_hours(value: object) -> tuple[str, str] | None:
             and all(isinstance(x, str) and _HHMM.fullmatch(x) for x in q)):
         raise ControlError(f'quiet hours must be two "HH:MM" times (start, end) or none, got {q!r}')
     if q[0] == q[1]:
-        raise ControlError(f"quiet hours must be two different times (or none), got {list(q)!r}")
+        raise ControlError(f"quiet hours must be two different times (or none), got {list(q)!r}; "
+                           "to hold every check-in, pause instead")
     return (q[0], q[1])
 
 
