@@ -175,6 +175,9 @@ async def run_ble(
                 bad += 1
                 _warn_bad(logged, "heart rate notification ignored: %s (%d so far)", exc, bad)
                 return
+            if measurement.problem is not None:  # the heart rate goes on, the rest is left out
+                bad += 1
+                _warn_bad(logged, "heart rate notification partly ignored: %s (%d so far)", measurement.problem, bad)
             log.debug("notification %s", bytes(data).hex())
             bridge.feed(converter.convert(measurement, arrival))
 

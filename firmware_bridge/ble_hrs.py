@@ -52,24 +52,32 @@ class HeartRateMeasurement:
     ``sensor_contact`` is None when the device does not support contact detection, else
     whether the skin contact is detected. ``rr_ms`` are the beat-to-beat intervals in ms
     (oldest first) that ended since the previous notification; often empty or one value.
+    ``problem`` names what was wrong after the heart rate and left out (a truncated field, an RR
+    list with an odd byte: none of its intervals can be trusted), or is None.
     """
 
     hr_bpm: int
     rr_ms: list[float] = field(default_factory=list)
     sensor_contact: bool | None = None
     energy_kj: int | None = None
+    problem: str | None = None
 
 
 def decode_heart_rate_measurement(data: bytes | bytearray | memoryview) -> HeartRateMeasurement:
     """Decode the value of a Heart Rate Measurement notification.
 
-    Raises ``ValueError`` naming the problem when ``data`` is empty, a field is truncated,
-    the RR list ends in an odd byte, or bytes follow the last field.
+    Raises ``ValueError`` naming the problem when ``data`` is empty or its heart rate field is
+    truncated. A problem after the heart rate (a truncated energy field, an RR list that is
+    missing or ends in an odd byte, bytes after the last field) keeps the heart rate and leaves
+    the rest out, named in ``problem``: a strap with a quirk still gives its heart rate.
 
     Example
     -------
     >>> decode_heart_rate_measurement(bytes([0x06, 0x3C])).sensor_contact   # Polar H7, contact detected
     True
+    >>> m = decode_heart_rate_measurement(bytes([0x16, 0x3C, 0x11]))   # an odd byte for RR
+    >>> m.hr_bpm, m.rr_ms, m.problem
+    (60, [], 'RR interval list has an odd trailing byte (1 bytes after offset 2)')
     """
     data = bytes(data)
     if not data:
@@ -87,10 +95,13 @@ def decode_heart_rate_measurement(data: bytes | bytearray | memoryview) -> Heart
     if flags & FLAG_CONTACT_SUPPORTED:
         contact = bool(flags & FLAG_CONTACT_DETECTED)
 
+    def partial(problem: str, energy: int | None = None) -> HeartRateMeasurement:
+        return HeartRateMeasurement(hr_bpm=hr_bpm, sensor_contact=contact, energy_kj=energy, problem=problem)
+
     energy_kj: int | None = None
     if flags & FLAG_ENERGY_PRESENT:
         if len(data) < pos + 2:
-            raise ValueError(f"energy expended field truncated: expected 2 bytes at offset {pos}, got {len(data) - pos}")
+            return partial(f"energy expended field truncated: expected 2 bytes at offset {pos}, got {len(data) - pos}")
         energy_kj = int.from_bytes(data[pos : pos + 2], "little")
         pos += 2
 
@@ -98,14 +109,14 @@ def decode_heart_rate_measurement(data: bytes | bytearray | memoryview) -> Heart
     rest = len(data) - pos
     if flags & FLAG_RR_PRESENT:
         if rest == 0:
-            raise ValueError("RR interval field truncated: flags say RR intervals follow but no bytes are left")
+            return partial("RR interval field truncated: flags say RR intervals follow but no bytes are left", energy_kj)
         if rest % 2:
-            raise ValueError(f"RR interval list has an odd trailing byte ({rest} bytes after offset {pos})")
+            return partial(f"RR interval list has an odd trailing byte ({rest} bytes after offset {pos})", energy_kj)
         rr_ms = [
             int.from_bytes(data[i : i + 2], "little") * 1000.0 / RR_UNITS_PER_S for i in range(pos, len(data), 2)
         ]
     elif rest:
-        raise ValueError(f"{rest} unexpected byte(s) after the last field (RR flag not set)")
+        return partial(f"{rest} unexpected byte(s) after the last field (RR flag not set)", energy_kj)
     return HeartRateMeasurement(hr_bpm=hr_bpm, rr_ms=rr_ms, sensor_contact=contact, energy_kj=energy_kj)
 
 

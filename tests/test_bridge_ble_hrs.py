@@ -111,17 +111,32 @@ def test_polar_h10_capture_value():
         (b"", "empty"),
         (b"\x00", "heart rate field truncated"),
         (b"\x01\x48", "heart rate field truncated"),
-        (b"\x08\x48\xe8", "energy expended field truncated"),
-        (b"\x18\x48\xe8\x03", "RR interval field truncated"),
-        (b"\x10\x48", "RR interval field truncated"),
-        (b"\x10\x48\x00\x04\x00", "odd trailing byte"),
-        (b"\x16\x3c\x11", "odd trailing byte"),
-        (b"\x00\x48\x00", "unexpected byte"),
     ],
 )
 def test_malformed_inputs_raise_with_reason(data, reason):
     with pytest.raises(ValueError, match=reason):
         decode_heart_rate_measurement(data)
+
+
+@pytest.mark.parametrize(
+    "data, hr_bpm, energy_kj, reason",
+    [
+        (b"\x08\x48\xe8", 72, None, "energy expended field truncated"),
+        (b"\x18\x48\xe8\x03", 72, 1000, "RR interval field truncated"),
+        (b"\x10\x48", 72, None, "RR interval field truncated"),
+        (b"\x10\x48\x00\x04\x00", 72, None, "odd trailing byte"),
+        (b"\x16\x3c\x11", 60, None, "odd trailing byte"),
+        (b"\x00\x48\x00", 72, None, "unexpected byte"),
+    ],
+)
+def test_a_problem_after_the_heart_rate_keeps_the_heart_rate(data, hr_bpm, energy_kj, reason):
+    """These raised, and the whole notification was dropped: a strap with a quirk in its RR
+    list lost its (valid) heart rate too. The heart rate stays; what follows it is left out
+    (an RR list with an odd byte is misaligned: none of its intervals is trusted)."""
+    m = decode_heart_rate_measurement(data)
+    assert (m.hr_bpm, m.energy_kj, m.rr_ms) == (hr_bpm, energy_kj, [])
+    assert reason in m.problem
+    assert decode_heart_rate_measurement(bytes.fromhex("163c1104")).problem is None
 
 
 def test_accepts_bytearray_and_memoryview():
