@@ -24,7 +24,7 @@ Schema (every key)::
     notes = "..."                # optional
 
     [signals.eda]                # one table per canonical signal (bvp ecg eda temp acc hr ibi)
-    unit = "uS"                  # required, must be the contract's unit for the signal
+    unit = "uS"                  # required, must be the contract's unit for the signal ("µS", "°C" too)
     rate_hz = 4.0                # nominal rate in Hz: required for regular signals
     source = "EA"                # decoder source name(s); defaults per decoder (see below)
     scale = 1.0                  # optional multiplier from the source's unit to ``unit``
@@ -64,6 +64,8 @@ PMD_ACC_RATES_HZ = (25, 50, 100, 200)  # what a Polar H10 offers (firmware_bridg
 _TOP_KEYS = {"model", "name", "transport", "decoder", "battery", "sensor_contact", "ble_names", "pmd_acc_hz",
              "reference", "notes", "signals"}
 _SIGNAL_KEYS = {"unit", "rate_hz", "source", "scale"}
+# the contract's ASCII units as people (and our docs) write them: micro sign or Greek mu, degree sign
+UNIT_SPELLINGS = {"\u00b5S": "uS", "\u03bcS": "uS", "\u00b0C": "degC"}
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def _parse_signal(name: str, table, decoder: str, where: str, pmd_acc_hz: int | 
         raise ConfigError(f"{where}: unknown signal [{key}]: expected one of {', '.join(SIGNALS)}")
     check_table(table, _SIGNAL_KEYS, f"{where}: [{key}]")
     spec = SIGNALS[name]
-    unit = table.get("unit")
+    unit = UNIT_SPELLINGS.get(table.get("unit"), table.get("unit"))
     if unit != spec.unit:
         raise bad_value(where, f"{key}.unit", f"{spec.unit!r} (the contract's unit for {name})", unit)
     rate = table.get("rate_hz")

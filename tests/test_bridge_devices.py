@@ -48,10 +48,18 @@ def test_a_minimal_definition(tmp_path):
     assert d.model == "my-gsr" and d.signals["eda"].rate_hz == 4.0 and d.battery is False
 
 
+@pytest.mark.parametrize("spelling", ["\u00b5S", "\u03bcS"])
+def test_micro_siemens_may_be_written_as_the_docs_write_it(tmp_path, spelling):
+    """The docs write µS and °C; a definition that did was refused ("must be 'uS'")."""
+    text = GOOD.replace('unit = "uS"', f'unit = "{spelling}"') + '[signals.temp]\nunit = "\u00b0C"\nrate_hz = 4.0\n'
+    d = load_device(write(tmp_path, text))
+    assert (d.signals["eda"].unit, d.signals["temp"].unit) == ("uS", "degC")
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (GOOD.replace('unit = "uS"', 'unit = "µS"'), "'signals.eda.unit' must be 'uS'"),
+        (GOOD.replace('unit = "uS"', 'unit = "mS"'), "'signals.eda.unit' must be 'uS'"),
         (GOOD.replace("rate_hz = 4.0", "rate_hz = -4"), "'signals.eda.rate_hz' must be a number > 0"),
         (GOOD.replace("rate_hz = 4.0", 'rate_hz = "4"'), "'signals.eda.rate_hz'"),
         (GOOD.replace("rate_hz = 4.0\n", ""), "missing required key 'signals.eda.rate_hz'"),
