@@ -1068,6 +1068,24 @@ def test_push_links_a_phone_cannot_open_are_warned_about(broker, tmp_path, caplo
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
+def test_push_for_a_wearer_without_an_account_is_warned_about(broker, tmp_path, caplog):
+    """Push set for "frank", who has no app account: his notifications link to a sign-in he
+    cannot pass, and nothing said so (a typo in the wearer id, or an account not yet added)."""
+    pytest.importorskip("apprise", reason="push notifications need apprise: pip install apprise")
+    from monitor.push import PushConfig
+
+    caplog.set_level(logging.WARNING, logger="anxmon.app")
+    secret_url = f"json://127.0.0.1:{closed_port()}/frank-secret-topic"
+    push = PushConfig(wearers={"erin": [f"json://127.0.0.1:{closed_port()}/down"], "frank": [secret_url]})
+    app = start_app(broker.url, tmp_path, accounts={"erin": "erin-long-password"}, recording=None, push=push,
+                    options=AppOptions(port=0, public_url="https://anxmon.example.org"))
+    app.stop()
+    said = [r.getMessage() for r in caplog.records if "without an app account" in r.getMessage()]
+    assert len(said) == 1 and "frank" in said[0] and "erin" not in said[0]
+    assert "frank-secret-topic" not in caplog.text
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # relay logic: one kind
 def test_a_checkin_delivered_twice_buzzes_once_and_stays_answered(broker, tmp_path):
     """MQTT's QoS 1 delivers at least once: a copy of a check-in (the service resends what the
     broker had not acknowledged when it reconnects) was pushed a second time and, once answered,

@@ -272,6 +272,13 @@ class CheckinApp:
                                         name="anxmon-app-http", daemon=True)
         self._thread.start()
         log.info("check-in app on %s", self.url)
+        if self.push is not None:
+            no_account = sorted(set(self.push.config.wearers) - set(self.accounts.wearers))
+            if no_account:  # (ids only: the URLs hold secrets)
+                log.warning("push notifications are set for %s without an app account: the link in their "
+                            "notifications leads to a sign-in they cannot pass; add them to the accounts (--accounts, "
+                            "or users in broker-credentials.json)",
+                            ", ".join(no_account))
         if self.push is not None and _loopback(urlsplit(self.public_url).hostname or ""):
             log.warning("push notifications link to %s, which the wearers' phones cannot open: give --public-url "
                         "(or public_url in [app]), the address wearers open", self.public_url)
