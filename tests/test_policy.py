@@ -493,6 +493,9 @@ def test_config_defaults_and_validation():
         {"raise_labels": ("fine", "bored")},
         {"labels": ("anxious", "fine", "Fine ")},  # answers ignore case and spaces: one button twice
         {"labels": ("anxious", " ")},
+        {"rearm_below": 0.0},  # scores are >= 0: never re-armed, one check-in ever
+        {"threshold": 1.0, "offset_min": -0.7},  # re-arm level 0.6 - 0.7 < 0 once the wearer confirms anxiety
+        {"rearm_below": 0.3, "offset_min": -0.5},
     ):
         with pytest.raises(ConfigError):
             PolicyConfig(**bad)

@@ -187,8 +187,8 @@ class PolicyConfig:
         if not 0 < number("threshold") <= MAX_THRESHOLD:
             raise bad("threshold", f"> 0 and <= {MAX_THRESHOLD:g} (score units)")
         if self.rearm_below is not None:
-            if not 0 <= number("rearm_below") < self.threshold:
-                raise bad("rearm_below", f"in [0, threshold={self.threshold})")
+            if not 0 < number("rearm_below") < self.threshold:  # (scores are >= 0: at 0 it never re-arms)
+                raise bad("rearm_below", f"in (0, threshold={self.threshold})")
         for key in ("sustain_s", "cooldown_s", "step_up", "step_down", "why_min_sd"):
             if number(key) < 0:
                 raise bad(key, ">= 0")
@@ -205,6 +205,10 @@ class PolicyConfig:
             raise bad("offset_min", "<= 0 <= offset_max")
         if self.threshold + self.offset_min <= 0:
             raise bad("offset_min", f"> -threshold ({-self.threshold}) so the threshold stays > 0")
+        if self.rearm_level + self.offset_min <= 0:
+            # the wearer's offset moves the re-arm level too; scores are >= 0, so a level at or
+            # below 0 would never re-arm: after a few confirmed answers, no check-in ever again
+            raise bad("offset_min", f"> -{self.rearm_level:g} (the re-arm level) so the re-arm level stays > 0")
         try:
             object.__setattr__(self, "quiet_hours", check_quiet_hours(self.quiet_hours))
         except ControlError:
