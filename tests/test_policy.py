@@ -615,6 +615,22 @@ def test_property_cap_cooldown_quiet_and_hysteresis_hold(eps, start_h, tz, day):
                                         if ts + cfg.expiry_s <= ticks[-1][0]]
 
 
+def test_a_wearer_zone_this_machine_no_longer_has_falls_back_to_the_configs():
+    """A checkpoint holds the zone the wearer chose; after a zone database update without that
+    name (Debian moved US/* and other old names to tzdata-legacy), every tick raised
+    ZoneInfoNotFoundError and the service dropped each of the wearer's batches. Now the config's
+    zone stands in (Europe/Berlin here: 21:30 UTC is 22:30 there, within 22:00-07:00)."""
+    t = datetime(2023, 11, 15, 21, 30, tzinfo=timezone.utc).timestamp()
+    p = CheckinPolicy(PolicyConfig(quiet_hours=("22:00", "07:00"), timezone="Europe/Berlin"), wearer_id="alice")
+    p.control(t, "quiet_hours", timezone="America/New_York")
+    state = p.get_state()
+    state.timezone = "Gone/Nowhere"  # (what ZoneInfo of a name missing from the database meets)
+    p.set_state(state)
+    assert p.is_quiet(t) and p.local_day(t + 7200) == "2023-11-16"
+    decisions = episode(p, t)
+    assert decisions and decisions[0].reason == "quiet_hours"
+
+
 def test_wearer_quiet_hours_and_time_zone_replace_the_configs():
     """Control ``quiet_hours`` (issue 7: set from the check-in app): the wearer's own quiet hours
     and time zone replace the config's, ``[]`` means none, and they survive get/set_state.

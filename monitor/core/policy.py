@@ -559,8 +559,17 @@ class CheckinPolicy(Processor):
         return self.config.threshold + self.state.offset
 
     def _zone(self) -> ZoneInfo:
+        """The wearer's own time zone, else the config's. A zone the wearer set that this
+        machine's zone database no longer has (a tzdata update that moved old names such as
+        US/Eastern out) falls back to the config's: raising here failed every batch of the
+        wearer, and the data with it."""
         tz = self.state.timezone
-        return self._tz if tz is None else ZoneInfo(tz)
+        if tz is None:
+            return self._tz
+        try:
+            return ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            return self._tz
 
     def is_quiet(self, t_s: float) -> bool:
         """Whether ``t_s`` lies in quiet hours, on the wearer's local wall clock (the wearer's own
