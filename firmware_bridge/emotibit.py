@@ -203,7 +203,8 @@ class EmotiBitConverter:
 
     The packet timestamp (ms since boot) is taken as the time of the packet's last data
     point and mapped to unix time with a ``DeviceClock``; the accelerometer's three axes
-    arrive as separate packets with one timestamp and are joined into ``acc`` triples.
+    arrive as separate packets with one timestamp and are joined into ``acc`` triples. Several
+    beat intervals (``BI``) in one packet end one interval apart, the last at the packet's time.
     """
 
     def __init__(self, definition: DeviceDefinition, clock: DeviceClock | None = None):
@@ -236,6 +237,9 @@ class EmotiBitConverter:
         values = values * sig.scale if sig.scale != 1.0 else values
         if sig.regular:
             return [Chunk(signal, values, t0=t_last - (len(values) - 1) / sig.rate_hz)]
+        if signal == "ibi":  # each interval ends a beat: the last at the packet's time, each before it an interval earlier
+            later_ms = np.cumsum(values[::-1])[::-1] - values  # the intervals after each one
+            return [Chunk(signal, values, t=t_last - later_ms / 1000.0)]
         return [Chunk(signal, values, t=np.full(len(values), t_last))]
 
     def _acc(self, packet: EmotiBitPacket, values: np.ndarray, t_last: float, sig) -> list[Chunk]:

@@ -151,6 +151,17 @@ def test_converter_maps_the_docs_sample_to_canonical_signals():
     assert [(s.kind, s.value) for s in battery] == [("battery", 87.0)]
 
 
+def test_beat_intervals_of_one_packet_get_their_own_beat_times():
+    """A BI packet with three intervals gave all three beats the packet's time: three beats at
+    one instant, and intervals that do not chain (each should start where the one before
+    ended). Each beat now ends one interval after the one before, the last at the packet's time."""
+    conv = EmotiBitConverter(load_device("emotibit"))
+    conv.convert(parse_packet("1000,1,1,PG,1,100,3720"), arrival_s=T)  # anchors the clock: 1000 ms is T
+    (chunk,) = conv.convert(parse_packet("5000,2,3,BI,1,100,800,850,900"), arrival_s=T + 4.0)
+    assert chunk.values.tolist() == [800, 850, 900]
+    assert chunk.t.tolist() == pytest.approx([T + 4.0 - 1.75, T + 4.0 - 0.9, T + 4.0])
+
+
 def test_acc_axes_are_joined_by_timestamp_in_any_order():
     conv = EmotiBitConverter(load_device("emotibit"))
     got = []
