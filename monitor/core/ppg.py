@@ -30,8 +30,9 @@ rate and breathing of windows whose beats do not look like pulses.
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -352,8 +353,10 @@ MIN_SHAPE_BEATS = 10  # beats with a known shape a window needs before it is jud
 
 @dataclass
 class PulseShapeState:
-    t: np.ndarray  # times of recent beats with a known shape (unix s)
-    match: np.ndarray  # whether each looked like a pulse (template_r >= match_r)
+    # recent beats with a known shape: times (unix s) and whether each looked like a pulse
+    # (template_r >= match_r); lists: a beat or two a second, appended and dropped one by one
+    t: list = field(default_factory=list)
+    match: list = field(default_factory=list)
     watermark_s: float = -math.inf  # every beat up to here has been added
     held: tuple = ()  # (modality, Features) whose window's beats are not all known yet
 
@@ -391,15 +394,16 @@ class PulseShapeCheck(Processor):
         self.reset()
 
     def reset(self) -> None:
-        self.state = PulseShapeState(t=np.empty(0), match=np.empty(0, bool))
+        self.state = PulseShapeState()
 
     def add(self, beats: BeatBatch) -> None:
         """Take a detector's beats (with ``template_r``) and watermark."""
         s = self.state
-        if beats.template_r is not None and len(beats.times_s):
-            known = np.isfinite(beats.template_r)
-            s.t = np.concatenate((s.t, beats.times_s[known]))
-            s.match = np.concatenate((s.match, beats.template_r[known] >= self.match_r))
+        if beats.template_r is not None:
+            for t, r in zip(beats.times_s.tolist(), beats.template_r.tolist()):
+                if r == r:  # (not NaN: a shape is known)
+                    s.t.append(t)
+                    s.match.append(r >= self.match_r)
         s.watermark_s = max(s.watermark_s, beats.watermark_s)
 
     def judge(self, rows: list[tuple[str, Features]], given_until_s: float) -> list[tuple[str, Features]]:
@@ -408,20 +412,24 @@ class PulseShapeCheck(Processor):
         watermark: HRV and breathing emit each tick once the corrected beats pass it), so older
         beats than its window can go."""
         s = self.state
-        rows = list(s.held) + rows
-        ready = [(m, self._judged(f)) for m, f in rows if f.t <= s.watermark_s]
-        s.held = tuple((m, f) for m, f in rows if f.t > s.watermark_s)
-        oldest_s = min([f.t for _, f in s.held] + [given_until_s])
-        if len(s.t) and s.t[0] <= oldest_s - self.window_s:
-            keep = s.t > oldest_s - self.window_s
-            s.t, s.match = s.t[keep], s.match[keep]
+        ready = []
+        if rows or s.held:
+            rows = list(s.held) + rows
+            ready = [(m, self._judged(f)) for m, f in rows if f.t <= s.watermark_s]
+            s.held = tuple((m, f) for m, f in rows if f.t > s.watermark_s)
+        oldest_s = min([f.t for _, f in s.held], default=given_until_s)
+        oldest_s = min(oldest_s, given_until_s)
+        if s.t and s.t[0] <= oldest_s - self.window_s:
+            n = bisect.bisect_right(s.t, oldest_s - self.window_s)
+            del s.t[:n], s.match[:n]
         return ready
 
     def _judged(self, row: Features) -> Features:
         if not row.values:
             return row  # nothing to withhold (its own reason stands)
         s = self.state
-        lo, hi = s.t.searchsorted([row.t - self.window_s, row.t], side="right")
-        if hi - lo < self.min_beats or s.match[lo:hi].mean() >= self.min_pulse_share:
+        lo = bisect.bisect_right(s.t, row.t - self.window_s)
+        hi = bisect.bisect_right(s.t, row.t)
+        if hi - lo < self.min_beats or sum(s.match[lo:hi]) >= self.min_pulse_share * (hi - lo):
             return row
         return Features(row.t, {}, {key: QUALITY_NOISY for key in row.quality})
