@@ -24,12 +24,18 @@ Example
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from firmware_bridge.batcher import Chunk, Status
+from firmware_bridge.bridge import log_every
 from firmware_bridge.devices import DeviceDefinition
+
+log = logging.getLogger(__name__)
+
+WARN_OVERLAP_EVERY_S = 60.0  # beats a backwards re-anchor would overlap: a WARNING at most this often
 
 HEART_RATE_SERVICE_UUID = "0000180d-0000-1000-8000-00805f9b34fb"
 HEART_RATE_MEASUREMENT_UUID = "00002a37-0000-1000-8000-00805f9b34fb"
@@ -175,7 +181,10 @@ class HrsConverter:
     chained: each RR interval ends ``rr`` after the previous beat, so beat times keep the
     strap's own 1/1024 s precision instead of the radio's jitter; the chain is re-anchored
     (last beat = arrival time) at the start, after ``reset()`` (a reconnect), and whenever it
-    strays more than ``max_drift_s`` from the arrival time.
+    strays more than ``max_drift_s`` from the arrival time. A chain ahead of the arrival time
+    (anchored on a late notification, then a held burst arrived) is re-anchored backwards; beats
+    that would then fall at or before a beat already sent are left out (the stream cannot go back
+    in time), counted in ``overlapped_beats`` and warned about at most once a minute.
 
     Example
     -------
@@ -190,6 +199,8 @@ class HrsConverter:
         self.definition = definition
         self.max_drift_s = max_drift_s
         self.last_beat_s: float | None = None
+        self.overlapped_beats = 0
+        self._logged: dict = {}
 
     def reset(self) -> None:
         self.last_beat_s = None
@@ -203,10 +214,23 @@ class HrsConverter:
             rr_s = np.asarray(m.rr_ms) / 1000.0
             ends = np.cumsum(rr_s)
             chained = None if self.last_beat_s is None else self.last_beat_s + ends
+            rr_ms = np.asarray(m.rr_ms)
             if chained is None or abs(chained[-1] - arrival_s) > self.max_drift_s:
                 chained = arrival_s - (ends[-1] - ends)
-            self.last_beat_s = float(chained[-1])
-            out.append(Chunk("ibi", np.asarray(m.rr_ms) * signals["ibi"].scale, t=chained))
+                if self.last_beat_s is not None:  # re-anchored backwards: overlapping beats go
+                    after = chained > self.last_beat_s
+                    self._overlap(int((~after).sum()))
+                    chained, rr_ms = chained[after], rr_ms[after]
+            if len(chained):
+                self.last_beat_s = float(chained[-1])
+                out.append(Chunk("ibi", rr_ms * signals["ibi"].scale, t=chained))
         if self.definition.sensor_contact and m.sensor_contact is not None:
             out.append(Status("contact", m.sensor_contact, arrival_s))
         return out
+
+    def _overlap(self, n: int) -> None:
+        if n:
+            self.overlapped_beats += n
+            log_every(self._logged, "overlap", WARN_OVERLAP_EVERY_S, logging.WARNING,
+                      "RR chain re-anchored backwards: %d beat(s) overlapping those already sent left out "
+                      "(%d so far)", n, self.overlapped_beats, logger=log)

@@ -181,3 +181,18 @@ def test_converter_chains_beats_and_reports_contact():
     conv.reset()
     fourth = conv.convert(decode_heart_rate_measurement(bytes.fromhex("104800040002")), t)
     assert np.allclose(fourth[1].t, [t - 0.5, t])
+
+
+def test_a_held_burst_after_a_late_anchor_counts_and_warns_the_beats_it_leaves_out(caplog):
+    """Anchored on a late notification, a burst of held beats runs the chain ahead of the radio;
+    re-anchoring backwards would overlap beats already sent: those are left out, counted, warned."""
+    conv = HrsConverter(load_device("polar-h10"))
+    t = 1_700_000_000.0
+    one_s = encode_heart_rate_measurement(60, [1000.0])
+    sent = [conv.convert(decode_heart_rate_measurement(one_s), t + 0.1 * i) for i in range(5)]
+    times = np.concatenate([c.t for out in sent for c in out if isinstance(c, Chunk) and c.signal == "ibi"])
+    assert np.all(np.diff(times) > 0)  # what is sent never goes back in time
+    assert len(times) + conv.overlapped_beats == 5  # no beat vanishes without being counted
+    assert conv.overlapped_beats > 0
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "overlapping" in r.getMessage()]
+    assert len(warned) == 1  # rate-limited
