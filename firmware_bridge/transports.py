@@ -189,8 +189,10 @@ class EmotiBitHost:
         self._adv = self._data = self._control_server = self._control = None
         self._ping_number = 0
 
-    def connect(self) -> str:
-        """Find and connect the EmotiBit; returns its id (or IP). Raises ``OSError``/``TimeoutError``."""
+    def connect(self, stop: threading.Event | None = None) -> str:
+        """Find and connect the EmotiBit; returns its id (or IP). Raises ``OSError``/``TimeoutError``,
+        or ``InterruptedError`` within 0.5 s of ``stop`` being set (Ctrl-C does not wait out ``timeout_s``)."""
+        stop = stop or threading.Event()
         self.close()
         adv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         adv.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -199,6 +201,7 @@ class EmotiBitHost:
         self._adv = adv
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline and self.device_ip is None:
+            _check(stop)
             adv.sendto(hello_packet(), (self.ip, self.advertising_port))
             try:
                 data, (addr, _) = adv.recvfrom(4096)
@@ -221,10 +224,17 @@ class EmotiBitHost:
         self._control_server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._control_server.bind((self.bind_host, 0))
         self._control_server.listen(1)
-        self._control_server.settimeout(self.timeout_s)
+        self._control_server.settimeout(0.5)
         control_port = self._control_server.getsockname()[1]
         adv.sendto(connect_packet(control_port, self.data_port), (self.device_ip, self.advertising_port))
-        self._control, _ = self._control_server.accept()  # socket.timeout is a TimeoutError
+        deadline = time.monotonic() + self.timeout_s
+        while self._control is None:
+            _check(stop)
+            try:
+                self._control, _ = self._control_server.accept()
+            except socket.timeout:  # a TimeoutError: re-raised once timeout_s is out
+                if time.monotonic() >= deadline:
+                    raise
         self._control.sendall(make_packet(MODE_NORMAL_POWER).encode())
         log.info("connected EmotiBit %s at %s", self.device_id or "?", self.device_ip)
         return self.device_id or self.device_ip
@@ -257,6 +267,11 @@ class EmotiBitHost:
         self.device_ip = None
 
 
+def _check(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise InterruptedError("stopped while connecting the EmotiBit")
+
+
 def run_emotibit(
     bridge: Bridge,
     host: EmotiBitHost,
@@ -272,8 +287,10 @@ def run_emotibit(
     delay = retry_min_s
     while not stop.is_set():
         try:
-            host.connect()
-        except OSError as exc:  # includes TimeoutError / socket.timeout
+            host.connect(stop)
+        except OSError as exc:  # includes TimeoutError / socket.timeout, InterruptedError on stop
+            if stop.is_set():
+                break
             log_every(logged, "connect", 60.0, logging.WARNING, "EmotiBit not reachable (%s); retrying", exc, logger=log)
             bridge.tick()
             stop.wait(delay)

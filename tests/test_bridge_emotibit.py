@@ -259,3 +259,33 @@ def test_host_handshake_and_stream_into_the_outbox(tmp_path):
     assert received.tolist() == fake.sent_values[: len(received)]
     assert [b.seq for b in batches] == list(range(len(batches)))
     assert all(b.fs == 15.0 for b in batches)  # the declared rate (the fake sends 20 Hz)
+
+
+def test_stop_while_waiting_for_the_emotibit_ends_the_connect_at_once():
+    """Ctrl-C (the stop event) while the host waited for the EmotiBit's control connection
+    used to wait out the whole timeout; an hour-long timeout shows it no longer does."""
+    adv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    adv.bind(("127.0.0.1", 0))
+    adv.settimeout(5.0)
+    stop = threading.Event()
+
+    def answer_hello_then_stop():  # an EmotiBit that answers hello, then never connects back
+        for _ in range(50):
+            msg, addr = adv.recvfrom(4096)
+            tags = [p.typetag for p in parse_datagram(msg).packets]
+            if "HE" in tags:
+                adv.sendto(make_packet("HH", 1, ["DP", -1, "DI", "MD-V5-0000410"]).encode(), addr)
+            if "EC" in tags:
+                stop.set()  # Ctrl-C while the host waits at accept()
+                return
+
+    fake = threading.Thread(target=answer_hello_then_stop, daemon=True)
+    fake.start()
+    host = EmotiBitHost("127.0.0.1", advertising_port=adv.getsockname()[1], bind_host="127.0.0.1", timeout_s=3600.0)
+    try:
+        with pytest.raises(InterruptedError):
+            host.connect(stop)
+    finally:
+        host.close()
+        fake.join(5)
+        adv.close()
