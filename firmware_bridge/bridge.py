@@ -40,7 +40,7 @@ from monitor.wire import status_payload, status_topic
 log = logging.getLogger(__name__)
 
 BATTERY_LOW_PERCENT = 15.0
-BATTERY_REPUBLISH_S = 600.0
+STATUS_REPUBLISH_S = 600.0  # battery and contact: re-sent unchanged this often, so their retained "t" stays fresh
 
 
 def log_every(state: dict, key: str, every_s: float, level: int, msg: str, *args,
@@ -145,7 +145,7 @@ class Bridge:
             return
         previous = self._status.get(status.kind)
         changed = previous is None or previous[0] != status.value
-        stale = previous is not None and now - previous[1] >= BATTERY_REPUBLISH_S
+        stale = previous is not None and now - previous[1] >= STATUS_REPUBLISH_S
         if not (changed or stale):
             return
         self._status[status.kind] = (status.value, now)
