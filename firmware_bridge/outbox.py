@@ -6,7 +6,8 @@ power cut) and drain in the order they were written once the broker is back.
 
 Sequence numbers live in the same file: ``enqueue_many`` allocates the next ``seq`` of each
 stream and stores the batch in one transaction, so numbers continue across restarts and a
-number is never used twice or skipped.
+number is never used twice. A batch refused because the outbox is full still takes its
+number, so the monitor sees the gap and counts it missing.
 
 The outbox is bounded (``max_batches``). When it is full it **refuses new batches** (raises
 ``OutboxFullError``) rather than dropping old ones: what is stored stays a gap-free history
@@ -140,6 +141,7 @@ class Outbox:
             return []
         with self._lock:
             if self._count + len(items) > self.max_batches:
+                self._take_seqs(stream for stream, _, _ in items)  # the lost batches leave a gap
                 raise OutboxFullError(
                     f"outbox {self.path} is full ({self._count} of {self.max_batches} batches): "
                     "the broker has not acknowledged data for a long time"
@@ -171,6 +173,20 @@ class Outbox:
                     self.path, 100 * self._count // self.max_batches, self._count, self.max_batches,
                 )
             return seqs
+
+    def _take_seqs(self, streams: Iterable[str]) -> None:
+        """Use up one sequence number per refused batch of each stream (none if the file cannot be written)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for stream in streams:
+                self._db.execute(
+                    "INSERT INTO seq (stream, next_seq) VALUES (?, 1)"
+                    " ON CONFLICT(stream) DO UPDATE SET next_seq = next_seq + 1",
+                    (stream,),
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
 
     def _rollback(self) -> None:
         """End a failed transaction (SQLite has already rolled back after a full disk): a
