@@ -43,6 +43,7 @@ from firmware_bridge.ble_hrs import (
 from firmware_bridge.batcher import Chunk, Status
 from firmware_bridge.ble_rsc import RSC_MEASUREMENT_UUID, decode_rsc_measurement
 from firmware_bridge.bridge import Bridge, log_every
+from firmware_bridge.clock import DeviceClock
 from firmware_bridge.devices import DeviceDefinition
 from firmware_bridge.polar_pmd import (
     CP_RESPONSE,
@@ -266,6 +267,7 @@ class PmdAccStream:
         self.factor: float | None = None
         self.frames = 0
         self.bad_frames = 0
+        self.clock = DeviceClock()  # strap ns -> unix s; a new stream (connection) starts a new one
         self._logged: dict = {}
         self._responses: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -368,7 +370,8 @@ class PmdAccStream:
             return
         log.debug("pmd frame %s", bytes(data).hex())
         self.frames += 1
-        self.bridge.feed([acc_chunk(frame, arrival, self.rate_hz, self.scale)])
+        last_s = self.clock.to_unix(frame.timestamp_ns / 1e6, arrival)
+        self.bridge.feed([acc_chunk(frame, last_s, self.rate_hz, self.scale)])
 
 
 class RscCadenceStream:

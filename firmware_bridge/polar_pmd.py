@@ -466,21 +466,21 @@ def strap_time_to_unix_s(timestamp_ns: int) -> float:
     return STRAP_EPOCH_UNIX_S + timestamp_ns / 1e9
 
 
-def acc_chunk(frame: AccFrame, arrival_s: float, rate_hz: float, scale: float = 1.0) -> Chunk:
-    """The frame as an ``acc`` chunk, stamped like the heart rate: by the gateway's clock.
+def acc_chunk(frame: AccFrame, last_s: float, rate_hz: float, scale: float = 1.0) -> Chunk:
+    """The frame as an ``acc`` chunk whose last sample is at ``last_s`` (unix s), the others
+    spaced by the nominal rate before it.
 
     The strap's clock is never set (an H10 falls back to 2019-01-01 whenever it sleeps), so
-    its timestamps are not used. The last sample is stamped with the arrival time and the
-    others are spaced by the nominal rate before it; the ``Batcher`` then counts samples at
-    that rate and keeps the time axis straight across frames (radio jitter below its 0.5 s
-    tolerance does not bend it; a lost link opens a new segment).
+    its timestamps are not unix times; the caller maps them with a ``DeviceClock`` (the
+    windowed-minimum offset to the arrival times, as for the EmotiBit), so the radio's delays
+    do not move the frames. The ``Batcher`` then counts samples at the rate.
 
     Example
     -------
     >>> f = decode_acc_frame(encode_acc_frame([[0, 0, 1000]] * 25))
-    >>> c = acc_chunk(f, arrival_s=1_700_000_001.0, rate_hz=25.0)
+    >>> c = acc_chunk(f, last_s=1_700_000_001.0, rate_hz=25.0)
     >>> c.signal, c.values.shape, round(c.t0, 2)
     ('acc', (25, 3), 1700000000.04)
     """
     n = frame.n_samples
-    return Chunk("acc", frame.acc_g * scale, t0=arrival_s - (n - 1) / rate_hz)
+    return Chunk("acc", frame.acc_g * scale, t0=last_s - (n - 1) / rate_hz)

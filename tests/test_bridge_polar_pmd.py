@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge import devices as devices_module
-from firmware_bridge.ble import run_ble
+from firmware_bridge.ble import PmdAccStream, run_ble
 from firmware_bridge.ble_hrs import BATTERY_LEVEL_UUID, HEART_RATE_MEASUREMENT_UUID, encode_heart_rate_measurement
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.devices import load_device, parse_device
@@ -205,11 +205,11 @@ def test_raw_encoder_round_trip(frame_type):
         encode_acc_frame([[0, 0, 1000]], frame_type=0)
 
 
-def test_chunk_is_stamped_by_arrival_and_spaced_by_the_rate():
+def test_chunk_ends_at_the_given_time_and_is_spaced_by_the_rate():
     f = decode_acc_frame(RAW_TYPE_1)
-    c = acc_chunk(f, arrival_s=1_700_000_000.0, rate_hz=25.0)
+    c = acc_chunk(f, last_s=1_700_000_000.0, rate_hz=25.0)
     assert c.signal == "acc" and c.values.shape == (36, 3)
-    assert c.t0 == pytest.approx(1_700_000_000.0 - 35 / 25)  # the last sample arrives now
+    assert c.t0 - 1_700_000_000.0 == pytest.approx(-35 / 25)  # the last sample at last_s
 
 
 # -- the start request and the control point ---------------------------------------------------
@@ -606,3 +606,24 @@ def test_strap_stopping_the_stream_is_one_warning(caplog):
     acc, hr = offline(FakePmd(stop_at=3))
     assert hr == 6 and acc == 3 * 25
     assert ["stopped the accelerometer stream" in w for w in pmd_warnings(caplog)] == [True]
+
+
+def test_frames_are_stamped_by_the_strap_clock_not_by_the_radio_delay():
+    """Frames stamped by arrival moved with the radio: one held 0.8 s (beyond the batcher's
+    0.5 s tolerance) opened a gap before it and an overlap after. The strap's own timestamps,
+    mapped to unix time by the least-delayed frame, keep them exactly one frame apart."""
+    now = [1_700_000_000.0]
+    bridge = Bridge(load_device("polar-h10"), "alice", outbox=Outbox(":memory:"), clock=lambda: now[0])
+    fed = []
+    bridge.feed = fed.extend
+    stream = PmdAccStream(bridge, "AA:BB", set())
+    stream.active = True
+    delays_s = [0.05, 0.12, 0.8, 0.07, 0.3]  # radio delay of each frame
+    strap_ns = 599_616_000_000_000_000  # an H10 whose clock fell back to 2019-01-01
+    for i, delay in enumerate(delays_s):
+        now[0] = 1_700_000_000.0 + i + delay  # 25 samples (1 s) a frame
+        stream.on_data(None, bytearray(encode_acc_frame([[0, 0, 1000]] * 25, timestamp_ns=strap_ns + i * 10**9)))
+    starts = np.array([c.t0 for c in fed])
+    assert np.diff(starts).tolist() == pytest.approx([1.0] * 4, abs=1e-6)
+    # the last sample of a frame is never later than its arrival (the least-delayed frame sets the offset)
+    assert np.all(starts + 24 / 25 <= 1_700_000_000.0 + np.arange(5) + np.array(delays_s) + 1e-9)
