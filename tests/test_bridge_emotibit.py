@@ -140,12 +140,14 @@ def test_converter_maps_the_docs_sample_to_canonical_signals():
     # the clock is anchored by the first data packet (PI at 531473 ms arrived at T)
     offset = T - 531.473
     assert chunks["eda"].values.tolist() == [0.030269, 0.030269]
-    assert chunks["eda"].t0 == pytest.approx(offset + 531.459 - 1 / 15)  # packet time = last value
+    assert chunks["eda"].t0 == pytest.approx(offset + 531.459 - 1 / 15, abs=1e-6)  # packet time = last value
     assert chunks["bvp"].values.tolist() == [3720, 3704, 3717]  # PG, the definition's choice
     assert chunks["temp"].values.tolist() == [33.037]  # T1
     assert chunks["acc"].values.tolist() == [[-0.436, -0.015, 0.967], [-0.434, -0.015, 0.968], [-0.433, -0.015, 0.970]]
-    assert chunks["acc"].t0 == pytest.approx(offset + 531.473 - 2 / 25)
-    assert chunks["hr"].values.tolist() == [72] and chunks["hr"].t.tolist() == pytest.approx([offset + 531.5])
+    assert chunks["acc"].t0 == pytest.approx(offset + 531.473 - 2 / 25, abs=1e-6)
+    # HR's packet (531500 ms) also arrived at T: the least delayed packet sets the clock (a windowed
+    # minimum of arrival - device time), so from it on the offset is T - 531.5 and HR maps to T
+    assert chunks["hr"].values.tolist() == [72] and chunks["hr"].t.tolist() == pytest.approx([T], abs=1e-6)
     assert chunks["ibi"].values.tolist() == [830]
     battery = [s for s in out if isinstance(s, Status)]
     assert [(s.kind, s.value) for s in battery] == [("battery", 87.0)]
@@ -159,7 +161,7 @@ def test_beat_intervals_of_one_packet_get_their_own_beat_times():
     conv.convert(parse_packet("1000,1,1,PG,1,100,3720"), arrival_s=T)  # anchors the clock: 1000 ms is T
     (chunk,) = conv.convert(parse_packet("5000,2,3,BI,1,100,800,850,900"), arrival_s=T + 4.0)
     assert chunk.values.tolist() == [800, 850, 900]
-    assert chunk.t.tolist() == pytest.approx([T + 4.0 - 1.75, T + 4.0 - 0.9, T + 4.0])
+    assert chunk.t.tolist() == pytest.approx([T + 4.0 - 1.75, T + 4.0 - 0.9, T + 4.0], abs=1e-6)
 
 
 def test_acc_axes_are_joined_by_timestamp_in_any_order():
