@@ -150,7 +150,9 @@ class _Chain:
 
     Heart signals give beats (ECG or PPG beat detection, or the device's intervals), corrected
     for artifacts, to HRV and to the breathing rate (respiratory modulation of the beats and,
-    for ECG and PPG, of the waveform); the accelerometer feeds motion and restlessness.
+    for ECG and PPG, of the waveform); the accelerometer feeds motion and restlessness. On the
+    BVP chain, ``PulseShapeCheck`` withholds the heart and breathing values of windows whose
+    "beats" do not look like pulses (noise from a band without contact).
     """
 
     pulse: PulseShapeCheck | None = None  # (a chain saved before the pulse shape check has none)
