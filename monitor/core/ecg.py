@@ -92,7 +92,7 @@ class EcgBeatDetector(Processor):
         self._clock = SampleClock(fs)
         self.min_delay_s = float(min_delay_s)
         self._detector = PpgBeatDetector(fs, max_delay_s=max_delay_s, beat_offset=beat_offset, fiducial="peak",
-                                         min_delay_s=min_delay_s)
+                                         min_delay_s=min_delay_s, shape_check=False)
         self.reset()
 
     def __setstate__(self, saved: dict) -> None:

@@ -104,6 +104,9 @@ class PpgBeatDetector(Processor):
         (docs/indicators.md).
     upslope_window_s : float
         How far before the peak the steepest rise is looked for (s).
+    shape_check : bool
+        Give each beat its ``template_r`` (the pulse shape check, module docstring); False
+        leaves it NaN (``EcgBeatDetector``, whose input is an energy envelope, not a pulse).
 
     Example
     -------
@@ -120,8 +123,10 @@ class PpgBeatDetector(Processor):
                  band_hz: tuple[float, float] = (0.5, 8.0), peak_window_s: float = 0.111,
                  beat_window_s: float = 0.667, beat_offset: float = 0.02,
                  min_delay_s: float = 0.3, mean_tau_s: float = 10.0,
-                 fiducial: str = "upslope", upslope_window_s: float = UPSLOPE_WINDOW_S):
+                 fiducial: str = "upslope", upslope_window_s: float = UPSLOPE_WINDOW_S,
+                 shape_check: bool = True):
         fs = float(sampling_rate)
+        self.shape_check = bool(shape_check)
         self.sampling_rate = fs
         self.max_delay_s = float(max_delay_s)
         self.band_hz = band_hz
@@ -151,7 +156,7 @@ class PpgBeatDetector(Processor):
         self.shape_first = -math.ceil(SHAPE_BEFORE_S * fs)
         self.n_shape = math.floor(SHAPE_AFTER_S * fs) - self.shape_first + 1
         self.n_y = (self.max_block + self.half_beat + 4 + (self.n_lead + 1 if self.n_up else 0)
-                    - self.shape_first + 1)
+                    + (1 - self.shape_first if self.shape_check else 0))
         self.n_delay = self.half_beat - self.half_peak  # delay of the short average
         self.b_peak = np.full(self.n_peak, 1.0 / self.n_peak)
         self.b_beat = np.full(self.n_beat, 1.0 / self.n_beat)
@@ -312,7 +317,7 @@ class PpgBeatDetector(Processor):
             if denom < 0.0 and y1 >= y0 and y1 >= y2:  # a maximum at the block's edge is not a vertex
                 pos += 0.5 * (y0 - y2) / denom
         if pos - s.last_beat > self.min_delay:
-            beats.append((pos, self._template_r(pos, y_ext, y_first)))
+            beats.append((pos, self._template_r(pos, y_ext, y_first) if self.shape_check else math.nan))
             s.last_beat = pos
 
     def _template_r(self, pos: float, y_ext: np.ndarray, y_first: int) -> float:
