@@ -46,6 +46,7 @@ log = logging.getLogger("anxmon.push")
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 ANSWERED = "answered"  # not sent: the check-in was answered (on another device) before it got through
+DELIVERY_RETENTION_S = 30 * 86400.0  # s, finished deliveries older than this are deleted when the record opens
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,10 @@ class PushStats:
 class DeliveryLog:
     """The record of every delivery (SQLite, one row per check-in and URL; thread-safe)."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, now_s: float | None = None):
+        """Open (or create) the record at ``path`` (None: in memory), deleting the deliveries that
+        finished more than ``DELIVERY_RETENTION_S`` before ``now_s`` (unix s; default now), e.g.
+        ``DeliveryLog("data/app/push.sqlite")``."""
         self.path = ":memory:" if path is None else str(path)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +227,8 @@ class DeliveryLog:
                                "WHERE target NOT LIKE '%(URL %)' AND target != '(a URL, not kept)'")
         if cur.rowcount > 0 and path is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cutoff_s = (time.time() if now_s is None else now_s) - DELIVERY_RETENTION_S
+        self._db.execute("DELETE FROM deliveries WHERE status != ? AND updated_s < ?", (PENDING, cutoff_s))
 
     def add(self, job: _Job, now: float) -> int:
         with self._lock:

@@ -356,3 +356,25 @@ def test_the_delivery_record_is_private_to_its_owner(tmp_path):
     modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files}
     log.close()
     assert len(files) >= 2 and set(modes.values()) == {"0o600"}, modes
+
+
+def test_finished_deliveries_past_the_retention_are_deleted_at_open(tmp_path):
+    """push.sqlite grew by a row per check-in and URL for ever: opening it deletes the deliveries
+    that finished more than DELIVERY_RETENTION_S ago, keeping newer ones and any still pending."""
+    import sqlite3
+
+    from monitor.push import DELIVERY_RETENTION_S, PENDING, DeliveryLog
+
+    path = tmp_path / "push.sqlite"
+    DeliveryLog(path).close()
+    now_s = 1.8e9
+    old_s, recent_s = now_s - DELIVERY_RETENTION_S - 60, now_s - DELIVERY_RETENTION_S + 60
+    with sqlite3.connect(path) as db:
+        for prompt_id, status, t_s in [("old-sent", SENT, old_s), ("old-failed", FAILED, old_s),
+                                       ("old-pending", PENDING, old_s), ("recent", SENT, recent_s)]:
+            db.execute("INSERT INTO deliveries (wearer, prompt_id, target, status, attempts, created_s, updated_s) "
+                       "VALUES ('alice', ?, '(a URL, not kept)', ?, 1, ?, ?)", (prompt_id, status, t_s, t_s))
+    log = DeliveryLog(path, now_s=now_s)
+    kept = sorted(r["prompt_id"] for r in log.rows("alice"))
+    log.close()
+    assert kept == ["old-pending", "recent"]
