@@ -284,7 +284,7 @@ class PushNotifier:
         self.answered = answered
         self.clock = clock
         self.stats = PushStats()
-        self.record = DeliveryLog(log_path)
+        self.record = DeliveryLog(log_path, now_s=clock())  # (the clock the rows are stamped with)
         if send is None:
             check_urls(config)  # fail at start, not at the first check-in (apprise missing, a misspelt URL)
             send = self._send_apprise
