@@ -438,7 +438,9 @@ def test_answer_and_controls_are_applied(broker, tmp_path, services, caplog):
     assert wait_until(lambda: svc.stats.controls == 3, 10)
     policy = svc.wearer_state("s02")["policy"]
     assert policy.paused_until_s is None
-    assert policy.snoozed_until_s == pytest.approx(newest + 600, abs=1e-6)  # the wearer's event time + 600 s
+    # the wearer's event time + 600 s: the newest sample plus the wall-clock seconds since the
+    # last batch arrived (a fraction of a second to a few here)
+    assert newest + 600 <= policy.snoozed_until_s <= newest + 600 + 10
     assert svc.stats.answers == 1 and svc.stats.controls == 3 and svc.stats.checkins == 1
     # answers are logged at DEBUG only (the check that the capture works: they are there)
     assert any("anxious" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
