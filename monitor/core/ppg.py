@@ -422,8 +422,7 @@ class PulseShapeCheck(Processor):
             rows = list(s.held) + rows
             ready = [(m, self._judged(f)) for m, f in rows if f.t <= s.watermark_s]
             s.held = tuple((m, f) for m, f in rows if f.t > s.watermark_s)
-        oldest_s = min([f.t for _, f in s.held], default=given_until_s)
-        oldest_s = min(oldest_s, given_until_s)
+        oldest_s = min([given_until_s, *(f.t for _, f in s.held)])
         if s.t and s.t[0] <= oldest_s - self.window_s:
             n = bisect.bisect_right(s.t, oldest_s - self.window_s)
             del s.t[:n], s.match[:n]
