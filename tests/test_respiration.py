@@ -331,6 +331,34 @@ def test_a_flat_signal_gives_no_rate():
     assert {f.quality["rsp"] for f in out} == {"insufficient"}
 
 
+@pytest.mark.parametrize("level", [0.7, 1234.567])
+def test_a_flat_belt_at_any_level_gives_no_rate(level):
+    # 0.7 is not exact in binary: the series' interpolation left rounding noise (1e-17) that
+    # the SD-relative hysteresis counted as breaths, 4-6 /min "ok"
+    p = RespirationProcessor("rsp", 25.0)
+    out = p.update_samples(T0 + 0.013, np.full(25 * 300, level)) + p.flush()
+    assert out and {f.quality["rsp"] for f in out} == {"insufficient"}
+
+
+def test_constant_intervals_give_no_rate_but_a_small_rsa_does():
+    # a watch deriving its intervals from a steady heart rate sends the same interval every
+    # beat; their times carry float rounding, which was counted as 7-19 breaths/min "ok"
+    n = 350
+    t = T0 + np.arange(1, n + 1) * 0.857
+    ok = np.ones(n, bool)
+    p = RespirationProcessor("ibi")
+    out = p.update_intervals(IntervalBatch(t, np.full(n, 857.0), ok, ok, np.zeros(n, np.int8), t[-1]))
+    out += p.flush()
+    assert out and all(not f.values for f in out)
+    assert {f.quality["rsp"] for f in out} == {"insufficient"}
+    # a breathing wave of 3 ms amplitude (SD 2.1 ms, under half the least measured on real
+    # wrists, see MIN_RSA_SD_MS) is still counted
+    p = RespirationProcessor("ibi")
+    b = rsa_intervals(np.random.default_rng(3), 15.0, 70.0, 240.0, rsa_ms=3.0, noise_ms=0.3)
+    rates = [f.values.get("RSP_Rate") for f in p.update_intervals(b) + p.flush() if 60 <= f.t - T0 <= 240]
+    assert len(rates) == 37 and all(r == pytest.approx(15.0, abs=0.75) for r in rates)
+
+
 def test_count_rates_bpm_counts_each_column_and_skips_pauses():
     t = np.arange(240) / FR_HZ
     z = np.column_stack([np.sin(2 * np.pi * 0.2 * t), np.sin(2 * np.pi * 0.4 * t)])
@@ -338,6 +366,9 @@ def test_count_rates_bpm_counts_each_column_and_skips_pauses():
     valid[100:140] = False  # a 10 s pause: the crossings across it are not a breath
     np.testing.assert_allclose(count_rates_bpm(z, valid), [12.0, 24.0], atol=0.05)
     assert np.isnan(count_rates_bpm(z[:20], valid[:20])).all()  # fewer than 3 cycles
+    # a column whose SD is not above its floor is not counted (here: the first, SD ~0.7)
+    assert np.isnan(count_rates_bpm(z, valid, min_sd=np.array([1.0, 0.0]))[0])
+    assert count_rates_bpm(z, valid, min_sd=np.array([0.5, 0.0]))[0] == pytest.approx(12.0, abs=0.05)
 
 
 def test_fusion_needs_two_agreeing_modulations():

@@ -34,7 +34,9 @@ Method, the same for every source:
 4. **At each tick** (every ``tick_s``) over the last ``window_s``: breaths are counted on each
    band-passed series as upward crossings of ``+h`` after a dip below ``-h`` (``h`` = 0.1 x the
    window's SD; crossing times interpolated), and the rate is 60 x cycles / time from the first
-   to the last crossing (pauses excluded). This is how neurokit2 measures a belt (breath by
+   to the last crossing (pauses excluded). A series that hardly varies is not counted (its
+   crossings would be noise): the intervals' SD must exceed ``MIN_RSA_SD_MS`` (1 ms) and every
+   series' SD ``ROUNDING_SHARE`` of its level. This is how neurokit2 measures a belt (breath by
    breath, then averaged) and it follows the breathing rhythm even where slower waves carry
    more power, which a spectral peak does not.
 5. **Fusion** (after the "smart fusion" of Karlen et al. 2013, see ``fuse_rates``): with
@@ -85,6 +87,14 @@ MODULATIONS = {  # the series each source yields, in column order
     "rsp": ("belt",),
 }
 RATE_RANGE_BPM = (4.0, 60.0)
+# The band-passed beat-interval series must vary by more than this (SD, ms) to be breathing:
+# 1 ms is a fifth of the least measured on real recordings (60 s windows: E4 IBI 4.6 ms,
+# E4 pulse 8.3 ms, Polar H10 ECG 76 ms), about the 1/1024 s resolution of BLE heart-rate
+# intervals. A watch that derives its intervals from the heart rate sends them constant.
+MIN_RSA_SD_MS = 1.0
+# Every series must also vary by more than this share of its level: below, its variation is
+# float rounding (a flat belt or a constant pulse amplitude), not breathing.
+ROUNDING_SHARE = 1e-9
 
 
 def _grid_index(t_s: float) -> int:
@@ -93,13 +103,14 @@ def _grid_index(t_s: float) -> int:
 
 
 def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
-                    min_breaths: int = 3) -> np.ndarray:
+                    min_breaths: int = 3, min_sd: np.ndarray | float = 0.0) -> np.ndarray:
     """Breathing rate (breaths/min) of each column of band-passed 4 Hz series, by counting.
 
     A breath is an upward crossing of ``+h`` after the series was below ``-h``, with
     ``h = hysteresis * SD`` of the column; the rate is 60 x cycles / seconds from the first to
     the last crossing, counted within each run of ``valid`` samples (crossing times interpolated
-    linearly). NaN for a column with fewer than ``min_breaths`` cycles.
+    linearly). NaN for a column with fewer than ``min_breaths`` cycles, or whose SD is not
+    above ``min_sd`` (per column, in the series' unit): too small to be breathing.
 
     Parameters
     ----------
@@ -124,7 +135,8 @@ def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
     zz[:, :n] = z.T
     zv = zz[:, :n] if n_valid == n else zz[:, :n][:, valid]
     dev = zv - np.add.reduce(zv, axis=1, keepdims=True) / n_valid
-    h = hysteresis * np.sqrt(einsum_c("ij,ij->i", dev, dev) / n_valid)  # the SD of each row
+    sd = np.sqrt(einsum_c("ij,ij->i", dev, dev) / n_valid)  # the SD of each row
+    h = hysteresis * sd
     hh = h[:, None]
     state = (zz > hh).astype(np.int8) - (zz < -hh)
     state[:, n] = 2
@@ -147,7 +159,7 @@ def count_rates_bpm(z: np.ndarray, valid: np.ndarray, hysteresis: float = 0.1,
     col = col[1:][same]
     cycles = np.bincount(col, minlength=m)
     span = np.bincount(col, weights=(t_up[1:] - t_up[:-1])[same], minlength=m)
-    enough = (cycles >= min_breaths) & (h > 0.0)
+    enough = (cycles >= min_breaths) & (sd > min_sd) & (h > 0.0)
     rates[enough] = 60.0 * cycles[enough] / span[enough]
     return rates
 
@@ -283,6 +295,7 @@ class RespirationProcessor(Processor):
         self.max_tail_s = float(max_tail_s)
         self.hysteresis = float(hysteresis)
         self.n_mod = len(MODULATIONS[source])
+        self.min_sd = np.array([MIN_RSA_SD_MS if m == "interval" else 0.0 for m in MODULATIONS[source]])
         self.n_win = int(round(self.window_s * FR_HZ))
         self.capacity = self.n_win + 4
         self.b, self.a = butter_ba(2, tuple(float(f) for f in self.band_hz), "bandpass", FR_HZ)
@@ -583,7 +596,8 @@ class RespirationProcessor(Processor):
         rows = self._ring_rows(k1 - self.n_win + 1, self.n_win)
         valid = s.ring_k[rows] == ks
         z = s.ring[rows]
-        rates = count_rates_bpm(z, valid, self.hysteresis, self.min_breaths)
+        min_sd = self.min_sd if s.last_v is None else np.maximum(self.min_sd, ROUNDING_SHARE * np.abs(s.last_v))
+        rates = count_rates_bpm(z, valid, self.hysteresis, self.min_breaths, min_sd)
         rates[(rates < RATE_RANGE_BPM[0]) | (rates > RATE_RANGE_BPM[1])] = np.nan
         return rates, int(np.count_nonzero(valid)) / len(valid)  # np.mean(valid)
 
