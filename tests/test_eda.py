@@ -267,6 +267,41 @@ def test_jump_is_flagged_at_100hz():
     assert q[100.0] == "jump" and q[145.0] == "jump" and q[95.0] == "ok"
 
 
+BITALINO_STEP_US = 25.0 / 1024  # one step of a 10-bit 0-25 µS EDA sensor (BITalino)
+
+
+def at_1000hz(seconds: float | None = None) -> np.ndarray:
+    """The 100 Hz recording as a 1000 Hz sensor of BITalino's resolution would read it
+    (linear interpolation, rounded to its steps): at 1000 Hz, 10 µS/s is 0.01 µS a sample."""
+    x, fs, _ = recording("nk100")
+    n = len(x) if seconds is None else int(seconds * fs)
+    t = np.arange((n - 1) * 10 + 1) / 1000.0
+    return np.round(np.interp(t, np.arange(n) / fs, x[:n]) / BITALINO_STEP_US) * BITALINO_STEP_US
+
+
+def test_clean_signal_at_1000hz_is_ok_and_a_step_is_a_jump():
+    # one sample to the next, a single sensor step read as 24 µS/s: every window was "jump"
+    x = at_1000hz()
+    assert set(qualities(x, 1000.0).values()) == {"ok"}
+    x[100_000:] += 0.2  # 0.2 µS at once, as at 100 Hz above
+    q = qualities(x, 1000.0)
+    assert q[100.0] == "jump" and q[145.0] == "jump" and q[95.0] == "ok"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunk_size_and_restore_do_not_change_output_at_1000hz(chunk):
+    x = at_1000hz(85.0)
+    x[75_003:] += 0.2  # a jump measured across chunk boundaries
+    ref = stream(x, 1000.0, T0_NK)
+    assert {f.quality["eda"] for f in ref} >= {"ok", "jump"}
+    assert stream(x, 1000.0, T0_NK, chunk) == ref
+    p = EdaProcessor(1000.0)
+    out = p.update(T0_NK, x[:75_001])  # restored while the jump's span is open
+    q = EdaProcessor(1000.0)
+    q.set_state(pickle.loads(pickle.dumps(p.get_state())))
+    assert out + stream(x[75_001:], 1000.0, T0_NK + 75.001, chunk, proc=q) == ref
+
+
 def test_flat_line_is_flagged():
     x, fs = clean_segment()
     x[int(120 * fs): int(135 * fs)] = x[int(120 * fs)]  # sensor stuck for 15 s

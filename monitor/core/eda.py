@@ -56,6 +56,10 @@ QUALITY_OUT_OF_RANGE = "out_of_range"  # outside 0-100 µS, or below the contact
 QUALITY_JUMP = "jump"  # changed faster than physiology allows (electrode movement, glitch)
 QUALITY_FLAT = "flat"  # flat line: lost contact or saturated sensor
 LOWPASS_ORDER = 4  # as neurokit2.eda_clean
+# The "jump" rate is measured over at least this span (s): one sample up to 100 Hz. Sample to
+# sample at 1000 Hz, 10 µS/s is 0.01 µS, less than one step of a 10-bit 0-25 µS sensor
+# (BITalino: 0.024 µS), so every step of a 1000 Hz band was a "jump" and it never gave a value.
+JUMP_SPAN_S = 0.01
 HIGHPASS_ORDER = 2  # as neurokit2.eda_phasic(method="highpass"), run forward and backward
 BIN_S = 1.0  # raw-data quality is kept per bin of this many seconds (ids: ceil(t)), or of
 # the whole seconds that hold a sample below 1 Hz (``EdaProcessor.bin_s``)
@@ -107,6 +111,7 @@ class EdaState:
     active: bool = False  # a segment (run of samples without a gap) is open
     n_raw: int = 0  # raw samples in the open segment
     last_raw: float | None = None  # last finite raw sample (µS)
+    recent_raw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the segment's last jump_lag samples
     last_t: float | None = None  # time of the last raw sample (s)
     fir_zi: np.ndarray | None = None  # memory of the phasic FIR
     n_fed: int = 0  # samples fed to the phasic FIR in the open segment (real and padding)
@@ -123,6 +128,12 @@ class EdaState:
     inbox_t: np.ndarray = field(default_factory=lambda: np.zeros(0))  # raw samples not processed
     inbox_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     due_at: float = -np.inf  # process the inbox once it reaches this time (s)
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        if "recent_raw" not in saved:  # (checkpoints before it kept the last sample only)
+            last = saved.get("last_raw")
+            self.recent_raw = np.zeros(0) if last is None else np.array([last])
 
 
 class EdaProcessor(Processor):
@@ -157,7 +168,8 @@ class EdaProcessor(Processor):
         Valid range (µS). Below 0.05 µS the electrodes have lost contact with the skin; above
         100 µS no skin reads.
     max_rate_us_per_s : float
-        A change faster than this between consecutive samples (µS/s) is a "jump" artifact.
+        A change faster than this (µS/s) between consecutive samples, or over ``JUMP_SPAN_S``
+        (0.01 s) at rates above 100 Hz, is a "jump" artifact.
     flat_s, flat_range_us : float
         A run of ``flat_s`` seconds whose peak-to-peak range is below ``flat_range_us`` (µS,
         about one E4 quantisation step) is a flat line.
@@ -223,6 +235,7 @@ class EdaProcessor(Processor):
         self.contact_floor_us = float(contact_floor_us)
         self.max_eda_us = float(max_eda_us)
         self.max_rate_us_per_s = float(max_rate_us_per_s)
+        self.jump_lag = max(1, round(JUMP_SPAN_S * self.sampling_rate))  # samples
         self.flat_s = float(flat_s)
         self.flat_range_us = float(flat_range_us)
         # constants derived from the parameters (not state)
@@ -326,11 +339,17 @@ class EdaProcessor(Processor):
         bad = (x < self.contact_floor_us) | (x > self.max_eda_us) | ~np.isfinite(x)
         # not a number: the last finite value stands in (flagged out of range)
         x = hold_last_usable(x, s.last_raw if s.last_raw is not None else 0.0)
-        # np.diff(x, prepend=previous sample), without its overhead
-        step = np.empty(len(x))
-        step[0] = x[0] - (x[0] if s.last_raw is None else s.last_raw)
-        np.subtract(x[1:], x[:-1], out=step[1:])
-        jump = np.abs(step) > self.max_rate_us_per_s / self.sampling_rate
+        lag = self.jump_lag
+        if lag == 1:  # np.diff(x, prepend=previous sample), without its overhead
+            step = np.empty(len(x))
+            step[0] = x[0] - (x[0] if s.last_raw is None else s.last_raw)
+            np.subtract(x[1:], x[:-1], out=step[1:])
+        else:  # the change over jump_lag samples (fewer at the start of a segment)
+            full = np.concatenate((s.recent_raw, x))
+            n_old = len(s.recent_raw)
+            step = x - full[np.maximum(np.arange(n_old - lag, n_old - lag + len(x)), 0)]
+            s.recent_raw = full[-lag:]
+        jump = np.abs(step) > self.max_rate_us_per_s * lag / self.sampling_rate
         flags = None
         if np.logical_or.reduce(bad) or np.logical_or.reduce(jump):
             flags = bad.astype(np.int8) | (jump.astype(np.int8) << 1)
@@ -476,6 +495,7 @@ class EdaProcessor(Processor):
         if s.lowpass is not None:
             s.lowpass.reset()
         s.active, s.n_raw, s.last_raw, s.fir_zi, s.n_fed, s.n_real = False, 0, None, None, 0, 0
+        s.recent_raw = np.zeros(0)
         s.pending_t, s.pending_x = np.zeros(0), np.zeros(0)
         s.phasic_last = s.phasic_last_t = s.trough = None
         s.slope_sign = 0
