@@ -174,17 +174,41 @@ def decode_battery_level(data: bytes | bytearray | memoryview) -> int:
     return data[0]
 
 
+def chain_rr(rr_ms, arrival_s: float, last_beat_s: float | None, max_drift_s: float) -> tuple[np.ndarray, bool]:
+    """Beat times (unix s) of the RR intervals (ms, oldest first) that arrived together at
+    ``arrival_s``, and whether the chain was (re-)anchored there.
+
+    Each interval ends ``rr`` after the previous beat (``last_beat_s``), so beat times keep the
+    device's own interval precision instead of the radio's jitter. The last beat is put at the
+    arrival time instead when there is no chain yet (None) or the chain strays more than
+    ``max_drift_s`` from it (a missed beat, a gap, a held burst). The one chaining of the live
+    bridge (``HrsConverter``) and of the readers (``monitor.readers.common.chain_beats``).
+
+    >>> chain_rr([400.0, 600.0], 10.0, None, 2.0)
+    (array([ 9.4, 10. ]), True)
+    >>> chain_rr([1000.0], 11.5, 10.0, 2.0)
+    (array([11.]), False)
+    """
+    ends = np.cumsum(np.asarray(rr_ms, dtype=float) / 1000.0)
+    if last_beat_s is not None:
+        chained = last_beat_s + ends
+        if abs(chained[-1] - arrival_s) <= max_drift_s:
+            return chained, False
+    return arrival_s - (ends[-1] - ends), True
+
+
 class HrsConverter:
     """Turn decoded measurements into ``hr``/``ibi`` chunks and ``contact`` status.
 
     Notifications carry no timestamps. Heart rate is stamped with the arrival time. Beats are
-    chained: each RR interval ends ``rr`` after the previous beat, so beat times keep the
-    strap's own 1/1024 s precision instead of the radio's jitter; the chain is re-anchored
-    (last beat = arrival time) at the start, after ``reset()`` (a reconnect), and whenever it
-    strays more than ``max_drift_s`` from the arrival time. A chain ahead of the arrival time
-    (anchored on a late notification, then a held burst arrived) is re-anchored backwards; beats
-    that would then fall at or before a beat already sent are left out (the stream cannot go back
-    in time), counted in ``overlapped_beats`` and warned about at most once a minute.
+    chained (``chain_rr``): each RR interval ends ``rr`` after the previous beat, so beat times
+    keep the strap's own 1/1024 s precision instead of the radio's jitter; the chain is
+    re-anchored (last beat = arrival time) at the start, after ``reset()`` (a reconnect), and
+    whenever it strays more than ``max_drift_s`` from the arrival time. A chain ahead of the
+    arrival time (anchored on a late notification, then a held burst arrived) is re-anchored
+    backwards; beats that would then fall at or before a beat already sent are left out (the
+    stream cannot go back in time), counted in ``overlapped_beats`` and warned about at most
+    once a minute.
 
     Example
     -------
@@ -211,16 +235,12 @@ class HrsConverter:
         if "hr" in signals:
             out.append(Chunk("hr", np.array([float(m.hr_bpm)]) * signals["hr"].scale, t=np.array([arrival_s])))
         if m.rr_ms and "ibi" in signals:
-            rr_s = np.asarray(m.rr_ms) / 1000.0
-            ends = np.cumsum(rr_s)
-            chained = None if self.last_beat_s is None else self.last_beat_s + ends
+            chained, anchored = chain_rr(m.rr_ms, arrival_s, self.last_beat_s, self.max_drift_s)
             rr_ms = np.asarray(m.rr_ms)
-            if chained is None or abs(chained[-1] - arrival_s) > self.max_drift_s:
-                chained = arrival_s - (ends[-1] - ends)
-                if self.last_beat_s is not None:  # re-anchored backwards: overlapping beats go
-                    after = chained > self.last_beat_s
-                    self._overlap(int((~after).sum()))
-                    chained, rr_ms = chained[after], rr_ms[after]
+            if anchored and self.last_beat_s is not None:  # re-anchored backwards: overlapping beats go
+                after = chained > self.last_beat_s
+                self._overlap(int((~after).sum()))
+                chained, rr_ms = chained[after], rr_ms[after]
             if len(chained):
                 self.last_beat_s = float(chained[-1])
                 out.append(Chunk("ibi", rr_ms * signals["ibi"].scale, t=chained))

@@ -20,8 +20,8 @@
   parse as a row. A damaged line before the last stays an error naming its line (the reader's).
   A file's first non-blank line (its header) is never left out.
 * ``csv_frame``: ``pandas.read_csv`` of a text, where a Ctrl-C stays a Ctrl-C (not a damaged file).
-* ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, the
-  way ``firmware_bridge.ble_hrs.HrsConverter`` does it live.
+* ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, each
+  group chained by ``firmware_bridge.ble_hrs.chain_rr``, as ``HrsConverter`` does it live.
 
 Example
 -------
@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from firmware_bridge.ble_hrs import chain_rr
 from monitor.errors import InputFormatError
 from monitor.recordings import Stream
 from monitor.wire import SIGNALS
@@ -366,28 +367,24 @@ def irregular_stream(signal: str, t: np.ndarray, values: np.ndarray, where: str,
 def chain_beats(arrival_s: np.ndarray, ibi_ms: np.ndarray, group: np.ndarray, max_drift_s: float) -> np.ndarray:
     """Beat times (unix s) of intervals that arrived in groups (notifications) stamped ``arrival_s``.
 
-    Each interval ends ``ibi`` after the previous beat, so beat times keep the device's own
-    interval precision instead of the stamps' jitter. The chain is anchored (the group's last
-    beat at its arrival time) at the start and whenever it strays more than ``max_drift_s``
-    from the arrival time (a missed beat, a gap). ``group`` numbers the groups (not decreasing);
-    ``arrival_s`` is taken from each group's first interval.
+    Each group is chained by ``firmware_bridge.ble_hrs.chain_rr`` (the live bridge's chaining):
+    each interval ends ``ibi`` after the previous beat; the group's last beat is put at its
+    arrival time at the start and whenever the chain strays more than ``max_drift_s`` from it.
+    Unlike the bridge, beats a backwards re-anchor puts before earlier ones are kept (the
+    caller decides). ``group`` numbers the groups (not decreasing); ``arrival_s`` is taken
+    from each group's first interval.
 
     >>> chain_beats(np.array([10.0, 10.0, 11.0]), np.array([400.0, 600.0, 1000.0]), np.array([0, 0, 1]), 2.0)
     array([ 9.4, 10. , 11. ])
     """
     arrival_s = np.asarray(arrival_s, dtype=float)
-    ibi_s = np.asarray(ibi_ms, dtype=float) / 1000.0
-    out = np.empty(len(ibi_s))
+    ibi_ms = np.asarray(ibi_ms, dtype=float)
+    out = np.empty(len(ibi_ms))
     starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
-    ends = np.r_[starts[1:], len(ibi_s)]
+    ends = np.r_[starts[1:], len(ibi_ms)]
     last = None
     for i0, i1 in zip(starts.tolist(), ends.tolist()):
-        cum = np.cumsum(ibi_s[i0:i1])
-        arrival = arrival_s[i0]
-        if last is None or abs(last + cum[-1] - arrival) > max_drift_s:
-            chained = arrival - (cum[-1] - cum)
-        else:
-            chained = last + cum
+        chained, _ = chain_rr(ibi_ms[i0:i1], arrival_s[i0], last, max_drift_s)
         out[i0:i1] = chained
         last = float(chained[-1])
     return out
