@@ -1133,6 +1133,11 @@ class MonitorService:
                     f"move {self._store.path} away to start every wearer afresh"
                 ) from exc
             rebuilt += monitor.pipeline.rebuilt_chains
+            zone = monitor.policy.missing_timezone()
+            if zone is not None:
+                log.warning("wearer %s: time zone %s is not in this machine's zone database (a tzdata update?): "
+                            "quiet hours and the daily cap follow the configured zone %s until the wearer sets "
+                            "theirs again", wearer_id, zone, self.config.policy.timezone)
             # spread the next checkpoints of restored wearers over one interval
             due = now + self.options.checkpoint_s * (1 + i / max(1, len(rows)))
             wearer = _Wearer(wearer_id, monitor, blob["live"], now, 0.0)

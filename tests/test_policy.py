@@ -623,9 +623,11 @@ def test_a_wearer_zone_this_machine_no_longer_has_falls_back_to_the_configs():
     t = datetime(2023, 11, 15, 21, 30, tzinfo=timezone.utc).timestamp()
     p = CheckinPolicy(PolicyConfig(quiet_hours=("22:00", "07:00"), timezone="Europe/Berlin"), wearer_id="alice")
     p.control(t, "quiet_hours", timezone="America/New_York")
+    assert p.missing_timezone() is None
     state = p.get_state()
     state.timezone = "Gone/Nowhere"  # (what ZoneInfo of a name missing from the database meets)
     p.set_state(state)
+    assert p.missing_timezone() == "Gone/Nowhere"  # (the service warns about it)
     assert p.is_quiet(t) and p.local_day(t + 7200) == "2023-11-16"
     decisions = episode(p, t)
     assert decisions and decisions[0].reason == "quiet_hours"

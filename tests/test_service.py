@@ -474,6 +474,35 @@ def test_a_retained_control_is_applied_live_once_and_never_again_from_the_store(
 
 
 @pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
+def test_a_wearers_time_zone_missing_from_the_zone_database_is_warned_about_once(broker, tmp_path, services, caplog):
+    """A checkpoint keeps the time zone a wearer chose; after a zone database update without it
+    the config's zone stands in for quiet hours and the daily cap. That happened silently: an
+    operator could not tell why a wearer's quiet hours were off by hours. The restart now logs
+    one WARNING per such wearer, naming the wearer and the zones only."""
+    data_dir = tmp_path / "svc"
+    services.append(first := start_service(broker, data_dir))
+    probe = Probe(broker)
+    for wearer in ("s02", "s05"):
+        probe.publish(wearer_topic(wearer, "control"),
+                      encode_control("quiet_hours", quiet_hours=["22:00", "07:00"], timezone="America/New_York"))
+    assert wait_until(lambda: first.stats.controls == 2, 10)
+    first.stop()
+    with CheckpointStore(data_dir / "checkpoints.sqlite") as store:
+        blob = store.load_all()["s02"]
+        blob["monitor"]["policy"].timezone = "Gone/Nowhere"  # (what a tzdata update leaves of a removed name)
+        store.save([("s02", blob, None)], time.time())
+    caplog.set_level(logging.INFO, logger="anxmon")
+    services.append(second := start_service(broker, data_dir))
+    probe.publish_many(messages("s02", s02_batches()[:20]))
+    assert wait_until(lambda: second.stats.batches == 20, 10), second.stats
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "zone" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "s02" in warned[0] and "Gone/Nowhere" in warned[0] and "UTC" in warned[0]
+    assert second.wearer_state("s05")["policy"].timezone == "America/New_York"  # (a zone it has: no warning)
+    probe.close()
+
+
+@pytest.mark.parametrize("broker", ["mosquitto"], indirect=True)  # the service's own handling: one kind
 def test_one_wearers_bad_message_never_stops_the_service(broker, tmp_path, services, caplog):
     """A time zone that is a folder of the zone database ("Europe": IsADirectoryError) or 300
     characters long (OSError) is refused as ``control``; before, it escaped as an unexpected

@@ -567,9 +567,25 @@ class CheckinPolicy(Processor):
         if tz is None:
             return self._tz
         try:
-            return ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+            return check_timezone(tz)
+        except ControlError:
             return self._tz
+
+    def missing_timezone(self) -> str | None:
+        """The wearer's own time zone when this machine's zone database does not have it (the
+        config's stands in for it), else None.
+
+        >>> p = CheckinPolicy(wearer_id="w1")
+        >>> p.state.timezone = "Gone/Nowhere"   # (from a checkpoint, before a tzdata update)
+        >>> p.missing_timezone()
+        'Gone/Nowhere'
+        """
+        try:
+            if self.state.timezone is not None:
+                check_timezone(self.state.timezone)
+        except ControlError:
+            return self.state.timezone
+        return None
 
     def is_quiet(self, t_s: float) -> bool:
         """Whether ``t_s`` lies in quiet hours, on the wearer's local wall clock (the wearer's own
