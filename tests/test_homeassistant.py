@@ -19,12 +19,14 @@ sensor "unknown" (``PAYLOAD_NONE``).
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
 
 from monitor.homeassistant import SENSORS, HomeAssistantConfig, HomeAssistantDiscovery
 from monitor.wire import encode_checkin, encode_indicators, monitor_state_topic, wearer_topic
+from tests.conftest import need_broker
 from tests.test_service import Probe, wait_until
 
 SENSOR_OPTIONS = {
@@ -256,3 +258,67 @@ def test_the_app_keeps_no_copy_of_other_integrations_configs_across_reconnects(b
         for topic in foreign:
             probe.client.publish(topic, b"", qos=1, retain=True)
         probe.close()
+
+
+def test_the_relay_knows_when_every_retained_message_is_in(broker):
+    """The app synced Home Assistant a fixed 1 s after connecting, hoping the retained discovery
+    configs had arrived by then: with many of them (hundreds from other integrations) or a slow
+    broker, the sync saw only some, and a deleted wearer's sensors stayed. The relay now
+    publishes a marker to a topic of its own right after subscribing; the broker queues a
+    subscription's retained messages before it, so when the marker is back (``on_retained``)
+    every one is in, at each connection. No subscriber of the service's topics sees the marker."""
+    import collections
+
+    import paho.mqtt.client as mqtt
+
+    from monitor.app.relay import Relay
+    from monitor.wire import CONTROL_SUBSCRIPTION, DATA_SUBSCRIPTION
+
+    topics = [f"homeassistant/sensor/zigbee_{i}_temperature/config" for i in range(400)]
+    probe = Probe(broker, [DATA_SUBSCRIPTION, CONTROL_SUBSCRIPTION])
+    for topic in topics:
+        probe.client.publish(topic, b'{"name": "Temperature"}', qos=1, retain=True).wait_for_publish(5)
+    relay = Relay(broker.url, client_id="relay-retained-test")
+    relay.extra_subscriptions.append("homeassistant/sensor/+/config")
+    got: list[str] = []
+    in_at_marker: list[collections.Counter] = []
+    relay.on_other = lambda topic, payload, retain: got.append(topic)
+    relay.on_retained.append(lambda: in_at_marker.append(collections.Counter(got)))
+    relay.start()
+    try:
+        assert wait_until(lambda: in_at_marker, 15)
+        assert in_at_marker[0] == collections.Counter(topics)  # every one, once, before the marker
+        kicker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="relay-retained-test")  # a session taken over
+        kicker.username_pw_set("monitor", broker.users["monitor"])
+        kicker.connect(broker.host, broker.port)
+        kicker.disconnect()
+        assert wait_until(lambda: len(in_at_marker) == 2, 20)  # reconnected: all of them again
+        assert in_at_marker[1] == collections.Counter(topics * 2)
+        assert not [t for t, _, _ in probe.received if "/app/" in t]
+    finally:
+        relay.stop()
+        for topic in topics:
+            probe.client.publish(topic, b"", qos=1, retain=True)
+        probe.close()
+
+
+def test_a_marker_the_broker_drops_is_warned_about_and_waited_for_no_longer(tmp_path, monkeypatch, caplog):
+    """A broker whose access rules drop the marker (here a wearer's user, which may use its own
+    topics only: nats-server refuses the subscription and drops the message; mosquitto would
+    disconnect the client) never sends it back: the relay warns, naming the topic, and goes on."""
+    from monitor.app import relay as relay_module
+    from monitor.broker import start_broker
+
+    need_broker("nats")
+    monkeypatch.setattr(relay_module, "RETAINED_WAIT_S", 0.5)
+    with start_broker("nats", tmp_path / "narrow", users={"alice": "alice-long-password"}) as narrow:
+        relay = relay_module.Relay(narrow.url_for("alice"), client_id="relay-narrow-test")
+        calls: list[int] = []
+        relay.on_retained.append(lambda: calls.append(1))
+        relay.start()
+        try:
+            assert wait_until(lambda: calls, 15)
+            warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "marker" in r.getMessage()]
+            assert len(warned) == 1 and relay._marker_topic in warned[0] and calls == [1]
+        finally:
+            relay.stop()

@@ -7,8 +7,11 @@ subscribes to the check-ins, indicators, answers, controls and rejections of eve
 to the monitor's state, and keeps per wearer the latest indicators and the open check-in (until
 it is answered, here or on another device, or until the wearer's event time passes its expiry).
 Listeners are called for every check-in (the push notifier, Home Assistant discovery) and every
-control (the app's settings: a pause from a watch or Home Assistant shows on the page); paho's
-network thread calls them, so they must not block (``PushNotifier.submit`` only queues).
+control (the app's settings: a pause from a watch or Home Assistant shows on the page), and
+``on_retained`` once per connection, when the retained messages of its subscriptions are all in
+(Home Assistant discovery's sync): a marker the relay publishes to its own topic right after
+subscribing comes back after them. paho's network thread calls them, so they must not block
+(``PushNotifier.submit`` only queues).
 
 Example
 -------
@@ -22,6 +25,7 @@ import collections
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +54,8 @@ from monitor.wire import (
 )
 
 log = logging.getLogger("anxmon.app")
+
+RETAINED_WAIT_S = 30.0  # s, the longest wait for the marker that follows a connection's retained messages
 
 
 def _offered(checkin: dict, answer: Answer) -> bool:
@@ -129,9 +135,14 @@ class Relay:
         self.monitor_policy: dict[str, dict] = {}
         self.on_checkin: list[Callable[[str, dict], None]] = []
         self.on_control: list[Callable[[str, Control], None]] = []  # every wearer's, also the app's own
-        self.on_connect: list[Callable[[], None]] = []
+        self.on_retained: list[Callable[[], None]] = []  # each connection's retained messages are in
         self.extra_subscriptions: list[str] = []
         self.on_other: Callable[[str, bytes, bool], None] | None = None  # messages on extra subscriptions
+        # the relay's own topic (6 levels: under none of the service's subscriptions) for the
+        # marker that follows the retained messages; the marker of the connection waiting for it
+        self._marker_topic = f"{PREFIX}/monitor/app/{secrets.token_hex(8)}/retained"
+        self._marker: bytes | None = None
+        self._marker_timer: threading.Timer | None = None
         self._views: dict[str, WearerView] = {}
         self._subs: dict[str, list[Subscription]] = collections.defaultdict(list)
         self._lock = threading.RLock()
@@ -162,6 +173,7 @@ class Relay:
 
     def stop(self) -> None:
         self._stopping = True
+        self._no_marker()
         self._client.disconnect()
         self._client.loop_stop()
         with self._lock:
@@ -284,18 +296,57 @@ class Relay:
         topics = [f"{PREFIX}/+/checkin", f"{PREFIX}/+/checkin/response", f"{PREFIX}/+/indicators",
                   f"{PREFIX}/+/control", f"{PREFIX}/+/rejected", f"{PREFIX}/monitor/+/state",
                   *(f"{PREFIX}/+/+/{kind}" for kind in ("availability", *STATUS_KINDS)), *self.extra_subscriptions]
+        if self.on_retained:
+            topics.append(self._marker_topic)
         client.subscribe([(t, 1) for t in topics])
+        if self.on_retained:
+            self._send_marker(client)
         self._conn.up.set()
         log.info("app connected to %s", self.address)
-        for fn in self.on_connect:
+
+    def _send_marker(self, client) -> None:
+        """Publish this connection's marker to the relay's own topic. A broker sends a
+        subscription's retained messages when it takes the SUBSCRIBE, so they are queued to us
+        before the marker, which we publish after it (all QoS 1: one queue); once the marker is
+        back, ``on_retained`` runs. A broker that drops it (its access rules) gets a WARNING and
+        ``on_retained`` after ``RETAINED_WAIT_S``."""
+        marker = secrets.token_hex(8).encode()
+        timer = threading.Timer(RETAINED_WAIT_S, self._marker_back, (marker, True))
+        timer.daemon = True
+        with self._lock:
+            self._no_marker()
+            self._marker, self._marker_timer = marker, timer
+        timer.start()
+        client.publish(self._marker_topic, marker, qos=1)
+
+    def _marker_back(self, marker: bytes, late: bool = False) -> None:
+        with self._lock:
+            if marker != self._marker:  # an earlier connection's (or a late timer's)
+                return
+            self._no_marker()
+        if late:
+            log.warning("the broker did not send the app's marker on %s back within %.0f s (may the app's user "
+                        "publish and subscribe there?); going on with the retained messages received so far",
+                        self._marker_topic, RETAINED_WAIT_S)
+        for fn in self.on_retained:
             fn()
 
+    def _no_marker(self) -> None:
+        with self._lock:
+            if self._marker_timer is not None:
+                self._marker_timer.cancel()
+            self._marker = self._marker_timer = None
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._no_marker()  # (the next connection sends its own)
         if self._conn.up.is_set() and not self._stopping:
             log.warning("app lost the broker %s (%s); reconnecting", self.address, reason_code)
         self._conn.up.clear()
 
     def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic == self._marker_topic:
+            self._marker_back(bytes(msg.payload))
+            return
         try:
             topic = parse_topic(msg.topic)
         except (TopicError, UnicodeDecodeError):

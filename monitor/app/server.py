@@ -343,16 +343,12 @@ class CheckinApp:
 
         self.relay.on_other = seen
 
-        def on_connect() -> None:
-            # the retained configs arrive right after the SUBSCRIBE: give them a moment, then sync
-            def later() -> None:
-                time.sleep(1.0)
-                removed = ha.sync(self.accounts.wearers, list(self._ha_retained.items()))
-                if removed:
-                    log.info("Home Assistant: removed the sensors of deleted wearer(s) %s", ", ".join(removed))
-            threading.Thread(target=later, name="anxmon-ha-sync", daemon=True).start()
+        def sync() -> None:  # once the retained configs of this connection are in (ha.sync only queues)
+            removed = ha.sync(self.accounts.wearers, list(self._ha_retained.items()))
+            if removed:
+                log.info("Home Assistant: removed the sensors of deleted wearer(s) %s", ", ".join(removed))
 
-        self.relay.on_connect.append(on_connect)
+        self.relay.on_retained.append(sync)
 
     # -- sessions --------------------------------------------------------------------------
     @staticmethod
