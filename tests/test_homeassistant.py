@@ -128,6 +128,30 @@ def test_the_documented_automation_asks_each_checkin_once():
     assert not fires(unavailable, checkin)  # ... and back: the same check-in, not asked again
 
 
+def test_the_documented_automations_answers_teach_the_default_policy():
+    """The automation's two buttons send the answers its text promises: with the default
+    ``[policy]``, "Tense" confirms (lowers the threshold) and "I'm fine" raises it; a label the
+    check-in does not offer would be refused."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads the documented automation")
+    jinja2 = pytest.importorskip("jinja2.sandbox", reason="jinja2 renders the templates (pip install jinja2)")
+    from pathlib import Path
+
+    from monitor.core.policy import CheckinPolicy, PolicyConfig
+    from monitor.wire import decode_answer
+
+    doc = (Path(__file__).parents[1] / "docs" / "homeassistant.md").read_text()
+    automation = yaml.safe_load(doc.split("```yaml", 1)[1].split("```", 1)[0])[0]
+    template = next(a for a in automation["action"] if a.get("service") == "mqtt.publish")["data"]["payload"]
+    env = jinja2.ImmutableSandboxedEnvironment()
+    for button, learned in (("ANXMON_TENSE_", "lower"), ("ANXMON_OK_", "raise")):
+        policy = CheckinPolicy(PolicyConfig(sustain_s=0.0, quiet_hours=None), wearer_id="alice")
+        prompt = policy.update(1.7e9, 2.5, {"HR_Mean": 3.0})[0].prompt
+        payload = env.from_string(template).render(
+            prompt=prompt.id, wait={"trigger": {"event": {"data": {"action": button + prompt.id}}}})
+        answer = decode_answer(payload.strip(), "alice")
+        assert policy.answer(1.7e9 + 60, answer.prompt_id, answer.rating, list(answer.labels)).learned == learned
+
+
 def test_templates_read_anxmons_payloads():
     """Render each template as Home Assistant does (a Jinja2 sandbox with ``value_json``) on real
     ``encode_indicators`` / ``encode_checkin`` payloads."""
