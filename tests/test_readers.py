@@ -443,6 +443,40 @@ def test_polar_time_in_ms_and_rows_out_of_order_name_the_line(tmp_path):
         read_recording(path)
 
 
+def test_polar_beats_a_backward_re_anchor_puts_before_others_are_left_out_as_live(tmp_path):
+    """A late notification anchors the chain late; the held burst after it re-anchors it
+    backwards, onto beats already there. The live bridge leaves those beats out (the stream
+    cannot go back in time); the reader kept them, sorted them in among the others (intervals
+    no longer matching their beats' spacing) and said only "readings sorted". It now gives the
+    bridge's beats, with a note."""
+    from firmware_bridge.ble_hrs import HeartRateMeasurement, HrsConverter
+    from firmware_bridge.devices import load_device
+
+    lines = data_path("polar-h10", "polar_h10.csv").read_text().splitlines()[:2200]  # ~17 s of ECG
+    rows = [line.split(",")[:2] + ["", ""] for line in lines[1:]]
+    t = np.array([int(r[0]) for r in rows]) / 1e9
+    # (s after the first row, RR intervals): one a second, one 2.5 s late, then a held burst
+    notifications = [(float(k), [1000.0]) for k in range(1, 10)] + [(12.5, [1000.0]), (13.0, [1000.0] * 3),
+                                                                     (14.0, [1000.0])]
+    bridge = HrsConverter(load_device("polar-h10"))
+    live = []
+    for after_s, rr in notifications:
+        i = int(np.searchsorted(t, t[0] + after_s))
+        rows[i][2] = "60"
+        for k, interval in enumerate(rr):
+            rows[i + k][3] = f"{interval:g}"
+        chunks = bridge.convert(HeartRateMeasurement(60, rr), float(t[i]))
+        live += [x for c in chunks if getattr(c, "signal", None) == "ibi" for x in c.t]
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    rec = read_recording(path)
+    ibi = rec.streams["ibi"]
+    assert bridge.overlapped_beats == 2 and len(ibi.t) == len(live) == 12
+    assert np.allclose(ibi.t, live, atol=1e-6) and np.all(np.diff(ibi.t) > 0)
+    assert "ibi: dropped 2 beats that a re-anchored chain put before the previous one" in rec.notes
+    assert not any("sorted" in n for n in rec.notes)
+
+
 def test_polar_analyze_takes_heart_rate_from_the_ecg(polar):
     """The pipeline's best heart source is the ECG (R peaks), above the strap's RR intervals
     (``ibi``). The file's own HR column has median 79 bpm."""

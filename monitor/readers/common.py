@@ -21,7 +21,8 @@
   A file's first non-blank line (its header) is never left out.
 * ``csv_frame``: ``pandas.read_csv`` of a text, where a Ctrl-C stays a Ctrl-C (not a damaged file).
 * ``chain_beats``: beat times from beat-to-beat intervals stamped with an arrival time, each
-  group chained by ``firmware_bridge.ble_hrs.chain_rr``, as ``HrsConverter`` does it live.
+  group chained by ``firmware_bridge.ble_hrs.chain_rr``, as ``HrsConverter`` does it live;
+  ``without_backward_beats`` leaves out, as it does, beats a backward re-anchor puts before others.
 
 Example
 -------
@@ -370,8 +371,8 @@ def chain_beats(arrival_s: np.ndarray, ibi_ms: np.ndarray, group: np.ndarray, ma
     Each group is chained by ``firmware_bridge.ble_hrs.chain_rr`` (the live bridge's chaining):
     each interval ends ``ibi`` after the previous beat; the group's last beat is put at its
     arrival time at the start and whenever the chain strays more than ``max_drift_s`` from it.
-    Unlike the bridge, beats a backwards re-anchor puts before earlier ones are kept (the
-    caller decides). ``group`` numbers the groups (not decreasing); ``arrival_s`` is taken
+    Beats a backwards re-anchor puts before earlier ones are kept here: ``without_backward_beats``
+    leaves them out. ``group`` numbers the groups (not decreasing); ``arrival_s`` is taken
     from each group's first interval.
 
     >>> chain_beats(np.array([10.0, 10.0, 11.0]), np.array([400.0, 600.0, 1000.0]), np.array([0, 0, 1]), 2.0)
@@ -388,6 +389,21 @@ def chain_beats(arrival_s: np.ndarray, ibi_ms: np.ndarray, group: np.ndarray, ma
         out[i0:i1] = chained
         last = float(chained[-1])
     return out
+
+
+def without_backward_beats(beats_s: np.ndarray, ibi_ms: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``chain_beats``' beats and intervals without the beats a chain re-anchored backwards (a
+    late notification, then a held burst) put at or before an earlier beat, as the live bridge
+    leaves them out (``HrsConverter``); how many is noted.
+
+    >>> without_backward_beats(np.array([1.0, 2.0, 1.5, 3.0]), np.array([900.0, 1000.0, 500.0, 1500.0]), [])
+    (array([1., 2., 3.]), array([ 900., 1000., 1500.]))
+    """
+    ahead = beats_s > np.maximum.accumulate(np.r_[-np.inf, beats_s[:-1]])
+    if ahead.all():
+        return beats_s, ibi_ms
+    notes.append(f"ibi: dropped {int(np.sum(~ahead))} beats that a re-anchored chain put before the previous one")
+    return beats_s[ahead], ibi_ms[ahead]
 
 
 def first_line(path: Path, limit: int = 4096) -> str:

@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from monitor.errors import InputFormatError
-from monitor.readers.common import chain_beats, csv_frame, decode, irregular_stream, without_cut_last_line
+from monitor.readers.common import (chain_beats, csv_frame, decode, irregular_stream, without_backward_beats,
+                                    without_cut_last_line)
 from monitor.recordings import Recording, Stream
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T[^;]*;[A-Z][A-Z0-9_]*;")
@@ -112,10 +113,7 @@ def read_garmin(path: str | Path) -> Recording:
         stamps, rr = t[ibi][order], v[ibi][order]
         beats = chain_beats(stamps, rr, np.arange(len(rr)), MAX_DRIFT_S)
         notes.append(f"ibi: beat times chained from {len(rr)} intervals (re-anchored on a {MAX_DRIFT_S} s drift)")
-        ahead = beats > np.maximum.accumulate(np.r_[-np.inf, beats[:-1]])  # a re-anchor may step back
-        if not ahead.all():
-            notes.append(f"ibi: dropped {int(np.sum(~ahead))} beats that a re-anchored chain put before the previous one")
-            beats, rr = beats[ahead], rr[ahead]
+        beats, rr = without_backward_beats(beats, rr, notes)
         streams["ibi"] = irregular_stream("ibi", beats, rr, where, notes, what="HEART_RATE_VARIABILITY (ms)")
     hr = np.isin(kind, HR_TYPES)
     if hr.any():

@@ -12,7 +12,8 @@ Canonical streams:
   time stamps only carry the phone's jitter). The rate is ~130.16 Hz on the shared recording.
 * ``hr``: each notification's heart rate at its arrival time.
 * ``ibi``: the RR intervals, with beat times chained from the intervals as the live bridge
-  does (``chain_beats``, anchored at each notification's arrival, re-anchored on a 2 s drift).
+  does (``chain_beats``, anchored at each notification's arrival, re-anchored on a 2 s drift;
+  beats a backward re-anchor puts before earlier ones are left out, with a note).
 
 Checks: ``time_ns`` must be unix nanoseconds and increase; ``ecg`` must be present on every row
 and look like mV; ``hr`` and ``rr`` must mostly lie in the contract's ranges (otherwise the
@@ -37,7 +38,7 @@ import pandas as pd
 from monitor.errors import InputFormatError
 from monitor.markers import unix_s_problem
 from monitor.readers.common import (chain_beats, csv_frame, decode, irregular_stream, regular_stream,
-                                    without_cut_last_line)
+                                    without_backward_beats, without_cut_last_line)
 from monitor.recordings import Recording
 
 COLUMNS = ("time_ns", "ecg", "hr", "rr")
@@ -127,6 +128,7 @@ def read_polar(path: str | Path) -> Recording:
         group = group_of_event[has_rr[event]]
         arrival = arrival_of_group[group - 1]
         beats = chain_beats(arrival, rr[rows], group, MAX_DRIFT_S)
-        streams["ibi"] = irregular_stream("ibi", beats, rr[rows], where, notes, what="rr (ms)")
         notes.append(f"ibi: beat times chained from {len(rows)} RR intervals in {int(group[-1])} notifications")
+        beats, intervals = without_backward_beats(beats, rr[rows], notes)
+        streams["ibi"] = irregular_stream("ibi", beats, intervals, where, notes, what="rr (ms)")
     return Recording(str(path), "polar-h10", streams, notes=notes)
