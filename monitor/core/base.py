@@ -482,6 +482,13 @@ class TimeRing(Processor):
             s.x[i:], s.x[:k - j] = x[:j], x[j:]
         s.n += k
 
+    def append(self, t: float, x) -> None:
+        """``extend`` by one sample, without the arrays."""
+        s = self.state
+        i = s.n % self.capacity
+        s.t[i], s.x[i] = t, x
+        s.n += 1
+
     def window(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Samples with ``start_s < t <= end_s``, oldest first."""
         s, cap = self.state, self.capacity
@@ -495,16 +502,46 @@ class TimeRing(Processor):
         return t[keep], x[keep]
 
 
-class WindowedSamples(Processor):
-    """A regular stream's samples kept for one window, and a features row per tick.
+EPOCH_S = 1.0  # the core's epochs (motion) and bins (windowed samples) end at whole multiples of this
 
-    Subclasses set ``state_class`` (a dataclass with ``clock``, ``ticks`` and ``ring``) and
-    ``_features(tick_s)``, which reads ``self.state.ring.window(tick_s - window_s, tick_s)``.
+
+def bin_end_s(t_s: float) -> float:
+    """The end of the bin of a sample at ``t_s`` (unix s): the whole multiple of ``EPOCH_S`` at
+    or after it.
+
+    >>> bin_end_s(9.25), bin_end_s(10.0)
+    (10.0, 10.0)
+    """
+    return math.ceil(t_s / EPOCH_S) * EPOCH_S
+
+
+@dataclass
+class WindowedSamplesState:
+    clock: SampleClock
+    ticks: TickGrid
+    bins: TimeRing  # closed bins: end (unix s) and row ``[samples, *summary]`` of each
+    open_t: np.ndarray  # times (unix s) of the samples of the bin still open
+    open_x: np.ndarray  # and their values
+
+
+class WindowedSamples(Processor):
+    """A regular stream kept as bins of at most ``EPOCH_S`` (1 s), and a features row per tick
+    from the bins of its window.
+
+    A bin holds the samples after one edge up to and including the next; the edges are the
+    whole multiples of ``EPOCH_S`` and the ticks (absolute times: every chunking and restart
+    cuts the same bins). The state is a window of bins and the open bin's samples, whatever the
+    sampling rate. Subclasses set ``summary_width``, ``_summary(t_rel_s, x)`` (a bin's numbers
+    from its samples: times in s from the bin's end, and values) and ``_features(tick_s)``,
+    which reads ``self._window(tick_s)``: the bins ending in ``(tick_s - window_s, tick_s]``.
+    They hold exactly the window's samples when ``tick_s - window_s`` is an edge (``window_s``
+    a whole number of ticks, or both whole seconds, as the default 60 s and 5 s); otherwise
+    the window starts at the edge before it, less than ``EPOCH_S`` early.
     ``update(t0_s, values)`` takes samples from ``t0_s`` (unix s) at ``sampling_rate`` and
     returns the ticks now complete, whatever the batching.
     """
 
-    state_class: type
+    summary_width: int  # numbers ``_summary`` returns
 
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0):
         self.sampling_rate = float(sampling_rate)
@@ -513,8 +550,20 @@ class WindowedSamples(Processor):
         self.reset()
 
     def reset(self) -> None:
-        self.state = self.state_class(clock=SampleClock(self.sampling_rate), ticks=TickGrid(self.tick_s),
-                                      ring=TimeRing(int(np.ceil(self.window_s * self.sampling_rate)) + 1))
+        n_bins = math.ceil(self.window_s / EPOCH_S) + 2
+        if self.tick_s % EPOCH_S:  # ticks between whole seconds cut more bins
+            n_bins += math.ceil(self.window_s / self.tick_s)
+        self.state = WindowedSamplesState(clock=SampleClock(self.sampling_rate), ticks=TickGrid(self.tick_s),
+                                          bins=TimeRing(n_bins, axes=1 + self.summary_width),
+                                          open_t=np.empty(0), open_x=np.empty(0))
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        old = vars(self.state)
+        if "ring" in old:  # a checkpoint from before the bins kept the window's samples: bin them
+            self.reset()
+            self.state.clock, self.state.ticks = old["clock"], old["ticks"]
+            self._collect(*old["ring"].window(-math.inf, math.inf))
 
     def update(self, t0_s: float, values: np.ndarray) -> list[Features]:
         s = self.state
@@ -527,13 +576,43 @@ class WindowedSamples(Processor):
         if a.gap or s.ticks.state.next_k is None:  # ticks start at the first sample, whatever the batch
             s.ticks.skip_to(a.times_s[0])
         times, out = a.times_s, []
-        for tick in s.ticks.due(times[-1]):  # the ring holds a window: fill it tick by tick
+        for tick in s.ticks.due(times[-1]):  # every sample up to the tick is here: its bin closes
             k = int(times.searchsorted(tick, side="right"))
-            s.ring.extend(times[:k], x[:k])
+            self._collect(times[:k], x[:k])
+            if len(s.open_t):
+                self._close(min(bin_end_s(s.open_t[0]), tick), s.open_t, s.open_x)
+                s.open_t, s.open_x = np.empty(0), np.empty(0)
             times, x = times[k:], x[k:]
             out.append(self._features(tick))
-        s.ring.extend(times, x)
+        self._collect(times, x)
         return out
+
+    def _collect(self, times: np.ndarray, x: np.ndarray) -> None:
+        """Add samples to the open bin, closing each bin a later sample has passed the end of."""
+        s = self.state
+        if not len(times):
+            return
+        if len(s.open_t):
+            times, x = np.concatenate((s.open_t, times)), np.concatenate((s.open_x, x))
+        end_s = bin_end_s(times[0])
+        while times[-1] > end_s:
+            k = int(times.searchsorted(end_s, side="right"))
+            self._close(end_s, times[:k], x[:k])
+            times, x = times[k:], x[k:]
+            end_s = bin_end_s(times[0])
+        s.open_t, s.open_x = times.copy(), x.copy()  # (not views of a batch the caller owns)
+
+    def _close(self, end_s: float, times: np.ndarray, x: np.ndarray) -> None:
+        """Summarise a bin's samples as a bin ending at ``end_s`` (unix s)."""
+        self.state.bins.append(end_s, (len(x), *self._summary(times - end_s, x)))
+
+    def _window(self, tick_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The bins ending in ``(tick_s - window_s, tick_s]``: their ends (unix s) and rows
+        ``[samples, *summary]``, oldest first."""
+        return self.state.bins.window(tick_s - self.window_s, tick_s)
+
+    def _summary(self, t_rel_s: np.ndarray, x: np.ndarray) -> tuple[float, ...]:
+        raise NotImplementedError
 
     def _features(self, tick_s: float) -> Features:
         raise NotImplementedError

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.core.base import (
+    EPOCH_S,
     QUALITY_INSUFFICIENT,
     QUALITY_OK,
     Alignment,
@@ -22,12 +23,11 @@ from monitor.core.base import (
     SampleClock,
     TickGrid,
     WindowedSamples,
+    WindowedSamplesState,
     mean_of,
     row_norms,
     std_of,
 )
-
-EPOCH_S = 1.0
 
 
 def epoch_runs(times: np.ndarray) -> list[tuple[int, int, int]]:
@@ -176,11 +176,7 @@ class AccProcessor(Processor):
 MOVING_CADENCE_STEPS_PER_MIN = 60.0  # slower than the slowest walking (~70-80 steps/min): a walk moves
 
 
-@dataclass
-class CadenceState:
-    clock: object
-    ticks: object
-    ring: object
+CadenceState = WindowedSamplesState  # (the name checkpoints before the bins pickled)
 
 
 class CadenceProcessor(WindowedSamples):
@@ -205,7 +201,7 @@ class CadenceProcessor(WindowedSamples):
     # every key its Features' values can hold (a column each in analyze's indicators.csv)
     INDICATOR_KEYS = ("CADENCE_Mean", "CADENCE_Moving_Fraction", "CADENCE_Moving")
 
-    state_class = CadenceState
+    summary_width = 2  # a bin's sum of cadences (steps/min) and its samples that move
 
     def __init__(self, sampling_rate: float, tick_s: float = 5.0, window_s: float = 60.0,
                  moving_steps_per_min: float = MOVING_CADENCE_STEPS_PER_MIN, moving_fraction: float = 0.5,
@@ -215,11 +211,16 @@ class CadenceProcessor(WindowedSamples):
         self.min_coverage = min_coverage
         super().__init__(sampling_rate, tick_s, window_s)
 
+    def _summary(self, t_rel_s: np.ndarray, cadence: np.ndarray) -> tuple[float, ...]:
+        return float(np.add.reduce(cadence)), float(np.count_nonzero(cadence >= self.moving_steps_per_min))
+
     def _features(self, tick_s: float) -> Features:
-        _, x = self.state.ring.window(tick_s - self.window_s, tick_s)
-        if len(x) < self.min_coverage * self.window_s * self.sampling_rate:
+        _, bins = self._window(tick_s)
+        n = float(np.add.reduce(bins[:, 0]))
+        if not n or n < self.min_coverage * self.window_s * self.sampling_rate:
             return Features(tick_s, {}, {"cadence": QUALITY_INSUFFICIENT})
-        fraction = mean_of(x >= self.moving_steps_per_min)
-        return Features(tick_s, {"CADENCE_Mean": mean_of(x), "CADENCE_Moving_Fraction": fraction,
+        fraction = float(np.add.reduce(bins[:, 2])) / n
+        return Features(tick_s, {"CADENCE_Mean": float(np.add.reduce(bins[:, 1])) / n,
+                                 "CADENCE_Moving_Fraction": fraction,
                                  "CADENCE_Moving": float(fraction >= self.moving_fraction)},
                         {"cadence": QUALITY_OK})
