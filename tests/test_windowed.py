@@ -154,3 +154,20 @@ def test_a_checkpoint_from_before_the_bins_resumes_with_the_same_values(temp):
     saved.state = old
     resumed = pickle.loads(pickle.dumps(saved))
     assert first and feed(resumed, t0 + half / 4.0, x[half:], 4) == feed(whole, t0 + half / 4.0, x[half:], 4)
+
+
+@pytest.mark.filterwarnings("error")  # (nor a RuntimeWarning on the service's stderr)
+@pytest.mark.parametrize("per_min", [1, 2])
+def test_a_temperature_logged_once_a_minute_gives_a_mean_and_no_nan_slope(temp, per_min):
+    """A watch that logs skin temperature once a minute has one sample in a 60 s window: its
+    mean is known, a slope is not. Before, TEMP_Slope was NaN (0 / 0) with quality "ok"."""
+    t0, x4 = temp
+    step = 240 // per_min
+    p = TempProcessor(per_min / 60.0)
+    rows = feed(p, t0, x4[::step], chunk=1)
+    ok = [f for f in rows if f[2]["temp"] == "ok"]
+    assert len(ok) > 0.8 * len(rows) > 50
+    assert all(np.isfinite(v) for _, values, _ in ok for v in values.values())
+    assert all("TEMP_Mean" in values for _, values, _ in ok)
+    with_slope = sum("TEMP_Slope" in values for _, values, _ in ok)
+    assert with_slope == (0 if per_min == 1 else len(ok))

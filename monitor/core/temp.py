@@ -27,6 +27,7 @@ class TempProcessor(WindowedSamples):
     """``TEMP_Mean`` (°C) and ``TEMP_Slope`` (°C/min, least squares) over ``window_s`` at each tick.
 
     Quality ``"off_skin"`` when the window's mean is outside 25-42 °C; values are then withheld.
+    ``TEMP_Slope`` is absent from a window of one sample (a device logging once a minute).
     Each 1 s bin keeps its samples' mean time and temperature and their sums of squared and
     crossed deviations, which pool into the window's mean and least-squares slope (those of
     the samples, up to rounding) in a state that does not grow with the sampling rate.
@@ -74,7 +75,9 @@ class TempProcessor(WindowedSamples):
         t_s = ends_s - tick_s + bins[:, 1]  # each bin's mean time, from the tick
         dt = t_s - float(np.add.reduce(n * t_s)) / n_total  # from the window's mean time
         # the window's sums of squared and crossed deviations: the bins' own plus their means'
-        stt = np.add.reduce(bins[:, 3]) + np.add.reduce(n * dt * dt)
-        stx = np.add.reduce(bins[:, 4]) + np.add.reduce(n * dt * (temp_c - mean))
-        return Features(tick_s, {"TEMP_Mean": mean, "TEMP_Slope": float(stx / stt) * 60.0},
-                        {"temp": QUALITY_OK})
+        stt = float(np.add.reduce(bins[:, 3]) + np.add.reduce(n * dt * dt))
+        stx = float(np.add.reduce(bins[:, 4]) + np.add.reduce(n * dt * (temp_c - mean)))
+        values = {"TEMP_Mean": mean}
+        if stt > 0.0:  # a slope needs two sample times (a watch logging once a minute has one)
+            values["TEMP_Slope"] = stx / stt * 60.0
+        return Features(tick_s, values, {"temp": QUALITY_OK})
