@@ -112,6 +112,11 @@ def test_state_is_small():
         p = EdaProcessor(fs)
         stream(x[: int(130 * fs)], fs, t0, int(fs), proc=p)
         assert p.state_nbytes() < 32_000, (name, p.state_nbytes())
+    # at 1000 Hz too: the inbox of raw samples waiting for a tick held 5 s of them (88 KB in all)
+    p, x = EdaProcessor(1000.0), at_1000hz(130.0)
+    for i in range(0, len(x) - 3000, 1000):  # (no flush: it empties the inbox)
+        p.update(T0_NK + i / 1000.0, x[i:i + 1000])
+        assert p.state_nbytes() < 32_000, p.state_nbytes()
 
 
 def test_latency_is_bounded():

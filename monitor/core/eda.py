@@ -60,6 +60,7 @@ LOWPASS_ORDER = 4  # as neurokit2.eda_clean
 # sample at 1000 Hz, 10 µS/s is 0.01 µS, less than one step of a 10-bit 0-25 µS sensor
 # (BITalino: 0.024 µS), so every step of a 1000 Hz band was a "jump" and it never gave a value.
 JUMP_SPAN_S = 0.01
+INBOX_SAMPLES = 512  # raw samples wait in the inbox up to a tick's worth, at most this many
 HIGHPASS_ORDER = 2  # as neurokit2.eda_phasic(method="highpass"), run forward and backward
 BIN_S = 1.0  # raw-data quality is kept per bin of this many seconds (ids: ceil(t)), or of
 # the whole seconds that hold a sample below 1 Hz (``EdaProcessor.bin_s``)
@@ -249,7 +250,9 @@ class EdaProcessor(Processor):
         # would alternate with empty ones and no run of them would ever be flat)
         self.bin_s = BIN_S * math.ceil(1.0 / (self.sampling_rate * BIN_S) - 1e-9)
         self.flat_bins = max(1, math.ceil(self.flat_s / self.bin_s))
-        self._piece = max(1, int(self.tick_s * self.sampling_rate))  # raw samples per step
+        # raw samples per step: a tick's worth, at most INBOX_SAMPLES (at 1000 Hz a tick's 5,000
+        # samples waiting in the inbox were 80 KB of the wearer's state)
+        self._piece = max(1, min(int(self.tick_s * self.sampling_rate), INBOX_SAMPLES))
         self.reset()
 
     def reset(self) -> None:
