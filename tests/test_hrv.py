@@ -271,3 +271,21 @@ def test_hr_processor_save_restore_and_rules():
     assert whole[0].quality == {"hr": "insufficient"}  # the first window holds a few seconds
     bad = HrProcessor().update(T0 + np.arange(30.0), np.full(30, 300.0))  # not a heart rate
     assert bad == []
+
+
+def test_a_waveform_without_beats_gives_missing_ticks_while_it_sends_and_none_in_a_gap():
+    # a PPG band on the desk (or a dead sensor) sends samples but no beat is found: its ticks
+    # used to be skipped like a silent device's, so a wearer with only that band got no rows
+    # at all and the app said nothing came from the wearable
+    p, out = HrvProcessor(), []
+    for k in range(1, 301):  # 300 s of samples from T0, watermark 1 s behind them
+        out += p.update(IntervalBatch.empty(T0 + k - 1.0), live_s=(T0, T0 + k))
+    for k in range(1001, 1101):  # the samples come back after a gap, from T0 + 1000
+        out += p.update(IntervalBatch.empty(T0 + k - 1.0), live_s=(T0 + 1000.0, T0 + k))
+    out += p.update(IntervalBatch.empty(np.inf), live_s=(T0 + 1000.0, T0 + 1100.0))  # the end
+    ticks = [f.t - T0 for f in out]
+    assert ticks == [5.0 * k for k in range(60)] + [1000.0 + 5.0 * k for k in range(21)]
+    assert all(f.quality == {"hrv": "missing"} and not f.values for f in out)
+    # without the waveform's span (a device's own intervals), no beat means no tick, as before
+    q = HrvProcessor()
+    assert [f for k in range(1, 301) for f in q.update(IntervalBatch.empty(T0 + k))] == []

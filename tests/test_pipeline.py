@@ -16,6 +16,7 @@ from monitor.core.pipeline import CoreConfig, WearerPipeline
 from monitor.core.temp import TempProcessor
 from monitor.core.wearer import WearerMonitor
 from monitor.recordings import Recording, read_recording
+from monitor.wire import SampleBatch
 from tests.conftest import data_path
 
 MINUTES = 12
@@ -517,3 +518,19 @@ def test_a_rate_too_slow_for_the_filters_is_refused_naming_the_rates_they_take(s
     assert fs_hz < lowest_hz
     for rate_hz in (lowest_hz, lowest_hz + 0.01, 1.5 * lowest_hz, 2 * lowest_hz + 0.37, 64.0, 1000.0):
         _Chain(signal, rate_hz, CoreConfig())
+
+
+@pytest.mark.parametrize("batch_s", [1, 4])
+def test_a_ppg_band_that_finds_no_pulse_still_gives_rows_saying_so(batch_s):
+    # a bvp-only wearer whose band lies on the desk (a flat PPG, as E4 sends off the skin)
+    # got no rows at all: the app then said "we haven't heard from your wearable" though it
+    # sent; now every tick comes, heart and breathing "missing", and the score says why
+    samples = np.full(int(300 * 64), 12.3)
+    monitor, ticks = WearerMonitor("desk"), []
+    for k in range(0, 300, batch_s):
+        batch = SampleBatch("bvp", k, samples[k * 64:(k + batch_s) * 64], t0=T0 + k, fs=64.0)
+        ticks += monitor.update(batch)
+    assert [t.indicators.t - T0 for t in ticks][:3] == [0.0, 5.0, 10.0]
+    assert len(ticks) >= 50  # up to the last one the release holds back (max_lag_s)
+    assert all(t.indicators.quality == {"hrv": "missing", "rsp": "missing"} for t in ticks)
+    assert {t.score.gate for t in ticks} == {"poor_quality"}  # the app: "the signal is unclear"

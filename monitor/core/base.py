@@ -289,6 +289,14 @@ class SampleClockState:
     lag: float = 0.0  # the last batch's t0 minus its counted time, after re-anchoring (samples)
     n_last: int = 0  # samples of the last batch (the span over which the device may drift)
 
+    def span_s(self, fs: float) -> tuple[float, float] | None:
+        """Times (unix s) of the first and the last sample of the current segment, at ``fs`` Hz.
+
+        >>> SampleClockState(t_first=100.0, n_seen=9).span_s(4.0)
+        (100.0, 102.0)
+        """
+        return None if self.t_first is None or not self.n_seen else (self.t_first, self.t_first + (self.n_seen - 1) / fs)
+
 
 class Alignment:
     """Where a batch of a regular stream lands on the stream's own sample grid.

@@ -22,7 +22,8 @@ Emission rule (a value is absent, never NaN, when its rule fails):
 ``quality["hrv"]`` is ``"ok"`` when everything was emitted, else the first failed reason:
 ``"missing"`` (no interval in the window), ``"insufficient"``, ``"artifacts"``, ``"irregular"``.
 A tick is emitted only when an interval ends within ``window_s + tick_s`` before it (so one
-``"missing"`` tick follows the end of the data, then nothing until beats come back).
+``"missing"`` tick follows the end of the data, then nothing until beats come back), or, for
+beats detected in a waveform, while its samples come (``live_s``).
 
 ``HrProcessor`` does the same for devices that only send heart rate (wire signal ``hr``).
 """
@@ -52,29 +53,40 @@ HR_RANGE_BPM = (SIGNALS["hr"].low, SIGNALS["hr"].high)  # the wire contract's: o
 
 
 def _due_ticks(next_k: int | None, watermark_s: float, step_s: float, t_data: np.ndarray,
-               reach_s: float) -> tuple[np.ndarray, int | None]:
-    """Ticks up to ``watermark_s`` that have data ending within ``reach_s`` before them.
+               reach_s: float, live_s: tuple[float, float] | None = None) -> tuple[np.ndarray, int | None]:
+    """Ticks up to ``watermark_s`` that have data ending within ``reach_s`` before them, or that
+    lie within ``live_s`` (first and last time the source sent, when it sends more than the
+    data: a waveform's samples for its beats).
 
     Returns the tick times to emit and the index of the next tick to consider. Ticks later than
-    ``reach_s`` after the newest data are skipped without being enumerated (a long gap, or a
-    final watermark of +inf at the end of a stream).
+    ``reach_s`` after the newest data (and after ``live_s``) are skipped without being
+    enumerated (a long gap, or a final watermark of +inf at the end of a stream).
     """
     if next_k is None:
-        if not len(t_data):
+        if not len(t_data) and live_s is None:
             return np.empty(0), None
-        next_k = math.ceil(t_data[0] / step_s)
+        next_k = math.ceil(min(t_data[0] if len(t_data) else math.inf,
+                               math.inf if live_s is None else live_s[0]) / step_s)
     if not watermark_s >= next_k * step_s:  # also False for -inf and NaN
         return np.empty(0), next_k
     last_k = math.floor(watermark_s / step_s) if math.isfinite(watermark_s) else None
     reach_k = math.floor((t_data[-1] + reach_s) / step_s) if len(t_data) else next_k - 1
+    if live_s is not None:
+        reach_k = max(reach_k, math.floor(live_s[1] / step_s))
     upto = reach_k if last_k is None else min(last_k, reach_k)
     new_next = max(next_k, reach_k + 1) if last_k is None else last_k + 1
     if upto < next_k:
         return np.empty(0), new_next
     ticks = np.arange(next_k, upto + 1) * step_s
-    idx = t_data.searchsorted(ticks, side="right")
-    newest = np.where(idx > 0, t_data[np.maximum(idx - 1, 0)], -np.inf)
-    return ticks[newest > ticks - reach_s], new_next
+    if len(t_data):
+        idx = t_data.searchsorted(ticks, side="right")
+        newest = np.where(idx > 0, t_data[np.maximum(idx - 1, 0)], -np.inf)
+        due = newest > ticks - reach_s
+    else:
+        due = np.zeros(len(ticks), bool)
+    if live_s is not None:
+        due |= (ticks >= live_s[0]) & (ticks <= live_s[1])
+    return ticks[due], new_next
 
 
 @dataclass
@@ -135,8 +147,14 @@ class HrvProcessor(Processor):
     def reset(self) -> None:
         self.state = HrvState()
 
-    def update(self, batch: IntervalBatch) -> list[Features]:
-        """Add the corrector's intervals; return ``Features`` for every tick now final."""
+    def update(self, batch: IntervalBatch, live_s: tuple[float, float] | None = None) -> list[Features]:
+        """Add the corrector's intervals; return ``Features`` for every tick now final.
+
+        ``live_s``: the first and last sample time (unix s) of the waveform the beats come
+        from, in its current run without a gap (``SampleClockState.span_s``): its ticks are
+        emitted even without a beat (``"missing"``: a band on the desk or a dead sensor sends
+        samples, and its wearer is told the signal is unclear, not that nothing came).
+        """
         s = self.state
         if len(batch):
             s.inbox += (batch,)
@@ -150,7 +168,7 @@ class HrvProcessor(Processor):
             s.cons = np.concatenate([s.cons] + [b.consecutive for b in batches])
             s.flags = np.concatenate([s.flags] + [b.flags for b in batches])
         ticks, s.next_k = _due_ticks(s.next_k, batch.watermark_s, self.tick_s, s.t,
-                                     self.window_s + self.tick_s)
+                                     self.window_s + self.tick_s, live_s)
         out = [self._features(float(tick)) for tick in ticks]
         if s.next_k is not None:  # forget what no future window can hold
             keep = int(s.t.searchsorted(s.next_k * self.tick_s - self.window_s - self.tick_s))

@@ -239,7 +239,9 @@ class _Chain:
         return rows if self.pulse is None else self.pulse.judge(rows, given_until_s)
 
     def _beats(self, intervals) -> list[tuple[str, Features]]:
-        return ([("heart", f) for f in self.hrv.update(intervals)]
+        # a waveform's heart ticks go on while its samples come, beats or not (a dead sensor)
+        live_s = None if self.detector is None else self.detector.state.clock.span_s(self.fs)
+        return ([("heart", f) for f in self.hrv.update(intervals, live_s)]
                 + [("rsp", f) for f in self.resp.update_intervals(intervals)])
 
     def flush(self) -> list[tuple[str, Features]]:
