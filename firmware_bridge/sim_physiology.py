@@ -35,8 +35,12 @@ The model (parameters per wearer in ``sim_scenario.PROFILE_DEFAULTS``; reasons a
   (6-12 /min, calibrated on the seated rest phases of Stress-Predict; more when aroused for some
   wearers), step-frequency oscillation of the magnitude when walking (SD 0.15-0.25 g) or
   running (0.3-0.5 g); quantised to 1/64 g and saturating at -2/+1.98 g like the E4.
-* **Faults** (from the kind's ``faults``): PPG motion artifacts, EDA contact loss, dropped
-  batches (their ``seq`` numbers are skipped), timestamp jitter, a device clock offset and drift.
+* **Faults** (from the kind's ``faults``): PPG motion artifacts; contact loss (a loose or
+  removed band: EDA near 0 µS, BVP without a pulse, skin temperature reading the cooler
+  surroundings, no ``hr``/``ibi``); dropped batches (their ``seq`` numbers are skipped);
+  timestamp jitter; a device clock offset and drift. The device's ``ibi`` and ``hr`` come from
+  the beats whose interval it could measure, as an E4's do: a beat whose interval overlaps a
+  second of contact loss is not sent.
 
 Example
 -------
@@ -68,6 +72,10 @@ ACC_RESOLUTION_G = 1.0 / 64.0  # Empatica E4
 # the E4's 8-bit range: -128..127 counts of 1/64 g (its ACC.csv saturates there, e.g. Stress-Predict S02)
 ACC_RANGE_G = (-128 * ACC_RESOLUTION_G, 127 * ACC_RESOLUTION_G)
 TEMP_RESOLUTION_C = 0.02  # Empatica E4
+# Off the skin the E4's infrared thermometer reads the cooler surroundings: Stress-Predict S02's
+# band came off at 3561 s and TEMP fell from 35.25 to 30.35-30.67 °C within 2 s. Drawn per
+# contact loss in this range (°C below the skin's temperature).
+OFF_SKIN_TEMP_DROP_C = (3.0, 6.0)
 
 # Exercise episodes: exercise load and whether the wrist moves like walking or running.
 LOAD_OF = {"walk": 0.3, "run": 1.0}
@@ -130,7 +138,7 @@ class Latent:
     scl_us: float  # tonic skin conductance (µS), without SCRs
     temp_c: float  # skin temperature without noise (°C)
     resp_hz: float  # breathing rate (Hz)
-    eda_contact: bool  # False while the EDA electrodes are off the skin (fault)
+    contact: bool  # False while the band is off the skin (fault)
     dropped: bool  # True when this second's batches were lost (fault)
 
 
@@ -238,6 +246,8 @@ class SimulatedWearer:
         self._micro_zi = np.zeros((1, 3))  # memory of the micro-movement filter
         self._dropout_until = -1.0
         self._contact_lost_until = -1.0
+        self._off_skin_drop_c = 0.0
+        self._unmeasured_s: list[float] = []  # recent seconds whose beat intervals the device cannot measure
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -267,14 +277,15 @@ class SimulatedWearer:
         dropped, contact = self._faults_of_second(k)
         acc = self._acc(k, theta0, psi0, step_phase0, cadence0, move_sd0)
         out: dict[str, np.ndarray] = {}  # samples of the regular signals
+        self._unmeasured_s = [x for x in self._unmeasured_s if x > k - 3.0] + ([] if contact else [k])
         peaks_t, peaks_ibi = self._beats(k, hr0, hr1, vagal0, vagal1, phase0, resp0)
         jitter = self._rng_faults.standard_normal(len(self.signals)).tolist()
         if "bvp" in self.signals:
-            out["bvp"] = self._bvp(k, phase0, resp0, s.arousal, acc)
+            out["bvp"] = self._bvp(k, phase0, resp0, s.arousal, acc, contact)
         if "eda" in self.signals:
             out["eda"] = self._eda(k, scl0, self._scl(s), contact)
         if "temp" in self.signals:
-            out["temp"] = self._temp_samples(temp0, self._temp(s))
+            out["temp"] = self._temp_samples(temp0, self._temp(s), contact)
         if "acc" in self.signals:
             out["acc"] = np.clip(np.round(acc / ACC_RESOLUTION_G) * ACC_RESOLUTION_G, *ACC_RANGE_G)
         self._k += 1
@@ -298,7 +309,7 @@ class SimulatedWearer:
                                     fs=SAMPLING_RATE_HZ[signal])
             if not dropped:
                 batches.append(batch)
-        latent = Latent(self.start_unix + k, k, *latent_args, eda_contact=contact, dropped=dropped)
+        latent = Latent(self.start_unix + k, k, *latent_args, contact=contact, dropped=dropped)
         return SimSecond(latent, batches)
 
     def take(self, seconds: int) -> list[SimSecond]:
@@ -363,8 +374,9 @@ class SimulatedWearer:
 
     # -- signals -------------------------------------------------------------------------------
     def _beats(self, k, hr0, hr1, vagal0, vagal1, phase0, resp0):
-        """Extend the beat train past ``k + 1``; returns the systolic peaks in [k, k+1) and their
-        intervals (ms)."""
+        """Extend the beat train past ``k + 1``; returns the systolic peaks in [k, k+1) whose
+        interval the device measured (none that overlaps a second in ``_unmeasured_s``) and
+        those intervals (ms)."""
         p = self.profile
         onsets = self._onsets
         rng = self._rng_heart
@@ -385,17 +397,19 @@ class SimulatedWearer:
         peaks = on[:-1] + PULSE_PEAK_PHASE * np.diff(on)
         inside = (peaks >= k) & (peaks < k + 1.0)
         peaks_t = peaks[inside]
-        ibi = []
+        sent_t, ibi = [], []
         for t in peaks_t.tolist():
-            if self._last_peak is not None:
-                ibi.append((t - self._last_peak) * 1000.0)
+            last = self._last_peak
             self._last_peak = t
+            if last is None:  # the very first peak has no interval yet
+                continue
+            if not any(math.floor(last) <= x <= t for x in self._unmeasured_s):
+                sent_t.append(t)
+                ibi.append((t - last) * 1000.0)
         self._recent_ibi = (self._recent_ibi + ibi)[-5:]
-        if len(ibi) < len(peaks_t):  # the very first peak has no interval yet
-            peaks_t = peaks_t[len(peaks_t) - len(ibi):]
-        return peaks_t, np.asarray(ibi)
+        return np.asarray(sent_t), np.asarray(ibi)
 
-    def _bvp(self, k, phase0, resp0, arousal, acc) -> np.ndarray:
+    def _bvp(self, k, phase0, resp0, arousal, acc, contact) -> np.ndarray:
         p = self.profile
         t = k + _W64
         on = np.asarray(self._onsets)
@@ -405,6 +419,8 @@ class SimulatedWearer:
         amp = p["bvp_amplitude"] * (1.0 - 0.3 * arousal)
         x = amp * (1.0 + 0.08 * resp) * np.interp(phase, _PULSE_X, _PULSE_Y) + 0.1 * amp * resp
         x += 0.015 * amp * self._rng_heart.standard_normal(64)
+        if not contact:  # the optical sensor off the skin: no pulse, only sensor and ambient noise
+            x = p["bvp_amplitude"] * self._rng_faults.standard_normal(64)
         if self.faults["ppg_motion_artifacts"]:
             magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc))
             x += 3.0 * p["bvp_amplitude"] * np.repeat(magnitude - 1.0, 2)
@@ -429,8 +445,10 @@ class SimulatedWearer:
             x = 0.01 + 0.005 * np.abs(noise)  # electrodes off the skin: near 0 µS
         return np.maximum(x, 0.0)
 
-    def _temp_samples(self, temp0, temp1) -> np.ndarray:
+    def _temp_samples(self, temp0, temp1, contact) -> np.ndarray:
         x = temp0 + (temp1 - temp0) * _W4 + 0.005 * self._rng_temp.standard_normal(4)
+        if not contact:
+            x -= self._off_skin_drop_c
         return np.round(x / TEMP_RESOLUTION_C) * TEMP_RESOLUTION_C
 
     def _acc(self, k, theta0, psi0, step_phase0, cadence0, move_sd0) -> np.ndarray:
@@ -474,15 +492,17 @@ class SimulatedWearer:
         return acc + 0.003 * rng.standard_normal((32, 3))
 
     def _faults_of_second(self, k: float) -> tuple[bool, bool]:
-        """(batches of this second lost, EDA electrodes on the skin)."""
+        """(batches of this second lost, band on the skin)."""
         f = self.faults
-        u = self._rng_faults.uniform(size=4)
+        u = self._rng_faults.uniform(size=5)
         if k >= self._dropout_until and u[0] < f["dropouts_per_hour"] / 3600.0:
             lo, hi = f["dropout_s"]
             self._dropout_until = k + round(lo + (hi - lo) * u[1])
-        if k >= self._contact_lost_until and u[2] < f["eda_contact_loss_per_hour"] / 3600.0:
-            lo, hi = f["eda_contact_loss_s"]
+        if k >= self._contact_lost_until and u[2] < f["contact_loss_per_hour"] / 3600.0:
+            lo, hi = f["contact_loss_s"]
             self._contact_lost_until = k + round(lo + (hi - lo) * u[3])
+            lo, hi = OFF_SKIN_TEMP_DROP_C
+            self._off_skin_drop_c = lo + (hi - lo) * u[4]
         return k < self._dropout_until, not (k < self._contact_lost_until)
 
 

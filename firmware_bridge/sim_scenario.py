@@ -26,7 +26,7 @@ Schema (every key; all but ``[kinds.<name>]`` are optional)::
                                        # PROFILE_LIMITS for what a value may be
 
     [kinds.anxious.faults]             # all off by default; see FAULT_DEFAULTS
-    eda_contact_loss_per_hour = 1.0
+    contact_loss_per_hour = 1.0
 
 Episode kinds: ``anxiety`` (latent arousal rises to ``intensity``, default 0.8), ``walk`` and
 ``run`` (exercise load, wrist movement at step frequency; ``intensity`` scales both, default
@@ -109,8 +109,8 @@ PROFILE_LIMITS: dict[str, tuple[float, float]] = {
 # Faults: off by default (the calm baseline is clean).
 FAULT_DEFAULTS: dict[str, Any] = {
     "ppg_motion_artifacts": False,  # movement adds step-frequency waves and spikes to the PPG
-    "eda_contact_loss_per_hour": 0.0,  # episodes of EDA near 0 µS (electrodes off the skin)
-    "eda_contact_loss_s": (30.0, 120.0),  # their duration, drawn in [low, high]
+    "contact_loss_per_hour": 0.0,  # a loose or removed band: EDA ~0 µS, BVP noise, TEMP 3-6 °C low, no hr/ibi
+    "contact_loss_s": (30.0, 120.0),  # their duration, drawn in [low, high]
     "dropouts_per_hour": 0.0,  # runs of lost batches (every signal; seq numbers skip)
     "dropout_s": (2.0, 15.0),  # their duration in seconds, drawn in [low, high]
     "jitter_s": 0.0,  # SD of the error of each batch's timestamp (s)
@@ -260,7 +260,7 @@ def _parse_kind(where: str, name: str, table) -> WearerKind:
         k = f"{base}.faults.{key}"
         if key == "ppg_motion_artifacts":
             faults[key] = check_value(value, bool, where, k)
-        elif key in ("eda_contact_loss_s", "dropout_s"):
+        elif key in ("contact_loss_s", "dropout_s"):
             faults[key] = _range_or_number(where, k, value, 1.0, 3600.0)
         elif key == "clock_offset_s":
             faults[key] = _range_or_number(where, k, value, -86400.0, 86400.0)

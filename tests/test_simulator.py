@@ -160,7 +160,7 @@ def test_output_does_not_depend_on_seconds_per_call(demo, chunk):
     kinds = {"signals": ["bvp", "eda", "temp", "acc", "hr", "ibi"],
              "episodes": [{"kind": "anxiety", "start_s": 30, "duration_s": 60},
                           {"kind": "walk", "start_s": 100, "duration_s": 60}],
-             "faults": {"eda_contact_loss_per_hour": 60, "dropouts_per_hour": 60, "jitter_s": 0.003,
+             "faults": {"contact_loss_per_hour": 60, "dropouts_per_hour": 60, "jitter_s": 0.003,
                         "clock_offset_s": [-5, 5], "ppg_motion_artifacts": True}}
     kind = parse_scenario({"kinds": {"busy": kinds}}).kinds["busy"]
     total = 200
@@ -206,20 +206,22 @@ def test_a_wearer_prefix_gives_other_ids_and_the_same_wearers(demo, tmp_path):
 
 def test_faults_leave_the_physiology_alone(demo):
     """Faults draw from their own random stream: the same seed with and without them gives the
-    same skin conductance wherever the electrodes touch the skin and the batch arrives."""
+    same skin conductance, pulse and skin temperature wherever the band touches the skin and
+    the batch arrives."""
     clean = demo.kinds["calm"]
     faulty = dataclasses.replace(clean, faults={**clean.faults, "dropouts_per_hour": 30.0,
-                                                "eda_contact_loss_per_hour": 30.0})
+                                                "contact_loss_per_hour": 30.0})
     a = SimulatedWearer("sim-01", clean, np.random.default_rng(8), T0).take(600)
     b = SimulatedWearer("sim-01", faulty, np.random.default_rng(8), T0).take(600)
     compared = 0
     for sa, sb in zip(a, b):
         assert sa.latent.hr_bpm == sb.latent.hr_bpm
-        if sb.latent.dropped or not sb.latent.eda_contact:
+        if sb.latent.dropped or not sb.latent.contact:
             continue
-        ea = next(x for x in sa.batches if x.signal == "eda")
-        eb = next(x for x in sb.batches if x.signal == "eda")
-        assert ea.values.tolist() == eb.values.tolist()
+        for signal in ("eda", "bvp", "temp"):
+            ea = next(x for x in sa.batches if x.signal == signal)
+            eb = next(x for x in sb.batches if x.signal == signal)
+            assert ea.values.tolist() == eb.values.tolist()
         compared += 1
     assert 0 < compared < 600
 
@@ -414,21 +416,43 @@ def faulty_kind(**faults):
     return parse_scenario({"kinds": {"f": {"faults": faults}}}).kinds["f"]
 
 
-def test_eda_contact_loss_reads_near_zero_and_the_monitor_refuses_it():
-    w = SimulatedWearer("sim-01", faulty_kind(eda_contact_loss_per_hour=20.0, eda_contact_loss_s=[60, 90]),
-                        np.random.default_rng(2), T0)
+def test_contact_loss_is_lost_by_every_signal_and_the_monitor_refuses_it():
+    """A loose or removed band: once only the EDA fell, while the BVP kept its clean pulse and
+    the device kept sending perfect beat intervals, so the monitor showed a heart rate from a
+    band off the wrist. Now EDA reads near 0 µS, the BVP has no pulse (the monitor's pulse-shape
+    check calls it noisy), skin temperature reads 3-6 °C low (Stress-Predict S02's band
+    removal: -4.6 to -4.9 °C) and no beat whose interval overlaps the loss is sent."""
+    kind = dataclasses.replace(faulty_kind(contact_loss_per_hour=20.0, contact_loss_s=[60, 90]),
+                               signals=("acc", "bvp", "eda", "hr", "ibi", "temp"))
+    w = SimulatedWearer("sim-01", kind, np.random.default_rng(2), T0)
     monitor = WearerMonitor("sim-01")
     seconds = w.take(1800)
-    lost = [s for s in seconds if not s.latent.eda_contact]
+    lost = [s for s in seconds if not s.latent.contact]
     assert 60 <= len(lost) < 1200
+    lost_rel = {s.latent.rel_s for s in lost}
     for s in lost:
         eda = next(b for b in s.batches if b.signal == "eda")
         assert eda.values.max() < 0.05  # below the monitor's contact floor
+        temp = next(b for b in s.batches if b.signal == "temp")
+        assert 3.0 - 0.05 < s.latent.temp_c - temp.values.mean() < 6.0 + 0.05
+        assert not any(b.signal in ("hr", "ibi") for b in s.batches)
+    for s in seconds:  # the first beat after the loss spans it: not sent either
+        for b in s.batches:
+            if b.signal == "ibi":
+                for t, ibi_ms in zip(b.t.tolist(), b.values.tolist()):
+                    start = t - T0 - ibi_ms / 1000.0
+                    assert not any(math.floor(start) <= x <= t - T0 for x in lost_rel)
+    sent_ibi = sum(len(b) for s in seconds for b in s.batches if b.signal == "ibi")
+    assert sent_ibi > 0.8 * sum(s.latent.hr_bpm for s in seconds if s.latent.contact) / 60.0
+
     ticks = [t for s in seconds for b in s.batches for t in monitor.update(b)]
     lost_t = {s.latent.t_s for s in lost}
     refused = [t for t in ticks if any(t.t - 60 < x <= t.t for x in lost_t)]
     assert refused and all(t.indicators.quality["eda"] != "ok" for t in refused)
     assert all("EDA_Tonic_Mean" not in t.indicators.values for t in refused)
+    inside = [t for t in ticks if all(t.t - x in lost_t for x in range(60))]  # windows wholly off the skin
+    assert inside and all(t.indicators.quality["hrv"] == "noisy" for t in inside)
+    assert all("HR_Mean" not in t.indicators.values for t in inside)
 
 
 def test_dropouts_skip_sequence_numbers():
