@@ -40,7 +40,8 @@ The model (parameters per wearer in ``sim_scenario.PROFILE_DEFAULTS``; reasons a
   surroundings, no ``hr``/``ibi``); dropped batches (their ``seq`` numbers are skipped);
   timestamp jitter; a device clock offset and drift. The device's ``ibi`` and ``hr`` come from
   the beats whose interval it could measure, as an E4's do: a beat whose interval overlaps a
-  second of contact loss is not sent.
+  second of contact loss, or of a motion artifact larger than half the pulse (peak to peak),
+  is not sent.
 
 Example
 -------
@@ -76,6 +77,9 @@ TEMP_RESOLUTION_C = 0.02  # Empatica E4
 # band came off at 3561 s and TEMP fell from 35.25 to 30.35-30.67 °C within 2 s. Drawn per
 # contact loss in this range (°C below the skin's temperature).
 OFF_SKIN_TEMP_DROP_C = (3.0, 6.0)
+# A second whose PPG motion artifact spans more than this share of the pulse's height (peak to
+# peak) hides the beats in it from the device: the E4 leaves such beats out of its IBI.
+ARTIFACT_HIDES_BEATS = 0.5
 
 # Exercise episodes: exercise load and whether the wrist moves like walking or running.
 LOAD_OF = {"walk": 0.3, "run": 1.0}
@@ -277,11 +281,17 @@ class SimulatedWearer:
         dropped, contact = self._faults_of_second(k)
         acc = self._acc(k, theta0, psi0, step_phase0, cadence0, move_sd0)
         out: dict[str, np.ndarray] = {}  # samples of the regular signals
-        self._unmeasured_s = [x for x in self._unmeasured_s if x > k - 3.0] + ([] if contact else [k])
+        artifact = self._ppg_artifact(acc)
+        pulse_height = self.profile["bvp_amplitude"] * (1.0 - 0.3 * s.arousal)  # lower under arousal (vasoconstriction)
+        artifact_hides = artifact is not None and float(np.ptp(artifact)) > ARTIFACT_HIDES_BEATS * pulse_height
+        if self._unmeasured_s and self._unmeasured_s[0] <= k - 3.0:
+            self._unmeasured_s = [x for x in self._unmeasured_s if x > k - 3.0]
+        if artifact_hides or not contact:
+            self._unmeasured_s.append(k)
         peaks_t, peaks_ibi = self._beats(k, hr0, hr1, vagal0, vagal1, phase0, resp0)
         jitter = self._rng_faults.standard_normal(len(self.signals)).tolist()
         if "bvp" in self.signals:
-            out["bvp"] = self._bvp(k, phase0, resp0, s.arousal, acc, contact)
+            out["bvp"] = self._bvp(k, phase0, resp0, pulse_height, artifact, contact)
         if "eda" in self.signals:
             out["eda"] = self._eda(k, scl0, self._scl(s), contact)
         if "temp" in self.signals:
@@ -409,22 +419,28 @@ class SimulatedWearer:
         self._recent_ibi = (self._recent_ibi + ibi)[-5:]
         return np.asarray(sent_t), np.asarray(ibi)
 
-    def _bvp(self, k, phase0, resp0, arousal, acc, contact) -> np.ndarray:
+    def _bvp(self, k, phase0, resp0, amp, artifact, contact) -> np.ndarray:
+        """64 samples of PPG: pulses of height ``amp`` (peak to peak) over the beats, breathing,
+        noise and the motion ``artifact``."""
         p = self.profile
         t = k + _W64
         on = np.asarray(self._onsets)
         j = np.searchsorted(on, t, side="right") - 1
         phase = (t - on[j]) / (on[j + 1] - on[j])
         resp = np.sin(phase0 + 2 * np.pi * resp0 * (t - k))
-        amp = p["bvp_amplitude"] * (1.0 - 0.3 * arousal)
         x = amp * (1.0 + 0.08 * resp) * np.interp(phase, _PULSE_X, _PULSE_Y) + 0.1 * amp * resp
         x += 0.015 * amp * self._rng_heart.standard_normal(64)
         if not contact:  # the optical sensor off the skin: no pulse, only sensor and ambient noise
             x = p["bvp_amplitude"] * self._rng_faults.standard_normal(64)
-        if self.faults["ppg_motion_artifacts"]:
-            magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc))
-            x += 3.0 * p["bvp_amplitude"] * np.repeat(magnitude - 1.0, 2)
-        return x
+        return x if artifact is None else x + artifact
+
+    def _ppg_artifact(self, acc) -> np.ndarray | None:
+        """The 64 samples that the wrist's movement adds to this second's PPG (None without the
+        ``ppg_motion_artifacts`` fault)."""
+        if not self.faults["ppg_motion_artifacts"]:
+            return None
+        magnitude = np.sqrt(np.einsum("ij,ij->i", acc, acc))
+        return 3.0 * self.profile["bvp_amplitude"] * np.repeat(magnitude - 1.0, 2)
 
     def _eda(self, k, scl0, scl1, contact) -> np.ndarray:
         p, s = self.profile, self._s

@@ -108,7 +108,7 @@ PROFILE_LIMITS: dict[str, tuple[float, float]] = {
 
 # Faults: off by default (the calm baseline is clean).
 FAULT_DEFAULTS: dict[str, Any] = {
-    "ppg_motion_artifacts": False,  # movement adds step-frequency waves and spikes to the PPG
+    "ppg_motion_artifacts": False,  # movement adds waves to the PPG and hides beats from hr/ibi
     "contact_loss_per_hour": 0.0,  # a loose or removed band: EDA ~0 µS, BVP noise, TEMP 3-6 °C low, no hr/ibi
     "contact_loss_s": (30.0, 120.0),  # their duration, drawn in [low, high]
     "dropouts_per_hour": 0.0,  # runs of lost batches (every signal; seq numbers skip)

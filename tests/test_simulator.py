@@ -496,7 +496,8 @@ def test_truth_is_on_the_device_clock():
 
 
 def test_ppg_motion_artifacts_follow_the_wrist():
-    walk = {"episodes": [{"kind": "walk", "start_s": 60, "duration_s": 120}]}
+    walk = {"episodes": [{"kind": "walk", "start_s": 60, "duration_s": 120}],
+            "signals": ["acc", "bvp", "eda", "temp", "hr", "ibi"]}
     clean = parse_scenario({"kinds": {"w": walk}}).kinds["w"]
     noisy = parse_scenario({"kinds": {"w": {**walk, "faults": {"ppg_motion_artifacts": True}}}}).kinds["w"]
     a = SimulatedWearer("sim-01", clean, np.random.default_rng(3), T0).take(180)
@@ -510,6 +511,22 @@ def test_ppg_motion_artifacts_follow_the_wrist():
     amplitude = bvp(a, 90, 170).std()
     assert walking_diff > 0.3 * amplitude  # walking buries the pulse under step-frequency waves
     assert walking_diff > 3 * still_diff  # seated, only the occasional gesture disturbs it
+
+    # The device's beat intervals: once all sent, perfect, while the pulse was buried. Now the
+    # beats whose PPG the movement buries are left out (as an E4 does), the others are the
+    # same beats as without artifacts, and the 1 Hz heart rate stops with them.
+    def beats(seconds, i0, i1, signal="ibi"):
+        return [(t, v) for s in seconds[i0:i1] for x in s.batches if x.signal == signal
+                for t, v in zip(x.t.tolist(), x.values.tolist())]
+
+    def expected(seconds, i0, i1):
+        return sum(s.latent.hr_bpm for s in seconds[i0:i1]) / 60.0
+
+    assert set(beats(b, 0, 180)) <= set(beats(a, 0, 180))
+    assert len(beats(a, 0, 180)) > 0.95 * expected(a, 0, 180)  # no artifacts: every beat
+    assert len(beats(b, 0, 50)) > 0.6 * expected(b, 0, 50)  # seated: most beats
+    assert len(beats(b, 90, 170)) < 0.05 * expected(b, 90, 170)  # walking: hardly any
+    assert len(beats(b, 90, 170, "hr")) < 0.05 * 80
 
 
 # ------------------------------------------------------------------------------ truth and scoring
