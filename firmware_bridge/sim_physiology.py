@@ -144,6 +144,18 @@ class Latent:
     resp_hz: float  # breathing rate (Hz)
     contact: bool  # False while the band is off the skin (fault)
     dropped: bool  # True when this second's batches were lost (fault)
+    ppg_artifact: bool  # True when movement buries the pulse and hides beats from hr/ibi (fault)
+
+
+@dataclass(slots=True)
+class FaultInterval:
+    """A run of seconds with one fault (``kind``: ``contact_loss``, ``dropout`` or
+    ``ppg_artifact``), from ``start_rel_s`` to ``end_rel_s`` (s since the start), e.g.
+    ``FaultInterval("dropout", 120.0, 127.0)``: the batches of seconds 120-126 were lost."""
+
+    kind: str
+    start_rel_s: float
+    end_rel_s: float
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,9 @@ class SimulatedWearer:
     start_unix : float
         True time of the first sample (unix s). The device's timestamps add the kind's clock
         offset and drift.
+
+    ``fault_intervals`` lists the faults of the seconds generated so far (``FaultInterval``,
+    in order of start), for the ground truth.
     """
 
     def __init__(self, wearer_id: str, kind: WearerKind, rng: np.random.Generator, start_unix: float):
@@ -252,6 +267,8 @@ class SimulatedWearer:
         self._contact_lost_until = -1.0
         self._off_skin_drop_c = 0.0
         self._unmeasured_s: list[float] = []  # recent seconds whose beat intervals the device cannot measure
+        self.fault_intervals: list[FaultInterval] = []  # every fault so far, in order of start
+        self._last_fault: dict[str, FaultInterval] = {}
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -319,7 +336,12 @@ class SimulatedWearer:
                                     fs=SAMPLING_RATE_HZ[signal])
             if not dropped:
                 batches.append(batch)
-        latent = Latent(self.start_unix + k, k, *latent_args, contact=contact, dropped=dropped)
+        latent = Latent(self.start_unix + k, k, *latent_args, contact=contact, dropped=dropped,
+                        ppg_artifact=artifact_hides)
+        if dropped or artifact_hides or not contact:
+            for fault, on in (("contact_loss", not contact), ("dropout", dropped), ("ppg_artifact", artifact_hides)):
+                if on:
+                    self._note_fault(fault, k)
         return SimSecond(latent, batches)
 
     def take(self, seconds: int) -> list[SimSecond]:
@@ -329,6 +351,15 @@ class SimulatedWearer:
     def batches(self, seconds: int) -> list[SampleBatch]:
         """The batches of the next ``seconds`` seconds, in the order a device sends them."""
         return [b for sec in self.take(seconds) for b in sec.batches]
+
+    def _note_fault(self, kind: str, k: float) -> None:
+        """Second ``k`` has fault ``kind``: extend its interval that ended at ``k`` or start one."""
+        last = self._last_fault.get(kind)
+        if last is not None and last.end_rel_s == k:
+            last.end_rel_s = k + 1.0
+        else:
+            self._last_fault[kind] = last = FaultInterval(kind, k, k + 1.0)
+            self.fault_intervals.append(last)
 
     # -- latent dynamics -----------------------------------------------------------------------
     def _targets(self, k: float):

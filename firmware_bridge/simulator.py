@@ -14,10 +14,11 @@ of the scenario's kind ``wearers[i % len]``, and draws its randomness from
 ``SeedSequence(seed).spawn(n)[i]``: the same seed gives the same wearers, and wearer ``i`` does
 not change when more wearers are added.
 
-The ground truth (``--truth FILE``, written before the first batch) lists every episode with
-its wearer, kind and times; ``start_s``/``end_s`` are unix seconds on the wearer's device
-clock, the time base of the monitor's ticks and check-ins, so ``score_detections`` compares
-them directly.
+The ground truth (``--truth FILE``, written before the first batch and again, with the faults,
+when the run ends or is stopped) lists every episode with its wearer, kind and times, and every
+fault interval (contact loss, lost batches, PPG motion artifacts that hide beats);
+``start_s``/``end_s`` are unix seconds on the wearer's device clock, the time base of the
+monitor's ticks and check-ins, so ``score_detections`` compares them directly.
 
 Example
 -------
@@ -97,22 +98,22 @@ def make_wearers(scenario: Scenario, n: int | None = None, seed: int = 0,
 
 
 def ground_truth(scenario: Scenario, wearers: list[SimulatedWearer], seconds: float, seed: int) -> dict:
-    """The episodes each wearer lives through in the first ``seconds`` of the run.
+    """The episodes each wearer lives through in the first ``seconds`` of the run, and the
+    faults of the seconds it has generated (so call it after the run: faults are random).
 
     Episodes starting after ``seconds`` are left out; one still running then ends there
-    (``"truncated": true``).
+    (``"truncated": true``). Faults are cut there too.
     """
-    episodes = []
-    for w in wearers:
-        for e in w.kind.episodes:
-            if e.start_s >= seconds:
-                continue
-            end = min(e.end_s, float(seconds))
-            episodes.append({
-                "wearer": w.wearer_id, "kind": e.kind, "intensity": e.intensity,
-                "start_s": float(w.device_time(e.start_s)), "end_s": float(w.device_time(end)),
-                "start_rel_s": e.start_s, "end_rel_s": end, "truncated": end < e.end_s,
-            })
+    def interval(w: SimulatedWearer, kind: str, start_rel_s: float, end_rel_s: float) -> dict:
+        end = min(end_rel_s, float(seconds))
+        return {"wearer": w.wearer_id, "kind": kind,
+                "start_s": float(w.device_time(start_rel_s)), "end_s": float(w.device_time(end)),
+                "start_rel_s": start_rel_s, "end_rel_s": end}
+
+    episodes = [{**interval(w, e.kind, e.start_s, e.end_s), "intensity": e.intensity, "truncated": e.end_s > seconds}
+                for w in wearers for e in w.kind.episodes if e.start_s < seconds]
+    faults = [interval(w, f.kind, f.start_rel_s, f.end_rel_s)
+              for w in wearers for f in w.fault_intervals if f.start_rel_s < seconds]
     start = wearers[0].start_unix if wearers else None
     return {
         "v": TRUTH_VERSION,
@@ -126,6 +127,7 @@ def ground_truth(scenario: Scenario, wearers: list[SimulatedWearer], seconds: fl
                                   "profile": {k: round(v, 4) for k, v in w.profile.items()}}
                     for w in wearers},
         "episodes": episodes,
+        "faults": faults,
     }
 
 
@@ -498,7 +500,8 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None,
                    help="simulated seconds to publish (default: the scenario's duration_s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same wearers")
-    p.add_argument("--truth", type=Path, help="write the episodes' ground truth (JSON) to this file")
+    p.add_argument("--truth", type=Path, help="write the ground truth (JSON: episodes; faults when the run ends) "
+                                              "to this file")
     p.add_argument("--start", type=float, default=None, help="event time of the first sample, unix s (default: now)")
     p.add_argument("--device-id", default=DEFAULT_DEVICE, help="device id in the topics (default %(default)s)")
     p.add_argument("--wearer-prefix", default="sim", metavar="WORD",
@@ -535,20 +538,22 @@ def _run_simulate(args: argparse.Namespace, signals: StopSignals, out, err) -> i
     seconds = int(args.seconds if args.seconds is not None else scenario.duration_s)
     wearers = make_wearers(scenario, args.wearers, seed=args.seed, start_unix=args.start, prefix=args.wearer_prefix)
     sim = Simulation(wearers, args.broker, speed=args.speed, device=args.device_id, unreachable_hint=hint)
-    if args.truth:
+    if args.truth:  # the episodes now (a path that cannot be written fails before anything is sent)
         write_truth(args.truth, ground_truth(scenario, wearers, seconds, args.seed))
     start = datetime.fromtimestamp(wearers[0].start_unix, timezone.utc).isoformat(timespec="seconds")
     kinds = ", ".join(f"{w.wearer_id}={w.kind.name}" for w in wearers[:6]) + (" ..." if len(wearers) > 6 else "")
     print(f"anxmon simulate: {len(wearers)} wearer(s) of scenario {scenario.name} ({kinds}) to {sim.address}, "
           f"{seconds} s of event time from {start} "
           + ("as fast as possible" if math.isinf(args.speed) else f"at {args.speed:g}x real time")
-          + (f"; truth in {args.truth}" if args.truth else ""), file=out, flush=True)
+          + (f"; truth in {args.truth} (its faults when the run ends)" if args.truth else ""), file=out, flush=True)
     with tqdm(total=seconds, unit="s", desc="simulated", file=err or sys.stderr, disable=None, leave=False) as bar:
         def on_second(k: int, _) -> None:
             bar.set_postfix_str(f"{sum(link.acked for link in sim.links)} batches acknowledged", refresh=False)
             bar.update(1)
 
         stats = sim.run(seconds, stop=signals.event, on_second=None if bar.disable else on_second)
+    if args.truth:  # again with the faults, for the seconds published
+        write_truth(args.truth, ground_truth(scenario, wearers, stats.seconds, args.seed))
     print(f"published {stats.seconds} s of {len(wearers)} wearer(s): {stats.batches} batches, "
           f"{stats.acked} acknowledged, in {stats.wall_s:.1f} s ({stats.speed:.0f}x real time)"
           + (" (stopped early)" if signals.event.is_set() else ""), file=out, flush=True)

@@ -559,6 +559,53 @@ def test_ground_truth_file(demo, tmp_path):
     assert set(loaded["wearers"]["sim-01"]["profile"]) == set(PROFILE_DEFAULTS)
 
 
+def test_ground_truth_lists_every_fault_second(tmp_path):
+    """Researchers comparing the monitor's quality flags with the truth had only the episodes:
+    when the band was off, batches lost or the pulse buried by movement was nowhere. The truth
+    now lists these intervals, second for second as the wearers generated them, on both time
+    bases, cut at the run's end; ``anxmon simulate --truth`` writes them when the run ends."""
+    import argparse
+
+    from monitor.broker import start_broker
+    from tests.conftest import need_broker
+
+    raw = {"kinds": {"f": {"episodes": [{"kind": "walk", "start_s": 300, "duration_s": 120}],
+                           "faults": {"contact_loss_per_hour": 20.0, "contact_loss_s": [20, 40],
+                                      "dropouts_per_hour": 30.0, "dropout_s": [3, 10],
+                                      "ppg_motion_artifacts": True, "clock_offset_s": 12.0}}}}
+    sc = parse_scenario(raw)
+    wearers = make_wearers(sc, 2, seed=4, start_unix=T0)
+    latents = {w.wearer_id: [s.latent for s in w.take(1200)] for w in wearers}
+    truth = json.loads(json.dumps(ground_truth(sc, wearers, 1000, seed=4)))
+    flags = {"contact_loss": lambda x: not x.contact, "dropout": lambda x: x.dropped,
+             "ppg_artifact": lambda x: x.ppg_artifact}
+    for w in wearers:
+        for kind, flagged in flags.items():
+            intervals = sorted((f["start_rel_s"], f["end_rel_s"]) for f in truth["faults"]
+                               if f["wearer"] == w.wearer_id and f["kind"] == kind)
+            covered = {k for a, b in intervals for k in range(int(a), int(b))}
+            assert covered == {int(x.rel_s) for x in latents[w.wearer_id][:1000] if flagged(x)}
+            assert intervals and all(b1 < a2 for (_, b1), (a2, _) in zip(intervals, intervals[1:]))  # maximal runs
+    assert all(f["start_s"] == T0 + 12.0 + f["start_rel_s"] and f["end_rel_s"] <= 1000 for f in truth["faults"])
+    assert {f["kind"] for f in truth["faults"]} == set(flags) and len(truth["episodes"]) == 2
+
+    need_broker("nats")
+    (tmp_path / "faulty.toml").write_text(
+        'duration_s = 60\n[kinds.f.faults]\ndropouts_per_hour = 600.0\ndropout_s = [2, 4]\n')
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    with start_broker("nats", data_dir=tmp_path / "nats") as broker:
+        args = parser.parse_args(["simulate", "--scenario", str(tmp_path / "faulty.toml"), "--speed", "inf",
+                                  "--seed", "1", "--start", str(T0), "--broker", broker.url,
+                                  "--truth", str(tmp_path / "truth.json")])
+        assert run_simulate(args, out=io.StringIO()) == 0
+    written = json.loads((tmp_path / "truth.json").read_text())
+    w = make_wearers(parse_scenario({"duration_s": 60, "kinds": {"f": {"faults": {
+        "dropouts_per_hour": 600.0, "dropout_s": [2, 4]}}}}), 1, seed=1, start_unix=T0)[0]
+    dropped = {int(s.latent.rel_s) for s in w.take(60) if s.latent.dropped}
+    assert dropped and {k for f in written["faults"] for k in range(int(f["start_rel_s"]), int(f["end_rel_s"]))} == dropped
+
+
 def test_simulate_command_line_needs_a_broker(monkeypatch):
     import argparse
 
