@@ -64,19 +64,22 @@ PROFILE_DEFAULTS: dict[str, tuple[float, float]] = {
     "hr_rest_bpm": (60.0, 72.0),  # resting heart rate, seated adult
     "hr_anxiety_bpm": (12.0, 22.0),  # rise at full arousal (a = 1)
     "hr_exercise_bpm": (75.0, 90.0),  # rise at full exercise load (a steady run)
-    "rsa_ms": (25.0, 38.0),  # respiratory sinus arrhythmia, amplitude of RR modulation at rest
-    "rr_noise_ms": (8.0, 13.0),  # beat-to-beat RR noise at rest (SD)
+    # respiratory sinus arrhythmia (amplitude of the RR modulation) and beat-to-beat RR noise (SD)
+    # at rest: together a resting RMSSD of ~29-59 ms, around the 42 +- 15 ms of healthy adults
+    # (Nunan et al. 2010)
+    "rsa_ms": (32.0, 70.0),
+    "rr_noise_ms": (11.0, 20.0),
     "resp_rest_hz": (0.2, 0.28),  # breathing rate at rest (12-17 breaths/min)
     "arousal_onset_s": (20.0, 50.0),  # time constant of arousal rising to an episode's level
     "arousal_offset_s": (60.0, 150.0),  # time constant of its return to calm
-    "scl_rest_us": (1.5, 5.0),  # skin conductance level at rest, wrist
+    "scl_rest_us": (0.3, 5.0),  # skin conductance level at rest, wrist (E4: S02 ~0.6, S05 ~4 µS)
     "scl_anxiety_us": (0.6, 1.4),  # tonic rise at full arousal
     "scl_sweat_us": (1.0, 2.5),  # tonic rise from thermoregulatory sweating after a long run
     "scr_rest_per_min": (1.0, 2.5),  # non-specific SCRs at rest
     "scr_anxiety_per_min": (5.0, 9.0),  # extra SCRs at full arousal
     "scr_amplitude_us": (0.1, 0.2),  # median SCR amplitude at rest (lognormal)
     "scr_decay_s": (2.0, 4.0),  # recovery time constant of one SCR (Bateman)
-    "temp_rest_c": (32.5, 34.0),  # wrist skin temperature at rest
+    "temp_rest_c": (29.5, 35.5),  # wrist skin temperature at rest (E4: S05 ~29.5, S02 ~35.2 °C)
     "temp_anxiety_c": (0.25, 0.5),  # drop at full arousal (peripheral vasoconstriction)
     "bvp_amplitude": (60.0, 120.0),  # pulse amplitude, a.u. (E4-like)
     # hand/arm gestures while seated, 1-4 s each, lognormal amplitude with this median. Calibrated
