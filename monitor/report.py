@@ -337,7 +337,7 @@ QUALITY_SIGNALS = {  # quality key -> what it covers
 QUALITY_REASONS = {  # quality state -> why the window's values were withheld
     "insufficient": "too little valid data in the window",
     "missing": "no data from the sensor",
-    "out_of_range": "out of range or lost skin contact",
+    "out_of_range": "out of range (a sample off the skin, a glitch)",
     "jump": "jumps faster than the body can (electrode movement)",
     "flat": "flat line (lost contact or saturated)",
     "artifacts": "too many corrected beats",

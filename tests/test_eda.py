@@ -338,7 +338,16 @@ def test_lost_contact_is_flagged():
     x, fs = clean_segment()
     # the E4 off the wrist: 0.00-0.02 µS for 30 s (below the 0.05 µS contact floor)
     x[int(100 * fs): int(130 * fs)] = np.random.default_rng(1).uniform(0.0, 0.02, int(30 * fs))
-    check_fault(qualities(x, fs), 100.0, 130.0 - 1 / fs, "out_of_range")
+    check_fault(qualities(x, fs), 100.0, 130.0 - 1 / fs, "off_skin")
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_a_sample_or_two_below_the_contact_floor_is_out_of_range_not_off_skin(samples):
+    # S02's EDA reads 0.0 for one sample at 455.5 s while its skin temperature runs on: a glitch,
+    # not a band off the skin (off_skin also withholds the band's temperature in the pipeline)
+    x, fs = clean_segment()
+    x[int(100 * fs): int(100 * fs) + samples] = 0.0
+    check_fault(qualities(x, fs), 100.0, 100.0 + (samples - 1) / fs, "out_of_range")
 
 
 def test_missing_values_are_flagged_and_never_leak():

@@ -534,3 +534,39 @@ def test_a_ppg_band_that_finds_no_pulse_still_gives_rows_saying_so(batch_s):
     assert len(ticks) >= 50  # up to the last one the release holds back (max_lag_s)
     assert all(t.indicators.quality == {"hrv": "missing", "rsp": "missing"} for t in ticks)
     assert {t.score.gate for t in ticks} == {"poor_quality"}  # the app: "the signal is unclear"
+
+
+def test_one_eda_sample_below_the_contact_floor_does_not_withhold_the_temperature():
+    # S02 (../shared/data/stress-predict/S02) reads 0.0 µS for one sample at 455.5 s while its
+    # skin temperature runs on undisturbed: EDA is out_of_range for a minute, the temperature
+    # stays (only a band off the skin, EDA "off_skin", withholds it: the test below)
+    rec = read_recording(data_path("stress-predict", "S02"))
+    rows = run(rec, 1.0, signals={"eda", "temp"})
+    glitch = [r for r in rows if rec.start_s + 456.0 <= r.t <= rec.start_s + 515.0]
+    assert len(glitch) == 12 and all(r.quality == {"eda": "out_of_range", "temp": "ok"} for r in glitch)
+    assert all("TEMP_Mean" in r.values for r in glitch)
+
+
+def test_a_band_off_the_skin_withholds_its_temperature_with_its_eda():
+    # the simulator's band-off (firmware_bridge/sim_physiology.py: EDA ~0.01 µS, the
+    # thermometer 3-6 °C low, in the skin's range) with its ground truth: the temperature of
+    # every window holding a second of it is withheld with the EDA ("off_skin"); before, it
+    # stayed "ok" and a calm wearer whose band came off six times an hour got 14 false
+    # check-ins in 9 h, 1 now
+    from firmware_bridge.sim_physiology import SimulatedWearer
+    from firmware_bridge.sim_scenario import parse_scenario
+
+    kind = parse_scenario({"kinds": {"f": {"faults": {"contact_loss_per_hour": 6.0,
+                                                      "contact_loss_s": [60, 120]}}}}).kinds["f"]
+    wearer = SimulatedWearer("sim-01", kind, np.random.default_rng(1), T0)
+    p, rows = WearerPipeline(), []
+    for batch in wearer.batches(3600):
+        rows += p.update(batch)
+    off = [(T0 + f.start_rel_s, T0 + f.end_rel_s) for f in wearer.fault_intervals if f.kind == "contact_loss"]
+    assert len(off) >= 3
+    on = lambda t, a, b: a + 1.0 <= t <= b + 58.0  # the window holds a whole bin (k - 1, k] of it
+    during = [r for r in rows if any(on(r.t, a, b) for a, b in off)]
+    assert during and all(r.quality["eda"] == "off_skin" and r.quality["temp"] == "off_skin"
+                          and "TEMP_Mean" not in r.values for r in during)
+    clear = [r for r in rows if r.t > T0 + 120 and not any(a - 5.0 <= r.t <= b + 65.0 for a, b in off)]
+    assert clear and all(r.quality["temp"] == "ok" for r in clear)

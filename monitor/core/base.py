@@ -183,6 +183,7 @@ def hold_last_usable(x: np.ndarray, last: float) -> np.ndarray:
 QUALITY_OK = "ok"
 QUALITY_INSUFFICIENT = "insufficient"  # not enough valid data in the window
 QUALITY_MISSING = "missing"  # the stream sent nothing for this window
+QUALITY_OFF_SKIN = "off_skin"  # the sensor is not on the skin: its values are withheld
 
 
 @dataclass(frozen=True)

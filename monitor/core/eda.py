@@ -35,6 +35,7 @@ from scipy import signal as sps
 
 from monitor.core.base import (
     QUALITY_INSUFFICIENT,
+    QUALITY_OFF_SKIN,
     QUALITY_OK,
     FIR_A,
     CausalSOS,
@@ -52,7 +53,7 @@ from monitor.core.base import (
 )
 from monitor.wire import SIGNALS
 
-QUALITY_OUT_OF_RANGE = "out_of_range"  # outside 0-100 µS, or below the contact floor (lost contact)
+QUALITY_OUT_OF_RANGE = "out_of_range"  # outside 0-100 µS, or below the contact floor (a sample or two)
 QUALITY_JUMP = "jump"  # changed faster than physiology allows (electrode movement, glitch)
 QUALITY_FLAT = "flat"  # flat line: lost contact or saturated sensor
 LOWPASS_ORDER = 4  # as neurokit2.eda_clean
@@ -175,7 +176,8 @@ class EdaProcessor(Processor):
         A run of ``flat_s`` seconds whose peak-to-peak range is below ``flat_range_us`` (µS,
         about one E4 quantisation step) is a flat line.
 
-    Each ``Features`` carries ``quality["eda"]``: "ok", "out_of_range", "jump", "flat" (the
+    Each ``Features`` carries ``quality["eda"]``: "ok", "off_skin" (a whole second, or bin, below
+    ``contact_floor_us``: the electrodes were off the skin), "out_of_range", "jump", "flat" (the
     first fault found in the window, in that order) or "insufficient" (too little data). Values
     are emitted only when the quality is "ok"; a window with an artifact emits none, because a
     jump or a contact loss produces fake SCRs and a wrong level.
@@ -249,6 +251,7 @@ class EdaProcessor(Processor):
         # every bin holds a sample, so a flat run is a run of bins (below 1 Hz, bins of 1 s
         # would alternate with empty ones and no run of them would ever be flat)
         self.bin_s = BIN_S * math.ceil(1.0 / (self.sampling_rate * BIN_S) - 1e-9)
+        self.off_skin_n = max(1, math.floor(0.75 * self.bin_s * self.sampling_rate))  # samples (see _quality)
         self.flat_bins = max(1, math.ceil(self.flat_s / self.bin_s))
         # raw samples per step: a tick's worth, at most INBOX_SAMPLES (at 1000 Hz a tick's 5,000
         # samples waiting in the inbox were 80 KB of the wearer's state)
@@ -513,7 +516,10 @@ class EdaProcessor(Processor):
         present = (s.bin_id[slots] == ids) & (s.bin_n[slots] > 0)
         flags = np.bitwise_or.reduce(s.bin_flags[slots][present]) if present.any() else 0
         if flags & 1:
-            return QUALITY_OUT_OF_RANGE
+            # a whole bin (3/4 of its samples at least) below the contact floor: the electrodes
+            # were off the skin, not a glitch of a sample or two (S02 has one at 455.5 s)
+            off = present & (s.bin_max[slots] < self.contact_floor_us) & (s.bin_n[slots] >= self.off_skin_n)
+            return QUALITY_OFF_SKIN if off.any() else QUALITY_OUT_OF_RANGE
         if flags & 2:
             return QUALITY_JUMP
         m = self.flat_bins

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from monitor.core.base import QUALITY_MISSING, Features, Processor
+from monitor.core.base import QUALITY_MISSING, QUALITY_OFF_SKIN, QUALITY_OK, Features, Processor
 from monitor.core.beats import BeatCorrector
 from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
@@ -519,6 +519,13 @@ class WearerPipeline(Processor):
                 # amplitudes: a rate read from them would be the ectopy's rhythm (the Polar H10 record)
                 values.pop("RSP_Rate", None)
                 quality["rsp"] = QUALITY_IRREGULAR
+            if quality.get("eda") == QUALITY_OFF_SKIN and quality.get("temp") == QUALITY_OK:
+                # the band's electrodes were off the skin in this window: its thermometer reads the
+                # air, 28-31 °C on a desk (S02's band taken off: 35.3 to 30.4 °C in 2 s), inside
+                # the skin's range, and a stress-like drop for the score
+                for key in TempProcessor.INDICATOR_KEYS:
+                    values.pop(key, None)
+                quality["temp"] = QUALITY_OFF_SKIN
             out.append(Features(tick + s.tick_phase_s, values, quality))
             del s.pending[tick]
             s.released_until = tick

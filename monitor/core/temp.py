@@ -10,6 +10,7 @@ import numpy as np
 
 from monitor.core.base import (
     QUALITY_INSUFFICIENT,
+    QUALITY_OFF_SKIN,
     QUALITY_OK,
     Features,
     WindowedSamples,
@@ -71,7 +72,7 @@ class TempProcessor(WindowedSamples):
         temp_c = bins[:, 2]
         mean = float(np.add.reduce(n * temp_c)) / n_total
         if not SKIN_RANGE_C[0] <= mean <= SKIN_RANGE_C[1]:
-            return Features(tick_s, {}, {"temp": "off_skin"})
+            return Features(tick_s, {}, {"temp": QUALITY_OFF_SKIN})
         t_s = ends_s - tick_s + bins[:, 1]  # each bin's mean time, from the tick
         dt = t_s - float(np.add.reduce(n * t_s)) / n_total  # from the window's mean time
         # the window's sums of squared and crossed deviations: the bins' own plus their means'
