@@ -547,12 +547,12 @@ def test_one_eda_sample_below_the_contact_floor_does_not_withhold_the_temperatur
     assert all("TEMP_Mean" in r.values for r in glitch)
 
 
-def test_a_band_off_the_skin_withholds_its_temperature_with_its_eda():
+def test_a_band_off_the_skin_withholds_its_temperature_and_pulse_with_its_eda():
     # the simulator's band-off (firmware_bridge/sim_physiology.py: EDA ~0.01 µS, the
     # thermometer 3-6 °C low, in the skin's range) with its ground truth: the temperature of
     # every window holding a second of it is withheld with the EDA ("off_skin"); before, it
     # stayed "ok" and a calm wearer whose band came off six times an hour got 14 false
-    # check-ins in 9 h, 1 now
+    # check-ins in 9 h (seeds 1-3), none now (1 with the temperature alone withheld)
     from firmware_bridge.sim_physiology import SimulatedWearer
     from firmware_bridge.sim_scenario import parse_scenario
 
@@ -568,5 +568,9 @@ def test_a_band_off_the_skin_withholds_its_temperature_with_its_eda():
     during = [r for r in rows if any(on(r.t, a, b) for a, b in off)]
     assert during and all(r.quality["eda"] == "off_skin" and r.quality["temp"] == "off_skin"
                           and "TEMP_Mean" not in r.values for r in during)
+    # the band's pulse too, and the breathing read from it (the device's own heart rate, when
+    # its window has one, stands in as for any window without a pulse)
+    assert all(r.quality["hrv"] == "off_skin" and r.quality["rsp"] == "off_skin" and "HRV_RMSSD" not in r.values
+               and "RSP_Rate" not in r.values for r in during)
     clear = [r for r in rows if r.t > T0 + 120 and not any(a - 5.0 <= r.t <= b + 65.0 for a, b in off)]
     assert clear and all(r.quality["temp"] == "ok" for r in clear)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from monitor.core.base import QUALITY_MISSING, QUALITY_OFF_SKIN, QUALITY_OK, Features, Processor
+from monitor.core.base import QUALITY_MISSING, QUALITY_OFF_SKIN, Features, Processor
 from monitor.core.beats import BeatCorrector
 from monitor.core.ecg import EcgBeatDetector
 from monitor.core.eda import EdaProcessor
@@ -478,6 +478,19 @@ class WearerPipeline(Processor):
                 quality.update(f.quality)
                 return
 
+    def _in_the_eda_band(self, modality: str) -> bool:
+        """Whether a modality's sensor sits in the band that measures EDA, so that a window in
+        which the EDA electrodes were off the skin (quality ``off_skin``) withholds it too:
+        skin temperature (off the skin it reads the air, 28-31 °C on a desk, inside the skin's
+        range: a stress-like drop; S02's band taken off fell from 35.3 to 30.4 °C in 2 s) and a
+        wrist pulse (``bvp``) with the breathing read from it (partly off the skin, its noise
+        passes the pulse check in part of the window and raised the heart rate). A chest
+        strap's heart (``ecg``, ``ibi``, ``hr``) and a belt's breathing are not the band's."""
+        s = self.state
+        if modality == "temp":
+            return True
+        return s.heart_source == "bvp" and (modality == "heart" or (modality == "rsp" and "rsp" not in s.chains))
+
     def _quality_key(self, modality: str) -> str:
         """The key under which a modality's processors report quality."""
         if modality == "heart" and self.state.heart_source == "hr":
@@ -503,10 +516,14 @@ class WearerPipeline(Processor):
             if not (everything or complete or tick + max_lag_s <= lead):
                 break
             values, quality = {}, {}
+            eda = parts.get("eda")
+            off_skin = eda is not None and eda.quality.get("eda") == QUALITY_OFF_SKIN
             for modality in modalities:
                 f = parts.get(modality)
                 if f is None:
                     quality[self._quality_key(modality)] = QUALITY_MISSING
+                elif off_skin and self._in_the_eda_band(modality):
+                    quality[self._quality_key(modality)] = QUALITY_OFF_SKIN
                 else:
                     values.update(f.values)
                     quality.update(f.quality)
@@ -519,13 +536,6 @@ class WearerPipeline(Processor):
                 # amplitudes: a rate read from them would be the ectopy's rhythm (the Polar H10 record)
                 values.pop("RSP_Rate", None)
                 quality["rsp"] = QUALITY_IRREGULAR
-            if quality.get("eda") == QUALITY_OFF_SKIN and quality.get("temp") == QUALITY_OK:
-                # the band's electrodes were off the skin in this window: its thermometer reads the
-                # air, 28-31 °C on a desk (S02's band taken off: 35.3 to 30.4 °C in 2 s), inside
-                # the skin's range, and a stress-like drop for the score
-                for key in TempProcessor.INDICATOR_KEYS:
-                    values.pop(key, None)
-                quality["temp"] = QUALITY_OFF_SKIN
             out.append(Features(tick + s.tick_phase_s, values, quality))
             del s.pending[tick]
             s.released_until = tick
