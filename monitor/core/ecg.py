@@ -4,6 +4,8 @@
 ECG's QRS complex is short, has either polarity depending on the lead, and is followed by a T
 wave that can be as tall. ``EcgBeatDetector`` therefore puts a QRS front end before it:
 
+0. a glitch in the raw ECG is replaced by the last good sample (``SpikeHold``, as for PPG):
+   squared twice on its way, it would swell the inner detector's mean energy for minutes;
 1. band-pass 8-20 Hz (Butterworth order 2, causal, carried state): the QRS band, where P and T
    waves and baseline wander are weak (Elgendi 2010 uses 8-20 Hz for the same reason);
 2. square (both polarities count) and average over ``energy_window_s`` (0.05 s, a trailing
@@ -37,7 +39,7 @@ from monitor.core.base import (
     lfilter_zi,
 )
 from monitor.core.beats import BeatBatch
-from monitor.core.ppg import PpgBeatDetector, PpgState
+from monitor.core.ppg import PpgBeatDetector, PpgState, SpikeHold, SpikeHoldState
 
 
 @dataclass
@@ -47,6 +49,7 @@ class EcgState:
     detector: PpgState
     zi_energy: np.ndarray | None = None  # trailing moving average memory
     last_x: float = 0.0  # last finite input sample (stands in for non-finite ones)
+    spikes: SpikeHoldState | None = None  # the glitch filter (None: a new segment, or a checkpoint from before it)
 
 
 class EcgBeatDetector(Processor):
@@ -90,9 +93,10 @@ class EcgBeatDetector(Processor):
         self.b_energy = np.full(n, 1.0 / n)
         self._bandpass = CausalSOS.butter(2, list(band_hz), "bandpass", fs)
         self._clock = SampleClock(fs)
+        self._spikes = SpikeHold(fs)
         self.min_delay_s = float(min_delay_s)
         self._detector = PpgBeatDetector(fs, max_delay_s=max_delay_s, beat_offset=beat_offset, fiducial="peak",
-                                         min_delay_s=min_delay_s, shape_check=False)
+                                         min_delay_s=min_delay_s, shape_check=False, hold_spikes=False)
         self.reset()
 
     def __setstate__(self, saved: dict) -> None:
@@ -100,6 +104,9 @@ class EcgBeatDetector(Processor):
         if "min_delay_s" not in saved:  # a checkpoint from before the ECG's own refractory period
             self.min_delay_s = 0.2
             self._detector.min_delay = self.min_delay_s * self.sampling_rate
+        if "_spikes" not in saved:  # a checkpoint from before the glitch filter: it clears the raw ECG
+            self._spikes = SpikeHold(self.sampling_rate)
+            self._detector._spikes = None
 
     def reset(self) -> None:
         """Forget everything (a new wearer or a new recording)."""
@@ -123,11 +130,14 @@ class EcgBeatDetector(Processor):
         a = self._clock.align(t0_s, len(x))
         x = x[a.skip:]
         if a.gap:  # restart the front end; the inner detector sees the same gap and restarts
-            s.bandpass, s.zi_energy = CausalSOSState(), None
+            s.bandpass, s.zi_energy, s.spikes = CausalSOSState(), None, None
         if len(x) == 0:
             return self._shift(self._detector.update(t0_s, x))
         x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
+        self._spikes.state = s.spikes
+        x = self._spikes.update(x)
+        s.spikes = self._spikes.state
         self._bandpass.state = s.bandpass
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state

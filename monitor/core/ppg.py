@@ -3,6 +3,10 @@
 A causal adaptation of Elgendi et al. (2013), the method behind ``nk.ppg_findpeaks``
 (``method="elgendi"``):
 
+0. a glitch, a sample or a run of them that jumps ``SPIKE_RATIO`` times further than the
+   running mean step, is replaced by the last good sample, and a jump that lasts is taken out
+   (``SpikeHold``): through the band-pass it would ring for seconds and swell the running mean
+   energy of step 4 for minutes;
 1. band-pass 0.5-8 Hz (Butterworth, order 3, causal second-order sections with carried state);
 2. keep the positive part and square it;
 3. two moving averages of that energy: a short one (``peak_window_s`` = 0.111 s, one systolic
@@ -69,6 +73,100 @@ class PpgState:
     gap_pending: bool = True  # the next batch's beats follow a (re)start
     last_x: float = 0.0  # last input sample (stands in for non-finite samples)
     template: np.ndarray | None = None  # running average pulse wave (unit-norm, zero-mean), kept over gaps
+    spikes: SpikeHoldState | None = None  # the glitch filter (None: a new segment, or a checkpoint from before it)
+
+
+SPIKE_RATIO = 100.0  # a step this many times the running mean step is a glitch (real PPG/ECG: at most 34)
+SPIKE_HOLD_S = 1.0  # longest glitch held (s); a jump that lasts longer is a new level
+SPIKE_LEARN_S = 1.0  # the mean step is learnt over this long (s) before a glitch can be told
+
+
+@dataclass
+class SpikeHoldState:
+    last: float  # the last good sample (input)
+    step_avg: float = 0.0  # exponential average of the good steps |x[n] - x[n-1]|, not yet unbiased
+    n_steps: int = 0  # good steps since the (re)start of the average
+    held: int = 0  # glitch samples held in a row
+    offset: float = 0.0  # sum of the lasting jumps, taken out of the output
+    prior_step: float = math.inf  # while the average is learnt anew: the mean step before (inf: none)
+
+
+class SpikeHold(Processor):
+    """Replaces glitches (a bit error, an ADC saturation: a sample or a run that jumps at least
+    ``ratio`` times further than the mean step of the last ~``tau_s``) by the last good sample,
+    and takes lasting jumps out, so that a band-pass after it does not ring.
+
+    The mean step is an exponential average of ``|x[n] - x[n-1]|`` over the good samples,
+    unbiased by its weight (so it needs no seed), learnt over ``learn_s`` before it tells a
+    glitch. A jump held for longer than ``hold_s`` is a new level: its samples pass, less the
+    jump (the output goes on from the last good sample; a band-pass ignores the level), and the
+    mean step is learnt anew, the one before judging meanwhile (a saturation that ends is a
+    jump back). ``state`` is None until the first sample (``update`` creates it).
+
+    Example
+    -------
+    >>> x = np.sin(np.arange(200) / 5.0)
+    >>> x[150] = 1e6
+    >>> float(SpikeHold(64.0).update(x)[150]) == float(x[149])
+    True
+    """
+
+    def __init__(self, sampling_rate: float, ratio: float = SPIKE_RATIO, tau_s: float = 10.0,
+                 hold_s: float = SPIKE_HOLD_S, learn_s: float = SPIKE_LEARN_S):
+        fs = float(sampling_rate)
+        self.ratio = float(ratio)
+        self.decay = math.exp(-1.0 / (tau_s * fs))  # weight of the past per step
+        self.b, self.a = np.array([1.0 - self.decay]), np.array([1.0, -self.decay])
+        self.n_hold = max(1, int(round(hold_s * fs)))
+        self.n_learn = max(1, int(round(learn_s * fs)))
+        self.n_unbiased = int(math.ceil(-17.0 / math.log10(self.decay)))  # past it, 1 - decay ** n == 1.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = None
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (finite samples) with its glitches and lasting jumps taken out; ``x`` itself
+        when it has none."""
+        if len(x) and self.state is None:
+            self.state = SpikeHoldState(last=float(x[0]))
+        s, start = self.state, 0
+        out = x - s.offset if s.offset else x
+        while start < len(x):  # once, unless a glitch is found
+            seg = x[start:]
+            step = np.empty(len(seg))  # |x[n] - x[n-1]| (np.diff(prepend=) costs 4x more)
+            step[0] = seg[0] - s.last
+            np.subtract(seg[1:], seg[:-1], out=step[1:])
+            np.abs(step, out=step)
+            avg, _ = lfilter_zi(self.b, self.a, step, np.array([self.decay * s.step_avg]))
+            j = len(seg)
+            floor = s.step_avg * self.decay ** (j - 1)  # the average cannot fall lower in seg
+            if s.n_steps < self.n_learn or np.maximum.reduce(step) > self.ratio * floor:  # (else no glitch)
+                before = np.concatenate(([s.step_avg], avg[:-1]))  # the average before each step
+                n = s.n_steps + np.arange(len(seg))
+                weighted = step * (1.0 - self.decay ** n.astype(float)) if s.n_steps < self.n_unbiased else step
+                bad = weighted > self.ratio * before  # (the average of n steps weighs 1 - decay ** n)
+                if s.n_steps < self.n_learn:  # still learning: the mean step before judges
+                    learning = n < self.n_learn
+                    bad[learning] = step[learning] > self.ratio * s.prior_step
+                j = int(bad.argmax()) if bad.any() else len(seg)
+            if j:  # good samples
+                s.step_avg, s.n_steps, s.last, s.held = float(avg[j - 1]), s.n_steps + j, float(seg[j - 1]), 0
+            if j == len(seg):
+                break
+            if out is x:
+                out = x.copy()
+            if s.held < self.n_hold:  # a glitch: hold the last good sample
+                out[start + j] = s.last - s.offset
+                s.held += 1
+            else:  # the jump lasts: a new level, taken out; its steps are learnt anew
+                s.prior_step = (s.step_avg / (1.0 - self.decay ** s.n_steps)
+                                if s.n_steps >= self.n_learn else math.inf)
+                s.offset += float(seg[j]) - s.last
+                out[start + j:] = seg[j:] - s.offset
+                s.last, s.step_avg, s.n_steps, s.held = float(seg[j]), 0.0, 0, 0
+            start += j + 1
+        return out
 
 
 UPSLOPE_WINDOW_S = 0.3  # an upslope beat is the steepest rise at most this long before its pulse's peak (s)
@@ -107,6 +205,9 @@ class PpgBeatDetector(Processor):
     shape_check : bool
         Give each beat its ``template_r`` (the pulse shape check, module docstring); False
         leaves it NaN (``EcgBeatDetector``, whose input is an energy envelope, not a pulse).
+    hold_spikes : bool
+        Replace glitches by the last good sample (``SpikeHold``); False for an input already
+        cleared of them (``EcgBeatDetector`` clears its raw ECG).
 
     Example
     -------
@@ -124,9 +225,10 @@ class PpgBeatDetector(Processor):
                  beat_window_s: float = 0.667, beat_offset: float = 0.02,
                  min_delay_s: float = 0.3, mean_tau_s: float = 10.0,
                  fiducial: str = "upslope", upslope_window_s: float = UPSLOPE_WINDOW_S,
-                 shape_check: bool = True):
+                 shape_check: bool = True, hold_spikes: bool = True):
         fs = float(sampling_rate)
         self.shape_check = bool(shape_check)
+        self._spikes = SpikeHold(fs) if hold_spikes else None
         self.sampling_rate = fs
         self.max_delay_s = float(max_delay_s)
         self.band_hz = band_hz
@@ -166,6 +268,11 @@ class PpgBeatDetector(Processor):
         self._clock = SampleClock(fs)
         self.reset()
 
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        if "_spikes" not in saved:  # a checkpoint from before the glitch filter
+            self._spikes = SpikeHold(self.sampling_rate)
+
     def reset(self) -> None:
         """Forget everything (a new wearer or a new recording)."""
         self.state = PpgState(clock=SampleClockState(), bandpass=CausalSOSState())
@@ -174,6 +281,7 @@ class PpgBeatDetector(Processor):
         s = self.state
         s.bandpass = CausalSOSState()
         s.zi_peak = s.zi_beat = s.zi_mean = None
+        s.spikes = None
         s.y_tail = s.peak_tail = None
         s.n_seen = 0
         s.in_block, s.block_start, s.block_used = False, 0, False
@@ -203,6 +311,10 @@ class PpgBeatDetector(Processor):
             return BeatBatch(np.empty(0), self._watermark_s(), False, template_r=np.empty(0))
         x = hold_last_usable(x, s.last_x)
         s.last_x = float(x[-1])
+        if self._spikes is not None:
+            self._spikes.state = s.spikes
+            x = self._spikes.update(x)
+            s.spikes = self._spikes.state
         n0 = s.n_seen
         y = self._bandpass.update(x)
         s.bandpass = self._bandpass.state
