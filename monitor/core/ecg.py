@@ -49,7 +49,7 @@ class EcgState:
     detector: PpgState
     zi_energy: np.ndarray | None = None  # trailing moving average memory
     last_x: float = 0.0  # last finite input sample (stands in for non-finite ones)
-    spikes: SpikeHoldState | None = None  # the glitch filter (None: a new segment, or a checkpoint from before it)
+    spikes: SpikeHoldState | None = None  # the glitch filter, kept over gaps (None: none yet, or an older checkpoint)
 
 
 class EcgBeatDetector(Processor):
@@ -130,7 +130,10 @@ class EcgBeatDetector(Processor):
         a = self._clock.align(t0_s, len(x))
         x = x[a.skip:]
         if a.gap:  # restart the front end; the inner detector sees the same gap and restarts
-            s.bandpass, s.zi_energy, s.spikes = CausalSOSState(), None, None
+            s.bandpass, s.zi_energy = CausalSOSState(), None
+            self._spikes.state = s.spikes
+            self._spikes.restart()
+            s.spikes = self._spikes.state
         if len(x) == 0:
             return self._shift(self._detector.update(t0_s, x))
         x = hold_last_usable(x, s.last_x)

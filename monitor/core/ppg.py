@@ -73,7 +73,7 @@ class PpgState:
     gap_pending: bool = True  # the next batch's beats follow a (re)start
     last_x: float = 0.0  # last input sample (stands in for non-finite samples)
     template: np.ndarray | None = None  # running average pulse wave (unit-norm, zero-mean), kept over gaps
-    spikes: SpikeHoldState | None = None  # the glitch filter (None: a new segment, or a checkpoint from before it)
+    spikes: SpikeHoldState | None = None  # the glitch filter, kept over gaps (None: none yet, or an older checkpoint)
 
 
 SPIKE_RATIO = 100.0  # a step this many times the running mean step is a glitch (real PPG/ECG: at most 34)
@@ -101,7 +101,8 @@ class SpikeHold(Processor):
     glitch. A jump held for longer than ``hold_s`` is a new level: its samples pass, less the
     jump (the output goes on from the last good sample; a band-pass ignores the level), and the
     mean step is learnt anew, the one before judging meanwhile (a saturation that ends is a
-    jump back). ``state`` is None until the first sample (``update`` creates it).
+    jump back); so is a new segment's (``restart``, after a gap). ``state`` is None until the
+    first sample (``update`` creates it).
 
     Example
     -------
@@ -125,12 +126,27 @@ class SpikeHold(Processor):
     def reset(self) -> None:
         self.state = None
 
+    def restart(self) -> None:
+        """A new segment (after a gap): its level and steps are learnt anew, the mean step
+        before judging meanwhile (as after a new level), so a glitch at its start is held."""
+        if self.state is not None:
+            self.state = SpikeHoldState(last=math.nan, prior_step=self._mean_step())
+
+    def _mean_step(self) -> float:
+        """The mean step once learnt, else the one before (inf: none)."""
+        s = self.state
+        return s.step_avg / (1.0 - self.decay ** s.n_steps) if s.n_steps >= self.n_learn else s.prior_step
+
     def update(self, x: np.ndarray) -> np.ndarray:
         """``x`` (finite samples) with its glitches and lasting jumps taken out; ``x`` itself
         when it has none."""
-        if len(x) and self.state is None:
+        if not len(x):
+            return x
+        if self.state is None:
             self.state = SpikeHoldState(last=float(x[0]))
         s, start = self.state, 0
+        if s.last != s.last:  # (NaN: the first sample of a segment)
+            s.last = float(x[0])
         out = x - s.offset if s.offset else x
         while start < len(x):  # once, unless a glitch is found
             seg = x[start:]
@@ -160,8 +176,7 @@ class SpikeHold(Processor):
                 out[start + j] = s.last - s.offset
                 s.held += 1
             else:  # the jump lasts: a new level, taken out; its steps are learnt anew
-                s.prior_step = (s.step_avg / (1.0 - self.decay ** s.n_steps)
-                                if s.n_steps >= self.n_learn else math.inf)
+                s.prior_step = self._mean_step() if s.n_steps >= self.n_learn else math.inf
                 s.offset += float(seg[j]) - s.last
                 out[start + j:] = seg[j:] - s.offset
                 s.last, s.step_avg, s.n_steps, s.held = float(seg[j]), 0.0, 0, 0
@@ -281,7 +296,10 @@ class PpgBeatDetector(Processor):
         s = self.state
         s.bandpass = CausalSOSState()
         s.zi_peak = s.zi_beat = s.zi_mean = None
-        s.spikes = None
+        if self._spikes is not None:
+            self._spikes.state = s.spikes
+            self._spikes.restart()
+            s.spikes = self._spikes.state
         s.y_tail = s.peak_tail = None
         s.n_seen = 0
         s.in_block, s.block_start, s.block_used = False, 0, False
