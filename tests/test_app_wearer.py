@@ -306,6 +306,12 @@ def test_live_status_gives_the_devices_own_reason():
     assert live_status(calm, age_s=5, devices=off_skin)["level"] == "calm"  # usable data: read from elsewhere
     assert live_status(unclear, age_s=5, devices=off_skin)["text"] == words.NO_CONTACT_TEXT
     assert live_status(calm, age_s=words.STALE_AFTER_S + 1, devices=off_skin)["text"] == words.NO_CONTACT_TEXT
+    # a band that reports no contact itself: the monitor's EDA saw its electrodes off the skin
+    band_off = {**unclear, "quality": {"eda": "off_skin", "temp": "off_skin", "hrv": "off_skin"}}
+    assert live_status(band_off, age_s=5) == {"level": "unclear", "text": words.OFF_SKIN_TEXT}
+    assert live_status(band_off, age_s=5, devices=off_skin)["text"] == words.NO_CONTACT_TEXT  # the device's word first
+    assert live_status({**calm, "quality": {"temp": "off_skin"}}, age_s=5)["level"] == "calm"  # a score: read from elsewhere
+    assert live_status({**unclear, "quality": {"eda": "out_of_range"}}, age_s=5)["text"] != words.OFF_SKIN_TEXT
     gone = {"e4": {"online": False, "battery": 4.0}, "old": {"battery": 3.0, "contact": False}}
     assert live_status(calm, age_s=5, devices=gone) == {
         "level": "silent", "battery_percent": 4.0,

@@ -67,7 +67,12 @@ def body_status(indicators: Mapping[str, Any] | None) -> dict:
 
     ``level`` is ``waiting``, ``learning``, ``moving``, ``unclear``, ``calm``, ``raised`` or
     ``high`` (the page colours it softly); ``text`` is what the wearer reads. It does not know
-    how old the indicators are: the app uses ``live_status``.
+    how old the indicators are: the app uses ``live_status``. A withheld score whose indicators
+    say a sensor was off the skin (quality ``off_skin``: the band's EDA electrodes, its
+    thermometer) asks whether the wearable is on.
+
+    >>> body_status({"score": None, "gate": "poor_quality", "quality": {"eda": "off_skin"}})["text"][:45]
+    "Your wearable doesn't seem to be touching you"
     """
     if not indicators:
         return {"level": "waiting", "text": "Waiting for your wearable."}
@@ -83,6 +88,8 @@ def body_status(indicators: Mapping[str, Any] | None) -> dict:
     if gate == "stale":
         return {"level": "waiting", "text": "Catching up with your wearable's data."}
     if gate is not None or not isinstance(score, (int, float)):
+        if "off_skin" in (indicators.get("quality") or {}).values():  # the monitor's own reading (EDA, temperature)
+            return {"level": "unclear", "text": OFF_SKIN_TEXT}
         return {"level": "unclear", "text": "The signal is unclear right now (is the wearable snug?)."}
     if score < 0.5 * threshold:
         return {"level": "calm", "text": "Your body signals are close to your calm level."}
@@ -100,6 +107,8 @@ SILENT_TEXT = ("We haven't heard from your wearable for a while. Is it on and ne
 DISCONNECTED_TEXT = "Your wearable has disconnected. Is it on and nearby? No check-ins until it's back."
 NO_CONTACT_TEXT = ("Your wearable says it isn't touching your skin. Is it on snugly? "
                    "No check-ins until it can read your body again.")
+OFF_SKIN_TEXT = ("Your wearable doesn't seem to be touching your skin. Is it on snugly? "
+                 "No check-ins until it can read your body again.")
 LOW_BATTERY_PERCENT = 15.0  # a device's battery at or below this (percent) is mentioned
 
 
