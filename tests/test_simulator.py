@@ -482,8 +482,14 @@ def test_contact_loss_is_lost_by_every_signal_and_the_monitor_refuses_it():
     assert refused and all(t.indicators.quality["eda"] != "ok" for t in refused)
     assert all("EDA_Tonic_Mean" not in t.indicators.values for t in refused)
     inside = [t for t in ticks if all(t.t - x in lost_t for x in range(60))]  # windows wholly off the skin
-    assert inside and all(t.indicators.quality["hrv"] == "noisy" for t in inside)
+    # the EDA saw the band off the skin: its pulse and temperature are withheld with it ...
+    assert inside and all(t.indicators.quality["hrv"] == t.indicators.quality["temp"] == "off_skin" for t in inside)
     assert all("HR_Mean" not in t.indicators.values for t in inside)
+    # ... and the pulse alone (a band without EDA) is no pulse to the pulse-shape check
+    pulse_only = WearerMonitor("sim-01")
+    ticks = [t for s in seconds for b in s.batches if b.signal == "bvp" for t in pulse_only.update(b)]
+    inside = [t for t in ticks if all(t.t - x in lost_t for x in range(60))]
+    assert inside and all(t.indicators.quality["hrv"] == "noisy" and "HR_Mean" not in t.indicators.values for t in inside)
 
 
 def test_dropouts_skip_sequence_numbers():
